@@ -1,0 +1,102 @@
+/// One committed operation: the unit of the meeting log, of replication and of resume.
+public struct LogEntry: Codable, Equatable, Sendable {
+    public var seq: Seq
+    public var epoch: Epoch
+    public var at: Millis
+    public var issuer: Issuer
+    /// The client's op id, when a client issued the operation.
+    public var opID: OpID?
+    public var operation: Operation
+
+    public init(seq: Seq, epoch: Epoch, at: Millis, issuer: Issuer, opID: OpID?, operation: Operation) {
+        self.seq = seq
+        self.epoch = epoch
+        self.at = at
+        self.issuer = issuer
+        self.opID = opID
+        self.operation = operation
+    }
+
+    /// Private messages are seen by their two parties only; everybody else receives the
+    /// entry's position without its content, so their seq stays gap-free.
+    public func isVisible(to viewer: ParticipantID) -> Bool {
+        guard let recipient = operation.privateRecipient else { return true }
+        return viewer == recipient || issuer == .participant(viewer)
+    }
+}
+
+/// A checkpoint: the state after entry `seq`, plus what is needed to keep retries
+/// idempotent across a restart.
+public struct Snapshot: Codable, Equatable, Sendable {
+    public var meeting: Meeting
+    public var seq: Seq
+    public var epoch: Epoch
+    public var outcomes: OpOutcomes
+
+    public init(meeting: Meeting, seq: Seq, epoch: Epoch, outcomes: OpOutcomes) {
+        self.meeting = meeting
+        self.seq = seq
+        self.epoch = epoch
+        self.outcomes = outcomes
+    }
+}
+
+/// The seqs of recently committed client op ids, so a retried op is applied at most once
+/// and answered with its original outcome. Bounded: the oldest records go first. The
+/// capacity matches the resume window, because a client retries only ops it sent while
+/// it was inside that window.
+public struct OpOutcomes: Codable, Equatable, Sendable {
+    public struct Key: Hashable, Codable, Sendable {
+        public var participant: ParticipantID
+        public var opID: OpID
+    }
+    public struct Record: Codable, Equatable, Sendable {
+        public var key: Key
+        public var seq: Seq
+    }
+
+    public private(set) var capacity: Int
+    /// Oldest first.
+    public private(set) var records: [Record]
+    private var index: [Key: Seq]
+
+    public init(capacity: Int) {
+        precondition(capacity > 0)
+        self.capacity = capacity
+        records = []
+        index = [:]
+    }
+
+    public func seq(for key: Key) -> Seq? { index[key] }
+
+    public mutating func record(_ key: Key, seq: Seq) {
+        records.append(Record(key: key, seq: seq))
+        index[key] = seq
+        if records.count > capacity * 2 {
+            // Amortised trimming keeps insertion O(1).
+            for old in records.prefix(records.count - capacity) where index[old.key] == old.seq {
+                index[old.key] = nil
+            }
+            records.removeFirst(records.count - capacity)
+        }
+    }
+
+    enum CodingKeys: String, CodingKey { case capacity, records }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        capacity = try container.decode(Int.self, forKey: .capacity)
+        records = try container.decode([Record].self, forKey: .records)
+        index = Dictionary(records.map { ($0.key, $0.seq) }, uniquingKeysWith: { _, last in last })
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(capacity, forKey: .capacity)
+        try container.encode(Array(records.suffix(capacity)), forKey: .records)
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.capacity == rhs.capacity && lhs.records.suffix(lhs.capacity) == rhs.records.suffix(rhs.capacity)
+    }
+}

@@ -1,0 +1,204 @@
+/// How far back a client can resume by replay. A client behind by at most `minEntries`
+/// entries, or by at most `minAgeMillis` of time, gets exactly the entries it missed;
+/// beyond both it gets a snapshot. `maxEntries` caps memory whatever the rate.
+public struct ResumeWindow: Codable, Equatable, Sendable {
+    public var minEntries: Int
+    public var minAgeMillis: Millis
+    public var maxEntries: Int
+
+    public init(minEntries: Int = 10_000, minAgeMillis: Millis = 120_000, maxEntries: Int = 200_000) {
+        precondition(minEntries > 0 && maxEntries >= minEntries && minAgeMillis >= 0)
+        self.minEntries = minEntries
+        self.minAgeMillis = minAgeMillis
+        self.maxEntries = maxEntries
+    }
+}
+
+/// The hosting copy of a meeting: its state, its sequencer and its resume buffer.
+///
+/// A pure state machine. The host feeds it operations (``submit(_:by:opID:at:)``) and news
+/// that entries became durable (``committed(through:)``); it answers with what to commit,
+/// what to deliver and what to tell a resuming client. It never does I/O, so the same code
+/// runs in the server, in tests and in simulations.
+///
+/// Invariants: seqs are assigned 1, 2, 3… with no gaps; an entry is delivered to clients
+/// only after it is committed; every entry was accepted by ``Meeting/apply(_:by:at:seq:)``.
+public struct MeetingLog: Sendable {
+    public private(set) var meeting: Meeting
+    public private(set) var epoch: Epoch
+    /// The last seq handed out, committed or not.
+    public private(set) var lastSeq: Seq
+    /// The last seq known to be durable. Only entries up to here are ever delivered.
+    public private(set) var committedSeq: Seq
+    public let window: ResumeWindow
+    /// Oldest first; contiguous; ends at `lastSeq`.
+    public private(set) var tail: [LogEntry]
+    private var outcomes: OpOutcomes
+    /// Op ids sequenced but not yet committed, so a retry arriving in between is not applied twice.
+    private var inFlight: [OpOutcomes.Key: Seq]
+
+    public enum Submission: Equatable, Sendable {
+        /// Accepted: commit this entry, then deliver it.
+        case sequenced(LogEntry)
+        /// The op id was seen before and applied at `seq`. `committed` says whether the
+        /// original is already durable (answer now) or still in flight (answer on commit).
+        case duplicate(seq: Seq, committed: Bool)
+        case rejected(Rejection)
+    }
+
+    public enum ResumePlan: Equatable, Sendable {
+        /// Exactly the entries after the client's seq, in order; empty if it is up to date.
+        case replay([LogEntry])
+        /// The client is too far behind (or new): send the current state, then go live.
+        case snapshot(Snapshot)
+        /// The client claims a seq this meeting never committed.
+        case fromFuture(latest: Seq)
+    }
+
+    /// A new, empty meeting.
+    public init(meeting: Meeting, epoch: Epoch, window: ResumeWindow = ResumeWindow()) {
+        self.meeting = meeting
+        self.epoch = epoch
+        self.window = window
+        lastSeq = 0
+        committedSeq = 0
+        tail = []
+        outcomes = OpOutcomes(capacity: window.minEntries)
+        inFlight = [:]
+    }
+
+    public enum RecoveryError: Error, Equatable, Sendable {
+        /// The log does not continue the snapshot: a seq is missing or repeated.
+        case gap(expected: Seq, found: Seq)
+        /// A logged entry does not apply to the state: the log or snapshot is inconsistent.
+        case inapplicable(seq: Seq, Rejection)
+        /// The new epoch does not exceed every epoch already in the log.
+        case staleEpoch(Epoch, newest: Epoch)
+    }
+
+    /// Rebuilds a meeting from its newest good snapshot and the committed entries after it,
+    /// under a new epoch.
+    /// - Parameters:
+    ///   - history: committed entries at or before the snapshot, kept only so that clients
+    ///     behind the snapshot can still resume by replay. Not applied.
+    public init(recovering snapshot: Snapshot, entries: [LogEntry], history: [LogEntry] = [],
+                epoch: Epoch, window: ResumeWindow = ResumeWindow()) throws(RecoveryError) {
+        meeting = snapshot.meeting
+        self.window = window
+        outcomes = snapshot.outcomes
+        inFlight = [:]
+        lastSeq = snapshot.seq
+        var newest = snapshot.epoch
+        var expected = snapshot.seq + 1
+        for entry in entries {
+            guard entry.seq == expected else { throw .gap(expected: expected, found: entry.seq) }
+            do {
+                try meeting.apply(entry.operation, by: entry.issuer, at: entry.at, seq: entry.seq)
+            } catch {
+                throw .inapplicable(seq: entry.seq, error)
+            }
+            if let key = Self.key(entry.issuer, entry.opID) { outcomes.record(key, seq: entry.seq) }
+            newest = max(newest, entry.epoch)
+            expected += 1
+        }
+        guard epoch > newest else { throw .staleEpoch(epoch, newest: newest) }
+        self.epoch = epoch
+        lastSeq = expected - 1
+        committedSeq = lastSeq
+        // Keep history only if it runs contiguously into the entries after the snapshot.
+        let usableHistory = history.last?.seq == snapshot.seq && Self.isContiguous(history) ? history : []
+        tail = usableHistory + entries
+        trimTail()
+    }
+
+    /// Offers an operation. On `.sequenced` the state already includes it; the caller must
+    /// commit the entry and then report it with ``committed(through:)``.
+    public mutating func submit(_ operation: Operation, by issuer: Issuer, opID: OpID?, at: Millis) -> Submission {
+        let key = Self.key(issuer, opID)
+        if let key {
+            if let seq = outcomes.seq(for: key) { return .duplicate(seq: seq, committed: true) }
+            if let seq = inFlight[key] { return .duplicate(seq: seq, committed: false) }
+        }
+        let seq = lastSeq + 1
+        do {
+            try meeting.apply(operation, by: issuer, at: at, seq: seq)
+        } catch {
+            return .rejected(error)
+        }
+        let entry = LogEntry(seq: seq, epoch: epoch, at: at, issuer: issuer, opID: opID, operation: operation)
+        lastSeq = seq
+        tail.append(entry)
+        if let key { inFlight[key] = seq }
+        return .sequenced(entry)
+    }
+
+    /// Reports that every entry up to `seq` is durable. Returns the newly durable entries,
+    /// in order, which may now be delivered and acknowledged.
+    public mutating func committed(through seq: Seq) -> ArraySlice<LogEntry> {
+        precondition(seq <= lastSeq, "cannot commit \(seq) beyond the last sequenced \(lastSeq)")
+        guard seq > committedSeq else { return [] }
+        let first = committedSeq + 1
+        committedSeq = seq
+        let newlyDurable = entries(from: first, through: seq)
+        for entry in newlyDurable {
+            if let key = Self.key(entry.issuer, entry.opID) {
+                inFlight[key] = nil
+                outcomes.record(key, seq: entry.seq)
+            }
+        }
+        trimTail()
+        return newlyDurable
+    }
+
+    /// What a client that has seen everything up to `seq` needs next.
+    /// - Parameter seq: `nil` for a client that has seen nothing of this meeting yet.
+    public func resume(after seq: Seq?) -> ResumePlan {
+        guard let seq else { return .snapshot(snapshot()) }
+        if seq > committedSeq { return .fromFuture(latest: committedSeq) }
+        if seq == committedSeq { return .replay([]) }
+        guard let first = tail.first, first.seq <= seq + 1 else { return .snapshot(snapshot()) }
+        return .replay(Array(entries(from: seq + 1, through: committedSeq)))
+    }
+
+    /// The committed state. Only valid when nothing is in flight, which is when the host
+    /// takes checkpoints.
+    public func snapshot() -> Snapshot {
+        precondition(committedSeq == lastSeq, "snapshot with uncommitted entries in flight")
+        return Snapshot(meeting: meeting, seq: committedSeq, epoch: epoch, outcomes: outcomes)
+    }
+
+    public var hasUncommitted: Bool { lastSeq > committedSeq }
+
+    // MARK: - Private
+
+    private func entries(from first: Seq, through last: Seq) -> ArraySlice<LogEntry> {
+        guard let head = tail.first, first <= last else { return [] }
+        let lower = Int(first - head.seq)
+        let upper = Int(last - head.seq)
+        precondition(lower >= 0 && upper < tail.count, "entries \(first)...\(last) are not in the tail")
+        return tail[lower...upper]
+    }
+
+    /// Drops committed entries that fall outside the resume window.
+    private mutating func trimTail() {
+        let committedCount = tail.count - Int(lastSeq - committedSeq)
+        guard committedCount > window.minEntries else { return }
+        let newest = tail[committedCount - 1].at
+        var drop = 0
+        let removable = committedCount - window.minEntries
+        while drop < removable,
+              tail.count - drop > window.maxEntries || tail[drop].at < newest - window.minAgeMillis {
+            drop += 1
+        }
+        if drop > 0 { tail.removeFirst(drop) }
+    }
+
+    private static func key(_ issuer: Issuer, _ opID: OpID?) -> OpOutcomes.Key? {
+        guard let opID, case .participant(let participant) = issuer else { return nil }
+        return OpOutcomes.Key(participant: participant, opID: opID)
+    }
+
+    private static func isContiguous(_ entries: [LogEntry]) -> Bool {
+        zip(entries, entries.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq }
+    }
+}

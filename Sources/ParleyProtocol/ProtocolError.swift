@@ -1,0 +1,40 @@
+import ParleyCore
+
+/// Errors about frames rather than about what an operation would do to a meeting. The raw
+/// value is the stable code sent in an `error` frame; docs/protocol.md lists them all.
+public enum ProtocolErrorCode: String, Codable, Sendable, CaseIterable {
+    case malformedFrame = "malformed_frame"
+    case unknownFrameType = "unknown_frame_type"
+    case unknownOp = "unknown_op"
+    case unknownSignal = "unknown_signal"
+    case frameTooLarge = "frame_too_large"
+    case rateLimited = "rate_limited"
+    case notJoined = "not_joined"
+    case alreadyJoined = "already_joined"
+    case invalidToken = "invalid_token"
+    case tokenExpired = "token_expired"
+    case unknownMeeting = "unknown_meeting"
+    case meetingMismatch = "meeting_mismatch"
+    case seqFromFuture = "seq_from_future"
+    case joinRefused = "join_refused"
+    case meetingEnded = "meeting_ended"
+    case slowConsumer = "slow_consumer"
+    case serverBusy = "server_busy"
+    case unknownSession = "unknown_session"
+    case internalError = "internal_error"
+}
+
+public struct ProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var code: ProtocolErrorCode
+    public var message: String
+    /// Whether the server closes the connection after sending it.
+    public var fatal: Bool
+
+    public init(_ code: ProtocolErrorCode, _ message: String, fatal: Bool = false) {
+        self.code = code
+        self.message = message
+        self.fatal = fatal
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}

@@ -1,0 +1,94 @@
+import ParleyCore
+
+/// A meeting as created, before anything happened in it.
+public struct MeetingRecord: Codable, Equatable, Sendable {
+    public var id: MeetingID
+    public var title: String
+    public var settings: MeetingSettings
+    public var createdAt: Millis
+
+    public init(id: MeetingID, title: String, settings: MeetingSettings, createdAt: Millis) {
+        self.id = id
+        self.title = title
+        self.settings = settings
+        self.createdAt = createdAt
+    }
+}
+
+/// What the store holds for one meeting, checked and ready to rebuild it with
+/// `MeetingLog(recovering:entries:history:epoch:)`.
+public struct RecoveredMeeting: Sendable {
+    public var record: MeetingRecord
+    /// The newest snapshot whose checksum verified, or nil if none did (replay from seq 1
+    /// on an empty `Meeting` built from `record`).
+    public var snapshot: Snapshot?
+    /// Every committed entry after `snapshot` (after seq 0 without one), in seq order,
+    /// checksums verified. Stops before the first entry that fails its checksum.
+    public var entries: [LogEntry]
+    /// Up to `historyLimit` committed entries ending at the snapshot's seq, for clients
+    /// that resume from before the snapshot. Empty without a snapshot.
+    public var history: [LogEntry]
+    /// The newest epoch recorded for this meeting (0 if none); the next host must use a
+    /// greater one.
+    public var epoch: Epoch
+    /// What recovery found and did, in words for the operator's log: a snapshot that
+    /// failed its checksum and was skipped, a log tail cut at a corrupt entry, and so on.
+    public var warnings: [String]
+
+    public init(record: MeetingRecord, snapshot: Snapshot?, entries: [LogEntry], history: [LogEntry],
+                epoch: Epoch, warnings: [String]) {
+        self.record = record
+        self.snapshot = snapshot
+        self.entries = entries
+        self.history = history
+        self.epoch = epoch
+        self.warnings = warnings
+    }
+}
+
+public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
+    case unknownMeeting(MeetingID)
+    case meetingExists(MeetingID)
+    /// A write under `epoch` was refused because the meeting has moved on to `current`:
+    /// this host has been replaced and must stop.
+    case fenced(MeetingID, epoch: Epoch, current: Epoch)
+    /// The entries do not continue the log (a seq is missing or repeated).
+    case notContiguous(MeetingID, expected: Seq, found: Seq)
+    /// The database failed; `reason` is the underlying message.
+    case io(String)
+
+    public var description: String {
+        switch self {
+        case .unknownMeeting(let id): "no meeting \(id) in the store"
+        case .meetingExists(let id): "meeting \(id) already exists"
+        case .fenced(let id, let epoch, let current):
+            "meeting \(id): write under \(epoch) refused, the meeting is at \(current) (this host was replaced)"
+        case .notContiguous(let id, let expected, let found):
+            "meeting \(id): expected seq \(expected) next, got \(found)"
+        case .io(let reason): "storage failure: \(reason)"
+        }
+    }
+}
+
+/// Durable storage for meetings: their records, epochs, logs and snapshots.
+///
+/// Guarantees every implementation keeps:
+/// - `append` returns only after the entries are durable (they survive kill -9).
+/// - `append` is atomic across all the meetings in one call (one transaction), which is
+///   what makes group commit cheap.
+/// - Epochs never decrease; an append or epoch change under an epoch older than the
+///   meeting's current one fails with `.fenced`.
+/// - `writeSnapshot` is all-or-nothing.
+public protocol Store: Sendable {
+    func createMeeting(_ record: MeetingRecord) async throws(StoreError)
+    func meeting(_ id: MeetingID) async throws(StoreError) -> MeetingRecord?
+    func meetings() async throws(StoreError) -> [MeetingRecord]
+    /// Records that a new host now owns the meeting under `epoch`. Fails with `.fenced`
+    /// unless `epoch` is greater than the stored one.
+    func advanceEpoch(_ meeting: MeetingID, to epoch: Epoch) async throws(StoreError)
+    /// Appends committed entries, in one transaction for all meetings given. Each meeting's
+    /// entries must continue its log without gaps.
+    func append(_ batch: [MeetingID: [LogEntry]]) async throws(StoreError)
+    func writeSnapshot(_ meeting: MeetingID, _ snapshot: Snapshot) async throws(StoreError)
+    func recover(_ meeting: MeetingID, historyLimit: Int) async throws(StoreError) -> RecoveredMeeting
+}

@@ -1,0 +1,4 @@
+import ParleyServer
+import ParleyClient
+import ArgumentParser
+print("hi")
