@@ -83,6 +83,10 @@ let package = Package(
             dependencies: ["ParleyStore"],
             swiftSettings: strict),
         .testTarget(
+            name: "ParleyClientTests",
+            dependencies: ["ParleyClient"],
+            swiftSettings: strict),
+        .testTarget(
             name: "ParleyServerTests",
             dependencies: [
                 "ParleyServer", "ParleyClient",

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Parley: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parley",
+        abstract: "A real-time meeting server that never loses a meeting.",
+        subcommands: [Serve.self, MeetingCommand.self, Join.self]
+    )
+}

@@ -1,4 +1,0 @@
-import ParleyServer
-import ParleyClient
-import ArgumentParser
-print("hi")
