@@ -8,6 +8,10 @@ public enum ModelLimits {
     public static let pagesPerDocument = 2_000
     public static let strokePoints = 5_000
     public static let pollOptions = 2...20
+    /// Public and private messages kept in the meeting state (and so in every snapshot and
+    /// welcome). Older messages stay in the log, but a late joiner's snapshot starts here,
+    /// which keeps a welcome frame bounded (at most about 4 MB of text per kind).
+    public static let messageHistory = 1_000
 }
 
 extension Meeting {
@@ -53,6 +57,7 @@ extension Meeting {
             guard settings.features.chat else { throw Rejection(.featureDisabled, "chat is turned off in this meeting") }
             try checkText(text)
             chat.append(ChatMessage(seq: seq, from: actorID, text: text, at: at))
+            if chat.count > ModelLimits.messageHistory { chat.removeFirst(chat.count - ModelLimits.messageHistory) }
 
         case .privateMessage(let to, let text):
             guard settings.features.privateChat else {
@@ -62,6 +67,9 @@ extension Meeting {
             guard to != actorID else { throw Rejection(.invalidArgument, "cannot send a private message to yourself") }
             try checkText(text)
             privateMessages.append(PrivateMessage(seq: seq, from: actorID, to: to, text: text, at: at))
+            if privateMessages.count > ModelLimits.messageHistory {
+                privateMessages.removeFirst(privateMessages.count - ModelLimits.messageHistory)
+            }
 
         case .addDocument(let id, let title, let pages):
             guard isPresenterOrHost else { throw Rejection(.notPresenter, "only the presenter or host can add documents") }

@@ -23,7 +23,10 @@ public enum RejectionCode: String, Codable, Sendable, CaseIterable {
     case notSharing = "not_sharing"
     case notSharer = "not_sharer"
     case notControlHolder = "not_control_holder"
-    case noControlRequest = "no_control_request"
+    /// Transient, decided by the server rather than the meeting: the op was not applied and
+    /// may be retried later under the same id.
+    case rateLimited = "rate_limited"
+    case serverBusy = "server_busy"
 }
 
 /// A refused operation: a code a program can branch on and a sentence a person can read.

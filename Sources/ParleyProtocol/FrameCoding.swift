@@ -12,7 +12,7 @@ private struct DynamicKey: CodingKey {
 }
 
 /// Thrown from inside `init(from:)`; JSONDecoder passes it through unchanged.
-private struct WireError: Error { var error: ProtocolError }
+struct WireError: Error { var error: ProtocolError }
 
 private enum FrameKey: String, CodingKey {
     case type, token, resume, id, op, signal, nonce, from, code, message, fatal

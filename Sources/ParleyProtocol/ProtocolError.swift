@@ -7,6 +7,8 @@ public enum ProtocolErrorCode: String, Codable, Sendable, CaseIterable {
     case unknownFrameType = "unknown_frame_type"
     case unknownOp = "unknown_op"
     case unknownSignal = "unknown_signal"
+    /// A well-formed signal the sender may not send now (e.g. input without the control token).
+    case signalRefused = "signal_refused"
     case frameTooLarge = "frame_too_large"
     case rateLimited = "rate_limited"
     case notJoined = "not_joined"
