@@ -1,0 +1,306 @@
+import Crypto
+import FoundationEssentials
+import GRDB
+import Logging
+import ParleyCore
+
+/// How hard SQLite works to make a commit durable (SQLite's `PRAGMA synchronous`, in WAL mode).
+public enum Synchronous: String, Sendable {
+    /// Every commit is fsynced: it survives kill -9 and power loss.
+    case full = "FULL"
+    /// Commits reach the OS but the WAL is fsynced only at checkpoints: survives kill -9 of
+    /// the process, not a power loss or kernel crash. For tests and benchmarks.
+    case normal = "NORMAL"
+}
+
+/// The embedded `Store`: one SQLite file (`parley.sqlite`) in WAL mode, written by one
+/// connection and read by a pool.
+///
+/// Every log entry and snapshot is stored as JSON beside its SHA-256, so recovery can tell
+/// a damaged row from a good one and fall back instead of rebuilding a wrong meeting.
+///
+/// Writes do not react to task cancellation: a transaction that has started runs to its
+/// end, so a caller that goes away never leaves the outcome of its commit in doubt for the
+/// others sharing it (see `GroupCommitLog`).
+public final class SQLiteStore: Store, Sendable {
+    private let pool: DatabasePool
+    private let logger: Logger
+
+    /// Opens (creating if needed) `directory/parley.sqlite` and brings its schema up to date.
+    public init(directory: String, synchronous: Synchronous = .full,
+                logger: Logger = Logger(label: "parley.store")) throws(StoreError) {
+        self.logger = logger
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let path = directory.hasSuffix("/") ? directory + "parley.sqlite" : directory + "/parley.sqlite"
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(5)
+            pool = try DatabasePool(path: path, configuration: configuration)
+            // GRDB sets NORMAL while switching to WAL, after any `prepareDatabase` hook, so
+            // the durability level goes on the one writer connection afterwards.
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
+            }
+            try Self.migrator.migrate(pool)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw .io("cannot open the store in \(directory): \(error)")
+        }
+    }
+
+    // MARK: - Store
+
+    public func createMeeting(_ record: MeetingRecord) async throws(StoreError) {
+        let settings = try Self.encode(record.settings)
+        try await write { db in
+            if try Self.storedEpoch(db, record.id) != nil { throw StoreError.meetingExists(record.id) }
+            try db.execute(
+                sql: "INSERT INTO meetings (id, title, settings, created_at, epoch) VALUES (?, ?, ?, ?, 0)",
+                arguments: [record.id.rawValue, record.title, String(decoding: settings, as: UTF8.self),
+                            record.createdAt])
+        }
+    }
+
+    public func meeting(_ id: MeetingID) async throws(StoreError) -> MeetingRecord? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT id, title, settings, created_at FROM meetings WHERE id = ?",
+                             arguments: [id.rawValue]).map(Self.record)
+        }
+    }
+
+    public func meetings() async throws(StoreError) -> [MeetingRecord] {
+        try await read { db in
+            try Row.fetchAll(db, sql: "SELECT id, title, settings, created_at FROM meetings ORDER BY id")
+                .map(Self.record)
+        }
+    }
+
+    public func advanceEpoch(_ meeting: MeetingID, to epoch: Epoch) async throws(StoreError) {
+        try await write { db in
+            guard let current = try Self.storedEpoch(db, meeting) else { throw StoreError.unknownMeeting(meeting) }
+            guard epoch > current else { throw StoreError.fenced(meeting, epoch: epoch, current: current) }
+            try db.execute(sql: "UPDATE meetings SET epoch = ? WHERE id = ?",
+                           arguments: [Int64(bitPattern: epoch.rawValue), meeting.rawValue])
+        }
+    }
+
+    /// Checks fencing before contiguity, so a replaced host learns that it must stop.
+    /// An entry under an epoch newer than the stored one raises the stored epoch, so that
+    /// `recover` never reports an epoch older than one already in the log.
+    public func append(_ batch: [MeetingID: [LogEntry]]) async throws(StoreError) {
+        // Encode and hash before taking the write lock; sorted so the work is deterministic.
+        var rows: [(MeetingID, [EncodedEntry])] = []
+        for (meeting, entries) in batch.sorted(by: { $0.key < $1.key }) where !entries.isEmpty {
+            var encoded: [EncodedEntry] = []
+            encoded.reserveCapacity(entries.count)
+            for entry in entries {
+                let (body, checksum) = try Self.sealed(entry)
+                encoded.append(EncodedEntry(seq: entry.seq, epoch: entry.epoch, body: body, checksum: checksum))
+            }
+            rows.append((meeting, encoded))
+        }
+        guard !rows.isEmpty else { return }
+        try await write { [rows] db in
+            let insert = try db.cachedStatement(
+                sql: "INSERT INTO log (meeting, seq, epoch, body, checksum) VALUES (?, ?, ?, ?, ?)")
+            for (meeting, entries) in rows {
+                guard let current = try Self.storedEpoch(db, meeting) else { throw StoreError.unknownMeeting(meeting) }
+                var expected = try Self.lastSeq(db, meeting) + 1
+                var newest = current
+                for entry in entries {
+                    guard entry.epoch >= current else {
+                        throw StoreError.fenced(meeting, epoch: entry.epoch, current: current)
+                    }
+                    guard entry.seq == expected else {
+                        throw StoreError.notContiguous(meeting, expected: expected, found: entry.seq)
+                    }
+                    try insert.execute(arguments: [meeting.rawValue, Int64(bitPattern: entry.seq),
+                                                   Int64(bitPattern: entry.epoch.rawValue), entry.body, entry.checksum])
+                    expected += 1
+                    newest = max(newest, entry.epoch)
+                }
+                if newest > current {
+                    try db.execute(sql: "UPDATE meetings SET epoch = ? WHERE id = ?",
+                                   arguments: [Int64(bitPattern: newest.rawValue), meeting.rawValue])
+                }
+            }
+        }
+    }
+
+    /// Fails with `.fenced` if `snapshot.epoch` is older than the meeting's epoch, and with
+    /// `.notContiguous(expected: lastLoggedSeq, found: snapshot.seq)` if the snapshot claims
+    /// entries the log does not hold. Keeps the two newest snapshots.
+    public func writeSnapshot(_ meeting: MeetingID, _ snapshot: Snapshot) async throws(StoreError) {
+        let (body, checksum) = try Self.sealed(snapshot)
+        let createdAt = Int64(Date().timeIntervalSince1970 * 1000)
+        try await write { db in
+            guard let current = try Self.storedEpoch(db, meeting) else { throw StoreError.unknownMeeting(meeting) }
+            guard snapshot.epoch >= current else {
+                throw StoreError.fenced(meeting, epoch: snapshot.epoch, current: current)
+            }
+            let last = try Self.lastSeq(db, meeting)
+            guard snapshot.seq <= last else {
+                throw StoreError.notContiguous(meeting, expected: last, found: snapshot.seq)
+            }
+            try db.execute(
+                sql: """
+                    INSERT OR REPLACE INTO snapshots (meeting, seq, epoch, body, checksum, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [meeting.rawValue, Int64(bitPattern: snapshot.seq),
+                            Int64(bitPattern: snapshot.epoch.rawValue), body, checksum, createdAt])
+            try db.execute(
+                sql: """
+                    DELETE FROM snapshots WHERE meeting = ? AND seq NOT IN
+                        (SELECT seq FROM snapshots WHERE meeting = ? ORDER BY seq DESC LIMIT \(Self.snapshotsKept))
+                    """,
+                arguments: [meeting.rawValue, meeting.rawValue])
+        }
+    }
+
+    /// Reads the newest snapshot that verifies and the verified log after it; see
+    /// `RecoveredMeeting`.
+    ///
+    /// When the log has to be cut (an entry fails its checksum or does not decode, or a seq
+    /// is missing), the entries from the cut on are moved to the `log_quarantine` table, so
+    /// the next host can append at the cut and an operator can still inspect them.
+    public func recover(_ meeting: MeetingID, historyLimit: Int) async throws(StoreError) -> RecoveredMeeting {
+        let scan = try await read { db in try Recovery.scan(db, meeting, historyLimit: max(0, historyLimit)) }
+        var recovered = scan.recovered
+        if let cut = scan.cut {
+            let moved = try await write { db in try Recovery.quarantine(db, meeting, cut) }
+            if !moved {
+                recovered.warnings.append(
+                    "the log of \(meeting) changed at seq \(cut.seq) during recovery; nothing was quarantined")
+            }
+        }
+        for warning in recovered.warnings {
+            logger.warning("recovery: \(warning)", metadata: ["meeting": "\(meeting)"])
+        }
+        return recovered
+    }
+
+    // MARK: - Raw access, for tests and repair tools
+
+    /// Runs `sql` in a write transaction, bypassing every check.
+    func rawExecute(_ sql: String) async throws(StoreError) {
+        try await write { db in try db.execute(sql: sql) }
+    }
+
+    /// The first column of the first row of `sql`, as an integer.
+    func rawInt(_ sql: String) async throws(StoreError) -> Int? {
+        try await write { db in try Int.fetchOne(db, sql: sql) }
+    }
+
+    // MARK: - Internals
+
+    static let snapshotsKept = 2
+
+    struct EncodedEntry: Sendable {
+        var seq: Seq
+        var epoch: Epoch
+        var body: Data
+        var checksum: Data
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE meetings (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    title TEXT NOT NULL,
+                    settings TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    epoch INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE TABLE log (
+                    meeting TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    epoch INTEGER NOT NULL,
+                    body BLOB NOT NULL,
+                    checksum BLOB NOT NULL,
+                    PRIMARY KEY (meeting, seq)
+                ) WITHOUT ROWID;
+                CREATE TABLE snapshots (
+                    meeting TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    epoch INTEGER NOT NULL,
+                    body BLOB NOT NULL,
+                    checksum BLOB NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    PRIMARY KEY (meeting, seq)
+                ) WITHOUT ROWID;
+                CREATE TABLE log_quarantine (
+                    meeting TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    epoch INTEGER NOT NULL,
+                    body BLOB NOT NULL,
+                    checksum BLOB NOT NULL,
+                    quarantined_at INTEGER NOT NULL,
+                    PRIMARY KEY (meeting, seq)
+                ) WITHOUT ROWID;
+                """)
+        }
+        return migrator
+    }
+
+    static func storedEpoch(_ db: Database, _ meeting: MeetingID) throws -> Epoch? {
+        try Int64.fetchOne(db, sql: "SELECT epoch FROM meetings WHERE id = ?", arguments: [meeting.rawValue])
+            .map { Epoch(UInt64(bitPattern: $0)) }
+    }
+
+    static func lastSeq(_ db: Database, _ meeting: MeetingID) throws -> Seq {
+        let last = try Int64.fetchOne(
+            db, sql: "SELECT seq FROM log WHERE meeting = ? ORDER BY seq DESC LIMIT 1", arguments: [meeting.rawValue])
+        return last.map { Seq(bitPattern: $0) } ?? 0
+    }
+
+    static func record(_ row: Row) throws -> MeetingRecord {
+        let id = MeetingID(try row.decode(String.self, atIndex: 0))
+        let settingsJSON = try row.decode(String.self, atIndex: 2)
+        guard let settings = try? JSONDecoder().decode(MeetingSettings.self, from: Data(settingsJSON.utf8)) else {
+            throw StoreError.io("meeting \(id): its stored settings do not decode")
+        }
+        return MeetingRecord(id: id, title: try row.decode(String.self, atIndex: 1), settings: settings,
+                             createdAt: try row.decode(Int64.self, atIndex: 3))
+    }
+
+    static func encode(_ value: some Encodable) throws(StoreError) -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        do { return try encoder.encode(value) } catch { throw .io("cannot encode \(type(of: value)): \(error)") }
+    }
+
+    /// The JSON body and its SHA-256.
+    static func sealed(_ value: some Encodable) throws(StoreError) -> (body: Data, checksum: Data) {
+        let body = try encode(value)
+        return (body, checksum(body))
+    }
+
+    static func checksum(_ body: Data) -> Data { Data(SHA256.hash(data: body)) }
+
+    /// Runs `updates` in one write transaction; rolls back if it throws.
+    /// Deliberately not cancellable (see the type's doc comment).
+    private func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws(StoreError) -> T {
+        let result: Result<T, StoreError> = await withCheckedContinuation { continuation in
+            pool.asyncWrite(updates) { _, result in
+                continuation.resume(returning: result.mapError(Self.storeError))
+            }
+        }
+        return try result.get()
+    }
+
+    private func read<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws(StoreError) -> T {
+        do { return try await pool.read(value) } catch { throw Self.storeError(error) }
+    }
+
+    private static func storeError(_ error: any Error) -> StoreError {
+        switch error {
+        case let error as StoreError: error
+        case let error as DatabaseError: .io(error.description)
+        default: .io(String(describing: error))
+        }
+    }
+}
