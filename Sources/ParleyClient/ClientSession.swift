@@ -1,0 +1,404 @@
+import ParleyCore
+import ParleyProtocol
+
+/// How a client connects, reconnects and bounds its work: shared by the pure
+/// ``ClientSession`` and the ``ParleyClient`` that drives it.
+public struct ConnectionPolicy: Equatable, Sendable {
+    public var transport: TransportPreference
+    /// Under `.automatic`, failed attempts in a row on one transport before trying the other.
+    public var attemptsBeforeFallback: Int
+    public var backoffInitialMs: Int
+    public var backoffMaxMs: Int
+    /// A live connection that has been quiet this long gets a ping.
+    public var heartbeatIntervalMs: Int
+    /// A live connection that has been silent this long is dropped and resumed; keeps a
+    /// hung server from holding the participant.
+    public var heartbeatTimeoutMs: Int
+    /// A connection that has not been welcomed this long after it was opened is dropped.
+    public var connectTimeoutMs: Int
+    /// Before the first welcome, give up after this many failed attempts.
+    public var maxAttemptsBeforeFirstWelcome: Int
+    /// Bound on ops waiting for an answer.
+    public var maxPendingOps: Int
+
+    public init(transport: TransportPreference = .automatic, attemptsBeforeFallback: Int = 3,
+                backoffInitialMs: Int = 100, backoffMaxMs: Int = 5_000,
+                heartbeatIntervalMs: Int = 500, heartbeatTimeoutMs: Int = 1_500, connectTimeoutMs: Int = 3_000,
+                maxAttemptsBeforeFirstWelcome: Int = 8, maxPendingOps: Int = 1_024) {
+        precondition(backoffInitialMs > 0 && backoffMaxMs >= backoffInitialMs)
+        precondition(heartbeatIntervalMs > 0 && heartbeatTimeoutMs > heartbeatIntervalMs && connectTimeoutMs > 0)
+        precondition(attemptsBeforeFallback > 0 && maxAttemptsBeforeFirstWelcome > 0 && maxPendingOps > 0)
+        self.transport = transport
+        self.attemptsBeforeFallback = attemptsBeforeFallback
+        self.backoffInitialMs = backoffInitialMs
+        self.backoffMaxMs = backoffMaxMs
+        self.heartbeatIntervalMs = heartbeatIntervalMs
+        self.heartbeatTimeoutMs = heartbeatTimeoutMs
+        self.connectTimeoutMs = connectTimeoutMs
+        self.maxAttemptsBeforeFirstWelcome = maxAttemptsBeforeFirstWelcome
+        self.maxPendingOps = maxPendingOps
+    }
+}
+
+/// The client side of the protocol as a pure state machine: resume, retry under op ids,
+/// gap detection, heartbeats, backoff and transport fallback.
+///
+/// No I/O, no clock, no hidden randomness: every input is a `mutating func` that returns
+/// the ``Action``s for the shell (``ParleyClient``) to perform, in order. Time arrives as
+/// `nowMs` in ``tick(nowMs:)``; backoff jitter comes from a generator seeded by the caller.
+///
+/// Guarantees to its user:
+/// - `.entry` events come in seq order, each exactly once, with no gaps; a gap or a
+///   duplicate beyond what can be dropped makes the session reconnect and resume.
+/// - An op is sent under one id for its whole life and is resent after every welcome
+///   until the server acks or rejects it; each op is completed exactly once.
+public struct ClientSession: Sendable {
+    public struct Configuration: Equatable, Sendable {
+        public var token: String
+        /// Op ids are `"\(opIDPrefix)-\(n)"`; the prefix must be unique per participant
+        /// among sessions that can overlap in time, because the server deduplicates by
+        /// (participant, op id).
+        public var opIDPrefix: String
+        public var policy: ConnectionPolicy
+        public var jitterSeed: UInt64
+
+        public init(token: String, opIDPrefix: String, policy: ConnectionPolicy = ConnectionPolicy(), jitterSeed: UInt64 = 0) {
+            self.token = token
+            self.opIDPrefix = opIDPrefix
+            self.policy = policy
+            self.jitterSeed = jitterSeed
+        }
+    }
+
+    public enum Phase: Equatable, Sendable {
+        case idle
+        /// A transport is being opened.
+        case connecting(ConnectionID)
+        /// `hello` is sent; waiting for `welcome`.
+        case awaitingWelcome(ConnectionID)
+        case live(ConnectionID)
+        /// A ``Action/scheduleReconnect(afterMs:)`` is pending.
+        case waitingToReconnect
+        case closed(CloseReason)
+    }
+
+    public enum Action: Equatable, Sendable {
+        /// Open a transport; report back with ``connected(_:)``, ``received(_:on:)`` and
+        /// ``disconnected(_:)`` under this id.
+        case connect(ConnectionID, Transport)
+        /// Write this frame on that connection, after every frame sent before it.
+        case send(ClientFrame, on: ConnectionID)
+        case emit(ClientEvent)
+        /// Answer the caller waiting on this op. Each op id is completed exactly once.
+        case complete(OpID, OpOutcome)
+        /// Drop this connection. For `.leaving`, first flush what was sent.
+        case disconnect(ConnectionID, DisconnectCause)
+        /// Call ``backoffElapsed()`` after this long.
+        case scheduleReconnect(afterMs: Int)
+        /// The session is over: stop timers, end the event stream.
+        case finished(CloseReason)
+    }
+
+    public struct PendingOp: Equatable, Sendable {
+        public var id: OpID
+        public var operation: Operation
+    }
+
+    public let configuration: Configuration
+    public private(set) var phase: Phase = .idle
+    /// Known after the first welcome; never changes after that.
+    public private(set) var meetingID: MeetingID?
+    public private(set) var participantID: ParticipantID?
+    public private(set) var epoch: Epoch?
+    /// The last seq applied (or skipped as redacted) to ``meeting``.
+    public private(set) var lastSeq: Seq = 0
+    /// The local copy, as this participant may see it. `nil` before the first welcome, and
+    /// after a fault that makes it untrustworthy (the next welcome brings a snapshot).
+    public private(set) var meeting: Meeting?
+    /// Sent or waiting to be sent, oldest first; resent in this order after every welcome.
+    public private(set) var unacked: [PendingOp] = []
+    /// The transport the next (or current) connection uses.
+    public private(set) var transport: Transport
+    public private(set) var hasBeenWelcomed = false
+
+    /// Attempts in a row that ended without a welcome; drives backoff.
+    private var failuresInARow = 0
+    /// Like `failuresInARow`, but reset when the transport changes; drives fallback.
+    private var transportFailuresInARow = 0
+    private var nextConnection: UInt64 = 1
+    private var nextOp: UInt64 = 1
+    private var rng: SplitMix64
+    // Heartbeat bookkeeping, in the caller's milliseconds.
+    private var heardSinceTick = false
+    private var lastHeardMs: Int64?
+    private var lastPingMs: Int64?
+
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+        rng = SplitMix64(seed: configuration.jitterSeed)
+        transport = configuration.policy.transport == .longPolling ? .longPolling : .webSocket
+    }
+
+    /// The connection the session is using or opening, if any.
+    public var currentConnection: ConnectionID? {
+        switch phase {
+        case .connecting(let id), .awaitingWelcome(let id), .live(let id): id
+        case .idle, .waitingToReconnect, .closed: nil
+        }
+    }
+
+    /// What the next `hello` carries: nil until there is state to resume.
+    public var resumePoint: ResumePoint? {
+        guard let meetingID, meeting != nil else { return nil }
+        return ResumePoint(meeting: meetingID, seq: lastSeq)
+    }
+
+    // MARK: - Inputs from the user
+
+    public mutating func start() -> [Action] {
+        guard phase == .idle else { return [] }
+        return [.emit(.connection(.connecting))] + openConnection()
+    }
+
+    /// Queues an op under a fresh id. It is sent now if the session is live, otherwise
+    /// after the next welcome.
+    public mutating func send(_ operation: Operation) throws(ClientError) -> (OpID, [Action]) {
+        if case .closed(let reason) = phase { throw .closed(reason) }
+        guard unacked.count < configuration.policy.maxPendingOps else {
+            throw .tooManyPendingOps(limit: configuration.policy.maxPendingOps)
+        }
+        let id = OpID("\(configuration.opIDPrefix)-\(nextOp)")
+        nextOp += 1
+        unacked.append(PendingOp(id: id, operation: operation))
+        guard case .live(let connection) = phase else { return (id, []) }
+        return (id, [.send(.op(id: id, operation: operation), on: connection)])
+    }
+
+    /// Signals are ephemeral: when the session is not live they are dropped, not queued.
+    public mutating func signal(_ signal: Signal) -> [Action] {
+        guard case .live(let connection) = phase else { return [] }
+        return [.send(.signal(signal), on: connection)]
+    }
+
+    /// Leaves the meeting for good. The `leave` frame can only be delivered while live;
+    /// otherwise the server keeps the participant `reconnecting` until its window passes.
+    public mutating func leave() -> [Action] {
+        switch phase {
+        case .closed:
+            return []
+        case .live(let connection):
+            return [.send(.leave, on: connection)] + finish(.left, cause: .leaving)
+        default:
+            return finish(.left, cause: .closing)
+        }
+    }
+
+    public mutating func close() -> [Action] {
+        if case .closed = phase { return [] }
+        return finish(.closed, cause: .closing)
+    }
+
+    // MARK: - Inputs from the shell
+
+    public mutating func connected(_ connection: ConnectionID) -> [Action] {
+        guard phase == .connecting(connection) else { return [] }
+        phase = .awaitingWelcome(connection)
+        heardSinceTick = true
+        return [.send(.hello(token: configuration.token, resume: resumePoint), on: connection)]
+    }
+
+    public mutating func received(_ frame: ServerFrame, on connection: ConnectionID) -> [Action] {
+        guard currentConnection == connection else { return [] }
+        heardSinceTick = true
+        switch frame {
+        case .welcome(let welcome):
+            return welcomed(welcome, on: connection)
+        case .event(let delivered):
+            return event(delivered, on: connection)
+        case .ack(let id, let epoch, let seq):
+            return complete(id, .acked(Ack(id: id, epoch: epoch, seq: seq)))
+        case .reject(let id, let rejection):
+            return complete(id, .rejected(rejection))
+        case .signal(let from, let signal):
+            return [.emit(.signal(from: from, signal))]
+        case .error(let error):
+            return serverError(error, on: connection)
+        case .pong:
+            return []
+        }
+    }
+
+    /// The transport ended by itself (or failed to open).
+    public mutating func disconnected(_ connection: ConnectionID) -> [Action] {
+        guard currentConnection == connection else { return [] }
+        return retry(dropping: connection, .transportClosed)
+    }
+
+    public mutating func backoffElapsed() -> [Action] {
+        guard phase == .waitingToReconnect else { return [] }
+        return openConnection()
+    }
+
+    /// Call periodically (a few times per heartbeat interval) with a monotonic time.
+    public mutating func tick(nowMs: Int64) -> [Action] {
+        guard let connection = currentConnection else { return [] }
+        if heardSinceTick || lastHeardMs == nil {
+            lastHeardMs = nowMs
+            heardSinceTick = false
+        }
+        let silentMs = nowMs - (lastHeardMs ?? nowMs)
+        guard case .live = phase else {
+            return silentMs >= configuration.policy.connectTimeoutMs ? retry(dropping: connection, .timedOut) : []
+        }
+        if silentMs >= configuration.policy.heartbeatTimeoutMs { return retry(dropping: connection, .timedOut) }
+        // Ping only a quiet connection, and at most once per interval.
+        if silentMs >= configuration.policy.heartbeatIntervalMs,
+           nowMs - (lastPingMs ?? .min / 2) >= configuration.policy.heartbeatIntervalMs {
+            lastPingMs = nowMs
+            return [.send(.ping(nonce: nil), on: connection)]
+        }
+        return []
+    }
+
+    // MARK: - Frames
+
+    private mutating func welcomed(_ welcome: Welcome, on connection: ConnectionID) -> [Action] {
+        guard phase == .awaitingWelcome(connection) else {
+            return retry(dropping: connection, .protocolFault(.unexpectedWelcome))
+        }
+        if let meetingID, welcome.meeting != meetingID {
+            return finish(.refused(ProtocolError(
+                .meetingMismatch, "the server welcomed us into \(welcome.meeting), but this session is in \(meetingID)",
+                fatal: true)), cause: .closing)
+        }
+        switch welcome.mode {
+        case .snapshot:
+            guard let state = welcome.state else { return retry(dropping: connection, .protocolFault(.snapshotWithoutState)) }
+            meeting = state
+            lastSeq = welcome.seq
+        case .replay:
+            guard meeting != nil else { return retry(dropping: connection, .protocolFault(.replayWithoutState)) }
+            // Behind us is harmless (the overlap is dropped as duplicates); ahead is a gap.
+            guard welcome.seq <= lastSeq else {
+                return retry(dropping: connection, .protocolFault(.replayAhead(welcomeSeq: welcome.seq, lastSeq: lastSeq)))
+            }
+        }
+        meetingID = welcome.meeting
+        participantID = welcome.participant
+        epoch = welcome.epoch
+        phase = .live(connection)
+        failuresInARow = 0
+        transportFailuresInARow = 0
+        let state: ConnectionState = hasBeenWelcomed ? .resumed : .connected
+        hasBeenWelcomed = true
+        return [.emit(.connection(state)), .emit(.welcome(welcome.mode))]
+            + unacked.map { .send(.op(id: $0.id, operation: $0.operation), on: connection) }
+    }
+
+    private mutating func event(_ delivered: DeliveredEntry, on connection: ConnectionID) -> [Action] {
+        guard case .live = phase, meeting != nil else {
+            return retry(dropping: connection, .protocolFault(.eventBeforeWelcome(seq: delivered.seq)))
+        }
+        let seq = delivered.seq
+        // Already applied: a replay overlapping what we saw, or a resent frame.
+        if seq <= lastSeq { return [] }
+        guard seq == lastSeq + 1 else {
+            return retry(dropping: connection, .protocolFault(.gap(expected: lastSeq + 1, received: seq)))
+        }
+        epoch = max(epoch ?? delivered.epoch, delivered.epoch)
+        guard case .visible(let entry) = delivered else {
+            // Someone else's private message: only its position is ours.
+            lastSeq = seq
+            return []
+        }
+        do throws(Rejection) {
+            try meeting?.apply(entry.operation, by: entry.issuer, at: entry.at, seq: entry.seq)
+        } catch {
+            // Our copy no longer matches the server's; only a snapshot can repair it.
+            meeting = nil
+            return retry(dropping: connection, .protocolFault(.inapplicable(seq: seq, error)))
+        }
+        lastSeq = seq
+        return [.emit(.entry(entry))]
+    }
+
+    private mutating func complete(_ id: OpID, _ outcome: OpOutcome) -> [Action] {
+        // An answer for an op already completed (a retry's second answer) is dropped.
+        guard let index = unacked.firstIndex(where: { $0.id == id }) else { return [] }
+        unacked.remove(at: index)
+        return [.complete(id, outcome)]
+    }
+
+    private mutating func serverError(_ error: ProtocolError, on connection: ConnectionID) -> [Action] {
+        guard error.fatal else { return [.emit(.error(error))] }
+        switch error.code {
+        case .invalidToken, .tokenExpired, .unknownMeeting, .joinRefused, .meetingEnded, .meetingMismatch:
+            return finish(.refused(error), cause: .serverError(error))
+        case .seqFromFuture:
+            // The server has less than we saw (a store rolled back); start over from a snapshot.
+            meeting = nil
+            return [.emit(.error(error))] + retry(dropping: connection, .serverError(error))
+        default:
+            return [.emit(.error(error))] + retry(dropping: connection, .serverError(error))
+        }
+    }
+
+    // MARK: - Connections
+
+    private mutating func openConnection() -> [Action] {
+        let connection = ConnectionID(nextConnection)
+        nextConnection += 1
+        phase = .connecting(connection)
+        heardSinceTick = true
+        lastHeardMs = nil
+        lastPingMs = nil
+        return [.connect(connection, transport)]
+    }
+
+    /// Drops the connection and schedules the next attempt.
+    private mutating func retry(dropping connection: ConnectionID, _ cause: DisconnectCause) -> [Action] {
+        var actions: [Action] = [.disconnect(connection, cause)]
+        if case .live = phase {
+            actions.append(.emit(.connection(.reconnecting)))
+        } else {
+            failuresInARow += 1
+            transportFailuresInARow += 1
+        }
+        if !hasBeenWelcomed, failuresInARow >= configuration.policy.maxAttemptsBeforeFirstWelcome {
+            phase = .waitingToReconnect  // so `finish` does not disconnect twice
+            return actions + finish(.unreachable(attempts: failuresInARow), cause: .closing)
+        }
+        if configuration.policy.transport == .automatic, transportFailuresInARow >= configuration.policy.attemptsBeforeFallback {
+            transport = transport == .webSocket ? .longPolling : .webSocket
+            transportFailuresInARow = 0
+        }
+        phase = .waitingToReconnect
+        actions.append(.scheduleReconnect(afterMs: backoffMs()))
+        return actions
+    }
+
+    /// Exponential in the failures in a row, capped, with "equal jitter": a delay in
+    /// [base/2, base], so clients dropped together do not come back together.
+    private mutating func backoffMs() -> Int {
+        let base = ClientSession.backoffBaseMs(failures: failuresInARow, configuration: configuration)
+        let half = base / 2
+        return half + Int(rng.next(upperBound: UInt64(base - half + 1)))
+    }
+
+    /// The upper bound of the delay after `failures` failed attempts in a row.
+    public static func backoffBaseMs(failures: Int, configuration: Configuration) -> Int {
+        let doublings = min(failures, 30)  // 2^30 exceeds any sane cap; avoids overflow
+        return min(configuration.policy.backoffMaxMs, configuration.policy.backoffInitialMs << doublings)
+    }
+
+    private mutating func finish(_ reason: CloseReason, cause: DisconnectCause) -> [Action] {
+        var actions: [Action] = []
+        if let connection = currentConnection { actions.append(.disconnect(connection, cause)) }
+        phase = .closed(reason)
+        actions += unacked.map { .complete($0.id, .failed(reason)) }
+        unacked.removeAll()
+        actions.append(.emit(.connection(.closed(reason))))
+        actions.append(.finished(reason))
+        return actions
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import ParleyCore
+import ParleyProtocol
+
+/// The small HTTP API next to the real-time protocol: create meetings and issue tokens.
+public enum ParleyHTTP {
+    /// `POST /v1/meetings`. The caller becomes the host: keep `hostToken` secret.
+    /// - Parameter apiKey: needed when the server runs with `--api-key`.
+    public static func createMeeting(server: URL, title: String, settings: MeetingSettings? = nil,
+                                     apiKey: String? = nil, session: URLSession? = nil)
+        async throws(ClientError) -> CreatedMeeting {
+        struct Body: Encodable { var title: String; var settings: MeetingSettings? }
+        let url = try endpoint(server, "v1/meetings")
+        return try await HTTP.call("POST", url, body: Body(title: title, settings: settings), apiKey: apiKey,
+                                session: session ?? HTTP.defaultSession)
+    }
+
+    /// `POST /v1/meetings/{id}/tokens`: a token for someone else to join with.
+    /// - Parameter apiKey: needed when the server runs with `--api-key`.
+    public static func issueToken(server: URL, meeting: MeetingID, name: String, role: Role = .attendee,
+                                  apiKey: String? = nil, session: URLSession? = nil)
+        async throws(ClientError) -> IssuedToken {
+        struct Body: Encodable { var name: String; var role: Role }
+        let url = try endpoint(server, "v1/meetings/\(meeting.rawValue)/tokens")
+        return try await HTTP.call("POST", url, body: Body(name: name, role: role), apiKey: apiKey,
+                                session: session ?? HTTP.defaultSession)
+    }
+
+    static func endpoint(_ server: URL, _ path: String) throws(ClientError) -> URL {
+        guard let scheme = server.scheme?.lowercased(), scheme == "http" || scheme == "https", server.host != nil else {
+            throw .invalidServerURL(server.absoluteString)
+        }
+        var base = server.absoluteString
+        while base.hasSuffix("/") { base.removeLast() }
+        guard let url = URL(string: base + "/" + path) else { throw .invalidServerURL(server.absoluteString) }
+        return url
+    }
+
+    /// `ws(s)://host:port/base/v1/ws` for an `http(s)://host:port/base` server URL.
+    static func webSocketURL(_ server: URL) throws(ClientError) -> String {
+        let http = try endpoint(server, "v1/ws").absoluteString
+        return http.hasPrefix("https:") ? "wss:" + http.dropFirst("https:".count) : "ws:" + http.dropFirst("http:".count)
+    }
+}
+
+public struct MeetingInfo: Codable, Equatable, Sendable {
+    public var id: MeetingID
+    public var title: String
+    public var settings: MeetingSettings
+    /// Milliseconds since the Unix epoch, when the server sends it as a number.
+    public var createdAt: Millis?
+
+    enum CodingKeys: String, CodingKey { case id, title, settings, createdAt }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(MeetingID.self, forKey: .id)
+        title = try container.decode(String.self, forKey: .title)
+        settings = try container.decodeIfPresent(MeetingSettings.self, forKey: .settings) ?? MeetingSettings()
+        // Informational only: tolerate other encodings rather than fail the whole call.
+        createdAt = try? container.decodeIfPresent(Millis.self, forKey: .createdAt)
+    }
+}
+
+public struct CreatedMeeting: Codable, Equatable, Sendable {
+    public var meeting: MeetingInfo
+    public var hostToken: String
+    public var participant: ParticipantID
+}
+
+public struct IssuedToken: Codable, Equatable, Sendable {
+    public var token: String
+    public var participant: ParticipantID
+}
+
+/// The server's error body: `{"code": "...", "message": "..."}`.
+struct ErrorBody: Decodable {
+    var code: String
+    var message: String
+}
+
+enum HTTP {
+    /// For calls that are never cancelled half-way; shared to reuse connections.
+    static let defaultSession = makeSession(timeoutSeconds: 30)
+
+    /// A session without a URL cache. On Linux, cancelling a request of a session that has
+    /// a cache can trap inside FoundationNetworking ("task that in not in the registry");
+    /// long-polls are cancelled routinely, and Parley's answers are never cacheable anyway.
+    static func makeSession(timeoutSeconds: Double) -> URLSession {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.urlCache = nil
+        configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
+        configuration.timeoutIntervalForRequest = timeoutSeconds
+        return URLSession(configuration: configuration)
+    }
+
+    static func call<Response: Decodable>(_ method: String, _ url: URL, body: some Encodable, apiKey: String? = nil,
+                                          session: URLSession) async throws(ClientError) -> Response {
+        let bodyData: Data
+        do { bodyData = try JSONEncoder().encode(body) } catch {
+            throw .network("could not encode the request to \(url): \(error)")
+        }
+        let (status, data) = try await send(method, url, body: bodyData, apiKey: apiKey, session: session)
+        guard (200..<300).contains(status) else { throw httpError(status, data) }
+        do { return try JSONDecoder().decode(Response.self, from: data) } catch {
+            throw .network("\(url) answered \(status) with a body that is not what Parley sends: \(error)")
+        }
+    }
+
+    static func send(_ method: String, _ url: URL, body: Data?, timeoutSeconds: Double = 30, apiKey: String? = nil,
+                     session: URLSession) async throws(ClientError) -> (status: Int, body: Data) {
+        var request = URLRequest(url: url, timeoutInterval: timeoutSeconds)
+        request.httpMethod = method
+        if let apiKey { request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization") }
+        if let body {
+            request.httpBody = body
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        do {
+            let (data, response) = try await session.data(for: request)
+            guard let http = response as? HTTPURLResponse else { throw ClientError.network("\(url) did not answer over HTTP") }
+            return (http.statusCode, data)
+        } catch let error as ClientError {
+            throw error
+        } catch {
+            throw .network("could not reach \(url.absoluteString): \(error.localizedDescription)")
+        }
+    }
+
+    static func httpError(_ status: Int, _ data: Data) -> ClientError {
+        if let body = try? JSONDecoder().decode(ErrorBody.self, from: data) {
+            return .http(status: status, code: body.code, message: body.message)
+        }
+        let text = String(decoding: data.prefix(200), as: UTF8.self)
+        return .http(status: status, code: "http_\(status)", message: text.isEmpty ? "no details" : text)
+    }
+}

@@ -1,0 +1,192 @@
+import Logging
+import NIOCore
+import ParleyCore
+import ParleyProtocol
+import Synchronization
+
+/// One client connection, over a WebSocket or a long-poll virtual socket. Transport-neutral:
+/// the transport feeds received frames to ``Gateway/receive(_:from:)`` and writes out what
+/// the ``outbox`` yields.
+final class ClientConnection: Sendable {
+    enum Phase {
+        case awaitingHello
+        /// Hello accepted; waiting for the meeting host to welcome or refuse.
+        case joining(MeetingHost)
+        case attached(MeetingHost, ParticipantID)
+        case closed
+    }
+
+    private struct State {
+        var phase: Phase = .awaitingHello
+        var bucket: TokenBucket
+    }
+
+    let id: UInt64
+    let outbox: Outbox
+    let transport: String
+    private let state: Mutex<State>
+
+    init(id: UInt64, transport: String, limits: ConnectionLimits, encoder: FrameEncoder) {
+        self.id = id
+        self.transport = transport
+        let overflow = ByteBuffer(bytes: encoder.encode(.error(ProtocolError(
+            .slowConsumer, "you fell more than \(limits.sendQueueFrames) frames behind; reconnect and resume", fatal: true))))
+        outbox = Outbox(capacity: limits.sendQueueFrames, overflowFrame: overflow)
+        state = Mutex(State(bucket: TokenBucket(ratePerSecond: limits.framesPerSecond, burst: limits.burst)))
+    }
+
+    var phase: Phase { state.withLock { $0.phase } }
+
+    func send(_ frame: ServerFrame, _ encoder: FrameEncoder) {
+        outbox.enqueue(ByteBuffer(bytes: encoder.encode(frame)))
+    }
+
+    /// Sends an error; a fatal one closes the connection after it.
+    func fail(_ error: ProtocolError, _ encoder: FrameEncoder) {
+        let frame = ByteBuffer(bytes: encoder.encode(.error(error)))
+        if error.fatal {
+            state.withLock { $0.phase = .closed }
+            outbox.close(after: frame)
+        } else {
+            outbox.enqueue(frame)
+        }
+    }
+
+    func markJoining(_ host: MeetingHost) -> Bool {
+        state.withLock { state in
+            guard case .awaitingHello = state.phase else { return false }
+            state.phase = .joining(host)
+            return true
+        }
+    }
+
+    func markAttached(participant: ParticipantID) {
+        state.withLock { state in
+            if case .joining(let host) = state.phase { state.phase = .attached(host, participant) }
+        }
+    }
+
+    func markClosed() -> Phase {
+        state.withLock { state in
+            defer { state.phase = .closed }
+            return state.phase
+        }
+    }
+
+    func takeRateToken(nowMillis: Int64) -> Bool {
+        state.withLock { $0.bucket.take(nowMillis: nowMillis) }
+    }
+}
+
+/// Where frames from clients enter the server: decoding, limits, authentication, and
+/// routing to the meeting's host. Shared by the WebSocket and long-poll transports, so both
+/// behave the same.
+final class Gateway: Sendable {
+    let directory: MeetingDirectory
+    let tokens: TokenAuthority
+    let configuration: ServerConfiguration
+    let clock: @Sendable () -> Millis
+    let logger: Logger
+    private let ids = Atomic<UInt64>(0)
+    private let encoder = FrameEncoder()
+
+    init(directory: MeetingDirectory, tokens: TokenAuthority, configuration: ServerConfiguration,
+         clock: @escaping @Sendable () -> Millis, logger: Logger) {
+        self.directory = directory
+        self.tokens = tokens
+        self.configuration = configuration
+        self.clock = clock
+        self.logger = logger
+    }
+
+    func makeConnection(transport: String) -> ClientConnection {
+        let id = ids.wrappingAdd(1, ordering: .relaxed).newValue
+        return ClientConnection(id: id, transport: transport, limits: configuration.limits, encoder: encoder)
+    }
+
+    /// Handles one frame's bytes. Never throws: every problem becomes an error frame.
+    func receive(_ bytes: some Collection<UInt8>, from connection: ClientConnection) async {
+        let decoder = ClientFrameDecoder(maxFrameBytes: configuration.limits.maxFrameBytes)
+        do {
+            await receive(try decoder.decode(bytes), from: connection)
+        } catch {
+            connection.fail(error, encoder)
+        }
+    }
+
+    /// Handles one decoded frame.
+    func receive(_ frame: ClientFrame, from connection: ClientConnection) async {
+        switch (frame, connection.phase) {
+        case (.ping(let nonce), _):
+            connection.send(.pong(nonce: nonce), encoder)
+        case (.hello(let token, let resume), .awaitingHello):
+            await hello(token: token, resume: resume, on: connection)
+        case (.hello, _):
+            connection.fail(ProtocolError(.alreadyJoined, "this connection has already sent hello"), encoder)
+        case (_, .awaitingHello), (_, .joining):
+            connection.fail(ProtocolError(.notJoined, "send hello and wait for welcome first"), encoder)
+        case (_, .closed):
+            return
+        case (let frame, .attached(let host, _)):
+            let input: HostInput
+            switch frame {
+            case .op(let id, let operation):
+                guard connection.takeRateToken(nowMillis: clock()) else {
+                    connection.send(.reject(id: id, Rejection(.rateLimited, "more than \(configuration.limits.framesPerSecond) frames per second; not applied, retry later")), encoder)
+                    return
+                }
+                input = .op(connection, id, operation)
+            case .signal(let signal):
+                guard connection.takeRateToken(nowMillis: clock()) else {
+                    connection.fail(ProtocolError(.rateLimited, "more than \(configuration.limits.framesPerSecond) frames per second; signal dropped"), encoder)
+                    return
+                }
+                input = .signal(connection, signal)
+            case .leave:
+                input = .leave(connection)
+            case .hello, .ping:
+                return
+            }
+            if case .full = host.submit(input) {
+                if case .op(_, let id, _) = input {
+                    connection.send(.reject(id: id, Rejection(.serverBusy, "the meeting is overloaded; not applied, retry later")), encoder)
+                } else {
+                    connection.fail(ProtocolError(.serverBusy, "the meeting is overloaded"), encoder)
+                }
+            }
+        }
+    }
+
+    private func hello(token: String, resume: ResumePoint?, on connection: ClientConnection) async {
+        let claims: JoinClaims
+        do {
+            claims = try await tokens.verify(token)
+        } catch {
+            logger.notice("hello refused", metadata: ["connection": "\(connection.id)", "code": "\(error.code.rawValue)"])
+            connection.fail(error, encoder)
+            return
+        }
+        let host: MeetingHost
+        do {
+            host = try await directory.host(for: claims.meeting)
+        } catch {
+            connection.fail(error, encoder)
+            return
+        }
+        guard connection.markJoining(host) else { return }
+        if case .full = host.submit(.attach(connection, claims, resume)) {
+            connection.fail(ProtocolError(.serverBusy, "the meeting is overloaded; retry shortly", fatal: true), encoder)
+        }
+    }
+
+    /// The transport is gone. The participant stays in the meeting as `reconnecting`.
+    func closed(_ connection: ClientConnection) {
+        switch connection.markClosed() {
+        case .joining(let host), .attached(let host, _):
+            _ = host.submit(.detach(connection))
+        case .awaitingHello, .closed:
+            break
+        }
+        connection.outbox.close()
+    }
+}

@@ -1,0 +1,198 @@
+import FoundationEssentials
+import Hummingbird
+import Logging
+import NIOCore
+import ParleyCore
+import ParleyProtocol
+import ParleyStore
+
+/// An HTTP error with a stable code, rendered as `{"code": ..., "message": ...}`.
+struct APIError: HTTPResponseError {
+    var status: HTTPResponse.Status
+    var code: String
+    var message: String
+
+    init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        let body = try JSONEncoder().encode(["code": code, "message": message])
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}
+
+struct CreateMeetingRequest: Decodable {
+    var title: String
+    var settings: MeetingSettings?
+}
+
+struct CreatedMeeting: Encodable {
+    var meeting: MeetingRecord
+    var hostToken: String
+    var participant: ParticipantID
+}
+
+struct IssueTokenRequest: Decodable {
+    var name: String
+    var role: Role?
+}
+
+struct IssuedToken: Encodable {
+    var token: String
+    var participant: ParticipantID
+}
+
+/// The HTTP surface: meeting creation, join tokens, health, and the long-poll transport.
+struct HTTPAPI: Sendable {
+    let store: any Store
+    let tokens: TokenAuthority
+    let directory: MeetingDirectory
+    let polls: PollSessions
+    let gateway: Gateway
+    let configuration: ServerConfiguration
+    let clock: @Sendable () -> Millis
+    let logger: Logger
+
+    func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("/health") { _, _ in
+            try json(["status": "ok"])
+        }
+        router.post("/v1/meetings") { request, context in
+            try authorize(request)
+            let body: CreateMeetingRequest = try await decode(request, context)
+            let title = body.title.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !title.isEmpty, title.count <= ModelLimits.titleLength else {
+                throw APIError(.badRequest, "invalid_argument", "a title has 1 to \(ModelLimits.titleLength) characters")
+            }
+            let settings = body.settings ?? MeetingSettings()
+            guard settings.maxParticipants >= 0 else {
+                throw APIError(.badRequest, "invalid_argument", "maxParticipants must be 0 (no limit) or more")
+            }
+            let record = MeetingRecord(id: MeetingID(randomID(prefix: "m")), title: title, settings: settings, createdAt: clock())
+            do {
+                try await store.createMeeting(record)
+            } catch {
+                logger.error("cannot create meeting", metadata: ["error": "\(error)"])
+                throw APIError(.internalServerError, "internal_error", "the meeting could not be stored")
+            }
+            let participant = ParticipantID(randomID(prefix: "p"))
+            let token = try await tokens.issue(meeting: record.id, participant: participant, name: "Host", role: .host)
+            logger.info("meeting created", metadata: ["meeting": "\(record.id)", "title": "\(record.title)"])
+            return try json(CreatedMeeting(meeting: record, hostToken: token, participant: participant), status: .created)
+        }
+        router.post("/v1/meetings/:id/tokens") { request, context in
+            try authorize(request)
+            let id = MeetingID(try context.parameters.require("id"))
+            let body: IssueTokenRequest = try await decode(request, context)
+            let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !name.isEmpty, name.count <= ModelLimits.nameLength else {
+                throw APIError(.badRequest, "invalid_argument", "a name has 1 to \(ModelLimits.nameLength) characters")
+            }
+            let role = body.role ?? .attendee
+            guard role != .host else {
+                throw APIError(.forbidden, "forbidden", "host tokens are issued only when the meeting is created")
+            }
+            guard try await knownMeeting(id) else {
+                throw APIError(.notFound, "unknown_meeting", "there is no meeting \(id)")
+            }
+            let participant = ParticipantID(randomID(prefix: "p"))
+            let token = try await tokens.issue(meeting: id, participant: participant, name: name, role: role)
+            return try json(IssuedToken(token: token, participant: participant), status: .created)
+        }
+
+        // Long-polling virtual sockets.
+        router.post("/v1/poll") { request, _ in
+            let body = try await request.body.collect(upTo: configuration.limits.maxFrameBytes)
+            let (sid, connection) = await polls.open()
+            await gateway.receive(body.readableBytesView, from: connection)
+            return try json(["sid": sid])
+        }
+        router.post("/v1/poll/:sid") { request, context in
+            let sid = try context.parameters.require("sid")
+            guard let connection = await polls.connection(sid) else { throw unknownSession(sid) }
+            let body = try await request.body.collect(upTo: configuration.maxRequestBytes)
+            let decoder = ClientFrameDecoder(maxFrameBytes: configuration.limits.maxFrameBytes)
+            do throws(ProtocolError) {
+                for result in try decoder.decodeBatch(body.readableBytesView, maxBytes: configuration.maxRequestBytes) {
+                    switch result {
+                    case .success(let frame): await gateway.receive(frame, from: connection)
+                    case .failure(let error): connection.fail(error, FrameEncoder())
+                    }
+                }
+            } catch {
+                throw APIError(.badRequest, error.code.rawValue, error.message)
+            }
+            return Response(status: .noContent)
+        }
+        router.get("/v1/poll/:sid") { request, context in
+            let sid = try context.parameters.require("sid")
+            let wait = min(max(request.uri.queryParameters.get("waitMs", as: Int64.self) ?? 25_000, 0), configuration.pollMaxWaitMillis)
+            do throws(PollSessions.ReceiveError) {
+                let frames = try await polls.receive(sid, waitMillis: wait)
+                var body = ByteBuffer()
+                body.writeStaticString("[")
+                for (index, frame) in frames.enumerated() {
+                    if index > 0 { body.writeStaticString(",") }
+                    body.writeImmutableBuffer(frame)
+                }
+                body.writeStaticString("]")
+                return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+                                body: .init(byteBuffer: body))
+            } catch .alreadyReceiving {
+                throw APIError(.conflict, "already_receiving", "another receive is waiting on this session")
+            } catch .unknownSession {
+                throw unknownSession(sid)
+            }
+        }
+        router.delete("/v1/poll/:sid") { _, context in
+            let sid = try context.parameters.require("sid")
+            guard await polls.close(sid) else { throw unknownSession(sid) }
+            return Response(status: .noContent)
+        }
+        return router
+    }
+
+    private func unknownSession(_ sid: String) -> APIError {
+        APIError(.notFound, "unknown_session", "no long-poll session \(sid.prefix(64)); it closed or expired, open a new one")
+    }
+
+    private func knownMeeting(_ id: MeetingID) async throws -> Bool {
+        do {
+            return try await store.meeting(id) != nil
+        } catch {
+            throw APIError(.internalServerError, "internal_error", "the store failed: \(error)")
+        }
+    }
+
+    private func authorize(_ request: Request) throws {
+        guard let apiKey = configuration.apiKey else { return }
+        guard request.headers[.authorization] == "Bearer \(apiKey)" else {
+            throw APIError(.unauthorized, "unauthorized", "this server requires 'Authorization: Bearer <api key>'")
+        }
+    }
+
+    private func decode<T: Decodable>(_ request: Request, _ context: BasicRequestContext) async throws -> T {
+        let body = try await request.body.collect(upTo: configuration.maxRequestBytes)
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
+        } catch {
+            throw APIError(.badRequest, "malformed_request", "the body is not the expected JSON: \(error)")
+        }
+    }
+
+    private func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let body = try JSONEncoder().encode(value)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}
+
+/// A random identifier such as `m-3kq9x0w2hc1z`; unguessable enough to serve as a link.
+func randomID(prefix: String) -> String {
+    var generator = SystemRandomNumberGenerator()
+    let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz")
+    return prefix + "-" + String((0..<16).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] })
+}

@@ -1,0 +1,322 @@
+import Logging
+import NIOCore
+import ParleyCore
+import ParleyProtocol
+import ParleyStore
+import Synchronization
+
+/// What a connection asks of the meeting it is in.
+enum HostInput: Sendable {
+    case attach(ClientConnection, JoinClaims, ResumePoint?)
+    case op(ClientConnection, OpID, Operation)
+    case signal(ClientConnection, Signal)
+    case detach(ClientConnection)
+    case leave(ClientConnection)
+    /// Graceful shutdown: commit what is pending, checkpoint, close every connection.
+    case shutdown
+}
+
+/// The adapter that hosts one meeting: it feeds inputs to the pure ``MeetingLog``, commits
+/// what it sequences through the group-commit log, and only then delivers and acknowledges.
+///
+/// One loop (``run()``) owns all of the meeting's state, so inputs are handled strictly in
+/// arrival order and nothing needs a lock. Each turn of the loop takes every queued input,
+/// sequences them, commits them in one write, then fans the entries out (each encoded once).
+final class MeetingHost: Sendable {
+    let id: MeetingID
+    let inbox: Inbox<HostInput>
+    private let initialLog: Mutex<MeetingLog?>
+    private let commitLog: GroupCommitLog
+    private let store: any Store
+    private let configuration: ServerConfiguration
+    private let clock: @Sendable () -> Millis
+    private let logger: Logger
+
+    init(log: MeetingLog, store: any Store, commitLog: GroupCommitLog, configuration: ServerConfiguration,
+         clock: @escaping @Sendable () -> Millis, logger: Logger) {
+        id = log.meeting.id
+        inbox = Inbox(capacity: configuration.meetingQueueDepth)
+        initialLog = Mutex(log)
+        self.store = store
+        self.commitLog = commitLog
+        self.configuration = configuration
+        self.clock = clock
+        var logger = logger
+        logger[metadataKey: "meeting"] = "\(log.meeting.id)"
+        self.logger = logger
+    }
+
+    /// Hands an input to the host; refuses (rather than queueing without bound) when the
+    /// meeting is too far behind.
+    func submit(_ input: HostInput) -> Inbox<HostInput>.SendResult {
+        switch input {
+        case .detach, .shutdown, .leave:
+            // Bookkeeping must never be dropped, or presence would go stale.
+            inbox.send(input, force: true)
+        default:
+            inbox.send(input)
+        }
+    }
+
+    /// Runs until shutdown or until the store fails; then every connection is closed and
+    /// the directory forgets this host, so the next client reloads it from the store.
+    func run() async {
+        guard let log = initialLog.withLock({ state in defer { state = nil }; return state }) else { return }
+        var loop = HostLoop(log: log, host: self)
+        await loop.run()
+    }
+
+    fileprivate var encoder: FrameEncoder { FrameEncoder() }
+    fileprivate var loggerRef: Logger { logger }
+    fileprivate var now: Millis { clock() }
+    fileprivate var config: ServerConfiguration { configuration }
+    fileprivate var commits: GroupCommitLog { commitLog }
+    fileprivate var storage: any Store { store }
+}
+
+/// The loop's private state. A struct with mutating methods keeps the bookkeeping in one
+/// place without sharing it with anyone.
+private struct HostLoop {
+    struct Attachment {
+        let connection: ClientConnection
+        let participant: ParticipantID
+    }
+
+    var log: MeetingLog
+    let host: MeetingHost
+    var attached: [UInt64: Attachment] = [:]
+    /// Acks owed once the entry at that seq is committed: (connection, op id).
+    var owedAcks: [Seq: [(ClientConnection, OpID)]] = [:]
+    var lastSnapshotSeq: Seq
+    var running = true
+    /// Connections dropped as slow consumers during fan-out, handled as detached afterwards.
+    var dropped: [ClientConnection] = []
+
+    init(log: MeetingLog, host: MeetingHost) {
+        self.log = log
+        self.host = host
+        lastSnapshotSeq = log.committedSeq
+    }
+
+    mutating func run() async {
+        while running, let batch = await host.inbox.next() {
+            for input in batch {
+                await handle(input)
+                if !running { break }
+            }
+            // Fan-out can drop slow consumers, which sequences presence changes: commit those too.
+            while running, log.hasUncommitted { await flush() }
+            if running { await checkpointIfDue() }
+        }
+        host.inbox.finish()
+        for attachment in attached.values { attachment.connection.outbox.close() }
+        attached.removeAll()
+    }
+
+    // MARK: Inputs
+
+    mutating func handle(_ input: HostInput) async {
+        switch input {
+        case .attach(let connection, let claims, let resume):
+            await attach(connection, claims, resume)
+        case .op(let connection, let opID, let operation):
+            guard let attachment = attached[connection.id] else {
+                connection.send(.error(ProtocolError(.notJoined, "send hello and wait for welcome first")), host.encoder)
+                return
+            }
+            submit(operation, by: .participant(attachment.participant), opID: opID, replyTo: connection)
+        case .signal(let connection, let signal):
+            guard let attachment = attached[connection.id] else {
+                connection.send(.error(ProtocolError(.notJoined, "send hello and wait for welcome first")), host.encoder)
+                return
+            }
+            do throws(Rejection) {
+                try log.meeting.checkSignal(signal, from: attachment.participant)
+            } catch {
+                connection.send(.error(ProtocolError(.signalRefused, error.message)), host.encoder)
+                return
+            }
+            let frame = ByteBuffer(bytes: host.encoder.encode(.signal(from: attachment.participant, signal)))
+            for other in attached.values where other.connection.id != connection.id {
+                enqueue(frame, to: other.connection)
+            }
+        case .detach(let connection):
+            detach(connection)
+        case .leave(let connection):
+            guard let attachment = attached.removeValue(forKey: connection.id) else { return }
+            submit(.leave(participant: attachment.participant), by: .system, opID: nil, replyTo: nil)
+            connection.outbox.close()
+        case .shutdown:
+            await flush()
+            await checkpoint()
+            running = false
+        }
+    }
+
+    /// A connection is gone. Its participant is `reconnecting` until it comes back or leaves.
+    mutating func detach(_ connection: ClientConnection) {
+        guard let attachment = attached.removeValue(forKey: connection.id) else { return }
+        let stillConnected = attached.values.contains { $0.participant == attachment.participant }
+        if !stillConnected, log.meeting.participant(attachment.participant)?.presence == .connected {
+            submit(.presence(participant: attachment.participant, presence: .reconnecting), by: .system, opID: nil, replyTo: nil)
+        }
+    }
+
+    mutating func attach(_ connection: ClientConnection, _ claims: JoinClaims, _ resume: ResumePoint?) async {
+        if let resume, resume.meeting != log.meeting.id {
+            connection.fail(ProtocolError(.meetingMismatch, "resume point is for meeting \(resume.meeting), this token is for \(log.meeting.id)", fatal: true), host.encoder)
+            return
+        }
+        // An ended meeting takes nobody back, not even a participant it still lists as connected.
+        if log.meeting.ended {
+            connection.fail(ProtocolError(.meetingEnded, "meeting \(log.meeting.id) has ended", fatal: true), host.encoder)
+            return
+        }
+        // A participant resumes from a seq that this meeting committed, or not at all.
+        if let resume, resume.seq > log.committedSeq {
+            connection.fail(ProtocolError(.seqFromFuture, "seq \(resume.seq) is ahead of this meeting's last committed seq \(log.committedSeq)", fatal: true), host.encoder)
+            return
+        }
+        let participant = claims.participant
+        let arrival: Operation?
+        switch log.meeting.participant(participant)?.presence {
+        case nil, .left?: arrival = .join(participant: participant, name: claims.name, role: claims.role)
+        case .reconnecting?: arrival = .presence(participant: participant, presence: .connected)
+        case .connected?: arrival = nil
+        }
+        if let arrival {
+            // Dry run first, so a refused join never sees a welcome.
+            var probe = log.meeting
+            do throws(Rejection) {
+                try probe.apply(arrival, by: .system, at: host.now, seq: log.lastSeq + 1)
+            } catch {
+                let code: ProtocolErrorCode = error.code == .meetingEnded ? .meetingEnded : .joinRefused
+                connection.fail(ProtocolError(code, error.message, fatal: true), host.encoder)
+                return
+            }
+        }
+        // Snapshots describe committed state only.
+        if log.hasUncommitted { await flush() }
+        guard running else { return }
+        let welcome: Welcome
+        var replay: ArraySlice<LogEntry> = []
+        switch log.resume(after: resume?.seq) {
+        case .replay(let entries):
+            welcome = Welcome(meeting: log.meeting.id, participant: participant, epoch: log.epoch, mode: .replay,
+                              seq: resume?.seq ?? 0, state: nil, limits: host.config.limits)
+            replay = entries[...]
+        case .snapshot(let snapshot):
+            welcome = Welcome(meeting: log.meeting.id, participant: participant, epoch: log.epoch, mode: .snapshot,
+                              seq: snapshot.seq, state: snapshot.meeting.visible(to: participant), limits: host.config.limits)
+        case .fromFuture(let latest):
+            connection.fail(ProtocolError(.seqFromFuture, "ahead of the last committed seq \(latest)", fatal: true), host.encoder)
+            return
+        }
+        // A newer connection of the same participant replaces the old one.
+        for (key, old) in attached where old.participant == participant {
+            attached[key] = nil
+            old.connection.outbox.close()
+        }
+        connection.send(.welcome(welcome), host.encoder)
+        for entry in replay {
+            connection.send(.event(DeliveredEntry(entry, for: participant)), host.encoder)
+        }
+        attached[connection.id] = Attachment(connection: connection, participant: participant)
+        connection.markAttached(participant: participant)
+        host.loggerRef.info("participant attached", metadata: [
+            "participant": "\(participant)", "mode": "\(welcome.mode.rawValue)", "from_seq": "\(welcome.seq)",
+            "connection": "\(connection.id)",
+        ])
+        if let arrival {
+            submit(arrival, by: .system, opID: nil, replyTo: nil)
+        }
+    }
+
+    mutating func submit(_ operation: Operation, by issuer: Issuer, opID: OpID?, replyTo connection: ClientConnection?) {
+        switch log.submit(operation, by: issuer, opID: opID, at: host.now) {
+        case .sequenced(let entry):
+            if let connection, let opID { owedAcks[entry.seq, default: []].append((connection, opID)) }
+        case .duplicate(let seq, let committed):
+            guard let connection, let opID else { return }
+            if committed {
+                let epoch = log.tail.first { $0.seq == seq }?.epoch ?? log.epoch
+                connection.send(.ack(id: opID, epoch: epoch, seq: seq), host.encoder)
+            } else {
+                owedAcks[seq, default: []].append((connection, opID))
+            }
+        case .rejected(let rejection):
+            if let connection, let opID {
+                connection.send(.reject(id: opID, rejection), host.encoder)
+            } else {
+                host.loggerRef.debug("system operation refused", metadata: ["op": "\(operation.kind)", "reason": "\(rejection)"])
+            }
+        }
+    }
+
+    // MARK: Commit and fan-out
+
+    /// Commits everything sequenced so far, then delivers it in seq order and sends the acks.
+    mutating func flush() async {
+        guard log.hasUncommitted else { return }
+        let pending = Array(log.tail.suffix(Int(log.lastSeq - log.committedSeq)))
+        do {
+            try await host.commits.commit(log.meeting.id, pending)
+        } catch {
+            host.loggerRef.error("commit failed; closing the meeting's connections so clients resume from the store",
+                                 metadata: ["error": "\(error)", "first_seq": "\(pending.first?.seq ?? 0)"])
+            let frame = ProtocolError(.internalError, "the server could not store the meeting; reconnect", fatal: false)
+            for attachment in attached.values { attachment.connection.fail(frame, host.encoder) }
+            attached.removeAll()
+            running = false
+            return
+        }
+        let delivered = log.committed(through: log.lastSeq)
+        for entry in delivered {
+            let whole = ByteBuffer(bytes: host.encoder.encode(.event(.visible(entry))))
+            let redacted: ByteBuffer? = entry.operation.privateRecipient == nil ? nil
+                : ByteBuffer(bytes: host.encoder.encode(.event(.redacted(seq: entry.seq, epoch: entry.epoch, at: entry.at))))
+            for attachment in attached.values {
+                enqueue(redacted == nil || entry.isVisible(to: attachment.participant) ? whole : redacted!, to: attachment.connection)
+            }
+            if let acks = owedAcks.removeValue(forKey: entry.seq) {
+                for (connection, opID) in acks {
+                    connection.send(.ack(id: opID, epoch: entry.epoch, seq: entry.seq), host.encoder)
+                }
+            }
+        }
+        let slow = dropped
+        dropped.removeAll()
+        for connection in slow { detach(connection) }
+        if log.meeting.ended {
+            host.loggerRef.info("meeting ended; closing its connections")
+            for attachment in attached.values {
+                attachment.connection.fail(ProtocolError(.meetingEnded, "the meeting has ended", fatal: true), host.encoder)
+            }
+            attached.removeAll()
+        }
+    }
+
+    mutating func checkpointIfDue() async {
+        if log.committedSeq - lastSnapshotSeq >= Seq(host.config.snapshotEveryEntries) { await checkpoint() }
+    }
+
+    mutating func checkpoint() async {
+        guard !log.hasUncommitted, log.committedSeq > lastSnapshotSeq else { return }
+        do {
+            try await host.storage.writeSnapshot(log.meeting.id, log.snapshot())
+            lastSnapshotSeq = log.committedSeq
+            host.loggerRef.debug("checkpoint written", metadata: ["seq": "\(log.committedSeq)"])
+        } catch {
+            // The log still has everything; a missed checkpoint only makes recovery longer.
+            host.loggerRef.warning("checkpoint failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// A client that cannot keep up is dropped, not allowed to grow memory.
+    mutating func enqueue(_ frame: ByteBuffer, to connection: ClientConnection) {
+        if !connection.outbox.enqueue(frame), attached[connection.id] != nil, !dropped.contains(where: { $0 === connection }) {
+            host.loggerRef.notice("slow consumer disconnected", metadata: ["connection": "\(connection.id)"])
+            dropped.append(connection)
+        }
+    }
+}

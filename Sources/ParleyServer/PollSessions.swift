@@ -1,0 +1,114 @@
+import NIOCore
+import ParleyCore
+import ParleyProtocol
+import ServiceLifecycle
+
+/// Long-polling "virtual sockets" for networks that block WebSockets. Each session wraps a
+/// ``ClientConnection`` exactly as a WebSocket does; only the way bytes move differs.
+actor PollSessions: Service {
+    private struct Session {
+        let connection: ClientConnection
+        var lastReceiveMillis: Millis
+        var receiving: Bool
+    }
+
+    enum ReceiveError: Error { case unknownSession, alreadyReceiving }
+
+    private var sessions: [String: Session] = [:]
+    private let gateway: Gateway
+    private let timeoutMillis: Int64
+    private let clock: @Sendable () -> Millis
+
+    init(gateway: Gateway, timeoutMillis: Int64, clock: @escaping @Sendable () -> Millis) {
+        self.gateway = gateway
+        self.timeoutMillis = timeoutMillis
+        self.clock = clock
+    }
+
+    var count: Int { sessions.count }
+
+    func open() -> (String, ClientConnection) {
+        let connection = gateway.makeConnection(transport: "long-poll")
+        var generator = SystemRandomNumberGenerator()
+        let sid = (0..<4).map { _ in String(generator.next() as UInt64, radix: 36) }.joined()
+        sessions[sid] = Session(connection: connection, lastReceiveMillis: clock(), receiving: false)
+        return (sid, connection)
+    }
+
+    func connection(_ sid: String) -> ClientConnection? { sessions[sid]?.connection }
+
+    /// Waits up to `waitMillis` for frames. Returns nil if the session is gone (closed,
+    /// expired, or drained after a fatal error).
+    func receive(_ sid: String, waitMillis: Int64) async throws(ReceiveError) -> [ByteBuffer] {
+        guard var session = sessions[sid] else { throw .unknownSession }
+        guard !session.receiving else { throw .alreadyReceiving }
+        session.receiving = true
+        sessions[sid] = session
+        let outbox = session.connection.outbox
+        let (frames, closed) = await Self.wait(outbox, millis: waitMillis)
+        if closed && frames.isEmpty {
+            sessions[sid] = nil
+            gateway.closed(session.connection)
+            throw .unknownSession
+        }
+        sessions[sid]?.receiving = false
+        sessions[sid]?.lastReceiveMillis = clock()
+        return frames
+    }
+
+    func close(_ sid: String) -> Bool {
+        guard let session = sessions.removeValue(forKey: sid) else { return false }
+        gateway.closed(session.connection)
+        return true
+    }
+
+    /// Races the outbox against a timer. Frames taken by the losing side are kept, never
+    /// dropped: both results are merged.
+    private static func wait(_ outbox: Outbox, millis: Int64) async -> ([ByteBuffer], closed: Bool) {
+        enum Outcome: Sendable { case frames([ByteBuffer]?), timeout }
+        return await withTaskGroup(of: Outcome.self) { group in
+            group.addTask { .frames(await outbox.next()) }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(millis))
+                return .timeout
+            }
+            var frames: [ByteBuffer] = []
+            var first = true
+            while let outcome = await group.next() {
+                if first { group.cancelAll(); first = false }
+                if case .frames(let got?) = outcome { frames += got }
+            }
+            // A nil from a cancelled reader only means "nothing yet"; ask the outbox itself.
+            return (frames, outbox.isFinished)
+        }
+    }
+
+    /// Closes sessions whose client stopped polling.
+    func run() async throws {
+        for await _ in AsyncTimerSequence.repeating(every: .seconds(1)).cancelOnGracefulShutdown() {
+            let now = clock()
+            for (sid, session) in sessions where !session.receiving && now - session.lastReceiveMillis > timeoutMillis {
+                sessions[sid] = nil
+                gateway.closed(session.connection)
+            }
+        }
+        for session in sessions.values { gateway.closed(session.connection) }
+        sessions.removeAll()
+    }
+}
+
+/// A ticking sequence without a dependency on swift-async-algorithms.
+struct AsyncTimerSequence: AsyncSequence, Sendable {
+    let interval: Duration
+    static func repeating(every interval: Duration) -> Self { Self(interval: interval) }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let interval: Duration
+        mutating func next() async -> Void? {
+            do { try await Task.sleep(for: interval) } catch { return nil }
+            return ()
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(interval: interval) }
+}

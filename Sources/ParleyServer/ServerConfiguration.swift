@@ -1,0 +1,59 @@
+import ParleyCore
+import ParleyProtocol
+
+/// Everything an operator can set on one server. Every limit is explicit here.
+public struct ServerConfiguration: Sendable {
+    public var host: String
+    /// 0 picks a free port (tests); the bound port is reported when the server is up.
+    public var port: Int
+    /// SQLite database, signing key and (later) documents live here.
+    public var dataDirectory: String
+    public var limits: ConnectionLimits
+    /// Ops queued for one meeting before new ones are refused with `server_busy`.
+    public var meetingQueueDepth: Int
+    /// Entries between checkpoints of a meeting.
+    public var snapshotEveryEntries: Int
+    public var resumeWindow: ResumeWindow
+    /// How long a join token stays valid.
+    public var tokenLifetimeSeconds: Int
+    /// A long-poll session with no receive request for this long is closed.
+    public var pollSessionTimeoutMillis: Int64
+    /// Upper bound on one long-poll receive's wait.
+    public var pollMaxWaitMillis: Int64
+    /// Largest HTTP request body accepted by the API and the long-poll endpoints.
+    public var maxRequestBytes: Int
+    /// If set, `POST /v1/meetings` and token issuing require `Authorization: Bearer <key>`.
+    public var apiKey: String?
+    /// SQLite `synchronous=FULL` (fsync on every commit) rather than NORMAL.
+    public var fsyncEveryCommit: Bool
+
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 8080,
+        dataDirectory: String = "./data",
+        limits: ConnectionLimits = ConnectionLimits(),
+        meetingQueueDepth: Int = 10_000,
+        snapshotEveryEntries: Int = 1_000,
+        resumeWindow: ResumeWindow = ResumeWindow(),
+        tokenLifetimeSeconds: Int = 12 * 3600,
+        pollSessionTimeoutMillis: Int64 = 30_000,
+        pollMaxWaitMillis: Int64 = 30_000,
+        maxRequestBytes: Int = 1 << 20,
+        apiKey: String? = nil,
+        fsyncEveryCommit: Bool = true
+    ) {
+        self.host = host
+        self.port = port
+        self.dataDirectory = dataDirectory
+        self.limits = limits
+        self.meetingQueueDepth = meetingQueueDepth
+        self.snapshotEveryEntries = snapshotEveryEntries
+        self.resumeWindow = resumeWindow
+        self.tokenLifetimeSeconds = tokenLifetimeSeconds
+        self.pollSessionTimeoutMillis = pollSessionTimeoutMillis
+        self.pollMaxWaitMillis = pollMaxWaitMillis
+        self.maxRequestBytes = maxRequestBytes
+        self.apiKey = apiKey
+        self.fsyncEveryCommit = fsyncEveryCommit
+    }
+}

@@ -1,0 +1,243 @@
+import Foundation
+import ParleyClient
+import ParleyCore
+import Subprocess
+import SystemPackage
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The contract, end to end: a real `parley serve` process, two SDK clients, a SIGKILL in
+/// the middle of the conversation and a restart on the same data directory.
+@Suite("End to end: parley serve as a child process")
+struct EndToEndTests {
+    @Test("two clients chat through a SIGKILL and restart; every acked message appears once, in one order")
+    func chatSurvivesKill() async throws {
+        let directory = try TemporaryDirectory()
+        let data = directory.path + "/data"
+        let portFile = directory.path + "/port"
+        let perClient = 40
+        let killAfterAcks = 20
+
+        let progress = Progress()
+        let (ports, portSink) = AsyncStream<Int>.makeStream()
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // The server's life: start, SIGKILL once enough ops are acked and more are in
+            // flight, start again on the same port and data, then SIGTERM at the end.
+            group.addTask {
+                let killed = try await ServerProcess.run(data: data, port: 0, portFile: portFile) { server, port in
+                    portSink.yield(port)
+                    try await progress.waitForAcks(killAfterAcks, timeout: .seconds(60))
+                    try server.send(signal: .kill)
+                    await progress.markKilled()
+                    return port
+                }
+                #expect(killed.status == .signaled(SIGKILL))
+                let stopped = try await ServerProcess.run(data: data, port: killed.value, portFile: portFile) { server, _ in
+                    try await progress.waitUntilFinished(timeout: .seconds(120))
+                    try server.send(signal: .terminate)
+                }
+                // SIGTERM is a graceful shutdown: flush, checkpoint, exit 0.
+                #expect(stopped.status == .exited(0))
+            }
+
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw TestFailure("the server did not start") }
+            let server = URL(string: "http://127.0.0.1:\(port)")!
+            let created = try await ParleyHTTP.createMeeting(server: server, title: "End to end")
+            let bobToken = try await ParleyHTTP.issueToken(server: server, meeting: created.meeting.id, name: "Bob").token
+
+            // Alice over WebSocket, Bob over long-polling: both transports cross the kill.
+            let alice = ParleyClient(server: server, token: created.hostToken, options: Self.options(.webSocket))
+            let bob = ParleyClient(server: server, token: bobToken, options: Self.options(.longPolling))
+            try await alice.connect()
+            try await bob.connect()
+            let aliceSaw = Transcript()
+            let bobSaw = Transcript()
+
+            let sent: [[Ack]] = try await withThrowingTaskGroup(of: [Ack].self) { clients in
+                clients.addTask { await aliceSaw.record(alice.events); return [] }
+                clients.addTask { await bobSaw.record(bob.events); return [] }
+                for (client, name) in [(alice, "alice"), (bob, "bob")] {
+                    clients.addTask {
+                        var acks: [Ack] = []
+                        for index in 0..<perClient {
+                            let ack = try await client.send(.chat(text: "\(name)-\(index)"))
+                            acks.append(ack)
+                            await progress.acked()
+                            try await Task.sleep(for: .milliseconds(10))
+                        }
+                        return acks
+                    }
+                }
+                var sent: [[Ack]] = []
+                for try await acks in clients where !acks.isEmpty {
+                    sent.append(acks)
+                    if sent.count == 2 { break }
+                }
+                // Every acked message must reach both clients; give the resume a bounded while.
+                let expected = 2 * perClient
+                for transcript in [aliceSaw, bobSaw] {
+                    try await transcript.waitForChats(expected, timeout: .seconds(30))
+                }
+                await alice.leave()
+                await bob.leave()
+                clients.cancelAll()
+                return sent
+            }
+            await progress.finish()
+            try await group.waitForAll()
+
+            #expect(await progress.killedAt != nil, "the server was never killed")
+            let acks = sent.flatMap { $0 }
+            #expect(acks.count == 2 * perClient)
+            let aliceChats = await aliceSaw.chats
+            let bobChats = await bobSaw.chats
+            // One history: the same entries in the same order for both.
+            #expect(aliceChats == bobChats)
+            // Seqs strictly increase: nothing reordered or repeated.
+            #expect(zip(aliceChats, aliceChats.dropFirst()).allSatisfy { $0.seq < $1.seq })
+            // Every acked op is there exactly once, at the seq its ack named.
+            for ack in acks {
+                let matches = aliceChats.filter { $0.opID == ack.id }
+                #expect(matches.count == 1, "op \(ack.id) appears \(matches.count) times")
+                #expect(matches.first?.seq == ack.seq, "op \(ack.id) acked at \(ack.seq), delivered at \(matches.first?.seq ?? 0)")
+            }
+            // Each client's own messages in the order it sent them.
+            for name in ["alice", "bob"] {
+                let texts = aliceChats.map(\.text).filter { $0.hasPrefix(name + "-") }
+                #expect(texts == (0..<perClient).map { "\(name)-\($0)" })
+            }
+            // The restart fenced a new epoch, and both clients lived through it by resuming.
+            let epochs = acks.map(\.epoch.rawValue)
+            #expect(epochs.max()! > epochs.min()!, "all acks carry one epoch; the restart did not advance it")
+            let aliceResumed = await aliceSaw.resumed
+            let bobResumed = await bobSaw.resumed
+            #expect(aliceResumed && bobResumed)
+        }
+    }
+
+    static func options(_ transport: TransportPreference) -> ParleyClient.Options {
+        var options = ParleyClient.Options(policy: ConnectionPolicy(transport: transport))
+        options.policy.backoffInitialMs = 50
+        options.policy.backoffMaxMs = 400
+        options.longPollWaitMs = 2_000
+        return options
+    }
+}
+
+/// What one client saw, in order.
+actor Transcript {
+    struct Chat: Equatable, Sendable {
+        var seq: Seq
+        var opID: OpID?
+        var text: String
+    }
+    private(set) var chats: [Chat] = []
+    private(set) var resumed = false
+
+    func record(_ events: AsyncStream<ClientEvent>) async {
+        for await event in events {
+            switch event {
+            case .entry(let entry):
+                if case .chat(let text) = entry.operation { chats.append(Chat(seq: entry.seq, opID: entry.opID, text: text)) }
+            case .connection(.resumed):
+                resumed = true
+            default:
+                break
+            }
+        }
+    }
+
+    func waitForChats(_ count: Int, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while chats.count < count {
+            guard ContinuousClock.now < deadline else {
+                throw TestFailure("saw \(chats.count) of \(count) chat messages after \(timeout)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
+
+/// Coordinates the server's life with the clients' traffic.
+actor Progress {
+    private(set) var acks = 0
+    private(set) var killedAt: Int?
+    private var finished = false
+
+    func acked() { acks += 1 }
+    func markKilled() { killedAt = acks }
+    func finish() { finished = true }
+
+    func waitForAcks(_ count: Int, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while acks < count {
+            guard ContinuousClock.now < deadline else { throw TestFailure("only \(acks) of \(count) acks after \(timeout)") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    func waitUntilFinished(timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !finished {
+            guard ContinuousClock.now < deadline else { throw TestFailure("the clients did not finish within \(timeout)") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+}
+
+/// `parley serve` as a child process, built next to this test bundle.
+enum ServerProcess {
+    struct Outcome<Value> {
+        var value: Value
+        var status: TerminationStatus
+    }
+
+    static var binary: String {
+        if let given = ProcessInfo.processInfo.environment["PARLEY_BINARY"] { return given }
+        // The test bundle runs from the build products folder, where `parley` is built too.
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        return me.deletingLastPathComponent().appendingPathComponent("parley").path
+    }
+
+    /// Starts the server, waits until it listens, runs `body` with it and its port, then
+    /// waits for it to exit (so `body` must stop it).
+    static func run<Value: Sendable>(
+        data: String, port: Int, portFile: String,
+        _ body: (Execution<NoInput, DiscardedOutput, FileDescriptorOutput>, Int) async throws -> Value
+    ) async throws -> Outcome<Value> {
+        try? FileManager.default.removeItem(atPath: portFile)
+        let logPath = URL(fileURLWithPath: data).deletingLastPathComponent().appendingPathComponent("server.log").path
+        let log = try FileDescriptor.open(FilePath(logPath), .writeOnly, options: [.create, .append],
+                                          permissions: [.ownerReadWrite])
+        let configuration = Configuration(
+            executable: .path(FilePath(binary)),
+            arguments: ["serve", "--data", data, "--port", "\(port)", "--port-file", portFile, "--log-level", "info"])
+        let result = try await Subprocess.run(configuration, input: .none, output: .discarded,
+                                              error: .fileDescriptor(log, closeAfterSpawningProcess: true)) { execution in
+            let bound = try await waitForPort(portFile, timeout: .seconds(30))
+            return try await body(execution, bound)
+        }
+        if case .exited(0) = result.terminationStatus {} else if case .signaled(SIGKILL) = result.terminationStatus {} else {
+            let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+            Issue.record("parley serve ended with \(result.terminationStatus); its log:\n\(text.suffix(4_000))")
+        }
+        return Outcome(value: result.closureResult, status: result.terminationStatus)
+    }
+
+    private static func waitForPort(_ portFile: String, timeout: Duration) async throws -> Int {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let text = try? String(contentsOfFile: portFile, encoding: .utf8),
+               let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                return port
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw TestFailure("parley serve did not write \(portFile) within \(timeout); is \(binary) built?")
+    }
+}

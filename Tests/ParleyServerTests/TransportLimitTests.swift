@@ -1,0 +1,140 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import ParleyCore
+import ParleyProtocol
+@testable import ParleyServer
+import Testing
+import WSClient
+
+@Suite("Server: long-polling and per-connection limits")
+struct TransportLimitTests {
+    @Test("a long-poll session joins, sends an op and receives its event and ack, like a WebSocket")
+    func longPollSession() async throws {
+        try await withServer { endpoint in
+            let meeting = try await endpoint.createMeeting()
+            let hello = String(decoding: FrameEncoder().encode(ClientFrame.hello(token: meeting.hostToken, resume: nil)), as: UTF8.self)
+            let (opened, status) = try await endpoint.http("POST", "/v1/poll", body: hello)
+            #expect(status == 200)
+            struct Opened: Decodable { var sid: String }
+            let sid = try JSONDecoder().decode(Opened.self, from: opened).sid
+
+            let first = try await endpoint.receivePoll(sid)
+            guard case .welcome(let welcome) = first.first else { throw TestFailure("expected welcome first, got \(first)") }
+            #expect(welcome.mode == .snapshot)
+
+            // One good op and one bad frame in one batch: the bad one gets an error, the good one is applied.
+            let (_, sent) = try await endpoint.http("POST", "/v1/poll/\(sid)",
+                                                    body: #"[{"type":"op","id":"lp-1","op":{"chat":{"text":"over HTTP"}}},{"type":"teleport"}]"#)
+            #expect(sent == 204)
+            var frames: [ServerFrame] = []
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !frames.contains(where: { if case .ack = $0 { true } else { false } }), ContinuousClock.now < deadline {
+                frames += try await endpoint.receivePoll(sid)
+            }
+            let chat = frames.compactMap(\.entry).first { if case .chat = $0.operation { true } else { false } }
+            #expect(chat?.operation == .chat(text: "over HTTP"))
+            #expect(chat?.opID == OpID("lp-1"))
+            #expect(frames.contains { $0.errorCode == .unknownFrameType })
+            let ack = frames.first { if case .ack = $0 { true } else { false } }
+            #expect(ack == .ack(id: OpID("lp-1"), epoch: welcome.epoch, seq: chat?.seq ?? 0))
+
+            // A body that is not an array is refused with the frame code; the session lives on.
+            let (notArray, badStatus) = try await endpoint.http("POST", "/v1/poll/\(sid)", body: #"{"type":"ping"}"#)
+            #expect(badStatus == 400)
+            #expect(String(decoding: notArray, as: UTF8.self).contains("malformed_frame"))
+
+            // Closing the session ends it: later requests get unknown_session.
+            let (_, deleted) = try await endpoint.http("DELETE", "/v1/poll/\(sid)")
+            #expect(deleted == 204)
+            let (gone, goneStatus) = try await endpoint.http("GET", "/v1/poll/\(sid)?waitMs=0")
+            #expect(goneStatus == 404)
+            #expect(String(decoding: gone, as: UTF8.self).contains("unknown_session"))
+        }
+    }
+
+    @Test("a client that stops reading is disconnected as a slow consumer; the meeting and its other clients go on")
+    func slowConsumerIsDisconnected() async throws {
+        try await withServer({ configuration in
+            configuration.limits.sendQueueFrames = 256
+            configuration.limits.framesPerSecond = 10_000
+            configuration.limits.burst = 10_000
+        }) { endpoint in
+            let meeting = try await endpoint.createMeeting()
+            let slow = try await endpoint.issueToken(meeting: meeting.meeting.id, name: "Sleepy")
+            // The slow client joins and then never reads again; its socket buffers fill up.
+            let slowClosed = try await withRawSocket(endpoint) { sleeper in
+                _ = try await sleeper.join(token: slow.token)
+                // The host floods the meeting with large messages meanwhile.
+                let acked = try await withRawSocket(endpoint) { host in
+                    _ = try await host.join(token: meeting.hostToken)
+                    let text = String(repeating: "z", count: 3_900)
+                    var acked = 0
+                    for index in 0..<3_000 {
+                        try await host.send(.op(id: OpID("flood-\(index)"), operation: .chat(text: text)))
+                        if index % 50 == 49 {
+                            // Keep the host itself reading so it is not the slow one.
+                            let last = OpID("flood-\(index)")
+                            let frames = try await host.receive {
+                                switch $0 {
+                                case .ack(let id, _, _), .reject(let id, _): id == last
+                                default: false
+                                }
+                            }
+                            acked += frames.filter { if case .ack = $0 { true } else { false } }.count
+                        }
+                    }
+                    return acked
+                }
+                #expect(acked > 0)
+                // Now read: after whatever was already buffered, the server must have cut us off
+                // with slow_consumer rather than queue everything.
+                var received = 0
+                var lastError: ProtocolErrorCode?
+                while let frame = try await sleeper.receive() {
+                    received += 1
+                    if let code = frame.errorCode { lastError = code }
+                }
+                return (received, lastError)
+            }
+            #expect(slowClosed.1 == .slowConsumer)
+            #expect(slowClosed.0 < 3_000, "the slow client got \(slowClosed.0) frames; nothing was dropped")
+
+            // The meeting is still healthy for others, and shows the sleeper as reconnecting.
+            try await withRawSocket(endpoint) { host in
+                let welcome = try await host.join(token: meeting.hostToken)
+                let sleeper = welcome.state?.participants.first { $0.name == "Sleepy" }
+                #expect(sleeper?.presence == .reconnecting)
+                try await host.send(.op(id: OpID("after"), operation: .chat(text: "still here")))
+                let frames = try await host.receive { if case .ack = $0 { true } else { false } }
+                let chat = frames.compactMap(\.entry).first { $0.opID == OpID("after") }
+                #expect(chat?.operation == .chat(text: "still here"))
+                #expect(frames.last == .ack(id: OpID("after"), epoch: welcome.epoch, seq: chat?.seq ?? 0))
+            }
+        }
+    }
+
+    @Test("GET /health answers ok; unknown meetings and bad bodies get API error codes")
+    func httpErrors() async throws {
+        try await withServer { endpoint in
+            let (health, status) = try await endpoint.http("GET", "/health")
+            #expect(status == 200)
+            #expect(String(decoding: health, as: UTF8.self).contains("ok"))
+            let (unknown, unknownStatus) = try await endpoint.http("POST", "/v1/meetings/nope/tokens", body: #"{"name":"X"}"#)
+            #expect(unknownStatus == 404)
+            #expect(String(decoding: unknown, as: UTF8.self).contains("unknown_meeting"))
+            let (bad, badStatus) = try await endpoint.http("POST", "/v1/meetings", body: "{not json")
+            #expect(badStatus == 400)
+            #expect(String(decoding: bad, as: UTF8.self).contains("\"code\""))
+        }
+    }
+}
+
+extension TestEndpoint {
+    func receivePoll(_ sid: String, waitMs: Int = 2_000) async throws -> [ServerFrame] {
+        let (data, status) = try await http("GET", "/v1/poll/\(sid)?waitMs=\(waitMs)")
+        guard status == 200 else { throw TestFailure("poll receive: \(status) \(String(decoding: data, as: UTF8.self))") }
+        return try JSONDecoder().decode([ServerFrame].self, from: data)
+    }
+}
