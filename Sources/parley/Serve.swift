@@ -1,0 +1,100 @@
+import ArgumentParser
+import FoundationEssentials
+import Logging
+import ParleyProtocol
+import ParleyServer
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a Parley server with its embedded SQLite store.",
+        discussion: """
+            Meetings, their logs and checkpoints live in DATA/parley.sqlite; the token signing key
+            in DATA/keys. SIGTERM or Ctrl-C stops the server gracefully: it stops accepting, commits
+            what is pending and checkpoints every meeting. After a crash, the next start rebuilds
+            every meeting from its last checkpoint plus the log.
+            """)
+
+    @Option(name: .customLong("data"), help: "Data directory (created if missing).")
+    var dataDirectory = "./data"
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on; 0 picks a free one.")
+    var port = 8080
+
+    @Option(help: "Write the bound port to this file once listening (for scripts and supervisors).")
+    var portFile: String?
+
+    @Option(help: "Largest accepted client frame, in bytes.")
+    var maxFrameBytes = ConnectionLimits().maxFrameBytes
+
+    @Option(help: "Ops and signals per second allowed per connection, sustained.")
+    var framesPerSecond = ConnectionLimits().framesPerSecond
+
+    @Option(help: "Ops and signals a connection may send at once above the sustained rate.")
+    var burst = ConnectionLimits().burst
+
+    @Option(help: "Frames queued for one client before it is disconnected as a slow consumer.")
+    var sendQueueFrames = ConnectionLimits().sendQueueFrames
+
+    @Option(help: "Inputs queued for one meeting before new ops are refused with server_busy.")
+    var meetingQueueDepth = ServerConfiguration().meetingQueueDepth
+
+    @Option(help: "Log entries between checkpoints of a meeting.")
+    var snapshotEvery = ServerConfiguration().snapshotEveryEntries
+
+    @Option(help: "Lifetime of issued join tokens, in seconds.")
+    var tokenLifetime = ServerConfiguration().tokenLifetimeSeconds
+
+    @Option(help: "Require 'Authorization: Bearer KEY' to create meetings and issue tokens (also PARLEY_API_KEY).")
+    var apiKey: String?
+
+    @Flag(help: "Use SQLite synchronous=NORMAL: faster, but a power loss (not a crash) may lose the last commits.")
+    var noFsync = false
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
+        guard maxFrameBytes >= 1024 else { throw ValidationError("--max-frame-bytes must be at least 1024") }
+        guard framesPerSecond > 0, burst > 0 else { throw ValidationError("--frames-per-second and --burst must be positive") }
+        guard sendQueueFrames >= 16 else { throw ValidationError("--send-queue-frames must be at least 16") }
+        guard snapshotEvery > 0 else { throw ValidationError("--snapshot-every must be positive") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "parley")
+        var configuration = ServerConfiguration(
+            host: host, port: port, dataDirectory: dataDirectory,
+            limits: ConnectionLimits(maxFrameBytes: maxFrameBytes, framesPerSecond: framesPerSecond, burst: burst,
+                                     sendQueueFrames: sendQueueFrames))
+        configuration.meetingQueueDepth = meetingQueueDepth
+        configuration.snapshotEveryEntries = snapshotEvery
+        configuration.tokenLifetimeSeconds = tokenLifetime
+        configuration.apiKey = apiKey ?? ProcessInfo.processInfo.environment["PARLEY_API_KEY"]
+        configuration.fsyncEveryCommit = !noFsync
+        let portFile = portFile
+        try await ParleyServer(configuration: configuration, logger: logger).run { port in
+            guard let portFile else { return }
+            // Written whole via rename, so a reader never sees a partial number.
+            let temporary = portFile + ".tmp"
+            if FileManager.default.createFile(atPath: temporary, contents: Data("\(port)\n".utf8)) {
+                try? FileManager.default.removeItem(atPath: portFile)
+                try? FileManager.default.moveItem(atPath: temporary, toPath: portFile)
+            }
+        }
+    }
+}
