@@ -5,6 +5,9 @@ import PackageDescription
 //   ParleyCore (model, log, resume; pure)  <-  ParleyProtocol (wire frames)
 //   <-  ParleyStore (durable log)  <-  ParleyServer (transport adapters)  <-  parley (CLI)
 //   ParleyProtocol  <-  ParleyClient (Swift SDK)
+//   ParleyCore  <-  ParleyZone (zone rules: configuration, supervision, placement, leases; pure)
+//   ParleyZone  <-  ParleySupervisor (spawns and watches the zone's processes)
+//   ParleyZone + ParleyServer  <-  ParleyNode (a logical server: its zone agent and its role)
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
@@ -67,10 +70,36 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        .target(name: "ParleyZone", dependencies: ["ParleyCore"], swiftSettings: strict),
+        .target(
+            name: "ParleySupervisor",
+            dependencies: [
+                "ParleyZone",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "ParleyNode",
+            dependencies: [
+                "ParleyZone", "ParleyServer", "ParleyStore", "ParleyProtocol",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         .executableTarget(
             name: "parley",
             dependencies: [
-                "ParleyServer", "ParleyClient",
+                "ParleyServer", "ParleyClient", "ParleySupervisor", "ParleyNode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -90,6 +119,18 @@ let package = Package(
         .testTarget(
             name: "ParleyClientTests",
             dependencies: ["ParleyClient"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "ParleyZoneTests",
+            dependencies: ["ParleyZone"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "ParleyZoneProcessTests",
+            dependencies: [
+                "ParleySupervisor", "ParleyNode", "ParleyClient", "parley",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: strict),
         .testTarget(
             name: "ParleyServerTests",

@@ -1,0 +1,1 @@
+enum NodeModule {}  // replaced by the node runtime

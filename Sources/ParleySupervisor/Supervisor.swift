@@ -1,0 +1,1 @@
+enum SupervisorModule {}  // replaced by the supervisor implementation

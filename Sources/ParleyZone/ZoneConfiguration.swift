@@ -1,0 +1,185 @@
+/// What a zone runs and how it is watched: the processes, their heartbeats, how they are
+/// restarted, and when more collaboration servers are added.
+///
+/// `parley serve` uses ``standard`` unless `--config FILE` names a JSON file. A file may
+/// leave out any key; the standard value is used for it.
+public struct ZoneConfiguration: Codable, Equatable, Sendable {
+    /// One logical server to run.
+    public struct ProcessSpec: Codable, Equatable, Sendable {
+        public var name: NodeName
+        public var role: NodeRole
+        /// For `services` processes: which services this one runs. Empty means all three.
+        public var services: [ZoneService]
+
+        public init(name: NodeName, role: NodeRole, services: [ZoneService] = []) {
+            self.name = name
+            self.role = role
+            self.services = services
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            name = try container.decode(NodeName.self, forKey: .name)
+            role = try container.decode(NodeRole.self, forKey: .role)
+            services = try container.decodeIfPresent([ZoneService].self, forKey: .services) ?? []
+        }
+
+        /// The services this process runs.
+        public var runs: [ZoneService] {
+            role == .services ? (services.isEmpty ? ZoneService.allCases : services) : []
+        }
+    }
+
+    public struct Heartbeat: Codable, Equatable, Sendable {
+        /// How often every process reports to the supervisor and to the manager.
+        public var intervalMs: Int = 200
+        /// A process silent this long is hung: the manager fails its meetings over and the
+        /// supervisor kills and replaces it.
+        public var timeoutMs: Int = 1_000
+        public init() {}
+    }
+
+    /// OTP-style: restarts back off exponentially, and a process that needs more than
+    /// `maxRestarts` restarts within `windowSeconds` is given up on, loudly.
+    public struct Restart: Codable, Equatable, Sendable {
+        public var initialBackoffMs: Int = 100
+        public var maxBackoffMs: Int = 5_000
+        public var maxRestarts: Int = 5
+        public var windowSeconds: Int = 60
+        /// A process that has run this long without trouble starts again from the initial backoff.
+        public var stableAfterSeconds: Int = 30
+        public init() {}
+    }
+
+    public struct Scaling: Codable, Equatable, Sendable {
+        /// When every collaboration server carries more client connections than this, the
+        /// manager asks the supervisor for another one.
+        public var connectionsPerServer: Int = 2_000
+        /// The most collaboration servers the zone will run, counting those in `processes`.
+        public var maxCollabServers: Int = 4
+        public init() {}
+    }
+
+    public struct License: Codable, Equatable, Sendable {
+        /// Participants present at once across the whole zone.
+        public var maxParticipants: Int = 10_000
+        public init() {}
+    }
+
+    /// The address every process binds and that clients are sent to.
+    public var host: String = "127.0.0.1"
+    /// The web server's port: the one address clients need (API and locator).
+    public var publicPort: Int = 8080
+    public var processes: [ProcessSpec] = ZoneConfiguration.standardProcesses
+    public var heartbeat = Heartbeat()
+    public var restart = Restart()
+    public var scaling = Scaling()
+    public var license = License()
+    /// An operation that has crashed this many hosting processes is rejected from then on.
+    public var poisonAfterCrashes: Int = 2
+
+    public init() {}
+
+    public static let standard = ZoneConfiguration()
+
+    public static let standardProcesses: [ProcessSpec] = [
+        ProcessSpec(name: "manager-1", role: .manager),
+        ProcessSpec(name: "manager-2", role: .manager),
+        ProcessSpec(name: "collab-1", role: .collab),
+        ProcessSpec(name: "collab-2", role: .collab),
+        ProcessSpec(name: "web", role: .web),
+        ProcessSpec(name: "services", role: .services),
+    ]
+
+    public func process(named name: NodeName) -> ProcessSpec? { processes.first { $0.name == name } }
+
+    /// Every problem with the configuration, worded for the operator who wrote it.
+    public func problems() -> [String] {
+        var problems: [String] = []
+        var seen: Set<NodeName> = []
+        for spec in processes {
+            if !seen.insert(spec.name).inserted { problems.append("process name '\(spec.name)' is used twice") }
+            if spec.name.rawValue.isEmpty || spec.name.rawValue.contains(where: { !($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
+                problems.append("process name '\(spec.name)' may only use letters, digits, '-' and '_'")
+            }
+            if spec.role != .services && !spec.services.isEmpty {
+                problems.append("process '\(spec.name)' lists services but its role is \(spec.role.rawValue)")
+            }
+        }
+        let count = { (role: NodeRole) in processes.count { $0.role == role } }
+        if count(.manager) < 1 { problems.append("a zone needs at least one manager process") }
+        if count(.collab) < 1 { problems.append("a zone needs at least one collab process") }
+        if count(.web) != 1 { problems.append("a zone needs exactly one web process, found \(count(.web))") }
+        for service in ZoneService.allCases {
+            let runners = processes.count { $0.runs.contains(service) }
+            if runners != 1 { problems.append("the \(service.rawValue) service must run in exactly one process, found \(runners)") }
+        }
+        if !(1...65_535).contains(publicPort) && publicPort != 0 { problems.append("publicPort \(publicPort) is not a port") }
+        if heartbeat.intervalMs <= 0 || heartbeat.timeoutMs <= heartbeat.intervalMs {
+            problems.append("heartbeat.timeoutMs must exceed heartbeat.intervalMs, and both be positive")
+        }
+        if restart.initialBackoffMs <= 0 || restart.maxBackoffMs < restart.initialBackoffMs {
+            problems.append("restart.maxBackoffMs must be at least restart.initialBackoffMs, and both positive")
+        }
+        if restart.maxRestarts < 1 || restart.windowSeconds < 1 { problems.append("restart.maxRestarts and restart.windowSeconds must be at least 1") }
+        if scaling.connectionsPerServer < 1 { problems.append("scaling.connectionsPerServer must be at least 1") }
+        if scaling.maxCollabServers < count(.collab) {
+            problems.append("scaling.maxCollabServers (\(scaling.maxCollabServers)) is below the \(count(.collab)) collab processes configured")
+        }
+        if license.maxParticipants < 1 { problems.append("license.maxParticipants must be at least 1") }
+        if poisonAfterCrashes < 1 { problems.append("poisonAfterCrashes must be at least 1") }
+        return problems
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let standard = ZoneConfiguration()
+        host = try container.decodeIfPresent(String.self, forKey: .host) ?? standard.host
+        publicPort = try container.decodeIfPresent(Int.self, forKey: .publicPort) ?? standard.publicPort
+        processes = try container.decodeIfPresent([ProcessSpec].self, forKey: .processes) ?? standard.processes
+        heartbeat = try container.decodeIfPresent(Heartbeat.self, forKey: .heartbeat) ?? standard.heartbeat
+        restart = try container.decodeIfPresent(Restart.self, forKey: .restart) ?? standard.restart
+        scaling = try container.decodeIfPresent(Scaling.self, forKey: .scaling) ?? standard.scaling
+        license = try container.decodeIfPresent(License.self, forKey: .license) ?? standard.license
+        poisonAfterCrashes = try container.decodeIfPresent(Int.self, forKey: .poisonAfterCrashes) ?? standard.poisonAfterCrashes
+    }
+}
+
+// Sections may be partial too: a missing key keeps its standard value.
+extension ZoneConfiguration.Heartbeat {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        intervalMs = try container.decodeIfPresent(Int.self, forKey: .intervalMs) ?? intervalMs
+        timeoutMs = try container.decodeIfPresent(Int.self, forKey: .timeoutMs) ?? timeoutMs
+    }
+}
+
+extension ZoneConfiguration.Restart {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        initialBackoffMs = try container.decodeIfPresent(Int.self, forKey: .initialBackoffMs) ?? initialBackoffMs
+        maxBackoffMs = try container.decodeIfPresent(Int.self, forKey: .maxBackoffMs) ?? maxBackoffMs
+        maxRestarts = try container.decodeIfPresent(Int.self, forKey: .maxRestarts) ?? maxRestarts
+        windowSeconds = try container.decodeIfPresent(Int.self, forKey: .windowSeconds) ?? windowSeconds
+        stableAfterSeconds = try container.decodeIfPresent(Int.self, forKey: .stableAfterSeconds) ?? stableAfterSeconds
+    }
+}
+
+extension ZoneConfiguration.Scaling {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        connectionsPerServer = try container.decodeIfPresent(Int.self, forKey: .connectionsPerServer) ?? connectionsPerServer
+        maxCollabServers = try container.decodeIfPresent(Int.self, forKey: .maxCollabServers) ?? maxCollabServers
+    }
+}
+
+extension ZoneConfiguration.License {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        maxParticipants = try container.decodeIfPresent(Int.self, forKey: .maxParticipants) ?? maxParticipants
+    }
+}

@@ -1,0 +1,22 @@
+/// Where a zone keeps its files under the data directory. Every process of the zone derives
+/// the same paths from the same data directory, so none are passed around.
+public struct ZonePaths: Sendable, Equatable {
+    public let data: String
+
+    public init(data: String) {
+        self.data = data.count > 1 && data.hasSuffix("/") ? String(data.dropLast()) : data
+    }
+
+    /// Readable only by the zone's user (mode 0700): the control socket and the secrets.
+    public var zoneDirectory: String { data + "/zone" }
+    /// The supervisor's Unix socket: processes' heartbeats and requests, and `parley ctl`.
+    public var controlSocket: String { zoneDirectory + "/control.sock" }
+    /// The shared secret that authenticates links between processes (mode 0600).
+    public var zoneSecret: String { zoneDirectory + "/secret" }
+    /// The configuration the supervisor resolved and started the zone with.
+    public var resolvedConfiguration: String { zoneDirectory + "/zone.json" }
+    /// One log file per process, appended across restarts.
+    public func log(of name: NodeName) -> String { data + "/logs/\(name.rawValue).log" }
+    /// The op a collaboration server is applying right now; read after a crash to find poison ops.
+    public func applyingMarker(of name: NodeName) -> String { zoneDirectory + "/applying-\(name.rawValue)" }
+}

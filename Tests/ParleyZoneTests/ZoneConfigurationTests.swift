@@ -1,0 +1,46 @@
+import FoundationEssentials
+import ParleyZone
+import Testing
+
+@Suite("Zone configuration")
+struct ZoneConfigurationTests {
+    @Test("the standard zone is valid: two managers, two collab servers, web, and one services process")
+    func standardIsValid() {
+        let standard = ZoneConfiguration.standard
+        #expect(standard.problems() == [])
+        #expect(standard.processes.count { $0.role == .manager } == 2)
+        #expect(standard.processes.count { $0.role == .collab } == 2)
+        #expect(standard.process(named: "services")?.runs == ZoneService.allCases)
+    }
+
+    @Test("a file may leave out any key, at any depth")
+    func partialFile() throws {
+        let json = #"{"publicPort": 9000, "heartbeat": {"timeoutMs": 2000}, "restart": {"maxRestarts": 3}}"#
+        let configuration = try JSONDecoder().decode(ZoneConfiguration.self, from: Data(json.utf8))
+        var expected = ZoneConfiguration.standard
+        expected.publicPort = 9000
+        expected.heartbeat.timeoutMs = 2000
+        expected.restart.maxRestarts = 3
+        #expect(configuration == expected)
+    }
+
+    @Test("every mistake is reported in words the operator can act on")
+    func problemsAreSpecific() throws {
+        let json = #"""
+        {"processes": [
+          {"name": "collab-1", "role": "collab"}, {"name": "collab-1", "role": "collab"},
+          {"name": "web", "role": "web", "services": ["log"]},
+          {"name": "svc a", "role": "services", "services": ["log", "ping"]}
+        ], "heartbeat": {"intervalMs": 500, "timeoutMs": 400}}
+        """#
+        let problems = try JSONDecoder().decode(ZoneConfiguration.self, from: Data(json.utf8)).problems()
+        #expect(problems == [
+            "process name 'collab-1' is used twice",
+            "process 'web' lists services but its role is web",
+            "process name 'svc a' may only use letters, digits, '-' and '_'",
+            "a zone needs at least one manager process",
+            "the license service must run in exactly one process, found 0",
+            "heartbeat.timeoutMs must exceed heartbeat.intervalMs, and both be positive",
+        ])
+    }
+}
