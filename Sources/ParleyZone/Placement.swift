@@ -1,0 +1,400 @@
+import ParleyCore
+
+/// What a collaboration server tells the manager about its load, with every heartbeat.
+public struct ServerLoad: Codable, Equatable, Sendable {
+    public var connections: Int
+    public var meetings: Int
+    /// Inputs waiting in the busiest meeting's queue.
+    public var queueDepth: Int
+    /// Process CPU over the last report interval, 0–100 per core.
+    public var cpuPercent: Double
+
+    public init(connections: Int = 0, meetings: Int = 0, queueDepth: Int = 0, cpuPercent: Double = 0) {
+        self.connections = connections
+        self.meetings = meetings
+        self.queueDepth = queueDepth
+        self.cpuPercent = cpuPercent
+    }
+}
+
+/// Where a collaboration server can be reached.
+public struct ServerAddress: Codable, Equatable, Sendable {
+    /// Base URL clients connect to (`/v1/ws`, `/v1/poll`).
+    public var client: String
+    /// Base URL other processes of the zone connect to (authenticated).
+    public var zone: String
+
+    public init(client: String, zone: String) {
+        self.client = client
+        self.zone = zone
+    }
+}
+
+/// A meeting a server holds, as it reports when it (re-)registers with a manager.
+public struct HeldMeeting: Codable, Equatable, Sendable {
+    public enum Role: String, Codable, Sendable { case host, standby }
+    public var meeting: MeetingID
+    public var role: Role
+    public var epoch: Epoch
+
+    public init(meeting: MeetingID, role: Role, epoch: Epoch) {
+        self.meeting = meeting
+        self.role = role
+        self.epoch = epoch
+    }
+}
+
+/// Identifies one pending locator question, so its answer finds its way back.
+public struct LocateRequest: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let rawValue: UInt64
+    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+    public var description: String { "locate#\(rawValue)" }
+}
+
+/// The manager's rules for where meetings live: placement by load, hot standbys, failover,
+/// drain, and asking for more servers.
+///
+/// Pure: the manager's links feed it registrations, heartbeats, lost links, clock ticks and
+/// answers from servers, and carry out the actions it returns. Epochs are not chosen here:
+/// a server that opens or promotes a meeting claims the next epoch in the store itself,
+/// which is what fences the previous host.
+public struct Placement: Sendable {
+    public enum Action: Equatable, Sendable {
+        /// Load the meeting from the store and host it; `standby` will follow it.
+        case open(MeetingID, on: NodeName, standby: NodeName?)
+        /// The standby takes the meeting over: claim a new epoch, catch up from the store, host.
+        case promote(MeetingID, on: NodeName, standby: NodeName?)
+        /// Keep a hot copy of the meeting by following its host's committed stream.
+        case follow(MeetingID, on: NodeName, host: NodeName)
+        /// Stop hosting or following the meeting here; clients are sent back to the locator.
+        case release(MeetingID, on: NodeName)
+        case answer(LocateRequest, LocateAnswer)
+        /// Every server is past the load threshold: ask the supervisor for one more.
+        case requestServer
+        /// The server is gone or hung; its link is closed and its meetings have moved.
+        case disconnect(NodeName, reason: String)
+        /// Nothing is left on a draining server; the supervisor may stop it.
+        case drained(NodeName)
+    }
+
+    public enum LocateAnswer: Equatable, Sendable {
+        case at(NodeName, ServerAddress)
+        /// No server could take the meeting in time; the client retries after backing off.
+        case unavailable(String)
+    }
+
+    public struct Tuning: Equatable, Sendable {
+        /// A server not heard from for this long is treated as hung.
+        public var heartbeatTimeoutMs: Int64
+        /// A locate still unanswered after this long gets `.unavailable`.
+        public var locateTimeoutMs: Int64
+        /// An open or promote not confirmed after this long is retried elsewhere.
+        public var moveTimeoutMs: Int64
+        public var connectionsPerServer: Int
+        public var maxServers: Int
+
+        public init(heartbeatTimeoutMs: Int64 = 1_000, locateTimeoutMs: Int64 = 5_000, moveTimeoutMs: Int64 = 3_000,
+                    connectionsPerServer: Int = 2_000, maxServers: Int = 4) {
+            self.heartbeatTimeoutMs = heartbeatTimeoutMs
+            self.locateTimeoutMs = locateTimeoutMs
+            self.moveTimeoutMs = moveTimeoutMs
+            self.connectionsPerServer = connectionsPerServer
+            self.maxServers = maxServers
+        }
+    }
+
+    public struct Server: Equatable, Sendable {
+        public var name: NodeName
+        public var address: ServerAddress
+        public var load: ServerLoad
+        public var lastHeardMs: Int64
+        public var draining: Bool
+    }
+
+    public struct Place: Equatable, Sendable {
+        /// The server hosting the meeting, or about to (see `moving`).
+        public var host: NodeName
+        public var standby: NodeName?
+        /// The newest epoch a server reported for this meeting.
+        public var epoch: Epoch?
+        /// Set while an open or promote is not yet confirmed: when it was sent.
+        public var movingSinceMs: Int64?
+
+        public init(host: NodeName, standby: NodeName?, epoch: Epoch?, movingSinceMs: Int64?) {
+            self.host = host
+            self.standby = standby
+            self.epoch = epoch
+            self.movingSinceMs = movingSinceMs
+        }
+    }
+
+    public private(set) var servers: [NodeName: Server] = [:]
+    public private(set) var places: [MeetingID: Place] = [:]
+    private var waiting: [MeetingID: [(LocateRequest, Int64)]] = [:]
+    private var serverRequestedAtMs: Int64?
+    private var reportedDrained: Set<NodeName> = []
+    /// Standby copies reported before their host registered (after a manager failover).
+    private var unplacedStandbys: [MeetingID: NodeName] = [:]
+    public let tuning: Tuning
+
+    public init(tuning: Tuning = Tuning()) { self.tuning = tuning }
+
+    // MARK: Servers
+
+    /// A server connected. It may already hold meetings: after a manager failover, or after
+    /// a pause the zone took for a failure. The newest epoch wins; older copies are released.
+    public mutating func register(_ name: NodeName, at address: ServerAddress, holding: [HeldMeeting],
+                                  load: ServerLoad = ServerLoad(), nowMs: Int64) -> [Action] {
+        servers[name] = Server(name: name, address: address, load: load, lastHeardMs: nowMs, draining: false)
+        var actions: [Action] = []
+        for held in holding.sorted(by: { $0.meeting < $1.meeting }) {
+            switch held.role {
+            case .host:
+                if var place = places[held.meeting] {
+                    if place.host == name {
+                        place.epoch = max(place.epoch ?? held.epoch, held.epoch)
+                        places[held.meeting] = place
+                    } else if let known = place.epoch, known >= held.epoch {
+                        actions.append(.release(held.meeting, on: name))
+                    } else {
+                        // This server holds a newer epoch than the one we placed: it is the host.
+                        actions.append(.release(held.meeting, on: place.host))
+                        place.host = name
+                        place.epoch = held.epoch
+                        place.movingSinceMs = nil
+                        if place.standby == name { place.standby = nil }
+                        places[held.meeting] = place
+                    }
+                } else {
+                    let standby = unplacedStandbys.removeValue(forKey: held.meeting).flatMap { servers[$0] != nil && $0 != name ? $0 : nil }
+                    places[held.meeting] = Place(host: name, standby: standby, epoch: held.epoch, movingSinceMs: nil)
+                }
+            case .standby:
+                if var place = places[held.meeting], place.host != name, place.standby == nil || place.standby == name {
+                    place.standby = name
+                    places[held.meeting] = place
+                } else if places[held.meeting] == nil {
+                    // Its host has not registered yet; it keeps this standby when it does.
+                    unplacedStandbys[held.meeting] = name
+                } else {
+                    actions.append(.release(held.meeting, on: name))
+                }
+            }
+        }
+        actions += answerWaiting()
+        actions += assignMissingStandbys()
+        return actions
+    }
+
+    /// A heartbeat with the server's load.
+    public mutating func heard(_ name: NodeName, load: ServerLoad, nowMs: Int64) -> [Action] {
+        guard var server = servers[name] else { return [] }
+        server.load = load
+        server.lastHeardMs = nowMs
+        servers[name] = server
+        return scaleIfNeeded(nowMs: nowMs)
+    }
+
+    /// The server's link closed, or it stopped answering: move everything it held.
+    public mutating func lost(_ name: NodeName, reason: String, nowMs: Int64) -> [Action] {
+        guard servers.removeValue(forKey: name) != nil else { return [] }
+        reportedDrained.remove(name)
+        var actions: [Action] = [.disconnect(name, reason: reason)]
+        for (meeting, place) in places.sorted(by: { $0.key < $1.key }) {
+            if place.host == name {
+                actions += failOver(meeting, place, nowMs: nowMs)
+            } else if place.standby == name {
+                var place = place
+                place.standby = nil
+                places[meeting] = place
+            }
+        }
+        actions += assignMissingStandbys()
+        return actions
+    }
+
+    /// Time passes: hung servers, stuck moves and unanswered locates are dealt with.
+    public mutating func tick(nowMs: Int64) -> [Action] {
+        var actions: [Action] = []
+        for server in servers.values.sorted(by: { $0.name < $1.name })
+        where nowMs - server.lastHeardMs > tuning.heartbeatTimeoutMs {
+            actions += lost(server.name, reason: "no heartbeat for \(nowMs - server.lastHeardMs) ms", nowMs: nowMs)
+        }
+        for (meeting, place) in places.sorted(by: { $0.key < $1.key }) {
+            if let since = place.movingSinceMs, nowMs - since > tuning.moveTimeoutMs {
+                // The chosen server never confirmed; try another (the first is released so
+                // that a late confirmation cannot leave two hosts).
+                var retry = place
+                retry.standby = place.standby == place.host ? nil : place.standby
+                actions.append(.release(meeting, on: place.host))
+                places[meeting] = retry
+                actions += reopen(meeting, excluding: [place.host], nowMs: nowMs)
+            }
+        }
+        for (meeting, requests) in waiting.sorted(by: { $0.key < $1.key }) {
+            let expired = requests.filter { nowMs - $0.1 > tuning.locateTimeoutMs }
+            guard !expired.isEmpty else { continue }
+            waiting[meeting] = requests.filter { nowMs - $0.1 <= tuning.locateTimeoutMs }
+            if waiting[meeting]?.isEmpty == true { waiting[meeting] = nil }
+            for (request, _) in expired {
+                actions.append(.answer(request, .unavailable("meeting \(meeting) has no host yet; retry shortly")))
+            }
+        }
+        return actions
+    }
+
+    // MARK: Meetings
+
+    /// Where should a client of `meeting` connect? Places the meeting if it has no host.
+    public mutating func locate(_ meeting: MeetingID, request: LocateRequest, nowMs: Int64) -> [Action] {
+        if let place = places[meeting] {
+            if place.movingSinceMs == nil, let server = servers[place.host] {
+                return [.answer(request, .at(place.host, server.address))]
+            }
+            waiting[meeting, default: []].append((request, nowMs))
+            return []
+        }
+        waiting[meeting, default: []].append((request, nowMs))
+        return reopen(meeting, excluding: [], nowMs: nowMs)
+    }
+
+    /// The server now hosts the meeting under `epoch` (after an open or a promote).
+    public mutating func hosting(_ meeting: MeetingID, on name: NodeName, epoch: Epoch) -> [Action] {
+        guard var place = places[meeting], place.host == name else {
+            // Not (or no longer) ours to host: the placement moved on while it was opening.
+            return [.release(meeting, on: name)]
+        }
+        place.epoch = epoch
+        place.movingSinceMs = nil
+        places[meeting] = place
+        var actions = answerWaiting(meeting)
+        if let standby = place.standby { actions.append(.follow(meeting, on: standby, host: name)) }
+        return actions + assignMissingStandbys() + finishedDrains()
+    }
+
+    /// The server could not open or promote the meeting; try elsewhere.
+    public mutating func failedToHost(_ meeting: MeetingID, on name: NodeName, nowMs: Int64) -> [Action] {
+        guard let place = places[meeting], place.host == name else { return [] }
+        return reopen(meeting, excluding: [name], nowMs: nowMs)
+    }
+
+    /// Move every meeting off `name`, then report it `drained`. New meetings avoid it.
+    public mutating func drain(_ name: NodeName, nowMs: Int64) -> [Action] {
+        guard var server = servers[name] else { return [] }
+        server.draining = true
+        servers[name] = server
+        var actions: [Action] = []
+        for (meeting, place) in places.sorted(by: { $0.key < $1.key }) {
+            if place.host == name {
+                // Promote first: the new epoch fences this host before its clients move.
+                actions += failOver(meeting, place, nowMs: nowMs)
+                actions.append(.release(meeting, on: name))
+            } else if place.standby == name {
+                var place = place
+                place.standby = nil
+                places[meeting] = place
+                actions.append(.release(meeting, on: name))
+            }
+        }
+        return actions + assignMissingStandbys() + finishedDrains()
+    }
+
+    /// Draining servers that hold nothing, once every move is confirmed.
+    private mutating func finishedDrains() -> [Action] {
+        guard !places.values.contains(where: { $0.movingSinceMs != nil }) else { return [] }
+        var actions: [Action] = []
+        for server in servers.values.sorted(by: { $0.name < $1.name })
+        where server.draining && !reportedDrained.contains(server.name) && isEmpty(server.name) {
+            reportedDrained.insert(server.name)
+            actions.append(.drained(server.name))
+        }
+        return actions
+    }
+
+    // MARK: Rules
+
+    private func isEmpty(_ name: NodeName) -> Bool {
+        !places.values.contains { $0.host == name || $0.standby == name }
+    }
+
+    /// Live servers that take new work, least loaded first; ties by name, so placement is
+    /// deterministic for a given history.
+    private func candidates(excluding: Set<NodeName>) -> [Server] {
+        servers.values
+            .filter { !$0.draining && !excluding.contains($0.name) }
+            .sorted {
+                let left = (hostedCount($0.name), $0.load.connections, $0.name.rawValue)
+                let right = (hostedCount($1.name), $1.load.connections, $1.name.rawValue)
+                return left < right
+            }
+    }
+
+    private func hostedCount(_ name: NodeName) -> Int {
+        places.values.count { $0.host == name } * 2 + places.values.count { $0.standby == name }
+    }
+
+    private mutating func failOver(_ meeting: MeetingID, _ place: Place, nowMs: Int64) -> [Action] {
+        if let standby = place.standby, let server = servers[standby], !server.draining {
+            let next = candidates(excluding: [standby, place.host]).first?.name
+            places[meeting] = Place(host: standby, standby: next, epoch: place.epoch, movingSinceMs: nowMs)
+            return [.promote(meeting, on: standby, standby: next)]
+        }
+        places[meeting] = nil
+        return reopen(meeting, excluding: [place.host], nowMs: nowMs)
+    }
+
+    /// Opens the meeting from the store on the least loaded server (no hot copy exists).
+    private mutating func reopen(_ meeting: MeetingID, excluding: Set<NodeName>, nowMs: Int64) -> [Action] {
+        let previous = places[meeting]
+        let choices = candidates(excluding: excluding)
+        guard let host = choices.first else {
+            places[meeting] = nil
+            return []  // Locates wait, then time out; a registration retries.
+        }
+        let standby = choices.dropFirst().first?.name
+        places[meeting] = Place(host: host.name, standby: standby, epoch: previous?.epoch, movingSinceMs: nowMs)
+        return [.open(meeting, on: host.name, standby: standby)]
+    }
+
+    private mutating func answerWaiting(_ meeting: MeetingID) -> [Action] {
+        guard let place = places[meeting], place.movingSinceMs == nil, let server = servers[place.host],
+              let requests = waiting.removeValue(forKey: meeting) else { return [] }
+        return requests.map { .answer($0.0, .at(place.host, server.address)) }
+    }
+
+    private mutating func answerWaiting() -> [Action] {
+        var actions: [Action] = []
+        for meeting in waiting.keys.sorted() {
+            actions += answerWaiting(meeting)
+            if waiting[meeting] != nil, places[meeting] == nil {
+                actions += reopen(meeting, excluding: [], nowMs: waiting[meeting]?.first?.1 ?? 0)
+            }
+        }
+        return actions
+    }
+
+    /// Every hosted meeting gets a standby on another live server, when there is one.
+    private mutating func assignMissingStandbys() -> [Action] {
+        var actions: [Action] = []
+        for (meeting, place) in places.sorted(by: { $0.key < $1.key })
+        where place.standby == nil && place.movingSinceMs == nil {
+            guard let standby = candidates(excluding: [place.host]).first?.name else { continue }
+            var place = place
+            place.standby = standby
+            places[meeting] = place
+            actions.append(.follow(meeting, on: standby, host: place.host))
+        }
+        return actions
+    }
+
+    private mutating func scaleIfNeeded(nowMs: Int64) -> [Action] {
+        let live = servers.values.filter { !$0.draining }
+        guard !live.isEmpty, servers.count < tuning.maxServers,
+              live.allSatisfy({ $0.load.connections > tuning.connectionsPerServer }) else { return [] }
+        // One request at a time; a new server that never arrives is asked for again later.
+        if let since = serverRequestedAtMs, nowMs - since < tuning.moveTimeoutMs * 4 { return [] }
+        serverRequestedAtMs = nowMs
+        return [.requestServer]
+    }
+}

@@ -1,0 +1,173 @@
+import ParleyCore
+import ParleyZone
+import Testing
+
+private let c1: NodeName = "collab-1"
+private let c2: NodeName = "collab-2"
+private let c3: NodeName = "collab-3"
+private let standup = MeetingID("standup")
+private let review = MeetingID("review")
+
+private func address(_ name: NodeName) -> ServerAddress {
+    ServerAddress(client: "http://\(name):1", zone: "http://\(name):2")
+}
+
+/// A zone with the given servers registered at t=0, holding nothing.
+private func zone(_ names: [NodeName], tuning: Placement.Tuning = .init()) -> Placement {
+    var placement = Placement(tuning: tuning)
+    for name in names { _ = placement.register(name, at: address(name), holding: [], nowMs: 0) }
+    return placement
+}
+
+@Suite("Placement: the manager's rules for hosts, standbys and failover")
+struct PlacementTests {
+    @Test("a first locate opens the meeting on the least loaded server with a standby on another; the answer waits for the host")
+    func firstLocate() {
+        var placement = zone([c1, c2])
+        _ = placement.heard(c1, load: ServerLoad(connections: 50), nowMs: 10)
+        #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 20) == [.open(standup, on: c2, standby: c1)])
+        // A second client asking meanwhile also waits.
+        #expect(placement.locate(standup, request: LocateRequest(2), nowMs: 25) == [])
+        #expect(placement.hosting(standup, on: c2, epoch: Epoch(1)) == [
+            .answer(LocateRequest(1), .at(c2, address(c2))),
+            .answer(LocateRequest(2), .at(c2, address(c2))),
+            .follow(standup, on: c1, host: c2),
+        ])
+        #expect(placement.locate(standup, request: LocateRequest(3), nowMs: 30) == [.answer(LocateRequest(3), .at(c2, address(c2)))])
+    }
+
+    @Test("meetings spread: the second meeting goes to the server that hosts fewer")
+    func spread() {
+        var placement = zone([c1, c2])
+        _ = placement.locate(standup, request: LocateRequest(1), nowMs: 0)
+        _ = placement.hosting(standup, on: c1, epoch: Epoch(1))
+        #expect(placement.locate(review, request: LocateRequest(2), nowMs: 1) == [.open(review, on: c2, standby: c1)])
+    }
+
+    @Test("when the host is lost its standby is promoted, a new standby is chosen, and locates wait for the promotion")
+    func failover() {
+        var placement = zone([c1, c2, c3])
+        _ = placement.locate(standup, request: LocateRequest(1), nowMs: 0)
+        _ = placement.hosting(standup, on: c1, epoch: Epoch(1))
+        #expect(placement.places[standup]?.standby == c2)
+        #expect(placement.lost(c1, reason: "link closed", nowMs: 100) == [
+            .disconnect(c1, reason: "link closed"),
+            .promote(standup, on: c2, standby: c3),
+        ])
+        #expect(placement.locate(standup, request: LocateRequest(2), nowMs: 110) == [])
+        #expect(placement.hosting(standup, on: c2, epoch: Epoch(2)) == [
+            .answer(LocateRequest(2), .at(c2, address(c2))),
+            .follow(standup, on: c3, host: c2),
+        ])
+        #expect(placement.places[standup]?.epoch == Epoch(2))
+    }
+
+    @Test("a server silent past the heartbeat timeout is treated as lost on the next tick")
+    func hang() {
+        var placement = zone([c1, c2], tuning: .init(heartbeatTimeoutMs: 1_000))
+        _ = placement.locate(standup, request: LocateRequest(1), nowMs: 0)
+        _ = placement.hosting(standup, on: c1, epoch: Epoch(1))
+        _ = placement.heard(c2, load: ServerLoad(), nowMs: 900)
+        #expect(placement.tick(nowMs: 1_000) == [], "exactly at the timeout is not yet late")
+        #expect(placement.tick(nowMs: 1_001) == [
+            .disconnect(c1, reason: "no heartbeat for 1001 ms"),
+            .promote(standup, on: c2, standby: nil),
+        ])
+    }
+
+    @Test("with no standby the meeting is reopened from the store on a live server")
+    func noStandby() {
+        var placement = zone([c1])
+        _ = placement.locate(standup, request: LocateRequest(1), nowMs: 0)
+        _ = placement.hosting(standup, on: c1, epoch: Epoch(1))
+        #expect(placement.places[standup]?.standby == nil)
+        // The only server dies: nowhere to go yet; clients wait.
+        #expect(placement.lost(c1, reason: "exited", nowMs: 10) == [.disconnect(c1, reason: "exited")])
+        #expect(placement.locate(standup, request: LocateRequest(2), nowMs: 20) == [])
+        // It is restarted by the supervisor and registers, empty: the meeting is opened there.
+        #expect(placement.register(c1, at: address(c1), holding: [], nowMs: 300) == [.open(standup, on: c1, standby: nil)])
+        #expect(placement.hosting(standup, on: c1, epoch: Epoch(2)) == [.answer(LocateRequest(2), .at(c1, address(c1)))])
+    }
+
+    @Test("a new manager rebuilds the placement from what servers report; the newest epoch wins and stale copies are released")
+    func rebuildAfterManagerFailover() {
+        var placement = Placement()
+        #expect(placement.register(c1, at: address(c1), holding: [
+            HeldMeeting(meeting: standup, role: .host, epoch: Epoch(3)),
+            HeldMeeting(meeting: review, role: .standby, epoch: Epoch(1)),
+        ], nowMs: 0) == [])
+        // A stale host of `standup` (it was paused) comes back claiming an older epoch.
+        #expect(placement.register(c2, at: address(c2), holding: [
+            HeldMeeting(meeting: standup, role: .host, epoch: Epoch(2)),
+            HeldMeeting(meeting: review, role: .host, epoch: Epoch(1)),
+        ], nowMs: 5) == [
+            .release(standup, on: c2),
+            .follow(standup, on: c2, host: c1),
+        ])
+        #expect(placement.places[standup] == Placement.Place(host: c1, standby: c2, epoch: Epoch(3), movingSinceMs: nil))
+        #expect(placement.places[review]?.host == c2)
+        #expect(placement.locate(review, request: LocateRequest(1), nowMs: 6) == [.answer(LocateRequest(1), .at(c2, address(c2)))])
+    }
+
+    @Test("a server reporting a newer epoch than the placement takes over; the older host is released")
+    func newerEpochWins() {
+        var placement = Placement()
+        _ = placement.register(c1, at: address(c1), holding: [HeldMeeting(meeting: standup, role: .host, epoch: Epoch(2))], nowMs: 0)
+        let actions = placement.register(c2, at: address(c2), holding: [HeldMeeting(meeting: standup, role: .host, epoch: Epoch(4))], nowMs: 1)
+        #expect(actions == [.release(standup, on: c1), .follow(standup, on: c1, host: c2)])
+        #expect(placement.places[standup]?.host == c2)
+    }
+
+    @Test("drain promotes each standby before releasing the drained host, and reports drained once the moves are confirmed")
+    func drain() {
+        var placement = zone([c1, c2, c3])
+        _ = placement.locate(standup, request: LocateRequest(1), nowMs: 0)
+        _ = placement.hosting(standup, on: c1, epoch: Epoch(1))  // standby c2
+        _ = placement.locate(review, request: LocateRequest(2), nowMs: 0)
+        _ = placement.hosting(review, on: c3, epoch: Epoch(1))  // standby: c1 or c2, whichever holds less
+        let reviewStandby = placement.places[review]?.standby
+        #expect(reviewStandby == c2 || reviewStandby == c1)
+
+        let actions = placement.drain(c1, nowMs: 10)
+        #expect(actions.prefix(2) == [.promote(standup, on: c2, standby: c3), .release(standup, on: c1)])
+        #expect(!actions.contains(.drained(c1)), "not drained while a promotion is unconfirmed")
+        #expect(placement.locate(review, request: LocateRequest(3), nowMs: 11).count == 1, "other meetings are not disturbed")
+        let confirmed = placement.hosting(standup, on: c2, epoch: Epoch(2))
+        #expect(confirmed.last == .drained(c1))
+        #expect(!placement.places.values.contains { $0.host == c1 || $0.standby == c1 })
+        // New meetings avoid the drained server.
+        #expect(placement.locate(MeetingID("new"), request: LocateRequest(4), nowMs: 20).first.map {
+            if case .open(_, let host, let standby) = $0 { host != c1 && standby != c1 } else { false }
+        } == true)
+    }
+
+    @Test("a locate nobody can answer times out with unavailable")
+    func locateTimeout() {
+        var placement = Placement(tuning: .init(locateTimeoutMs: 500))
+        #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 0) == [])
+        #expect(placement.tick(nowMs: 500) == [])
+        #expect(placement.tick(nowMs: 501) == [.answer(LocateRequest(1), .unavailable("meeting standup has no host yet; retry shortly"))])
+    }
+
+    @Test("an open that is never confirmed is moved elsewhere, and a late confirmation is refused")
+    func stuckOpen() {
+        var placement = zone([c1, c2], tuning: .init(heartbeatTimeoutMs: 60_000, moveTimeoutMs: 1_000))
+        #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 0) == [.open(standup, on: c1, standby: c2)])
+        #expect(placement.tick(nowMs: 1_001) == [.release(standup, on: c1), .open(standup, on: c2, standby: nil)])
+        #expect(placement.hosting(standup, on: c1, epoch: Epoch(1)) == [.release(standup, on: c1)])
+        #expect(placement.hosting(standup, on: c2, epoch: Epoch(2)) == [
+            .answer(LocateRequest(1), .at(c2, address(c2))),
+            .follow(standup, on: c1, host: c2),
+        ])
+    }
+
+    @Test("when every server is past the connection threshold the manager asks for one more, once")
+    func scaleUp() {
+        var placement = zone([c1, c2], tuning: .init(connectionsPerServer: 100, maxServers: 3))
+        #expect(placement.heard(c1, load: ServerLoad(connections: 150), nowMs: 1) == [])
+        #expect(placement.heard(c2, load: ServerLoad(connections: 101), nowMs: 2) == [.requestServer])
+        #expect(placement.heard(c2, load: ServerLoad(connections: 120), nowMs: 3) == [], "one request at a time")
+        _ = placement.register(c3, at: address(c3), holding: [], nowMs: 4)
+        #expect(placement.heard(c3, load: ServerLoad(connections: 500), nowMs: 100_000) == [], "at the maximum")
+    }
+}
