@@ -330,9 +330,11 @@ public struct ClientSession: Sendable {
     }
 
     private mutating func serverError(_ error: ProtocolError, on connection: ConnectionID) -> [Action] {
-        guard error.fatal else { return [.emit(.error(error))] }
+        // The server could not read this op: it was dropped, so it is completed, not resent.
+        let invalidOp = error.opID.map { complete($0, .invalid(error)) } ?? []
+        guard error.fatal else { return invalidOp + [.emit(.error(error))] }
         switch error.code {
-        case .invalidToken, .tokenExpired, .unknownMeeting, .joinRefused, .meetingEnded, .meetingMismatch:
+        case .invalidToken, .tokenExpired, .unknownMeeting, .joinRefused, .meetingEnded, .meetingMismatch, .replaced:
             return finish(.refused(error), cause: .serverError(error))
         case .seqFromFuture:
             // The server has less than we saw (a store rolled back); start over from a snapshot.

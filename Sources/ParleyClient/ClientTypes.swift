@@ -22,6 +22,9 @@ public enum OpOutcome: Equatable, Sendable {
     case acked(Ack)
     /// The server refused it; it is not in the log and will not be retried.
     case rejected(Rejection)
+    /// The server could not read it (malformed, unknown kind or too large): it was dropped,
+    /// is not in the log, and is not retried.
+    case invalid(ProtocolError)
     /// The session ended before an answer came. The op may or may not have been committed:
     /// look for its id (`LogEntry.opID`) in the history of a later session.
     case failed(CloseReason)

@@ -119,8 +119,9 @@ public actor ParleyClient {
 
     /// Sends an op and waits until it is committed. Survives reconnects: the op is retried
     /// under its id until the server acks or rejects it.
-    /// - Throws: ``Rejection`` when the server refuses the op; ``ClientError`` when the
-    ///   session ends first (the op may then have been committed or not).
+    /// - Throws: ``Rejection`` when the server refuses the op; ``ProtocolError`` (with the
+    ///   op's id) when the server could not read it, e.g. it is over the frame-size limit;
+    ///   ``ClientError`` when the session ends first (the op may then have been committed or not).
     /// Cancelling the calling task does not withdraw the op.
     @discardableResult
     public func send(_ operation: ParleyCore.Operation) async throws -> Ack {
@@ -168,6 +169,7 @@ public actor ParleyClient {
                 switch outcome {
                 case .acked(let ack): continuation.resume(returning: ack)
                 case .rejected(let rejection): continuation.resume(throwing: rejection)
+                case .invalid(let error): continuation.resume(throwing: error)
                 case .failed(let reason): continuation.resume(throwing: ClientError.closed(reason))
                 }
             case .disconnect(let id, let cause):

@@ -153,7 +153,9 @@ public struct MeetingLog: Sendable {
     /// What a client that has seen everything up to `seq` needs next.
     /// - Parameter seq: `nil` for a client that has seen nothing of this meeting yet.
     public func resume(after seq: Seq?) -> ResumePlan {
-        guard let seq else { return .snapshot(snapshot()) }
+        // Seq 0 means "nothing seen": a replay from the first op would never tell the client
+        // the meeting's title and settings, which only a snapshot carries.
+        guard let seq, seq > 0 else { return .snapshot(snapshot()) }
         if seq > committedSeq { return .fromFuture(latest: committedSeq) }
         if seq == committedSeq { return .replay([]) }
         guard let first = tail.first, first.seq <= seq + 1 else { return .snapshot(snapshot()) }

@@ -17,7 +17,7 @@ struct WireError: Error { var error: ProtocolError }
 private enum FrameKey: String, CodingKey {
     case type, token, resume, id, op, signal, nonce, from, code, message, fatal
     case seq, epoch, at, issuer, opId, redacted
-    case meeting, participant, mode, state, limits
+    case meeting, participant, mode, state, limits, reason
 }
 
 extension ClientFrame: Codable {
@@ -30,8 +30,18 @@ extension ClientFrame: Codable {
                           resume: try container.decodeIfPresent(ResumePoint.self, forKey: .resume))
         case "op":
             let id = try container.decode(OpID.self, forKey: .id)
-            try Self.checkKind(container, key: .op, known: Operation.allKinds, code: .unknownOp, what: "op")
-            self = .op(id: id, operation: try container.decode(Operation.self, forKey: .op))
+            // Past this point the id is known: a bad op is answered with an error naming it,
+            // so the client can drop that op instead of resending it forever.
+            do {
+                try Self.checkKind(container, key: .op, known: Operation.allKinds, code: .unknownOp, what: "op")
+                self = .op(id: id, operation: try container.decode(Operation.self, forKey: .op))
+            } catch let error as WireError {
+                var named = error.error
+                named.opID = id
+                throw WireError(error: named)
+            } catch let error as DecodingError {
+                throw WireError(error: ProtocolError(.malformedFrame, ClientFrameDecoder.describe(error), opID: id))
+            }
         case "signal":
             try Self.checkKind(container, key: .signal, known: Signal.allKinds, code: .unknownSignal, what: "signal")
             self = .signal(try container.decode(Signal.self, forKey: .signal))
@@ -114,7 +124,9 @@ extension ServerFrame: Codable {
         case "error":
             self = .error(ProtocolError(try container.decode(ProtocolErrorCode.self, forKey: .code),
                                         try container.decode(String.self, forKey: .message),
-                                        fatal: try container.decode(Bool.self, forKey: .fatal)))
+                                        fatal: try container.decode(Bool.self, forKey: .fatal),
+                                        opID: try container.decodeIfPresent(OpID.self, forKey: .id),
+                                        reason: try container.decodeIfPresent(String.self, forKey: .reason)))
         case "pong":
             self = .pong(nonce: try container.decodeIfPresent(String.self, forKey: .nonce))
         default:
@@ -161,6 +173,8 @@ extension ServerFrame: Codable {
             try container.encode(error.code, forKey: .code)
             try container.encode(error.message, forKey: .message)
             try container.encode(error.fatal, forKey: .fatal)
+            try container.encodeIfPresent(error.opID, forKey: .id)
+            try container.encodeIfPresent(error.reason, forKey: .reason)
         case .pong(let nonce):
             try container.encode("pong", forKey: .type)
             try container.encodeIfPresent(nonce, forKey: .nonce)
@@ -192,7 +206,7 @@ public struct ClientFrameDecoder: Sendable {
         }
     }
 
-    private static func describe(_ error: DecodingError) -> String {
+    static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context) -> String {
             let keys = context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }
             return keys.isEmpty ? "the frame" : "'" + keys.joined(separator: ".") + "'"

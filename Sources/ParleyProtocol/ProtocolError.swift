@@ -23,6 +23,8 @@ public enum ProtocolErrorCode: String, Codable, Sendable, CaseIterable {
     case slowConsumer = "slow_consumer"
     case serverBusy = "server_busy"
     case unknownSession = "unknown_session"
+    /// A newer connection of the same participant took over; this one is closed. Not retried.
+    case replaced = "replaced"
     case internalError = "internal_error"
 }
 
@@ -31,11 +33,19 @@ public struct ProtocolError: Error, Equatable, Sendable, CustomStringConvertible
     public var message: String
     /// Whether the server closes the connection after sending it.
     public var fatal: Bool
+    /// The op this error is about, when the server could read its id (a malformed or unknown
+    /// op): that op was dropped, is not in the log, and must not be resent.
+    public var opID: OpID?
+    /// A stable machine-readable detail, e.g. the rejection code behind `join_refused`.
+    public var reason: String?
 
-    public init(_ code: ProtocolErrorCode, _ message: String, fatal: Bool = false) {
+    public init(_ code: ProtocolErrorCode, _ message: String, fatal: Bool = false, opID: OpID? = nil,
+                reason: String? = nil) {
         self.code = code
         self.message = message
         self.fatal = fatal
+        self.opID = opID
+        self.reason = reason
     }
 
     public var description: String { "\(code.rawValue): \(message)" }

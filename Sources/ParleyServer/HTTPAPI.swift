@@ -107,8 +107,18 @@ struct HTTPAPI: Sendable {
         // Long-polling virtual sockets.
         router.post("/v1/poll") { request, _ in
             let body = try await request.body.collect(upTo: configuration.limits.maxFrameBytes)
+            // A session exists only for a readable hello, so a bad request leaves nothing behind.
+            let hello: ClientFrame
+            do throws(ProtocolError) {
+                hello = try ClientFrameDecoder(maxFrameBytes: configuration.limits.maxFrameBytes).decode(body.readableBytesView)
+            } catch {
+                throw APIError(.badRequest, error.code.rawValue, error.message)
+            }
+            guard case .hello = hello else {
+                throw APIError(.badRequest, ProtocolErrorCode.malformedFrame.rawValue, "the body of POST /v1/poll must be a hello frame")
+            }
             let (sid, connection) = await polls.open()
-            await gateway.receive(body.readableBytesView, from: connection)
+            await gateway.receive(hello, from: connection)
             return try json(["sid": sid])
         }
         router.post("/v1/poll/:sid") { request, context in
@@ -130,7 +140,14 @@ struct HTTPAPI: Sendable {
         }
         router.get("/v1/poll/:sid") { request, context in
             let sid = try context.parameters.require("sid")
-            let wait = min(max(request.uri.queryParameters.get("waitMs", as: Int64.self) ?? 25_000, 0), configuration.pollMaxWaitMillis)
+            var wait: Int64 = 25_000
+            if let text = request.uri.queryParameters.get("waitMs") {
+                guard let value = Int64(text), value >= 0 else {
+                    throw APIError(.badRequest, "invalid_argument", "waitMs must be a whole number of milliseconds, 0 or more")
+                }
+                wait = value
+            }
+            wait = min(wait, configuration.pollMaxWaitMillis)
             do throws(PollSessions.ReceiveError) {
                 let frames = try await polls.receive(sid, waitMillis: wait)
                 var body = ByteBuffer()

@@ -191,7 +191,7 @@ private struct HostLoop {
                 try probe.apply(arrival, by: .system, at: host.now, seq: log.lastSeq + 1)
             } catch {
                 let code: ProtocolErrorCode = error.code == .meetingEnded ? .meetingEnded : .joinRefused
-                connection.fail(ProtocolError(code, error.message, fatal: true), host.encoder)
+                connection.fail(ProtocolError(code, error.message, fatal: true, reason: error.code.rawValue), host.encoder)
                 return
             }
         }
@@ -215,7 +215,8 @@ private struct HostLoop {
         // A newer connection of the same participant replaces the old one.
         for (key, old) in attached where old.participant == participant {
             attached[key] = nil
-            old.connection.outbox.close()
+            old.connection.fail(ProtocolError(.replaced, "another connection of \(participant) joined; this one is closed",
+                                              fatal: true), host.encoder)
         }
         connection.send(.welcome(welcome), host.encoder)
         for entry in replay {

@@ -163,6 +163,17 @@ struct ClientSessionTests {
         #expect(session.received(welcome(.replay, seq: 2), on: c2) == [.emit(.connection(.resumed)), .emit(.welcome(.replay))])
     }
 
+    @Test("an error naming an op completes that op as invalid; it is never resent")
+    func invalidOpCompletes() throws {
+        var session = liveSession()
+        let (a, _) = try session.send(.chat(text: "bad on the wire"))
+        let (b, _) = try session.send(.lock)
+        let error = ProtocolError(.frameTooLarge, "too big", opID: a)
+        #expect(session.received(.error(error), on: c1) == [.complete(a, .invalid(error)), .emit(.error(error))])
+        #expect(session.unacked.map(\.id) == [b])
+        #expect(session.phase == .live(c1))
+    }
+
     @Test("a visible event is applied to the local copy and emitted")
     func eventApplied() {
         var session = liveSession()
@@ -300,7 +311,7 @@ struct ClientSessionTests {
     }
 
     @Test("a fatal error that retrying cannot cure gives up and fails every pending op",
-          arguments: [ProtocolErrorCode.invalidToken, .tokenExpired, .unknownMeeting, .joinRefused, .meetingEnded])
+          arguments: [ProtocolErrorCode.invalidToken, .tokenExpired, .unknownMeeting, .joinRefused, .meetingEnded, .replaced])
     func fatalGivesUp(code: ProtocolErrorCode) throws {
         var session = makeSession()
         _ = session.start()

@@ -136,7 +136,7 @@ struct MeetingLogResumeTests {
         var driver = LogDriver()
         let chats = driver.chats(5)
         #expect(driver.log.resume(after: 5) == .replay(Array(chats[2...])))
-        #expect(driver.log.resume(after: 0) == .replay(Array(driver.log.tail)), "seq 0 means 'seen nothing', still replayable")
+        #expect(driver.log.resume(after: 1) == .replay(Array(driver.log.tail.dropFirst())))
     }
 
     @Test("resume when up to date replays nothing")
@@ -146,11 +146,11 @@ struct MeetingLogResumeTests {
         #expect(driver.log.resume(after: 6) == .replay([]))
     }
 
-    @Test("a fresh client (no seq) gets a snapshot of the committed state")
-    func resumeFresh() {
+    @Test("a fresh client (no seq, or seq 0) gets a snapshot of the committed state", arguments: [nil, Seq(0)])
+    func resumeFresh(seq: Seq?) {
         var driver = LogDriver()
         _ = driver.chats(2)
-        guard case .snapshot(let snapshot) = driver.log.resume(after: nil) else {
+        guard case .snapshot(let snapshot) = driver.log.resume(after: seq) else {
             Issue.record("expected a snapshot")
             return
         }

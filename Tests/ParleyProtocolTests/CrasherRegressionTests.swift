@@ -1,4 +1,5 @@
 import Foundation
+import ParleyCore
 import ParleyProtocol
 import Testing
 
@@ -59,6 +60,22 @@ struct CrasherRegressionTests {
             #expect(error.code == .frameTooLarge)
         }
         #expect(try decoder.decodeBatch(Array("[]".utf8), maxBytes: 4).isEmpty)
+    }
+
+    @Test("the per-frame size limit holds inside a long-poll batch, naming the op it refuses")
+    func batchFrameLimit() throws {
+        let limited = ClientFrameDecoder(maxFrameBytes: 200)
+        let big = String(repeating: "x", count: 300)
+        let body = #"[{"type":"op","id":"big","op":{"chat":{"text":""# + big + #""}}},{"type":"ping","nonce":""# + big + #""},{"type":"op","id":"ok","op":{"lock":{}}}]"#
+        let results = try limited.decodeBatch(Array(body.utf8), maxBytes: 1 << 20)
+        #expect(results.count == 3)
+        guard case .failure(let first) = results[0], case .failure(let second) = results[1] else {
+            Issue.record("oversized frames decoded: \(results)")
+            return
+        }
+        #expect(first.code == .frameTooLarge && first.opID == OpID("big"))
+        #expect(second.code == .frameTooLarge && second.opID == nil)
+        #expect(try results[2].get() == .op(id: OpID("ok"), operation: .lock))
     }
 
     @Test("the seeds decode as their names say")

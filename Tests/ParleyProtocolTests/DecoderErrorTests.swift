@@ -62,6 +62,32 @@ struct DecoderErrorTests {
         expectDecodeError(#"{"type":"op","id":"o-1","op":{"lock":null}}"#, .malformedFrame, "null arguments")
     }
 
+    @Test("once an op's id is readable, its error names that id so the client drops the op instead of resending it")
+    func opErrorsCarryTheID() {
+        let named = [
+            #"{"type":"op","id":"o-7","op":{"teleport":{}}}"#,
+            #"{"type":"op","id":"o-7","op":{"chat":{}}}"#,
+            #"{"type":"op","id":"o-7","op":{"chat":{"text":"a"},"lock":{}}}"#,
+            #"{"type":"op","id":"o-7"}"#,
+        ]
+        for text in named {
+            do {
+                _ = try decoder.decode(Array(text.utf8))
+                Issue.record("decoded \(text)")
+            } catch {
+                #expect(error.opID == OpID("o-7"), "\(text)")
+            }
+        }
+        for text in [#"{"type":"op","op":{"lock":{}}}"#, #"{"type":"op","id":7,"op":{"lock":{}}}"#, #"{"type":"ping","nonce":5}"#] {
+            do {
+                _ = try decoder.decode(Array(text.utf8))
+                Issue.record("decoded \(text)")
+            } catch {
+                #expect(error.opID == nil, "no readable id in \(text)")
+            }
+        }
+    }
+
     @Test("a well-formed op names the kind that failed and where")
     func opErrorMessages() {
         do {

@@ -3,7 +3,7 @@ import ParleyCore
 import ParleyProtocol
 import Testing
 
-@Suite("Server protocol, over a real WebSocket")
+@Suite("Server protocol, over a real WebSocket", .timeLimit(.minutes(1)))
 struct ServerProtocolTests {
     @Test("bad frames get precise error codes and the connection stays up")
     func badFramesKeepConnection() async throws {
@@ -15,6 +15,7 @@ struct ServerProtocolTests {
                 #expect(try await socket.receive()?.errorCode == .notJoined)
                 _ = try await socket.join(token: meeting.hostToken)
                 var codes: [ProtocolErrorCode?] = []
+                var ids: [OpID?] = []
                 for bad in [
                     "{not json",
                     #"{"type":"teleport"}"#,
@@ -27,8 +28,12 @@ struct ServerProtocolTests {
                     try await socket.send(bad)
                     let frames = try await socket.receive { $0.errorCode != nil }
                     codes.append(frames.last?.errorCode)
+                    if case .error(let error)? = frames.last { ids.append(error.opID) }
                 }
                 #expect(codes == [.malformedFrame, .unknownFrameType, .unknownOp, .malformedFrame, .unknownSignal, .frameTooLarge])
+                // Readable op ids are named, so a client can drop exactly that op; an
+                // oversized frame is refused before it is parsed, so its id is unknown.
+                #expect(ids == [nil, nil, OpID("o2"), OpID("o3"), nil, nil])
                 // Still connected and working.
                 try await socket.send(.ping(nonce: "still-here"))
                 let frames = try await socket.receive { if case .pong = $0 { true } else { false } }
@@ -118,7 +123,7 @@ struct ServerProtocolTests {
             let meeting = try await endpoint.createMeeting()
             let bob = try await endpoint.issueToken(meeting: meeting.meeting.id, name: "Bob")
             let carol = try await endpoint.issueToken(meeting: meeting.meeting.id, name: "Carol")
-            // Everyone joins first, then the host whispers to Bob; Carol resumes from seq 0.
+            // Everyone joins first, then the host whispers to Bob; Carol resumes from her join.
             try await withRawSocket(endpoint) { host in
                 _ = try await host.join(token: meeting.hostToken)
                 for token in [bob.token, carol.token] {
@@ -129,7 +134,7 @@ struct ServerProtocolTests {
             }
             let meetingID = MeetingID(meeting.meeting.id)
             let seen = try await withRawSocket(endpoint) { carolSocket in
-                _ = try await carolSocket.join(token: carol.token, resume: ResumePoint(meeting: meetingID, seq: 0))
+                _ = try await carolSocket.join(token: carol.token, resume: ResumePoint(meeting: meetingID, seq: 1))
                 return try await carolSocket.receive { if case .event(.redacted) = $0 { true } else { false } }
             }
             guard case .event(.redacted(let seq, _, _)) = seen.last else { throw TestFailure("no redacted event") }
@@ -237,6 +242,42 @@ struct ServerProtocolTests {
                     }
                 }
                 #expect(outcomes == ["r1": "ack", "r2": "ack", "r3": "ack", "r4": "rate_limited", "r5": "rate_limited"])
+            }
+        }
+    }
+
+    @Test("a second connection of a participant replaces the first, which is told so; a refused join says why")
+    func replacedAndRefused() async throws {
+        try await withServer { endpoint in
+            let meeting = try await endpoint.createMeeting()
+            let guest = try await endpoint.issueToken(meeting: meeting.meeting.id, name: "Guest")
+            let firstSaw = try await withRawSocket(endpoint) { first in
+                let welcome = try await first.join(token: guest.token)
+                try await withRawSocket(endpoint) { second in
+                    _ = try await second.join(token: guest.token, resume: ResumePoint(meeting: welcome.meeting, seq: welcome.seq))
+                }
+                var frames: [ServerFrame] = []
+                while let frame = try await first.receive() { frames.append(frame) }
+                return frames
+            }
+            #expect(firstSaw.last?.errorCode == .replaced)
+            // The host locks the meeting; a newcomer is refused with a machine-readable reason.
+            try await withRawSocket(endpoint) { host in
+                _ = try await host.join(token: meeting.hostToken)
+                try await host.send(.op(id: "lock", operation: .lock))
+                _ = try await host.receive { if case .ack = $0 { true } else { false } }
+                let late = try await endpoint.issueToken(meeting: meeting.meeting.id, name: "Late")
+                try await withRawSocket(endpoint) { newcomer in
+                    try await newcomer.send(.hello(token: late.token, resume: nil))
+                    let refusal = try await newcomer.receive()
+                    guard case .error(let error)? = refusal else {
+                        Issue.record("expected a join_refused error, got \(String(describing: refusal))")
+                        return
+                    }
+                    #expect(error.code == .joinRefused)
+                    #expect(error.reason == "meeting_locked")
+                    #expect(error.fatal)
+                }
             }
         }
     }

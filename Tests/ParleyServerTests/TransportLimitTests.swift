@@ -8,7 +8,7 @@ import ParleyProtocol
 import Testing
 import WSClient
 
-@Suite("Server: long-polling and per-connection limits")
+@Suite("Server: long-polling and per-connection limits", .timeLimit(.minutes(1)))
 struct TransportLimitTests {
     @Test("a long-poll session joins, sends an op and receives its event and ack, like a WebSocket")
     func longPollSession() async throws {
@@ -111,6 +111,18 @@ struct TransportLimitTests {
                 let chat = frames.compactMap(\.entry).first { $0.opID == OpID("after") }
                 #expect(chat?.operation == .chat(text: "still here"))
                 #expect(frames.last == .ack(id: OpID("after"), epoch: welcome.epoch, seq: chat?.seq ?? 0))
+            }
+        }
+    }
+
+    @Test("opening a long-poll session needs a readable hello; anything else is a 400 with the frame's code")
+    func pollOpenNeedsHello() async throws {
+        try await withServer { endpoint in
+            for (body, code) in [("garbage", "malformed_frame"), (#"{"type":"ping"}"#, "malformed_frame"),
+                                 (#"{"type":"teleport"}"#, "unknown_frame_type")] {
+                let (answer, status) = try await endpoint.http("POST", "/v1/poll", body: body)
+                #expect(status == 400, "\(body)")
+                #expect(String(decoding: answer, as: UTF8.self).contains("\"\(code)\""), "\(body)")
             }
         }
     }
