@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOPosix
 import ParleyZone
@@ -31,11 +32,11 @@ enum ControlServer {
         return server
     }
 
-    static func serve(_ server: Server, supervisor: Supervisor) async throws {
+    static func serve(_ server: Server, supervisor: Supervisor, logger: Logger) async throws {
         try await server.executeThenClose { connections in
             try await withThrowingDiscardingTaskGroup { group in
                 for try await connection in connections {
-                    group.addTask { await serve(connection, supervisor: supervisor) }
+                    group.addTask { await serve(connection, supervisor: supervisor, logger: logger) }
                 }
             }
         }
@@ -43,7 +44,8 @@ enum ControlServer {
 
     /// One connection: its messages go to the supervisor in order; the supervisor's go out
     /// through a bounded outbox, so a stopped (SIGSTOP) peer cannot make it buffer forever.
-    private static func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, supervisor: Supervisor) async {
+    private static func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, supervisor: Supervisor,
+                              logger: Logger) async {
         let (outbox, continuation) = AsyncStream<ControlMessage>.makeStream(bufferingPolicy: .bufferingOldest(256))
         let id = await supervisor.opened(outbox: continuation)
         do {
@@ -70,6 +72,7 @@ enum ControlServer {
             }
         } catch {
             // A malformed message or a broken socket ends this connection only.
+            if !Task.isCancelled { logger.warning("closed a control connection: \(error)") }
         }
         await supervisor.closed(id)
     }

@@ -47,6 +47,9 @@ public actor Supervisor: Service {
     private let origin = ContinuousClock.now
     private let spawns: AsyncStream<ZoneConfiguration.ProcessSpec>
     private let spawner: AsyncStream<ZoneConfiguration.ProcessSpec>.Continuation
+    /// Why each process was last sent SIGKILL, until its exit is reported: the exit's log
+    /// line says it.
+    private var killReasons: [NodeName: KillReason] = [:]
     private var connections: [Int: Connection] = [:]
     private var nextConnectionID = 0
 
@@ -75,7 +78,7 @@ public actor Supervisor: Service {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 do {
-                    try await ControlServer.serve(server, supervisor: self)
+                    try await ControlServer.serve(server, supervisor: self, logger: self.logger)
                 } catch {
                     // Cancelled once the zone has stopped; anything else is a real failure.
                     if !Task.isCancelled { throw error }
@@ -130,7 +133,9 @@ public actor Supervisor: Service {
             "process": "\(name)", "pid": "\(before?.pid.map(String.init) ?? "-")",
             "uptimeMs": "\(before?.uptimeMs.map(String.init) ?? "-")",
         ]
-        if before?.state == .stopping {
+        if let reason = killReasons.removeValue(forKey: name) {
+            logger.warning("\(name) \(status) (\(reason))", metadata: metadata)
+        } else if before?.state == .stopping {
             logger.info("\(name) stopped: \(status)", metadata: metadata)
         } else {
             logger.warning("\(name) \(status)", metadata: metadata)
@@ -158,6 +163,7 @@ public actor Supervisor: Service {
                 signal(pid, SIGTERM)
             case .kill(let name, let pid, let reason):
                 logger.error("killing \(name): \(reason)", metadata: ["process": "\(name)", "pid": "\(pid)"])
+                killReasons[name] = reason
                 signal(pid, SIGKILL)
             case .giveUp(let name, let message):
                 logger.critical("\(message)", metadata: ["process": "\(name)"])

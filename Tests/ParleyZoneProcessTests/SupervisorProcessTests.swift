@@ -1,4 +1,5 @@
 import Foundation
+import ParleyNode
 import ParleyZone
 import Subprocess
 import SystemPackage
@@ -124,6 +125,35 @@ struct SupervisorProcessTests {
         }
     }
 
+    @Test("a spawn request adds collab-2, supervised like the rest, until scaling.maxCollabServers")
+    func spawnRequestAddsCollab() async throws {
+        try await ZoneHarness.run { zone in
+            let socket = zone.data + "/zone/control.sock"
+            let replies = try await ControlClient.withConnection(socketPath: socket) { messages, sender in
+                var replies: [ControlReply] = []
+                var iterator = messages.makeAsyncIterator()
+                for id in 1...2 {
+                    try await sender.send(.request(id: id, .spawn(role: .collab)))
+                    while let message = try await iterator.next() {
+                        if case .reply(let reply) = message { replies.append(reply); break }
+                    }
+                }
+                return replies
+            }
+            #expect(replies.map(\.id) == [1, 2])
+            #expect(replies.first?.name == "collab-2")
+            #expect(replies.last?.ok == false)
+            #expect(replies.last?.error?.code == "at_capacity")
+            let added = try await zone.running("collab-2")
+            #expect(added.status.role == .collab)
+            // Supervised like any other: killed, it comes back.
+            try zone.signal(added.pid, SIGKILL)
+            _ = try await zone.waitFor("collab-2 restarted") { status in
+                status["collab-2"].flatMap { $0.state == .running && $0.pid != added.pid ? $0 : nil }
+            }
+        }
+    }
+
     @Test("parley ctl without a running zone says so and fails")
     func ctlWithoutZone() async throws {
         let directory = try HarnessDirectory()
@@ -185,7 +215,7 @@ struct ZoneHarness: Sendable {
         {"publicPort": 0,
          "processes": [{"name": "manager-1", "role": "manager"}, {"name": "collab-1", "role": "collab"},
                        {"name": "web", "role": "web"}, {"name": "services", "role": "services"}],
-         "heartbeat": {"intervalMs": 200, "timeoutMs": \(heartbeatTimeoutMs)},
+         "heartbeat": {"intervalMs": 200, "timeoutMs": \(heartbeatTimeoutMs)}, "scaling": {"maxCollabServers": 2},
          "restart": {"initialBackoffMs": 50, "maxBackoffMs": \(maxBackoffMs), "maxRestarts": \(maxRestarts),
                      "windowSeconds": 60, "stableAfterSeconds": 30}}
         """
