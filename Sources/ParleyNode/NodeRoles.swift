@@ -1,0 +1,53 @@
+import Logging
+import ParleyZone
+import ServiceLifecycle
+
+// This file is where the logical servers' roles plug in. `parley node` (NodeCommand) builds a
+// ``NodeContext`` and runs, in one service group: the supervisor link first, then the
+// services ``NodeRoles/services(for:)`` returns. SIGTERM, SIGINT or the supervisor's `stop`
+// shut the group down gracefully, in reverse order: the role's services first, the link last.
+//
+// The contract NodeCommand relies on: `NodeContext`'s initializer and
+// `NodeRoles.services(for:) -> [any Service]`. Everything else here is the roles' to change.
+
+/// What a node process knows when its role starts.
+public struct NodeContext: Sendable {
+    public var name: NodeName
+    public var role: NodeRole
+    public var configuration: ZoneConfiguration
+    public var paths: ZonePaths
+    /// Heartbeats, load reports (``SupervisorLink/reportLoad(_:)``) and ``SupervisorLink/requestSpawn(role:)``.
+    public var link: SupervisorLink
+    public var logger: Logger
+
+    public init(name: NodeName, role: NodeRole, configuration: ZoneConfiguration, paths: ZonePaths,
+                link: SupervisorLink, logger: Logger) {
+        self.name = name
+        self.role = role
+        self.configuration = configuration
+        self.paths = paths
+        self.link = link
+        self.logger = logger
+    }
+
+    /// This process's entry in the configuration (nil for collab servers added at run time).
+    public var spec: ZoneConfiguration.ProcessSpec? { configuration.process(named: name) }
+}
+
+public enum NodeRoles {
+    /// The services that make up a node of `context.role`.
+    public static func services(for context: NodeContext) -> [any Service] {
+        switch context.role {
+        case .manager, .collab, .web, .services:
+            // Placeholder until the roles exist: a process that only keeps its link alive.
+            [WaitForShutdown()]
+        }
+    }
+}
+
+/// Runs until graceful shutdown.
+struct WaitForShutdown: Service {
+    func run() async throws {
+        try? await gracefulShutdown()
+    }
+}

@@ -1,0 +1,126 @@
+import ArgumentParser
+import FoundationEssentials
+import ParleyNode
+import ParleyZone
+
+/// `parley ctl …`: the operator's view of a running zone, through its supervisor's control socket.
+struct CtlCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ctl",
+        abstract: "Watch and steer a running zone.",
+        subcommands: [Status.self, Restart.self, Stop.self]
+    )
+
+    struct Zone: ParsableArguments {
+        @Option(name: .customLong("data"), help: "The zone's data directory.")
+        var dataDirectory = "./data"
+
+        /// Sends `command` to the zone's supervisor; a refusal becomes the error it names.
+        func send(_ command: ControlCommand) async throws -> ControlReply {
+            let socket = ZonePaths(data: dataDirectory).controlSocket
+            let reply: ControlReply
+            do {
+                reply = try await ControlClient.command(command, socketPath: socket)
+            } catch ControlClientError.cannotConnect {
+                throw CtlFailure("no zone is running with data directory \(dataDirectory): cannot connect to \(socket)")
+            }
+            guard reply.ok else {
+                throw CtlFailure(reply.error.map { "\($0.message) (\($0.code))" } ?? "the supervisor refused '\(command.wireName)'")
+            }
+            return reply
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show every process of the zone: role, pid, state, uptime, restarts and last exit.")
+
+        @OptionGroup var zone: Zone
+
+        @Flag(help: "Print {\"processes\": [...]} as JSON.")
+        var json = false
+
+        func run() async throws {
+            let processes = try await zone.send(.status).status ?? []
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                print(String(decoding: try encoder.encode(["processes": processes]), as: UTF8.self))
+            } else {
+                print(StatusTable.render(processes), terminator: "")
+            }
+        }
+    }
+
+    struct Restart: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop a process (SIGTERM, then SIGKILL after a grace period) and start it again; "
+                + "also brings back one that was stopped or given up on.")
+
+        @Argument(help: "The process's name, as 'parley ctl status' shows it.")
+        var name: String
+
+        @OptionGroup var zone: Zone
+
+        func run() async throws {
+            _ = try await zone.send(.restart(NodeName(name)))
+            print("restarting \(name)")
+        }
+    }
+
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop a process and keep it stopped until 'parley ctl restart'.")
+
+        @Argument(help: "The process's name, as 'parley ctl status' shows it.")
+        var name: String
+
+        @OptionGroup var zone: Zone
+
+        func run() async throws {
+            _ = try await zone.send(.stop(NodeName(name)))
+            print("stopping \(name)")
+        }
+    }
+}
+
+struct CtlFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The readable form of `parley ctl status`.
+enum StatusTable {
+    static func render(_ processes: [ProcessStatus]) -> String {
+        let header = ["NAME", "ROLE", "PID", "STATE", "UPTIME", "RESTARTS", "LAST EXIT"]
+        let rows = processes.map { process in
+            [process.name.rawValue, process.role.rawValue, process.pid.map(String.init) ?? "-", process.state.rawValue,
+             process.uptimeMs.map(duration) ?? "-", "\(process.restarts)", process.lastExit.map { "\($0)" } ?? "-"]
+        }
+        let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max()! }
+        var text = ""
+        for row in [header] + rows {
+            let cells = row.indices.map { column in
+                column == row.count - 1 ? row[column] : row[column].padding(toLength: widths[column] + 2, withPad: " ", startingAt: 0)
+            }
+            text += cells.joined() + "\n"
+        }
+        for process in processes {
+            if let detail = process.detail { text += "\n\(process.name): \(detail)\n" }
+        }
+        return text
+    }
+
+    /// "850 ms", "12.3 s", "4m 05s", "3h 02m", "2d 04h".
+    static func duration(_ ms: Int) -> String {
+        let seconds = ms / 1_000
+        func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        switch seconds {
+        case ..<1: return "\(ms) ms"
+        case ..<60: return "\(seconds).\(ms % 1_000 / 100) s"
+        case ..<3_600: return "\(seconds / 60)m \(two(seconds % 60))s"
+        case ..<86_400: return "\(seconds / 3_600)h \(two(seconds % 3_600 / 60))m"
+        default: return "\(seconds / 86_400)d \(two(seconds % 86_400 / 3_600))h"
+        }
+    }
+}

@@ -1,0 +1,107 @@
+import ArgumentParser
+import FoundationEssentials
+import Logging
+import ParleySupervisor
+import ParleyZone
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `parley zone`: the supervisor in the foreground.
+struct ZoneCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "zone",
+        abstract: "Run a zone in the foreground: a supervisor and every logical server in its configuration.",
+        discussion: """
+            Each logical server runs as its own process ('parley node'), logging to DATA/logs/NAME.log.
+            The supervisor restarts any that exits (with backoff, giving up after restart.maxRestarts
+            restarts within restart.windowSeconds) and kills and replaces any that stops sending
+            heartbeats. Watch and steer it with 'parley ctl'. SIGTERM or Ctrl-C stops the zone in
+            order: web, collab servers, services, then managers.
+            """)
+
+    @Option(name: .customLong("data"), help: "Data directory (created if missing).")
+    var dataDirectory = "./data"
+
+    @Option(help: "A zone configuration file (JSON); keys it leaves out keep their standard values.")
+    var config: String?
+
+    @Flag(help: "Print the configuration the zone would run with, as JSON, and exit.")
+    var printConfig = false
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+    }
+
+    func run() async throws {
+        let configuration = try ZoneConfiguration.load(from: config)
+        if printConfig {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(configuration), as: UTF8.self))
+            return
+        }
+        bootstrapLogging(level: logLevel)
+        let logger = Logger(label: "parley.zone")
+        let supervisor = Supervisor(configuration: configuration, dataDirectory: dataDirectory,
+                                    executable: currentExecutable(), logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: supervisor, successTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+    }
+}
+
+/// A configuration the operator can fix from the message alone.
+struct ConfigurationProblems: Error, CustomStringConvertible {
+    var source: String
+    var problems: [String]
+    var description: String {
+        "the zone configuration \(source) cannot be used:\n" + problems.map { "  - \($0)" }.joined(separator: "\n")
+    }
+}
+
+extension ZoneConfiguration {
+    /// The standard configuration, or `path`'s over it; throws every problem at once.
+    static func load(from path: String?) throws -> ZoneConfiguration {
+        guard let path else { return .standard }
+        let configuration: ZoneConfiguration
+        do {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            configuration = try JSONDecoder().decode(ZoneConfiguration.self, from: data)
+        } catch {
+            throw ConfigurationProblems(source: "in \(path)", problems: ["it is not a readable zone configuration: \(error)"])
+        }
+        let problems = configuration.problems()
+        guard problems.isEmpty else { throw ConfigurationProblems(source: "in \(path)", problems: problems) }
+        return configuration
+    }
+}
+
+/// Log lines to standard error, which the supervisor appends to the process's log file.
+func bootstrapLogging(level: String) {
+    let level = Logger.Level(rawValue: level) ?? .info
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+}
+
+/// This binary's absolute path, for the supervisor to start `parley node` with.
+func currentExecutable() -> String {
+    #if os(Linux)
+    var buffer = [CChar](repeating: 0, count: 4_096)
+    let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    if count > 0 { return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+    #endif
+    return CommandLine.arguments[0]
+}
