@@ -85,6 +85,42 @@ public final class SQLiteStore: Store, Sendable {
         }
     }
 
+    public func claimNextEpoch(_ meeting: MeetingID) async throws(StoreError) -> Epoch {
+        try await write { db in
+            guard let current = try Self.storedEpoch(db, meeting) else { throw StoreError.unknownMeeting(meeting) }
+            let next = Epoch(current.rawValue + 1)
+            try db.execute(sql: "UPDATE meetings SET epoch = ? WHERE id = ?",
+                           arguments: [Int64(bitPattern: next.rawValue), meeting.rawValue])
+            return next
+        }
+    }
+
+    public func lease(_ name: String) async throws(StoreError) -> StoredLease? {
+        try await read { db in try Self.storedLease(db, name) }
+    }
+
+    public func replaceLease(_ name: String, expected: StoredLease?, with new: StoredLease) async throws(StoreError) -> Bool {
+        try await write { db in
+            guard try Self.storedLease(db, name) == expected else { return false }
+            try db.execute(
+                sql: """
+                    INSERT INTO leases (name, holder, address, term, expires_at) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, address = excluded.address,
+                        term = excluded.term, expires_at = excluded.expires_at
+                    """,
+                arguments: [name, new.holder, new.address, Int64(bitPattern: new.term), new.expiresAtMs])
+            return true
+        }
+    }
+
+    private static func storedLease(_ db: Database, _ name: String) throws -> StoredLease? {
+        try Row.fetchOne(db, sql: "SELECT holder, address, term, expires_at FROM leases WHERE name = ?", arguments: [name])
+            .map { row in
+                StoredLease(holder: row["holder"], address: row["address"],
+                            term: UInt64(bitPattern: row["term"] as Int64), expiresAtMs: row["expires_at"])
+            }
+    }
+
     /// Checks fencing before contiguity, so a replaced host learns that it must stop.
     /// An entry under an epoch newer than the stored one raises the stored epoch, so that
     /// `recover` never reports an epoch older than one already in the log.
@@ -241,6 +277,17 @@ public final class SQLiteStore: Store, Sendable {
                     quarantined_at INTEGER NOT NULL,
                     PRIMARY KEY (meeting, seq)
                 ) WITHOUT ROWID;
+                """)
+        }
+        migrator.registerMigration("v2: leases") { db in
+            try db.execute(sql: """
+                CREATE TABLE leases (
+                    name TEXT PRIMARY KEY NOT NULL,
+                    holder TEXT NOT NULL,
+                    address TEXT NOT NULL,
+                    term INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL
+                );
                 """)
         }
         return migrator

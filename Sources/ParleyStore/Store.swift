@@ -86,9 +86,35 @@ public protocol Store: Sendable {
     /// Records that a new host now owns the meeting under `epoch`. Fails with `.fenced`
     /// unless `epoch` is greater than the stored one.
     func advanceEpoch(_ meeting: MeetingID, to epoch: Epoch) async throws(StoreError)
+    /// Takes the meeting over under the next epoch (one more than the stored one) and
+    /// returns it. From then on every append or snapshot under an older epoch is fenced, so
+    /// a previous host, even one that was paused and wakes up, can commit nothing.
+    func claimNextEpoch(_ meeting: MeetingID) async throws(StoreError) -> Epoch
+    /// The named lease, or nil if it was never written.
+    func lease(_ name: String) async throws(StoreError) -> StoredLease?
+    /// Compare-and-set: writes `new` only if the stored lease equals `expected` (nil: none
+    /// stored). Returns whether it was written.
+    func replaceLease(_ name: String, expected: StoredLease?, with new: StoredLease) async throws(StoreError) -> Bool
     /// Appends committed entries, in one transaction for all meetings given. Each meeting's
     /// entries must continue its log without gaps.
     func append(_ batch: [MeetingID: [LogEntry]]) async throws(StoreError)
     func writeSnapshot(_ meeting: MeetingID, _ snapshot: Snapshot) async throws(StoreError)
     func recover(_ meeting: MeetingID, historyLimit: Int) async throws(StoreError) -> RecoveredMeeting
+}
+
+/// A lease as the store keeps it: who holds it, where to reach them, under which term, and
+/// until when (wall-clock milliseconds). The zone's rules give it meaning; the store only
+/// reads and compare-and-sets it, atomically, for every process sharing the store.
+public struct StoredLease: Equatable, Sendable {
+    public var holder: String
+    public var address: String
+    public var term: UInt64
+    public var expiresAtMs: Int64
+
+    public init(holder: String, address: String, term: UInt64, expiresAtMs: Int64) {
+        self.holder = holder
+        self.address = address
+        self.term = term
+        self.expiresAtMs = expiresAtMs
+    }
 }

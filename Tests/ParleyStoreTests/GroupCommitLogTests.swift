@@ -17,6 +17,11 @@ final class GatedStore: Store {
     func advanceEpoch(_ meeting: MeetingID, to epoch: Epoch) async throws(StoreError) {
         try await base.advanceEpoch(meeting, to: epoch)
     }
+    func claimNextEpoch(_ meeting: MeetingID) async throws(StoreError) -> Epoch { try await base.claimNextEpoch(meeting) }
+    func lease(_ name: String) async throws(StoreError) -> StoredLease? { try await base.lease(name) }
+    func replaceLease(_ name: String, expected: StoredLease?, with new: StoredLease) async throws(StoreError) -> Bool {
+        try await base.replaceLease(name, expected: expected, with: new)
+    }
     func append(_ batch: [MeetingID: [LogEntry]]) async throws(StoreError) {
         if await appends.record(batch.mapValues { $0.map(\.seq) }) == 1 { await gate.wait() }
         try await base.append(batch)
