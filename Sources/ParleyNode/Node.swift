@@ -1,1 +1,0 @@
-enum NodeModule {}  // replaced by the node runtime
