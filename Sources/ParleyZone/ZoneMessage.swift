@@ -1,0 +1,44 @@
+import ParleyCore
+
+/// What the processes of a zone say to each other over their links (`/zone/link`).
+///
+/// Orders from a manager carry its lease term; a server ignores orders from a term older
+/// than the newest it has seen, so a deposed manager that still runs cannot move meetings.
+public enum ZoneMessage: Codable, Equatable, Sendable {
+    // A server to the manager.
+    /// First message on a link. `address` is nil for processes clients never reach.
+    case register(name: NodeName, role: NodeRole, address: ServerAddress?, holding: [HeldMeeting])
+    /// The heartbeat: sent every `heartbeat.intervalMs`.
+    case load(ServerLoad)
+    case hosting(meeting: MeetingID, epoch: Epoch)
+    case failedToHost(meeting: MeetingID, reason: String)
+    /// The web process asks where a meeting's clients should connect.
+    case locate(request: UInt64, meeting: MeetingID)
+
+    // The manager to a server.
+    case open(meeting: MeetingID, standby: NodeName?, term: UInt64)
+    case promote(meeting: MeetingID, standby: NodeName?, term: UInt64)
+    case follow(meeting: MeetingID, host: NodeName, hostAddress: ServerAddress, term: UInt64)
+    case release(meeting: MeetingID, term: UInt64)
+    case located(request: UInt64, answer: LocateResult)
+
+    // A standby and its host.
+    /// The standby asks for every committed entry after `after`, then the live stream.
+    case subscribe(meeting: MeetingID, after: Seq)
+    case entries(meeting: MeetingID, [LogEntry])
+    /// The host no longer holds the entries asked for: reload from the store, then subscribe again.
+    case reload(meeting: MeetingID)
+}
+
+/// The locator's answer as it travels from the manager to the web process.
+public enum LocateResult: Codable, Equatable, Sendable {
+    case at(NodeName, ServerAddress)
+    case unavailable(String)
+
+    public init(_ answer: Placement.LocateAnswer) {
+        switch answer {
+        case .at(let name, let address): self = .at(name, address)
+        case .unavailable(let why): self = .unavailable(why)
+        }
+    }
+}
