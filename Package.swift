@@ -87,6 +87,7 @@ let package = Package(
             name: "ParleyNode",
             dependencies: [
                 "ParleyZone", "ParleyServer", "ParleyStore", "ParleyProtocol",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "WSClient", package: "swift-websocket"),
@@ -128,6 +129,8 @@ let package = Package(
             name: "ParleyZoneProcessTests",
             dependencies: [
                 "ParleySupervisor", "ParleyNode", "ParleyClient", "parley",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
