@@ -37,6 +37,9 @@ public actor ParleyClient {
     public nonisolated let events: AsyncStream<ClientEvent>
 
     public let server: URL
+    /// The token's meeting, when the token says; the locator is asked for it before every
+    /// connection.
+    private let locatable: MeetingID?
     private let options: Options
     private var logger: Logger
     private var session: ClientSession
@@ -64,6 +67,7 @@ public actor ParleyClient {
     public init(server: URL, token: String, options: Options = Options()) {
         self.server = server
         self.options = options
+        locatable = ParleyHTTP.meeting(inToken: token)
         // Unique per client instance, so two sessions of one participant never share op ids.
         let prefix = String(UInt64.random(in: 0...UInt64.max), radix: 36)
         session = ClientSession(configuration: .init(
@@ -214,14 +218,17 @@ public actor ParleyClient {
         let logger = logger
         let waitMs = options.longPollWaitMs
         let urlSession = urlSession
+        let meeting = locatable
         let task = Task { [weak self] in
             var failure: (any Error)?
             do {
+                // Ask where the meeting lives now; after a failover that is another server.
+                let host = if let meeting { try await ParleyHTTP.locate(server: server, meeting: meeting) } else { server }
                 switch transport {
                 case .webSocket:
-                    try await WebSocketTransport.run(url: try ParleyHTTP.webSocketURL(server), link: link, logger: logger)
+                    try await WebSocketTransport.run(url: try ParleyHTTP.webSocketURL(host), link: link, logger: logger)
                 case .longPolling:
-                    try await LongPollTransport.run(server: server, link: link, waitMs: waitMs, session: urlSession,
+                    try await LongPollTransport.run(server: host, link: link, waitMs: waitMs, session: urlSession,
                                                     logger: logger)
                 }
             } catch {

@@ -29,6 +29,36 @@ public enum ParleyHTTP {
                                 session: session ?? HTTP.defaultSession)
     }
 
+    /// `GET /v1/meetings/{id}/locate`: the base URL of the server that hosts the meeting now.
+    /// In a zone this is the collaboration server the manager placed it on; a single server
+    /// answers with itself. Asked again before every connection, so a client follows a
+    /// meeting that failed over or moved.
+    public static func locate(server: URL, meeting: MeetingID, session: URLSession? = nil) async throws(ClientError) -> URL {
+        struct Located: Decodable { var url: String }
+        let url = try endpoint(server, "v1/meetings/\(meeting.rawValue)/locate")
+        let (status, data) = try await HTTP.send("GET", url, body: nil, timeoutSeconds: 5, session: session ?? HTTP.defaultSession)
+        guard (200..<300).contains(status) else { throw HTTP.httpError(status, data) }
+        guard let located = try? JSONDecoder().decode(Located.self, from: data), let host = URL(string: located.url) else {
+            throw .network("\(url) answered with a body that is not a location")
+        }
+        _ = try endpoint(host, "")  // an http(s) URL with a host, or invalidServerURL
+        return host
+    }
+
+    /// The meeting a token is for, read from its payload without verifying it (the server
+    /// verifies). Nil if the token is not a JWT with an `mtg` claim.
+    static func meeting(inToken token: String) -> MeetingID? {
+        let parts = token.split(separator: ".")
+        guard parts.count == 3 else { return nil }
+        var base64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        struct Claims: Decodable { var mtg: String }
+        guard let data = Data(base64Encoded: base64), let claims = try? JSONDecoder().decode(Claims.self, from: data) else {
+            return nil
+        }
+        return MeetingID(claims.mtg)
+    }
+
     static func endpoint(_ server: URL, _ path: String) throws(ClientError) -> URL {
         guard let scheme = server.scheme?.lowercased(), scheme == "http" || scheme == "https", server.host != nil else {
             throw .invalidServerURL(server.absoluteString)

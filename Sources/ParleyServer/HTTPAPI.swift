@@ -104,6 +104,17 @@ struct HTTPAPI: Sendable {
             return try json(IssuedToken(token: token, participant: participant), status: .created)
         }
 
+        // The locator. A single server hosts every meeting itself; in a zone the web process
+        // answers with the collaboration server the manager placed the meeting on.
+        router.get("/v1/meetings/:id/locate") { request, context in
+            let id = MeetingID(try context.parameters.require("id"))
+            guard try await knownMeeting(id) else {
+                throw APIError(.notFound, "unknown_meeting", "there is no meeting \(id)")
+            }
+            let host = request.head.authority ?? "\(configuration.host):\(configuration.port)"
+            return try json(["meeting": id.rawValue, "url": "http://\(host)"])
+        }
+
         // Long-polling virtual sockets.
         router.post("/v1/poll") { request, _ in
             let body = try await request.body.collect(upTo: configuration.limits.maxFrameBytes)

@@ -127,6 +127,22 @@ struct TransportLimitTests {
         }
     }
 
+    @Test("the locator sends a single server's clients to itself; an unknown meeting is 404")
+    func locate() async throws {
+        try await withServer { endpoint in
+            let meeting = try await endpoint.createMeeting()
+            let (body, status) = try await endpoint.http("GET", "/v1/meetings/\(meeting.meeting.id)/locate")
+            #expect(status == 200)
+            struct Located: Decodable { var meeting: String; var url: String }
+            let located = try JSONDecoder().decode(Located.self, from: body)
+            #expect(located.meeting == meeting.meeting.id)
+            #expect(located.url == endpoint.base)
+            let (missing, missingStatus) = try await endpoint.http("GET", "/v1/meetings/m-nope/locate")
+            #expect(missingStatus == 404)
+            #expect(String(decoding: missing, as: UTF8.self).contains("unknown_meeting"))
+        }
+    }
+
     @Test("GET /health answers ok; unknown meetings and bad bodies get API error codes")
     func httpErrors() async throws {
         try await withServer { endpoint in
