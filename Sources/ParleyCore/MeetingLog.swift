@@ -83,32 +83,71 @@ public struct MeetingLog: Sendable {
     ///     behind the snapshot can still resume by replay. Not applied.
     public init(recovering snapshot: Snapshot, entries: [LogEntry], history: [LogEntry] = [],
                 epoch: Epoch, window: ResumeWindow = ResumeWindow()) throws(RecoveryError) {
+        try self.init(standbyFrom: snapshot, entries: entries, history: history, window: window)
+        guard epoch > self.epoch else { throw .staleEpoch(epoch, newest: self.epoch) }
+        self.epoch = epoch
+    }
+
+    /// A standby copy rebuilt from a snapshot and the committed entries after it. It hosts
+    /// nothing: its ``epoch`` is the newest one in what it holds, until ``promote(to:catchingUp:)``.
+    public init(standbyFrom snapshot: Snapshot, entries: [LogEntry], history: [LogEntry] = [],
+                window: ResumeWindow = ResumeWindow()) throws(RecoveryError) {
         meeting = snapshot.meeting
         self.window = window
         outcomes = snapshot.outcomes
         inFlight = [:]
+        epoch = snapshot.epoch
         lastSeq = snapshot.seq
-        var newest = snapshot.epoch
-        var expected = snapshot.seq + 1
+        committedSeq = snapshot.seq
+        tail = []
         for entry in entries {
-            guard entry.seq == expected else { throw .gap(expected: expected, found: entry.seq) }
-            do {
-                try meeting.apply(entry.operation, by: entry.issuer, at: entry.at, seq: entry.seq)
-            } catch {
-                throw .inapplicable(seq: entry.seq, error)
-            }
-            if let key = Self.key(entry.issuer, entry.opID) { outcomes.record(key, seq: entry.seq) }
-            newest = max(newest, entry.epoch)
-            expected += 1
+            try applyCommitted(entry)
+            epoch = max(epoch, entry.epoch)
         }
-        guard epoch > newest else { throw .staleEpoch(epoch, newest: newest) }
-        self.epoch = epoch
-        lastSeq = expected - 1
         committedSeq = lastSeq
         // Keep history only if it runs contiguously into the entries after the snapshot.
         let usableHistory = history.last?.seq == snapshot.seq && Self.isContiguous(history) ? history : []
         tail = usableHistory + entries
         trimTail()
+    }
+
+    /// Applies one entry another host committed, at the next seq.
+    private mutating func applyCommitted(_ entry: LogEntry) throws(RecoveryError) {
+        guard entry.seq == lastSeq + 1 else { throw .gap(expected: lastSeq + 1, found: entry.seq) }
+        do {
+            try meeting.apply(entry.operation, by: entry.issuer, at: entry.at, seq: entry.seq)
+        } catch {
+            throw .inapplicable(seq: entry.seq, error)
+        }
+        if let key = Self.key(entry.issuer, entry.opID) { outcomes.record(key, seq: entry.seq) }
+        lastSeq = entry.seq
+    }
+
+    // MARK: - Standby copies
+
+    /// A standby copy applies the entries its host committed, as they stream in, and keeps
+    /// them for resume like the host does. Entries it already has are skipped, so a stream
+    /// that restarts from an earlier seq is harmless. A standby never sequences ops itself.
+    /// - Throws: `.gap` if the entries do not continue the copy; `.inapplicable` if one
+    ///   does not apply (the copy then differs from the host and must be reloaded).
+    public mutating func replicate(_ entries: some Collection<LogEntry>) throws(RecoveryError) {
+        precondition(!hasUncommitted, "a standby copy never sequences ops of its own")
+        for entry in entries where entry.seq > lastSeq {
+            try applyCommitted(entry)
+            committedSeq = entry.seq
+            epoch = max(epoch, entry.epoch)
+            tail.append(entry)
+        }
+        trimTail()
+    }
+
+    /// The standby takes the meeting over under `epoch`, which it has claimed in the store,
+    /// after applying the entries the store holds beyond its copy (committed by the old host
+    /// but not yet streamed). Op ids keep their outcomes, so retries are still recognised.
+    public mutating func promote(to epoch: Epoch, catchingUp entries: some Collection<LogEntry>) throws(RecoveryError) {
+        try replicate(entries)
+        guard epoch > self.epoch else { throw .staleEpoch(epoch, newest: self.epoch) }
+        self.epoch = epoch
     }
 
     /// Offers an operation. On `.sequenced` the state already includes it; the caller must

@@ -333,3 +333,55 @@ struct MeetingLogRecoveryTests {
         }
     }
 }
+
+@Suite("MeetingLog: standby copies and promotion")
+struct MeetingLogStandbyTests {
+    @Test("a standby that applies the host's committed stream holds the host's state, and serves the same resumes")
+    func followsTheHost() throws {
+        var host = LogDriver()
+        let snapshot = host.log.snapshot()
+        var standby = try MeetingLog(standbyFrom: snapshot, entries: [])
+        let first = host.chats(3)
+        let second = host.chats(2)
+        try standby.replicate(first)
+        try standby.replicate(first + second)  // a stream restarted from earlier is harmless
+        #expect(standby.meeting == host.log.meeting)
+        #expect(standby.committedSeq == host.log.committedSeq)
+        #expect(standby.epoch == host.log.epoch)
+        #expect(standby.resume(after: 4) == host.log.resume(after: 4))
+    }
+
+    @Test("a stream with a hole is refused and changes nothing")
+    func gap() throws {
+        var host = LogDriver()
+        var standby = try MeetingLog(standbyFrom: host.log.snapshot(), entries: [])
+        let chats = host.chats(3)
+        #expect(throws: MeetingLog.RecoveryError.gap(expected: 4, found: 5)) { try standby.replicate(chats.dropFirst()) }
+        #expect(standby.lastSeq == 3)
+    }
+
+    @Test("promotion catches up from the store, continues under the new epoch, and still recognises retried op ids")
+    func promotion() throws {
+        var host = LogDriver(epoch: Epoch(1))
+        var standby = try MeetingLog(standbyFrom: host.log.snapshot(), entries: [])
+        let streamed = host.chats(2)  // seqs 4, 5 reach the standby
+        try standby.replicate(streamed)
+        let unstreamed = host.chats(2)  // seqs 6, 7 committed, then the host died
+        #expect(throws: MeetingLog.RecoveryError.staleEpoch(Epoch(1), newest: Epoch(1))) {
+            var copy = standby
+            try copy.promote(to: Epoch(1), catchingUp: unstreamed)
+        }
+        try standby.promote(to: Epoch(2), catchingUp: streamed + unstreamed)
+        #expect(standby.meeting == host.log.meeting)
+        #expect(standby.epoch == Epoch(2))
+        // A client retries its last op (seq 7) under the same id: the original outcome.
+        let retried = standby.submit(.chat(text: "message 1"), by: by(ari), opID: OpID("chat-7"), at: 99_000)
+        #expect(retried == .duplicate(seq: 7, committed: true))
+        guard case .sequenced(let next) = standby.submit(.chat(text: "after"), by: by(ari), opID: "new", at: 99_000) else {
+            Issue.record("the promoted copy refused a new op")
+            return
+        }
+        #expect(next.seq == 8)
+        #expect(next.epoch == Epoch(2))
+    }
+}
