@@ -8,6 +8,7 @@ import PackageDescription
 //   ParleyCore  <-  ParleyZone (zone rules: configuration, supervision, placement, leases; pure)
 //   ParleyZone  <-  ParleySupervisor (spawns and watches the zone's processes)
 //   ParleyZone + ParleyServer  <-  ParleyNode (a logical server: its zone agent and its role)
+//   ParleyClient + ParleyNode  <-  ParleyChaos (chaos runs: clients, faults, history checks)  <-  parley
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
@@ -97,10 +98,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        .target(
+            name: "ParleyChaos",
+            dependencies: [
+                "ParleyCore", "ParleyProtocol", "ParleyClient", "ParleyZone", "ParleyNode",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         .executableTarget(
             name: "parley",
             dependencies: [
-                "ParleyServer", "ParleyClient", "ParleySupervisor", "ParleyNode",
+                "ParleyServer", "ParleyClient", "ParleySupervisor", "ParleyNode", "ParleyChaos",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -128,9 +138,17 @@ let package = Package(
         .testTarget(
             name: "ParleyZoneProcessTests",
             dependencies: [
-                "ParleySupervisor", "ParleyNode", "ParleyClient", "parley",
+                "ParleySupervisor", "ParleyNode", "ParleyServer", "ParleyStore", "ParleyClient", "parley",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "ParleyChaosTests",
+            dependencies: [
+                "ParleyChaos", "ParleyClient", "ParleyCore", "parley",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -144,9 +144,9 @@ public actor ParleyClient {
     /// Leaves the meeting for good, then closes. Returns once the leave was delivered or
     /// after about two seconds.
     public func leave() async {
-        let closing = connection?.task
+        let closing = connection?.id
         perform(session.leave())
-        if let closing { await finishOrCancel(closing, afterMs: 2_000) }
+        if let closing, await !waitUntilEnded([closing], withinMs: 2_000) { draining[closing]?.cancel() }
         await closeRemaining()
     }
 
@@ -292,23 +292,26 @@ public actor ParleyClient {
         perform(session.tick(nowMs: nowMs))
     }
 
-    /// Waits for `task` to end, cancelling it if it takes longer than `afterMs`.
-    private func finishOrCancel(_ task: Task<Void, Never>, afterMs: Int) async {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask { await task.value; return true }
-            group.addTask { try? await Task.sleep(for: .milliseconds(afterMs)); return false }
-            if await group.next() == false { task.cancel() }
-            group.cancelAll()
+    /// Waits until the connections' tasks have ended (each reports it through
+    /// `transportEnded`), at most `withinMs`. Polls rather than awaiting the tasks, so a
+    /// network call that ignores cancellation cannot hold `leave` or `close` forever.
+    private func waitUntilEnded(_ ids: Set<ConnectionID>, withinMs: Int) async -> Bool {
+        let deadline = clock.now + .milliseconds(withinMs)
+        while !ids.isDisjoint(with: draining.keys) {
+            guard clock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(10))
         }
+        return true
     }
 
     private func closeRemaining() async {
         heartbeatTask?.cancel()
         reconnectTask?.cancel()
-        let tasks = Array(draining.values)
-        for task in tasks { task.cancel() }
-        for task in tasks { await task.value }
-        draining.removeAll()
+        for task in draining.values { task.cancel() }
+        if await !waitUntilEnded(Set(draining.keys), withinMs: 1_000) {
+            // They end on their own when their request times out; nothing waits for them.
+            logger.notice("connections still ending after close", metadata: ["count": "\(draining.count)"])
+        }
         urlSession.invalidateAndCancel()
     }
 }

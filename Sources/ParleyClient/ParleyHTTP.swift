@@ -150,13 +150,67 @@ enum HTTP {
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         }
         do {
-            let (data, response) = try await session.data(for: request)
+            let (data, response) = try await cancellableData(for: request, session: session)
             guard let http = response as? HTTPURLResponse else { throw ClientError.network("\(url) did not answer over HTTP") }
             return (http.statusCode, data)
         } catch let error as ClientError {
             throw error
         } catch {
             throw .network("could not reach \(url.absoluteString): \(error.localizedDescription)")
+        }
+    }
+
+    /// `session.data(for:)`, but safe to cancel on Linux.
+    ///
+    /// FoundationNetworking's own `data(for:)` cancels its `URLSessionTask` from inside the
+    /// Swift task's cancellation handler, which holds the task's status lock, while
+    /// `URLSessionTask.cancel()` waits for the session's work queue; a transfer failing on
+    /// that queue at the same moment waits for the status lock to resume the task. Both wait
+    /// forever, and with them the threads of the cooperative pool (swift-corelibs-foundation
+    /// issue 5412, fixed upstream by PR 5417). Long-polls are cancelled routinely, while
+    /// servers die under them, so this happens: here the cancellation is handed to another
+    /// thread and never waits under the lock.
+    static func cancellableData(for request: URLRequest, session: URLSession) async throws -> (Data, URLResponse) {
+        let handle = TaskHandle()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Data, URLResponse), any Error>) in
+                let task = session.dataTask(with: request) { data, response, error in
+                    if let error {
+                        continuation.resume(throwing: error)
+                    } else if let data, let response {
+                        continuation.resume(returning: (data, response))
+                    } else {
+                        continuation.resume(throwing: URLError(.badServerResponse))
+                    }
+                }
+                handle.start(task)
+            }
+        } onCancel: {
+            DispatchQueue.global().async { handle.cancel() }
+        }
+    }
+
+    /// A data task that may be cancelled before it is started: then it starts cancelled.
+    private final class TaskHandle: @unchecked Sendable {
+        private let lock = NSLock()
+        private var task: URLSessionDataTask?
+        private var cancelled = false
+
+        func start(_ task: URLSessionDataTask) {
+            let cancelled = lock.withLock {
+                self.task = task
+                return self.cancelled
+            }
+            task.resume()
+            if cancelled { task.cancel() }
+        }
+
+        func cancel() {
+            let task = lock.withLock {
+                cancelled = true
+                return self.task
+            }
+            task?.cancel()
         }
     }
 

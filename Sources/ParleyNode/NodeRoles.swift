@@ -38,16 +38,10 @@ public enum NodeRoles {
     /// The services that make up a node of `context.role`.
     public static func services(for context: NodeContext) -> [any Service] {
         switch context.role {
-        case .manager, .collab, .web, .services:
-            // Placeholder until the roles exist: a process that only keeps its link alive.
-            [WaitForShutdown()]
+        case .manager: [ManagerService(context: context)]
+        case .collab: [CollabService(context: context)]
+        case .web: [WebService(context: context)]
+        case .services: [ServicesNode(context: context)]
         }
-    }
-}
-
-/// Runs until graceful shutdown.
-struct WaitForShutdown: Service {
-    func run() async throws {
-        try? await gracefulShutdown()
     }
 }

@@ -25,6 +25,9 @@ public enum ProtocolErrorCode: String, Codable, Sendable, CaseIterable {
     case unknownSession = "unknown_session"
     /// A newer connection of the same participant took over; this one is closed. Not retried.
     case replaced = "replaced"
+    /// The meeting is not (or no longer) hosted on this server: it failed over, was drained
+    /// or never placed here. The client asks the locator again and resumes there.
+    case moved = "moved"
     case internalError = "internal_error"
 }
 

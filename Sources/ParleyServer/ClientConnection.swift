@@ -25,6 +25,8 @@ final class ClientConnection: Sendable {
     let outbox: Outbox
     let transport: String
     private let state: Mutex<State>
+    /// Until the transport reports the connection gone (counted once).
+    private let live = Atomic<Bool>(true)
 
     init(id: UInt64, transport: String, limits: ConnectionLimits, encoder: FrameEncoder) {
         self.id = id
@@ -51,6 +53,9 @@ final class ClientConnection: Sendable {
             outbox.enqueue(frame)
         }
     }
+
+    /// True the first time only.
+    func markGone() -> Bool { live.exchange(false, ordering: .relaxed) }
 
     func markJoining(_ host: MeetingHost) -> Bool {
         state.withLock { state in
@@ -88,6 +93,7 @@ final class Gateway: Sendable {
     let clock: @Sendable () -> Millis
     let logger: Logger
     private let ids = Atomic<UInt64>(0)
+    private let openConnections = Atomic<Int>(0)
     private let encoder = FrameEncoder()
 
     init(directory: MeetingDirectory, tokens: TokenAuthority, configuration: ServerConfiguration,
@@ -99,8 +105,12 @@ final class Gateway: Sendable {
         self.logger = logger
     }
 
+    /// Client connections open now (the load report's figure).
+    var connectionCount: Int { openConnections.load(ordering: .relaxed) }
+
     func makeConnection(transport: String) -> ClientConnection {
         let id = ids.wrappingAdd(1, ordering: .relaxed).newValue
+        openConnections.add(1, ordering: .relaxed)
         return ClientConnection(id: id, transport: transport, limits: configuration.limits, encoder: encoder)
     }
 
@@ -187,6 +197,7 @@ final class Gateway: Sendable {
         case .awaitingHello, .closed:
             break
         }
+        if connection.markGone() { openConnections.subtract(1, ordering: .relaxed) }
         connection.outbox.close()
     }
 }

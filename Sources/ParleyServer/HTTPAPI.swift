@@ -45,13 +45,30 @@ struct IssuedToken: Encodable {
     var participant: ParticipantID
 }
 
-/// The HTTP surface: meeting creation, join tokens, health, and the long-poll transport.
+/// Where the locator sends a meeting's clients.
+public enum Location: Sendable {
+    /// The base URL of the server hosting the meeting.
+    case at(String)
+    /// No server can take the meeting right now; the client retries after backing off.
+    case unavailable(String)
+}
+
+/// The HTTP surface: meeting creation, join tokens and the locator (the front), the
+/// long-poll transport (the hosting side), and health. A single server serves both sides.
 struct HTTPAPI: Sendable {
+    /// The hosting side: present on servers that host meetings.
+    struct Transports: Sendable {
+        let polls: PollSessions
+        let gateway: Gateway
+    }
+
     let store: any Store
     let tokens: TokenAuthority
-    let directory: MeetingDirectory
-    let polls: PollSessions
-    let gateway: Gateway
+    let transports: Transports?
+    /// The front: present on servers clients create meetings and locate them through. Nil
+    /// `locate` in a front means "this server itself".
+    let front: Bool
+    let locate: (@Sendable (MeetingID) async -> Location)?
     let configuration: ServerConfiguration
     let clock: @Sendable () -> Millis
     let logger: Logger
@@ -61,6 +78,12 @@ struct HTTPAPI: Sendable {
         router.get("/health") { _, _ in
             try json(["status": "ok"])
         }
+        if front { addFrontRoutes(router) }
+        if let transports { addPollRoutes(router, transports) }
+        return router
+    }
+
+    private func addFrontRoutes(_ router: Router<BasicRequestContext>) {
         router.post("/v1/meetings") { request, context in
             try authorize(request)
             let body: CreateMeetingRequest = try await decode(request, context)
@@ -111,11 +134,23 @@ struct HTTPAPI: Sendable {
             guard try await knownMeeting(id) else {
                 throw APIError(.notFound, "unknown_meeting", "there is no meeting \(id)")
             }
-            let host = request.head.authority ?? "\(configuration.host):\(configuration.port)"
-            return try json(["meeting": id.rawValue, "url": "http://\(host)"])
+            guard let locate else {
+                let host = request.head.authority ?? "\(configuration.host):\(configuration.port)"
+                return try json(["meeting": id.rawValue, "url": "http://\(host)"])
+            }
+            switch await locate(id) {
+            case .at(let url):
+                return try json(["meeting": id.rawValue, "url": url])
+            case .unavailable(let why):
+                throw APIError(.serviceUnavailable, "unavailable", why)
+            }
         }
+    }
 
-        // Long-polling virtual sockets.
+    /// Long-polling virtual sockets.
+    private func addPollRoutes(_ router: Router<BasicRequestContext>, _ transports: Transports) {
+        let polls = transports.polls
+        let gateway = transports.gateway
         router.post("/v1/poll") { request, _ in
             let body = try await request.body.collect(upTo: configuration.limits.maxFrameBytes)
             // A session exists only for a readable hello, so a bad request leaves nothing behind.
@@ -181,7 +216,6 @@ struct HTTPAPI: Sendable {
             guard await polls.close(sid) else { throw unknownSession(sid) }
             return Response(status: .noContent)
         }
-        return router
     }
 
     private func unknownSession(_ sid: String) -> APIError {

@@ -4,26 +4,35 @@ import ParleyProtocol
 import ParleyStore
 import ServiceLifecycle
 
-/// The meetings this server hosts. A meeting is loaded from the store on first use, under a
-/// new epoch, and its host loop runs inside ``run()``'s task group, so every host is owned
-/// and shut down with the server.
-actor MeetingDirectory: Service {
+/// The meetings this server hosts, and the standby copies it keeps of meetings hosted
+/// elsewhere. A host loop runs inside ``run()``'s task group, so every host is owned and
+/// shut down with the server.
+///
+/// A single server loads a meeting on its first hello. In a zone the manager decides:
+/// ``open(_:)`` and ``promote(_:)`` make this server the host, ``follow`` keeps a standby
+/// copy up to date, ``release(_:)`` lets go; a hello for anything else gets `moved`.
+public actor MeetingDirectory: Service {
     private let store: any Store
     private let commitLog: GroupCommitLog
     private let configuration: ServerConfiguration
     private let clock: @Sendable () -> Millis
     private let logger: Logger
+    private let loadsOnDemand: Bool
     private var hosts: [MeetingID: MeetingHost] = [:]
     private var loading: [MeetingID: [CheckedContinuation<MeetingHost, any Error>]] = [:]
+    /// Standby copies: the host's committed stream applied to a replica log.
+    private var standbys: [MeetingID: MeetingLog] = [:]
     private var accepting = true
+    private var streaming = true
     private let started: AsyncStream<MeetingHost>
     private let start: AsyncStream<MeetingHost>.Continuation
 
-    init(store: any Store, commitLog: GroupCommitLog, configuration: ServerConfiguration,
+    init(store: any Store, commitLog: GroupCommitLog, configuration: ServerConfiguration, loadsOnDemand: Bool,
          clock: @escaping @Sendable () -> Millis, logger: Logger) {
         self.store = store
         self.commitLog = commitLog
         self.configuration = configuration
+        self.loadsOnDemand = loadsOnDemand
         self.clock = clock
         self.logger = logger
         (started, start) = AsyncStream.makeStream()
@@ -33,7 +42,7 @@ actor MeetingDirectory: Service {
 
     /// Runs every host loop until graceful shutdown, then lets each host commit and
     /// checkpoint before returning.
-    func run() async throws {
+    public func run() async throws {
         await withDiscardingTaskGroup { group in
             for await host in started.cancelOnGracefulShutdown() {
                 group.addTask {
@@ -57,10 +66,99 @@ actor MeetingDirectory: Service {
         logger.info("meeting unloaded", metadata: ["meeting": "\(host.id)"])
     }
 
-    /// The host of `id`, loading the meeting from the store if it is not running yet.
+    /// The host of `id`. A single server loads the meeting from the store if it is not
+    /// running yet; a zone server only hosts what the manager placed here.
     func host(for id: MeetingID) async throws(ProtocolError) -> MeetingHost {
         guard accepting else { throw ProtocolError(.serverBusy, "the server is shutting down; reconnect shortly", fatal: true) }
         if let host = hosts[id] { return host }
+        guard loadsOnDemand else {
+            throw ProtocolError(.moved, "meeting \(id) is not hosted on this server; ask the locator again", fatal: true)
+        }
+        return try await load(id, promoting: false)
+    }
+
+    // MARK: The zone's orders
+
+    /// What this server holds: the meetings it hosts and its standby copies, with epochs.
+    public func held() -> [(meeting: MeetingID, hosting: Bool, epoch: Epoch)] {
+        hosts.values.map { ($0.id, true, $0.epoch) } + standbys.map { ($0.key, false, $0.value.epoch) }
+    }
+
+    /// Load figures for the zone's placement.
+    public func load() -> (meetings: Int, queueDepth: Int) {
+        (hosts.count, hosts.values.map(\.inbox.depth).max() ?? 0)
+    }
+
+    /// Hosts the meeting from the store under a new epoch. Returns the epoch.
+    public func open(_ id: MeetingID) async throws(ProtocolError) -> Epoch {
+        if let host = hosts[id] { return host.epoch }
+        return try await load(id, promoting: false).epoch
+    }
+
+    /// Takes the meeting over from its standby copy here (or from the store without one)
+    /// under a new epoch, which fences the previous host. Returns the epoch.
+    public func promote(_ id: MeetingID) async throws(ProtocolError) -> Epoch {
+        if let host = hosts[id] { return host.epoch }
+        return try await load(id, promoting: true).epoch
+    }
+
+    /// Stops hosting or following the meeting. Clients are sent to the locator.
+    public func release(_ id: MeetingID, reason: String) {
+        if let host = hosts.removeValue(forKey: id) { _ = host.submit(.release(reason: reason)) }
+        if standbys.removeValue(forKey: id) != nil {
+            logger.info("standby copy dropped", metadata: ["meeting": "\(id)", "reason": "\(reason)"])
+        }
+    }
+
+    /// Starts (or restarts) a standby copy from the store. Returns the seq to subscribe after.
+    public func startStandby(_ id: MeetingID) async throws(ProtocolError) -> Seq {
+        if hosts[id] != nil { throw ProtocolError(.internalError, "meeting \(id) is hosted here; it cannot also be a standby") }
+        let recovered = try await recover(id)
+        do {
+            let log = try MeetingLog(standbyFrom: recovered.snapshot, entries: recovered.entries, history: recovered.history,
+                                     window: configuration.resumeWindow)
+            standbys[id] = log
+            return log.lastSeq
+        } catch {
+            throw ProtocolError(.internalError, "cannot rebuild a standby copy of \(id): \(error)")
+        }
+    }
+
+    /// Whether a standby copy of `id` is kept here.
+    public func isFollowing(_ id: MeetingID) -> Bool { standbys[id] != nil }
+
+    /// Applies entries the host streamed. False if the copy cannot take them (a gap, or it
+    /// was dropped): the follower reloads or stops.
+    public func replicate(_ id: MeetingID, _ entries: [LogEntry]) -> Bool {
+        guard var log = standbys[id] else { return false }
+        do {
+            try log.replicate(entries)
+            standbys[id] = log
+            return true
+        } catch {
+            logger.warning("standby copy out of step; reloading", metadata: ["meeting": "\(id)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    /// A standby elsewhere subscribes to the committed stream of a meeting hosted here.
+    public func subscribe(_ id: MeetingID, after: Seq) -> ReplicaFeed? {
+        guard streaming, let host = hosts[id] else { return nil }
+        let feed = ReplicaFeed()
+        guard case .queued = host.submit(.subscribe(feed, after: after)) else { return nil }
+        return feed
+    }
+
+    /// Ends every standby's stream and takes no new subscriptions: the zone side calls this
+    /// when the server stops, so no link waits on a meeting that outlives it.
+    public func endReplicaFeeds() {
+        streaming = false
+        for host in hosts.values { _ = host.submit(.endReplicaFeeds) }
+    }
+
+    // MARK: Loading
+
+    private func load(_ id: MeetingID, promoting: Bool) async throws(ProtocolError) -> MeetingHost {
         if loading[id] != nil {
             do {
                 return try await withCheckedThrowingContinuation { loading[id, default: []].append($0) }
@@ -73,13 +171,14 @@ actor MeetingDirectory: Service {
         loading[id] = []
         let result: Result<MeetingHost, ProtocolError>
         do {
-            result = .success(try await load(id))
+            result = .success(try await build(id, from: promoting ? standbys[id] : nil))
         } catch {
             result = .failure(error)
         }
         let waiters = loading.removeValue(forKey: id) ?? []
         switch result {
         case .success(let host):
+            standbys[id] = nil
             hosts[id] = host
             start.yield(host)
             for waiter in waiters { waiter.resume(returning: host) }
@@ -90,9 +189,9 @@ actor MeetingDirectory: Service {
         }
     }
 
-    /// Rebuilds the meeting from its newest good checkpoint plus the log, and fences every
-    /// earlier host by moving to a new epoch before accepting anything.
-    private func load(_ id: MeetingID) async throws(ProtocolError) -> MeetingHost {
+    /// The meeting as the store has it, checked.
+    private func recover(_ id: MeetingID) async throws(ProtocolError) -> (record: MeetingRecord, snapshot: Snapshot,
+                                                                         entries: [LogEntry], history: [LogEntry]) {
         let recovered: RecoveredMeeting
         do {
             guard try await store.meeting(id) != nil else {
@@ -112,14 +211,41 @@ actor MeetingDirectory: Service {
         let snapshot = recovered.snapshot ?? Snapshot(
             meeting: Meeting(id: record.id, title: record.title, settings: record.settings),
             seq: 0, epoch: Epoch(0), outcomes: OpOutcomes(capacity: configuration.resumeWindow.minEntries))
-        let newest = max(recovered.epoch, recovered.entries.last?.epoch ?? Epoch(0), snapshot.epoch)
-        let epoch = newest.next
+        return (record, snapshot, recovered.entries, recovered.history)
+    }
+
+    /// Claims the next epoch (from then on the previous host can commit nothing), then
+    /// rebuilds the meeting from the standby copy plus what the store has beyond it, or from
+    /// the newest good checkpoint plus the log.
+    private func build(_ id: MeetingID, from standby: MeetingLog?) async throws(ProtocolError) -> MeetingHost {
+        let epoch: Epoch
         do {
-            try await store.advanceEpoch(id, to: epoch)
-            let log = try MeetingLog(recovering: snapshot, entries: recovered.entries, history: recovered.history,
+            epoch = try await store.claimNextEpoch(id)
+        } catch .unknownMeeting {
+            throw ProtocolError(.unknownMeeting, "there is no meeting \(id)", fatal: true)
+        } catch {
+            logger.error("cannot claim the meeting", metadata: ["meeting": "\(id)", "error": "\(error)"])
+            throw ProtocolError(.internalError, "the meeting could not be loaded; try again", fatal: true)
+        }
+        // Read after the claim: everything the previous host committed is in the store now.
+        let recovered = try await recover(id)
+        if var log = standby, log.lastSeq >= recovered.snapshot.seq {
+            do {
+                try log.promote(to: epoch, catchingUp: recovered.entries)
+                logger.info("meeting promoted from its standby copy", metadata: [
+                    "meeting": "\(id)", "epoch": "\(epoch)", "last_seq": "\(log.lastSeq)",
+                ])
+                return MeetingHost(log: log, store: store, commitLog: commitLog, configuration: configuration,
+                                   clock: clock, logger: logger)
+            } catch {
+                logger.warning("standby copy unusable; loading from the store", metadata: ["meeting": "\(id)", "error": "\(error)"])
+            }
+        }
+        do {
+            let log = try MeetingLog(recovering: recovered.snapshot, entries: recovered.entries, history: recovered.history,
                                      epoch: epoch, window: configuration.resumeWindow)
             logger.info("meeting loaded", metadata: [
-                "meeting": "\(id)", "epoch": "\(epoch)", "snapshot_seq": "\(snapshot.seq)",
+                "meeting": "\(id)", "epoch": "\(epoch)", "snapshot_seq": "\(recovered.snapshot.seq)",
                 "replayed": "\(recovered.entries.count)", "last_seq": "\(log.lastSeq)",
             ])
             return MeetingHost(log: log, store: store, commitLog: commitLog, configuration: configuration,

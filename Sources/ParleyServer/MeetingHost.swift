@@ -14,6 +14,44 @@ enum HostInput: Sendable {
     case leave(ClientConnection)
     /// Graceful shutdown: commit what is pending, checkpoint, close every connection.
     case shutdown
+    /// A standby copy wants every committed entry after `after`, then the live stream.
+    case subscribe(ReplicaFeed, after: Seq)
+    /// The zone moved the meeting away: stop at once and send every client to the locator.
+    case release(reason: String)
+    /// The server is stopping: end every standby's stream (they reconnect to the next host).
+    case endReplicaFeeds
+}
+
+/// What a host streams to one standby copy of its meeting.
+public enum ReplicaUpdate: Sendable {
+    /// Committed entries, in seq order, continuing what was sent before.
+    case entries([LogEntry])
+    /// The host no longer holds the entries asked for: reload from the store, then subscribe again.
+    case reload
+}
+
+/// The committed stream of one meeting to one standby. Bounded: a standby that falls this
+/// far behind is cut off (the stream ends) and subscribes again from its last seq.
+public final class ReplicaFeed: Sendable {
+    public let updates: AsyncStream<ReplicaUpdate>
+    private let continuation: AsyncStream<ReplicaUpdate>.Continuation
+
+    public init(limit: Int = 1_024) {
+        (updates, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(limit))
+    }
+
+    /// False once the feed is cut off or finished.
+    func push(_ update: ReplicaUpdate) -> Bool {
+        switch continuation.yield(update) {
+        case .enqueued: return true
+        case .dropped, .terminated:
+            continuation.finish()
+            return false
+        @unknown default: return false
+        }
+    }
+
+    public func finish() { continuation.finish() }
 }
 
 /// The adapter that hosts one meeting: it feeds inputs to the pure ``MeetingLog``, commits
@@ -24,6 +62,8 @@ enum HostInput: Sendable {
 /// sequences them, commits them in one write, then fans the entries out (each encoded once).
 final class MeetingHost: Sendable {
     let id: MeetingID
+    /// The epoch this host commits under; fixed for the host's life.
+    let epoch: Epoch
     let inbox: Inbox<HostInput>
     private let initialLog: Mutex<MeetingLog?>
     private let commitLog: GroupCommitLog
@@ -35,6 +75,7 @@ final class MeetingHost: Sendable {
     init(log: MeetingLog, store: any Store, commitLog: GroupCommitLog, configuration: ServerConfiguration,
          clock: @escaping @Sendable () -> Millis, logger: Logger) {
         id = log.meeting.id
+        epoch = log.epoch
         inbox = Inbox(capacity: configuration.meetingQueueDepth)
         initialLog = Mutex(log)
         self.store = store
@@ -50,7 +91,7 @@ final class MeetingHost: Sendable {
     /// meeting is too far behind.
     func submit(_ input: HostInput) -> Inbox<HostInput>.SendResult {
         switch input {
-        case .detach, .shutdown, .leave:
+        case .detach, .shutdown, .leave, .release, .subscribe, .endReplicaFeeds:
             // Bookkeeping must never be dropped, or presence would go stale.
             inbox.send(input, force: true)
         default:
@@ -91,6 +132,8 @@ private struct HostLoop {
     var running = true
     /// Connections dropped as slow consumers during fan-out, handled as detached afterwards.
     var dropped: [ClientConnection] = []
+    /// Standby copies following the committed stream.
+    var replicas: [ReplicaFeed] = []
 
     init(log: MeetingLog, host: MeetingHost) {
         self.log = log
@@ -111,6 +154,8 @@ private struct HostLoop {
         host.inbox.finish()
         for attachment in attached.values { attachment.connection.outbox.close() }
         attached.removeAll()
+        for feed in replicas { feed.finish() }
+        replicas.removeAll()
     }
 
     // MARK: Inputs
@@ -150,7 +195,44 @@ private struct HostLoop {
             await flush()
             await checkpoint()
             running = false
+        case .subscribe(let feed, let after):
+            subscribe(feed, after: after)
+        case .endReplicaFeeds:
+            for feed in replicas { feed.finish() }
+            replicas.removeAll()
+        case .release(let reason):
+            // Whatever is not committed was never acknowledged; the new host has the rest.
+            host.loggerRef.info("meeting released", metadata: ["reason": "\(reason)", "last_seq": "\(log.committedSeq)"])
+            moveClients("meeting \(log.meeting.id) moved (\(reason)); ask the locator again")
+            running = false
         }
+    }
+
+    /// Sends every client to the locator with a `moved` error.
+    mutating func moveClients(_ message: String) {
+        for attachment in attached.values {
+            attachment.connection.fail(ProtocolError(.moved, message, fatal: true), host.encoder)
+        }
+        attached.removeAll()
+    }
+
+    /// A standby gets the committed entries after `after` from the tail, then the live stream.
+    mutating func subscribe(_ feed: ReplicaFeed, after: Seq) {
+        let committed = log.tail.prefix { $0.seq <= log.committedSeq }
+        if after < log.committedSeq {
+            guard let first = committed.first, first.seq <= after + 1 else {
+                _ = feed.push(.reload)
+                feed.finish()
+                return
+            }
+            guard feed.push(.entries(Array(committed.drop { $0.seq <= after }))) else { return }
+        } else if after > log.committedSeq {
+            // The standby holds more than this host committed: it is not our copy. Start over.
+            _ = feed.push(.reload)
+            feed.finish()
+            return
+        }
+        replicas.append(feed)
     }
 
     /// A connection is gone. Its participant is `reconnecting` until it comes back or leaves.
@@ -262,6 +344,15 @@ private struct HostLoop {
         let pending = Array(log.tail.suffix(Int(log.lastSeq - log.committedSeq)))
         do {
             try await host.commits.commit(log.meeting.id, pending)
+        } catch .fenced(_, let epoch, let current) {
+            // Another server took the meeting over (this one was presumed dead or paused).
+            // Nothing here was acknowledged; the clients resume on the new host.
+            host.loggerRef.warning("fenced: another server hosts this meeting now; releasing it", metadata: [
+                "epoch": "\(epoch)", "current": "\(current)", "dropped_uncommitted": "\(pending.count)",
+            ])
+            moveClients("meeting \(log.meeting.id) moved to another server (\(current)); ask the locator again")
+            running = false
+            return
         } catch {
             host.loggerRef.error("commit failed; closing the meeting's connections so clients resume from the store",
                                  metadata: ["error": "\(error)", "first_seq": "\(pending.first?.seq ?? 0)"])
@@ -272,6 +363,10 @@ private struct HostLoop {
             return
         }
         let delivered = log.committed(through: log.lastSeq)
+        if !replicas.isEmpty {
+            let update = ReplicaUpdate.entries(Array(delivered))
+            replicas.removeAll { !$0.push(update) }
+        }
         for entry in delivered {
             let whole = ByteBuffer(bytes: host.encoder.encode(.event(.visible(entry))))
             let redacted: ByteBuffer? = entry.operation.privateRecipient == nil ? nil

@@ -115,6 +115,9 @@ final class Inbox<Element: Sendable>: Sendable {
 
     enum SendResult { case queued, full, finished }
 
+    /// Inputs waiting right now (the load report's queue depth).
+    var depth: Int { state.withLock { $0.items.count } }
+
     /// Never blocks: a host that is this far behind refuses work rather than grow.
     func send(_ item: Element, force: Bool = false) -> SendResult {
         let (result, waiter) = state.withLock { state -> (SendResult, CheckedContinuation<Void, Never>?) in

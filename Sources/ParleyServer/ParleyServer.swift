@@ -8,16 +8,94 @@ import ParleyCore
 import ParleyProtocol
 import ParleyStore
 import ServiceLifecycle
+import Synchronization
+
+/// What a server is for: everything in one process, or one part of a zone.
+public enum ServerMode: Sendable {
+    /// One process: the API, the locator (answering with itself), and every meeting,
+    /// loaded on its first hello.
+    case single
+    /// A zone's collaboration server: client transports and the meetings the zone places here.
+    case zoneHost(ZoneHooks)
+    /// A zone's web front: the API and the locator, which `locate` answers; no meetings.
+    case zoneFront(ZoneHooks, locate: @Sendable (MeetingID) async -> Location)
+}
+
+/// How a zone process plugs its agent into a server.
+public struct ZoneHooks: Sendable {
+    /// A WebSocket upgrade the server does not handle itself (the zone link), or nil to refuse.
+    public typealias Upgrade = @Sendable (WebSocketInboundStream, WebSocketOutboundWriter) async -> Void
+    public var upgrade: @Sendable (HTTPRequest, ServerHandle) -> Upgrade?
+    /// Services that run with the server (the zone agent), started with what they need.
+    public var services: @Sendable (ServerHandle) -> [any Service]
+
+    public init(upgrade: @escaping @Sendable (HTTPRequest, ServerHandle) -> Upgrade?,
+                services: @escaping @Sendable (ServerHandle) -> [any Service]) {
+        self.upgrade = upgrade
+        self.services = services
+    }
+}
+
+/// What a zone agent may use of the server it runs in.
+public struct ServerHandle: Sendable {
+    /// The meetings hosted here (nil on a front).
+    public let directory: MeetingDirectory?
+    public let store: any Store
+    private let gateway: Gateway?
+    private let port: PortAnnouncement
+
+    init(directory: MeetingDirectory?, store: any Store, gateway: Gateway?, port: PortAnnouncement) {
+        self.directory = directory
+        self.store = store
+        self.gateway = gateway
+        self.port = port
+    }
+
+    /// Client connections open now.
+    public var connectionCount: Int { gateway?.connectionCount ?? 0 }
+
+    /// The port the server listens on, once it does.
+    public func boundPort() async -> Int { await port.value() }
+}
+
+/// The bound port, announced once the HTTP server is up.
+public final class PortAnnouncement: Sendable {
+    private let state = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
+
+    public init() {}
+
+    public func announce(_ port: Int) {
+        let waiters = state.withLock { state in
+            state.port = port
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: port) }
+    }
+
+    public func value() async -> Int {
+        await withCheckedContinuation { continuation in
+            let port = state.withLock { state -> Int? in
+                if let port = state.port { return port }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let port { continuation.resume(returning: port) }
+        }
+    }
+}
 
 /// One Parley server: HTTP API, WebSocket and long-poll transports, meeting hosts and the
 /// durable store, run as a service group that shuts down in order (stop accepting, then
 /// let every meeting commit and checkpoint).
 public struct ParleyServer: Sendable {
     public let configuration: ServerConfiguration
+    public let mode: ServerMode
     let logger: Logger
 
-    public init(configuration: ServerConfiguration, logger: Logger) {
+    public init(configuration: ServerConfiguration, mode: ServerMode = .single, logger: Logger) {
         self.configuration = configuration
+        self.mode = mode
         self.logger = logger
     }
 
@@ -28,40 +106,69 @@ public struct ParleyServer: Sendable {
         let clock: @Sendable () -> Millis = { Millis((Date().timeIntervalSince1970 * 1000).rounded()) }
         let store = try SQLiteStore(directory: configuration.dataDirectory,
                                     synchronous: configuration.fsyncEveryCommit ? .full : .normal, logger: logger)
-        let commitLog = GroupCommitLog(store: store)
         let tokens = try await TokenAuthority(dataDirectory: configuration.dataDirectory,
                                               lifetimeSeconds: configuration.tokenLifetimeSeconds)
-        let directory = MeetingDirectory(store: store, commitLog: commitLog, configuration: configuration,
-                                         clock: clock, logger: logger)
-        let gateway = Gateway(directory: directory, tokens: tokens, configuration: configuration, clock: clock, logger: logger)
-        let polls = PollSessions(gateway: gateway, timeoutMillis: configuration.pollSessionTimeoutMillis, clock: clock)
-        let api = HTTPAPI(store: store, tokens: tokens, directory: directory, polls: polls, gateway: gateway,
+        let hooks: ZoneHooks?
+        let hosts: Bool
+        let front: Bool
+        var locate: (@Sendable (MeetingID) async -> Location)?
+        switch mode {
+        case .single: (hooks, hosts, front) = (nil, true, true)
+        case .zoneHost(let zone): (hooks, hosts, front) = (zone, true, false)
+        case .zoneFront(let zone, let locator): (hooks, hosts, front, locate) = (zone, false, true, locator)
+        }
+
+        var services: [any Service] = []
+        var directory: MeetingDirectory?
+        var gateway: Gateway?
+        var transports: HTTPAPI.Transports?
+        if hosts {
+            let commitLog = GroupCommitLog(store: store)
+            let meetings = MeetingDirectory(store: store, commitLog: commitLog, configuration: configuration,
+                                            loadsOnDemand: hooks == nil, clock: clock, logger: logger)
+            let clients = Gateway(directory: meetings, tokens: tokens, configuration: configuration, clock: clock, logger: logger)
+            let polls = PollSessions(gateway: clients, timeoutMillis: configuration.pollSessionTimeoutMillis, clock: clock)
+            services += [meetings, polls]
+            (directory, gateway) = (meetings, clients)
+            transports = HTTPAPI.Transports(polls: polls, gateway: clients)
+        }
+        let api = HTTPAPI(store: store, tokens: tokens, transports: transports, front: front, locate: locate,
                           configuration: configuration, clock: clock, logger: logger)
+        let port = PortAnnouncement()
+        let handle = ServerHandle(directory: directory, store: store, gateway: gateway, port: port)
+        let zoneServices = hooks?.services(handle) ?? []
 
         let maxInbound = max(configuration.limits.maxFrameBytes * 2, 1 << 16)
+        let upgradeGateway = gateway
         let app = Application(
             router: api.router(),
-            server: .http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: maxInbound))) { request, _, _ in
-                guard request.path == "/v1/ws" else { return .dontUpgrade }
-                return .upgrade([:]) { inbound, outbound, _ in
-                    await WebSocketTransport.serve(inbound: inbound, outbound: outbound, gateway: gateway,
-                                                   maxMessageBytes: maxInbound)
+            server: .http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: max(maxInbound, 16 << 20)))) { request, _, _ in
+                if let gateway = upgradeGateway, request.path == "/v1/ws" {
+                    return .upgrade([:]) { inbound, outbound, _ in
+                        await WebSocketTransport.serve(inbound: inbound, outbound: outbound, gateway: gateway,
+                                                       maxMessageBytes: maxInbound)
+                    }
                 }
+                if let handler = hooks?.upgrade(request, handle) {
+                    return .upgrade([:]) { inbound, outbound, _ in await handler(inbound, outbound) }
+                }
+                return .dontUpgrade
             },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley"),
             onServerRunning: { channel in
-                let port = channel.localAddress?.port ?? configuration.port
+                let bound = channel.localAddress?.port ?? configuration.port
                 logger.info("parley is listening", metadata: [
-                    "address": "http://\(configuration.host):\(port)", "data": "\(configuration.dataDirectory)",
+                    "address": "http://\(configuration.host):\(bound)", "data": "\(configuration.dataDirectory)",
                 ])
-                await onListening(port)
+                port.announce(bound)
+                await onListening(bound)
             },
             logger: logger
         )
-        // Services stop in reverse order: the HTTP server first, then long-poll sessions,
-        // then the meetings, which commit and checkpoint last.
+        // Services stop in reverse order: the zone agent and the HTTP server first, then
+        // long-poll sessions, then the meetings, which commit and checkpoint last.
         let group = ServiceGroup(configuration: .init(
-            services: [directory, polls, app],
+            services: services + [app] + zoneServices,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()

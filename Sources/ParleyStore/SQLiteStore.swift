@@ -4,6 +4,12 @@ import GRDB
 import Logging
 import ParleyCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// How hard SQLite works to make a commit durable (SQLite's `PRAGMA synchronous`, in WAL mode).
 public enum Synchronous: String, Sendable {
     /// Every commit is fsynced: it survives kill -9 and power loss.
@@ -41,7 +47,18 @@ public final class SQLiteStore: Store, Sendable {
             try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
             }
-            try Self.migrator.migrate(pool)
+            // The processes of a zone may open a new store at the same moment; a migration that
+            // lost the race sees the winner's schema on the next attempt.
+            var attempt = 0
+            while true {
+                do {
+                    try Self.migrator.migrate(pool)
+                    break
+                } catch where attempt < 20 {
+                    attempt += 1
+                    usleep(50_000)
+                }
+            }
         } catch let error as StoreError {
             throw error
         } catch {

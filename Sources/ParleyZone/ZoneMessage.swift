@@ -15,12 +15,17 @@ public enum ZoneMessage: Codable, Equatable, Sendable {
     /// The web process asks where a meeting's clients should connect.
     case locate(request: UInt64, meeting: MeetingID)
 
+    /// An operator (`parley ctl drain`) asks the manager to move every meeting off `server`.
+    case drain(server: NodeName)
+
     // The manager to a server.
     case open(meeting: MeetingID, standby: NodeName?, term: UInt64)
     case promote(meeting: MeetingID, standby: NodeName?, term: UInt64)
     case follow(meeting: MeetingID, host: NodeName, hostAddress: ServerAddress, term: UInt64)
     case release(meeting: MeetingID, term: UInt64)
     case located(request: UInt64, answer: LocateResult)
+    /// The answer to `drain`: nothing is left on `server` (ok), or why the drain cannot run.
+    case drained(server: NodeName, ok: Bool, detail: String)
 
     // A standby and its host.
     /// The standby asks for every committed entry after `after`, then the live stream.

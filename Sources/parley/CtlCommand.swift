@@ -8,7 +8,7 @@ struct CtlCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ctl",
         abstract: "Watch and steer a running zone.",
-        subcommands: [Status.self, Restart.self, Stop.self]
+        subcommands: [Status.self, Restart.self, Stop.self, Drain.self]
     )
 
     struct Zone: ParsableArguments {
@@ -84,6 +84,41 @@ struct CtlCommand: AsyncParsableCommand {
     }
 }
 
+extension CtlCommand {
+    struct Drain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move every meeting off a collab server live, then stop it.",
+            discussion: """
+                Each meeting the server hosts is taken over by its standby (a new epoch fences the old
+                host), then released here: its clients reconnect through the locator and resume, with
+                nothing lost. Standby copies move too. New meetings avoid the server. Once nothing is
+                left on it, the supervisor stops it; 'parley ctl restart NAME' brings it back.
+                """)
+
+        @Argument(help: "The collab server's name, as 'parley ctl status' shows it.")
+        var name: String
+
+        @Option(help: "Give up after this many seconds.")
+        var timeout = 60
+
+        @OptionGroup var zone: Zone
+
+        func run() async throws {
+            let server = NodeName(name)
+            let detail: String
+            do {
+                detail = try await ZoneOperator.drain(server, paths: ZonePaths(data: zone.dataDirectory),
+                                                      timeout: .seconds(timeout))
+            } catch {
+                throw CtlFailure("\(error)")
+            }
+            print("drained \(name): \(detail)")
+            _ = try await zone.send(.stop(server))
+            print("stopping \(name)")
+        }
+    }
+}
+
 struct CtlFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
@@ -92,10 +127,11 @@ struct CtlFailure: Error, CustomStringConvertible {
 /// The readable form of `parley ctl status`.
 enum StatusTable {
     static func render(_ processes: [ProcessStatus]) -> String {
-        let header = ["NAME", "ROLE", "PID", "STATE", "UPTIME", "RESTARTS", "LAST EXIT"]
+        let header = ["NAME", "ROLE", "PID", "STATE", "UPTIME", "RESTARTS", "LOAD", "LAST EXIT"]
         let rows = processes.map { process in
             [process.name.rawValue, process.role.rawValue, process.pid.map(String.init) ?? "-", process.state.rawValue,
-             process.uptimeMs.map(duration) ?? "-", "\(process.restarts)", process.lastExit.map { "\($0)" } ?? "-"]
+             process.uptimeMs.map(duration) ?? "-", "\(process.restarts)", load(process.load),
+             process.lastExit.map { "\($0)" } ?? "-"]
         }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max()! }
         var text = ""
@@ -106,9 +142,30 @@ enum StatusTable {
             text += cells.joined() + "\n"
         }
         for process in processes {
+            let hosting = meetings(process.load, "hosting")
+            let standby = meetings(process.load, "standby")
+            if !hosting.isEmpty || !standby.isEmpty {
+                text += "\n\(process.name) hosts: \(hosting.isEmpty ? "-" : hosting.joined(separator: " "))"
+                text += "\n\(String(repeating: " ", count: process.name.rawValue.count)) standby for: \(standby.isEmpty ? "-" : standby.joined(separator: " "))\n"
+            }
+        }
+        for process in processes {
             if let detail = process.detail { text += "\n\(process.name): \(detail)\n" }
         }
         return text
+    }
+
+    /// "3 conn, 2 mtg, 4% cpu" for processes that report a load.
+    static func load(_ value: JSONValue?) -> String {
+        guard case .object(let load)? = value else { return "-" }
+        func number(_ key: String) -> Int? { if case .number(let value)? = load[key] { Int(value) } else { nil } }
+        guard let connections = number("connections"), let meetings = number("meetings") else { return "-" }
+        return "\(connections) conn, \(meetings) mtg, \(number("cpuPercent") ?? 0)% cpu"
+    }
+
+    static func meetings(_ value: JSONValue?, _ key: String) -> [String] {
+        guard case .object(let load)? = value, case .array(let list)? = load[key] else { return [] }
+        return list.compactMap { if case .string(let id) = $0 { id } else { nil } }
     }
 
     /// "850 ms", "12.3 s", "4m 05s", "3h 02m", "2d 04h".

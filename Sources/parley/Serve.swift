@@ -3,6 +3,7 @@ import FoundationEssentials
 import Logging
 import ParleyProtocol
 import ParleyServer
+import ParleyZone
 
 #if canImport(Glibc)
 import Glibc
@@ -10,13 +11,27 @@ import Glibc
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a Parley server with its embedded SQLite store.",
+        abstract: "Run Parley: a zone of server processes under a supervisor, with the embedded SQLite store.",
         discussion: """
+            By default this starts a zone (see 'parley zone'): managers, collaboration servers, the
+            web process and the services, each its own process, restarted when they die, with every
+            meeting kept hot on a second server so that it fails over without losing anything.
+            Clients use http://HOST:PORT. '--config FILE' changes the zone; 'parley ctl' watches it.
+            Limits below other than --host and --port apply only with --single for now.
+
+            '--single' runs everything in this one process instead.
+
             Meetings, their logs and checkpoints live in DATA/parley.sqlite; the token signing key
-            in DATA/keys. SIGTERM or Ctrl-C stops the server gracefully: it stops accepting, commits
-            what is pending and checkpoints every meeting. After a crash, the next start rebuilds
-            every meeting from its last checkpoint plus the log.
+            in DATA/keys. SIGTERM or Ctrl-C stops gracefully: stop accepting, commit what is
+            pending, checkpoint every meeting. After a crash, meetings are rebuilt from their last
+            checkpoint plus the log.
             """)
+
+    @Flag(help: "Run one server process instead of a zone.")
+    var single = false
+
+    @Option(help: "A zone configuration file (JSON); see 'parley zone --print-config'.")
+    var config: String?
 
     @Option(name: .customLong("data"), help: "Data directory (created if missing).")
     var dataDirectory = "./data"
@@ -24,8 +39,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to listen on.")
     var host = "127.0.0.1"
 
-    @Option(help: "Port to listen on; 0 picks a free one.")
-    var port = 8080
+    @Option(help: "Port clients connect to; 0 picks a free one. In a zone, overrides publicPort.")
+    var port: Int?
 
     @Option(help: "Write the bound port to this file once listening (for scripts and supervisors).")
     var portFile: String?
@@ -61,7 +76,8 @@ struct Serve: AsyncParsableCommand {
     var logLevel = "info"
 
     func validate() throws {
-        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
+        if let port, !(0...65535).contains(port) { throw ValidationError("--port must be 0...65535") }
+        if single, config != nil { throw ValidationError("--config describes a zone; it cannot be used with --single") }
         guard maxFrameBytes >= 1024 else { throw ValidationError("--max-frame-bytes must be at least 1024") }
         guard framesPerSecond > 0, burst > 0 else { throw ValidationError("--frames-per-second and --burst must be positive") }
         guard sendQueueFrames >= 16 else { throw ValidationError("--send-queue-frames must be at least 16") }
@@ -70,6 +86,16 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        guard single else {
+            var zone = try ZoneConfiguration.load(from: config)
+            zone.host = host
+            if let port { zone.publicPort = port }
+            let problems = zone.problems()
+            guard problems.isEmpty else { throw ConfigurationProblems(source: "given", problems: problems) }
+            bootstrapLogging(level: logLevel)
+            try await ZoneCommand.runZone(zone, dataDirectory: dataDirectory, portFile: portFile)
+            return
+        }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -78,7 +104,7 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "parley")
         var configuration = ServerConfiguration(
-            host: host, port: port, dataDirectory: dataDirectory,
+            host: host, port: port ?? 8080, dataDirectory: dataDirectory,
             limits: ConnectionLimits(maxFrameBytes: maxFrameBytes, framesPerSecond: framesPerSecond, burst: burst,
                                      sendQueueFrames: sendQueueFrames))
         configuration.meetingQueueDepth = meetingQueueDepth
@@ -88,13 +114,7 @@ struct Serve: AsyncParsableCommand {
         configuration.fsyncEveryCommit = !noFsync
         let portFile = portFile
         try await ParleyServer(configuration: configuration, logger: logger).run { port in
-            guard let portFile else { return }
-            // Written whole via rename, so a reader never sees a partial number.
-            let temporary = portFile + ".tmp"
-            if FileManager.default.createFile(atPath: temporary, contents: Data("\(port)\n".utf8)) {
-                try? FileManager.default.removeItem(atPath: portFile)
-                try? FileManager.default.moveItem(atPath: temporary, toPath: portFile)
-            }
+            if let portFile { writeWhole("\(port)\n", to: portFile) }
         }
     }
 }

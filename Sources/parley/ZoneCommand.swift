@@ -49,14 +49,47 @@ struct ZoneCommand: AsyncParsableCommand {
             return
         }
         bootstrapLogging(level: logLevel)
+        try await Self.runZone(configuration, dataDirectory: dataDirectory, portFile: nil)
+    }
+
+    /// Runs the supervisor until SIGTERM/SIGINT. With `portFile`, writes the public port
+    /// there once the web process listens.
+    static func runZone(_ configuration: ZoneConfiguration, dataDirectory: String, portFile: String?) async throws {
         let logger = Logger(label: "parley.zone")
+        let paths = ZonePaths(data: dataDirectory)
+        // A previous run's address is not this one's.
+        try? FileManager.default.removeItem(atPath: paths.publicURL)
         let supervisor = Supervisor(configuration: configuration, dataDirectory: dataDirectory,
                                     executable: currentExecutable(), logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: supervisor, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
-        try await group.run()
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            tasks.addTask {
+                while !Task.isCancelled {
+                    if let text = try? String(contentsOfFile: paths.publicURL, encoding: .utf8),
+                       let port = text.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+                        logger.notice("the zone is up; clients use \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+                        if let portFile { writeWhole("\(port)\n", to: portFile) }
+                        return
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            try await tasks.next()  // the watcher ends first unless the zone stops before it is up
+            try await tasks.next()
+        }
+    }
+}
+
+/// Writes `text` to `path` through a rename, so a reader never sees part of it.
+func writeWhole(_ text: String, to path: String) {
+    let temporary = path + ".tmp"
+    if FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8)) {
+        try? FileManager.default.removeItem(atPath: path)
+        try? FileManager.default.moveItem(atPath: temporary, toPath: path)
     }
 }
 

@@ -216,7 +216,7 @@ enum ServerProcess {
                                           permissions: [.ownerReadWrite])
         let configuration = Configuration(
             executable: .path(FilePath(binary)),
-            arguments: ["serve", "--data", data, "--port", "\(port)", "--port-file", portFile, "--log-level", "info"])
+            arguments: ["serve", "--single", "--data", data, "--port", "\(port)", "--port-file", portFile, "--log-level", "info"])
         let result = try await Subprocess.run(configuration, input: .none, output: .discarded,
                                               error: .fileDescriptor(log, closeAfterSpawningProcess: true)) { execution in
             let bound = try await waitForPort(portFile, timeout: .seconds(30))

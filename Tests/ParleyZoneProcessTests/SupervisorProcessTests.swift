@@ -210,11 +210,21 @@ struct ZoneHarness: Sendable {
         return me.deletingLastPathComponent().appendingPathComponent("parley").path
     }
 
-    static func configurationJSON() -> String {
+    static let smallZone = """
+        [{"name": "manager-1", "role": "manager"}, {"name": "collab-1", "role": "collab"},
+         {"name": "web", "role": "web"}, {"name": "services", "role": "services"}]
+        """
+    /// Two of each that fails over: managers and collab servers.
+    static let fullZone = """
+        [{"name": "manager-1", "role": "manager"}, {"name": "manager-2", "role": "manager"},
+         {"name": "collab-1", "role": "collab"}, {"name": "collab-2", "role": "collab"},
+         {"name": "web", "role": "web"}, {"name": "services", "role": "services"}]
+        """
+
+    static func configurationJSON(processes: String = smallZone) -> String {
         """
         {"publicPort": 0,
-         "processes": [{"name": "manager-1", "role": "manager"}, {"name": "collab-1", "role": "collab"},
-                       {"name": "web", "role": "web"}, {"name": "services", "role": "services"}],
+         "processes": \(processes),
          "heartbeat": {"intervalMs": 200, "timeoutMs": \(heartbeatTimeoutMs)}, "scaling": {"maxCollabServers": 2},
          "restart": {"initialBackoffMs": 50, "maxBackoffMs": \(maxBackoffMs), "maxRestarts": \(maxRestarts),
                      "windowSeconds": 60, "stableAfterSeconds": 30}}
@@ -226,6 +236,7 @@ struct ZoneHarness: Sendable {
     /// the test has seen is left running.
     @discardableResult
     static func run<Value: Sendable>(
+        processes: String = smallZone,
         stopWithSIGTERM: Bool = true,
         _ body: (ZoneHarness) async throws -> Value,
         checkingExit: (TerminationStatus) -> Void = { #expect($0 == .exited(0)) }
@@ -234,7 +245,8 @@ struct ZoneHarness: Sendable {
         defer { directory.remove() }
         let data = directory.path + "/data"
         let configFile = directory.path + "/zone.json"
-        try configurationJSON().write(toFile: configFile, atomically: true, encoding: .utf8)
+        let nodeCount = (try JSONSerialization.jsonObject(with: Data(processes.utf8)) as? [Any])?.count ?? 0
+        try configurationJSON(processes: processes).write(toFile: configFile, atomically: true, encoding: .utf8)
         let logPath = directory.path + "/supervisor.log"
         let log = try FileDescriptor.open(FilePath(logPath), .writeOnly, options: [.create, .append],
                                           permissions: [.ownerReadWrite])
@@ -254,7 +266,7 @@ struct ZoneHarness: Sendable {
             ) { execution in
                 let zone = ZoneHarness(data: data, supervisor: execution, supervisorLogPath: logPath, seen: seen)
                 _ = try await zone.waitFor("every node registered", timeout: .seconds(30)) { status in
-                    status.count == 4 && status.values.allSatisfy { $0.state == .running } ? true : nil
+                    status.count == nodeCount && status.values.allSatisfy { $0.state == .running } ? true : nil
                 }
                 let value = try await body(zone)
                 if stopWithSIGTERM { try execution.send(signal: .terminate) }

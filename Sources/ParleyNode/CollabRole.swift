@@ -1,0 +1,259 @@
+import FoundationEssentials
+import HTTPTypes
+import Logging
+import ParleyCore
+import ParleyProtocol
+import ParleyServer
+import ParleyZone
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A collaboration server: a ``ParleyServer`` that hosts the meetings the manager places
+/// here, keeps standby copies of meetings hosted elsewhere, and streams its own meetings'
+/// committed entries to their standbys.
+struct CollabService: Service {
+    let context: NodeContext
+
+    func run() async throws {
+        let secret = try ZoneSecret(contentsOf: context.paths.zoneSecret)
+        let context = context
+        let hooks = ZoneHooks(
+            upgrade: { request, handle in
+                guard case .success(let peer)? = ZoneLink.authenticate(request, secret: secret, nowMs: wallClockMs()) else {
+                    return nil
+                }
+                return { inbound, outbound in
+                    await ZoneLink.accept(peer: peer, inbound: inbound, outbound: outbound) { link in
+                        await CollabNode.serveStandby(link, directory: handle.directory, logger: context.logger)
+                    }
+                }
+            },
+            services: { handle in
+                let node = CollabNode(context: context, handle: handle, secret: secret)
+                return [node]
+            })
+        let configuration = ServerConfiguration(host: context.configuration.host, port: 0, dataDirectory: context.paths.data)
+        try await ParleyServer(configuration: configuration, mode: .zoneHost(hooks), logger: context.logger).run()
+    }
+}
+
+/// The collab server's zone side: its agent, the manager's orders, and the followers that
+/// keep standby copies current.
+actor CollabNode: Service, ZoneAgentDelegate {
+    private let context: NodeContext
+    private let handle: ServerHandle
+    private let secret: ZoneSecret
+    nonisolated let directory: MeetingDirectory
+    private var agent: ZoneAgent?
+    private let orders: AsyncStream<ZoneMessage>
+    private let orderSink: AsyncStream<ZoneMessage>.Continuation
+    /// The follower of each standby copy, by generation: a newer follow order replaces it.
+    private var following: [MeetingID: UInt64] = [:]
+    private var generation: UInt64 = 0
+    private var cpu = CPUMeter()
+
+    init(context: NodeContext, handle: ServerHandle, secret: ZoneSecret) {
+        self.context = context
+        self.handle = handle
+        self.secret = secret
+        directory = handle.directory!
+        (orders, orderSink) = AsyncStream.makeStream()
+    }
+
+    func run() async throws {
+        let port = await handle.boundPort()
+        let base = "http://\(context.configuration.host):\(port)"
+        let agent = ZoneAgent(name: context.name, role: .collab, address: ServerAddress(client: base, zone: base),
+                              store: handle.store, secret: secret, heartbeatMs: context.configuration.heartbeat.intervalMs,
+                              delegate: self, logger: context.logger)
+        self.agent = agent
+        await context.link.reportLoad { [weak self] in await self?.statusLoad() }
+        await withDiscardingTaskGroup { group in
+            group.addTask { try? await agent.run() }
+            for await order in orders.cancelOnGracefulShutdown() {
+                if let follow = await self.carryOut(order) {
+                    group.addTask { await follow() }
+                }
+            }
+            await directory.endReplicaFeeds()
+            group.cancelAll()
+        }
+    }
+
+    // MARK: ZoneAgentDelegate
+
+    nonisolated func holding() async -> [HeldMeeting] {
+        await directory.held().map { HeldMeeting(meeting: $0.meeting, role: $0.hosting ? .host : .standby, epoch: $0.epoch) }
+    }
+
+    func load() async -> ServerLoad {
+        let (meetings, depth) = await directory.load()
+        return ServerLoad(connections: handle.connectionCount, meetings: meetings, queueDepth: depth,
+                          cpuPercent: cpu.sample(nowMs: wallClockMs()))
+    }
+
+    nonisolated func received(_ message: ZoneMessage) async {
+        orderSink.yield(message)
+    }
+
+    /// What `parley ctl status` shows for this process.
+    private func statusLoad() async -> JSONValue? {
+        let load = await load()
+        let held = await directory.held()
+        return .object([
+            "connections": .number(Double(load.connections)),
+            "meetings": .number(Double(load.meetings)),
+            "queueDepth": .number(Double(load.queueDepth)),
+            "cpuPercent": .number(load.cpuPercent.rounded()),
+            "hosting": .array(held.filter(\.hosting).map { .string($0.meeting.rawValue) }.sorted { "\($0)" < "\($1)" }),
+            "standby": .array(held.filter { !$0.hosting }.map { .string($0.meeting.rawValue) }.sorted { "\($0)" < "\($1)" }),
+        ])
+    }
+
+    // MARK: Orders
+
+    /// Carries out one order; a follow order returns the follower to run.
+    private func carryOut(_ order: ZoneMessage) async -> (@Sendable () async -> Void)? {
+        switch order {
+        case .open(let meeting, _, _), .promote(let meeting, _, _):
+            let promoting = if case .promote = order { true } else { false }
+            following[meeting] = nil
+            do {
+                let epoch = promoting ? try await directory.promote(meeting) : try await directory.open(meeting)
+                await agent?.send(.hosting(meeting: meeting, epoch: epoch))
+            } catch {
+                context.logger.error("cannot host", metadata: ["meeting": "\(meeting)", "error": "\(error)"])
+                await agent?.send(.failedToHost(meeting: meeting, reason: error.message))
+            }
+            return nil
+        case .follow(let meeting, let host, let address, _):
+            generation += 1
+            let mine = generation
+            following[meeting] = mine
+            return { await self.follow(meeting, host: host, at: address.zone, generation: mine) }
+        case .release(let meeting, _):
+            following[meeting] = nil
+            await directory.release(meeting, reason: "the manager moved it")
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    private func isCurrent(_ meeting: MeetingID, _ generation: UInt64) async -> Bool {
+        guard following[meeting] == generation else { return false }
+        return true
+    }
+
+    /// Keeps the standby copy of `meeting` current: load it from the store, subscribe to the
+    /// host's committed stream after its last seq, apply what arrives. Reconnects while the
+    /// order stands; reloads from the store when the host says the copy is too far behind.
+    private func follow(_ meeting: MeetingID, host: NodeName, at url: String, generation: UInt64) async {
+        let logger = context.logger
+        var after: Seq?
+        while !Task.isCancelled, await isCurrent(meeting, generation) {
+            do {
+                let from: Seq
+                if let after, await directory.isFollowing(meeting) {
+                    from = after
+                } else {
+                    from = try await directory.startStandby(meeting)
+                }
+                after = from
+                let directory = directory
+                let (reload, last) = try await Self.subscribe(meeting, after: from, host: host, at: url, me: context.name,
+                                                               secret: secret, directory: directory, logger: logger) {
+                    await self.isCurrent(meeting, generation)
+                }
+                after = reload ? nil : last
+            } catch {
+                logger.debug("standby link to host failed; retrying", metadata: ["meeting": "\(meeting)", "error": "\(error)"])
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    /// One subscription over one link. Returns whether the copy must be reloaded from the
+    /// store, and the last seq applied.
+    private static func subscribe(_ meeting: MeetingID, after: Seq, host: NodeName, at url: String, me: NodeName,
+                                  secret: ZoneSecret, directory: MeetingDirectory, logger: Logger,
+                                  stillWanted: @escaping @Sendable () async -> Bool) async throws -> (Bool, Seq) {
+        let outcome = Outcome(after)
+        try await ZoneLink.connect(to: url, as: me, peer: host, secret: secret, nowMs: wallClockMs(), logger: logger) { link in
+            try await link.send(.subscribe(meeting: meeting, after: after))
+            for try await message in link.messages() {
+                guard await stillWanted() else { return }
+                switch message {
+                case .entries(let id, let entries) where id == meeting:
+                    guard await directory.replicate(meeting, entries) else {
+                        outcome.set(reload: true)
+                        return
+                    }
+                    if let last = entries.last?.seq { outcome.set(last: last) }
+                case .reload(let id) where id == meeting:
+                    outcome.set(reload: true)
+                    return
+                default:
+                    continue
+                }
+            }
+        }
+        return outcome.value
+    }
+
+    /// The host side: a standby subscribed to one of the meetings hosted here.
+    static func serveStandby(_ link: ZoneLink, directory: MeetingDirectory?, logger: Logger) async {
+        guard let directory else { return }
+        do {
+            for try await message in link.messages() {
+                guard case .subscribe(let meeting, let after) = message else { continue }
+                guard let feed = await directory.subscribe(meeting, after: after) else { return }
+                logger.info("standby subscribed", metadata: ["meeting": "\(meeting)", "standby": "\(link.peer)", "after": "\(after)"])
+                for await update in feed.updates {
+                    switch update {
+                    case .entries(let entries): try await link.send(.entries(meeting: meeting, entries))
+                    case .reload: try await link.send(.reload(meeting: meeting))
+                    }
+                }
+                return
+            }
+        } catch {
+            logger.debug("standby link closed", metadata: ["standby": "\(link.peer)", "error": "\(error)"])
+        }
+    }
+}
+
+/// The result a subscription collects while it runs.
+private final class Outcome: @unchecked Sendable {
+    // Written by one task at a time (the link body), read after it returns.
+    private(set) var value: (Bool, Seq)
+    init(_ after: Seq) { value = (false, after) }
+    func set(reload: Bool) { value.0 = reload }
+    func set(last: Seq) { value.1 = last }
+}
+
+#if canImport(Glibc)
+private let RUSAGE_SELF_WHO = __rusage_who_t(RUSAGE_SELF.rawValue)
+#else
+private let RUSAGE_SELF_WHO = RUSAGE_SELF
+#endif
+
+/// Process CPU use between two samples, in percent of one core.
+struct CPUMeter {
+    private var last: (ms: Int64, cpuMicros: Int64)?
+
+    mutating func sample(nowMs: Int64) -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF_WHO, &usage)
+        let micros = Int64(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000
+            + Int64(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec)
+        defer { last = (nowMs, micros) }
+        guard let last, nowMs > last.ms else { return 0 }
+        return Double(micros - last.cpuMicros) / 10 / Double(nowMs - last.ms)
+    }
+}

@@ -1,0 +1,101 @@
+import FoundationEssentials
+import Logging
+import ParleyCore
+import ParleyServer
+import ParleyStore
+import ParleyZone
+import ServiceLifecycle
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The web process: the public API and the locator, which asks the manager where each
+/// meeting lives. It hosts no meetings.
+struct WebService: Service {
+    let context: NodeContext
+    /// How long a locate waits for the manager (placing a meeting takes a store write).
+    static let locateTimeout: Duration = .seconds(5)
+
+    func run() async throws {
+        let context = context
+        let secret = try ZoneSecret(contentsOf: context.paths.zoneSecret)
+        let slot = Mutex<ZoneAgent?>(nil)
+        let hooks = ZoneHooks(
+            upgrade: { _, _ in nil },
+            services: { handle in
+                let agent = ZoneAgent(name: context.name, role: .web, address: nil, store: handle.store, secret: secret,
+                                      heartbeatMs: context.configuration.heartbeat.intervalMs, delegate: Bystander(),
+                                      logger: context.logger)
+                slot.withLock { $0 = agent }
+                return [agent, PublicURLFile(context: context, handle: handle)]
+            })
+        let locate: @Sendable (MeetingID) async -> Location = { meeting in
+            // While the managers change over (about a lease period), keep asking rather than
+            // send the client into backoff.
+            let deadline = ContinuousClock.now + Self.locateTimeout
+            var problem = "the zone is starting"
+            while ContinuousClock.now < deadline {
+                if let agent = slot.withLock({ $0 }) {
+                    do {
+                        switch try await agent.locate(meeting, timeout: deadline - ContinuousClock.now) {
+                        case .at(_, let address): return .at(address.client)
+                        case .unavailable(let why): return .unavailable(why)
+                        }
+                    } catch ZoneCallError.linkClosed(let why) {
+                        problem = why
+                    } catch {
+                        return .unavailable("the zone's manager did not answer (\(error)); retry shortly")
+                    }
+                }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            return .unavailable("no manager is reachable (\(problem)); retry shortly")
+        }
+        let configuration = ServerConfiguration(host: context.configuration.host, port: context.configuration.publicPort,
+                                                dataDirectory: context.paths.data)
+        try await ParleyServer(configuration: configuration, mode: .zoneFront(hooks, locate: locate), logger: context.logger).run()
+    }
+}
+
+/// Writes DATA/zone/public-url once the web server listens, so operators, tests and
+/// `parley chaos` find it even when the port was chosen by the system.
+struct PublicURLFile: Service {
+    let context: NodeContext
+    let handle: ServerHandle
+
+    func run() async throws {
+        let port = await handle.boundPort()
+        let url = "http://\(context.configuration.host):\(port)"
+        let path = context.paths.publicURL
+        try Data((url + "\n").utf8).write(to: URL(fileURLWithPath: path + ".tmp"))
+        _ = rename(path + ".tmp", path)
+        context.logger.notice("the zone's public address is \(url)")
+        try? await gracefulShutdown()
+    }
+}
+
+/// The services process. It registers with the manager like every process; the log and
+/// license services are not built yet.
+struct ServicesNode: Service {
+    let context: NodeContext
+
+    func run() async throws {
+        let store = try SQLiteStore(directory: context.paths.data, logger: context.logger)
+        let secret = try ZoneSecret(contentsOf: context.paths.zoneSecret)
+        let agent = ZoneAgent(name: context.name, role: .services, address: nil, store: store, secret: secret,
+                              heartbeatMs: context.configuration.heartbeat.intervalMs, delegate: Bystander(),
+                              logger: context.logger)
+        try await agent.run()
+    }
+}
+
+/// A process that holds no meetings and takes no orders.
+struct Bystander: ZoneAgentDelegate {
+    func holding() async -> [HeldMeeting] { [] }
+    func load() async -> ServerLoad { ServerLoad() }
+    func received(_ message: ZoneMessage) async {}
+}

@@ -1,0 +1,327 @@
+import FoundationEssentials
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import ParleyCore
+import ParleyServer
+import ParleyStore
+import ParleyZone
+import ServiceLifecycle
+
+/// A manager process: it takes part in the election through the lease in the store and,
+/// while it leads, accepts the zone's links and carries out ``Placement``'s decisions.
+///
+/// The rules are the pure ``ManagerElection`` and ``Placement``; this actor only moves
+/// their inputs and outputs between the store, the links and the clock.
+actor ZoneManager {
+    private let name: NodeName
+    private let configuration: ZoneConfiguration
+    private let supervisor: SupervisorLink
+    private let logger: Logger
+    /// Non-nil while this manager leads.
+    private var placement: Placement?
+    private var term: UInt64 = 0
+    private var links: [NodeName: Link] = [:]
+    private var nextLinkID: UInt64 = 0
+    /// Locate questions in flight: placement's request id → who asked, under which id.
+    private var askers: [LocateRequest: (NodeName, UInt64)] = [:]
+    private var nextLocate: UInt64 = 0
+    /// Operators' links waiting for a drain to finish.
+    private var drainWaiters: [NodeName: [AsyncStream<ZoneMessage>.Continuation]] = [:]
+    private let chores: AsyncStream<Chore>.Continuation
+    let choreStream: AsyncStream<Chore>
+
+    private struct Link {
+        let id: UInt64
+        let role: NodeRole
+        let outbox: AsyncStream<ZoneMessage>.Continuation
+    }
+
+    /// Work that waits on someone else, done outside the actor's turn.
+    enum Chore: Sendable {
+        case requestServer
+    }
+
+    init(name: NodeName, configuration: ZoneConfiguration, supervisor: SupervisorLink, logger: Logger) {
+        self.name = name
+        self.configuration = configuration
+        self.supervisor = supervisor
+        self.logger = logger
+        (choreStream, chores) = AsyncStream.makeStream()
+    }
+
+    var isLeading: Bool { placement != nil }
+
+    // MARK: Election
+
+    func lead(term: UInt64) {
+        self.term = term
+        let collabCount = configuration.processes.count { $0.role == .collab }
+        placement = Placement(tuning: .init(
+            heartbeatTimeoutMs: Int64(configuration.heartbeat.timeoutMs),
+            connectionsPerServer: configuration.scaling.connectionsPerServer,
+            maxServers: max(configuration.scaling.maxCollabServers, collabCount)))
+        logger.notice("leading the zone", metadata: ["term": "\(term)"])
+    }
+
+    func stepDown(reason: String) {
+        guard placement != nil else { return }
+        logger.warning("stepping down", metadata: ["reason": "\(reason)"])
+        placement = nil
+        for link in links.values { link.outbox.finish() }
+        links.removeAll()
+        askers.removeAll()
+    }
+
+    // MARK: Links
+
+    /// Serves one agent's link until it closes. Refused while this manager does not lead.
+    func serve(_ link: ZoneLink) async {
+        guard placement != nil else {
+            logger.debug("link refused: not leading", metadata: ["peer": "\(link.peer)"])
+            return
+        }
+        let (messages, outbox) = AsyncStream<ZoneMessage>.makeStream()
+        nextLinkID += 1
+        let id = nextLinkID
+        var role: NodeRole?
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await message in messages {
+                    do { try await link.send(message) } catch { return }
+                }
+            }
+            group.addTask {
+                do {
+                    for try await message in link.messages() {
+                        guard await self.received(message, from: link.peer, linkID: id, outbox: outbox) else { return }
+                    }
+                } catch {}
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        outbox.finish()
+        role = links[link.peer]?.id == id ? links[link.peer]?.role : nil
+        if role != nil { closed(link.peer, reason: "link closed") }
+    }
+
+    /// False ends the link.
+    private func received(_ message: ZoneMessage, from peer: NodeName, linkID: UInt64,
+                          outbox: AsyncStream<ZoneMessage>.Continuation) -> Bool {
+        guard placement != nil else { return false }
+        let now = wallClockMs()
+        if case .register(let name, let role, let address, let holding) = message {
+            guard name == peer else {
+                logger.warning("link refused: registered under another name", metadata: ["peer": "\(peer)", "name": "\(name)"])
+                return false
+            }
+            if let old = links[peer] {
+                old.outbox.finish()
+                if old.role == .collab { perform(placement!.lost(peer, reason: "registered again", nowMs: now)) }
+            }
+            links[peer] = Link(id: linkID, role: role, outbox: outbox)
+            logger.info("registered", metadata: ["peer": "\(peer)", "role": "\(role.rawValue)", "holding": "\(holding.count)"])
+            if role == .collab, let address {
+                perform(placement!.register(peer, at: address, holding: holding, nowMs: now))
+            }
+            return true
+        }
+        if case .drain(let server) = message {
+            // From an operator's link, which does not register.
+            guard let known = placement!.servers[server] else {
+                outbox.yield(.drained(server: server, ok: false, detail: "\(server) is not a collab server this manager knows"))
+                return true
+            }
+            logger.notice("drain requested", metadata: ["server": "\(server)", "meetings": "\(known.load.meetings)"])
+            drainWaiters[server, default: []].append(outbox)
+            perform(placement!.drain(server, nowMs: now))
+            return true
+        }
+        guard let link = links[peer], link.id == linkID else { return false }  // must register first
+        switch message {
+        case .load(let load):
+            perform(placement!.heard(peer, load: load, nowMs: now))
+        case .hosting(let meeting, let epoch):
+            logger.info("hosting confirmed", metadata: ["meeting": "\(meeting)", "on": "\(peer)", "epoch": "\(epoch)"])
+            perform(placement!.hosting(meeting, on: peer, epoch: epoch))
+        case .failedToHost(let meeting, let reason):
+            logger.warning("could not host", metadata: ["meeting": "\(meeting)", "on": "\(peer)", "reason": "\(reason)"])
+            perform(placement!.failedToHost(meeting, on: peer, nowMs: now))
+        case .locate(let request, let meeting):
+            nextLocate += 1
+            let key = LocateRequest(nextLocate)
+            askers[key] = (peer, request)
+            perform(placement!.locate(meeting, request: key, nowMs: now))
+        default:
+            logger.debug("unexpected message ignored", metadata: ["peer": "\(peer)", "message": "\(message)"])
+        }
+        return true
+    }
+
+    private func closed(_ peer: NodeName, reason: String) {
+        guard let link = links.removeValue(forKey: peer) else { return }
+        logger.notice("link lost", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
+        if link.role == .collab, placement != nil { perform(placement!.lost(peer, reason: reason, nowMs: wallClockMs())) }
+    }
+
+    func tick() {
+        guard placement != nil else { return }
+        perform(placement!.tick(nowMs: wallClockMs()))
+    }
+
+    // MARK: Actions
+
+    private func perform(_ actions: [Placement.Action]) {
+        for action in actions {
+            switch action {
+            case .open(let meeting, let server, let standby):
+                logger.info("open", metadata: ["meeting": "\(meeting)", "on": "\(server)", "standby": "\(standby.map(\.rawValue) ?? "-")"])
+                send(.open(meeting: meeting, standby: standby, term: term), to: server)
+            case .promote(let meeting, let server, let standby):
+                logger.notice("promote standby", metadata: ["meeting": "\(meeting)", "on": "\(server)"])
+                send(.promote(meeting: meeting, standby: standby, term: term), to: server)
+            case .follow(let meeting, let server, let host):
+                guard let address = placement?.servers[host]?.address else { continue }
+                send(.follow(meeting: meeting, host: host, hostAddress: address, term: term), to: server)
+            case .release(let meeting, let server):
+                send(.release(meeting: meeting, term: term), to: server)
+            case .answer(let request, let answer):
+                guard let (asker, id) = askers.removeValue(forKey: request) else { continue }
+                send(.located(request: id, answer: LocateResult(answer)), to: asker)
+            case .requestServer:
+                chores.yield(.requestServer)
+            case .disconnect(let server, let reason):
+                logger.warning("server lost; its meetings move", metadata: ["server": "\(server)", "reason": "\(reason)"])
+                links.removeValue(forKey: server)?.outbox.finish()
+            case .drained(let server):
+                logger.notice("drained", metadata: ["server": "\(server)"])
+                for waiter in drainWaiters.removeValue(forKey: server) ?? [] {
+                    waiter.yield(.drained(server: server, ok: true, detail: "every meeting moved off \(server)"))
+                }
+            }
+        }
+    }
+
+    private func send(_ message: ZoneMessage, to peer: NodeName) {
+        guard let link = links[peer] else {
+            logger.debug("no link; message dropped", metadata: ["peer": "\(peer)"])
+            return
+        }
+        link.outbox.yield(message)
+    }
+
+    func finishChores() { chores.finish() }
+}
+
+/// The manager process: its zone-link endpoint, the election loop and the placement clock.
+struct ManagerService: Service {
+    let context: NodeContext
+
+    func run() async throws {
+        let logger = context.logger
+        let configuration = context.configuration
+        let store = try SQLiteStore(directory: context.paths.data, logger: logger)
+        let secret = try ZoneSecret(contentsOf: context.paths.zoneSecret)
+        let manager = ZoneManager(name: context.name, configuration: configuration, supervisor: context.link, logger: logger)
+        let port = PortAnnouncement()
+        let router = Router()
+        router.get("/health") { _, _ in "ok" }
+        let app = Application(
+            router: router,
+            server: .http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: ZoneLink.maxMessageBytes))) { request, _, _ in
+                guard let verdict = ZoneLink.authenticate(request, secret: secret, nowMs: wallClockMs()) else { return .dontUpgrade }
+                guard case .success(let peer) = verdict else {
+                    logger.warning("zone link refused", metadata: ["reason": "\(verdict)"])
+                    return .dontUpgrade
+                }
+                return .upgrade([:]) { inbound, outbound, _ in
+                    await ZoneLink.accept(peer: peer, inbound: inbound, outbound: outbound) { link in await manager.serve(link) }
+                }
+            },
+            configuration: .init(address: .hostname(configuration.host, port: 0), serverName: "parley-manager"),
+            onServerRunning: { channel in port.announce(channel.localAddress?.port ?? 0) },
+            logger: logger)
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.run() }
+            group.addTask {
+                let address = "http://\(configuration.host):\(await port.value())"
+                await Self.elect(manager: manager, store: store, me: context.name, address: address, logger: logger)
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(50))
+                    await manager.tick()
+                }
+            }
+            group.addTask {
+                for await chore in manager.choreStream {
+                    switch chore {
+                    case .requestServer:
+                        do {
+                            let name = try await context.link.requestSpawn(role: .collab)
+                            logger.notice("asked the supervisor for another collab server", metadata: ["name": "\(name)"])
+                        } catch {
+                            logger.warning("the supervisor did not add a collab server", metadata: ["error": "\(error)"])
+                        }
+                    }
+                }
+            }
+            try? await gracefulShutdown()
+            await manager.stepDown(reason: "shutting down")
+            await manager.finishChores()
+            group.cancelAll()
+        }
+    }
+
+    /// The election loop: the pure rules, the lease in the store, and the wall clock.
+    private static func elect(manager: ZoneManager, store: any Store, me: NodeName, address: String, logger: Logger) async {
+        var election = ManagerElection(me: me, address: address)
+        var actions = election.tick(nowMs: wallClockMs())
+        while !Task.isCancelled {
+            while !actions.isEmpty {
+                let action = actions.removeFirst()
+                switch action {
+                case .read:
+                    do {
+                        let stored = try await store.lease(ZoneAgent.managerLease)
+                        actions += election.observed(stored.map(ManagerLease.init), nowMs: wallClockMs())
+                    } catch {
+                        logger.warning("cannot read the manager lease", metadata: ["error": "\(error)"])
+                        actions += election.claimed(nil, nowMs: wallClockMs())
+                    }
+                case .claim(let expected, let new):
+                    do {
+                        let won = try await store.replaceLease(ZoneAgent.managerLease, expected: expected.map(StoredLease.init),
+                                                               with: StoredLease(new))
+                        actions += election.claimed(won ? new : nil, nowMs: wallClockMs())
+                    } catch {
+                        logger.warning("cannot write the manager lease", metadata: ["error": "\(error)"])
+                        actions += election.claimed(nil, nowMs: wallClockMs())
+                    }
+                case .lead(let term):
+                    await manager.lead(term: term)
+                case .stepDown(let reason):
+                    await manager.stepDown(reason: reason)
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(25))
+            actions = election.tick(nowMs: wallClockMs())
+        }
+        await manager.stepDown(reason: "shutting down")
+    }
+}
+
+extension ManagerLease {
+    init(_ stored: StoredLease) {
+        self.init(holder: NodeName(stored.holder), address: stored.address, term: stored.term, expiresAtMs: stored.expiresAtMs)
+    }
+}
+
+extension StoredLease {
+    init(_ lease: ManagerLease) {
+        self.init(holder: lease.holder.rawValue, address: lease.address, term: lease.term, expiresAtMs: lease.expiresAtMs)
+    }
+}
+

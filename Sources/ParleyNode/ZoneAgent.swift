@@ -1,0 +1,170 @@
+import FoundationEssentials
+import Logging
+import ParleyCore
+import ParleyStore
+import ParleyZone
+import ServiceLifecycle
+
+/// What a role does with the zone: what it reports, and how it follows the manager's orders.
+public protocol ZoneAgentDelegate: Sendable {
+    /// The meetings held here, reported on every (re-)registration.
+    func holding() async -> [HeldMeeting]
+    /// The load, sent with every heartbeat.
+    func load() async -> ServerLoad
+    /// An order from the current manager (already checked against the newest term seen).
+    func received(_ message: ZoneMessage) async
+}
+
+/// The zone agent every process runs: it finds the primary manager through its lease in the
+/// store (no address is configured), registers, sends heartbeats with its load, passes the
+/// manager's orders to its role, and carries requests that wait for answers (the locator).
+/// When the link drops it reads the lease again and re-registers with whatever it holds,
+/// so a new manager rebuilds its view from the servers.
+public actor ZoneAgent: Service {
+    public nonisolated let name: NodeName
+    public nonisolated let role: NodeRole
+    private let address: ServerAddress?
+    private let store: any Store
+    private let secret: ZoneSecret
+    private let heartbeatMs: Int
+    private let delegate: any ZoneAgentDelegate
+    private let logger: Logger
+    private var outbox: AsyncStream<ZoneMessage>.Continuation?
+    private var locates = PendingReplies<LocateResult>()
+    /// The newest manager term seen; orders from older terms come from a deposed manager.
+    private var term: UInt64 = 0
+    private var connectedTo: NodeName?
+
+    public static let managerLease = "manager"
+
+    public init(name: NodeName, role: NodeRole, address: ServerAddress?, store: any Store, secret: ZoneSecret,
+                heartbeatMs: Int, delegate: any ZoneAgentDelegate, logger: Logger) {
+        self.name = name
+        self.role = role
+        self.address = address
+        self.store = store
+        self.secret = secret
+        self.heartbeatMs = heartbeatMs
+        self.delegate = delegate
+        self.logger = logger
+        locates.close("not connected to a manager yet")
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.connectLoop() }
+    }
+
+    /// Sends to the manager; dropped (and logged at debug) when no manager is connected.
+    public func send(_ message: ZoneMessage) {
+        guard let outbox else {
+            logger.debug("no manager link; message dropped", metadata: ["message": "\(message)"])
+            return
+        }
+        outbox.yield(message)
+    }
+
+    /// Where should clients of `meeting` connect? Asks the manager, waiting at most `timeout`.
+    public func locate(_ meeting: MeetingID, timeout: Duration) async throws -> LocateResult {
+        let pending = locates
+        return try await pending.call(timeout: timeout) { id in
+            await self.send(.locate(request: id, meeting: meeting))
+        }
+    }
+
+    public var manager: NodeName? { connectedTo }
+
+    // MARK: Link
+
+    private func connectLoop() async {
+        var lastProblem = ""
+        while !Task.isCancelled {
+            do {
+                let lease = try await store.lease(Self.managerLease)
+                if let lease, lease.expiresAtMs >= wallClockMs() {
+                    let manager = NodeName(lease.holder)
+                    try await ZoneLink.connect(to: lease.address, as: name, peer: manager, secret: secret,
+                                               nowMs: wallClockMs(), logger: logger) { link in
+                        await self.session(link, term: lease.term)
+                    }
+                    lastProblem = ""
+                } else if lastProblem != "no manager" {
+                    lastProblem = "no manager"
+                    logger.info("waiting for a manager to hold the lease")
+                }
+            } catch {
+                let problem = "\(error)"
+                if problem != lastProblem {
+                    logger.notice("cannot reach the manager; retrying", metadata: ["error": "\(problem)"])
+                    lastProblem = problem
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    private func session(_ link: ZoneLink, term: UInt64) async {
+        let (messages, outbox) = AsyncStream<ZoneMessage>.makeStream()
+        self.outbox = outbox
+        self.term = max(self.term, term)
+        locates = PendingReplies()
+        connectedTo = link.peer
+        outbox.yield(.register(name: name, role: role, address: address, holding: await delegate.holding()))
+        logger.info("registered with the manager", metadata: ["manager": "\(link.peer)", "term": "\(term)"])
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await message in messages {
+                    do { try await link.send(message) } catch { return }
+                }
+            }
+            group.addTask { [heartbeatMs, delegate] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(heartbeatMs))
+                    outbox.yield(.load(await delegate.load()))
+                }
+            }
+            group.addTask {
+                do {
+                    for try await message in link.messages() { await self.handle(message) }
+                } catch {
+                    self.logger.notice("manager link broke", metadata: ["error": "\(error)"])
+                }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        outbox.finish()
+        self.outbox = nil
+        connectedTo = nil
+        locates.close("the link to the manager closed")
+        logger.info("manager link closed", metadata: ["manager": "\(link.peer)"])
+    }
+
+    private func handle(_ message: ZoneMessage) async {
+        if let orderTerm = message.term {
+            guard orderTerm >= term else {
+                logger.notice("order from a deposed manager ignored", metadata: ["term": "\(orderTerm)", "current": "\(term)"])
+                return
+            }
+            term = orderTerm
+        }
+        if case .located(let request, let answer) = message {
+            locates.resolve(request, with: answer)
+            return
+        }
+        await delegate.received(message)
+    }
+}
+
+extension ZoneMessage {
+    /// The manager term an order carries.
+    var term: UInt64? {
+        switch self {
+        case .open(_, _, let term), .promote(_, _, let term), .follow(_, _, _, let term), .release(_, let term): term
+        default: nil
+        }
+    }
+}
+
+/// Milliseconds since 1970 on this machine's clock: leases and link headers use wall time
+/// because they are compared across processes.
+func wallClockMs() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }

@@ -1,0 +1,69 @@
+import Logging
+import ParleyStore
+import ParleyZone
+
+/// What an operator's command asks of the zone's manager directly: `parley ctl drain`.
+/// It finds the manager the way every process does (the lease in the store) and speaks
+/// over an authenticated zone link, so it must run as the zone's user (it reads the secret).
+public enum ZoneOperator {
+    public static let name: NodeName = "ctl"
+
+    /// Moves every meeting off `server` and returns once none is left there.
+    /// - Throws: ``ZoneOperatorError`` with what to do about it.
+    public static func drain(_ server: NodeName, paths: ZonePaths, timeout: Duration,
+                             logger: Logger = Logger(label: "parley.ctl")) async throws -> String {
+        let secret: ZoneSecret
+        do {
+            secret = try ZoneSecret(contentsOf: paths.zoneSecret)
+        } catch {
+            throw ZoneOperatorError("cannot read the zone secret (\(error)); run this as the zone's user")
+        }
+        let store = try SQLiteStore(directory: paths.data, logger: logger)
+        guard let lease = try await store.lease(ZoneAgent.managerLease), lease.expiresAtMs >= wallClockMs() else {
+            throw ZoneOperatorError("no manager leads the zone in \(paths.data) right now; is the zone running?")
+        }
+        let answer = AnswerBox()
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await ZoneLink.connect(to: lease.address, as: name, peer: NodeName(lease.holder), secret: secret,
+                                               nowMs: wallClockMs(), logger: logger) { link in
+                        try await link.send(.drain(server: server))
+                        for try await message in link.messages() {
+                            if case .drained(let drained, let ok, let detail) = message, drained == server {
+                                answer.set(ok ? .success(detail) : .failure(ZoneOperatorError(detail)))
+                                return
+                            }
+                        }
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    throw ZoneOperatorError("the drain of \(server) did not finish within \(timeout); see the manager's log")
+                }
+                try await group.next()
+                group.cancelAll()
+            }
+        } catch let error as ZoneOperatorError {
+            throw error
+        } catch {
+            throw ZoneOperatorError("cannot reach the manager \(lease.holder) at \(lease.address): \(error)")
+        }
+        guard let result = answer.value else {
+            throw ZoneOperatorError("the manager closed the link before the drain of \(server) finished (it may have changed); retry")
+        }
+        return try result.get()
+    }
+}
+
+public struct ZoneOperatorError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The one answer the link body produces, read after it returns.
+private final class AnswerBox: @unchecked Sendable {
+    // Set once by the link body before it returns; read after the group has finished.
+    private(set) var value: Result<String, ZoneOperatorError>?
+    func set(_ value: Result<String, ZoneOperatorError>) { self.value = value }
+}

@@ -1,0 +1,283 @@
+import Foundation
+import ParleyClient
+import ParleyCore
+import ParleyZone
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The zone's promise with real processes: two clients (WebSocket and long-polling) in a
+/// meeting, a real fault on a real process, and afterwards the exact history both saw.
+@Suite("Failover: meetings survive the death or hang of the processes of a zone", .serialized, .timeLimit(.minutes(3)))
+struct FailoverProcessTests {
+    @Test("SIGKILL of the hosting collab server: the standby takes over, both clients resume, nothing lost")
+    func hostKilled() async throws {
+        let report = try await Scenario.run { zone, host in
+            try zone.signal(host.pid, SIGKILL)
+        }
+        #expect(report.newHost != report.oldHost)
+        #expect(report.resumeTime < .seconds(3), "clients resumed \(report.resumeTime) after the kill")
+        print("failover after SIGKILL of \(report.oldHost): every client resumed after \(report.resumeTime)")
+    }
+
+    @Test("SIGSTOP of the hosting collab server past the heartbeat timeout: failover, nothing lost")
+    func hostHung() async throws {
+        let report = try await Scenario.run { zone, host in
+            try zone.signal(host.pid, SIGSTOP)
+        }
+        #expect(report.newHost != report.oldHost)
+        // Nobody can tell a hung process from a slow one sooner than the heartbeat timeout.
+        #expect(report.resumeTime >= .milliseconds(ZoneHarness.heartbeatTimeoutMs))
+        print("failover after SIGSTOP of \(report.oldHost): every client resumed after \(report.resumeTime)")
+    }
+
+    @Test("ctl drain moves the meeting off its host live and stops the host; clients only reconnect")
+    func drain() async throws {
+        let report = try await Scenario.run { zone, host in
+            let output = try await zone.ctl("drain", host.status.name.rawValue)
+            #expect(output.contains("drained \(host.status.name)"))
+            let stopped = try await zone.waitFor("\(host.status.name) stopped") { status in
+                status[host.status.name].flatMap { $0.state == .stopped ? $0 : nil }
+            }
+            #expect(stopped.restarts == 0, "a drained server is stopped, not crashed and restarted")
+        }
+        #expect(report.newHost != report.oldHost)
+        print("drain of \(report.oldHost): every client resumed after \(report.resumeTime)")
+    }
+
+    @Test("SIGKILL of the primary manager: the meeting goes on undisturbed; the next manager places new meetings")
+    func managerKilled() async throws {
+        try await ZoneHarness.run(processes: ZoneHarness.fullZone) { zone in
+            let web = try await zone.publicURL()
+            let created = try await ParleyHTTP.createMeeting(server: web, title: "Manager crash")
+            let alice = ParleyClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
+            let saw = Watcher()
+            try await alice.connect()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await saw.record(alice.events) }
+                _ = try await alice.send(.chat(text: "before"))
+                let leader = try await zone.leadingManager()
+                let leadsBefore = zone.leadershipsTaken()
+                try zone.signal(try await zone.running(leader).pid, SIGKILL)
+                // Ops keep flowing while there is no manager: the meeting does not need one.
+                for index in 0..<5 {
+                    _ = try await alice.send(.chat(text: "during-\(index)"))
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                // A manager leads again (the other one, or the same one restarted, under a new term).
+                try await zone.waitForNewLeader(after: leadsBefore)
+                let second = try await ParleyHTTP.createMeeting(server: web, title: "After the manager crash")
+                let bob = ParleyClient(server: web, token: second.hostToken, options: Scenario.options(.longPolling))
+                try await bob.connect()
+                let ack = try await bob.send(.chat(text: "new meeting"))
+                #expect(ack.seq > 0)
+                await bob.close()
+                await alice.leave()
+                group.cancelAll()
+            }
+            let chats = await saw.chats.map(\.text)
+            #expect(chats == ["before"] + (0..<5).map { "during-\($0)" })
+            // Nothing disturbed the meeting: no reconnect at all.
+            #expect(await saw.reconnects == 0)
+        }
+    }
+}
+
+/// One failover scenario: a meeting with a standby, two clients sending numbered messages,
+/// a fault on the host halfway, then the checks every failover test shares.
+enum Scenario {
+    struct Report {
+        var oldHost: NodeName
+        var newHost: NodeName
+        /// From the fault until both clients had resumed.
+        var resumeTime: Duration
+    }
+
+    static let perClientBefore = 10
+    static let perClientAfter = 10
+
+    static func options(_ transport: TransportPreference) -> ParleyClient.Options {
+        var options = ParleyClient.Options(policy: ConnectionPolicy(transport: transport))
+        options.policy.backoffInitialMs = 50
+        options.policy.backoffMaxMs = 400
+        options.longPollWaitMs = 2_000
+        return options
+    }
+
+    static func run(fault: @escaping @Sendable (ZoneHarness, ZoneHarness.Running) async throws -> Void) async throws -> Report {
+        try await ZoneHarness.run(processes: ZoneHarness.fullZone) { zone in
+            let web = try await zone.publicURL()
+            let created = try await ParleyHTTP.createMeeting(server: web, title: "Failover")
+            let meeting = created.meeting.id
+            let bobToken = try await ParleyHTTP.issueToken(server: web, meeting: meeting, name: "Bob").token
+            let alice = ParleyClient(server: web, token: created.hostToken, options: options(.webSocket))
+            let bob = ParleyClient(server: web, token: bobToken, options: options(.longPolling))
+            try await alice.connect()
+            try await bob.connect()
+            let aliceSaw = Watcher()
+            let bobSaw = Watcher()
+            let (oldHost, _) = try await zone.waitFor("the meeting hosted, with a standby") { status in
+                let host = status.values.first { $0.hosts(meeting) }
+                let standby = status.values.first { $0.follows(meeting) }
+                return host.flatMap { host in standby.map { (host.name, $0.name) } }
+            }
+            var faultAt = ContinuousClock.now
+            let acks: [Ack] = try await withThrowingTaskGroup(of: [Ack].self) { group in
+                group.addTask { await aliceSaw.record(alice.events); return [] }
+                group.addTask { await bobSaw.record(bob.events); return [] }
+                func send(_ client: ParleyClient, _ name: String, _ range: Range<Int>) async throws -> [Ack] {
+                    var acks: [Ack] = []
+                    for index in range {
+                        acks.append(try await client.send(.chat(text: "\(name)-\(index)")))
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    return acks
+                }
+                var acks = try await send(alice, "alice", 0..<perClientBefore)
+                acks += try await send(bob, "bob", 0..<perClientBefore)
+                // Ops are flowing while the fault strikes.
+                let host = try await zone.running(oldHost)
+                group.addTask { try await send(alice, "alice", perClientBefore..<(perClientBefore + perClientAfter)) }
+                group.addTask { try await send(bob, "bob", perClientBefore..<(perClientBefore + perClientAfter)) }
+                try await Task.sleep(for: .milliseconds(60))
+                faultAt = ContinuousClock.now
+                try await fault(zone, host)
+                var finished = 0
+                for try await batch in group where !batch.isEmpty {
+                    acks += batch
+                    finished += 1
+                    if finished == 2 { break }
+                }
+                let total = 2 * (perClientBefore + perClientAfter)
+                try await aliceSaw.waitForChats(total, timeout: .seconds(30))
+                try await bobSaw.waitForChats(total, timeout: .seconds(30))
+                await alice.leave()
+                await bob.leave()
+                group.cancelAll()
+                return acks
+            }
+            let aliceChats = await aliceSaw.chats
+            let bobChats = await bobSaw.chats
+            // One history for both, no gap, nothing twice.
+            #expect(aliceChats == bobChats)
+            #expect(zip(aliceChats, aliceChats.dropFirst()).allSatisfy { $0.seq < $1.seq })
+            for ack in acks {
+                let matches = aliceChats.filter { $0.opID == ack.id }
+                #expect(matches.count == 1, "op \(ack.id) appears \(matches.count) times")
+                #expect(matches.first?.seq == ack.seq)
+            }
+            for name in ["alice", "bob"] {
+                let texts = aliceChats.map(\.text).filter { $0.hasPrefix(name + "-") }
+                #expect(texts == (0..<(perClientBefore + perClientAfter)).map { "\(name)-\($0)" })
+            }
+            // The new host committed under a newer epoch; epochs never go back.
+            #expect(zip(aliceChats, aliceChats.dropFirst()).allSatisfy { $0.epoch <= $1.epoch })
+            #expect(aliceChats.last!.epoch > aliceChats.first!.epoch)
+            let resumedAt = [await aliceSaw.lastResumedAt, await bobSaw.lastResumedAt]
+            #expect(resumedAt.allSatisfy { $0 != nil && $0! > faultAt }, "both clients must have resumed after the fault")
+            let resumeTime = (resumedAt.compactMap { $0 }.max() ?? faultAt) - faultAt
+            let newHost = try await zone.waitFor("the meeting hosted again") { status in
+                status.values.first { $0.hosts(meeting) && $0.state == .running }?.name
+            }
+            return Report(oldHost: oldHost, newHost: newHost, resumeTime: resumeTime)
+        }
+    }
+}
+
+/// What one client saw, in order, and when it resumed.
+actor Watcher {
+    struct Chat: Equatable, Sendable {
+        var seq: Seq
+        var epoch: Epoch
+        var opID: OpID?
+        var text: String
+    }
+    private(set) var chats: [Chat] = []
+    private(set) var lastResumedAt: ContinuousClock.Instant?
+    private(set) var reconnects = 0
+
+    func record(_ events: AsyncStream<ClientEvent>) async {
+        for await event in events {
+            switch event {
+            case .entry(let entry):
+                if case .chat(let text) = entry.operation {
+                    chats.append(Chat(seq: entry.seq, epoch: entry.epoch, opID: entry.opID, text: text))
+                }
+            case .connection(.resumed):
+                lastResumedAt = .now
+            case .connection(.reconnecting):
+                reconnects += 1
+            default:
+                break
+            }
+        }
+    }
+
+    func waitForChats(_ count: Int, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while chats.count < count {
+            guard ContinuousClock.now < deadline else {
+                throw HarnessFailure("saw \(chats.count) of \(count) chat messages after \(timeout)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
+
+extension ProcessStatus {
+    private func meetings(_ key: String) -> [String] {
+        guard case .object(let load)? = load, case .array(let list)? = load[key] else { return [] }
+        return list.compactMap { if case .string(let id) = $0 { id } else { nil } }
+    }
+    func hosts(_ meeting: MeetingID) -> Bool { meetings("hosting").contains(meeting.rawValue) }
+    func follows(_ meeting: MeetingID) -> Bool { meetings("standby").contains(meeting.rawValue) }
+}
+
+extension ZoneHarness {
+    /// The URL clients use, as the web process wrote it.
+    func publicURL() async throws -> URL {
+        let path = ZonePaths(data: data).publicURL
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            if let text = try? String(contentsOfFile: path, encoding: .utf8),
+               let url = URL(string: text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                return url
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw HarnessFailure("the web process did not write \(path)")
+    }
+
+    func nodeLog(_ name: NodeName) -> String {
+        (try? String(contentsOfFile: ZonePaths(data: data).log(of: name), encoding: .utf8)) ?? ""
+    }
+
+    /// The manager that most recently said it leads.
+    func leadingManager() async throws -> NodeName {
+        try await waitFor("a leading manager") { status in
+            status.values.filter { $0.role == .manager }
+                .compactMap { node -> (NodeName, String.Index)? in
+                    let log = nodeLog(node.name)
+                    return log.range(of: "leading the zone", options: .backwards).map { (node.name, $0.lowerBound) }
+                }
+                .first?.0
+        }
+    }
+
+    /// How many times any manager has taken the lead so far, by the managers' logs.
+    func leadershipsTaken() -> Int {
+        ["manager-1", "manager-2"].map { nodeLog($0).components(separatedBy: "leading the zone").count - 1 }.reduce(0, +)
+    }
+
+    /// Waits until a manager (the other one, or the same one restarted) takes the lead again.
+    func waitForNewLeader(after count: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if leadershipsTaken() > count { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw HarnessFailure("no manager took the lead within 20 s")
+    }
+}
