@@ -43,7 +43,7 @@ public struct ChaosConfiguration: Sendable {
         if faultIntervalMs < 10 { problems.append("the fault interval must be at least 10 ms") }
         if faultKinds.isEmpty { problems.append("at least one kind of fault is needed") }
         if pauseMs.lowerBound < 1 || pauseMs.upperBound > 60_000 { problems.append("pauses must be 1 ms to 60 s") }
-        if let maxFaults, maxFaults < 0 { problems.append("the most faults cannot be negative") }
+        if let maxFaults, maxFaults < 0 { problems.append("the fault limit cannot be negative") }
         if maxInFlightPerClient < 1 { problems.append("at least one op must be allowed in flight") }
         if settleSeconds < 1 { problems.append("the settle time must be at least 1 s") }
         return problems
@@ -87,7 +87,7 @@ public enum ChaosRun {
                     try await group.waitForAll()
                 }
             } catch {
-                for participant in participants { await participant.client.close() }
+                await closeAll(participants)
                 throw ChaosError.setup("a client could not join its meeting: \(error)")
             }
             for participant in participants { await participant.recorder.joined(as: await participant.client.participantID) }
@@ -111,7 +111,7 @@ public enum ChaosRun {
                 work.addTask {
                     do { try await Task.sleep(until: settleDeadline) } catch { return true }
                     logger.warning("settle time over with ops still unanswered; closing the clients")
-                    for participant in participants { await participant.client.close() }
+                    await closeAll(participants)
                     return true
                 }
                 var running = participants.count + 1
@@ -120,10 +120,10 @@ public enum ChaosRun {
                     if running == 0 { work.cancelAll() }
                 }
             }
-            logger.info("load over; every op answered")
+            logger.info("load over; every op answered or given up on")
             await converge(participants, until: max(settleDeadline, ContinuousClock.now + .seconds(5)), logger: logger)
             logger.info("closing the clients")
-            for participant in participants { await participant.client.close() }
+            await closeAll(participants)
             logger.info("clients closed")
             try await recorders.waitForAll()
         }
@@ -163,6 +163,13 @@ public enum ChaosRun {
             }
         }
         return participants
+    }
+
+    /// Closes every client at once: each may take a moment to end its connections.
+    private static func closeAll(_ participants: [Participant]) async {
+        await withTaskGroup(of: Void.self) { group in
+            for participant in participants { group.addTask { await participant.client.close() } }
+        }
     }
 
     /// Setup calls may meet a zone still placing its first meetings; retry for a few seconds.

@@ -49,6 +49,11 @@ public struct OpOutcomes: Codable, Equatable, Sendable {
     public struct Key: Hashable, Codable, Sendable {
         public var participant: ParticipantID
         public var opID: OpID
+
+        public init(participant: ParticipantID, opID: OpID) {
+            self.participant = participant
+            self.opID = opID
+        }
     }
     public struct Record: Codable, Equatable, Sendable {
         public var key: Key

@@ -27,6 +27,9 @@ public enum RejectionCode: String, Codable, Sendable, CaseIterable {
     /// may be retried later under the same id.
     case rateLimited = "rate_limited"
     case serverBusy = "server_busy"
+    /// Applying this op crashed the servers that tried it, as often as the zone allows; it
+    /// is refused for good so that it cannot keep the meeting in a crash loop. Not retried.
+    case poisonOp = "poison_op"
 }
 
 /// A refused operation: a code a program can branch on and a sentence a person can read.

@@ -6,6 +6,7 @@ import ParleyProtocol
 import ParleyServer
 import ParleyZone
 import ServiceLifecycle
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -18,10 +19,14 @@ import Darwin
 /// committed entries to their standbys.
 struct CollabService: Service {
     let context: NodeContext
+    /// How long a join waits for the license service before it is admitted anyway.
+    static let admissionTimeout: Duration = .milliseconds(500)
 
     func run() async throws {
         let secret = try ZoneSecret(contentsOf: context.paths.zoneSecret)
         let context = context
+        let agentSlot = Mutex<ZoneAgent?>(nil)
+        let (attendance, attendanceSink) = AsyncStream<Attendance>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
         let hooks = ZoneHooks(
             upgrade: { request, handle in
                 guard case .success(let peer)? = ZoneLink.authenticate(request, secret: secret, nowMs: wallClockMs()) else {
@@ -34,10 +39,31 @@ struct CollabService: Service {
                 }
             },
             services: { handle in
-                let node = CollabNode(context: context, handle: handle, secret: secret)
+                let node = CollabNode(context: context, handle: handle, secret: secret, attendance: attendance) { agent in
+                    agentSlot.withLock { $0 = agent }
+                }
                 return [node]
             })
-        let configuration = ServerConfiguration(host: context.configuration.host, port: 0, dataDirectory: context.paths.data)
+        var configuration = ServerConfiguration(host: context.configuration.host, port: 0, dataDirectory: context.paths.data)
+        configuration.poison = PoisonGuard(directory: context.paths.zoneDirectory + "/applying", process: context.name.rawValue,
+                                           afterCrashes: context.configuration.poisonAfterCrashes)
+        configuration.crashOnChatText = ProcessInfo.processInfo.environment["PARLEY_FAULT_CRASH_ON_CHAT"]
+        let logger = context.logger
+        configuration.admission = { meeting, participant in
+            guard let agent = agentSlot.withLock({ $0 }) else { return .admit }
+            do {
+                let reply = try await agent.admit(meeting, participant, timeout: CollabService.admissionTimeout)
+                return reply.ok ? .admit : .refuse(reply.reason)
+            } catch {
+                // A meeting must not stop because the license service is away: admit, loudly.
+                logger.warning("license service did not answer; admitting", metadata: ["participant": "\(participant)", "error": "\(error)"])
+                return .admit
+            }
+        }
+        configuration.attendance = { record in
+            attendanceSink.yield(Attendance(meeting: record.meeting, participant: record.participant, name: record.name,
+                                            event: record.event == "left" ? .left : .joined, server: context.name, at: record.at))
+        }
         try await ParleyServer(configuration: configuration, mode: .zoneHost(hooks), logger: context.logger).run()
     }
 }
@@ -56,11 +82,16 @@ actor CollabNode: Service, ZoneAgentDelegate {
     private var following: [MeetingID: UInt64] = [:]
     private var generation: UInt64 = 0
     private var cpu = CPUMeter()
+    private let attendance: AsyncStream<Attendance>
+    private let announce: @Sendable (ZoneAgent) -> Void
 
-    init(context: NodeContext, handle: ServerHandle, secret: ZoneSecret) {
+    init(context: NodeContext, handle: ServerHandle, secret: ZoneSecret, attendance: AsyncStream<Attendance>,
+         announce: @escaping @Sendable (ZoneAgent) -> Void) {
         self.context = context
         self.handle = handle
         self.secret = secret
+        self.attendance = attendance
+        self.announce = announce
         directory = handle.directory!
         (orders, orderSink) = AsyncStream.makeStream()
     }
@@ -72,9 +103,15 @@ actor CollabNode: Service, ZoneAgentDelegate {
                               store: handle.store, secret: secret, heartbeatMs: context.configuration.heartbeat.intervalMs,
                               delegate: self, logger: context.logger)
         self.agent = agent
+        announce(agent)
         await context.link.reportLoad { [weak self] in await self?.statusLoad() }
+        let attendance = attendance
         await withDiscardingTaskGroup { group in
             group.addTask { try? await agent.run() }
+            group.addTask {
+                // Joins and leaves go to the log service as they are committed.
+                for await record in attendance.cancelOnGracefulShutdown() { await agent.send(.attendance(record)) }
+            }
             for await order in orders.cancelOnGracefulShutdown() {
                 if let follow = await self.carryOut(order) {
                     group.addTask { await follow() }

@@ -78,18 +78,80 @@ struct PublicURLFile: Service {
     }
 }
 
-/// The services process. It registers with the manager like every process; the log and
-/// license services are not built yet.
-struct ServicesNode: Service {
-    let context: NodeContext
+/// The services process: the log service (joins and leaves into the store) and the
+/// license service (the zone's participant limit), whichever of them its entry runs.
+/// Both are reached through the manager, which passes messages on by service.
+actor ServicesNode: Service, ZoneAgentDelegate {
+    private let context: NodeContext
+    private var agent: ZoneAgent?
+    private var store: SQLiteStore?
+    private var license: LicenseBook
+
+    init(context: NodeContext) {
+        self.context = context
+        license = LicenseBook(zoneLimit: context.configuration.license.maxParticipants)
+    }
+
+    private var runs: [ZoneService] { context.spec?.runs ?? ZoneService.allCases }
 
     func run() async throws {
         let store = try SQLiteStore(directory: context.paths.data, logger: context.logger)
+        self.store = store
+        if runs.contains(.license) {
+            // Who is present survives a restart of this process: replay the attendance log.
+            let log = try await store.attendance(nil).compactMap(Attendance.init)
+            license = LicenseBook(zoneLimit: context.configuration.license.maxParticipants, replaying: log)
+            context.logger.info("license service ready", metadata: [
+                "present": "\(license.present.count)", "limit": "\(license.zoneLimit)",
+            ])
+        }
         let secret = try ZoneSecret(contentsOf: context.paths.zoneSecret)
         let agent = ZoneAgent(name: context.name, role: .services, address: nil, store: store, secret: secret,
-                              heartbeatMs: context.configuration.heartbeat.intervalMs, delegate: Bystander(),
-                              logger: context.logger)
+                              heartbeatMs: context.configuration.heartbeat.intervalMs, delegate: self, logger: context.logger)
+        self.agent = agent
         try await agent.run()
+    }
+
+    nonisolated func holding() async -> [HeldMeeting] { [] }
+    nonisolated func load() async -> ServerLoad { ServerLoad() }
+
+    func received(_ message: ZoneMessage) async {
+        switch message {
+        case .attendance(let record) where runs.contains(.log):
+            license.record(record)
+            do {
+                try await store?.recordAttendance([AttendanceRecord(record)])
+            } catch {
+                context.logger.error("cannot record attendance", metadata: ["record": "\(record)", "error": "\(error)"])
+            }
+        case .admit(let request, let meeting, let participant) where runs.contains(.license):
+            let decision = license.admit(meeting, participant)
+            if case .refuse(let why) = decision {
+                context.logger.notice("join refused: zone license full", metadata: ["meeting": "\(meeting)", "participant": "\(participant)", "reason": "\(why)"])
+            }
+            let (ok, reason) = switch decision {
+            case .admit: (true, "")
+            case .refuse(let why): (false, why)
+            }
+            await agent?.send(.admitted(request: request, ok: ok, reason: reason))
+        default:
+            break
+        }
+    }
+}
+
+extension AttendanceRecord {
+    init(_ record: Attendance) {
+        self.init(meeting: record.meeting, participant: record.participant, name: record.name, event: record.event.rawValue,
+                  server: record.server.rawValue, at: record.at)
+    }
+}
+
+extension Attendance {
+    init?(_ record: AttendanceRecord) {
+        guard let event = Event(rawValue: record.event) else { return nil }
+        self.init(meeting: record.meeting, participant: record.participant, name: record.name, event: event,
+                  server: NodeName(record.server), at: record.at)
     }
 }
 

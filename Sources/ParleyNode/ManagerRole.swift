@@ -26,6 +26,8 @@ actor ZoneManager {
     /// Locate questions in flight: placement's request id → who asked, under which id.
     private var askers: [LocateRequest: (NodeName, UInt64)] = [:]
     private var nextLocate: UInt64 = 0
+    /// License questions in flight: the id sent to the services process → who asked, under which id.
+    private var admitAskers: [UInt64: (NodeName, UInt64)] = [:]
     /// Operators' links waiting for a drain to finish.
     private var drainWaiters: [NodeName: [AsyncStream<ZoneMessage>.Continuation]] = [:]
     private let chores: AsyncStream<Chore>.Continuation
@@ -153,10 +155,35 @@ actor ZoneManager {
             let key = LocateRequest(nextLocate)
             askers[key] = (peer, request)
             perform(placement!.locate(meeting, request: key, nowMs: now))
+        case .attendance:
+            // The log service stores it; the license service counts who is present by it.
+            let receivers = Set([serviceNode(.log), serviceNode(.license)].compactMap { $0 })
+            if serviceNode(.log) == nil {
+                logger.warning("no log service is registered; attendance record not stored", metadata: ["record": "\(message)"])
+            }
+            for receiver in receivers { send(message, to: receiver) }
+        case .admit(let request, let meeting, let participant):
+            guard let license = serviceNode(.license) else {
+                // Meetings must not stop because the license service is away: admit, loudly.
+                logger.warning("no license service is registered; admitting", metadata: ["participant": "\(participant)"])
+                send(.admitted(request: request, ok: true, reason: "no license service reachable"), to: peer)
+                break
+            }
+            nextLocate += 1
+            admitAskers[nextLocate] = (peer, request)
+            send(.admit(request: nextLocate, meeting: meeting, participant: participant), to: license)
+        case .admitted(let request, let ok, let reason):
+            guard let (asker, id) = admitAskers.removeValue(forKey: request) else { break }
+            send(.admitted(request: id, ok: ok, reason: reason), to: asker)
         default:
             logger.debug("unexpected message ignored", metadata: ["peer": "\(peer)", "message": "\(message)"])
         }
         return true
+    }
+
+    /// The registered process that runs `service`.
+    private func serviceNode(_ service: ZoneService) -> NodeName? {
+        links.first { $0.value.role == .services && configuration.process(named: $0.key)?.runs.contains(service) == true }?.key
     }
 
     private func closed(_ peer: NodeName, reason: String) {

@@ -31,6 +31,7 @@ public actor ZoneAgent: Service {
     private let logger: Logger
     private var outbox: AsyncStream<ZoneMessage>.Continuation?
     private var locates = PendingReplies<LocateResult>()
+    private var admits = PendingReplies<AdmitReply>()
     /// The newest manager term seen; orders from older terms come from a deposed manager.
     private var term: UInt64 = 0
     private var connectedTo: NodeName?
@@ -48,6 +49,7 @@ public actor ZoneAgent: Service {
         self.delegate = delegate
         self.logger = logger
         locates.close("not connected to a manager yet")
+        admits.close("not connected to a manager yet")
     }
 
     public func run() async throws {
@@ -68,6 +70,14 @@ public actor ZoneAgent: Service {
         let pending = locates
         return try await pending.call(timeout: timeout) { id in
             await self.send(.locate(request: id, meeting: meeting))
+        }
+    }
+
+    /// Asks the license service (through the manager) whether `participant` may join.
+    public func admit(_ meeting: MeetingID, _ participant: ParticipantID, timeout: Duration) async throws -> AdmitReply {
+        let pending = admits
+        return try await pending.call(timeout: timeout) { id in
+            await self.send(.admit(request: id, meeting: meeting, participant: participant))
         }
     }
 
@@ -107,6 +117,7 @@ public actor ZoneAgent: Service {
         self.outbox = outbox
         self.term = max(self.term, term)
         locates = PendingReplies()
+        admits = PendingReplies()
         connectedTo = link.peer
         outbox.yield(.register(name: name, role: role, address: address, holding: await delegate.holding()))
         logger.info("registered with the manager", metadata: ["manager": "\(link.peer)", "term": "\(term)"])
@@ -136,6 +147,7 @@ public actor ZoneAgent: Service {
         self.outbox = nil
         connectedTo = nil
         locates.close("the link to the manager closed")
+        admits.close("the link to the manager closed")
         logger.info("manager link closed", metadata: ["manager": "\(link.peer)"])
     }
 
@@ -147,12 +159,24 @@ public actor ZoneAgent: Service {
             }
             term = orderTerm
         }
-        if case .located(let request, let answer) = message {
+        switch message {
+        case .located(let request, let answer):
             locates.resolve(request, with: answer)
             return
+        case .admitted(let request, let ok, let reason):
+            admits.resolve(request, with: AdmitReply(ok: ok, reason: reason))
+            return
+        default:
+            break
         }
         await delegate.received(message)
     }
+}
+
+/// The license service's answer to ``ZoneAgent/admit(_:_:timeout:)``.
+public struct AdmitReply: Sendable {
+    public var ok: Bool
+    public var reason: String
 }
 
 extension ZoneMessage {

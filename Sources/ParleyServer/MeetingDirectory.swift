@@ -229,6 +229,10 @@ public actor MeetingDirectory: Service {
         }
         // Read after the claim: everything the previous host committed is in the store now.
         let recovered = try await recover(id)
+        var poisoned: Set<OpOutcomes.Key> = []
+        if let poison = configuration.poison {
+            poisoned = await ApplyingNote.collectCrashes(id, guard: poison, store: store, now: clock(), logger: logger)
+        }
         if var log = standby, log.lastSeq >= recovered.snapshot.seq {
             do {
                 try log.promote(to: epoch, catchingUp: recovered.entries)
@@ -236,7 +240,7 @@ public actor MeetingDirectory: Service {
                     "meeting": "\(id)", "epoch": "\(epoch)", "last_seq": "\(log.lastSeq)",
                 ])
                 return MeetingHost(log: log, store: store, commitLog: commitLog, configuration: configuration,
-                                   clock: clock, logger: logger)
+                                   poisoned: poisoned, clock: clock, logger: logger)
             } catch {
                 logger.warning("standby copy unusable; loading from the store", metadata: ["meeting": "\(id)", "error": "\(error)"])
             }
@@ -249,7 +253,7 @@ public actor MeetingDirectory: Service {
                 "replayed": "\(recovered.entries.count)", "last_seq": "\(log.lastSeq)",
             ])
             return MeetingHost(log: log, store: store, commitLog: commitLog, configuration: configuration,
-                               clock: clock, logger: logger)
+                               poisoned: poisoned, clock: clock, logger: logger)
         } catch {
             logger.error("cannot rebuild meeting", metadata: ["meeting": "\(id)", "error": "\(error)"])
             throw ProtocolError(.internalError, "the meeting could not be rebuilt; see the server log", fatal: true)

@@ -66,6 +66,9 @@ final class MeetingHost: Sendable {
     let epoch: Epoch
     let inbox: Inbox<HostInput>
     private let initialLog: Mutex<MeetingLog?>
+    /// Ops refused as poison: they crashed the processes that applied them.
+    fileprivate let poisoned: Set<OpOutcomes.Key>
+    fileprivate let note: ApplyingNote?
     private let commitLog: GroupCommitLog
     private let store: any Store
     private let configuration: ServerConfiguration
@@ -73,8 +76,10 @@ final class MeetingHost: Sendable {
     private let logger: Logger
 
     init(log: MeetingLog, store: any Store, commitLog: GroupCommitLog, configuration: ServerConfiguration,
-         clock: @escaping @Sendable () -> Millis, logger: Logger) {
+         poisoned: Set<OpOutcomes.Key> = [], clock: @escaping @Sendable () -> Millis, logger: Logger) {
         id = log.meeting.id
+        self.poisoned = poisoned
+        note = configuration.poison.flatMap { ApplyingNote(guard: $0, meeting: log.meeting.id) }
         epoch = log.epoch
         inbox = Inbox(capacity: configuration.meetingQueueDepth)
         initialLog = Mutex(log)
@@ -276,6 +281,13 @@ private struct HostLoop {
                 connection.fail(ProtocolError(code, error.message, fatal: true, reason: error.code.rawValue), host.encoder)
                 return
             }
+            // The zone's participant limit spans every server: the license service decides.
+            if case .join = arrival, let admission = host.config.admission,
+               case .refuse(let why) = await admission(log.meeting.id, participant) {
+                host.loggerRef.notice("join refused by the license service", metadata: ["participant": "\(participant)", "reason": "\(why)"])
+                connection.fail(ProtocolError(.joinRefused, why, fatal: true, reason: "zone_full"), host.encoder)
+                return
+            }
         }
         // Snapshots describe committed state only.
         if log.hasUncommitted { await flush() }
@@ -316,6 +328,20 @@ private struct HostLoop {
     }
 
     mutating func submit(_ operation: Operation, by issuer: Issuer, opID: OpID?, replyTo connection: ClientConnection?) {
+        var noted = false
+        if case .participant(let participant) = issuer, let opID {
+            if host.poisoned.contains(OpOutcomes.Key(participant: participant, opID: opID)) {
+                host.loggerRef.error("poison op refused", metadata: ["participant": "\(participant)", "op": "\(opID)"])
+                connection?.send(.reject(id: opID, Rejection(.poisonOp, "this op crashed the servers that applied it; it is refused and recorded")), host.encoder)
+                return
+            }
+            host.note?.applying(participant, opID)
+            noted = true
+            if let trigger = host.config.crashOnChatText, case .chat(let text) = operation, text == trigger {
+                fatalError("fault injection: PARLEY_FAULT_CRASH_ON_CHAT matched op \(opID)")
+            }
+        }
+        defer { if noted { host.note?.idle() } }
         switch log.submit(operation, by: issuer, opID: opID, at: host.now) {
         case .sequenced(let entry):
             if let connection, let opID { owedAcks[entry.seq, default: []].append((connection, opID)) }
@@ -363,6 +389,21 @@ private struct HostLoop {
             return
         }
         let delivered = log.committed(through: log.lastSeq)
+        if let attendance = host.config.attendance {
+            for entry in delivered {
+                switch entry.operation {
+                case .join(let participant, let name, _):
+                    attendance(AttendanceRecord(meeting: log.meeting.id, participant: participant, name: name, event: "joined",
+                                                server: "", at: entry.at))
+                case .leave(let participant):
+                    attendance(AttendanceRecord(meeting: log.meeting.id, participant: participant,
+                                                name: log.meeting.participant(participant)?.name ?? "", event: "left",
+                                                server: "", at: entry.at))
+                default:
+                    break
+                }
+            }
+        }
         if !replicas.isEmpty {
             let update = ReplicaUpdate.entries(Array(delivered))
             replicas.removeAll { !$0.push(update) }

@@ -1,5 +1,6 @@
 import ParleyCore
 import ParleyProtocol
+import ParleyStore
 
 /// Everything an operator can set on one server. Every limit is explicit here.
 public struct ServerConfiguration: Sendable {
@@ -26,6 +27,15 @@ public struct ServerConfiguration: Sendable {
     public var apiKey: String?
     /// SQLite `synchronous=FULL` (fsync on every commit) rather than NORMAL.
     public var fsyncEveryCommit: Bool
+    /// In a zone: asks the license service whether a new participant may join.
+    public var admission: (@Sendable (MeetingID, ParticipantID) async -> Admission)?
+    /// In a zone: told every committed join and leave, for the log service.
+    public var attendance: (@Sendable (AttendanceRecord) -> Void)?
+    /// Poison-op detection, in a zone (nil on a single server): see ``PoisonGuard``.
+    public var poison: PoisonGuard?
+    /// Fault injection for tests of poison ops: applying a chat message with exactly this
+    /// text crashes the process. Set only from `PARLEY_FAULT_CRASH_ON_CHAT`; never in production.
+    public var crashOnChatText: String?
 
     public init(
         host: String = "127.0.0.1",
@@ -55,5 +65,32 @@ public struct ServerConfiguration: Sendable {
         self.maxRequestBytes = maxRequestBytes
         self.apiKey = apiKey
         self.fsyncEveryCommit = fsyncEveryCommit
+    }
+}
+
+/// The license service's answer for one joining participant.
+public enum Admission: Sendable {
+    case admit
+    case refuse(String)
+}
+
+/// How a zone keeps an op that crashes its host from trapping the meeting in a crash loop.
+///
+/// Each host notes, in a small file per meeting under `directory/PROCESS/`, the op it is
+/// applying (with its pid) just before applying it, and "idle" right after. The next host
+/// of the meeting reads the notes of processes that are gone: a note still naming an op is
+/// a crash while applying it, and is counted in the store. An op counted `afterCrashes`
+/// times is refused with `poison_op` from then on.
+public struct PoisonGuard: Sendable {
+    /// DATA/zone/applying: one folder per process.
+    public var directory: String
+    /// This process's name: its notes go in `directory/process`.
+    public var process: String
+    public var afterCrashes: Int
+
+    public init(directory: String, process: String, afterCrashes: Int) {
+        self.directory = directory
+        self.process = process
+        self.afterCrashes = afterCrashes
     }
 }

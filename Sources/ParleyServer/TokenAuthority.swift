@@ -42,13 +42,22 @@ public actor TokenAuthority {
             privateKey = try Curve25519.Signing.PrivateKey(rawRepresentation: existing)
         } else {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            privateKey = Curve25519.Signing.PrivateKey()
-            // Write to a temporary file and rename, so a crash never leaves half a key.
-            let temporary = path + ".tmp"
-            guard FileManager.default.createFile(atPath: temporary, contents: privateKey.rawRepresentation,
+            let fresh = Curve25519.Signing.PrivateKey()
+            // Write a private temporary file, then hard-link it into place: the link fails if
+            // another process of the zone created the key first, and then everyone uses
+            // that one. A crash never leaves half a key.
+            let temporary = path + ".tmp-\(getpid())"
+            guard FileManager.default.createFile(atPath: temporary, contents: fresh.rawRepresentation,
                                                  attributes: [.posixPermissions: 0o600])
             else { throw ServerError.cannotWrite(path: temporary) }
-            try FileManager.default.moveItem(atPath: temporary, toPath: path)
+            let linked = link(temporary, path) == 0
+            unlink(temporary)
+            if linked {
+                privateKey = fresh
+            } else {
+                guard let winner = FileManager.default.contents(atPath: path) else { throw ServerError.cannotWrite(path: path) }
+                privateKey = try Curve25519.Signing.PrivateKey(rawRepresentation: winner)
+            }
         }
         keys = JWTKeyCollection()
         await keys.add(eddsa: EdDSA.PrivateKey(backing: privateKey), kid: "parley-1")

@@ -130,6 +130,53 @@ public final class SQLiteStore: Store, Sendable {
         }
     }
 
+    public func recordCrash(_ meeting: MeetingID, participant: ParticipantID, op: OpID, at: Millis) async throws(StoreError) -> Int {
+        try await write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO op_crashes (meeting, participant, op_id, crashes, last_crash_at) VALUES (?, ?, ?, 1, ?)
+                    ON CONFLICT(meeting, participant, op_id) DO UPDATE SET crashes = crashes + 1, last_crash_at = excluded.last_crash_at
+                    """,
+                arguments: [meeting.rawValue, participant.rawValue, op.rawValue, at])
+            return try Int.fetchOne(db, sql: "SELECT crashes FROM op_crashes WHERE meeting = ? AND participant = ? AND op_id = ?",
+                                    arguments: [meeting.rawValue, participant.rawValue, op.rawValue]) ?? 1
+        }
+    }
+
+    public func crashes(_ meeting: MeetingID) async throws(StoreError) -> [OpCrashes] {
+        try await read { db in
+            try Row.fetchAll(db, sql: "SELECT participant, op_id, crashes FROM op_crashes WHERE meeting = ? ORDER BY participant, op_id",
+                             arguments: [meeting.rawValue])
+                .map { OpCrashes(participant: ParticipantID($0["participant"]), op: OpID($0["op_id"]), count: $0["crashes"]) }
+        }
+    }
+
+    public func recordAttendance(_ records: [AttendanceRecord]) async throws(StoreError) {
+        guard !records.isEmpty else { return }
+        try await write { db in
+            for record in records {
+                try db.execute(
+                    sql: "INSERT INTO attendance (meeting, participant, name, event, server, at) VALUES (?, ?, ?, ?, ?, ?)",
+                    arguments: [record.meeting.rawValue, record.participant.rawValue, record.name, record.event,
+                                record.server, record.at])
+            }
+        }
+    }
+
+    public func attendance(_ meeting: MeetingID?) async throws(StoreError) -> [AttendanceRecord] {
+        try await read { db in
+            let rows = if let meeting {
+                try Row.fetchAll(db, sql: "SELECT * FROM attendance WHERE meeting = ? ORDER BY id", arguments: [meeting.rawValue])
+            } else {
+                try Row.fetchAll(db, sql: "SELECT * FROM attendance ORDER BY id")
+            }
+            return rows.map {
+                AttendanceRecord(meeting: MeetingID($0["meeting"]), participant: ParticipantID($0["participant"]), name: $0["name"],
+                                 event: $0["event"], server: $0["server"], at: $0["at"])
+            }
+        }
+    }
+
     private static func storedLease(_ db: Database, _ name: String) throws -> StoredLease? {
         try Row.fetchOne(db, sql: "SELECT holder, address, term, expires_at FROM leases WHERE name = ?", arguments: [name])
             .map { row in
@@ -305,6 +352,32 @@ public final class SQLiteStore: Store, Sendable {
                     term INTEGER NOT NULL,
                     expires_at INTEGER NOT NULL
                 );
+                """)
+        }
+        migrator.registerMigration("v3: op crashes") { db in
+            try db.execute(sql: """
+                CREATE TABLE op_crashes (
+                    meeting TEXT NOT NULL,
+                    participant TEXT NOT NULL,
+                    op_id TEXT NOT NULL,
+                    crashes INTEGER NOT NULL,
+                    last_crash_at INTEGER NOT NULL,
+                    PRIMARY KEY (meeting, participant, op_id)
+                ) WITHOUT ROWID;
+                """)
+        }
+        migrator.registerMigration("v4: attendance") { db in
+            try db.execute(sql: """
+                CREATE TABLE attendance (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    meeting TEXT NOT NULL,
+                    participant TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    event TEXT NOT NULL,
+                    server TEXT NOT NULL,
+                    at INTEGER NOT NULL
+                );
+                CREATE INDEX attendance_by_meeting ON attendance (meeting, id);
                 """)
         }
         return migrator

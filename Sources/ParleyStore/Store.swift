@@ -100,6 +100,49 @@ public protocol Store: Sendable {
     func append(_ batch: [MeetingID: [LogEntry]]) async throws(StoreError)
     func writeSnapshot(_ meeting: MeetingID, _ snapshot: Snapshot) async throws(StoreError)
     func recover(_ meeting: MeetingID, historyLimit: Int) async throws(StoreError) -> RecoveredMeeting
+    /// Counts one more crash of a process while it applied `op` of `participant`, and
+    /// returns the op's count so far.
+    func recordCrash(_ meeting: MeetingID, participant: ParticipantID, op: OpID, at: Millis) async throws(StoreError) -> Int
+    /// The ops of `meeting` that have crashed a process, with how often.
+    func crashes(_ meeting: MeetingID) async throws(StoreError) -> [OpCrashes]
+    /// Appends joins and leaves to the attendance log.
+    func recordAttendance(_ records: [AttendanceRecord]) async throws(StoreError)
+    /// The attendance log in the order it was written: of one meeting, or of all.
+    func attendance(_ meeting: MeetingID?) async throws(StoreError) -> [AttendanceRecord]
+}
+
+/// One join or leave: who, when, where.
+public struct AttendanceRecord: Equatable, Sendable {
+    public var meeting: MeetingID
+    public var participant: ParticipantID
+    public var name: String
+    /// "joined" or "left".
+    public var event: String
+    /// The server that hosted the meeting.
+    public var server: String
+    public var at: Millis
+
+    public init(meeting: MeetingID, participant: ParticipantID, name: String, event: String, server: String, at: Millis) {
+        self.meeting = meeting
+        self.participant = participant
+        self.name = name
+        self.event = event
+        self.server = server
+        self.at = at
+    }
+}
+
+/// An op that crashed the processes applying it, `count` times.
+public struct OpCrashes: Equatable, Sendable {
+    public var participant: ParticipantID
+    public var op: OpID
+    public var count: Int
+
+    public init(participant: ParticipantID, op: OpID, count: Int) {
+        self.participant = participant
+        self.op = op
+        self.count = count
+    }
 }
 
 /// A lease as the store keeps it: who holds it, where to reach them, under which term, and

@@ -15,6 +15,12 @@ public enum ZoneMessage: Codable, Equatable, Sendable {
     /// The web process asks where a meeting's clients should connect.
     case locate(request: UInt64, meeting: MeetingID)
 
+    /// A join or leave for the log service (the manager passes it on).
+    case attendance(Attendance)
+    /// A host asks the license service whether a participant may join (passed on by the manager).
+    case admit(request: UInt64, meeting: MeetingID, participant: ParticipantID)
+    /// The license service's answer, passed back by the manager.
+    case admitted(request: UInt64, ok: Bool, reason: String)
     /// An operator (`parley ctl drain`) asks the manager to move every meeting off `server`.
     case drain(server: NodeName)
 

@@ -1,5 +1,5 @@
 import Foundation
-import ParleyChaos
+@testable import ParleyChaos
 import Testing
 
 @Suite("Percentiles: nearest rank, always a measured value")
@@ -142,5 +142,48 @@ struct FaultPlannerTests {
         // The clamps move the mean a little: up at the bottom (+~5 ms), down at the top (-~18 ms).
         #expect(abs(mean - 1_000) < 60, "mean \(mean)")
         #expect(delays.filter { $0 < 1_000 }.count > delays.count / 2, "an exponential has more short waits than long")
+    }
+}
+
+@Suite("ChaosReport: the same content for people and for machines")
+struct ChaosReportTests {
+    static let report = ChaosReport(
+        run: .init(target: "zone", seed: 42, durationSeconds: 60, meetings: 2, clientsPerMeeting: 3, opsPerSecondPerClient: 5,
+                   faultIntervalMs: 3_000, transports: ["webSocket": 3, "longPolling": 3], elapsedMs: 61_234, data: nil),
+        faults: .init(injected: 2, failed: 1, byKind: ["kill": 1, "pause": 1], byTarget: ["collab-1": 2],
+                      list: [FaultRecord(atMs: 2_000, kind: .kill, target: "collab-1", role: "collab"),
+                             FaultRecord(atMs: 5_000, kind: .pause, target: "collab-1", role: "collab", pauseMs: 900),
+                             FaultRecord(atMs: 9_000, kind: .restart, target: "manager-1", role: "manager",
+                                         error: "the supervisor refused 'restart'")]),
+        ops: .init(sent: 600, acked: 598, rejected: 0, unknown: 2),
+        anomalies: .init(count: 1, list: [.init(meeting: "m-1", code: "gap",
+                                                description: "m-1: c1 expected seq 3 next but received 4")]),
+        recovery: .init(acceptingOps: LatencySummary(samplesMs: [400, 700]), allResumed: LatencySummary(samplesMs: []),
+                        neverAccepting: 0, neverResumed: 1, snapshotResumes: 0, unattributedLosses: 0),
+        notes: ["a note"])
+
+    @Test("the text names faults by kind and target, the ops, each anomaly and the percentiles")
+    func text() {
+        let text = Self.report.text
+        for line in ["parley chaos: 60 s against a zone target, 2 meetings × 3 clients (3 WebSocket, 3 long-polling), "
+                        + "5 ops/s each, seed 42; took 61.2 s",
+                     "faults injected: 2 (and 1 that failed)",
+                     "  kill    1   collab-1 ×1",
+                     "  pause   1   collab-1 ×1",
+                     "  failed: restart manager-1 at 9000 ms: the supervisor refused 'restart'",
+                     "ops: 600 sent, 598 acknowledged, 0 rejected, 2 unknown",
+                     "anomalies: 1",
+                     "  [gap] m-1: c1 expected seq 3 next but received 4",
+                     "  accepting ops again    p50 400 ms   p99 700 ms",
+                     "  every client resumed   no samples   never: 1",
+                     "note: a note"] {
+            #expect(text.contains(line + "\n"), "missing: \(line)\nin:\n\(text)")
+        }
+    }
+
+    @Test("the JSON form decodes to the same report")
+    func json() throws {
+        let decoded = try JSONDecoder().decode(ChaosReport.self, from: Data(try Self.report.json().utf8))
+        #expect(decoded == Self.report)
     }
 }

@@ -18,6 +18,12 @@ final class GatedStore: Store {
         try await base.advanceEpoch(meeting, to: epoch)
     }
     func claimNextEpoch(_ meeting: MeetingID) async throws(StoreError) -> Epoch { try await base.claimNextEpoch(meeting) }
+    func recordCrash(_ meeting: MeetingID, participant: ParticipantID, op: OpID, at: Millis) async throws(StoreError) -> Int {
+        try await base.recordCrash(meeting, participant: participant, op: op, at: at)
+    }
+    func crashes(_ meeting: MeetingID) async throws(StoreError) -> [OpCrashes] { try await base.crashes(meeting) }
+    func recordAttendance(_ records: [AttendanceRecord]) async throws(StoreError) { try await base.recordAttendance(records) }
+    func attendance(_ meeting: MeetingID?) async throws(StoreError) -> [AttendanceRecord] { try await base.attendance(meeting) }
     func lease(_ name: String) async throws(StoreError) -> StoredLease? { try await base.lease(name) }
     func replaceLease(_ name: String, expected: StoredLease?, with new: StoredLease) async throws(StoreError) -> Bool {
         try await base.replaceLease(name, expected: expected, with: new)

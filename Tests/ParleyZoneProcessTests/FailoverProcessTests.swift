@@ -1,6 +1,7 @@
 import Foundation
 import ParleyClient
 import ParleyCore
+import ParleyStore
 import ParleyZone
 import Testing
 
@@ -45,6 +46,89 @@ struct FailoverProcessTests {
         }
         #expect(report.newHost != report.oldHost)
         print("drain of \(report.oldHost): every client resumed after \(report.resumeTime)")
+    }
+
+    @Test("an op that crashes its host is retried on the standby, crashes it too, and is then refused as poison_op")
+    func poisonOp() async throws {
+        try await ZoneHarness.run(processes: ZoneHarness.fullZone, environment: ["PARLEY_FAULT_CRASH_ON_CHAT": "poison"]) { zone in
+            let web = try await zone.publicURL()
+            let created = try await ParleyHTTP.createMeeting(server: web, title: "Poison")
+            let meeting = created.meeting.id
+            let alice = ParleyClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
+            let saw = Watcher()
+            try await alice.connect()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await saw.record(alice.events) }
+                _ = try await alice.send(.chat(text: "fine-1"))
+                _ = try await zone.waitFor("a standby") { status in status.values.first { $0.follows(meeting) } }
+                do {
+                    let ack = try await alice.send(.chat(text: "poison"))
+                    Issue.record("the poison op was acked: \(ack)")
+                } catch let rejection as Rejection {
+                    #expect(rejection.code == .poisonOp)
+                }
+                // The meeting goes on.
+                _ = try await alice.send(.chat(text: "fine-2"))
+                try await saw.waitForChats(2, timeout: .seconds(10))
+                await alice.leave()
+                group.cancelAll()
+            }
+            #expect(await saw.chats.map(\.text) == ["fine-1", "fine-2"])
+            // Two crashes (the host, then the standby that took over), then no more.
+            let status = try await zone.status()
+            let restarts = status.values.filter { $0.role == .collab }.map(\.restarts).reduce(0, +)
+            #expect(restarts == ZoneHarness.poisonAfterCrashes, "collab restarts: \(restarts)")
+            let logs = ["collab-1", "collab-2"].map { zone.nodeLog($0) }.joined()
+            #expect(logs.contains("poison op refused"))
+            #expect(logs.contains("a process died while applying an op"))
+        }
+    }
+
+    @Test("the license service holds the zone to its participant limit across servers; the log service records who came and went")
+    func licenseLimit() async throws {
+        try await ZoneHarness.run(processes: ZoneHarness.fullZone, extraConfiguration: #""license": {"maxParticipants": 2},"#) { zone in
+            let web = try await zone.publicURL()
+            let first = try await ParleyHTTP.createMeeting(server: web, title: "First")
+            let second = try await ParleyHTTP.createMeeting(server: web, title: "Second")
+            // The two meetings land on different collab servers (placement by load).
+            let alice = ParleyClient(server: web, token: first.hostToken, options: Scenario.options(.webSocket))
+            let bob = ParleyClient(server: web, token: second.hostToken, options: Scenario.options(.longPolling))
+            try await alice.connect()
+            try await bob.connect()
+            let hosts = try await zone.waitFor("both meetings hosted") { status -> Set<NodeName>? in
+                let a = status.values.first { $0.hosts(first.meeting.id) }?.name
+                let b = status.values.first { $0.hosts(second.meeting.id) }?.name
+                return a.flatMap { a in b.map { Set([a, $0]) } }
+            }
+            #expect(hosts.count == 2, "the limit is checked across servers")
+            let carolToken = try await ParleyHTTP.issueToken(server: web, meeting: second.meeting.id, name: "Carol").token
+            let carol = ParleyClient(server: web, token: carolToken, options: Scenario.options(.webSocket))
+            do {
+                try await carol.connect()
+                Issue.record("carol joined a full zone")
+            } catch {
+                #expect("\(error)".contains("participants at once"), "\(error)")
+            }
+            await carol.close()
+            // A seat frees up when someone leaves.
+            await bob.leave()
+            let carolAgain = ParleyClient(server: web, token: carolToken, options: Scenario.options(.webSocket))
+            try await carolAgain.connect()
+            _ = try await carolAgain.send(.chat(text: "in"))
+            await carolAgain.leave()
+            await alice.leave()
+
+            // The log service wrote who came and went, and where.
+            let store = try SQLiteStore(directory: zone.data)
+            var events: [String] = []
+            for _ in 0..<100 {
+                events = try await store.attendance(nil).map { "\($0.name) \($0.event)" }
+                if events.count >= 6 { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(events.sorted() == ["Carol joined", "Carol left", "Host joined", "Host joined", "Host left", "Host left"])
+            #expect(try await store.attendance(first.meeting.id).allSatisfy { $0.server.hasPrefix("collab-") })
+        }
     }
 
     @Test("SIGKILL of the primary manager: the meeting goes on undisturbed; the next manager places new meetings")

@@ -195,6 +195,7 @@ struct ZoneHarness: Sendable {
     static let heartbeatTimeoutMs = 1_000
     static let maxRestarts = 3
     static let maxBackoffMs = 200
+    static let poisonAfterCrashes = 2
 
     let data: String
     let supervisor: Execution<NoInput, FileDescriptorOutput, FileDescriptorOutput>
@@ -221,11 +222,12 @@ struct ZoneHarness: Sendable {
          {"name": "web", "role": "web"}, {"name": "services", "role": "services"}]
         """
 
-    static func configurationJSON(processes: String = smallZone) -> String {
+    static func configurationJSON(processes: String = smallZone, extra: String = "") -> String {
         """
-        {"publicPort": 0,
+        {"publicPort": 0, \(extra)
          "processes": \(processes),
          "heartbeat": {"intervalMs": 200, "timeoutMs": \(heartbeatTimeoutMs)}, "scaling": {"maxCollabServers": 2},
+         "poisonAfterCrashes": \(poisonAfterCrashes),
          "restart": {"initialBackoffMs": 50, "maxBackoffMs": \(maxBackoffMs), "maxRestarts": \(maxRestarts),
                      "windowSeconds": 60, "stableAfterSeconds": 30}}
         """
@@ -237,6 +239,8 @@ struct ZoneHarness: Sendable {
     @discardableResult
     static func run<Value: Sendable>(
         processes: String = smallZone,
+        environment: [String: String] = [:],
+        extraConfiguration: String = "",
         stopWithSIGTERM: Bool = true,
         _ body: (ZoneHarness) async throws -> Value,
         checkingExit: (TerminationStatus) -> Void = { #expect($0 == .exited(0)) }
@@ -246,7 +250,7 @@ struct ZoneHarness: Sendable {
         let data = directory.path + "/data"
         let configFile = directory.path + "/zone.json"
         let nodeCount = (try JSONSerialization.jsonObject(with: Data(processes.utf8)) as? [Any])?.count ?? 0
-        try configurationJSON(processes: processes).write(toFile: configFile, atomically: true, encoding: .utf8)
+        try configurationJSON(processes: processes, extra: extraConfiguration).write(toFile: configFile, atomically: true, encoding: .utf8)
         let logPath = directory.path + "/supervisor.log"
         let log = try FileDescriptor.open(FilePath(logPath), .writeOnly, options: [.create, .append],
                                           permissions: [.ownerReadWrite])
@@ -259,6 +263,9 @@ struct ZoneHarness: Sendable {
             let result = try await Subprocess.run(
                 Configuration(executable: .path(FilePath(binary)),
                               arguments: ["zone", "--data", data, "--config", configFile],
+                              environment: .inherit.updating(Dictionary(uniqueKeysWithValues: environment.map {
+                                  (Environment.Key(stringLiteral: $0.key), Optional($0.value))
+                              })),
                               platformOptions: platform),
                 input: .none,
                 output: .fileDescriptor(log, closeAfterSpawningProcess: true),
