@@ -61,8 +61,9 @@ struct CollabService: Service {
             }
         }
         configuration.attendance = { record in
-            attendanceSink.yield(Attendance(meeting: record.meeting, participant: record.participant, name: record.name,
-                                            event: record.event == "left" ? .left : .joined, server: context.name, at: record.at))
+            var record = record
+            record.server = context.name.rawValue
+            attendanceSink.yield(record)
         }
         try await ParleyServer(configuration: configuration, mode: .zoneHost(hooks), logger: context.logger).run()
     }

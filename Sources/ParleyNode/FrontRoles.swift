@@ -99,7 +99,7 @@ actor ServicesNode: Service, ZoneAgentDelegate {
         self.store = store
         if runs.contains(.license) {
             // Who is present survives a restart of this process: replay the attendance log.
-            let log = try await store.attendance(nil).compactMap(Attendance.init)
+            let log = try await store.attendance(nil)
             license = LicenseBook(zoneLimit: context.configuration.license.maxParticipants, replaying: log)
             context.logger.info("license service ready", metadata: [
                 "present": "\(license.present.count)", "limit": "\(license.zoneLimit)",
@@ -120,7 +120,7 @@ actor ServicesNode: Service, ZoneAgentDelegate {
         case .attendance(let record) where runs.contains(.log):
             license.record(record)
             do {
-                try await store?.recordAttendance([AttendanceRecord(record)])
+                try await store?.recordAttendance([record])
             } catch {
                 context.logger.error("cannot record attendance", metadata: ["record": "\(record)", "error": "\(error)"])
             }
@@ -137,21 +137,6 @@ actor ServicesNode: Service, ZoneAgentDelegate {
         default:
             break
         }
-    }
-}
-
-extension AttendanceRecord {
-    init(_ record: Attendance) {
-        self.init(meeting: record.meeting, participant: record.participant, name: record.name, event: record.event.rawValue,
-                  server: record.server.rawValue, at: record.at)
-    }
-}
-
-extension Attendance {
-    init?(_ record: AttendanceRecord) {
-        guard let event = Event(rawValue: record.event) else { return nil }
-        self.init(meeting: record.meeting, participant: record.participant, name: record.name, event: event,
-                  server: NodeName(record.server), at: record.at)
     }
 }
 

@@ -393,12 +393,12 @@ private struct HostLoop {
             for entry in delivered {
                 switch entry.operation {
                 case .join(let participant, let name, _):
-                    attendance(AttendanceRecord(meeting: log.meeting.id, participant: participant, name: name, event: "joined",
-                                                server: "", at: entry.at))
+                    attendance(Attendance(meeting: log.meeting.id, participant: participant, name: name, event: .joined,
+                                          server: "", at: entry.at))
                 case .leave(let participant):
-                    attendance(AttendanceRecord(meeting: log.meeting.id, participant: participant,
-                                                name: log.meeting.participant(participant)?.name ?? "", event: "left",
-                                                server: "", at: entry.at))
+                    attendance(Attendance(meeting: log.meeting.id, participant: participant,
+                                          name: log.meeting.participant(participant)?.name ?? "", event: .left,
+                                          server: "", at: entry.at))
                 default:
                     break
                 }

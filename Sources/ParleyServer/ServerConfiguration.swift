@@ -30,7 +30,7 @@ public struct ServerConfiguration: Sendable {
     /// In a zone: asks the license service whether a new participant may join.
     public var admission: (@Sendable (MeetingID, ParticipantID) async -> Admission)?
     /// In a zone: told every committed join and leave, for the log service.
-    public var attendance: (@Sendable (AttendanceRecord) -> Void)?
+    public var attendance: (@Sendable (Attendance) -> Void)?
     /// Poison-op detection, in a zone (nil on a single server): see ``PoisonGuard``.
     public var poison: PoisonGuard?
     /// Fault injection for tests of poison ops: applying a chat message with exactly this

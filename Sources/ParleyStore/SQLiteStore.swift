@@ -151,28 +151,30 @@ public final class SQLiteStore: Store, Sendable {
         }
     }
 
-    public func recordAttendance(_ records: [AttendanceRecord]) async throws(StoreError) {
+    public func recordAttendance(_ records: [Attendance]) async throws(StoreError) {
         guard !records.isEmpty else { return }
         try await write { db in
             for record in records {
                 try db.execute(
                     sql: "INSERT INTO attendance (meeting, participant, name, event, server, at) VALUES (?, ?, ?, ?, ?, ?)",
-                    arguments: [record.meeting.rawValue, record.participant.rawValue, record.name, record.event,
+                    arguments: [record.meeting.rawValue, record.participant.rawValue, record.name, record.event.rawValue,
                                 record.server, record.at])
             }
         }
     }
 
-    public func attendance(_ meeting: MeetingID?) async throws(StoreError) -> [AttendanceRecord] {
+    public func attendance(_ meeting: MeetingID?) async throws(StoreError) -> [Attendance] {
         try await read { db in
             let rows = if let meeting {
                 try Row.fetchAll(db, sql: "SELECT * FROM attendance WHERE meeting = ? ORDER BY id", arguments: [meeting.rawValue])
             } else {
                 try Row.fetchAll(db, sql: "SELECT * FROM attendance ORDER BY id")
             }
-            return rows.map {
-                AttendanceRecord(meeting: MeetingID($0["meeting"]), participant: ParticipantID($0["participant"]), name: $0["name"],
-                                 event: $0["event"], server: $0["server"], at: $0["at"])
+            return rows.compactMap { row in
+                Attendance.Event(rawValue: row["event"]).map {
+                    Attendance(meeting: MeetingID(row["meeting"]), participant: ParticipantID(row["participant"]), name: row["name"],
+                               event: $0, server: row["server"], at: row["at"])
+                }
             }
         }
     }

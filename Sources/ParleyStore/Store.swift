@@ -106,31 +106,11 @@ public protocol Store: Sendable {
     /// The ops of `meeting` that have crashed a process, with how often.
     func crashes(_ meeting: MeetingID) async throws(StoreError) -> [OpCrashes]
     /// Appends joins and leaves to the attendance log.
-    func recordAttendance(_ records: [AttendanceRecord]) async throws(StoreError)
+    func recordAttendance(_ records: [Attendance]) async throws(StoreError)
     /// The attendance log in the order it was written: of one meeting, or of all.
-    func attendance(_ meeting: MeetingID?) async throws(StoreError) -> [AttendanceRecord]
+    func attendance(_ meeting: MeetingID?) async throws(StoreError) -> [Attendance]
 }
 
-/// One join or leave: who, when, where.
-public struct AttendanceRecord: Equatable, Sendable {
-    public var meeting: MeetingID
-    public var participant: ParticipantID
-    public var name: String
-    /// "joined" or "left".
-    public var event: String
-    /// The server that hosted the meeting.
-    public var server: String
-    public var at: Millis
-
-    public init(meeting: MeetingID, participant: ParticipantID, name: String, event: String, server: String, at: Millis) {
-        self.meeting = meeting
-        self.participant = participant
-        self.name = name
-        self.event = event
-        self.server = server
-        self.at = at
-    }
-}
 
 /// An op that crashed the processes applying it, `count` times.
 public struct OpCrashes: Equatable, Sendable {

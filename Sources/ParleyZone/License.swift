@@ -1,26 +1,5 @@
 import ParleyCore
 
-/// One join or leave, as the log service records it: who, when, where.
-public struct Attendance: Codable, Equatable, Sendable {
-    public enum Event: String, Codable, Sendable { case joined, left }
-    public var meeting: MeetingID
-    public var participant: ParticipantID
-    public var name: String
-    public var event: Event
-    /// The collaboration server that hosted the meeting.
-    public var server: NodeName
-    public var at: Millis
-
-    public init(meeting: MeetingID, participant: ParticipantID, name: String, event: Event, server: NodeName, at: Millis) {
-        self.meeting = meeting
-        self.participant = participant
-        self.name = name
-        self.event = event
-        self.server = server
-        self.at = at
-    }
-}
-
 /// The license service's rule: how many participants the whole zone may have present at
 /// once, whichever servers host their meetings. A meeting's own limit is enforced by its
 /// host, the one place that meeting lives.

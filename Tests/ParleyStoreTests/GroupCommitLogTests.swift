@@ -22,8 +22,8 @@ final class GatedStore: Store {
         try await base.recordCrash(meeting, participant: participant, op: op, at: at)
     }
     func crashes(_ meeting: MeetingID) async throws(StoreError) -> [OpCrashes] { try await base.crashes(meeting) }
-    func recordAttendance(_ records: [AttendanceRecord]) async throws(StoreError) { try await base.recordAttendance(records) }
-    func attendance(_ meeting: MeetingID?) async throws(StoreError) -> [AttendanceRecord] { try await base.attendance(meeting) }
+    func recordAttendance(_ records: [Attendance]) async throws(StoreError) { try await base.recordAttendance(records) }
+    func attendance(_ meeting: MeetingID?) async throws(StoreError) -> [Attendance] { try await base.attendance(meeting) }
     func lease(_ name: String) async throws(StoreError) -> StoredLease? { try await base.lease(name) }
     func replaceLease(_ name: String, expected: StoredLease?, with new: StoredLease) async throws(StoreError) -> Bool {
         try await base.replaceLease(name, expected: expected, with: new)

@@ -122,7 +122,7 @@ struct FailoverProcessTests {
             let store = try SQLiteStore(directory: zone.data)
             var events: [String] = []
             for _ in 0..<100 {
-                events = try await store.attendance(nil).map { "\($0.name) \($0.event)" }
+                events = try await store.attendance(nil).map { "\($0.name) \($0.event.rawValue)" }
                 if events.count >= 6 { break }
                 try await Task.sleep(for: .milliseconds(50))
             }
