@@ -59,6 +59,13 @@ public struct ChaosReport: Codable, Equatable, Sendable {
         public var snapshotResumes: Int
         /// Connections lost before any fault.
         public var unattributedLosses: Int
+        /// The same, by kind of fault and role of its target ("kill collab", "pause manager").
+        public var byFault: [String: ByFault]?
+    }
+
+    public struct ByFault: Codable, Equatable, Sendable {
+        public var acceptingOps: LatencySummary
+        public var allResumed: LatencySummary
     }
 
     public var run: Run
@@ -101,6 +108,10 @@ public struct ChaosReport: Codable, Equatable, Sendable {
             + (recovery.neverAccepting > 0 ? "   never: \(recovery.neverAccepting)" : ""))
         lines.append("  every client resumed   " + Self.summary(recovery.allResumed)
             + (recovery.neverResumed > 0 ? "   never: \(recovery.neverResumed)" : ""))
+        for (kind, summary) in (recovery.byFault ?? [:]).sorted(by: { $0.key < $1.key }) {
+            lines.append("  \(kind) (\(summary.allResumed.samples)): accepting " + Self.summary(summary.acceptingOps)
+                + ";  resumed " + Self.summary(summary.allResumed))
+        }
         if recovery.snapshotResumes > 0 {
             lines.append("  snapshot resumes: \(recovery.snapshotResumes) (a client skipped events and got a snapshot)")
         }

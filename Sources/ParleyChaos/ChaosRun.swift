@@ -332,7 +332,11 @@ public enum ChaosRun {
             recovery: .init(acceptingOps: LatencySummary(samplesMs: recovery.acceptingOpsMs),
                             allResumed: LatencySummary(samplesMs: recovery.allResumedMs),
                             neverAccepting: recovery.neverAccepting, neverResumed: recovery.neverResumed,
-                            snapshotResumes: snapshotResumes, unattributedLosses: recovery.unattributedLosses),
+                            snapshotResumes: snapshotResumes, unattributedLosses: recovery.unattributedLosses,
+                            byFault: recovery.byFault.mapValues {
+                                ChaosReport.ByFault(acceptingOps: LatencySummary(samplesMs: $0.acceptingOpsMs),
+                                                    allResumed: LatencySummary(samplesMs: $0.allResumedMs))
+                            }),
             notes: await target.notes())
     }
 }

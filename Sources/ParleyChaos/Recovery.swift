@@ -80,9 +80,20 @@ public struct RecoveryMeasurement: Equatable, Sendable {
     public var neverResumed: Int
     /// Connections lost before any fault was injected.
     public var unattributedLosses: Int
+    /// The same samples split by what the fault was, e.g. "kill collab", "pause manager":
+    /// each kind of failure has its own expected recovery time.
+    public var byFault: [String: (acceptingOpsMs: [Double], allResumedMs: [Double])] = [:]
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.acceptingOpsMs == rhs.acceptingOpsMs && lhs.allResumedMs == rhs.allResumedMs
+            && lhs.neverAccepting == rhs.neverAccepting && lhs.neverResumed == rhs.neverResumed
+            && lhs.unattributedLosses == rhs.unattributedLosses
+            && lhs.byFault.mapValues { [$0.acceptingOpsMs, $0.allResumedMs] } == rhs.byFault.mapValues { [$0.acceptingOpsMs, $0.allResumedMs] }
+    }
 
     public static func measure(faults: [FaultRecord], clients: [ClientTimeline], ops: [OpTiming]) -> RecoveryMeasurement {
-        let faultTimes = faults.map(\.atMs).sorted()
+        let ordered = faults.sorted { $0.atMs < $1.atMs }
+        let faultTimes = ordered.map(\.atMs)
         // Per fault index: for each disrupted client, when it resumed (nil: never).
         var disrupted: [Int: [(meeting: String, resumedAtMs: Int64?)]] = [:]
         var unattributed = 0
@@ -103,12 +114,14 @@ public struct RecoveryMeasurement: Equatable, Sendable {
                                          unattributedLosses: unattributed)
         for fault in disrupted.keys.sorted() {
             let at = faultTimes[fault]
+            let kind = "\(ordered[fault].kind.rawValue) \(ordered[fault].role)"
             let losses = disrupted[fault]!
             let resumes = losses.map(\.resumedAtMs)
             if resumes.contains(nil) {
                 result.neverResumed += 1
             } else {
                 result.allResumedMs.append(Double(resumes.compactMap { $0 }.max()! - at))
+                result.byFault[kind, default: ([], [])].allResumedMs.append(result.allResumedMs.last!)
             }
             var firstAcks: [Int64?] = []
             for meeting in Set(losses.map(\.meeting)).sorted() {
@@ -119,6 +132,7 @@ public struct RecoveryMeasurement: Equatable, Sendable {
                 result.neverAccepting += 1
             } else {
                 result.acceptingOpsMs.append(Double(firstAcks.compactMap { $0 }.max()! - at))
+                result.byFault[kind, default: ([], [])].acceptingOpsMs.append(result.acceptingOpsMs.last!)
             }
         }
         return result

@@ -44,7 +44,7 @@ struct CollabService: Service {
                 }
                 return [node]
             })
-        var configuration = ServerConfiguration(host: context.configuration.host, port: 0, dataDirectory: context.paths.data)
+        var configuration = ServerConfiguration(zone: context.configuration, paths: context.paths, port: 0)
         configuration.poison = PoisonGuard(directory: context.paths.zoneDirectory + "/applying", process: context.name.rawValue,
                                            afterCrashes: context.configuration.poisonAfterCrashes)
         configuration.crashOnChatText = ProcessInfo.processInfo.environment["PARLEY_FAULT_CRASH_ON_CHAT"]
@@ -247,21 +247,35 @@ actor CollabNode: Service, ZoneAgentDelegate {
     /// The host side: a standby subscribed to one of the meetings hosted here.
     static func serveStandby(_ link: ZoneLink, directory: MeetingDirectory?, logger: Logger) async {
         guard let directory else { return }
-        do {
-            for try await message in link.messages() {
-                guard case .subscribe(let meeting, let after) = message else { continue }
-                guard let feed = await directory.subscribe(meeting, after: after) else { return }
-                logger.info("standby subscribed", metadata: ["meeting": "\(meeting)", "standby": "\(link.peer)", "after": "\(after)"])
-                for await update in feed.updates {
-                    switch update {
-                    case .entries(let entries): try await link.send(.entries(meeting: meeting, entries))
-                    case .reload: try await link.send(.reload(meeting: meeting))
+        let (requests, request) = AsyncStream<(MeetingID, Seq)>.makeStream(bufferingPolicy: .bufferingOldest(1))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                // Keep reading after the subscription too, or the WebSocket's pongs go unread and
+                // an idle link is dropped; this also notices at once when the standby goes away.
+                do {
+                    for try await message in link.messages() {
+                        if case .subscribe(let meeting, let after) = message { request.yield((meeting, after)) }
                     }
-                }
-                return
+                } catch {}
+                request.finish()
             }
-        } catch {
-            logger.debug("standby link closed", metadata: ["standby": "\(link.peer)", "error": "\(error)"])
+            group.addTask {
+                guard let (meeting, after) = await requests.first(where: { _ in true }),
+                      let feed = await directory.subscribe(meeting, after: after) else { return }
+                logger.info("standby subscribed", metadata: ["meeting": "\(meeting)", "standby": "\(link.peer)", "after": "\(after)"])
+                do {
+                    for await update in feed.updates {
+                        switch update {
+                        case .entries(let entries): try await link.send(.entries(meeting: meeting, entries))
+                        case .reload: try await link.send(.reload(meeting: meeting))
+                        }
+                    }
+                } catch {
+                    logger.debug("standby link closed", metadata: ["standby": "\(link.peer)", "error": "\(error)"])
+                }
+            }
+            await group.next()
+            group.cancelAll()
         }
     }
 }

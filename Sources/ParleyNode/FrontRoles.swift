@@ -55,8 +55,8 @@ struct WebService: Service {
             }
             return .unavailable("no manager is reachable (\(problem)); retry shortly")
         }
-        let configuration = ServerConfiguration(host: context.configuration.host, port: context.configuration.publicPort,
-                                                dataDirectory: context.paths.data)
+        let configuration = ServerConfiguration(zone: context.configuration, paths: context.paths,
+                                                port: context.configuration.publicPort)
         try await ParleyServer(configuration: configuration, mode: .zoneFront(hooks, locate: locate), logger: context.logger).run()
     }
 }

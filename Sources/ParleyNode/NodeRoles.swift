@@ -1,4 +1,6 @@
+import FoundationEssentials
 import Logging
+import ParleyServer
 import ParleyZone
 import ServiceLifecycle
 
@@ -43,5 +45,23 @@ public enum NodeRoles {
         case .web: [WebService(context: context)]
         case .services: [ServicesNode(context: context)]
         }
+    }
+}
+
+extension ServerConfiguration {
+    /// A zone server's configuration: the zone's address and client limits, the shared data
+    /// directory, and `port` (0 for servers the locator points to; the public port for web).
+    init(zone: ZoneConfiguration, paths: ZonePaths, port: Int) {
+        self.init(host: zone.host, port: port, dataDirectory: paths.data)
+        let clients = zone.clients
+        if let value = clients.maxFrameBytes { limits.maxFrameBytes = value }
+        if let value = clients.framesPerSecond { limits.framesPerSecond = value }
+        if let value = clients.burst { limits.burst = value }
+        if let value = clients.sendQueueFrames { limits.sendQueueFrames = value }
+        if let value = clients.meetingQueueDepth { meetingQueueDepth = value }
+        if let value = clients.snapshotEveryEntries { snapshotEveryEntries = value }
+        if let value = clients.tokenLifetimeSeconds { tokenLifetimeSeconds = value }
+        if let value = clients.fsyncEveryCommit { fsyncEveryCommit = value }
+        apiKey = clients.apiKey ?? ProcessInfo.processInfo.environment["PARLEY_API_KEY"]
     }
 }

@@ -60,6 +60,22 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         public init() {}
     }
 
+    /// What every server of the zone allows its clients: the limits `parley serve --single`
+    /// takes as options. A key left out keeps the server's default (see `parley serve --help`).
+    public struct Clients: Codable, Equatable, Sendable {
+        public var maxFrameBytes: Int?
+        public var framesPerSecond: Int?
+        public var burst: Int?
+        public var sendQueueFrames: Int?
+        public var meetingQueueDepth: Int?
+        public var snapshotEveryEntries: Int?
+        public var tokenLifetimeSeconds: Int?
+        /// If set, creating meetings and issuing tokens requires `Authorization: Bearer <apiKey>`.
+        public var apiKey: String?
+        public var fsyncEveryCommit: Bool?
+        public init() {}
+    }
+
     public struct License: Codable, Equatable, Sendable {
         /// Participants present at once across the whole zone.
         public var maxParticipants: Int = 10_000
@@ -75,6 +91,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
     public var restart = Restart()
     public var scaling = Scaling()
     public var license = License()
+    public var clients = Clients()
     /// An operation that has crashed this many hosting processes is rejected from then on.
     public var poisonAfterCrashes: Int = 2
 
@@ -128,6 +145,13 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         }
         if license.maxParticipants < 1 { problems.append("license.maxParticipants must be at least 1") }
         if poisonAfterCrashes < 1 { problems.append("poisonAfterCrashes must be at least 1") }
+        let positive: [(String, Int?)] = [
+            ("maxFrameBytes", clients.maxFrameBytes), ("framesPerSecond", clients.framesPerSecond), ("burst", clients.burst),
+            ("sendQueueFrames", clients.sendQueueFrames), ("meetingQueueDepth", clients.meetingQueueDepth),
+            ("snapshotEveryEntries", clients.snapshotEveryEntries), ("tokenLifetimeSeconds", clients.tokenLifetimeSeconds),
+        ]
+        for (key, value) in positive where (value ?? 1) < 1 { problems.append("clients.\(key) must be at least 1") }
+        if let bytes = clients.maxFrameBytes, bytes < 1_024 { problems.append("clients.maxFrameBytes must be at least 1024") }
         return problems
     }
 
@@ -141,6 +165,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         restart = try container.decodeIfPresent(Restart.self, forKey: .restart) ?? standard.restart
         scaling = try container.decodeIfPresent(Scaling.self, forKey: .scaling) ?? standard.scaling
         license = try container.decodeIfPresent(License.self, forKey: .license) ?? standard.license
+        clients = try container.decodeIfPresent(Clients.self, forKey: .clients) ?? standard.clients
         poisonAfterCrashes = try container.decodeIfPresent(Int.self, forKey: .poisonAfterCrashes) ?? standard.poisonAfterCrashes
     }
 }

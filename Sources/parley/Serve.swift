@@ -17,7 +17,10 @@ struct Serve: AsyncParsableCommand {
             web process and the services, each its own process, restarted when they die, with every
             meeting kept hot on a second server so that it fails over without losing anything.
             Clients use http://HOST:PORT. '--config FILE' changes the zone; 'parley ctl' watches it.
-            Limits below other than --host and --port apply only with --single for now.
+            In a zone, the client limits below come from the configuration's "clients" section
+            instead (same names: maxFrameBytes, framesPerSecond, burst, sendQueueFrames,
+            meetingQueueDepth, snapshotEveryEntries, tokenLifetimeSeconds, apiKey,
+            fsyncEveryCommit); PARLEY_API_KEY applies to both.
 
             '--single' runs everything in this one process instead.
 

@@ -131,6 +131,34 @@ struct FailoverProcessTests {
         }
     }
 
+    @Test("when every collab server is past the load threshold the manager asks for another, and new meetings go there")
+    func scalesOut() async throws {
+        try await ZoneHarness.run(extraConfiguration: #""scaling": {"connectionsPerServer": 1, "maxCollabServers": 2},"#) { zone in
+            let web = try await zone.publicURL()
+            let first = try await ParleyHTTP.createMeeting(server: web, title: "Busy")
+            let alice = ParleyClient(server: web, token: first.hostToken, options: Scenario.options(.webSocket))
+            let bobToken = try await ParleyHTTP.issueToken(server: web, meeting: first.meeting.id, name: "Bob").token
+            let bobInFirst = ParleyClient(server: web, token: bobToken, options: Scenario.options(.longPolling))
+            try await alice.connect()
+            try await bobInFirst.connect()  // two connections: collab-1 is past a threshold of 1
+            let added = try await zone.waitFor("a second collab server") { status in
+                status.values.first { $0.role == .collab && $0.name != "collab-1" && $0.state == .running }
+            }
+            let second = try await ParleyHTTP.createMeeting(server: web, title: "New")
+            let bob = ParleyClient(server: web, token: second.hostToken, options: Scenario.options(.webSocket))
+            try await bob.connect()
+            _ = try await bob.send(.chat(text: "hello"))
+            let host = try await zone.waitFor("the new meeting hosted") { status in
+                status.values.first { $0.hosts(second.meeting.id) }?.name
+            }
+            #expect(host == added.name, "the new meeting went to \(host), not the added \(added.name)")
+            #expect(zone.nodeLog("manager-1").contains("asked the supervisor for another collab server"))
+            await bob.leave()
+            await bobInFirst.leave()
+            await alice.leave()
+        } checkingExit: { #expect($0 == .exited(0)) }
+    }
+
     @Test("SIGKILL of the primary manager: the meeting goes on undisturbed; the next manager places new meetings")
     func managerKilled() async throws {
         try await ZoneHarness.run(processes: ZoneHarness.fullZone) { zone in

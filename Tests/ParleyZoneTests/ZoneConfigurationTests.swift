@@ -15,13 +15,19 @@ struct ZoneConfigurationTests {
 
     @Test("a file may leave out any key, at any depth")
     func partialFile() throws {
-        let json = #"{"publicPort": 9000, "heartbeat": {"timeoutMs": 2000}, "restart": {"maxRestarts": 3}}"#
+        let json = #"""
+            {"publicPort": 9000, "heartbeat": {"timeoutMs": 2000}, "restart": {"maxRestarts": 3},
+             "clients": {"maxFrameBytes": 4096, "apiKey": "k"}}
+            """#
         let configuration = try JSONDecoder().decode(ZoneConfiguration.self, from: Data(json.utf8))
         var expected = ZoneConfiguration.standard
         expected.publicPort = 9000
         expected.heartbeat.timeoutMs = 2000
         expected.restart.maxRestarts = 3
+        expected.clients.maxFrameBytes = 4096
+        expected.clients.apiKey = "k"
         #expect(configuration == expected)
+        #expect(configuration.problems().isEmpty)
     }
 
     @Test("every mistake is reported in words the operator can act on")
@@ -31,7 +37,7 @@ struct ZoneConfigurationTests {
           {"name": "collab-1", "role": "collab"}, {"name": "collab-1", "role": "collab"},
           {"name": "web", "role": "web", "services": ["log"]},
           {"name": "svc a", "role": "services", "services": ["log", "ping"]}
-        ], "heartbeat": {"intervalMs": 500, "timeoutMs": 400}}
+        ], "heartbeat": {"intervalMs": 500, "timeoutMs": 400}, "clients": {"burst": 0, "maxFrameBytes": 100}}
         """#
         let problems = try JSONDecoder().decode(ZoneConfiguration.self, from: Data(json.utf8)).problems()
         #expect(problems == [
@@ -41,6 +47,8 @@ struct ZoneConfigurationTests {
             "a zone needs at least one manager process",
             "the license service must run in exactly one process, found 0",
             "heartbeat.timeoutMs must exceed heartbeat.intervalMs, and both be positive",
+            "clients.burst must be at least 1",
+            "clients.maxFrameBytes must be at least 1024",
         ])
     }
 }
