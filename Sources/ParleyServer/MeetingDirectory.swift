@@ -170,11 +170,17 @@ public actor MeetingDirectory: Service {
         }
         loading[id] = []
         let result: Result<MeetingHost, ProtocolError>
+        let started = ContinuousClock.now
         do {
             result = .success(try await build(id, from: promoting ? standbys[id] : nil))
         } catch {
             result = .failure(error)
         }
+        let took = ContinuousClock.now - started
+        logger.info("meeting ready to host", metadata: [
+            "meeting": "\(id)", "promoted": "\(promoting)",
+            "took_ms": "\(took.components.seconds * 1_000 + took.components.attoseconds / 1_000_000_000_000_000)",
+        ])
         let waiters = loading.removeValue(forKey: id) ?? []
         switch result {
         case .success(let host):
@@ -190,14 +196,18 @@ public actor MeetingDirectory: Service {
     }
 
     /// The meeting as the store has it, checked.
-    private func recover(_ id: MeetingID) async throws(ProtocolError) -> (record: MeetingRecord, snapshot: Snapshot,
-                                                                         entries: [LogEntry], history: [LogEntry]) {
+    /// - Parameter withHistory: also read the entries before the checkpoint that clients may
+    ///   resume from (up to the resume window). A promoted standby has them already, and
+    ///   reading them grows with the meeting, so promotion skips them.
+    private func recover(_ id: MeetingID, withHistory: Bool = true) async throws(ProtocolError)
+        -> (record: MeetingRecord, snapshot: Snapshot, entries: [LogEntry], history: [LogEntry])
+    {
         let recovered: RecoveredMeeting
         do {
             guard try await store.meeting(id) != nil else {
                 throw ProtocolError(.unknownMeeting, "there is no meeting \(id)", fatal: true)
             }
-            recovered = try await store.recover(id, historyLimit: configuration.resumeWindow.minEntries)
+            recovered = try await store.recover(id, historyLimit: withHistory ? configuration.resumeWindow.minEntries : 0)
         } catch let error as ProtocolError {
             throw error
         } catch {
@@ -228,7 +238,7 @@ public actor MeetingDirectory: Service {
             throw ProtocolError(.internalError, "the meeting could not be loaded; try again", fatal: true)
         }
         // Read after the claim: everything the previous host committed is in the store now.
-        let recovered = try await recover(id)
+        var recovered = try await recover(id, withHistory: standby == nil)
         var poisoned: Set<OpOutcomes.Key> = []
         if let poison = configuration.poison {
             poisoned = await ApplyingNote.collectCrashes(id, guard: poison, store: store, now: clock(), logger: logger)
@@ -245,6 +255,7 @@ public actor MeetingDirectory: Service {
                 logger.warning("standby copy unusable; loading from the store", metadata: ["meeting": "\(id)", "error": "\(error)"])
             }
         }
+        if standby != nil { recovered = try await recover(id) }
         do {
             let log = try MeetingLog(recovering: recovered.snapshot, entries: recovered.entries, history: recovered.history,
                                      epoch: epoch, window: configuration.resumeWindow)
