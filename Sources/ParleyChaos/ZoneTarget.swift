@@ -78,7 +78,19 @@ public actor ZoneTarget: FaultTarget {
             revived.append(process.name.rawValue)
         }
         guard hurtable.allSatisfy({ $0.state == .running && $0.pid != nil }) else { return [] }
+        // One fault at a time means: the zone has recovered from the last one, including a
+        // standby for every hosted meeting again. Otherwise a kill soon after a restart is a
+        // double fault (no hot copy left) and is measured as if it were a single one.
+        let collabs = hurtable.filter { $0.role == .collab }
+        let hosted = Set(collabs.flatMap { Self.meetings($0.load, "hosting") })
+        let followed = Set(collabs.flatMap { Self.meetings($0.load, "standby") })
+        guard collabs.count < 2 || hosted.isSubset(of: followed) else { return [] }
         return hurtable.map { Victim(name: $0.name.rawValue, role: $0.role.rawValue, pid: Int32($0.pid!)) }
+    }
+
+    private static func meetings(_ load: JSONValue?, _ key: String) -> [String] {
+        guard case .object(let fields)? = load, case .array(let list)? = fields[key] else { return [] }
+        return list.compactMap { if case .string(let id) = $0 { id } else { nil } }
     }
 
     public func kill(_ victim: Victim) throws {

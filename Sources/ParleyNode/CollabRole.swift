@@ -114,8 +114,8 @@ actor CollabNode: Service, ZoneAgentDelegate {
                 for await record in attendance.cancelOnGracefulShutdown() { await agent.send(.attendance(record)) }
             }
             for await order in orders.cancelOnGracefulShutdown() {
-                if let follow = await self.carryOut(order) {
-                    group.addTask { await follow() }
+                if let work = await self.carryOut(order) {
+                    group.addTask { await work() }
                 }
             }
             await directory.endReplicaFeeds()
@@ -155,20 +155,15 @@ actor CollabNode: Service, ZoneAgentDelegate {
 
     // MARK: Orders
 
-    /// Carries out one order; a follow order returns the follower to run.
+    /// Carries out one order, or returns the work to run for it: taking meetings over runs
+    /// concurrently (after a server dies, all its meetings move at once), and a follower
+    /// runs for as long as the order stands.
     private func carryOut(_ order: ZoneMessage) async -> (@Sendable () async -> Void)? {
         switch order {
         case .open(let meeting, _, _), .promote(let meeting, _, _):
             let promoting = if case .promote = order { true } else { false }
             following[meeting] = nil
-            do {
-                let epoch = promoting ? try await directory.promote(meeting) : try await directory.open(meeting)
-                await agent?.send(.hosting(meeting: meeting, epoch: epoch))
-            } catch {
-                context.logger.error("cannot host", metadata: ["meeting": "\(meeting)", "error": "\(error)"])
-                await agent?.send(.failedToHost(meeting: meeting, reason: error.message))
-            }
-            return nil
+            return { await self.host(meeting, promoting: promoting) }
         case .follow(let meeting, let host, let address, _):
             generation += 1
             let mine = generation
@@ -180,6 +175,18 @@ actor CollabNode: Service, ZoneAgentDelegate {
             return nil
         default:
             return nil
+        }
+    }
+
+    /// Opens or promotes `meeting` here and tells the manager how that went. If the manager
+    /// released it meanwhile, its answer to `hosting` is another release.
+    private func host(_ meeting: MeetingID, promoting: Bool) async {
+        do {
+            let epoch = promoting ? try await directory.promote(meeting) : try await directory.open(meeting)
+            await agent?.send(.hosting(meeting: meeting, epoch: epoch))
+        } catch {
+            context.logger.error("cannot host", metadata: ["meeting": "\(meeting)", "error": "\(error)"])
+            await agent?.send(.failedToHost(meeting: meeting, reason: error.message))
         }
     }
 
