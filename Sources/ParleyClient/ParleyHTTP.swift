@@ -29,6 +29,15 @@ public enum ParleyHTTP {
                                 session: session ?? HTTP.defaultSession)
     }
 
+    /// `GET /v1/ping`: the round trip to `server`, so a client can pick the nearest zone.
+    public static func ping(server: URL, session: URLSession? = nil) async throws(ClientError) -> Duration {
+        let url = try endpoint(server, "v1/ping")
+        let started = ContinuousClock.now
+        let (status, data) = try await HTTP.send("GET", url, body: nil, timeoutSeconds: 5, session: session ?? HTTP.defaultSession)
+        guard (200..<300).contains(status) else { throw HTTP.httpError(status, data) }
+        return ContinuousClock.now - started
+    }
+
     /// `GET /v1/meetings/{id}/locate`: the base URL of the server that hosts the meeting now.
     /// In a zone this is the collaboration server the manager placed it on; a single server
     /// answers with itself. Asked again before every connection, so a client follows a

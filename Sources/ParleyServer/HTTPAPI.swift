@@ -84,6 +84,11 @@ struct HTTPAPI: Sendable {
     }
 
     private func addFrontRoutes(_ router: Router<BasicRequestContext>) {
+        // The ping service: cheap enough to probe often, so a client can pick the nearest zone.
+        router.get("/v1/ping") { _, _ in
+            struct Pong: Encodable { var pong = true; var serverTimeMs: Int64 }
+            return try json(Pong(serverTimeMs: clock()))
+        }
         router.post("/v1/meetings") { request, context in
             try authorize(request)
             let body: CreateMeetingRequest = try await decode(request, context)

@@ -163,6 +163,8 @@ struct FailoverProcessTests {
     func managerKilled() async throws {
         try await ZoneHarness.run(processes: ZoneHarness.fullZone) { zone in
             let web = try await zone.publicURL()
+            // The ping service answers at the zone's public address.
+            #expect(try await ParleyHTTP.ping(server: web) < .seconds(2))
             let created = try await ParleyHTTP.createMeeting(server: web, title: "Manager crash")
             let alice = ParleyClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
             let saw = Watcher()
