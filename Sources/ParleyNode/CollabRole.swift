@@ -252,6 +252,10 @@ actor CollabNode: Service, ZoneAgentDelegate {
     }
 
     /// The host side: a standby subscribed to one of the meetings hosted here.
+    /// Entries per message to a standby: an entry holds at most one client frame (64 KiB by
+    /// default), so a message stays near 2 MiB, well below `ZoneLink.maxMessageBytes`.
+    static let entriesPerMessage = 32
+
     static func serveStandby(_ link: ZoneLink, directory: MeetingDirectory?, logger: Logger) async {
         guard let directory else { return }
         let (requests, request) = AsyncStream<(MeetingID, Seq)>.makeStream(bufferingPolicy: .bufferingOldest(1))
@@ -273,7 +277,13 @@ actor CollabNode: Service, ZoneAgentDelegate {
                 do {
                     for await update in feed.updates {
                         switch update {
-                        case .entries(let entries): try await link.send(.entries(meeting: meeting, entries))
+                        case .entries(let entries):
+                            // A catch-up can be the whole resume window: cut it so that every
+                            // message stays far below the link's frame limit.
+                            for start in stride(from: 0, to: entries.count, by: Self.entriesPerMessage) {
+                                let batch = Array(entries[start..<min(start + Self.entriesPerMessage, entries.count)])
+                                try await link.send(.entries(meeting: meeting, batch))
+                            }
                         case .reload: try await link.send(.reload(meeting: meeting))
                         }
                     }

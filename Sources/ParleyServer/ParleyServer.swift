@@ -142,7 +142,7 @@ public struct ParleyServer: Sendable {
         let upgradeGateway = gateway
         let app = Application(
             router: api.router(),
-            server: .http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: max(maxInbound, 16 << 20)))) { request, _, _ in
+            server: .http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: maxInbound))) { request, _, _ in
                 if let gateway = upgradeGateway, request.path == "/v1/ws" {
                     return .upgrade([:]) { inbound, outbound, _ in
                         await WebSocketTransport.serve(inbound: inbound, outbound: outbound, gateway: gateway,
