@@ -372,7 +372,7 @@ public struct Supervision: Sendable {
     private func hang(of running: Running, nowMs: Int) -> KillReason? {
         if let lastMs = running.lastHeartbeatMs {
             let silentMs = nowMs - lastMs
-            return silentMs > configuration.heartbeat.timeoutMs ? .hung(silentMs: silentMs) : nil
+            return silentMs > configuration.heartbeat.killAfter ? .hung(silentMs: silentMs) : nil
         }
         let sinceStartMs = nowMs - running.startedAtMs
         return sinceStartMs > timing.startupGraceMs ? .neverRegistered(afterMs: sinceStartMs) : nil

@@ -36,7 +36,12 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         /// A process silent this long is hung: the manager fails its meetings over and the
         /// supervisor kills and replaces it.
         public var timeoutMs: Int = 1_000
+        /// The supervisor kills a silent process after this long; unset, at `timeoutMs`.
+        /// Longer keeps a hung process alive for inspection (its meetings have moved already).
+        public var killAfterMs: Int?
         public init() {}
+
+        public var killAfter: Int { killAfterMs ?? timeoutMs }
     }
 
     /// OTP-style: restarts back off exponentially, and a process that needs more than
@@ -145,6 +150,9 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         }
         if license.maxParticipants < 1 { problems.append("license.maxParticipants must be at least 1") }
         if poisonAfterCrashes < 1 { problems.append("poisonAfterCrashes must be at least 1") }
+        if let kill = heartbeat.killAfterMs, kill < heartbeat.timeoutMs {
+            problems.append("heartbeat.killAfterMs must be at least heartbeat.timeoutMs")
+        }
         let positive: [(String, Int?)] = [
             ("maxFrameBytes", clients.maxFrameBytes), ("framesPerSecond", clients.framesPerSecond), ("burst", clients.burst),
             ("sendQueueFrames", clients.sendQueueFrames), ("meetingQueueDepth", clients.meetingQueueDepth),
@@ -177,6 +185,7 @@ extension ZoneConfiguration.Heartbeat {
         self.init()
         intervalMs = try container.decodeIfPresent(Int.self, forKey: .intervalMs) ?? intervalMs
         timeoutMs = try container.decodeIfPresent(Int.self, forKey: .timeoutMs) ?? timeoutMs
+        killAfterMs = try container.decodeIfPresent(Int.self, forKey: .killAfterMs)
     }
 }
 

@@ -34,6 +34,55 @@ struct FailoverProcessTests {
         print("failover after SIGSTOP of \(report.oldHost): every client resumed after \(report.resumeTime)")
     }
 
+    @Test("a paused host that wakes after its meeting failed over has its commit refused; the op lands once on the new host")
+    func pausedHostWakes() async throws {
+        // The supervisor waits 20 s before killing a silent process, so the paused host
+        // outlives the failover (1 s) and wakes up believing it still hosts the meeting.
+        try await ZoneHarness.run(processes: ZoneHarness.fullZone, killAfterMs: 20_000) { zone in
+            let web = try await zone.publicURL()
+            let created = try await ParleyHTTP.createMeeting(server: web, title: "Stale host")
+            let meeting = created.meeting.id
+            var options = Scenario.options(.webSocket)
+            // Alice must stay attached to the paused host, so her op reaches it, not the new one.
+            options.policy.heartbeatIntervalMs = 5_000
+            options.policy.heartbeatTimeoutMs = 30_000
+            let alice = ParleyClient(server: web, token: created.hostToken, options: options)
+            let saw = Watcher()
+            try await alice.connect()
+            let oldHost: ProcessStatus = try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await saw.record(alice.events) }
+                let before = try await alice.send(.chat(text: "before"))
+                let (oldHost, standby) = try await zone.waitFor("a host and a standby") { status in
+                    status.values.first { $0.hosts(meeting) }.flatMap { host in
+                        status.values.first { $0.follows(meeting) }.map { (host, $0.name) }
+                    }
+                }
+                let paused = try await zone.running(oldHost.name)
+                try zone.signal(paused.pid, SIGSTOP)
+                // The manager fails the meeting over to the standby while the old host sleeps.
+                _ = try await zone.waitFor("the standby hosting") { status in
+                    status[standby].flatMap { $0.hosts(meeting) ? true : nil }
+                }
+                // Alice's op goes to the host she is still attached to: the paused one.
+                let pending = Task { try await alice.send(.chat(text: "during")) }
+                try await Task.sleep(for: .milliseconds(300))
+                try zone.signal(paused.pid, SIGCONT)
+                let during = try await pending.value
+                #expect(during.epoch > before.epoch, "acked under \(during.epoch), the stale host's epoch was \(before.epoch)")
+                try await saw.waitForChats(2, timeout: .seconds(10))
+                await alice.leave()
+                group.cancelAll()
+                return oldHost
+            }
+            #expect(await saw.chats.map(\.text) == ["before", "during"])
+            let log = zone.nodeLog(oldHost.name)
+            #expect(log.contains("fenced: another server hosts this meeting now"), "the stale host never tried to commit")
+            // It was not killed: it woke, was fenced, and lives on.
+            let status = try await zone.status()
+            #expect(status[oldHost.name]?.pid == oldHost.pid && status[oldHost.name]?.restarts == 0)
+        }
+    }
+
     @Test("ctl drain moves the meeting off its host live and stops the host; clients only reconnect")
     func drain() async throws {
         let report = try await Scenario.run { zone, host in

@@ -222,11 +222,12 @@ struct ZoneHarness: Sendable {
          {"name": "web", "role": "web"}, {"name": "services", "role": "services"}]
         """
 
-    static func configurationJSON(processes: String = smallZone, extra: String = "") -> String {
+    static func configurationJSON(processes: String = smallZone, extra: String = "", killAfterMs: Int? = nil) -> String {
         """
         {"publicPort": 0, \(extra)
          "processes": \(processes),
-         "heartbeat": {"intervalMs": 200, "timeoutMs": \(heartbeatTimeoutMs)}, "scaling": {"maxCollabServers": 2},
+         "heartbeat": {"intervalMs": 200, "timeoutMs": \(heartbeatTimeoutMs)\(killAfterMs.map { ", \"killAfterMs\": \($0)" } ?? "")},
+         "scaling": {"maxCollabServers": 2},
          "poisonAfterCrashes": \(poisonAfterCrashes),
          "restart": {"initialBackoffMs": 50, "maxBackoffMs": \(maxBackoffMs), "maxRestarts": \(maxRestarts),
                      "windowSeconds": 60, "stableAfterSeconds": 30}}
@@ -241,6 +242,7 @@ struct ZoneHarness: Sendable {
         processes: String = smallZone,
         environment: [String: String] = [:],
         extraConfiguration: String = "",
+        killAfterMs: Int? = nil,
         stopWithSIGTERM: Bool = true,
         _ body: (ZoneHarness) async throws -> Value,
         checkingExit: (TerminationStatus) -> Void = { #expect($0 == .exited(0)) }
@@ -250,7 +252,7 @@ struct ZoneHarness: Sendable {
         let data = directory.path + "/data"
         let configFile = directory.path + "/zone.json"
         let nodeCount = (try JSONSerialization.jsonObject(with: Data(processes.utf8)) as? [Any])?.count ?? 0
-        try configurationJSON(processes: processes, extra: extraConfiguration).write(toFile: configFile, atomically: true, encoding: .utf8)
+        try configurationJSON(processes: processes, extra: extraConfiguration, killAfterMs: killAfterMs).write(toFile: configFile, atomically: true, encoding: .utf8)
         let logPath = directory.path + "/supervisor.log"
         let log = try FileDescriptor.open(FilePath(logPath), .writeOnly, options: [.create, .append],
                                           permissions: [.ownerReadWrite])

@@ -37,7 +37,7 @@ struct ZoneConfigurationTests {
           {"name": "collab-1", "role": "collab"}, {"name": "collab-1", "role": "collab"},
           {"name": "web", "role": "web", "services": ["log"]},
           {"name": "svc a", "role": "services", "services": ["log", "ping"]}
-        ], "heartbeat": {"intervalMs": 500, "timeoutMs": 400}, "clients": {"burst": 0, "maxFrameBytes": 100}}
+        ], "heartbeat": {"intervalMs": 500, "timeoutMs": 400, "killAfterMs": 300}, "clients": {"burst": 0, "maxFrameBytes": 100}}
         """#
         let problems = try JSONDecoder().decode(ZoneConfiguration.self, from: Data(json.utf8)).problems()
         #expect(problems == [
@@ -47,6 +47,7 @@ struct ZoneConfigurationTests {
             "a zone needs at least one manager process",
             "the license service must run in exactly one process, found 0",
             "heartbeat.timeoutMs must exceed heartbeat.intervalMs, and both be positive",
+            "heartbeat.killAfterMs must be at least heartbeat.timeoutMs",
             "clients.burst must be at least 1",
             "clients.maxFrameBytes must be at least 1024",
         ])
