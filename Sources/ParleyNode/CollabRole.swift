@@ -190,9 +190,9 @@ actor CollabNode: Service, ZoneAgentDelegate {
         }
     }
 
-    private func isCurrent(_ meeting: MeetingID, _ generation: UInt64) async -> Bool {
-        guard following[meeting] == generation else { return false }
-        return true
+    /// Whether the follow order of `generation` still stands (not replaced, released or promoted).
+    private func isCurrent(_ meeting: MeetingID, _ generation: UInt64) -> Bool {
+        following[meeting] == generation
     }
 
     /// Keeps the standby copy of `meeting` current: load it from the store, subscribe to the
@@ -201,7 +201,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
     private func follow(_ meeting: MeetingID, host: NodeName, at url: String, generation: UInt64) async {
         let logger = context.logger
         var after: Seq?
-        while !Task.isCancelled, await isCurrent(meeting, generation) {
+        while !Task.isCancelled, isCurrent(meeting, generation) {
             do {
                 let from: Seq
                 if let after, await directory.isFollowing(meeting) {

@@ -86,7 +86,6 @@ actor ZoneManager {
         let (messages, outbox) = AsyncStream<ZoneMessage>.makeStream()
         nextLinkID += 1
         let id = nextLinkID
-        var role: NodeRole?
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await message in messages {
@@ -104,8 +103,8 @@ actor ZoneManager {
             group.cancelAll()
         }
         outbox.finish()
-        role = links[link.peer]?.id == id ? links[link.peer]?.role : nil
-        if role != nil { closed(link.peer, reason: "link closed") }
+        // Only the peer's current link counts: a replaced one has been dealt with already.
+        if links[link.peer]?.id == id { closed(link.peer, reason: "link closed") }
     }
 
     /// False ends the link.
@@ -295,10 +294,19 @@ struct ManagerService: Service {
                     }
                 }
             }
-            try? await gracefulShutdown()
+            group.addTask { try? await gracefulShutdown() }
+            // Shutdown, or the zone-link server failing: either way this manager stops leading.
+            // A failure is rethrown, so the process exits and the supervisor restarts it.
+            defer { group.cancelAll() }
+            do {
+                try await group.next()
+            } catch {
+                await manager.stepDown(reason: "the zone-link server failed: \(error)")
+                await manager.finishChores()
+                throw error
+            }
             await manager.stepDown(reason: "shutting down")
             await manager.finishChores()
-            group.cancelAll()
         }
     }
 

@@ -138,11 +138,15 @@ struct FailoverProcessTests {
         try await ZoneHarness.run(processes: ZoneHarness.fullZone, extraConfiguration: #""license": {"maxParticipants": 2},"#) { zone in
             let web = try await zone.publicURL()
             let first = try await ParleyHTTP.createMeeting(server: web, title: "First")
-            let second = try await ParleyHTTP.createMeeting(server: web, title: "Second")
-            // The two meetings land on different collab servers (placement by load).
             let alice = ParleyClient(server: web, token: first.hostToken, options: Scenario.options(.webSocket))
-            let bob = ParleyClient(server: web, token: second.hostToken, options: Scenario.options(.longPolling))
             try await alice.connect()
+            // Once the first meeting has its standby, the manager knows both collab servers,
+            // and placement by load puts the second meeting on the other one.
+            _ = try await zone.waitFor("a standby of the first meeting") { status in
+                status.values.first { $0.follows(first.meeting.id) }
+            }
+            let second = try await ParleyHTTP.createMeeting(server: web, title: "Second")
+            let bob = ParleyClient(server: web, token: second.hostToken, options: Scenario.options(.longPolling))
             try await bob.connect()
             let hosts = try await zone.waitFor("both meetings hosted") { status -> Set<NodeName>? in
                 let a = status.values.first { $0.hosts(first.meeting.id) }?.name
@@ -190,8 +194,9 @@ struct FailoverProcessTests {
             let bobInFirst = ParleyClient(server: web, token: bobToken, options: Scenario.options(.longPolling))
             try await alice.connect()
             try await bobInFirst.connect()  // two connections: collab-1 is past a threshold of 1
-            let added = try await zone.waitFor("a second collab server") { status in
-                status.values.first { $0.role == .collab && $0.name != "collab-1" && $0.state == .running }
+            // Known to the manager once it keeps the standby copy of the busy meeting.
+            let added = try await zone.waitFor("a second collab server, registered with the manager") { status in
+                status.values.first { $0.role == .collab && $0.name != "collab-1" && $0.follows(first.meeting.id) }
             }
             let second = try await ParleyHTTP.createMeeting(server: web, title: "New")
             let bob = ParleyClient(server: web, token: second.hostToken, options: Scenario.options(.webSocket))
