@@ -345,8 +345,7 @@ public enum ChaosRun {
 struct Stopwatch: Sendable {
     let origin = ContinuousClock.now
     func ms() -> Int64 {
-        let elapsed = ContinuousClock.now - origin
-        return elapsed.components.seconds * 1_000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+        (ContinuousClock.now - origin).wholeMilliseconds
     }
 }
 

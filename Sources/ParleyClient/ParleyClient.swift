@@ -287,9 +287,7 @@ public actor ParleyClient {
     }
 
     private func tick() {
-        let elapsed = clock.now - origin
-        let nowMs = elapsed.components.seconds * 1_000 + elapsed.components.attoseconds / 1_000_000_000_000_000
-        perform(session.tick(nowMs: nowMs))
+        perform(session.tick(nowMs: (clock.now - origin).wholeMilliseconds))
     }
 
     /// Waits until the connections' tasks have ended (each reports it through

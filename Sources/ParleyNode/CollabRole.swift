@@ -228,7 +228,8 @@ actor CollabNode: Service, ZoneAgentDelegate {
     private static func subscribe(_ meeting: MeetingID, after: Seq, host: NodeName, at url: String, me: NodeName,
                                   secret: ZoneSecret, directory: MeetingDirectory, logger: Logger,
                                   stillWanted: @escaping @Sendable () async -> Bool) async throws -> (Bool, Seq) {
-        let outcome = Outcome(after)
+        // (reload from the store?, last seq applied), written by the link body only.
+        let outcome = Mutex((reload: false, last: after))
         try await ZoneLink.connect(to: url, as: me, peer: host, secret: secret, nowMs: wallClockMs(), logger: logger) { link in
             try await link.send(.subscribe(meeting: meeting, after: after))
             for try await message in link.messages() {
@@ -236,19 +237,19 @@ actor CollabNode: Service, ZoneAgentDelegate {
                 switch message {
                 case .entries(let id, let entries) where id == meeting:
                     guard await directory.replicate(meeting, entries) else {
-                        outcome.set(reload: true)
+                        outcome.withLock { $0.reload = true }
                         return
                     }
-                    if let last = entries.last?.seq { outcome.set(last: last) }
+                    if let last = entries.last?.seq { outcome.withLock { $0.last = last } }
                 case .reload(let id) where id == meeting:
-                    outcome.set(reload: true)
+                    outcome.withLock { $0.reload = true }
                     return
                 default:
                     continue
                 }
             }
         }
-        return outcome.value
+        return outcome.withLock { ($0.reload, $0.last) }
     }
 
     /// The host side: a standby subscribed to one of the meetings hosted here.
@@ -295,15 +296,6 @@ actor CollabNode: Service, ZoneAgentDelegate {
             group.cancelAll()
         }
     }
-}
-
-/// The result a subscription collects while it runs.
-private final class Outcome: @unchecked Sendable {
-    // Written by one task at a time (the link body), read after it returns.
-    private(set) var value: (Bool, Seq)
-    init(_ after: Seq) { value = (false, after) }
-    func set(reload: Bool) { value.0 = reload }
-    func set(last: Seq) { value.1 = last }
 }
 
 #if canImport(Glibc)

@@ -25,7 +25,8 @@ actor ZoneManager {
     private var nextLinkID: UInt64 = 0
     /// Locate questions in flight: placement's request id → who asked, under which id.
     private var askers: [LocateRequest: (NodeName, UInt64)] = [:]
-    private var nextLocate: UInt64 = 0
+    /// Ids for the questions this manager passes on (locates and admissions).
+    private var nextRequest: UInt64 = 0
     /// License questions in flight: the id sent to the services process → who asked, under which id.
     private var admitAskers: [UInt64: (NodeName, UInt64)] = [:]
     /// Operators' links waiting for a drain to finish.
@@ -150,8 +151,8 @@ actor ZoneManager {
             logger.warning("could not host", metadata: ["meeting": "\(meeting)", "on": "\(peer)", "reason": "\(reason)"])
             perform(placement!.failedToHost(meeting, on: peer, nowMs: now))
         case .locate(let request, let meeting):
-            nextLocate += 1
-            let key = LocateRequest(nextLocate)
+            nextRequest += 1
+            let key = LocateRequest(nextRequest)
             askers[key] = (peer, request)
             perform(placement!.locate(meeting, request: key, nowMs: now))
         case .attendance:
@@ -168,9 +169,9 @@ actor ZoneManager {
                 send(.admitted(request: request, ok: true, reason: "no license service reachable"), to: peer)
                 break
             }
-            nextLocate += 1
-            admitAskers[nextLocate] = (peer, request)
-            send(.admit(request: nextLocate, meeting: meeting, participant: participant), to: license)
+            nextRequest += 1
+            admitAskers[nextRequest] = (peer, request)
+            send(.admit(request: nextRequest, meeting: meeting, participant: participant), to: license)
         case .admitted(let request, let ok, let reason):
             guard let (asker, id) = admitAskers.removeValue(forKey: request) else { break }
             send(.admitted(request: id, ok: ok, reason: reason), to: asker)

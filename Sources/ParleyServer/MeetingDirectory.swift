@@ -179,7 +179,7 @@ public actor MeetingDirectory: Service {
         let took = ContinuousClock.now - started
         logger.info("meeting ready to host", metadata: [
             "meeting": "\(id)", "promoted": "\(promoting)",
-            "took_ms": "\(took.components.seconds * 1_000 + took.components.attoseconds / 1_000_000_000_000_000)",
+            "took_ms": "\(took.wholeMilliseconds)",
         ])
         let waiters = loading.removeValue(forKey: id) ?? []
         switch result {
