@@ -8,6 +8,8 @@ import PackageDescription
 //   ParleyCore  <-  ParleyZone (zone rules: configuration, supervision, placement, leases; pure)
 //   ParleyZone  <-  ParleySupervisor (spawns and watches the zone's processes)
 //   ParleyZone + ParleyServer  <-  ParleyNode (a logical server: its zone agent and its role)
+//   ParleyServer + ParleyZone  <-  ParleyWeb (accounts, meeting center, meeting page, documents)
+//   ParleyWeb  <-  ParleyNode (the web process) and parley (--single)
 //   ParleyClient + ParleyNode  <-  ParleyChaos (chaos runs: clients, faults, history checks)  <-  parley
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -25,6 +27,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
@@ -73,6 +76,20 @@ let package = Package(
             swiftSettings: strict),
         .target(name: "ParleyZone", dependencies: ["ParleyCore"], swiftSettings: strict),
         .target(
+            name: "ParleyWeb",
+            dependencies: [
+                "ParleyCore", "ParleyProtocol", "ParleyStore", "ParleyServer", "ParleyZone",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            // The meeting page: plain JavaScript modules and CSS, served as they are.
+            resources: [.copy("Public")],
+            swiftSettings: strict),
+        .target(
             name: "ParleySupervisor",
             dependencies: [
                 "ParleyZone",
@@ -87,7 +104,7 @@ let package = Package(
         .target(
             name: "ParleyNode",
             dependencies: [
-                "ParleyZone", "ParleyServer", "ParleyStore", "ParleyProtocol",
+                "ParleyZone", "ParleyServer", "ParleyStore", "ParleyProtocol", "ParleyWeb",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -110,7 +127,7 @@ let package = Package(
         .executableTarget(
             name: "parley",
             dependencies: [
-                "ParleyServer", "ParleyClient", "ParleySupervisor", "ParleyNode", "ParleyChaos",
+                "ParleyServer", "ParleyClient", "ParleySupervisor", "ParleyNode", "ParleyChaos", "ParleyWeb",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -152,6 +169,15 @@ let package = Package(
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "ParleyWebTests",
+            dependencies: [
+                "ParleyWeb", "ParleyServer", "ParleyStore", "ParleyZone", "parley",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(
             name: "ParleyServerTests",

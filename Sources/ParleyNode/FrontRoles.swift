@@ -2,6 +2,7 @@ import FoundationEssentials
 import Logging
 import ParleyCore
 import ParleyServer
+import ParleyWeb
 import ParleyStore
 import ParleyZone
 import ServiceLifecycle
@@ -57,7 +58,8 @@ struct WebService: Service {
         }
         let configuration = ServerConfiguration(zone: context.configuration, paths: context.paths,
                                                 port: context.configuration.publicPort)
-        try await ParleyServer(configuration: configuration, mode: .zoneFront(hooks, locate: locate), logger: context.logger).run()
+        try await ParleyServer(configuration: configuration, mode: .zoneFront(hooks, locate: locate),
+                               frontRoutes: WebZone.routes(settings: context.configuration.web), logger: context.logger).run()
     }
 }
 

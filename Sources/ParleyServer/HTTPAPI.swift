@@ -7,18 +7,18 @@ import ParleyProtocol
 import ParleyStore
 
 /// An HTTP error with a stable code, rendered as `{"code": ..., "message": ...}`.
-struct APIError: HTTPResponseError {
-    var status: HTTPResponse.Status
-    var code: String
-    var message: String
+public struct APIError: HTTPResponseError {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var message: String
 
-    init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
         self.status = status
         self.code = code
         self.message = message
     }
 
-    func response(from request: Request, context: some RequestContext) throws -> Response {
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
         let body = try JSONEncoder().encode(["code": code, "message": message])
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
@@ -156,6 +156,10 @@ struct HTTPAPI: Sendable {
     private func addPollRoutes(_ router: Router<BasicRequestContext>, _ transports: Transports) {
         let polls = transports.polls
         let gateway = transports.gateway
+        // In a zone the meeting page comes from the web process and polls a collaboration
+        // server on another port. The token in the hello authorizes, not a cookie, so any
+        // origin may read the answers.
+        let router = router.group().add(middleware: AnyOrigin())
         router.post("/v1/poll") { request, _ in
             let body = try await request.body.collect(upTo: configuration.limits.maxFrameBytes)
             // A session exists only for a readable hello, so a bad request leaves nothing behind.
@@ -257,8 +261,24 @@ struct HTTPAPI: Sendable {
     }
 }
 
+/// Lets pages from any origin read a response (CORS), for transports authorized by a token.
+struct AnyOrigin: RouterMiddleware {
+    func handle(_ request: Request, context: BasicRequestContext,
+                next: (Request, BasicRequestContext) async throws -> Response) async throws -> Response {
+        do {
+            var response = try await next(request, context)
+            response.headers[.accessControlAllowOrigin] = "*"
+            return response
+        } catch let error as APIError {
+            var response = try error.response(from: request, context: context)
+            response.headers[.accessControlAllowOrigin] = "*"
+            return response
+        }
+    }
+}
+
 /// A random identifier such as `m-3kq9x0w2hc1z`; unguessable enough to serve as a link.
-func randomID(prefix: String) -> String {
+public func randomID(prefix: String) -> String {
     var generator = SystemRandomNumberGenerator()
     let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz")
     return prefix + "-" + String((0..<16).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] })

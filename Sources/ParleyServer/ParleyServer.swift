@@ -85,17 +85,32 @@ public final class PortAnnouncement: Sendable {
     }
 }
 
+/// What a front gives the routes added to it (the web zone's pages, accounts and documents).
+public struct FrontContext: Sendable {
+    public let store: any Store
+    /// Issues and verifies join tokens.
+    public let tokens: TokenAuthority
+    public let configuration: ServerConfiguration
+    public let logger: Logger
+}
+
+/// Adds routes to a front's router; run once, before the server starts.
+public typealias FrontRoutes = @Sendable (Router<BasicRequestContext>, FrontContext) async throws -> Void
+
 /// One Parley server: HTTP API, WebSocket and long-poll transports, meeting hosts and the
 /// durable store, run as a service group that shuts down in order (stop accepting, then
 /// let every meeting commit and checkpoint).
 public struct ParleyServer: Sendable {
     public let configuration: ServerConfiguration
     public let mode: ServerMode
+    /// Routes a front adds beyond the API (the web zone); ignored on hosting-only servers.
+    public let frontRoutes: FrontRoutes?
     let logger: Logger
 
-    public init(configuration: ServerConfiguration, mode: ServerMode = .single, logger: Logger) {
+    public init(configuration: ServerConfiguration, mode: ServerMode = .single, frontRoutes: FrontRoutes? = nil, logger: Logger) {
         self.configuration = configuration
         self.mode = mode
+        self.frontRoutes = frontRoutes
         self.logger = logger
     }
 
@@ -106,8 +121,6 @@ public struct ParleyServer: Sendable {
         let clock: @Sendable () -> Millis = { Millis((Date().timeIntervalSince1970 * 1000).rounded()) }
         let store = try SQLiteStore(directory: configuration.dataDirectory,
                                     synchronous: configuration.fsyncEveryCommit ? .full : .normal, logger: logger)
-        let tokens = try await TokenAuthority(dataDirectory: configuration.dataDirectory,
-                                              lifetimeSeconds: configuration.tokenLifetimeSeconds)
         let hooks: ZoneHooks?
         let hosts: Bool
         let front: Bool
@@ -117,6 +130,10 @@ public struct ParleyServer: Sendable {
         case .zoneHost(let zone): (hooks, hosts, front) = (zone, true, false)
         case .zoneFront(let zone, let locator): (hooks, hosts, front, locate) = (zone, false, true, locator)
         }
+        // Only the front issues tokens; a zone's hosting servers get the public key alone.
+        let tokens = front
+            ? try await TokenAuthority(signingIn: configuration.dataDirectory, lifetimeSeconds: configuration.tokenLifetimeSeconds)
+            : try await TokenAuthority(verifyingIn: configuration.dataDirectory)
 
         var services: [any Service] = []
         var directory: MeetingDirectory?
@@ -140,8 +157,12 @@ public struct ParleyServer: Sendable {
 
         let maxInbound = max(configuration.limits.maxFrameBytes * 2, 1 << 16)
         let upgradeGateway = gateway
+        let router = api.router()
+        if front, let frontRoutes {
+            try await frontRoutes(router, FrontContext(store: store, tokens: tokens, configuration: configuration, logger: logger))
+        }
         let app = Application(
-            router: api.router(),
+            router: router,
             server: .http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: maxInbound))) { request, _, _ in
                 if let gateway = upgradeGateway, request.path == "/v1/ws" {
                     return .upgrade([:]) { inbound, outbound, _ in

@@ -9,62 +9,118 @@ import Glibc
 #endif
 
 /// What a join token says: who may join which meeting, as what, until when.
-struct JoinClaims: JWTPayload, Equatable {
+public struct JoinClaims: JWTPayload, Equatable {
     var sub: SubjectClaim
     var exp: ExpirationClaim
     var mtg: String
-    var name: String
-    var role: Role
+    public var name: String
+    public var role: Role
 
-    var participant: ParticipantID { ParticipantID(sub.value) }
-    var meeting: MeetingID { MeetingID(mtg) }
+    public var participant: ParticipantID { ParticipantID(sub.value) }
+    public var meeting: MeetingID { MeetingID(mtg) }
 
     struct Expired: Error {}
 
-    func verify(using algorithm: some JWTAlgorithm) throws {
+    public func verify(using algorithm: some JWTAlgorithm) throws {
         // Checked here rather than by `verifyNotExpired` so expiry gets its own error code.
         if exp.value < Date() { throw Expired() }
     }
 }
 
-/// Signs and verifies join tokens with an Ed25519 key (EdDSA JWTs). The private key is
-/// created on first start at `DATA/keys/token-signing.ed25519` (mode 0600); verifying needs
-/// only the public half, so later a hosting server can verify without being able to sign.
-public actor TokenAuthority {
-    private let keys: JWTKeyCollection
-    private let lifetimeSeconds: Int
+/// Where a data directory keeps the join-token key pair: the private key (mode 0600), which
+/// only processes that issue tokens read, and its public half, which hosting servers read.
+public enum TokenKeys {
+    public static func privateKeyPath(dataDirectory: String) -> String { dataDirectory + "/keys/token-signing.ed25519" }
+    public static func publicKeyPath(dataDirectory: String) -> String { privateKeyPath(dataDirectory: dataDirectory) + ".pub" }
 
-    public init(dataDirectory: String, lifetimeSeconds: Int) async throws {
-        let directory = dataDirectory + "/keys"
-        let path = directory + "/token-signing.ed25519"
+    /// Loads the signing key, creating the pair on first use; writes the public half if an
+    /// older data directory lacks it. Safe when several processes start at once.
+    @discardableResult
+    public static func ensure(dataDirectory: String) throws -> Curve25519.Signing.PrivateKey {
+        let path = privateKeyPath(dataDirectory: dataDirectory)
         let privateKey: Curve25519.Signing.PrivateKey
         if let existing = FileManager.default.contents(atPath: path) {
             privateKey = try Curve25519.Signing.PrivateKey(rawRepresentation: existing)
         } else {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: dataDirectory + "/keys", withIntermediateDirectories: true)
             let fresh = Curve25519.Signing.PrivateKey()
-            // Write a private temporary file, then hard-link it into place: the link fails if
-            // another process of the zone created the key first, and then everyone uses
-            // that one. A crash never leaves half a key.
-            let temporary = path + ".tmp-\(getpid())"
-            guard FileManager.default.createFile(atPath: temporary, contents: fresh.rawRepresentation,
-                                                 attributes: [.posixPermissions: 0o600])
-            else { throw ServerError.cannotWrite(path: temporary) }
-            let linked = link(temporary, path) == 0
-            unlink(temporary)
-            if linked {
-                privateKey = fresh
-            } else {
-                guard let winner = FileManager.default.contents(atPath: path) else { throw ServerError.cannotWrite(path: path) }
-                privateKey = try Curve25519.Signing.PrivateKey(rawRepresentation: winner)
-            }
+            privateKey = try installOnce(fresh.rawRepresentation, at: path, mode: 0o600).map {
+                try Curve25519.Signing.PrivateKey(rawRepresentation: $0)
+            } ?? fresh
         }
+        let publicPath = publicKeyPath(dataDirectory: dataDirectory)
+        if FileManager.default.contents(atPath: publicPath) == nil {
+            _ = try installOnce(privateKey.publicKey.rawRepresentation, at: publicPath, mode: 0o644)
+        }
+        return privateKey
+    }
+
+    /// The public half, for servers that verify tokens but must not be able to sign them.
+    public static func verifyingKey(dataDirectory: String) throws(TokenKeyError) -> Curve25519.Signing.PublicKey {
+        let path = publicKeyPath(dataDirectory: dataDirectory)
+        guard let bytes = FileManager.default.contents(atPath: path) else { throw .missing(path: path) }
+        do {
+            return try Curve25519.Signing.PublicKey(rawRepresentation: bytes)
+        } catch {
+            throw .unreadable(path: path)
+        }
+    }
+
+    /// Writes a private temporary file, then hard-links it into place: the link fails if
+    /// another process created the file first, and then everyone uses that one (returned).
+    /// A crash never leaves half a key.
+    private static func installOnce(_ bytes: Data, at path: String, mode: Int) throws -> Data? {
+        let temporary = path + ".tmp-\(getpid())"
+        guard FileManager.default.createFile(atPath: temporary, contents: bytes, attributes: [.posixPermissions: mode])
+        else { throw ServerError.cannotWrite(path: temporary) }
+        let linked = link(temporary, path) == 0
+        unlink(temporary)
+        if linked { return nil }
+        guard let winner = FileManager.default.contents(atPath: path) else { throw ServerError.cannotWrite(path: path) }
+        return winner
+    }
+}
+
+public enum TokenKeyError: Error, CustomStringConvertible {
+    case missing(path: String)
+    case unreadable(path: String)
+
+    public var description: String {
+        switch self {
+        case .missing(let path): "no token verification key at \(path); 'parley serve' creates it when the zone starts"
+        case .unreadable(let path): "the token verification key at \(path) is not a 32-byte Ed25519 public key"
+        }
+    }
+}
+
+/// Signs and verifies join tokens with an Ed25519 key pair (EdDSA JWTs). Servers that only
+/// host meetings are built with ``init(verifyingIn:)``: they hold the public key alone, so a
+/// compromised hosting server cannot mint tokens.
+public actor TokenAuthority {
+    private let keys: JWTKeyCollection
+    private let lifetimeSeconds: Int
+    public let canIssue: Bool
+
+    /// Issues and verifies; creates the key pair on first start.
+    public init(signingIn dataDirectory: String, lifetimeSeconds: Int) async throws {
+        let privateKey = try TokenKeys.ensure(dataDirectory: dataDirectory)
         keys = JWTKeyCollection()
         await keys.add(eddsa: EdDSA.PrivateKey(backing: privateKey), kid: "parley-1")
         self.lifetimeSeconds = lifetimeSeconds
+        canIssue = true
     }
 
-    func issue(meeting: MeetingID, participant: ParticipantID, name: String, role: Role) async throws -> String {
+    /// Verifies only, with the public key.
+    public init(verifyingIn dataDirectory: String) async throws(TokenKeyError) {
+        let publicKey = try TokenKeys.verifyingKey(dataDirectory: dataDirectory)
+        keys = JWTKeyCollection()
+        await keys.add(eddsa: EdDSA.PublicKey(backing: publicKey), kid: "parley-1")
+        lifetimeSeconds = 0
+        canIssue = false
+    }
+
+    public func issue(meeting: MeetingID, participant: ParticipantID, name: String, role: Role) async throws -> String {
+        precondition(canIssue, "a verify-only TokenAuthority cannot issue tokens")
         let claims = JoinClaims(
             sub: SubjectClaim(value: participant.rawValue),
             exp: ExpirationClaim(value: Date().addingTimeInterval(TimeInterval(lifetimeSeconds))),
@@ -72,7 +128,8 @@ public actor TokenAuthority {
         return try await keys.sign(claims, kid: "parley-1")
     }
 
-    func verify(_ token: String) async throws(ProtocolError) -> JoinClaims {
+    /// The token's claims, or `invalid_token` / `token_expired`.
+    public func verify(_ token: String) async throws(ProtocolError) -> JoinClaims {
         do {
             return try await keys.verify(token, as: JoinClaims.self)
         } catch is JoinClaims.Expired {

@@ -97,6 +97,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
     public var scaling = Scaling()
     public var license = License()
     public var clients = Clients()
+    public var web = WebSettings()
     /// An operation that has crashed this many hosting processes is rejected from then on.
     public var poisonAfterCrashes: Int = 2
 
@@ -160,6 +161,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         ]
         for (key, value) in positive where (value ?? 1) < 1 { problems.append("clients.\(key) must be at least 1") }
         if let bytes = clients.maxFrameBytes, bytes < 1_024 { problems.append("clients.maxFrameBytes must be at least 1024") }
+        problems += web.problems()
         return problems
     }
 
@@ -174,6 +176,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         scaling = try container.decodeIfPresent(Scaling.self, forKey: .scaling) ?? standard.scaling
         license = try container.decodeIfPresent(License.self, forKey: .license) ?? standard.license
         clients = try container.decodeIfPresent(Clients.self, forKey: .clients) ?? standard.clients
+        web = try container.decodeIfPresent(WebSettings.self, forKey: .web) ?? standard.web
         poisonAfterCrashes = try container.decodeIfPresent(Int.self, forKey: .poisonAfterCrashes) ?? standard.poisonAfterCrashes
     }
 }

@@ -3,6 +3,7 @@ import FoundationEssentials
 import Logging
 import ParleyProtocol
 import ParleyServer
+import ParleyWeb
 import ParleyZone
 
 #if canImport(Glibc)
@@ -116,7 +117,8 @@ struct Serve: AsyncParsableCommand {
         configuration.apiKey = apiKey ?? ProcessInfo.processInfo.environment["PARLEY_API_KEY"]
         configuration.fsyncEveryCommit = !noFsync
         let portFile = portFile
-        try await ParleyServer(configuration: configuration, logger: logger).run { port in
+        try await ParleyServer(configuration: configuration, frontRoutes: WebZone.routes(settings: WebSettings()),
+                               logger: logger).run { port in
             if let portFile { writeWhole("\(port)\n", to: portFile) }
         }
     }

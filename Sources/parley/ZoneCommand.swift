@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import Logging
+import ParleyServer
 import ParleySupervisor
 import ParleyZone
 import ServiceLifecycle
@@ -59,6 +60,10 @@ struct ZoneCommand: AsyncParsableCommand {
         let paths = ZonePaths(data: dataDirectory)
         // A previous run's address is not this one's.
         try? FileManager.default.removeItem(atPath: paths.publicURL)
+        // The token key pair exists before any process starts: the web process signs with the
+        // private half, the collaboration servers read only the public half.
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        try TokenKeys.ensure(dataDirectory: dataDirectory)
         let supervisor = Supervisor(configuration: configuration, dataDirectory: dataDirectory,
                                     executable: currentExecutable(), logger: logger)
         let group = ServiceGroup(configuration: .init(

@@ -72,6 +72,7 @@ struct InProcessServers {
     func start(in group: inout ThrowingTaskGroup<Void, any Error>, data: String, mode: ServerMode) async throws -> URL {
         let (ports, sink) = AsyncStream<Int>.makeStream()
         let configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: data, fsyncEveryCommit: false)
+        try TokenKeys.ensure(dataDirectory: data)
         group.addTask {
             try await ParleyServer(configuration: configuration, mode: mode, logger: .init(label: "test")).run { sink.yield($0) }
         }

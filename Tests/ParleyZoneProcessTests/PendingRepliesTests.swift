@@ -32,7 +32,9 @@ struct PendingRepliesTests {
         await #expect(throws: ZoneCallError.timedOut(after: .milliseconds(100))) {
             try await pending.call(timeout: .milliseconds(100)) { id in sentID.withLock { $0 = id } }
         }
-        #expect(ContinuousClock.now - started < .seconds(2))
+        // Loose on purpose: a loaded 2-core CI machine once took 2.05 s for this 100 ms
+        // deadline. Without a deadline the call would wait for the suite's time limit.
+        #expect(ContinuousClock.now - started < .seconds(15))
         #expect(pending.resolve(try #require(sentID.withLock { $0 }), with: 1) == false)
         #expect(pending.outstandingCount == 0)
     }

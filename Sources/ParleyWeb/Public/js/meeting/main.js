@@ -1,0 +1,1 @@
+// The meeting page's entry module.

@@ -1,0 +1,30 @@
+import Foundation
+import Hummingbird
+import Logging
+import ParleyServer
+import ParleyZone
+
+/// The web zone: accounts, the meeting center, the meeting page and documents, added to a
+/// front server (`parley serve --single`, or a zone's web process).
+public enum WebZone {
+    /// The routes to give ``ParleyServer`` as its `frontRoutes`.
+    public static func routes(settings: WebSettings) -> FrontRoutes {
+        { router, front in
+            let data = front.configuration.dataDirectory
+            DocumentRoutes(dataDirectory: data, tokens: front.tokens, settings: settings, logger: front.logger)
+                .add(to: router)
+            // The page code: plain JavaScript modules and CSS, revalidated by ETag so a new
+            // build is picked up at once.
+            router.add(middleware: FileMiddleware(
+                publicFolder, urlBasePath: "/static",
+                cacheControl: .init([(.init(type: .any), [.noCache])]),
+                logger: front.logger))
+        }
+    }
+
+    /// Where the page code is: the bundled copy, or `PARLEY_WEB_PUBLIC` while working on it.
+    static var publicFolder: String {
+        if let folder = ProcessInfo.processInfo.environment["PARLEY_WEB_PUBLIC"] { return folder }
+        return Bundle.module.resourceURL!.appendingPathComponent("Public").path
+    }
+}

@@ -1,0 +1,57 @@
+/// What the web zone allows: accounts, sign-in lock-out, sessions, uploads and the document
+/// converter. `parley serve --single` uses these defaults; a zone takes them from its
+/// configuration's `web` section, where any key may be left out.
+public struct WebSettings: Codable, Equatable, Sendable {
+    /// bcrypt cost (work factor 2^cost) for new password hashes; 4...31.
+    public var passwordCost: Int = 11
+    /// Failed sign-ins in a row that lock an account.
+    public var maxFailedSignIns: Int = 5
+    /// How long a locked account stays locked.
+    public var lockoutSeconds: Int = 900
+    /// How long a sign-in lasts without signing in again.
+    public var sessionSeconds: Int = 7 * 24 * 3600
+    /// Mark cookies `Secure`: set when clients reach the web zone over HTTPS.
+    public var secureCookies: Bool = false
+    /// Largest document upload, in bytes.
+    public var maxUploadBytes: Int = 25 << 20
+    /// Most pages a PDF may have.
+    public var maxDocumentPages: Int = 200
+    /// Wall-clock limit for converting one document, per converter.
+    public var converterTimeoutSeconds: Int = 60
+    /// Address-space limit of a converter process, in MiB.
+    public var converterMemoryMiB: Int = 1_024
+    /// Page images are rendered to fit in this many pixels on their longer side.
+    public var pageImagePixels: Int = 1_600
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        passwordCost = try container.decodeIfPresent(Int.self, forKey: .passwordCost) ?? passwordCost
+        maxFailedSignIns = try container.decodeIfPresent(Int.self, forKey: .maxFailedSignIns) ?? maxFailedSignIns
+        lockoutSeconds = try container.decodeIfPresent(Int.self, forKey: .lockoutSeconds) ?? lockoutSeconds
+        sessionSeconds = try container.decodeIfPresent(Int.self, forKey: .sessionSeconds) ?? sessionSeconds
+        secureCookies = try container.decodeIfPresent(Bool.self, forKey: .secureCookies) ?? secureCookies
+        maxUploadBytes = try container.decodeIfPresent(Int.self, forKey: .maxUploadBytes) ?? maxUploadBytes
+        maxDocumentPages = try container.decodeIfPresent(Int.self, forKey: .maxDocumentPages) ?? maxDocumentPages
+        converterTimeoutSeconds = try container.decodeIfPresent(Int.self, forKey: .converterTimeoutSeconds) ?? converterTimeoutSeconds
+        converterMemoryMiB = try container.decodeIfPresent(Int.self, forKey: .converterMemoryMiB) ?? converterMemoryMiB
+        pageImagePixels = try container.decodeIfPresent(Int.self, forKey: .pageImagePixels) ?? pageImagePixels
+    }
+
+    /// Every problem, worded for the operator; keys are prefixed `web.`.
+    public func problems() -> [String] {
+        var problems: [String] = []
+        if !(4...31).contains(passwordCost) { problems.append("web.passwordCost must be 4...31") }
+        let positive: [(String, Int)] = [
+            ("maxFailedSignIns", maxFailedSignIns), ("lockoutSeconds", lockoutSeconds), ("sessionSeconds", sessionSeconds),
+            ("maxUploadBytes", maxUploadBytes), ("maxDocumentPages", maxDocumentPages),
+            ("converterTimeoutSeconds", converterTimeoutSeconds), ("converterMemoryMiB", converterMemoryMiB),
+            ("pageImagePixels", pageImagePixels),
+        ]
+        for (key, value) in positive where value < 1 { problems.append("web.\(key) must be at least 1") }
+        if converterMemoryMiB < 64 { problems.append("web.converterMemoryMiB must be at least 64") }
+        return problems
+    }
+}
