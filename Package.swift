@@ -81,6 +81,8 @@ let package = Package(
                 "ParleyCore", "ParleyProtocol", "ParleyStore", "ParleyServer", "ParleyZone",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -173,7 +175,7 @@ let package = Package(
         .testTarget(
             name: "ParleyWebTests",
             dependencies: [
-                "ParleyWeb", "ParleyServer", "ParleyStore", "ParleyZone", "parley",
+                "ParleyWeb", "ParleyServer", "ParleyStore", "ParleyZone", "ParleyProtocol", "ParleyCore", "parley",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

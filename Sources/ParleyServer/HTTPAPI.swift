@@ -92,15 +92,7 @@ struct HTTPAPI: Sendable {
         router.post("/v1/meetings") { request, context in
             try authorize(request)
             let body: CreateMeetingRequest = try await decode(request, context)
-            let title = body.title.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !title.isEmpty, title.count <= ModelLimits.titleLength else {
-                throw APIError(.badRequest, "invalid_argument", "a title has 1 to \(ModelLimits.titleLength) characters")
-            }
-            let settings = body.settings ?? MeetingSettings()
-            guard settings.maxParticipants >= 0 else {
-                throw APIError(.badRequest, "invalid_argument", "maxParticipants must be 0 (no limit) or more")
-            }
-            let record = MeetingRecord(id: MeetingID(randomID(prefix: "m")), title: title, settings: settings, createdAt: clock())
+            let record = try MeetingRecord.new(title: body.title, settings: body.settings ?? MeetingSettings(), at: clock())
             do {
                 try await store.createMeeting(record)
             } catch {
@@ -258,6 +250,20 @@ struct HTTPAPI: Sendable {
     private func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
         let body = try JSONEncoder().encode(value)
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}
+
+extension MeetingRecord {
+    /// A new meeting with a fresh id, or why its title or settings are refused.
+    public static func new(title: String, settings: MeetingSettings, at now: Millis) throws(APIError) -> MeetingRecord {
+        let title = title.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !title.isEmpty, title.count <= ModelLimits.titleLength else {
+            throw APIError(.badRequest, "invalid_argument", "a title has 1 to \(ModelLimits.titleLength) characters")
+        }
+        guard settings.maxParticipants >= 0 else {
+            throw APIError(.badRequest, "invalid_argument", "maxParticipants must be 0 (no limit) or more")
+        }
+        return MeetingRecord(id: MeetingID(randomID(prefix: "m")), title: title, settings: settings, createdAt: now)
     }
 }
 

@@ -42,15 +42,13 @@ public enum TokenKeys {
         if let existing = FileManager.default.contents(atPath: path) {
             privateKey = try Curve25519.Signing.PrivateKey(rawRepresentation: existing)
         } else {
-            try FileManager.default.createDirectory(atPath: dataDirectory + "/keys", withIntermediateDirectories: true)
             let fresh = Curve25519.Signing.PrivateKey()
-            privateKey = try installOnce(fresh.rawRepresentation, at: path, mode: 0o600).map {
-                try Curve25519.Signing.PrivateKey(rawRepresentation: $0)
-            } ?? fresh
+            privateKey = try Curve25519.Signing.PrivateKey(
+                rawRepresentation: KeyFile.createOnce(fresh.rawRepresentation, at: path, mode: 0o600))
         }
         let publicPath = publicKeyPath(dataDirectory: dataDirectory)
         if FileManager.default.contents(atPath: publicPath) == nil {
-            _ = try installOnce(privateKey.publicKey.rawRepresentation, at: publicPath, mode: 0o644)
+            _ = try KeyFile.createOnce(privateKey.publicKey.rawRepresentation, at: publicPath, mode: 0o644)
         }
         return privateKey
     }
@@ -66,16 +64,22 @@ public enum TokenKeys {
         }
     }
 
-    /// Writes a private temporary file, then hard-links it into place: the link fails if
-    /// another process created the file first, and then everyone uses that one (returned).
-    /// A crash never leaves half a key.
-    private static func installOnce(_ bytes: Data, at path: String, mode: Int) throws -> Data? {
+}
+
+/// A key file made once and then shared by every process of a data directory.
+public enum KeyFile {
+    /// Writes `bytes` to a private temporary file, then hard-links it into place: the link
+    /// fails if another process created the file first, and then everyone uses that one.
+    /// Returns the file's contents. A crash never leaves half a key.
+    public static func createOnce(_ bytes: Data, at path: String, mode: Int) throws -> Data {
+        if let existing = FileManager.default.contents(atPath: path) { return existing }
+        try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path, withIntermediateDirectories: true)
         let temporary = path + ".tmp-\(getpid())"
         guard FileManager.default.createFile(atPath: temporary, contents: bytes, attributes: [.posixPermissions: mode])
         else { throw ServerError.cannotWrite(path: temporary) }
         let linked = link(temporary, path) == 0
         unlink(temporary)
-        if linked { return nil }
+        if linked { return bytes }
         guard let winner = FileManager.default.contents(atPath: path) else { throw ServerError.cannotWrite(path: path) }
         return winner
     }

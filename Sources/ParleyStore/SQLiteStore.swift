@@ -382,6 +382,34 @@ public final class SQLiteStore: Store, Sendable {
                 CREATE INDEX attendance_by_meeting ON attendance (meeting, id);
                 """)
         }
+        migrator.registerMigration("v5: web accounts") { db in
+            try db.execute(sql: """
+                CREATE TABLE accounts (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    username TEXT NOT NULL UNIQUE,
+                    display_name TEXT NOT NULL,
+                    password_hash TEXT NOT NULL,
+                    failed_sign_ins INTEGER NOT NULL DEFAULT 0,
+                    locked_until INTEGER,
+                    created_at INTEGER NOT NULL
+                );
+                CREATE TABLE web_sessions (
+                    token_hash TEXT PRIMARY KEY NOT NULL,
+                    account TEXT NOT NULL REFERENCES accounts(id),
+                    expires_at INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE meeting_listings (
+                    meeting TEXT PRIMARY KEY NOT NULL REFERENCES meetings(id),
+                    owner TEXT NOT NULL REFERENCES accounts(id),
+                    scheduled_at INTEGER,
+                    attendees TEXT NOT NULL,
+                    password_hash TEXT,
+                    started_at INTEGER,
+                    created_at INTEGER NOT NULL
+                );
+                CREATE INDEX listings_by_owner ON meeting_listings (owner);
+                """)
+        }
         return migrator
     }
 
@@ -422,7 +450,7 @@ public final class SQLiteStore: Store, Sendable {
 
     /// Runs `updates` in one write transaction; rolls back if it throws.
     /// Deliberately not cancellable (see the type's doc comment).
-    private func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws(StoreError) -> T {
+    func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws(StoreError) -> T {
         let result: Result<T, StoreError> = await withCheckedContinuation { continuation in
             pool.asyncWrite(updates) { _, result in
                 continuation.resume(returning: result.mapError(Self.storeError))
@@ -431,7 +459,7 @@ public final class SQLiteStore: Store, Sendable {
         return try result.get()
     }
 
-    private func read<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws(StoreError) -> T {
+    func read<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws(StoreError) -> T {
         do { return try await pool.read(value) } catch { throw Self.storeError(error) }
     }
 

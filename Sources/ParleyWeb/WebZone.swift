@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ParleyServer
+import ParleyStore
 import ParleyZone
 
 /// The web zone: accounts, the meeting center, the meeting page and documents, added to a
@@ -11,6 +12,16 @@ public enum WebZone {
     public static func routes(settings: WebSettings) -> FrontRoutes {
         { router, front in
             let data = front.configuration.dataDirectory
+            let accounts = try SQLiteStore(directory: data, synchronous: front.configuration.fsyncEveryCommit ? .full : .normal,
+                                           logger: front.logger)
+            let web = WebContext(
+                meetings: front.store, accounts: accounts, tokens: front.tokens, passwords: Passwords(cost: settings.passwordCost),
+                cookies: try WebCookies(dataDirectory: data, secure: settings.secureCookies, sessionSeconds: settings.sessionSeconds),
+                lockout: SignInLockout(maxFailures: settings.maxFailedSignIns, lockMillis: Int64(settings.lockoutSeconds) * 1000),
+                settings: settings, logger: front.logger)
+            AccountRoutes(web: web).add(to: router)
+            CenterRoutes(web: web).add(to: router)
+            MeetingPageRoutes(web: web).add(to: router)
             DocumentRoutes(dataDirectory: data, tokens: front.tokens, settings: settings, logger: front.logger)
                 .add(to: router)
             // The page code: plain JavaScript modules and CSS, revalidated by ETag so a new

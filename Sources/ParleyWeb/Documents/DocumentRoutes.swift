@@ -1,15 +1,265 @@
+import FoundationEssentials
+import HTTPTypes
 import Hummingbird
 import Logging
+import ParleyCore
 import ParleyServer
 import ParleyZone
 
-/// Uploads (PDF or image) and page images, for the meeting page. Placeholder: filled in by
-/// the documents work.
+/// Uploads (PDF or image) and page images, for the meeting page.
+///
+/// - `POST /v1/meetings/{id}/documents`: the body is the file itself;
+///   `Authorization: Bearer <join token>`; `X-Parley-Title: <percent-encoded name>`
+///   (optional). 201 `{"document", "title", "pages"}`. A PDF becomes one PNG per page, made
+///   by separate converter processes under time and memory limits, with a second,
+///   independent converter tried when the first fails. An image is one page, kept as is.
+/// - `GET /v1/meetings/{id}/pages/{pageId}` with the same kind of token: the image,
+///   cacheable forever (a page id never changes content), with an ETag for revalidation.
+///
+/// Every refusal is a JSON ``APIError`` with a stable code (``DocumentError``). What a
+/// client can learn about another meeting's pages is nothing: they are `unknown_page`,
+/// exactly like pages that do not exist.
 struct DocumentRoutes: Sendable {
     let dataDirectory: String
     let tokens: TokenAuthority
     let settings: WebSettings
     let logger: Logger
+    let converters: [PDFConverter]
+    let runner: ConverterRunner
+    let slots: ConversionSlots
+    let store: DocumentStore
 
-    func add(to router: Router<BasicRequestContext>) {}
+    /// Conversions that run at once (each is a process using a core), and that may wait
+    /// for their turn; further uploads get `server_busy`.
+    static let concurrentConversions = 2
+    static let waitingConversions = 8
+
+    init(dataDirectory: String, tokens: TokenAuthority, settings: WebSettings, logger: Logger) {
+        self.init(dataDirectory: dataDirectory, tokens: tokens, settings: settings, logger: logger,
+                  converters: PDFConverter.standard)
+    }
+
+    /// - Parameters:
+    ///   - converters: tried in this order for each PDF.
+    ///   - searchPath: where converter tools are looked up; nil for this process's `PATH`.
+    init(dataDirectory: String, tokens: TokenAuthority, settings: WebSettings, logger: Logger,
+         converters: [PDFConverter], searchPath: String? = ProcessInfo.processInfo.environment["PATH"]) {
+        self.dataDirectory = dataDirectory
+        self.tokens = tokens
+        self.settings = settings
+        self.logger = logger
+        self.converters = converters
+        self.runner = ConverterRunner(searchPath: searchPath)
+        self.slots = ConversionSlots(running: Self.concurrentConversions, waiting: Self.waitingConversions)
+        self.store = DocumentStore(dataDirectory: dataDirectory)
+    }
+
+    /// The most pages a PDF may have: the web settings' limit, but never more than a
+    /// meeting's `addDocument` op accepts.
+    var maxPages: Int { min(settings.maxDocumentPages, ModelLimits.pagesPerDocument) }
+
+    func add(to router: Router<BasicRequestContext>) {
+        // What a crashed process left behind; a live conversion is far younger than this.
+        let stale = max(3600, 4 * settings.converterTimeoutSeconds)
+        let removed = store.sweepIncoming(olderThanSeconds: stale)
+        if removed > 0 {
+            logger.notice("removed \(removed) unfinished document uploads left by an earlier run",
+                          metadata: ["directory": "\(store.incomingRoot)"])
+        }
+        router.post("/v1/meetings/:id/documents") { request, context in
+            do {
+                return try await upload(request, meeting: try context.parameters.require("id"))
+            } catch let error as DocumentError {
+                throw error.apiError
+            }
+        }
+        router.get("/v1/meetings/:id/pages/:page") { request, context in
+            do {
+                return try await page(request, context: context, meeting: try context.parameters.require("id"),
+                                      page: try context.parameters.require("page"))
+            } catch let error as DocumentError {
+                throw error.apiError
+            }
+        }
+    }
+
+    // MARK: - Upload
+
+    struct Uploaded: Encodable {
+        var document: String
+        var title: String
+        var pages: [String]
+    }
+
+    private func upload(_ request: Request, meeting: String) async throws -> Response {
+        let claims = try await authorize(request, meeting: meeting)
+        // Refuse what is declared too large before reading any of it; collect(upTo:) stops
+        // reading one chunk past the limit for bodies that do not say their length.
+        if let declared = request.headers[.contentLength].flatMap(Int.init), declared > settings.maxUploadBytes {
+            throw DocumentError.uploadTooLarge(limitBytes: settings.maxUploadBytes)
+        }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: settings.maxUploadBytes)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            throw DocumentError.uploadTooLarge(limitBytes: settings.maxUploadBytes)
+        }
+        let bytes = body.readableBytesView
+        guard !bytes.isEmpty else { throw DocumentError.unsupportedDocument("the upload is empty") }
+        guard let kind = DocumentKind.sniff(bytes) else {
+            throw DocumentError.unsupportedDocument("the file is not a PDF, PNG or JPEG (whatever its name or type says)")
+        }
+        let title = DocumentTitle.from(header: request.headers[HTTPField.Name("X-Parley-Title")!])
+        let document = randomID(prefix: "d")
+        let started = ContinuousClock.now
+
+        let incoming: String
+        do {
+            incoming = try store.makeIncoming()
+        } catch {
+            logger.error("cannot make a work directory for an upload: \(error)", metadata: ["directory": "\(store.incomingRoot)"])
+            throw DocumentError.storageFailed
+        }
+        defer { try? FileManager.default.removeItem(atPath: incoming) }
+        let staged = incoming + "/document"
+        var manifest = DocumentManifest(document: document, title: title, kind: kind, converter: nil,
+                                        sourceBytes: bytes.count, createdAtMs: Self.nowMs(), pages: [])
+        do {
+            try FileManager.default.createDirectory(atPath: staged, withIntermediateDirectories: false)
+            switch kind {
+            case .png, .jpeg:
+                let page = randomID(prefix: "pg")
+                let file = "\(page).\(kind.pageExtension)"
+                try DocumentStore.write(bytes, to: staged + "/" + file)
+                manifest.pages = [.init(id: page, file: file, contentType: kind.pageContentType)]
+            case .pdf:
+                try DocumentStore.write(bytes, to: staged + "/source.pdf")
+                let rendered = try await slots.withSlot {
+                    await PDFConversion(converters: converters, runner: runner, limits: ConverterLimits(settings: settings),
+                                        maxPages: maxPages, pixels: settings.pageImagePixels, logger: logger)
+                        .convert(source: staged + "/source.pdf", workDirectory: incoming + "/work", document: document)
+                }.get()
+                manifest.converter = rendered.converter
+                for image in rendered.pages {
+                    let page = randomID(prefix: "pg")
+                    let file = "\(page).png"
+                    try FileManager.default.moveItem(atPath: image, toPath: staged + "/" + file)
+                    manifest.pages.append(.init(id: page, file: file, contentType: kind.pageContentType))
+                }
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try DocumentStore.write(try encoder.encode(manifest), to: staged + "/document.json")
+            try store.install(staged: staged, meeting: claims.meeting.rawValue, document: document)
+        } catch let error as DocumentError {
+            logger.info("document upload refused: \(error.code)", metadata: [
+                "meeting": "\(meeting)", "participant": "\(claims.participant)", "code": "\(error.code)",
+                "bytes": "\(bytes.count)", "ms": "\((ContinuousClock.now - started).wholeMilliseconds)",
+            ])
+            throw error
+        } catch {
+            logger.error("cannot store document \(document): \(error)", metadata: ["meeting": "\(meeting)"])
+            throw DocumentError.storageFailed
+        }
+        let elapsed = ContinuousClock.now - started
+        logger.info("document uploaded", metadata: [
+            "meeting": "\(meeting)", "document": "\(document)", "participant": "\(claims.participant)",
+            "kind": "\(kind.rawValue)", "pages": "\(manifest.pages.count)", "bytes": "\(bytes.count)",
+            "converter": "\(manifest.converter ?? "none")",
+            "ms": "\(elapsed.wholeMilliseconds)",
+        ])
+        let answer = try JSONEncoder().encode(Uploaded(document: document, title: title, pages: manifest.pages.map(\.id)))
+        return Response(status: .created, headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: answer)))
+    }
+
+    // MARK: - Pages
+
+    static let cacheControl = "private, max-age=31536000, immutable"
+
+    private func page(_ request: Request, context: BasicRequestContext, meeting: String, page: String) async throws -> Response {
+        let claims = try await authorize(request, meeting: meeting)
+        guard let stored = store.page(page, meeting: claims.meeting.rawValue) else { throw DocumentError.unknownPage }
+        // A page id never changes its content, so the id is its entity tag.
+        let etag = "\"\(page)\""
+        var headers: HTTPFields = [.cacheControl: Self.cacheControl, .eTag: etag]
+        if EntityTags.matches(ifNoneMatch: request.headers[.ifNoneMatch], etag: etag) {
+            return Response(status: .notModified, headers: headers)
+        }
+        headers[.contentType] = stored.contentType
+        let body: ResponseBody
+        do {
+            body = try await FileIO().loadFile(path: stored.path, context: context)
+        } catch {
+            logger.error("cannot read page \(page): \(error)", metadata: ["meeting": "\(meeting)", "path": "\(stored.path)"])
+            throw DocumentError.storageFailed
+        }
+        return Response(status: .ok, headers: headers, body: body)
+    }
+
+    // MARK: - Tokens
+
+    /// The token's claims, if it is valid and for the meeting the URL names.
+    private func authorize(_ request: Request, meeting: String) async throws(DocumentError) -> JoinClaims {
+        guard let header = request.headers[.authorization] else { throw .missingToken }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw .missingToken }
+        let claims: JoinClaims
+        do {
+            claims = try await tokens.verify(String(parts[1]).trimmingCharacters(in: .whitespaces))
+        } catch {
+            if error.code.rawValue == "token_expired" { throw .tokenExpired(error.message) }
+            throw .invalidToken(error.message)
+        }
+        guard claims.meeting.rawValue == meeting, DocumentIDs.isSafeMeetingID(meeting) else { throw .wrongMeeting }
+        return claims
+    }
+
+    private static func nowMs() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
+}
+
+extension DocumentError {
+    var apiError: APIError {
+        APIError(HTTPResponse.Status(code: status), code, message)
+    }
+}
+
+/// Bounds the conversions that run at once and those that wait. A conversion holds its
+/// slot until its converters have finished or been killed, which their time limit bounds.
+actor ConversionSlots {
+    private let running: Int
+    private let waiting: Int
+    private var busy = 0
+    private var queue: [CheckedContinuation<Void, Never>] = []
+
+    init(running: Int, waiting: Int) {
+        precondition(running >= 1 && waiting >= 0)
+        self.running = running
+        self.waiting = waiting
+    }
+
+    func withSlot<T: Sendable>(_ body: @Sendable () async -> T) async throws(DocumentError) -> T {
+        try await acquire()
+        let result = await body()
+        release()
+        return result
+    }
+
+    private func acquire() async throws(DocumentError) {
+        if busy < running {
+            busy += 1
+            return
+        }
+        guard queue.count < waiting else { throw .busy }
+        // The slot is handed over by release(): busy stays the same.
+        await withCheckedContinuation { queue.append($0) }
+    }
+
+    private func release() {
+        if queue.isEmpty {
+            busy -= 1
+        } else {
+            queue.removeFirst().resume()
+        }
+    }
 }

@@ -1,0 +1,191 @@
+import Foundation
+import Hummingbird
+import ParleyCore
+import ParleyServer
+import ParleyStore
+
+/// Register, sign in and sign out.
+struct AccountRoutes: Sendable {
+    let web: WebContext
+
+    struct RegisterForm: Decodable, CSRFProtected {
+        var _csrf: String?
+        var username: String?
+        var displayName: String?
+        var password: String?
+    }
+
+    struct SignInForm: Decodable, CSRFProtected {
+        var _csrf: String?
+        var username: String?
+        var password: String?
+        var next: String?
+    }
+
+    struct SignOutForm: Decodable, CSRFProtected {
+        var _csrf: String?
+    }
+
+    static let passwordLength = 8...200
+    static let usernamePattern = "a username has 3 to 32 characters: lower-case letters, digits, '.', '-' and '_'"
+
+    func add(to router: Router<BasicRequestContext>) {
+        router.get("/") { request, _ in
+            try await web.signedIn(request) == nil ? Response.redirect(to: "/signin") : Response.redirect(to: "/center")
+        }
+        router.get("/register") { request, _ in registerPage(request).response() }
+        router.post("/register") { request, _ in try await register(request) }
+        router.get("/signin") { request, _ in
+            signInPage(request, next: safeNext(request.uri.queryParameters.get("next"))).response()
+        }
+        router.post("/signin") { request, _ in try await signIn(request) }
+        router.post("/signout") { request, _ in
+            _ = try await web.form(request, as: SignOutForm.self, back: "/center")
+            if let value = request.cookies[WebCookies.session]?.value {
+                try await web.storeCall { try await web.accounts.deleteSession(tokenHash: WebCookies.hash(value)) }
+            }
+            var response = Response.redirect(to: "/signin", type: .found)
+            response.setCookie(web.cookies.expired(WebCookies.session))
+            return response
+        }
+    }
+
+    // MARK: Register
+
+    private func register(_ request: Request) async throws -> Response {
+        let form = try await web.form(request, as: RegisterForm.self, back: "/register")
+        let username = (form.username ?? "").trimmingCharacters(in: .whitespaces).lowercased()
+        let displayName = (form.displayName ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let password = form.password ?? ""
+        var problems: [String] = []
+        if !(3...32).contains(username.count) || username.contains(where: { !($0.isASCII && ($0.isLowercase || $0.isNumber || "._-".contains($0))) }) {
+            problems.append(Self.usernamePattern)
+        }
+        if displayName.isEmpty || displayName.count > ModelLimits.nameLength {
+            problems.append("a display name has 1 to \(ModelLimits.nameLength) characters")
+        }
+        if !Self.passwordLength.contains(password.count) {
+            problems.append("a password has \(Self.passwordLength.lowerBound) to \(Self.passwordLength.upperBound) characters")
+        }
+        guard problems.isEmpty else {
+            return registerPage(request, problems: problems, username: username, displayName: displayName, status: .badRequest).response()
+        }
+        let account = Account(id: randomID(prefix: "a"), username: username, displayName: displayName,
+                              passwordHash: try await web.passwords.hash(password), createdAt: web.now())
+        guard try await web.storeCall({ try await web.accounts.createAccount(account) }) else {
+            return registerPage(request, problems: ["the username \(username) is taken"], username: "", displayName: displayName,
+                                status: .conflict).response()
+        }
+        web.logger.info("account registered", metadata: ["account": "\(account.id)", "username": "\(username)"])
+        return try await startSession(for: account, next: "/center")
+    }
+
+    // MARK: Sign in
+
+    private func signIn(_ request: Request) async throws -> Response {
+        let form = try await web.form(request, as: SignInForm.self, back: "/signin")
+        let username = (form.username ?? "").trimmingCharacters(in: .whitespaces).lowercased()
+        let password = form.password ?? ""
+        let next = safeNext(form.next)
+        let refused = { (message: String, status: HTTPResponse.Status) in
+            signInPage(request, next: next, problem: message, username: username, status: status).response()
+        }
+        guard let account = try await web.storeCall({ try await web.accounts.account(username: username) }) else {
+            try await web.passwords.verifyNothing(password)
+            web.logger.notice("sign-in failed: no such account", metadata: ["username": "\(username.prefix(64))"])
+            return refused("wrong username or password", .unauthorized)
+        }
+        let now = web.now()
+        let state = SignInLockout.State(failures: account.failedSignIns, lockedUntil: account.lockedUntil)
+        let checked: SignInLockout.State
+        switch web.lockout.admit(state, now: now) {
+        case .locked(let until):
+            web.logger.notice("sign-in refused: account locked", metadata: ["account": "\(account.id)", "lockedUntil": "\(Self.time(until))"])
+            return refused("this account is locked after too many failed sign-ins; try again after \(Self.time(until))", .forbidden)
+        case .checkPassword(let current, let lockEnded):
+            if let lockEnded {
+                web.logger.notice("account lock ended", metadata: ["account": "\(account.id)", "lockedUntil": "\(Self.time(lockEnded))"])
+            }
+            checked = current
+        }
+        let matched = try await web.passwords.verify(password, against: account.passwordHash)
+        switch web.lockout.record(passwordMatched: matched, checked, now: now) {
+        case .signedIn(let state):
+            try await web.storeCall { try await web.accounts.setSignInState(account: account.id, failedSignIns: state.failures, lockedUntil: nil) }
+            web.logger.info("signed in", metadata: ["account": "\(account.id)"])
+            return try await startSession(for: account, next: next)
+        case .failed(let state):
+            try await web.storeCall { try await web.accounts.setSignInState(account: account.id, failedSignIns: state.failures, lockedUntil: nil) }
+            web.logger.notice("sign-in failed: wrong password", metadata: ["account": "\(account.id)", "failures": "\(state.failures)"])
+            return refused("wrong username or password", .unauthorized)
+        case .lockedNow(let state, let until):
+            try await web.storeCall {
+                try await web.accounts.setSignInState(account: account.id, failedSignIns: state.failures, lockedUntil: until)
+            }
+            web.logger.warning("account locked after failed sign-ins", metadata: [
+                "account": "\(account.id)", "failures": "\(state.failures)", "lockedUntil": "\(Self.time(until))",
+            ])
+            return refused("this account is locked after too many failed sign-ins; try again after \(Self.time(until))", .forbidden)
+        }
+    }
+
+    private func startSession(for account: Account, next: String) async throws -> Response {
+        let value = WebCookies.randomValue()
+        let expires = web.now() + Millis(web.settings.sessionSeconds) * 1000
+        try await web.storeCall { try await web.accounts.createSession(tokenHash: WebCookies.hash(value), account: account.id, expiresAt: expires) }
+        var response = Response.redirect(to: next, type: .found)
+        response.setCookie(web.cookies.cookie(WebCookies.session, value, maxAge: web.settings.sessionSeconds))
+        return response
+    }
+
+    /// Only a local path, so a crafted link cannot send a user elsewhere after signing in.
+    private func safeNext(_ next: String?) -> String {
+        guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.contains("\\") else { return "/center" }
+        return next
+    }
+
+    static func time(_ millis: Millis) -> String {
+        Date(timeIntervalSince1970: Double(millis) / 1000).formatted(.iso8601)
+    }
+
+    // MARK: Pages
+
+    private func registerPage(_ request: Request, problems: [String] = [], username: String = "", displayName: String = "",
+                              status: HTTPResponse.Status = .ok) -> HTMLPage {
+        let (csrf, visitor) = web.cookies.csrf(for: request)
+        let errors = problems.map { "<li>\(Escaped($0))</li>" }.joined()
+        return HTMLPage(title: "Create an account", body: """
+            <main class="narrow">
+            <h1>Create a Parley account</h1>
+            \(errors.isEmpty ? "" : "<ul class=\"error\" id=\"problem\">\(errors)</ul>")
+            <form method="post" action="/register" class="stack">
+            <input type="hidden" name="_csrf" value="\(Escaped(csrf))">
+            <label>Username <input name="username" id="username" required autocomplete="username" value="\(Escaped(username))"></label>
+            <label>Display name <input name="displayName" id="display-name" required value="\(Escaped(displayName))"></label>
+            <label>Password <input name="password" id="password" type="password" required autocomplete="new-password" minlength="8"></label>
+            <button type="submit" id="register">Create account</button>
+            </form>
+            <p>Have an account? <a href="/signin">Sign in</a></p>
+            </main>
+            """, status: status, cookies: visitor.map { [$0] } ?? [])
+    }
+
+    private func signInPage(_ request: Request, next: String, problem: String? = nil, username: String = "",
+                            status: HTTPResponse.Status = .ok) -> HTMLPage {
+        let (csrf, visitor) = web.cookies.csrf(for: request)
+        return HTMLPage(title: "Sign in", body: """
+            <main class="narrow">
+            <h1>Sign in to Parley</h1>
+            \(problem.map { "<p class=\"error\" id=\"problem\">\(Escaped($0))</p>" } ?? "")
+            <form method="post" action="/signin" class="stack">
+            <input type="hidden" name="_csrf" value="\(Escaped(csrf))">
+            <input type="hidden" name="next" value="\(Escaped(next))">
+            <label>Username <input name="username" id="username" required autocomplete="username" value="\(Escaped(username))"></label>
+            <label>Password <input name="password" id="password" type="password" required autocomplete="current-password"></label>
+            <button type="submit" id="sign-in">Sign in</button>
+            </form>
+            <p>New here? <a href="/register">Create an account</a></p>
+            </main>
+            """, status: status, cookies: visitor.map { [$0] } ?? [])
+    }
+}

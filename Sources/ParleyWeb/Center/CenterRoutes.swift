@@ -1,0 +1,167 @@
+import Foundation
+import Hummingbird
+import ParleyCore
+import ParleyServer
+import ParleyStore
+
+/// The meeting center: a signed-in user's current and scheduled meetings, and the form
+/// that creates one.
+struct CenterRoutes: Sendable {
+    let web: WebContext
+
+    struct CreateForm: Decodable, CSRFProtected {
+        var _csrf: String?
+        var title: String?
+        var date: String?
+        var time: String?
+        var tzOffsetMinutes: String?
+        var attendees: String?
+        var maxParticipants: String?
+        var password: String?
+        var chat: String?
+        var privateChat: String?
+        var annotation: String?
+        var polls: String?
+        var applicationSharing: String?
+        /// `start` or `schedule`.
+        var action: String?
+    }
+
+    struct StartForm: Decodable, CSRFProtected {
+        var _csrf: String?
+    }
+
+    func add(to router: Router<BasicRequestContext>) {
+        router.get("/center") { request, _ in
+            guard let account = try await web.signedIn(request) else { return Response.redirect(to: "/signin?next=/center") }
+            let created = request.uri.queryParameters.get("created").map { MeetingID(String($0)) }
+            return try await centerPage(request, account: account, created: created).response()
+        }
+        router.post("/center/meetings") { request, _ in
+            guard let account = try await web.signedIn(request) else { return Response.redirect(to: "/signin?next=/center") }
+            let form = try await web.form(request, as: CreateForm.self, back: "/center")
+            return try await create(form, by: account, request: request)
+        }
+        router.post("/center/meetings/:id/start") { request, context in
+            guard let account = try await web.signedIn(request) else { return Response.redirect(to: "/signin?next=/center") }
+            _ = try await web.form(request, as: StartForm.self, back: "/center")
+            let id = MeetingID(try context.parameters.require("id"))
+            guard let listing = try await web.storeCall({ try await web.accounts.listing(id) }), listing.owner == account.id else {
+                throw PageError(.problem(.notFound, code: "unknown_meeting", message: "you have no meeting \(id)", back: "/center"))
+            }
+            try await web.storeCall { try await web.accounts.markStarted(id, at: web.now()) }
+            return Response.redirect(to: "/m/\(id)", type: .found)
+        }
+    }
+
+    private func create(_ form: CreateForm, by account: Account, request: Request) async throws -> Response {
+        var problems: [String] = []
+        let starting = form.action != "schedule"
+        var scheduledAt: Millis?
+        if !starting {
+            do {
+                scheduledAt = try MeetingSchedule.moment(date: form.date ?? "", time: form.time ?? "",
+                                                         offsetMinutes: Int(form.tzOffsetMinutes ?? "0") ?? 0)
+            } catch .unreadable(let why) {
+                problems.append("to schedule a meeting, give its date and time: \(why)")
+            }
+        }
+        let maxParticipants = Int((form.maxParticipants ?? "").trimmingCharacters(in: .whitespaces)) ?? 0
+        let features = Features(chat: form.chat != nil, privateChat: form.privateChat != nil, annotation: form.annotation != nil,
+                                polls: form.polls != nil, applicationSharing: form.applicationSharing != nil)
+        var record: MeetingRecord?
+        do {
+            record = try MeetingRecord.new(title: form.title ?? "", settings: MeetingSettings(maxParticipants: maxParticipants, features: features),
+                                           at: web.now())
+        } catch {
+            problems.append(error.message)
+        }
+        let attendees = Array(Set((form.attendees ?? "").lowercased()
+            .split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" || $0 == "\r" }).map(String.init))).sorted()
+        var unknown: [String] = []
+        for username in attendees where try await web.storeCall({ try await web.accounts.account(username: username) }) == nil {
+            unknown.append(username)
+        }
+        if !unknown.isEmpty { problems.append("no account is called \(unknown.joined(separator: ", "))") }
+        let password = form.password ?? ""
+        if password.count > AccountRoutes.passwordLength.upperBound { problems.append("a meeting password has at most 200 characters") }
+        guard problems.isEmpty, let record else {
+            return try await centerPage(request, account: account, problems: problems, status: .badRequest).response()
+        }
+        try await web.storeCall { try await web.meetings.createMeeting(record) }
+        let now = web.now()
+        try await web.storeCall {
+            try await web.accounts.createListing(MeetingListing(
+                meeting: record.id, owner: account.id, scheduledAt: scheduledAt, attendees: attendees,
+                passwordHash: password.isEmpty ? nil : try await web.passwords.hash(password),
+                startedAt: starting ? now : nil, createdAt: now))
+        }
+        web.logger.info("meeting created", metadata: [
+            "meeting": "\(record.id)", "owner": "\(account.id)", "scheduled": "\(scheduledAt.map(AccountRoutes.time) ?? "now")",
+        ])
+        return Response.redirect(to: starting ? "/m/\(record.id)" : "/center?created=\(record.id)", type: .found)
+    }
+
+    private func centerPage(_ request: Request, account: Account, created: MeetingID? = nil, problems: [String] = [],
+                            status: HTTPResponse.Status = .ok) async throws -> HTMLPage {
+        let (csrf, _) = web.cookies.csrf(for: request)
+        let listings = try await web.storeCall { try await web.accounts.listings(for: account) }
+        var current = ""
+        var scheduled = ""
+        for listing in listings {
+            guard let record = try await web.storeCall({ try await web.meetings.meeting(listing.meeting) }) else { continue }
+            let link = "/m/\(listing.meeting)"
+            let owner = listing.owner == account.id
+            let when = listing.scheduledAt.map { "<time datetime=\"\(Escaped(AccountRoutes.time($0)))\">\(Escaped(AccountRoutes.time($0)))</time>" } ?? ""
+            let start = owner && listing.startedAt == nil ? """
+                <form method="post" action="/center/meetings/\(Escaped(listing.meeting.rawValue))/start" class="inline">
+                <input type="hidden" name="_csrf" value="\(Escaped(csrf))"><button type="submit" class="start">Start now</button></form>
+                """ : ""
+            let item = """
+                <li class="listing" data-meeting="\(Escaped(listing.meeting.rawValue))">
+                <a class="listing-title" href="\(Escaped(link))">\(Escaped(record.title))</a> \(when)
+                <span class="listing-role">\(owner ? "host" : "invited")</span>
+                <input class="join-link" readonly value="\(Escaped(link))" aria-label="join link"> \(start)
+                </li>
+                """
+            if listing.startedAt != nil { current += item } else { scheduled += item }
+        }
+        let notice = created.map { id in
+            "<p class=\"notice\" id=\"created\">Meeting scheduled. Join link: <a id=\"created-link\" href=\"/m/\(Escaped(id.rawValue))\">/m/\(Escaped(id.rawValue))</a></p>"
+        } ?? ""
+        let errors = problems.map { "<li>\(Escaped($0))</li>" }.joined()
+        let checkbox = { (name: String, label: String) in
+            "<label class=\"check\"><input type=\"checkbox\" name=\"\(name)\" id=\"feature-\(name)\" checked> \(label)</label>"
+        }
+        return HTMLPage(title: "Meeting center", body: """
+            <header class="bar"><span class="brand">Parley</span>
+            <span id="account-name">\(Escaped(account.displayName))</span>
+            <form method="post" action="/signout" class="inline"><input type="hidden" name="_csrf" value="\(Escaped(csrf))">
+            <button type="submit" id="sign-out">Sign out</button></form></header>
+            <main class="center">
+            \(notice)
+            \(errors.isEmpty ? "" : "<ul class=\"error\" id=\"problem\">\(errors)</ul>")
+            <section><h2>Now</h2><ul id="current-meetings">\(current.isEmpty ? "<li class=\"empty\">No meeting is running.</li>" : current)</ul></section>
+            <section><h2>Scheduled</h2><ul id="scheduled-meetings">\(scheduled.isEmpty ? "<li class=\"empty\">Nothing scheduled.</li>" : scheduled)</ul></section>
+            <section><h2>New meeting</h2>
+            <form method="post" action="/center/meetings" class="stack" id="create-meeting">
+            <input type="hidden" name="_csrf" value="\(Escaped(csrf))">
+            <input type="hidden" name="tzOffsetMinutes" id="tz-offset" value="0">
+            <label>Title <input name="title" id="meeting-title" required maxlength="\(ModelLimits.titleLength)"></label>
+            <div class="row"><label>Date <input type="date" name="date" id="meeting-date"></label>
+            <label>Time <input type="time" name="time" id="meeting-time"></label></div>
+            <label>Attendees (usernames, separated by commas) <input name="attendees" id="meeting-attendees"></label>
+            <div class="row"><label>Maximum participants (0: no limit) <input type="number" min="0" name="maxParticipants" id="meeting-max" value="0"></label>
+            <label>Meeting password for guests (optional) <input type="password" name="password" id="meeting-password" autocomplete="new-password"></label></div>
+            <fieldset><legend>Features</legend>
+            \(checkbox("chat", "Chat")) \(checkbox("privateChat", "Private chat")) \(checkbox("annotation", "Annotation"))
+            \(checkbox("polls", "Polls")) \(checkbox("applicationSharing", "Application sharing"))
+            </fieldset>
+            <div class="row"><button type="submit" name="action" value="start" id="start-now">Start now</button>
+            <button type="submit" name="action" value="schedule" id="schedule">Schedule</button></div>
+            </form></section>
+            </main>
+            <script type="module" src="/static/js/center.js"></script>
+            """, status: status)
+    }
+}

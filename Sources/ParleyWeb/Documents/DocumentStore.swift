@@ -1,0 +1,143 @@
+import FoundationEssentials
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What is kept about a stored document, in `document.json` next to its pages.
+struct DocumentManifest: Codable, Equatable, Sendable {
+    struct Page: Codable, Equatable, Sendable {
+        var id: String
+        var file: String
+        var contentType: String
+    }
+
+    var document: String
+    var title: String
+    var kind: DocumentKind
+    /// The converter that rendered a PDF; nil for an image.
+    var converter: String?
+    var sourceBytes: Int
+    var createdAtMs: Int64
+    var pages: [Page]
+}
+
+/// Documents on disk, under `DATA/documents`:
+///
+///     documents/{meetingId}/{documentId}/document.json     the manifest
+///     documents/{meetingId}/{documentId}/source.pdf        the upload (PDFs)
+///     documents/{meetingId}/{documentId}/{pageId}.png|jpg  one image per page
+///     documents/.incoming/{pid}-{random}/                  work in progress
+///
+/// A document is staged in `.incoming`, synced, and renamed into its meeting's directory
+/// in one step: a document is visible whole or not at all, whatever crashes. A page is
+/// found only under the meeting it was uploaded to, so one meeting's token can never reach
+/// another meeting's pages.
+struct DocumentStore: Sendable {
+    let root: String
+
+    init(dataDirectory: String) {
+        root = dataDirectory + "/documents"
+    }
+
+    var incomingRoot: String { root + "/.incoming" }
+
+    /// A fresh private work directory under `.incoming`.
+    func makeIncoming() throws -> String {
+        let path = incomingRoot + "/\(getpid())-" + randomSuffix()
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        return path
+    }
+
+    /// Makes the staged document directory `staged` visible as `meeting`'s document
+    /// `document`: syncs every file in it and the directory, renames it into place, and
+    /// syncs the meeting directory so the rename survives a crash.
+    func install(staged: String, meeting: String, document: String) throws {
+        precondition(DocumentIDs.isSafeMeetingID(meeting) && DocumentIDs.isDocumentID(document))
+        let meetingDirectory = root + "/" + meeting
+        try FileManager.default.createDirectory(atPath: meetingDirectory, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: staged) {
+            try Self.sync(staged + "/" + name)
+        }
+        try Self.sync(staged)
+        guard rename(staged, meetingDirectory + "/" + document) == 0 else {
+            throw StoreFailure("cannot move \(staged) to \(meetingDirectory)/\(document): errno \(errno)")
+        }
+        try Self.sync(meetingDirectory)
+    }
+
+    /// Where `page` of `meeting` is and how it is served, or nil if that meeting has no
+    /// such page. Looks in each of the meeting's documents; a meeting has few.
+    func page(_ page: String, meeting: String) -> (path: String, contentType: String)? {
+        guard DocumentIDs.isPageID(page), DocumentIDs.isSafeMeetingID(meeting) else { return nil }
+        let meetingDirectory = root + "/" + meeting
+        guard let documents = try? FileManager.default.contentsOfDirectory(atPath: meetingDirectory) else { return nil }
+        for document in documents where DocumentIDs.isDocumentID(document) {
+            for (fileExtension, contentType) in DocumentKind.pageContentTypes {
+                let path = "\(meetingDirectory)/\(document)/\(page).\(fileExtension)"
+                var info = stat()
+                if stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { return (path, contentType) }
+            }
+        }
+        return nil
+    }
+
+    /// The manifest of a stored document, if there is one.
+    func manifest(_ document: String, meeting: String) -> DocumentManifest? {
+        guard DocumentIDs.isDocumentID(document), DocumentIDs.isSafeMeetingID(meeting),
+              let data = FileManager.default.contents(atPath: "\(root)/\(meeting)/\(document)/document.json")
+        else { return nil }
+        return try? JSONDecoder().decode(DocumentManifest.self, from: data)
+    }
+
+    /// Removes work directories that a crashed process left in `.incoming`: those not
+    /// touched for `olderThanSeconds`, which is far longer than any conversion may run, so
+    /// a live conversion of another process sharing the data directory is never removed.
+    /// Returns how many it removed.
+    @discardableResult
+    func sweepIncoming(olderThanSeconds: Int, now: Date = Date()) -> Int {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: incomingRoot) else { return 0 }
+        var removed = 0
+        for name in names {
+            let path = incomingRoot + "/" + name
+            guard let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date,
+                  now.timeIntervalSince(modified) > Double(olderThanSeconds)
+            else { continue }
+            if (try? FileManager.default.removeItem(atPath: path)) != nil { removed += 1 }
+        }
+        return removed
+    }
+
+    /// Writes a new file (never over an existing one) and syncs it.
+    static func write(_ bytes: some Sequence<UInt8>, to path: String) throws {
+        let descriptor = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.create, .exclusiveCreate],
+                                                 permissions: [.ownerReadWrite, .groupRead])
+        try descriptor.closeAfter {
+            _ = try descriptor.writeAll(bytes)
+            guard fsync(descriptor.rawValue) == 0 else { throw StoreFailure("cannot sync \(path): errno \(errno)") }
+        }
+    }
+
+    /// fsync on a file or a directory.
+    static func sync(_ path: String) throws {
+        let descriptor = try FileDescriptor.open(FilePath(path), .readOnly)
+        try descriptor.closeAfter {
+            guard fsync(descriptor.rawValue) == 0 else { throw StoreFailure("cannot sync \(path): errno \(errno)") }
+        }
+    }
+
+    private func randomSuffix() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz")
+        return String((0..<12).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] })
+    }
+}
+
+struct StoreFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

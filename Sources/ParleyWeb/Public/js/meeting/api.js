@@ -1,0 +1,144 @@
+// HTTP calls to the web zone: the locator, document uploads and page images. Every call
+// authenticates with the meeting token in an Authorization header, never a cookie, so a
+// page on another site cannot make them on the user's behalf (CSRF).
+
+/** An HTTP error with the server's stable `code` and its message for people. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** The document types the server converts (an <input accept> and an upload check). */
+export const DOCUMENT_TYPES = Object.freeze({
+  'application/pdf': ['.pdf'],
+  'image/png': ['.png'],
+  'image/jpeg': ['.jpg', '.jpeg'],
+});
+
+async function failure(response, fallback) {
+  let code = `http_${response.status}`;
+  let message = `${fallback} (HTTP ${response.status})`;
+  try {
+    const body = await response.json();
+    if (typeof body?.code === 'string') code = body.code;
+    if (typeof body?.message === 'string' && body.message) message = body.message;
+  } catch {
+    // No JSON body (a 404 from a route that does not exist yet, a 413 from the HTTP layer).
+    if (response.status === 413) message = 'The file is too large to upload.';
+  }
+  return new ApiError(response.status, code, message);
+}
+
+export class Api {
+  /**
+   * @param {string} meetingId
+   * @param {string} token the meeting token (a JWT), sent as a Bearer credential.
+   * @param {string} [origin] where the web zone is; the page's own origin by default.
+   */
+  constructor(meetingId, token, origin = location.origin) {
+    this.meetingId = meetingId;
+    this.token = token;
+    this.origin = origin;
+  }
+
+  meetingUrl(path) {
+    return `${this.origin}/v1/meetings/${encodeURIComponent(this.meetingId)}${path}`;
+  }
+
+  /**
+   * Where the meeting is hosted now (protocol §3). Asked again before every connection,
+   * because the answer changes when a meeting fails over or moves.
+   * @returns {Promise<string>} the server's base URL.
+   * @throws ApiError: 404 unknown_meeting is final; 503 unavailable means "back off and ask again".
+   */
+  async locate(signal) {
+    const response = await fetch(this.meetingUrl('/locate'), { cache: 'no-store', signal });
+    if (!response.ok) throw await failure(response, 'The meeting could not be located');
+    const body = await response.json();
+    if (typeof body?.url !== 'string') throw new ApiError(response.status, 'malformed_response', 'The locator answered without a URL');
+    return body.url;
+  }
+
+  /**
+   * Uploads a PDF or image; the server converts it to page images.
+   * @returns {Promise<{document: string, title: string, pages: string[]}>}
+   */
+  async uploadDocument(file, contentType) {
+    const response = await fetch(this.meetingUrl('/documents'), {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${this.token}`,
+        'Content-Type': contentType,
+        'X-Parley-Title': encodeURIComponent(file.name),
+      },
+      body: file,
+    });
+    if (response.status !== 201 && !response.ok) throw await failure(response, 'The upload failed');
+    const body = await response.json();
+    if (typeof body?.document !== 'string' || !Array.isArray(body.pages) || body.pages.length === 0) {
+      throw new ApiError(response.status, 'malformed_response', 'The server answered the upload without pages');
+    }
+    return { document: body.document, title: String(body.title ?? file.name), pages: body.pages.map(String) };
+  }
+
+  /** A page image's bytes. An <img src> cannot send the Authorization header, so it is fetched. */
+  async pageImage(pageId) {
+    const response = await fetch(this.meetingUrl(`/pages/${encodeURIComponent(pageId)}`), {
+      headers: { Authorization: `Bearer ${this.token}` },
+    });
+    if (!response.ok) throw await failure(response, 'The page could not be loaded');
+    return response.blob();
+  }
+}
+
+/** The content type to upload `file` as, from its type or else its name; null if unsupported. */
+export function documentType(file) {
+  if (DOCUMENT_TYPES[file.type]) return file.type;
+  const name = file.name.toLowerCase();
+  for (const [type, extensions] of Object.entries(DOCUMENT_TYPES)) {
+    if (extensions.some((extension) => name.endsWith(extension))) return type;
+  }
+  return null;
+}
+
+/**
+ * Page images by page id, as object URLs. Page ids are stable, so a page is fetched once and
+ * kept; the least recently used URLs beyond `capacity` are released. A failed fetch is
+ * forgotten, so showing the page again tries again.
+ */
+export class PageImages {
+  constructor(api, capacity = 40) {
+    this.api = api;
+    this.capacity = capacity;
+    /** pageId → Promise<string>, in use order (a Map keeps insertion order). */
+    this.entries = new Map();
+  }
+
+  /** @returns {Promise<string>} an object URL for the page's image. */
+  url(pageId) {
+    let entry = this.entries.get(pageId);
+    if (entry) {
+      this.entries.delete(pageId); // move to the most recently used end
+    } else {
+      entry = this.api.pageImage(pageId).then((blob) => URL.createObjectURL(blob));
+      entry.catch(() => {
+        if (this.entries.get(pageId) === entry) this.entries.delete(pageId);
+      });
+    }
+    this.entries.set(pageId, entry);
+    this.evict(pageId);
+    return entry;
+  }
+
+  evict(keep) {
+    for (const [pageId, entry] of this.entries) {
+      if (this.entries.size <= this.capacity) break;
+      if (pageId === keep) continue;
+      this.entries.delete(pageId);
+      entry.then((url) => URL.revokeObjectURL(url), () => {});
+    }
+  }
+}

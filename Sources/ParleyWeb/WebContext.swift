@@ -1,0 +1,76 @@
+import Foundation
+import Hummingbird
+import Logging
+import ParleyCore
+import ParleyServer
+import ParleyStore
+import ParleyZone
+
+/// What every page of the web zone works with.
+struct WebContext: Sendable {
+    let meetings: any Store
+    let accounts: any AccountStore
+    let tokens: TokenAuthority
+    let passwords: Passwords
+    let cookies: WebCookies
+    let lockout: SignInLockout
+    let settings: WebSettings
+    let logger: Logger
+
+    /// Form bodies are small; anything bigger is not one of ours.
+    static let maxFormBytes = 64 << 10
+
+    func now() -> Millis { Millis((Date().timeIntervalSince1970 * 1000).rounded()) }
+
+    /// The signed-in account, if the request carries a live session.
+    func signedIn(_ request: Request) async throws -> Account? {
+        guard let value = request.cookies[WebCookies.session]?.value, !value.isEmpty else { return nil }
+        return try await storeCall { try await accounts.sessionAccount(tokenHash: WebCookies.hash(value), now: now()) }
+    }
+
+    /// A url-encoded form, after checking its CSRF token against the request's cookies.
+    func form<Form: Decodable & CSRFProtected>(_ request: Request, as _: Form.Type, back: String) async throws -> Form {
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: Self.maxFormBytes)
+        } catch {
+            throw PageError(.problem(.contentTooLarge, code: "form_too_large", message: "the form is larger than \(Self.maxFormBytes) bytes", back: back))
+        }
+        let form: Form
+        do {
+            form = try URLEncodedFormDecoder().decode(Form.self, from: String(buffer: body))
+        } catch {
+            throw PageError(.problem(.badRequest, code: "malformed_form", message: "the form could not be read", back: back))
+        }
+        guard cookies.csrfMatches(form._csrf, request: request) else {
+            logger.notice("form refused: CSRF token missing or not this browser's", metadata: ["path": "\(request.uri.path)"])
+            throw PageError(.problem(.forbidden, code: "csrf_failed",
+                                     message: "this form did not come from this browser's Parley page, or it has expired; reload the page and try again",
+                                     back: back))
+        }
+        return form
+    }
+
+    /// Runs a store call, turning its failure into a page that says so.
+    func storeCall<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            logger.error("store failed", metadata: ["error": "\(error)"])
+            throw PageError(.problem(.internalServerError, code: "internal_error", message: "the server could not reach its database"))
+        }
+    }
+}
+
+/// A form that carries a CSRF token.
+protocol CSRFProtected {
+    var _csrf: String? { get }
+}
+
+/// An error answered with an HTML page.
+struct PageError: HTTPResponseError {
+    let page: HTMLPage
+    init(_ page: HTMLPage) { self.page = page }
+    var status: HTTPResponse.Status { page.status }
+    func response(from request: Request, context: some RequestContext) throws -> Response { page.response() }
+}

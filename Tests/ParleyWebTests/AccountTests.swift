@@ -1,0 +1,225 @@
+import Foundation
+import ParleyCore
+import ParleyProtocol
+import ParleyServer
+@testable import ParleyWeb
+import ParleyZone
+import Testing
+
+@Suite("Sign-in lock-out rule")
+struct SignInLockoutTests {
+    let rule = SignInLockout(maxFailures: 3, lockMillis: 60_000)
+
+    @Test("the Nth failure in a row locks until now + lock; a success before that resets the count")
+    func locksAfterN() {
+        var state = SignInLockout.State()
+        for failure in 1...2 {
+            guard case .failed(let next) = rule.record(passwordMatched: false, state, now: 1_000) else { Issue.record("locked too early"); return }
+            #expect(next.failures == failure)
+            state = next
+        }
+        #expect(rule.record(passwordMatched: true, state, now: 1_000) == .signedIn(SignInLockout.State()))
+        #expect(rule.record(passwordMatched: false, state, now: 5_000) == .lockedNow(SignInLockout.State(failures: 3, lockedUntil: 65_000), until: 65_000))
+    }
+
+    @Test("while locked the password is not checked; after the lock the count starts again and the end is reported")
+    func lockEnds() {
+        let locked = SignInLockout.State(failures: 3, lockedUntil: 65_000)
+        #expect(rule.admit(locked, now: 64_999) == .locked(until: 65_000))
+        #expect(rule.admit(locked, now: 65_000) == .checkPassword(SignInLockout.State(), lockEnded: 65_000))
+        #expect(rule.admit(SignInLockout.State(failures: 2), now: 0) == .checkPassword(SignInLockout.State(failures: 2), lockEnded: nil))
+    }
+}
+
+@Suite("Meeting schedule times")
+struct MeetingScheduleTests {
+    @Test("a local date and time becomes the right instant, whatever the time zone")
+    func moments() throws {
+        // 2026-12-01 10:30 at UTC+1 (offset -60) is 09:30Z.
+        #expect(try MeetingSchedule.moment(date: "2026-12-01", time: "10:30", offsetMinutes: -60) == 1_796_117_400_000)
+        #expect(try MeetingSchedule.moment(date: "1970-01-01", time: "00:00", offsetMinutes: 0) == 0)
+        #expect(try MeetingSchedule.moment(date: "2028-02-29", time: "23:59", offsetMinutes: 300) == 1_835_499_540_000)
+        #expect(throws: MeetingSchedule.Problem.self) { try MeetingSchedule.moment(date: "2027-02-29", time: "10:00", offsetMinutes: 0) }
+        #expect(throws: MeetingSchedule.Problem.self) { try MeetingSchedule.moment(date: "tomorrow", time: "10:00", offsetMinutes: 0) }
+    }
+}
+
+@Suite("Accounts, CSRF and escaping over HTTP", .timeLimit(.minutes(1)))
+struct AccountHTTPTests {
+    @Test("N failed sign-ins lock the account, even against the right password, until the lock ends; both are logged")
+    func lockout() async throws {
+        var settings = WebServer.fastSettings
+        settings.maxFailedSignIns = 3
+        settings.lockoutSeconds = 1
+        try await WebServer.with(settings) { server in
+            let owner = Visitor(server)
+            #expect(try await owner.register("ann", name: "Ann", password: "right password").location == "/center")
+            let attacker = Visitor(server)
+            for attempt in 1...2 {
+                let page = try await attacker.signIn("ann", password: "guess \(attempt)")
+                #expect(page.status == 401)
+                #expect(page.body.contains("wrong username or password"))
+            }
+            let third = try await attacker.signIn("ann", password: "guess 3")
+            #expect(third.status == 403)
+            #expect(third.body.contains("locked"))
+            #expect(server.logs.contains("account locked after failed sign-ins"))
+            let meanwhile = try await Visitor(server).signIn("ann", password: "right password")
+            #expect(meanwhile.status == 403, "the right password does not open a locked account")
+            #expect(meanwhile.cookie(named: "parley_session") == nil)
+            try await Task.sleep(for: .milliseconds(1_200))
+            let after = try await Visitor(server).signIn("ann", password: "right password")
+            #expect(after.status == 302 && after.location == "/center")
+            #expect(server.logs.contains("account lock ended"))
+        }
+    }
+
+    @Test("session cookies are HttpOnly and SameSite; signing out ends the session")
+    func cookies() async throws {
+        try await WebServer.with { server in
+            let ann = Visitor(server)
+            let registered = try await ann.register("ann", name: "Ann")
+            let session = try #require(registered.setCookies.first { $0.hasPrefix("parley_session=") })
+            #expect(session.contains("HttpOnly") && session.contains("SameSite=Lax") && session.contains("Path=/"))
+            let center = try await ann.get("/center")
+            #expect(center.status == 200 && center.body.contains("id=\"account-name\">Ann<"))
+            let out = try await ann.post("/signout", [("_csrf", center.csrf ?? "")])
+            #expect(out.location == "/signin")
+            #expect(try await ann.get("/center").location == "/signin?next=/center")
+        }
+    }
+
+    @Test("a form without this browser's CSRF token changes nothing and says csrf_failed")
+    func csrf() async throws {
+        try await WebServer.with { server in
+            let ann = Visitor(server)
+            _ = try await ann.get("/register")
+            let missing = try await ann.post("/register", [("username", "ann"), ("displayName", "Ann"), ("password", "correct horse")])
+            #expect(missing.status == 403 && missing.problemCode == "csrf_failed")
+            let forged = try await ann.post("/register", [("_csrf", "forged"), ("username", "ann"), ("displayName", "Ann"), ("password", "correct horse")])
+            #expect(forged.status == 403 && forged.problemCode == "csrf_failed")
+            #expect(try await ann.signIn("ann", password: "correct horse").status == 401, "no account was created")
+
+            // A signed-in user's form, replayed with another browser's token (what a
+            // cross-site page could at best obtain), is refused too.
+            try await ann.register("ann", name: "Ann")
+            let mallory = Visitor(server)
+            try await mallory.register("mallory", name: "Mallory")
+            let stolen = try #require(try await mallory.get("/center").csrf)
+            let attack = try await ann.post("/center/meetings", [("_csrf", stolen), ("title", "Planted"), ("action", "start")])
+            #expect(attack.status == 403 && attack.problemCode == "csrf_failed")
+            let annCenter = try await ann.get("/center")
+            #expect(!annCenter.body.contains("Planted"))
+            let created = try await ann.post("/center/meetings", [("_csrf", annCenter.csrf ?? ""), ("title", "Real"), ("chat", "on"), ("action", "start")])
+            #expect(created.status == 302 && created.location?.hasPrefix("/m/m-") == true)
+        }
+    }
+
+    @Test("script in names and titles is shown as text in every page and in the page's bootstrap data")
+    func escaping() async throws {
+        try await WebServer.with { server in
+            let script = "<script>alert('x')</script>"
+            let ann = Visitor(server)
+            try await ann.register("ann", name: script)
+            let center = try await ann.get("/center")
+            #expect(!center.body.contains(script))
+            #expect(center.body.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"))
+            #expect(center.headers["content-security-policy"]?.contains("script-src 'self'") == true)
+            let created = try await ann.post("/center/meetings", [("_csrf", center.csrf ?? ""), ("title", "</script>" + script), ("action", "start")])
+            let meeting = try #require(created.location)
+            let page = try await ann.get(meeting)
+            #expect(page.status == 200)
+            #expect(!page.body.contains(script) && !page.body.contains("</script><script>"))
+            #expect(page.body.contains(#"\u003cscript>alert('x')\u003c\/script>"#))
+
+            let guest = Visitor(server)
+            let form = try await guest.get(meeting)
+            #expect(form.body.contains("id=\"guest-name\""))
+            let joined = try await guest.post(meeting + "/join", [("_csrf", form.csrf ?? ""), ("name", script)])
+            #expect(joined.location == meeting)
+            let guestPage = try await guest.get(meeting)
+            #expect(!guestPage.body.contains(script) && guestPage.body.contains("parley-bootstrap"))
+        }
+    }
+
+    @Test("guests need the meeting password when there is one; a guest seat is good for its own meeting only")
+    func guests() async throws {
+        try await WebServer.with { server in
+            let ann = Visitor(server)
+            try await ann.register("ann", name: "Ann")
+            let center = try await ann.get("/center")
+            let locked = try #require(try await ann.post("/center/meetings", [
+                ("_csrf", center.csrf ?? ""), ("title", "Board"), ("password", "s3cret"), ("action", "start"),
+            ]).location)
+            let open = try #require(try await ann.post("/center/meetings", [("_csrf", center.csrf ?? ""), ("title", "Open"), ("action", "start")]).location)
+            #expect(try await ann.get(locked).body.contains("\"role\":\"host\""), "the owner needs no password")
+
+            let guest = Visitor(server)
+            let form = try await guest.get(locked)
+            #expect(form.body.contains("guest-password"))
+            let wrong = try await guest.post(locked + "/join", [("_csrf", form.csrf ?? ""), ("name", "Gus"), ("password", "guess")])
+            #expect(wrong.status == 403 && wrong.body.contains("wrong meeting password"))
+            let right = try await guest.post(locked + "/join", [("_csrf", form.csrf ?? ""), ("name", "Gus"), ("password", "s3cret")])
+            #expect(right.location == locked)
+            let seat = try #require(guest.cookie("parley_guest"))
+            let inside = try await guest.get(locked)
+            #expect(inside.body.contains("\"role\":\"attendee\"") && inside.body.contains("\"name\":\"Gus\""))
+
+            // The same seat presented to another meeting is not a seat there.
+            let elsewhere = Visitor(server)
+            elsewhere.setCookie("parley_guest", seat)
+            #expect(try await elsewhere.get(open).body.contains("guest-name"))
+            // Nor is a seat whose signature was tampered with.
+            let tampered = Visitor(server)
+            tampered.setCookie("parley_guest", String(seat.dropLast(2)) + "xx")
+            #expect(try await tampered.get(locked).body.contains("guest-name"))
+        }
+    }
+
+    @Test("scheduling needs a real date; scheduled and running meetings are listed apart; invited users see them")
+    func center() async throws {
+        try await WebServer.with { server in
+            let bob = Visitor(server)
+            try await bob.register("bob", name: "Bob")
+            let ann = Visitor(server)
+            try await ann.register("ann", name: "Ann")
+            let csrf = try #require(try await ann.get("/center").csrf)
+            let bad = try await ann.post("/center/meetings", [("_csrf", csrf), ("title", "Later"), ("action", "schedule"), ("date", "2026-02-30"), ("time", "10:00")])
+            #expect(bad.status == 400 && bad.body.contains("not a day of the calendar"))
+            let unknown = try await ann.post("/center/meetings", [("_csrf", csrf), ("title", "Later"), ("action", "start"), ("attendees", "bob, zed")])
+            #expect(unknown.status == 400 && unknown.body.contains("no account is called zed"))
+            let scheduled = try await ann.post("/center/meetings", [
+                ("_csrf", csrf), ("title", "Planning"), ("action", "schedule"), ("date", "2026-12-01"), ("time", "10:30"),
+                ("tzOffsetMinutes", "-60"), ("attendees", "bob"),
+            ])
+            let id = try #require(scheduled.location?.split(separator: "=").last.map(String.init))
+            let page = try await ann.get("/center?created=\(id)")
+            #expect(page.body.contains("id=\"created-link\" href=\"/m/\(id)\""))
+            #expect(page.body.contains("2026-12-01T09:30:00Z"))
+            let scheduledSection = try #require(page.body.range(of: "id=\"scheduled-meetings\""))
+            #expect(page.body[scheduledSection.upperBound...].contains("data-meeting=\"\(id)\""))
+            #expect(try await bob.get("/center").body.contains("data-meeting=\"\(id)\""), "the invited user sees it")
+        }
+    }
+}
+
+@Suite("Join tokens")
+struct JoinTokenKeyTests {
+    @Test("a hosting server verifies tokens with the public key alone and cannot issue any")
+    func verifyOnly() async throws {
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("parley-keys-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        await #expect(throws: TokenKeyError.self) { try await TokenAuthority(verifyingIn: data) }
+        let web = try await TokenAuthority(signingIn: data, lifetimeSeconds: 60)
+        let token = try await web.issue(meeting: "m-1", participant: "p-1", name: "Ann", role: .host)
+        let host = try await TokenAuthority(verifyingIn: data)
+        #expect(await host.canIssue == false)
+        let claims = try await host.verify(token)
+        #expect(claims.participant == "p-1" && claims.meeting == "m-1" && claims.role == .host)
+        // Another data directory's key pair does not verify it.
+        let other = FileManager.default.temporaryDirectory.appendingPathComponent("parley-keys-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: other) }
+        _ = try await TokenAuthority(signingIn: other, lifetimeSeconds: 60)
+        await #expect(throws: ProtocolError.self) { try await TokenAuthority(verifyingIn: other).verify(token) }
+    }
+}

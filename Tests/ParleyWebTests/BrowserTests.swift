@@ -1,0 +1,33 @@
+import Foundation
+import Subprocess
+import SystemPackage
+import Testing
+
+/// The meeting page in a real headless Chromium (Debian's chromium and chromium-driver,
+/// driven by Selenium), against a real `parley serve --single` that is killed with SIGKILL
+/// and restarted. The steps are in Tests/browser/meeting_test.py; screenshots and the
+/// server's log go to test-artifacts/ at the top of the repository.
+@Suite("The meeting page in a real browser", .timeLimit(.minutes(5)))
+struct BrowserTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    static var binary: String {
+        if let given = ProcessInfo.processInfo.environment["PARLEY_BINARY"] { return given }
+        // The test bundle runs from the build products folder, where `parley` is built too.
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        return me.deletingLastPathComponent().appendingPathComponent("parley").path
+    }
+
+    @Test("two users meet: chat, private chat, a PDF turned to page 3, an annotation, a poll; SIGKILL, restart, both resume intact")
+    func meeting() async throws {
+        let script = Self.repository.appendingPathComponent("Tests/browser/meeting_test.py").path
+        let artifacts = Self.repository.appendingPathComponent("test-artifacts/browser").path
+        let result = try await Subprocess.run(
+            .name("python3"), arguments: [script, "--parley", Self.binary, "--artifacts", artifacts],
+            output: .string(limit: 1 << 20), error: .string(limit: 1 << 20))
+        let output = (result.standardOutput ?? "") + (result.standardError ?? "")
+        #expect(result.terminationStatus.isSuccess, "the browser test failed; screenshots in \(artifacts)\n\(output)")
+        #expect(output.contains("browser test passed"))
+    }
+}
