@@ -23,7 +23,9 @@ struct Serve: AsyncParsableCommand {
             meetingQueueDepth, snapshotEveryEntries, tokenLifetimeSeconds, apiKey,
             fsyncEveryCommit); PARLEY_API_KEY applies to both.
 
-            '--single' runs everything in this one process instead.
+            '--single' runs everything in this one process instead. The web zone's settings (accounts,
+            lock-out, uploads, document converters) are options below with '--single', and the
+            configuration's "web" section in a zone.
 
             Meetings, their logs and checkpoints live in DATA/parley.sqlite; the token signing key
             in DATA/keys. SIGTERM or Ctrl-C stops gracefully: stop accepting, commit what is
@@ -76,6 +78,30 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Use SQLite synchronous=NORMAL: faster, but a power loss (not a crash) may lose the last commits.")
     var noFsync = false
 
+    @Option(help: "bcrypt cost for new password hashes (4...31).")
+    var passwordCost = WebSettings().passwordCost
+
+    @Option(help: "Failed sign-ins in a row that lock an account.")
+    var maxFailedSignIns = WebSettings().maxFailedSignIns
+
+    @Option(help: "How long a locked account stays locked, in seconds.")
+    var lockoutSeconds = WebSettings().lockoutSeconds
+
+    @Flag(help: "Mark cookies Secure (when clients reach Parley over HTTPS).")
+    var secureCookies = false
+
+    @Option(help: "Largest document upload, in bytes.")
+    var maxUploadBytes = WebSettings().maxUploadBytes
+
+    @Option(help: "Most pages an uploaded PDF may have.")
+    var maxDocumentPages = WebSettings().maxDocumentPages
+
+    @Option(help: "Time limit for converting one document, per converter, in seconds.")
+    var converterTimeout = WebSettings().converterTimeoutSeconds
+
+    @Option(help: "Memory limit of a document converter process, in MiB.")
+    var converterMemoryMib = WebSettings().converterMemoryMiB
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -87,6 +113,22 @@ struct Serve: AsyncParsableCommand {
         guard sendQueueFrames >= 16 else { throw ValidationError("--send-queue-frames must be at least 16") }
         guard snapshotEvery > 0 else { throw ValidationError("--snapshot-every must be positive") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        let problems = web.problems()
+        guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
+    }
+
+    /// The web zone's settings for `--single` (a zone reads them from its configuration).
+    var web: WebSettings {
+        var web = WebSettings()
+        web.passwordCost = passwordCost
+        web.maxFailedSignIns = maxFailedSignIns
+        web.lockoutSeconds = lockoutSeconds
+        web.secureCookies = secureCookies
+        web.maxUploadBytes = maxUploadBytes
+        web.maxDocumentPages = maxDocumentPages
+        web.converterTimeoutSeconds = converterTimeout
+        web.converterMemoryMiB = converterMemoryMib
+        return web
     }
 
     func run() async throws {
@@ -117,7 +159,7 @@ struct Serve: AsyncParsableCommand {
         configuration.apiKey = apiKey ?? ProcessInfo.processInfo.environment["PARLEY_API_KEY"]
         configuration.fsyncEveryCommit = !noFsync
         let portFile = portFile
-        try await ParleyServer(configuration: configuration, frontRoutes: WebZone.routes(settings: WebSettings()),
+        try await ParleyServer(configuration: configuration, frontRoutes: WebZone.routes(settings: web),
                                logger: logger).run { port in
             if let portFile { writeWhole("\(port)\n", to: portFile) }
         }

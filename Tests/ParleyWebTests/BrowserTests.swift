@@ -7,7 +7,7 @@ import Testing
 /// driven by Selenium), against a real `parley serve --single` that is killed with SIGKILL
 /// and restarted. The steps are in Tests/browser/meeting_test.py; screenshots and the
 /// server's log go to test-artifacts/ at the top of the repository.
-@Suite("The meeting page in a real browser", .timeLimit(.minutes(5)))
+@Suite("The meeting page in a real browser", .serialized, .timeLimit(.minutes(5)))
 struct BrowserTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
@@ -19,12 +19,16 @@ struct BrowserTests {
         return me.deletingLastPathComponent().appendingPathComponent("parley").path
     }
 
-    @Test("two users meet: chat, private chat, a PDF turned to page 3, an annotation, a poll; SIGKILL, restart, both resume intact")
-    func meeting() async throws {
+    /// Single: `parley serve --single` is killed and started again on the same port. Zone:
+    /// the collaboration server hosting the meeting is killed; the pages, served by the web
+    /// process, resume on the hot standby over a cross-origin WebSocket.
+    @Test("two users meet: chat, private chat, a PDF turned to page 3, an annotation, a poll; SIGKILL, both resume intact",
+          arguments: ["single", "zone"])
+    func meeting(_ layout: String) async throws {
         let script = Self.repository.appendingPathComponent("Tests/browser/meeting_test.py").path
-        let artifacts = Self.repository.appendingPathComponent("test-artifacts/browser").path
+        let artifacts = Self.repository.appendingPathComponent("test-artifacts/browser/\(layout)").path
         let result = try await Subprocess.run(
-            .name("python3"), arguments: [script, "--parley", Self.binary, "--artifacts", artifacts],
+            .name("python3"), arguments: Arguments([script, "--parley", Self.binary, "--artifacts", artifacts] + (layout == "zone" ? ["--zone"] : [])),
             output: .string(limit: 1 << 20), error: .string(limit: 1 << 20))
         let output = (result.standardOutput ?? "") + (result.standardError ?? "")
         #expect(result.terminationStatus.isSuccess, "the browser test failed; screenshots in \(artifacts)\n\(output)")

@@ -11,6 +11,7 @@ Run by `swift test` (Tests/ParleyWebTests/BrowserTests.swift), or by hand:
 Needs Debian's chromium and chromium-driver, and selenium from PyPI (.ci/run installs them).
 """
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -71,6 +72,9 @@ class Server:
         self.process = subprocess.Popen(
             [self.binary, "serve", "--single", "--port", str(self.port), "--data", self.data],
             stdout=logfile, stderr=logfile)
+        self.wait_listening()
+
+    def wait_listening(self):
         deadline = time.time() + WAIT
         while time.time() < deadline:
             try:
@@ -95,11 +99,44 @@ class Server:
                 self.process.kill()
 
 
+class Zone(Server):
+    """`parley serve` as a zone. "The server" killed is the collaboration server hosting the
+    meeting; the supervisor restarts it and the meeting fails over to its hot standby."""
+
+    def start(self):
+        self.process = None
+        logfile = open(self.log, "ab")
+        self.process = subprocess.Popen([self.binary, "serve", "--port", str(self.port), "--data", self.data],
+                                        stdout=logfile, stderr=logfile)
+        Server.wait_listening(self)
+
+    def host_of(self, meeting):
+        status = json.loads(subprocess.run([self.binary, "ctl", "status", "--json", "--data", self.data],
+                                           check=True, capture_output=True, text=True).stdout)
+        for process in status["processes"]:
+            if meeting in process.get("load", {}).get("hosting", []):
+                return process
+        return None
+
+    def kill_host(self, meeting):
+        deadline = time.time() + WAIT
+        while time.time() < deadline:
+            host = self.host_of(meeting)
+            if host:
+                os.kill(host["pid"], signal.SIGKILL)
+                return host["name"]
+            time.sleep(0.2)
+        raise AssertionError(f"no collab server reports hosting {meeting}")
+
+
 def browser(profile):
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
-                     f"--user-data-dir={profile}", "--use-fake-ui-for-media-stream"):
+                     f"--user-data-dir={profile}",
+                     # Screen capture without a screen: a fake source, picked without a dialog.
+                     "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                     "--auto-select-desktop-capture-source=Entire screen", "--enable-usermedia-screen-capturing"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = Service(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
@@ -140,12 +177,14 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--parley", required=True)
     parser.add_argument("--artifacts", required=True)
+    parser.add_argument("--zone", action="store_true",
+                        help="run a zone and SIGKILL the collaboration server hosting the meeting")
     args = parser.parse_args()
     os.makedirs(args.artifacts, exist_ok=True)
     work = tempfile.mkdtemp(prefix="parley-browser-")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = Server(os.path.abspath(args.parley), os.path.join(work, "data"), port, os.path.join(args.artifacts, "server.log"))
+    server = (Zone if args.zone else Server)(os.path.abspath(args.parley), os.path.join(work, "data"), port, os.path.join(args.artifacts, "server.log"))
     if os.path.exists(server.log):
         os.remove(server.log)
     server.start()
@@ -230,14 +269,42 @@ def main():
         css(alice, ".poll .poll-close")[0].click()
         for who, driver in (("alice", alice), ("bob", bob)):
             wait(driver, f"{who} sees the poll closed", lambda d: css(d, ".poll")[0].get_attribute("data-closed") == "true")
-        shot("2-before-kill")
 
-        step = "6. SIGKILL the server and restart it; both pages resume with everything intact"
-        server.kill()
-        for who, driver in (("alice", alice), ("bob", bob)):
-            wait(driver, f"{who} notices", lambda d: state(d) in ("reconnecting", "connecting"), 15)
-        shot("3-server-down")
-        server.start()
+        step = "6. screen sharing: frames reach the viewer; input only after the sharer grants control"
+        bob_id = [e.get_attribute("data-participant") for e in css(alice, "#attendee-list .attendee")
+                  if e.find_element(By.CSS_SELECTOR, ".attendee-name").text == "Bob"][0]
+        alice.find_element(By.ID, "share-start").click()
+        wait(bob, "bob sees shared frames",
+             lambda d: d.execute_script("const v = document.getElementById('share-view'); "
+                                        "return !!v && v.complete && v.naturalWidth > 0"), 30)
+        bob.find_element(By.ID, "control-request").click()
+        wait(alice, "alice sees bob's request", lambda d: css(d, f".control-grant[data-participant='{bob_id}']"))
+        shot("2-sharing")
+        assert not css(alice, "#share-input-log > *"), "input arrived before control was granted"
+        css(alice, f".control-grant[data-participant='{bob_id}']")[0].click()
+        def click_share(d):
+            ActionChains(d).move_to_element(d.find_element(By.ID, "share-view")).click().perform()
+            return True
+        wait(bob, "bob holds control", lambda d: css(d, "#control-release") and css(d, "#control-release")[0].is_displayed())
+        click_share(bob)
+        wait(alice, "bob's click reaches alice's page", lambda d: css(d, "#share-input-log > *"))
+        alice.find_element(By.ID, "share-stop").click()
+        wait(bob, "bob sees the share end", lambda d: not d.execute_script(
+            "const v = document.getElementById('share-view'); return !!v && v.offsetParent !== null && !!v.getAttribute('src')"))
+        shot("3-before-kill")
+
+        if args.zone:
+            step = "7. SIGKILL the collab server hosting the meeting; both pages resume on the standby"
+            meeting = meeting_url.rstrip("/").split("/")[-1]
+            killed = server.kill_host(meeting)
+            print(f"killed {killed}, which hosted {meeting}")
+        else:
+            step = "7. SIGKILL the server and restart it; both pages resume with everything intact"
+            server.kill()
+            for who, driver in (("alice", alice), ("bob", bob)):
+                wait(driver, f"{who} notices", lambda d: state(d) in ("reconnecting", "connecting"), 15)
+            shot("4-server-down")
+            server.start()
         for who, driver in (("alice", alice), ("bob", bob)):
             wait(driver, f"{who} shows resumed", lambda d: state(d) == "resumed", 30)
             assert chat_texts(driver) == expected, f"{who}'s chat after resume: {chat_texts(driver)}"
@@ -252,8 +319,9 @@ def main():
         alice.find_element(By.ID, "chat-input").send_keys("still here")
         alice.find_element(By.ID, "chat-send").click()
         wait(bob, "bob gets a message sent after the restart", lambda d: chat_texts(d)[-1:] == [("false", "still here")])
-        shot("4-resumed")
-        print("browser test passed: sign-up, meeting, chat, private chat, PDF page 3, annotation, poll, SIGKILL + resume")
+        shot("5-resumed")
+        print("browser test passed" + (" (zone)" if args.zone else "") +
+              ": sign-up, meeting, chat, private chat, PDF page 3, annotation, poll, screen sharing with control, SIGKILL + resume")
         return 0
     except BaseException as error:
         shot("failed")

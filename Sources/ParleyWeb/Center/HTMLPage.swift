@@ -44,6 +44,7 @@ struct HTMLPage: Sendable {
             <meta name="viewport" content="width=device-width, initial-scale=1">
             <title>\(Escaped(title)) · Parley</title>
             <link rel="stylesheet" href="/static/css/parley.css">
+            <link rel="icon" href="data:,">
             \(head)
             </head>
             <body class="\(Escaped(bodyClass))">

@@ -139,11 +139,19 @@ struct ConverterRunner: Sendable {
         // Its own process group, so the kill at the deadline reaches anything it started.
         platform.processGroupID = 0
         platform.teardownSequence = [.send(signal: .kill, toProcessGroup: true, allowedDurationToNextStep: .seconds(1))]
+        // A converter sees none of this server's environment (it may hold secrets), and
+        // starts in its own work directory.
+        let directory = FilePath(logPrefix).removingLastComponent()
+        let environment = Environment.custom([
+            "PATH": searchPath ?? ToolLocator.defaultSearchPath, "HOME": directory.string, "LC_ALL": "C",
+        ])
         let configuration = Configuration(
             executable: .path(FilePath("/bin/sh")),
             arguments: Arguments(["-c", Self.wrapperScript, "parley-converter",
                                   "\(limits.memoryMiB * 1024)", "\(cpuSeconds)", "\((limits.fileBytes + 511) / 512)",
                                   executable] + arguments),
+            environment: environment,
+            workingDirectory: directory,
             platformOptions: platform)
 
         enum Race: Sendable {
@@ -264,6 +272,12 @@ struct PDFConversion: Sendable {
         var deadline = ContinuousClock.now + limits.timeout
         // Each converter takes at most two steps; the bound guards against a plan that loops.
         for _ in 0...(2 * converters.count + 1) {
+            // The server is stopping: the converters were killed, which says nothing about
+            // the document. The uploader may try again.
+            if Task.isCancelled {
+                logger.notice("conversion of document \(document) stopped: the server is stopping")
+                return .failure(.busy)
+            }
             switch action {
             case .run(.count(let index)):
                 let converter = converters[index]
@@ -285,7 +299,7 @@ struct PDFConversion: Sendable {
                 } else {
                     outcome = .failed(ConverterRunner.describe(run, tool: converter.count.tool, package: converter.package, limits: limits))
                 }
-                action = note(plan.finished(outcome), outcome, converter, document)
+                action = advance(&plan, outcome, converter, document)
 
             case .run(.render(let index, let pages)):
                 let converter = converters[index]
@@ -306,7 +320,7 @@ struct PDFConversion: Sendable {
                 } else {
                     outcome = .failed(ConverterRunner.describe(run, tool: converter.render.tool, package: converter.package, limits: limits))
                 }
-                action = note(plan.finished(outcome), outcome, converter, document)
+                action = advance(&plan, outcome, converter, document)
                 if case .succeed = action {
                     return .success(Rendered(pages: images, converter: converter.name))
                 }
@@ -327,9 +341,12 @@ struct PDFConversion: Sendable {
         preconditionFailure("the conversion plan did not finish in \(2 * converters.count + 2) steps")
     }
 
-    private func note(_ next: ConversionPlan.Action, _ outcome: ConversionPlan.Outcome, _ converter: PDFConverter,
-                      _ document: String) -> ConversionPlan.Action {
-        if case .failed(let reason) = outcome {
+    /// Feeds `outcome` to the plan; logs the failure the plan recorded, if it did.
+    private func advance(_ plan: inout ConversionPlan, _ outcome: ConversionPlan.Outcome, _ converter: PDFConverter,
+                         _ document: String) -> ConversionPlan.Action {
+        let failuresBefore = plan.failures.count
+        let next = plan.finished(outcome)
+        if plan.failures.count > failuresBefore, let reason = plan.failures.last?.reason {
             let then = if case .run(.count(let index)) = next { "trying \(converters[index].name)" } else { "no converter left" }
             logger.warning("converter \(converter.name) failed on document \(document): \(reason); \(then)",
                            metadata: ["document": "\(document)", "converter": "\(converter.name)"])

@@ -109,7 +109,7 @@ struct DocumentRoutes: Sendable {
         guard let kind = DocumentKind.sniff(bytes) else {
             throw DocumentError.unsupportedDocument("the file is not a PDF, PNG or JPEG (whatever its name or type says)")
         }
-        let title = DocumentTitle.from(header: request.headers[HTTPField.Name("X-Parley-Title")!])
+        let title = DocumentTitle.from(header: request.headers[Self.titleHeader])
         let document = randomID(prefix: "d")
         let started = ContinuousClock.now
 
@@ -176,6 +176,8 @@ struct DocumentRoutes: Sendable {
     // MARK: - Pages
 
     static let cacheControl = "private, max-age=31536000, immutable"
+    static let titleHeader = HTTPField.Name("X-Parley-Title")!
+    static let noSniffHeader = HTTPField.Name("X-Content-Type-Options")!
 
     private func page(_ request: Request, context: BasicRequestContext, meeting: String, page: String) async throws -> Response {
         let claims = try await authorize(request, meeting: meeting)
@@ -187,6 +189,8 @@ struct DocumentRoutes: Sendable {
             return Response(status: .notModified, headers: headers)
         }
         headers[.contentType] = stored.contentType
+        // Images are kept as uploaded: a browser must not read one as anything but an image.
+        headers[Self.noSniffHeader] = "nosniff"
         let body: ResponseBody
         do {
             body = try await FileIO().loadFile(path: stored.path, context: context)
@@ -237,6 +241,9 @@ actor ConversionSlots {
         self.running = running
         self.waiting = waiting
     }
+
+    /// Conversions waiting for a slot now.
+    var waitingCount: Int { queue.count }
 
     func withSlot<T: Sendable>(_ body: @Sendable () async -> T) async throws(DocumentError) -> T {
         try await acquire()

@@ -9,6 +9,7 @@ import { Api, PageImages } from './api.js';
 import { Connection } from './connection.js';
 import { el } from './dom.js';
 import { hostOf } from './state.js';
+import { sentence } from './text.js';
 import { HeaderView } from './views/header.js';
 import { NoticeView } from './views/notice.js';
 import { SharedPane } from './views/shared-pane.js';
@@ -31,7 +32,7 @@ class MeetingPage {
     this.api = new Api(boot.meeting, boot.token);
     this.pages = new PageImages(this.api);
     this.connection = new Connection({ api: this.api, token: boot.token, transport, onEvent: (event) => this.onEvent(event) });
-    this.status = { state: 'connecting', message: '', detail: '', transport: this.connection.transportKind, live: false };
+    this.status = { state: 'connecting', message: '', detail: '', transport: this.connection.transportKind };
     this.renderQueued = false;
 
     const ctx = {
@@ -93,13 +94,12 @@ class MeetingPage {
   }
 
   connectionChanged({ state, reason, transport }) {
-    this.status.live = this.connection.session.isLive;
     this.status.detail = '';
     if (transport) this.status.transport = transport;
     if (state === 'closed') {
       this.status.state = reason?.code === 'left' ? 'left' : 'failed';
       this.status.message = CLOSED_TEXT[reason?.code] ?? sentence(reason?.message || 'The connection failed.');
-      if (reason?.code === 'join_refused' && reason.message) this.status.message = `You cannot join: ${reason.message}.`;
+      if (reason?.code === 'join_refused' && reason.message) this.status.message = `You cannot join: ${reason.message.replace(/\.$/, '')}.`;
     } else {
       this.status.state = state;
     }
@@ -116,7 +116,6 @@ class MeetingPage {
   }
 
   render() {
-    this.status.live = this.connection.session.isLive;
     const meeting = this.connection.meeting;
     const me = this.connection.session.participantId ?? this.boot.participant;
     const self = meeting?.participants.find((p) => p.id === me) ?? null;
@@ -127,6 +126,8 @@ class MeetingPage {
       self,
       isHost: present && hostOf(meeting)?.id === me,
       isPresenter: present && self.isPresenter,
+      // Ops can be sent while reconnecting: they wait and go out after the resume.
+      canAct: Boolean(meeting) && !meeting.ended && this.connection.session.phase.name !== 'closed',
       status: this.status,
     };
     for (const view of this.views) {
@@ -138,14 +139,6 @@ class MeetingPage {
       }
     }
   }
-}
-
-/** Server messages are lower-case phrases ("only the presenter turns pages"). */
-function sentence(text) {
-  const value = String(text ?? '').trim();
-  if (!value) return '';
-  const capitalized = value[0].toUpperCase() + value.slice(1);
-  return /[.!?…]$/.test(capitalized) ? capitalized : `${capitalized}.`;
 }
 
 /** The JSON the server embedded in the page: {meeting, title, token, participant, name, role}. */

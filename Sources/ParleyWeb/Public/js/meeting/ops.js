@@ -8,11 +8,8 @@ import { randomId } from './dom.js';
 export const LIMITS = Object.freeze({
   textLength: 4000,
   titleLength: 200,
-  identifierBytes: 64,
-  pagesPerDocument: 2000,
   pollOptions: { min: 2, max: 20 },
   pollOptionLength: 200,
-  strokeWidthMax: 100,
 });
 
 /**

@@ -11,7 +11,7 @@ export function openWebSocket(serverUrl, handlers) {
   return new WebSocketTransport(serverUrl, handlers);
 }
 
-export function webSocketUrl(serverUrl) {
+function webSocketUrl(serverUrl) {
   const url = new URL('/v1/ws', serverUrl);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
   return url.href;

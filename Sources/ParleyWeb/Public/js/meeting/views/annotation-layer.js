@@ -170,8 +170,9 @@ export class AnnotationLayer {
 
   /** The topmost committed stroke I may erase whose line passes near `point`. */
   strokeAt(point) {
-    const w = this.cssWidth;
-    const h = this.cssHeight;
+    const box = this.canvas.getBoundingClientRect();
+    const w = box.width;
+    const h = box.height;
     for (let i = this.strokes.length - 1; i >= 0; i -= 1) {
       const stroke = this.strokes[i];
       if (!this.hooks.mayErase(stroke)) continue;

@@ -20,13 +20,12 @@ export class AttendeePane {
   }
 
   render(model) {
-    const { meeting, me, isHost } = model;
+    const { meeting, me, isHost, canAct } = model;
     const participants = meeting?.participants ?? [];
     // People who left stay listed (the state keeps them), after everyone still here.
     const ordered = [...participants.filter((p) => p.presence !== 'left'), ...participants.filter((p) => p.presence === 'left')];
     setText(this.count, `(${participants.filter((p) => p.presence !== 'left').length})`);
-    const live = model.status.live && !meeting?.ended;
-    syncKeyed(this.list, ordered, (p) => p.id, (p) => this.createItem(p), (node, p) => this.updateItem(node, p, me, isHost && live));
+    syncKeyed(this.list, ordered, (p) => p.id, (p) => this.createItem(p), (node, p) => this.updateItem(node, p, me, isHost && canAct));
     this.polls.render(model);
   }
 

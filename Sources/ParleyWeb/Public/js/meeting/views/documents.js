@@ -7,6 +7,7 @@ import { el, setText, setData, show, enable, syncKeyed } from '../dom.js';
 import { documentType } from '../api.js';
 import { clampTitle, newId, nextWhiteboardPage, ops } from '../ops.js';
 import { locatePage } from '../state.js';
+import { count, sentence } from '../text.js';
 
 export class DocumentsPanel {
   constructor(ctx) {
@@ -21,25 +22,26 @@ export class DocumentsPanel {
     this.addWhiteboard = el('button', { id: 'whiteboard-add', type: 'button', text: 'New whiteboard', on: { click: () => this.createWhiteboard() } });
     this.addWhiteboardPage = el('button', { id: 'whiteboard-page-add', type: 'button', text: 'Add whiteboard page', hidden: true, on: { click: () => this.createWhiteboardPage() } });
     this.adding = el('div', { class: 'document-actions' },
-      el('label', { class: 'upload-label', htmlFor: 'document-upload', text: 'Upload a document (PDF, PNG, JPEG)' }),
-      this.upload, this.status, this.addWhiteboard, this.addWhiteboardPage);
+      el('div', { class: 'upload' },
+        el('label', { htmlFor: 'document-upload', text: 'Upload a document (PDF, PNG, JPEG)' }), this.upload),
+      el('div', { class: 'whiteboard-actions' }, this.addWhiteboard, this.addWhiteboardPage),
+      this.status);
     this.list = el('ul', { id: 'document-list', class: 'document-list', attrs: { 'aria-label': 'Documents' } });
     this.element = el('div', { class: 'documents' }, this.adding, this.list);
   }
 
   render(model) {
     this.model = model;
-    const { meeting, isPresenter, isHost } = model;
-    const live = Boolean(meeting && model.status.live && !meeting.ended);
+    const { meeting, isPresenter, isHost, canAct } = model;
     const mayAdd = isPresenter || isHost;
     show(this.adding, mayAdd);
-    enable(this.upload, live && !this.uploading);
-    enable(this.addWhiteboard, live);
+    enable(this.upload, canAct && !this.uploading);
+    enable(this.addWhiteboard, canAct);
     const current = meeting ? locatePage(meeting, meeting.currentPage) : null;
     show(this.addWhiteboardPage, Boolean(current?.document.isWhiteboard));
-    enable(this.addWhiteboardPage, live);
+    enable(this.addWhiteboardPage, canAct);
     syncKeyed(this.list, meeting?.documents ?? [], (d) => d.id, (d) => this.createItem(d),
-      (node, d) => this.updateItem(node, d, current?.document.id === d.id, live && isPresenter));
+      (node, d) => this.updateItem(node, d, current?.document.id === d.id, canAct && isPresenter));
   }
 
   createItem(document) {
@@ -51,9 +53,8 @@ export class DocumentsPanel {
 
   updateItem(node, document, isCurrent, mayOpen) {
     const button = node.firstChild;
-    setText(button.lastChild, document.isWhiteboard
-      ? `whiteboard · ${document.pages.length} page${document.pages.length === 1 ? '' : 's'}`
-      : `${document.pages.length} page${document.pages.length === 1 ? '' : 's'}`);
+    const pages = count(document.pages.length, 'page');
+    setText(button.lastChild, document.isWhiteboard ? `whiteboard · ${pages}` : pages);
     if (isCurrent) button.setAttribute('aria-current', 'true');
     else button.removeAttribute('aria-current');
     enable(button, mayOpen);
@@ -86,14 +87,13 @@ export class DocumentsPanel {
       const title = clampTitle(uploaded.title || file.name);
       const added = await this.ctx.send(ops.addDocument(uploaded.document, title, uploaded.pages), { quiet: true });
       if (!added.ok) {
-        this.setStatus('failed', `“${title}” could not be added: ${added.message}`);
+        this.setStatus('failed', `“${title}” could not be added: ${sentence(added.message)}`);
         return;
       }
       await this.openIfPresenting(uploaded.pages[0]);
-      const count = uploaded.pages.length;
-      this.setStatus('done', `Added “${title}” (${count} page${count === 1 ? '' : 's'}).`);
+      this.setStatus('done', `Added “${title}” (${count(uploaded.pages.length, 'page')}).`);
     } catch (error) {
-      this.setStatus('failed', error.message || 'The upload failed.');
+      this.setStatus('failed', sentence(error.message || 'the upload failed'));
     } finally {
       this.uploading = false;
       this.ctx.refresh();

@@ -34,7 +34,7 @@ export class HeaderView {
   }
 
   render(model) {
-    const { meeting, self, isHost, status } = model;
+    const { meeting, self, isHost, status, canAct } = model;
     if (meeting) {
       setText(this.title, meeting.title);
       document.title = `${meeting.title} · Parley`;
@@ -46,12 +46,11 @@ export class HeaderView {
     setText(this.transport, status.transport);
     setText(this.who, self ? `${self.name} · ${roleLabel(self)}` : '');
     show(this.locked, Boolean(meeting?.locked));
-    const active = Boolean(meeting && !meeting.ended && status.live);
     show(this.lockButton, isHost);
     show(this.endButton, isHost);
     setText(this.lockButton, meeting?.locked ? 'Unlock' : 'Lock');
-    enable(this.lockButton, active);
-    enable(this.endButton, active);
+    enable(this.lockButton, canAct);
+    enable(this.endButton, canAct);
     enable(this.leaveButton, status.state !== 'failed' && status.state !== 'left');
   }
 
@@ -77,7 +76,7 @@ export class HeaderView {
   }
 }
 
-export function roleLabel(participant) {
+function roleLabel(participant) {
   const role = { host: 'Host', presenter: 'Presenter', attendee: 'Attendee' }[participant.role] ?? participant.role;
   return participant.isPresenter && participant.role !== 'presenter' ? `${role}, presenting` : role;
 }

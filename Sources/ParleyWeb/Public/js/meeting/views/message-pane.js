@@ -26,7 +26,7 @@ export class MessagePane {
   }
 
   render(model) {
-    const { meeting, me } = model;
+    const { meeting, me, canAct } = model;
     if (!meeting) return;
     const features = meeting.settings.features;
     const messages = [
@@ -39,13 +39,13 @@ export class MessagePane {
     syncKeyed(this.log, messages, (m) => m.seq, (m) => this.createItem(m, meeting, me), () => {});
     if (stick && this.log.childElementCount !== before) this.log.scrollTop = this.log.scrollHeight;
 
-    this.renderRecipients(meeting, me, features);
+    const recipients = this.renderRecipients(meeting, me, features);
     const canWrite = features.chat || features.privateChat;
     show(this.composer, canWrite);
     show(this.disabledNote, !canWrite);
-    const live = model.status.live && !meeting.ended;
-    enable(this.input, live);
-    enable(this.sendButton, live);
+    enable(this.input, canAct && recipients > 0);
+    enable(this.sendButton, canAct && recipients > 0);
+    this.input.placeholder = recipients > 0 ? 'Write a message' : 'Nobody to write to privately yet';
   }
 
   /** Messages never change once committed, so an item is built once. */
@@ -62,6 +62,7 @@ export class MessagePane {
     return node;
   }
 
+  /** Fills #chat-to; returns how many choices it has (0: nobody may be written to). */
   renderRecipients(meeting, me, features) {
     const people = features.privateChat
       ? meeting.participants.filter((p) => p.presence !== 'left' && p.id !== me)
@@ -74,7 +75,8 @@ export class MessagePane {
     syncKeyed(this.to, options, (o) => o.value, (o) => el('option', { value: o.value }), (node, o) => setText(node, o.label));
     // Keep the choice while that person is still here; otherwise fall back to the first.
     if (options.some((o) => o.value === selected)) this.to.value = selected;
-    show(this.to, options.length > 1 || !features.chat);
+    show(this.to, features.privateChat);
+    return options.length;
   }
 
   async submit(event) {

@@ -8,7 +8,7 @@ const VISIBLE_MS = 6000;
 
 export class NoticeView {
   constructor() {
-    this.element = el('div', { id: 'notice', class: 'notice', role: 'status', attrs: { 'aria-live': 'polite' }, hidden: true });
+    this.element = el('div', { id: 'notice', class: 'meeting-notice', role: 'status', attrs: { 'aria-live': 'polite' }, hidden: true });
     this.timer = null;
   }
 

@@ -64,22 +64,21 @@ export class PageView {
 
   render(model) {
     this.model = model;
-    const { meeting, isPresenter, isHost } = model;
+    const { meeting, isPresenter, isHost, canAct } = model;
     const page = meeting?.currentPage ?? null;
     const located = meeting ? locatePage(meeting, page) : null;
-    const live = Boolean(meeting && model.status.live && !meeting.ended);
 
     if (page !== this.page) this.showPage(page, located);
     setText(this.number, located ? `${located.index + 1} / ${located.document.pages.length}` : '0 / 0');
     setText(this.documentTitle, located ? located.document.title : '');
-    enable(this.prev, live && isPresenter && located !== null && located.index > 0);
-    enable(this.next, live && isPresenter && located !== null && located.index < located.document.pages.length - 1);
+    enable(this.prev, canAct && isPresenter && located !== null && located.index > 0);
+    enable(this.next, canAct && isPresenter && located !== null && located.index < located.document.pages.length - 1);
 
     const annotation = Boolean(meeting?.settings.features.annotation);
     show(this.tools, annotation);
     show(this.clear, isPresenter || isHost);
-    enable(this.clear, live && located !== null);
-    this.layer.setPage(page, located ? strokesOn(meeting, page) : [], annotation && live && located !== null);
+    enable(this.clear, canAct && located !== null);
+    this.layer.setPage(page, located ? strokesOn(meeting, page) : [], annotation && canAct && located !== null);
   }
 
   showPage(page, located) {
@@ -88,7 +87,7 @@ export class PageView {
       delete this.view.dataset.page;
       setData(this.view, 'kind', 'none');
       delete this.image.dataset.page;
-      this.showImage(false);
+      show(this.image, false);
       show(this.whiteboard, false);
       this.say(page === null ? 'No document is open yet.' : 'This page is not available.');
       return;
@@ -98,7 +97,7 @@ export class PageView {
       setData(this.view, 'kind', 'whiteboard');
       delete this.image.dataset.page;
       this.image.removeAttribute('src');
-      this.showImage(false);
+      show(this.image, false);
       show(this.whiteboard, true);
       this.setAspect(DEFAULT_ASPECT);
       this.say('');
@@ -117,24 +116,20 @@ export class PageView {
     show(this.retry, false);
     if (!retrying) {
       this.image.removeAttribute('src');
-      this.showImage(false);
+      show(this.image, false);
     }
     this.say('Loading the page…');
     try {
       const url = await this.ctx.pages.url(page);
       if (this.page !== page) return; // turned again meanwhile
       this.image.src = url;
-      this.showImage(true);
+      show(this.image, true);
       this.say('');
     } catch (error) {
       if (this.page !== page) return;
       this.say(`This page could not be loaded: ${error.message}`);
       show(this.retry, true);
     }
-  }
-
-  showImage(visible) {
-    show(this.image, visible);
   }
 
   say(text) {
@@ -150,8 +145,9 @@ export class PageView {
 
   /** Fits the stage into the pane at the page's aspect ratio; the canvas follows. */
   layout() {
-    const availableWidth = this.view.clientWidth;
-    if (availableWidth === 0) return;
+    const style = getComputedStyle(this.view);
+    const availableWidth = this.view.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    if (availableWidth <= 0) return;
     const availableHeight = Math.max(160, window.innerHeight * MAX_HEIGHT_SHARE);
     const width = Math.floor(Math.min(availableWidth, availableHeight * this.aspect));
     const height = Math.floor(width / this.aspect);

@@ -4,6 +4,7 @@
 import { el, setText, setData, show, enable, syncKeyed } from '../dom.js';
 import { LIMITS, isValidText, newId, ops, textLength } from '../ops.js';
 import { pollResults, participantOf } from '../state.js';
+import { count } from '../text.js';
 
 export class PollsView {
   constructor(ctx) {
@@ -23,17 +24,16 @@ export class PollsView {
   }
 
   render(model) {
-    const { meeting, me, isHost, isPresenter } = model;
+    const { meeting, me, isHost, isPresenter, canAct } = model;
     const enabled = Boolean(meeting?.settings.features.polls);
     show(this.element, enabled);
     if (!meeting) return;
-    const live = model.status.live && !meeting.ended;
     show(this.form, enabled && (isPresenter || isHost));
-    enable(this.create, live && !this.creating);
+    enable(this.create, canAct && !this.creating);
     const polls = [...meeting.polls].reverse(); // newest first
     show(this.empty, polls.length === 0);
     syncKeyed(this.list, polls, (poll) => poll.id, (poll) => this.createItem(poll),
-      (node, poll) => this.updateItem(node, poll, meeting, me, isHost, live));
+      (node, poll) => this.updateItem(node, poll, meeting, me, isHost, canAct));
   }
 
   async submit(event) {
@@ -77,23 +77,23 @@ export class PollsView {
     return node;
   }
 
-  updateItem(node, poll, meeting, me, isHost, live) {
+  updateItem(node, poll, meeting, me, isHost, canAct) {
     setData(node, 'closed', poll.closed ? 'true' : 'false');
     const myVote = poll.votes.find((vote) => vote.voter === me)?.option;
     const results = pollResults(poll);
     const total = poll.votes.length;
     const creator = participantOf(meeting, poll.creator)?.name ?? poll.creator;
     setText(node.querySelector('.poll-meta'),
-      `by ${creator} · ${total} vote${total === 1 ? '' : 's'}${poll.closed ? ' · closed' : ''}`);
+      `by ${creator} · ${count(total, 'vote')}${poll.closed ? ' · closed' : ''}`);
     node.querySelectorAll('.poll-option').forEach((option, index) => {
       const vote = option.querySelector('.poll-vote');
-      enable(vote, live && !poll.closed && myVote === undefined);
+      enable(vote, canAct && !poll.closed && myVote === undefined);
       vote.setAttribute('aria-pressed', myVote === index ? 'true' : 'false');
       setText(option.querySelector('.poll-result'), results[index] ?? 0);
       option.querySelector('.poll-bar-fill').style.width = `${total ? Math.round((100 * (results[index] ?? 0)) / total) : 0}%`;
     });
     const close = node.querySelector('.poll-close');
     show(close, !poll.closed && (poll.creator === me || isHost));
-    enable(close, live);
+    enable(close, canAct);
   }
 }

@@ -52,11 +52,10 @@ export class SharePanel {
 
   render(model) {
     this.model = model;
-    const { meeting, me, isPresenter, isHost } = model;
+    const { meeting, me, isPresenter, isHost, canAct } = model;
     const enabled = Boolean(meeting?.settings.features.applicationSharing);
     show(this.element, enabled);
     if (!meeting) return;
-    const live = model.status.live && !meeting.ended;
     const share = meeting.share ?? null;
     const name = (id) => participantOf(meeting, id)?.name ?? id;
     const mine = share?.sharer === me;
@@ -65,7 +64,8 @@ export class SharePanel {
     // The capture follows the committed state: frames only while the share is ours.
     if (mine && this.capture.active) this.capture.startFrames();
     else this.capture.stopFrames();
-    if (!mine && this.capture.active && !this.starting) this.capture.close();
+    // Ours no more (the host stopped it, the meeting ended, this tab was replaced): let go of the screen.
+    if ((!mine || !canAct) && this.capture.active && !this.starting) this.capture.close();
     if ((share?.sharer ?? null) !== this.frameFrom) this.clearFrame();
 
     let status = 'Nobody is sharing.';
@@ -79,24 +79,24 @@ export class SharePanel {
     const mayStart = enabled && (isPresenter || isHost);
     show(this.startButton, mayStart && (!share || (mine && !this.capture.active)));
     setText(this.startButton, mine ? 'Resume sharing' : 'Share screen');
-    enable(this.startButton, live && !this.starting);
+    enable(this.startButton, canAct && !this.starting);
     show(this.stopButton, Boolean(share) && (mine || isHost));
-    enable(this.stopButton, live);
+    enable(this.stopButton, canAct);
 
     const requested = Boolean(share?.controlRequests.includes(me));
     show(this.requestButton, Boolean(share) && !mine && holder !== me);
     setText(this.requestButton, requested ? 'Control requested' : 'Request control');
-    enable(this.requestButton, live && !requested);
+    enable(this.requestButton, canAct && !requested);
     show(this.releaseButton, Boolean(share) && holder === me);
-    enable(this.releaseButton, live);
+    enable(this.releaseButton, canAct);
     show(this.revokeButton, mine && holder !== null);
-    enable(this.revokeButton, live);
+    enable(this.revokeButton, canAct);
 
     const requests = mine ? share.controlRequests : [];
     show(this.requests, requests.length > 0);
     syncKeyed(this.requests, requests, (id) => id, (id) => this.createRequest(id), (node, id) => {
       setText(node.firstChild, name(id));
-      enable(node.lastChild, live);
+      enable(node.lastChild, canAct);
     });
 
     show(this.stage, Boolean(share));
