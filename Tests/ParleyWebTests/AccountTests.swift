@@ -50,7 +50,7 @@ struct AccountHTTPTests {
     func lockout() async throws {
         var settings = WebServer.fastSettings
         settings.maxFailedSignIns = 3
-        settings.lockoutSeconds = 1
+        settings.lockoutSeconds = 3
         try await WebServer.with(settings) { server in
             let owner = Visitor(server)
             #expect(try await owner.register("ann", name: "Ann", password: "right password").location == "/center")
@@ -67,7 +67,7 @@ struct AccountHTTPTests {
             let meanwhile = try await Visitor(server).signIn("ann", password: "right password")
             #expect(meanwhile.status == 403, "the right password does not open a locked account")
             #expect(meanwhile.cookie(named: "parley_session") == nil)
-            try await Task.sleep(for: .milliseconds(1_200))
+            try await Task.sleep(for: .milliseconds(3_200))
             let after = try await Visitor(server).signIn("ann", password: "right password")
             #expect(after.status == 302 && after.location == "/center")
             #expect(server.logs.contains("account lock ended"))

@@ -175,12 +175,12 @@ enum DocumentImages {
 /// A fixture file from `Fixtures/`.
 func documentFixture(_ name: String) throws -> [UInt8] {
     guard let url = Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Fixtures") else {
-        throw DocumentTestFailure("no fixture \(name)")
+        throw TestFailure("no fixture \(name)")
     }
     return Array(try Data(contentsOf: url))
 }
 
-struct DocumentTestFailure: Error, CustomStringConvertible {
+struct TestFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
 }
@@ -204,7 +204,7 @@ struct DocumentTemporaryDirectory: Sendable {
 }
 
 /// Everything the server logged, for tests that check what an operator is told.
-final class DocumentLog: Sendable {
+final class ServerLog: Sendable {
     private let lines = Mutex<[String]>([])
 
     func append(_ line: String) { lines.withLock { $0.append(line) } }
@@ -212,14 +212,14 @@ final class DocumentLog: Sendable {
     func contains(_ text: String) -> Bool { all.contains { $0.contains(text) } }
 
     var logger: Logger {
-        var logger = Logger(label: "documents-test") { _ in DocumentLogHandler(log: self) }
+        var logger = Logger(label: "documents-test") { _ in ServerLogHandler(log: self) }
         logger.logLevel = .info
         return logger
     }
 }
 
-struct DocumentLogHandler: LogHandler {
-    let log: DocumentLog
+struct ServerLogHandler: LogHandler {
+    let log: ServerLog
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level = .info
 
@@ -296,7 +296,7 @@ struct DocumentClient: Sendable {
             }
         }
         let (data, response) = try await Self.session.data(for: request)
-        guard let http = response as? HTTPURLResponse else { throw DocumentTestFailure("not an HTTP response") }
+        guard let http = response as? HTTPURLResponse else { throw TestFailure("not an HTTP response") }
         var fields: [String: String] = [:]
         for (name, value) in http.allHeaderFields {
             if let name = name as? String, let value = value as? String { fields[name] = value }
@@ -311,7 +311,7 @@ struct DocumentClient: Sendable {
               let object = try JSONSerialization.jsonObject(with: response.body) as? [String: Any],
               let meeting = object["meeting"] as? [String: Any], let id = meeting["id"] as? String,
               let token = object["hostToken"] as? String
-        else { throw DocumentTestFailure("create meeting: \(response.status) \(response.text)") }
+        else { throw TestFailure("create meeting: \(response.status) \(response.text)") }
         return DocumentMeeting(id: id, hostToken: token)
     }
 
@@ -348,11 +348,11 @@ enum DocumentServer {
     /// the documents routes alone, with those converters; without, the whole web zone.
     static func run(settings: WebSettings, data: String? = nil, converters: [PDFConverter]? = nil,
                     searchPath: String? = ProcessInfo.processInfo.environment["PATH"],
-                    _ body: @Sendable (DocumentClient, DocumentLog, String) async throws -> Void) async throws {
+                    _ body: @Sendable (DocumentClient, ServerLog, String) async throws -> Void) async throws {
         let temporary = data == nil ? try DocumentTemporaryDirectory() : nil
         defer { temporary?.remove() }
         let directory = data ?? temporary!.path
-        let log = DocumentLog()
+        let log = ServerLog()
         let routes: FrontRoutes
         if let converters {
             routes = { router, front in
@@ -374,7 +374,7 @@ enum DocumentServer {
             var iterator = ports.makeAsyncIterator()
             guard let port = await iterator.next() else {
                 try await group.next()
-                throw DocumentTestFailure("the server did not start")
+                throw TestFailure("the server did not start")
             }
             do {
                 try await body(DocumentClient(base: "http://127.0.0.1:\(port)"), log, directory)

@@ -13,15 +13,15 @@ import Synchronization
 struct WebServer {
     let base: URL
     let data: String
-    let logs: LogLines
+    let logs: ServerLog
 
     /// Runs `body` against a fresh server, then stops it and removes its data.
     static func with<T>(_ settings: WebSettings = WebServer.fastSettings,
                         _ body: (WebServer) async throws -> T) async throws -> T {
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("parley-web-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: data) }
-        let logs = LogLines()
-        let logger = Logger(label: "web-test") { _ in LogLines.Handler(lines: logs) }
+        let logs = ServerLog()
+        let logger = logs.logger
         let configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: data, fsyncEveryCommit: false)
         let (ports, sink) = AsyncStream<Int>.makeStream()
         return try await withThrowingTaskGroup(of: Void.self) { group in
@@ -31,7 +31,7 @@ struct WebServer {
             }
             var port: Int?
             for await bound in ports { port = bound; break }
-            guard let port else { throw HarnessFailure("the server did not start") }
+            guard let port else { throw TestFailure("the server did not start") }
             let server = WebServer(base: URL(string: "http://127.0.0.1:\(port)")!, data: data, logs: logs)
             do {
                 let result = try await body(server)
@@ -49,32 +49,6 @@ struct WebServer {
         var settings = WebSettings()
         settings.passwordCost = 4
         return settings
-    }
-}
-
-struct HarnessFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// Every log message, in order.
-final class LogLines: Sendable {
-    private let lines = Mutex<[String]>([])
-    var all: [String] { lines.withLock { $0 } }
-    func contains(_ text: String) -> Bool { all.contains { $0.contains(text) } }
-
-    struct Handler: LogHandler {
-        let lines: LogLines
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .info
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) {
-            let fields = (event.metadata ?? [:]).map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ")
-            lines.lines.withLock { $0.append("\(event.level) \(event.message) \(fields)") }
-        }
     }
 }
 
