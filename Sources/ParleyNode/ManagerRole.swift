@@ -248,7 +248,12 @@ struct ManagerService: Service {
     func run() async throws {
         let logger = context.logger
         let configuration = context.configuration
-        let store = try SQLiteStore(directory: context.paths.data, logger: logger)
+        // The manager writes only its lease, which lapses within a second and means nothing
+        // after a power loss. An fsync per renewal would let a busy disk (a full test suite
+        // with a browser running, seen once) delay renewals past the lease, and then no
+        // manager could lead. WAL with synchronous=NORMAL still commits atomically and is
+        // seen at once by every process.
+        let store = try SQLiteStore(directory: context.paths.data, synchronous: .normal, logger: logger)
         let secret = try ZoneSecret(contentsOf: context.paths.zoneSecret)
         let manager = ZoneManager(name: context.name, configuration: configuration, supervisor: context.link, logger: logger)
         let port = PortAnnouncement()
