@@ -38,7 +38,8 @@ struct SupervisorProcessTests {
                 status["collab-1"].flatMap { $0.state == .running && $0.pid != old.pid ? $0 : nil }
             }
             let elapsed = ContinuousClock.now - stoppedAt
-            #expect(elapsed >= .milliseconds(ZoneHarness.heartbeatTimeoutMs), "replaced after only \(elapsed)")
+            #expect(elapsed >= .milliseconds(ZoneHarness.heartbeatTimeoutMs - ZoneHarness.heartbeatIntervalMs),
+                    "replaced after only \(elapsed)")
             #expect(new.restarts == 1)
             #expect(new.lastExit == .signaled(SIGKILL))
             #expect(!isAlive(old.pid))
@@ -193,6 +194,7 @@ struct SupervisorProcessTests {
 /// manager, one collab server, web and services.
 struct ZoneHarness: Sendable {
     static let heartbeatTimeoutMs = 1_000
+    static let heartbeatIntervalMs = 200
     static let maxRestarts = 3
     static let maxBackoffMs = 200
     static let poisonAfterCrashes = 2
@@ -226,7 +228,7 @@ struct ZoneHarness: Sendable {
         """
         {"publicPort": 0, \(extra)
          "processes": \(processes),
-         "heartbeat": {"intervalMs": 200, "timeoutMs": \(heartbeatTimeoutMs)\(killAfterMs.map { ", \"killAfterMs\": \($0)" } ?? "")},
+         "heartbeat": {"intervalMs": \(heartbeatIntervalMs), "timeoutMs": \(heartbeatTimeoutMs)\(killAfterMs.map { ", \"killAfterMs\": \($0)" } ?? "")},
          "scaling": {"maxCollabServers": 2},
          "poisonAfterCrashes": \(poisonAfterCrashes),
          "restart": {"initialBackoffMs": 50, "maxBackoffMs": \(maxBackoffMs), "maxRestarts": \(maxRestarts),
