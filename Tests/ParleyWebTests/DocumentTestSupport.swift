@@ -228,10 +228,11 @@ struct ServerLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-             file: String, function: String, line: UInt) {
-        log.append("[\(level)] \(message)")
-        if ProcessInfo.processInfo.environment["PARLEY_TEST_LOG"] != nil { print("[\(level)] \(message) \(metadata ?? [:])") }
+    func log(event: LogEvent) {
+        log.append("[\(event.level)] \(event.message)")
+        if ProcessInfo.processInfo.environment["PARLEY_TEST_LOG"] != nil {
+            print("[\(event.level)] \(event.message) \(event.metadata ?? [:])")
+        }
     }
 }
 
