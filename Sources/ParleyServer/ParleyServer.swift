@@ -87,10 +87,13 @@ public final class PortAnnouncement: Sendable {
 
 /// What a front gives the routes added to it (the web zone's pages, accounts and documents).
 public struct FrontContext: Sendable {
-    public let store: any Store
+    /// The server's own store: meetings, and the web zone's accounts in the same database.
+    public let store: SQLiteStore
     /// Issues and verifies join tokens.
     public let tokens: TokenAuthority
     public let configuration: ServerConfiguration
+    /// The server's wall clock, in milliseconds since 1970.
+    public let clock: @Sendable () -> Millis
     public let logger: Logger
 }
 
@@ -159,7 +162,7 @@ public struct ParleyServer: Sendable {
         let upgradeGateway = gateway
         let router = api.router()
         if front, let frontRoutes {
-            try await frontRoutes(router, FrontContext(store: store, tokens: tokens, configuration: configuration, logger: logger))
+            try await frontRoutes(router, FrontContext(store: store, tokens: tokens, configuration: configuration, clock: clock, logger: logger))
         }
         let app = Application(
             router: router,

@@ -15,12 +15,13 @@ struct WebContext: Sendable {
     let cookies: WebCookies
     let lockout: SignInLockout
     let settings: WebSettings
+    let clock: @Sendable () -> Millis
     let logger: Logger
 
     /// Form bodies are small; anything bigger is not one of ours.
     static let maxFormBytes = 64 << 10
 
-    func now() -> Millis { Millis((Date().timeIntervalSince1970 * 1000).rounded()) }
+    func now() -> Millis { clock() }
 
     /// The signed-in account, if the request carries a live session.
     func signedIn(_ request: Request) async throws -> Account? {

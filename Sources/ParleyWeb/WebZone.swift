@@ -2,7 +2,6 @@ import Foundation
 import Hummingbird
 import Logging
 import ParleyServer
-import ParleyStore
 import ParleyZone
 
 /// The web zone: accounts, the meeting center, the meeting page and documents, added to a
@@ -12,13 +11,11 @@ public enum WebZone {
     public static func routes(settings: WebSettings) -> FrontRoutes {
         { router, front in
             let data = front.configuration.dataDirectory
-            let accounts = try SQLiteStore(directory: data, synchronous: front.configuration.fsyncEveryCommit ? .full : .normal,
-                                           logger: front.logger)
             let web = WebContext(
-                meetings: front.store, accounts: accounts, tokens: front.tokens, passwords: Passwords(cost: settings.passwordCost),
+                meetings: front.store, accounts: front.store, tokens: front.tokens, passwords: Passwords(cost: settings.passwordCost),
                 cookies: try WebCookies(dataDirectory: data, secure: settings.secureCookies, sessionSeconds: settings.sessionSeconds),
                 lockout: SignInLockout(maxFailures: settings.maxFailedSignIns, lockMillis: Int64(settings.lockoutSeconds) * 1000),
-                settings: settings, logger: front.logger)
+                settings: settings, clock: front.clock, logger: front.logger)
             AccountRoutes(web: web).add(to: router)
             CenterRoutes(web: web).add(to: router)
             MeetingPageRoutes(web: web).add(to: router)

@@ -142,12 +142,7 @@ struct Serve: AsyncParsableCommand {
             try await ZoneCommand.runZone(zone, dataDirectory: dataDirectory, portFile: portFile)
             return
         }
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        bootstrapLogging(level: logLevel)
         let logger = Logger(label: "parley")
         var configuration = ServerConfiguration(
             host: host, port: port ?? 8080, dataDirectory: dataDirectory,

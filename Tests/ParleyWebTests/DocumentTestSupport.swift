@@ -350,10 +350,6 @@ enum DocumentServer {
     static func run(settings: WebSettings, data: String? = nil, converters: [PDFConverter]? = nil,
                     searchPath: String? = ProcessInfo.processInfo.environment["PATH"],
                     _ body: @Sendable (DocumentClient, ServerLog, String) async throws -> Void) async throws {
-        let temporary = data == nil ? try DocumentTemporaryDirectory() : nil
-        defer { temporary?.remove() }
-        let directory = data ?? temporary!.path
-        let log = ServerLog()
         let routes: FrontRoutes
         if let converters {
             routes = { router, front in
@@ -364,27 +360,36 @@ enum DocumentServer {
         } else {
             routes = WebZone.routes(settings: settings)
         }
-        let configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: directory, fsyncEveryCommit: false)
-        let server = ParleyServer(configuration: configuration, frontRoutes: routes, logger: log.logger)
-        let (ports, sink) = AsyncStream<Int>.makeStream()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                defer { sink.finish() }
-                try await server.run { sink.yield($0) }
-            }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else {
-                try await group.next()
-                throw TestFailure("the server did not start")
-            }
-            do {
-                try await body(DocumentClient(base: "http://127.0.0.1:\(port)"), log, directory)
-            } catch {
-                group.cancelAll()
-                throw error
-            }
-            group.cancelAll()
+        try await runTestServer(routes: routes, data: data) { base, log, directory in
+            try await body(DocumentClient(base: base), log, directory)
         }
+    }
+}
+
+/// Runs `body` against a real Parley server with `routes` on a free loopback port, in `data`
+/// (a fresh directory, removed afterwards, if nil); then stops the server. `body` gets the
+/// server's base URL, its log and its data directory.
+func runTestServer<T>(routes: @escaping FrontRoutes, data: String? = nil,
+                      _ body: (String, ServerLog, String) async throws -> T) async throws -> T {
+    let temporary = data == nil ? try DocumentTemporaryDirectory() : nil
+    defer { temporary?.remove() }
+    let directory = data ?? temporary!.path
+    let log = ServerLog()
+    let configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: directory, fsyncEveryCommit: false)
+    let server = ParleyServer(configuration: configuration, frontRoutes: routes, logger: log.logger)
+    let (ports, sink) = AsyncStream<Int>.makeStream()
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask {
+            defer { sink.finish() }
+            try await server.run { sink.yield($0) }
+        }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else {
+            try await group.next()
+            throw TestFailure("the server did not start")
+        }
+        defer { group.cancelAll() }
+        return try await body("http://127.0.0.1:\(port)", log, directory)
     }
 }
 

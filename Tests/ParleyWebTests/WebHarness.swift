@@ -18,29 +18,8 @@ struct WebServer {
     /// Runs `body` against a fresh server, then stops it and removes its data.
     static func with<T>(_ settings: WebSettings = WebServer.fastSettings,
                         _ body: (WebServer) async throws -> T) async throws -> T {
-        let data = FileManager.default.temporaryDirectory.appendingPathComponent("parley-web-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: data) }
-        let logs = ServerLog()
-        let logger = logs.logger
-        let configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: data, fsyncEveryCommit: false)
-        let (ports, sink) = AsyncStream<Int>.makeStream()
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                try await ParleyServer(configuration: configuration, frontRoutes: WebZone.routes(settings: settings), logger: logger)
-                    .run { sink.yield($0) }
-            }
-            var port: Int?
-            for await bound in ports { port = bound; break }
-            guard let port else { throw TestFailure("the server did not start") }
-            let server = WebServer(base: URL(string: "http://127.0.0.1:\(port)")!, data: data, logs: logs)
-            do {
-                let result = try await body(server)
-                group.cancelAll()
-                return result
-            } catch {
-                group.cancelAll()
-                throw error
-            }
+        try await runTestServer(routes: WebZone.routes(settings: settings)) { base, logs, data in
+            try await body(WebServer(base: URL(string: base)!, data: data, logs: logs))
         }
     }
 
