@@ -11,6 +11,7 @@ import PackageDescription
 //   ParleyServer + ParleyZone  <-  ParleyWeb (accounts, meeting center, meeting page, documents)
 //   ParleyWeb  <-  ParleyNode (the web process) and parley (--single)
 //   ParleyClient + ParleyNode  <-  ParleyChaos (chaos runs: clients, faults, history checks)  <-  parley
+//   ParleyChaos  <-  ParleyBench (the load generator: fan-out, joins, idle memory, failover)  <-  parley
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
@@ -39,6 +40,7 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         .target(name: "ParleyCore", swiftSettings: strict),
@@ -126,10 +128,22 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        .target(
+            name: "ParleyBench",
+            dependencies: [
+                "ParleyCore", "ParleyProtocol", "ParleyClient", "ParleyChaos", "ParleyZone",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         .executableTarget(
             name: "parley",
             dependencies: [
-                "ParleyServer", "ParleyClient", "ParleySupervisor", "ParleyNode", "ParleyChaos", "ParleyWeb",
+                "ParleyServer", "ParleyClient", "ParleySupervisor", "ParleyNode", "ParleyChaos", "ParleyWeb", "ParleyBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -168,6 +182,15 @@ let package = Package(
             name: "ParleyChaosTests",
             dependencies: [
                 "ParleyChaos", "ParleyClient", "ParleyCore", "parley",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "ParleyBenchTests",
+            dependencies: [
+                "ParleyBench", "ParleyCore", "ParleyProtocol", "parley",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -66,6 +66,9 @@ public struct ChaosReport: Codable, Equatable, Sendable {
     public struct ByFault: Codable, Equatable, Sendable {
         public var acceptingOps: LatencySummary
         public var allResumed: LatencySummary
+        /// Every sample, in the order of the faults (for plots).
+        public var acceptingOpsSamplesMs: [Double]?
+        public var allResumedSamplesMs: [Double]?
     }
 
     public var run: Run

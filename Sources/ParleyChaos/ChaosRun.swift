@@ -335,7 +335,9 @@ public enum ChaosRun {
                             snapshotResumes: snapshotResumes, unattributedLosses: recovery.unattributedLosses,
                             byFault: recovery.byFault.mapValues {
                                 ChaosReport.ByFault(acceptingOps: LatencySummary(samplesMs: $0.acceptingOpsMs),
-                                                    allResumed: LatencySummary(samplesMs: $0.allResumedMs))
+                                                    allResumed: LatencySummary(samplesMs: $0.allResumedMs),
+                                                    acceptingOpsSamplesMs: $0.acceptingOpsMs,
+                                                    allResumedSamplesMs: $0.allResumedMs)
                             }),
             notes: await target.notes())
     }

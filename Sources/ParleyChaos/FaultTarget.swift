@@ -66,16 +66,23 @@ public actor SingleServerTarget: FaultTarget {
     private var data: String { directory + "/data" }
     private var portFile: String { directory + "/server.port" }
     public nonisolated var logPath: String { directory + "/server.log" }
+    private let options: [String]
     private var port = 0
     private var child: ChildProcess?
     private var starts = 0
 
+    /// A process crash keeps the page cache, so SQLite's NORMAL sync loses nothing a SIGKILL
+    /// could; only a power loss would.
+    public static let chaosOptions = ["--no-fsync", "--log-level", "info"]
+
     /// - Parameters:
     ///   - executable: the `parley` binary.
     ///   - directory: holds the server's data (`data/`), its log and its port file.
-    public init(executable: String, directory: String) {
+    ///   - options: given to `parley serve --single` after the data directory and port.
+    public init(executable: String, directory: String, options: [String] = SingleServerTarget.chaosOptions) {
         self.executable = executable
         self.directory = directory
+        self.options = options
     }
 
     public func start() async throws -> URL {
@@ -127,10 +134,7 @@ public actor SingleServerTarget: FaultTarget {
             try? FileManager.default.removeItem(atPath: portFile)
             let started = try await ChildProcess.start(
                 executable: executable,
-                arguments: ["serve", "--single", "--data", data, "--port", "\(port)", "--port-file", portFile,
-                            // A process crash keeps the page cache, so SQLite's NORMAL sync
-                            // loses nothing a SIGKILL could; only a power loss would.
-                            "--no-fsync", "--log-level", "info"],
+                arguments: ["serve", "--single", "--data", data, "--port", "\(port)", "--port-file", portFile] + options,
                 logPath: logPath)
             starts += 1
             if let bound = await waitForPortFile(portFile, child: started, timeout: .seconds(30)) {

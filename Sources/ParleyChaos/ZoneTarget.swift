@@ -15,7 +15,10 @@ import Darwin
 public actor ZoneTarget: FaultTarget {
     public nonisolated let name = "zone"
     /// The roles a fault may hit.
-    public nonisolated let roles: Set<NodeRole> = [.collab, .manager]
+    public nonisolated let roles: Set<NodeRole>
+    /// Only collaboration servers that host a meeting are hit (failover measurements: a kill
+    /// of a server hosting nothing disrupts no client and tells nothing).
+    public nonisolated let hostingOnly: Bool
     private let executable: String
     private let directory: String
     private var data: String { directory + "/data" }
@@ -29,9 +32,13 @@ public actor ZoneTarget: FaultTarget {
     ///   - executable: the `parley` binary.
     ///   - directory: holds the zone's data (`data/`, with every process's log under
     ///     `data/logs/`), the supervisor's log and its port file.
-    public init(executable: String, directory: String) {
+    ///   - roles: the roles a fault may hit.
+    ///   - hostingOnly: hit only collaboration servers hosting a meeting.
+    public init(executable: String, directory: String, roles: Set<NodeRole> = [.collab, .manager], hostingOnly: Bool = false) {
         self.executable = executable
         self.directory = directory
+        self.roles = roles
+        self.hostingOnly = hostingOnly
     }
 
     public func start() async throws -> URL {
@@ -85,7 +92,9 @@ public actor ZoneTarget: FaultTarget {
         let hosted = Set(collabs.flatMap { Self.meetings($0.load, "hosting") })
         let followed = Set(collabs.flatMap { Self.meetings($0.load, "standby") })
         guard collabs.count < 2 || hosted.isSubset(of: followed) else { return [] }
-        return hurtable.map { Victim(name: $0.name.rawValue, role: $0.role.rawValue, pid: Int32($0.pid!)) }
+        return hurtable
+            .filter { !hostingOnly || ($0.role == .collab && !Self.meetings($0.load, "hosting").isEmpty) }
+            .map { Victim(name: $0.name.rawValue, role: $0.role.rawValue, pid: Int32($0.pid!)) }
     }
 
     private static func meetings(_ load: JSONValue?, _ key: String) -> [String] {

@@ -226,7 +226,8 @@ public actor ParleyClient {
                 let host = if let meeting { try await ParleyHTTP.locate(server: server, meeting: meeting) } else { server }
                 switch transport {
                 case .webSocket:
-                    try await WebSocketTransport.run(url: try ParleyHTTP.webSocketURL(host), link: link, logger: logger)
+                    try await WebSocketTransport.run(url: try ParleyHTTP.webSocketURL(host) + "?" + FrameLines.query, link: link,
+                                                     logger: logger)
                 case .longPolling:
                     try await LongPollTransport.run(server: host, link: link, waitMs: waitMs, session: urlSession,
                                                     logger: logger)

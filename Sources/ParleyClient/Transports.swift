@@ -52,7 +52,8 @@ enum WebSocketTransport {
                 group.addTask {
                     for try await message in inbound.messages(maxSize: maxServerMessageBytes) {
                         guard case .text(let text) = message else { throw TransportError.binaryMessage }
-                        await link.onFrame(try encoder.decodeServerFrame(Array(text.utf8)))
+                        // The URL asks for frames one per line: a message may carry several.
+                        for frame in try encoder.decodeServerFrames(Array(text.utf8)) { await link.onFrame(frame) }
                     }
                 }
                 // Either side ending ends the connection: the writer when the session

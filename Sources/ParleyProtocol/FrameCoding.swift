@@ -251,3 +251,23 @@ public struct FrameEncoder: Sendable {
         }
     }
 }
+
+/// WebSocket messages that carry several frames, one per line: what a server sends to a
+/// client that connected to `/v1/ws?frames=lines`. JSON text never holds a raw newline, so
+/// a newline always separates frames.
+public enum FrameLines {
+    /// The query that asks for it.
+    public static let query = "frames=lines"
+
+    /// The frames of one message, in order; empty lines are skipped.
+    public static func split<Bytes: Collection<UInt8>>(_ message: Bytes) -> [Bytes.SubSequence] {
+        message.split(separator: UInt8(ascii: "\n"))
+    }
+}
+
+extension FrameEncoder {
+    /// Every frame of a message of one frame per line (or of a single frame).
+    public func decodeServerFrames(_ message: some Collection<UInt8>) throws -> [ServerFrame] {
+        try FrameLines.split(message).map { try decodeServerFrame($0) }
+    }
+}

@@ -166,11 +166,12 @@ public struct ParleyServer: Sendable {
         }
         let app = Application(
             router: router,
-            server: .http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: maxInbound))) { request, _, _ in
-                if let gateway = upgradeGateway, request.path == "/v1/ws" {
+            server: .http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: maxInbound))) { request, channel, _ in
+                if let gateway = upgradeGateway, let framing = WebSocketTransport.Framing(path: request.path ?? "") {
+                    let eventLoop = channel.eventLoop
                     return .upgrade([:]) { inbound, outbound, _ in
                         await WebSocketTransport.serve(inbound: inbound, outbound: outbound, gateway: gateway,
-                                                       maxMessageBytes: maxInbound)
+                                                       maxMessageBytes: maxInbound, framing: framing, eventLoop: eventLoop)
                     }
                 }
                 if let handler = hooks?.upgrade(request, handle) {
@@ -202,15 +203,48 @@ public struct ParleyServer: Sendable {
 
 /// Moves frames between a WebSocket and a ``ClientConnection``.
 enum WebSocketTransport {
+    /// How server frames are put into WebSocket messages, chosen by the client's URL.
+    enum Framing: Equatable {
+        /// `/v1/ws`: one frame per message.
+        case single
+        /// `/v1/ws?frames=lines`: every frame queued at once goes out in one message, one frame
+        /// per line. Fewer messages and one flush per batch: under load most of a server's time
+        /// went into a write system call per frame per participant.
+        case lines
+
+        /// The framing a request path asks for; nil if the path is not the client WebSocket.
+        init?(path: String) {
+            let parts = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.first == "/v1/ws" else { return nil }
+            let query = parts.count > 1 ? parts[1].split(separator: "&") : []
+            self = query.contains(Substring(FrameLines.query)) ? .lines : .single
+        }
+    }
+
+    /// A batch of lines stays under this size; a single larger frame goes alone.
+    static let maxBatchBytes = 64 << 10
+
+    /// Runs the connection's reader and writer on the connection's own event loop (as their
+    /// task executor): a write is then a call into the channel rather than a hop from a pool
+    /// thread to the event loop and back, once per frame per participant.
     static func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, gateway: Gateway,
-                      maxMessageBytes: Int) async {
+                      maxMessageBytes: Int, framing: Framing, eventLoop: any EventLoop) async {
+        await withTaskExecutorPreference(EventLoopTaskExecutor(eventLoop)) {
+            await serve(inbound: inbound, outbound: outbound, gateway: gateway, maxMessageBytes: maxMessageBytes,
+                        framing: framing)
+        }
+    }
+
+    private static func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, gateway: Gateway,
+                              maxMessageBytes: Int, framing: Framing) async {
         let connection = gateway.makeConnection(transport: "websocket")
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 while let frames = await connection.outbox.next() {
-                    for frame in frames {
+                    let messages = framing == .lines ? FrameLines.join(frames, maxBytes: maxBatchBytes) : frames
+                    for message in messages {
                         do {
-                            try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame)))
+                            try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: message)))
                         } catch {
                             return
                         }
@@ -235,5 +269,38 @@ enum WebSocketTransport {
             group.cancelAll()
         }
         gateway.closed(connection)
+    }
+}
+
+/// Runs tasks' jobs on one NIO event loop.
+final class EventLoopTaskExecutor: TaskExecutor {
+    let eventLoop: any EventLoop
+
+    init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        eventLoop.execute { job.runSynchronously(on: executor) }
+    }
+}
+
+extension FrameLines {
+    /// Consecutive frames joined with `\n` into messages of at most `maxBytes` (a frame larger
+    /// than that on its own stays alone), in order.
+    static func join(_ frames: [ByteBuffer], maxBytes: Int) -> [ByteBuffer] {
+        guard frames.count > 1 else { return frames }
+        var messages: [ByteBuffer] = []
+        var current = ByteBuffer()
+        for var frame in frames {
+            if current.readableBytes > 0, current.readableBytes + 1 + frame.readableBytes > maxBytes {
+                messages.append(current)
+                current = ByteBuffer()
+            }
+            if current.readableBytes > 0 { current.writeInteger(UInt8(ascii: "\n")) }
+            current.writeBuffer(&frame)
+        }
+        if current.readableBytes > 0 { messages.append(current) }
+        return messages
     }
 }

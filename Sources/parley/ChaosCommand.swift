@@ -134,9 +134,7 @@ struct ChaosCommand: AsyncParsableCommand {
         configuration.maxFaults = maxFaults
         configuration.seed = seed
         configuration.settleSeconds = settle
-        var logger = Logger(label: "parley.chaos")
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .error
-        configuration.logger = logger
+        configuration.logger = makeLogger(label: "parley.chaos", level: logLevel)
         return configuration
     }
 

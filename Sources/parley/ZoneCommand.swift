@@ -125,6 +125,13 @@ extension ZoneConfiguration {
 }
 
 /// Log lines to standard error, which the supervisor appends to the process's log file.
+/// A logger at the named level (error if the name is unknown; commands validate it first).
+func makeLogger(label: String, level: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = Logger.Level(rawValue: level) ?? .error
+    return logger
+}
+
 func bootstrapLogging(level: String) {
     let level = Logger.Level(rawValue: level) ?? .info
     LoggingSystem.bootstrap { label in

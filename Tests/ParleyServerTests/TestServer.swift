@@ -107,6 +107,14 @@ final class RawSocket {
         try await send(String(decoding: FrameEncoder().encode(frame), as: UTF8.self))
     }
 
+    /// Every frame of the next message (several with `?frames=lines`), or nil when the server closed the socket.
+    func receiveMessage() async throws -> [ServerFrame]? {
+        while true {
+            guard let message = try await iterator.next() else { return nil }
+            if case .text(let text) = message { return try FrameEncoder().decodeServerFrames(Array(text.utf8)) }
+        }
+    }
+
     /// The next frame, or nil when the server closed the socket.
     func receive() async throws -> ServerFrame? {
         while true {
@@ -134,11 +142,13 @@ final class RawSocket {
     }
 }
 
-func withRawSocket<T: Sendable>(_ endpoint: TestEndpoint, _ script: @escaping @Sendable (RawSocket) async throws -> T) async throws -> T {
+func withRawSocket<T: Sendable>(_ endpoint: TestEndpoint, query: String? = nil,
+                                _ script: @escaping @Sendable (RawSocket) async throws -> T) async throws -> T {
     let result = ResultBox<T>()
     // Welcome frames carry a snapshot and may be large, as the SDK allows.
     let configuration = WebSocketClientConfiguration(maxFrameSize: 16 << 20)
-    try await WebSocketClient.connect(url: endpoint.webSocketURL, configuration: configuration, logger: testLogger) { inbound, outbound, _ in
+    let url = endpoint.webSocketURL + (query.map { "?" + $0 } ?? "")
+    try await WebSocketClient.connect(url: url, configuration: configuration, logger: testLogger) { inbound, outbound, _ in
         let socket = RawSocket(outbound: outbound, inbound: inbound)
         result.set(try await script(socket))
         try? await outbound.close(.normalClosure, reason: nil)

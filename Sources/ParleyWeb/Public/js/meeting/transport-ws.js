@@ -1,8 +1,9 @@
-// One WebSocket connection (protocol §2.1): one frame per text message. The transport
-// decides nothing about the session; it reports open, frames and close, in that order.
+// One WebSocket connection (protocol §2.1). It asks for `frames=lines`: a text message may
+// carry several frames, one per line. The transport decides nothing about the session; it
+// reports open, frames and close, in that order.
 
 /**
- * Opens `${serverUrl}/v1/ws`.
+ * Opens `${serverUrl}/v1/ws?frames=lines`.
  * @param {string} serverUrl the locator's base URL, http(s)://host:port.
  * @param {{onOpen: () => void, onFrame: (frame: object) => void, onClose: (info: {opened: boolean, reason: string}) => void}} handlers
  *   onClose is called at most once, and never after `close()`.
@@ -12,7 +13,7 @@ export function openWebSocket(serverUrl, handlers) {
 }
 
 function webSocketUrl(serverUrl) {
-  const url = new URL('/v1/ws', serverUrl);
+  const url = new URL('/v1/ws?frames=lines', serverUrl);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
   return url.href;
 }
@@ -48,14 +49,17 @@ class WebSocketTransport {
       this.fail('the server sent a binary message; Parley frames are text');
       return;
     }
-    let frame;
+    let frames;
     try {
-      frame = JSON.parse(data);
+      frames = data.split('\n').filter((line) => line.length > 0).map((line) => JSON.parse(line));
     } catch {
       this.fail('the server sent a frame that is not JSON');
       return;
     }
-    this.handlers.onFrame(frame);
+    for (const frame of frames) {
+      if (this.closed) return;
+      this.handlers.onFrame(frame);
+    }
   }
 
   /** @returns {boolean} whether the frame was handed to the socket. */

@@ -1,0 +1,99 @@
+import Foundation
+@testable import ParleyBench
+import Subprocess
+import SystemPackage
+import Testing
+
+/// Benchmarks are not timed tests: these run each benchmark briefly against a debug build and
+/// check that it produces a well-formed, self-consistent result. The figures are not judged.
+@Suite("parley bench, smoke runs", .serialized)
+struct BenchSmokeTests {
+    static var binary: String {
+        if let given = ProcessInfo.processInfo.environment["PARLEY_BINARY"] { return given }
+        // The test bundle runs from the build products folder, where `parley` is built too.
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        return me.deletingLastPathComponent().appendingPathComponent("parley").path
+    }
+
+    /// `parley bench ARGUMENTS --output FILE`: the decoded result.
+    static func bench(_ arguments: [String]) async throws -> BenchResult {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let result = try await Subprocess.run(.path(FilePath(binary)),
+                                              arguments: Arguments(["bench"] + arguments + ["--output", output]),
+                                              output: .string(limit: 1 << 20), error: .string(limit: 4 << 20))
+        #expect(result.terminationStatus == .exited(0), "stderr:\n\(result.standardError)")
+        let data = try #require(FileManager.default.contents(atPath: output), "no result written; stderr:\n\(result.standardError)")
+        return try JSONDecoder().decode(BenchResult.self, from: data)
+    }
+
+    @Test("fan-out: every published message reaches every participant, and the figures add up",
+          .timeLimit(.minutes(2)))
+    func fanOut() async throws {
+        let result = try await Self.bench(["fanout", "--meetings", "2", "--participants", "4", "--step-seconds", "1",
+                                           "--deliveries", "200,400", "--log-level", "error"])
+        #expect(result.schema == "parley-bench/1")
+        #expect(result.benchmark == "fanout")
+        #expect(result.build == "debug")
+        let fanout = try #require(result.fanout)
+        #expect(fanout.meetings == 2 && fanout.participants == 4)
+        // Two ladder steps and the half-peak step.
+        #expect(fanout.steps.count == 3)
+        for step in fanout.steps {
+            #expect(step.messagesSent > 0)
+            #expect(step.messagesDelivered == step.messagesSent, "a message did not reach everyone: \(step)")
+            #expect(step.messagesAcked == step.messagesSent)
+            #expect(step.deliveries == step.messagesSent * 4)
+            #expect(step.latencyMs.count == step.messagesDelivered)
+            let p50 = try #require(step.latencyMs.p50)
+            let p99 = try #require(step.latencyMs.p99)
+            let max = try #require(step.latencyMs.max)
+            #expect(p50 > 0 && p50 <= p99 && p99 <= max)
+            #expect(step.latencyCdf.last?[1] == 100)
+            #expect(try #require(step.serverCpuMicrosPerDelivery) > 0)
+            #expect(step.errors == 0 && step.slowConsumers == 0)
+        }
+        // 400 deliveries/s over 4 participants is 100 messages/s for a second.
+        #expect((80...110).contains(fanout.steps[1].messagesSent))
+        let peak = try #require(fanout.peak)
+        #expect(fanout.steps[peak.step].sustained)
+        let half = try #require(fanout.halfPeak)
+        #expect(half.step == 2)
+        #expect(abs(fanout.steps[2].offeredDeliveriesPerSecond - peak.deliveriesPerSecond / 2) < 1)
+    }
+
+    @Test("join storm: every join of a gentle ladder is welcomed, with its latency", .timeLimit(.minutes(2)))
+    func joins() async throws {
+        let result = try await Self.bench(["joins", "--participants-per-meeting", "5", "--rates", "10,20",
+                                           "--step-seconds", "1", "--log-level", "error"])
+        let joins = try #require(result.joins)
+        #expect(joins.steps.count == 2)
+        #expect(joins.firstFailure == nil)
+        for step in joins.steps {
+            #expect(step.joined == step.attempted && step.rejected == 0 && step.timedOut == 0)
+            #expect(step.latencyMs.count == step.joined)
+        }
+        #expect(joins.steps.map(\.attempted) == [10, 20])
+        #expect(try #require(joins.peakJoinsPerSecond) > 0)
+    }
+
+    @Test("idle memory: the server's resident memory is read before and after", .timeLimit(.minutes(2)))
+    func idle() async throws {
+        let result = try await Self.bench(["idle", "--clients", "40", "--meetings", "2", "--settle-seconds", "0.2",
+                                           "--log-level", "error"])
+        let idle = try #require(result.idle)
+        // One per meeting joins before the baseline; the rest are measured.
+        #expect(idle.clients == 38)
+        #expect(idle.rssBeforeBytes > 1 << 20)
+        #expect(abs(idle.bytesPerConnection - Double(idle.rssAfterBytes - idle.rssBeforeBytes) / 38) < 0.001)
+    }
+
+    @Test("bad settings are refused before anything starts, with the reason")
+    func refusals() async throws {
+        let result = try await Subprocess.run(.path(FilePath(Self.binary)),
+                                              arguments: ["bench", "fanout", "--participants", "1"],
+                                              output: .string(limit: 1 << 16), error: .string(limit: 1 << 16))
+        #expect(result.terminationStatus != .exited(0))
+        #expect(result.standardError.contains("participants must be 2 to 100000") == true)
+    }
+}
