@@ -108,8 +108,36 @@ final class MeetingHost: Sendable {
     /// the directory forgets this host, so the next client reloads it from the store.
     func run() async {
         guard let log = initialLog.withLock({ state in defer { state = nil }; return state }) else { return }
-        var loop = HostLoop(log: log, host: self)
-        await loop.run()
+        let checkpoints = Inbox<Snapshot>(capacity: 1)
+        await withTaskGroup(of: Void.self) { group in
+            // Checkpoints are encoded and written beside the loop: a snapshot of a busy
+            // meeting takes milliseconds to encode, which held up every delivery behind it.
+            group.addTask { await self.writeCheckpoints(from: checkpoints) }
+            var loop = HostLoop(log: log, host: self, checkpoints: checkpoints)
+            await loop.run()
+            checkpoints.finish()
+        }
+    }
+
+    /// Writes the snapshots the loop hands over (one waits at most).
+    private func writeCheckpoints(from checkpoints: Inbox<Snapshot>) async {
+        while let waiting = await checkpoints.next() {
+            for snapshot in waiting { _ = await writeCheckpoint(snapshot) }
+        }
+    }
+
+    /// Stores one snapshot; false if that failed. Snapshots are kept by seq, so one written
+    /// after a newer one changes nothing about which is used.
+    fileprivate func writeCheckpoint(_ snapshot: Snapshot) async -> Bool {
+        do {
+            try await store.writeSnapshot(id, snapshot)
+            logger.debug("checkpoint written", metadata: ["seq": "\(snapshot.seq)"])
+            return true
+        } catch {
+            // The log still has everything; a missed checkpoint only makes recovery longer.
+            logger.warning("checkpoint failed", metadata: ["error": "\(error)"])
+            return false
+        }
     }
 
     fileprivate var encoder: FrameEncoder { FrameEncoder() }
@@ -117,7 +145,6 @@ final class MeetingHost: Sendable {
     fileprivate var now: Millis { clock() }
     fileprivate var config: ServerConfiguration { configuration }
     fileprivate var commits: GroupCommitLog { commitLog }
-    fileprivate var storage: any Store { store }
 }
 
 /// The loop's private state. A struct with mutating methods keeps the bookkeeping in one
@@ -134,15 +161,18 @@ private struct HostLoop {
     /// Acks owed once the entry at that seq is committed: (connection, op id).
     var owedAcks: [Seq: [(ClientConnection, OpID)]] = [:]
     var lastSnapshotSeq: Seq
+    /// Where due checkpoints go to be written without holding up the loop.
+    let checkpoints: Inbox<Snapshot>
     var running = true
     /// Connections dropped as slow consumers during fan-out, handled as detached afterwards.
     var dropped: [ClientConnection] = []
     /// Standby copies following the committed stream.
     var replicas: [ReplicaFeed] = []
 
-    init(log: MeetingLog, host: MeetingHost) {
+    init(log: MeetingLog, host: MeetingHost, checkpoints: Inbox<Snapshot>) {
         self.log = log
         self.host = host
+        self.checkpoints = checkpoints
         lastSnapshotSeq = log.committedSeq
     }
 
@@ -154,7 +184,7 @@ private struct HostLoop {
             }
             // Fan-out can drop slow consumers, which sequences presence changes: commit those too.
             while running, log.hasUncommitted { await flush() }
-            if running { await checkpointIfDue() }
+            if running { checkpointIfDue() }
         }
         host.inbox.finish()
         for attachment in attached.values { attachment.connection.outbox.close() }
@@ -433,20 +463,16 @@ private struct HostLoop {
         }
     }
 
-    mutating func checkpointIfDue() async {
-        if log.committedSeq - lastSnapshotSeq >= Seq(host.config.snapshotEveryEntries) { await checkpoint() }
+    /// Hands a snapshot to the checkpoint writer when enough entries were committed since the
+    /// last one. If one is still waiting for the writer, this is tried again next turn.
+    mutating func checkpointIfDue() {
+        guard !log.hasUncommitted, log.committedSeq - lastSnapshotSeq >= Seq(host.config.snapshotEveryEntries) else { return }
+        if case .queued = checkpoints.send(log.snapshot()) { lastSnapshotSeq = log.committedSeq }
     }
 
     mutating func checkpoint() async {
         guard !log.hasUncommitted, log.committedSeq > lastSnapshotSeq else { return }
-        do {
-            try await host.storage.writeSnapshot(log.meeting.id, log.snapshot())
-            lastSnapshotSeq = log.committedSeq
-            host.loggerRef.debug("checkpoint written", metadata: ["seq": "\(log.committedSeq)"])
-        } catch {
-            // The log still has everything; a missed checkpoint only makes recovery longer.
-            host.loggerRef.warning("checkpoint failed", metadata: ["error": "\(error)"])
-        }
+        if await host.writeCheckpoint(log.snapshot()) { lastSnapshotSeq = log.committedSeq }
     }
 
     /// A client that cannot keep up is dropped, not allowed to grow memory.
