@@ -2,7 +2,7 @@
 # The benchmark suite: a release build, every benchmark, one JSON result each under results/,
 # then the report (tables and plots in docs/performance.md, docs/plots/).
 #
-#   scripts/bench.sh                  everything (about 25 minutes on 2 cores)
+#   scripts/bench.sh                  everything (about 20 minutes on 2 cores)
 #   scripts/bench.sh fanout idle      only these: fanout, joins, idle, failover
 #   RESULTS=/tmp/r scripts/bench.sh   results elsewhere (the report still goes to docs/)
 #   REPORT=0 scripts/bench.sh         results only, no report

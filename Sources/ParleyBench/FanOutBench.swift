@@ -46,8 +46,6 @@ public enum FanOutBench {
         let logger = configuration.logger
         let group = MultiThreadedEventLoopGroup.singleton
 
-        let meetings = try await BenchMeetings.create(on: server, meetings: configuration.meetings,
-                                                      participants: configuration.participants, title: "fan-out")
         let ledger = DeliveryLedger()
         let frames = FrameCounter()
         let sink = BenchParticipant.Sink(
@@ -56,14 +54,20 @@ public enum FanOutBench {
             reject: { code in ledger.problem(code: code) },
             error: { code in ledger.problem(code: code) },
             frame: { frames.increment() })
-        let participants = meetings.tokens.enumerated().map { meeting, tokens in
-            tokens.map { BenchParticipant(meeting: meeting, token: $0, sink: sink) }
+        /// Meetings full of joined participants, once the server has fanned their joins out.
+        func seat(_ title: String) async throws -> [[BenchParticipant]] {
+            let meetings = try await BenchMeetings.create(on: server, meetings: configuration.meetings,
+                                                          participants: configuration.participants, title: title)
+            let participants = meetings.tokens.enumerated().map { meeting, tokens in
+                tokens.map { BenchParticipant(meeting: meeting, token: $0, sink: sink) }
+            }
+            try await BenchParticipant.joinAll(participants.flatMap { $0 }, concurrency: configuration.joinConcurrency,
+                                               timeoutMs: configuration.joinTimeoutMs, server: server, group: group)
+            logger.info("participants joined", metadata: ["participants": "\(participants.count * configuration.participants)"])
+            await frames.waitForQuiet()
+            return participants
         }
-        let everyone = participants.flatMap { $0 }
-        try await BenchParticipant.joinAll(everyone, concurrency: configuration.joinConcurrency,
-                                           timeoutMs: configuration.joinTimeoutMs, server: server, group: group)
-        logger.info("participants joined", metadata: ["participants": "\(everyone.count)"])
-        await frames.waitForQuiet()
+        let participants = try await seat("fan-out")
 
         var result = FanOutResult(meetings: configuration.meetings, participants: configuration.participants,
                                   messageBytes: configuration.messageBytes, stepSeconds: configuration.stepSeconds)
@@ -81,26 +85,30 @@ public enum FanOutBench {
             if !step.sustained { break }
             // Let the server settle before the next rate.
             await frames.waitForQuiet(quietMs: 300, limitSeconds: 10)
+            await server.meter?.waitUntilIdle(logger: logger)
         }
+        await close(participants)
         if configuration.halfPeak, let peak = result.peak {
-            // A step that was not sustained may have dropped slow consumers: bring them back.
-            let gone = everyone.filter { !$0.isJoined }
-            if !gone.isEmpty {
-                logger.info("rejoining participants dropped by the last step", metadata: ["count": "\(gone.count)"])
-                for participant in gone { await participant.close() }
-                try await BenchParticipant.joinAll(gone, concurrency: configuration.joinConcurrency,
-                                                   timeoutMs: configuration.joinTimeoutMs, server: server, group: group)
-            }
-            await frames.waitForQuiet(quietMs: 500, limitSeconds: 30)
-            let step = await runStep(offeredDeliveries: peak.deliveriesPerSecond / 2, participants, message, ledger, server,
+            // The ladder ended by overloading the server on purpose. Measured on the same
+            // meetings and connections, half of the peak then showed latencies tens of times
+            // those of the ladder's own steps near that rate, with the server idle before it;
+            // fresh meetings and connections, once the server is idle, measure the rate alone.
+            await server.meter?.waitUntilIdle(logger: logger)
+            let fresh = try await seat("fan-out, half peak")
+            await server.meter?.waitUntilIdle(logger: logger)
+            let step = await runStep(offeredDeliveries: peak.deliveriesPerSecond / 2, fresh, message, ledger, server,
                                      configuration)
+            await close(fresh)
             result.steps.append(step)
             result.halfPeak = .init(step: result.steps.count - 1)
         }
-        await withTaskGroup(of: Void.self) { closing in
-            for participant in everyone { closing.addTask { await participant.close() } }
-        }
         return result
+    }
+
+    static func close(_ participants: [[BenchParticipant]]) async {
+        await withTaskGroup(of: Void.self) { closing in
+            for participant in participants.joined() { closing.addTask { await participant.close() } }
+        }
     }
 
     /// Publishes at the offered rate for one step, round-robin over meetings and, within a

