@@ -32,7 +32,13 @@ public struct MeetingLog: Sendable {
     public private(set) var committedSeq: Seq
     public let window: ResumeWindow
     /// Oldest first; contiguous; ends at `lastSeq`.
-    public private(set) var tail: [LogEntry]
+    public var tail: ArraySlice<LogEntry> { kept[keptStart...] }
+    /// The tail lives in `kept[keptStart...]`. Trimming moves `keptStart` and compacts only
+    /// once the dropped prefix outgrows the rest: removing the front of an array moves every
+    /// entry behind it, and a busy meeting trims on every commit (with a 200,000-entry tail,
+    /// every commit copied all of them).
+    private var kept: [LogEntry]
+    private var keptStart: Int
     private var outcomes: OpOutcomes
     /// Op ids sequenced but not yet committed, so a retry arriving in between is not applied twice.
     private var inFlight: [OpOutcomes.Key: Seq]
@@ -62,7 +68,8 @@ public struct MeetingLog: Sendable {
         self.window = window
         lastSeq = 0
         committedSeq = 0
-        tail = []
+        kept = []
+        keptStart = 0
         outcomes = OpOutcomes(capacity: window.minEntries)
         inFlight = [:]
     }
@@ -99,7 +106,8 @@ public struct MeetingLog: Sendable {
         epoch = snapshot.epoch
         lastSeq = snapshot.seq
         committedSeq = snapshot.seq
-        tail = []
+        kept = []
+        keptStart = 0
         for entry in entries {
             try applyCommitted(entry)
             epoch = max(epoch, entry.epoch)
@@ -107,7 +115,7 @@ public struct MeetingLog: Sendable {
         committedSeq = lastSeq
         // Keep history only if it runs contiguously into the entries after the snapshot.
         let usableHistory = history.last?.seq == snapshot.seq && Self.isContiguous(history) ? history : []
-        tail = usableHistory + entries
+        kept = usableHistory + entries
         trimTail()
     }
 
@@ -136,7 +144,7 @@ public struct MeetingLog: Sendable {
             try applyCommitted(entry)
             committedSeq = entry.seq
             epoch = max(epoch, entry.epoch)
-            tail.append(entry)
+            kept.append(entry)
         }
         trimTail()
     }
@@ -166,7 +174,7 @@ public struct MeetingLog: Sendable {
         }
         let entry = LogEntry(seq: seq, epoch: epoch, at: at, issuer: issuer, opID: opID, operation: operation)
         lastSeq = seq
-        tail.append(entry)
+        kept.append(entry)
         if let key { inFlight[key] = seq }
         return .sequenced(entry)
     }
@@ -213,25 +221,34 @@ public struct MeetingLog: Sendable {
     // MARK: - Private
 
     private func entries(from first: Seq, through last: Seq) -> ArraySlice<LogEntry> {
-        guard let head = tail.first, first <= last else { return [] }
-        let lower = Int(first - head.seq)
-        let upper = Int(last - head.seq)
-        precondition(lower >= 0 && upper < tail.count, "entries \(first)...\(last) are not in the tail")
-        return tail[lower...upper]
+        guard keptStart < kept.count, first <= last else { return [] }
+        let head = kept[keptStart].seq
+        let lower = keptStart + Int(first - head)
+        let upper = keptStart + Int(last - head)
+        precondition(lower >= keptStart && upper < kept.count, "entries \(first)...\(last) are not in the tail")
+        return kept[lower...upper]
     }
 
     /// Drops committed entries that fall outside the resume window.
     private mutating func trimTail() {
-        let committedCount = tail.count - Int(lastSeq - committedSeq)
+        let count = kept.count - keptStart
+        let committedCount = count - Int(lastSeq - committedSeq)
         guard committedCount > window.minEntries else { return }
-        let newest = tail[committedCount - 1].at
+        let newest = kept[keptStart + committedCount - 1].at
         var drop = 0
         let removable = committedCount - window.minEntries
         while drop < removable,
-              tail.count - drop > window.maxEntries || tail[drop].at < newest - window.minAgeMillis {
+              count - drop > window.maxEntries || kept[keptStart + drop].at < newest - window.minAgeMillis {
             drop += 1
         }
-        if drop > 0 { tail.removeFirst(drop) }
+        guard drop > 0 else { return }
+        keptStart += drop
+        // Compacting when the dead prefix is as long as the live part keeps each entry's
+        // share of the copying constant, and the array at most twice the tail.
+        if keptStart >= kept.count - keptStart {
+            kept.removeFirst(keptStart)
+            keptStart = 0
+        }
     }
 
     private static func key(_ issuer: Issuer, _ opID: OpID?) -> OpOutcomes.Key? {

@@ -59,6 +59,8 @@ extension ServerConfiguration {
         if let value = clients.burst { limits.burst = value }
         if let value = clients.sendQueueFrames { limits.sendQueueFrames = value }
         if let value = clients.meetingQueueDepth { meetingQueueDepth = value }
+        if let value = clients.pendingHellos { pendingHellos = value }
+        if let value = clients.webSocketPingSeconds { webSocketPingSeconds = value }
         if let value = clients.snapshotEveryEntries { snapshotEveryEntries = value }
         if let value = clients.tokenLifetimeSeconds { tokenLifetimeSeconds = value }
         if let value = clients.fsyncEveryCommit { fsyncEveryCommit = value }

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import ServiceLifecycle
 import ParleyCore
 import ParleyProtocol
 import Synchronization
@@ -10,6 +11,8 @@ import Synchronization
 final class ClientConnection: Sendable {
     enum Phase {
         case awaitingHello
+        /// Hello received; its token is being checked and its meeting found.
+        case verifying
         /// Hello accepted; waiting for the meeting host to welcome or refuse.
         case joining(MeetingHost)
         case attached(MeetingHost, ParticipantID)
@@ -57,9 +60,25 @@ final class ClientConnection: Sendable {
     /// True the first time only.
     func markGone() -> Bool { live.exchange(false, ordering: .relaxed) }
 
-    func markJoining(_ host: MeetingHost) -> Bool {
+    /// True for the first hello only.
+    func markVerifying() -> Bool {
         state.withLock { state in
             guard case .awaitingHello = state.phase else { return false }
+            state.phase = .verifying
+            return true
+        }
+    }
+
+    /// A hello that was refused without closing the connection: another may follow.
+    func helloFailed() {
+        state.withLock { state in
+            if case .verifying = state.phase { state.phase = .awaitingHello }
+        }
+    }
+
+    func markJoining(_ host: MeetingHost) -> Bool {
+        state.withLock { state in
+            guard case .verifying = state.phase else { return false }
             state.phase = .joining(host)
             return true
         }
@@ -86,7 +105,12 @@ final class ClientConnection: Sendable {
 /// Where frames from clients enter the server: decoding, limits, authentication, and
 /// routing to the meeting's host. Shared by the WebSocket and long-poll transports, so both
 /// behave the same.
-final class Gateway: Sendable {
+///
+/// Every frame but a hello is handled synchronously, on the caller's thread. A hello needs
+/// its token checked and its meeting found, which waits: the long-poll transport awaits it
+/// (``receive(_:from:)-async``), while a WebSocket hands it to this service's own tasks
+/// (``receiveNow(_:from:)``), so a connection needs no task of its own.
+final class Gateway: Service, Sendable {
     let directory: MeetingDirectory
     let tokens: TokenAuthority
     let configuration: ServerConfiguration
@@ -95,6 +119,14 @@ final class Gateway: Sendable {
     private let ids = Atomic<UInt64>(0)
     private let openConnections = Atomic<Int>(0)
     private let encoder = FrameEncoder()
+    /// Hellos from WebSockets, waiting to be verified by ``run()``.
+    private let hellos: Inbox<PendingHello>
+
+    struct PendingHello: Sendable {
+        let token: String
+        let resume: ResumePoint?
+        let connection: ClientConnection
+    }
 
     init(directory: MeetingDirectory, tokens: TokenAuthority, configuration: ServerConfiguration,
          clock: @escaping @Sendable () -> Millis, logger: Logger) {
@@ -103,6 +135,24 @@ final class Gateway: Sendable {
         self.configuration = configuration
         self.clock = clock
         self.logger = logger
+        hellos = Inbox(capacity: configuration.pendingHellos)
+    }
+
+    /// Verifies the hellos WebSockets hand over, each in a task of its own that ends with it
+    /// (checking a token takes a deep stack, which a long-lived task would keep), until the
+    /// server shuts down.
+    func run() async {
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                while let batch = await hellos.next() {
+                    for pending in batch {
+                        group.addTask { await self.hello(token: pending.token, resume: pending.resume, on: pending.connection) }
+                    }
+                }
+            }
+        } onCancelOrGracefulShutdown: {
+            self.hellos.finish()
+        }
     }
 
     /// Client connections open now (the load report's figure).
@@ -114,48 +164,71 @@ final class Gateway: Sendable {
         return ClientConnection(id: id, transport: transport, limits: configuration.limits, encoder: encoder)
     }
 
-    /// Handles one frame's bytes. Never throws: every problem becomes an error frame.
-    func receive(_ bytes: some Collection<UInt8>, from connection: ClientConnection) async {
-        let decoder = ClientFrameDecoder(maxFrameBytes: configuration.limits.maxFrameBytes)
-        do {
-            await receive(try decoder.decode(bytes), from: connection)
+    /// Handles one frame's bytes without waiting; a hello is verified by ``run()``. Never
+    /// throws: every problem becomes an error frame.
+    func receiveNow(_ bytes: some Collection<UInt8>, from connection: ClientConnection) {
+        let frame: ClientFrame
+        do throws(ProtocolError) {
+            frame = try ClientFrameDecoder(maxFrameBytes: configuration.limits.maxFrameBytes).decode(bytes)
         } catch {
             connection.fail(error, encoder)
+            return
+        }
+        guard let hello = dispatch(frame, from: connection) else { return }
+        switch hellos.send(PendingHello(token: hello.token, resume: hello.resume, connection: connection)) {
+        case .queued:
+            break
+        case .full:
+            connection.fail(ProtocolError(.serverBusy, "more than \(configuration.pendingHellos) joins are waiting; retry shortly",
+                                          fatal: true), encoder)
+        case .finished:
+            connection.fail(ProtocolError(.serverBusy, "the server is stopping; reconnect", fatal: true), encoder)
         }
     }
 
-    /// Handles one decoded frame.
+    /// Handles one decoded frame, a hello included.
     func receive(_ frame: ClientFrame, from connection: ClientConnection) async {
+        if let hello = dispatch(frame, from: connection) {
+            await self.hello(token: hello.token, resume: hello.resume, on: connection)
+        }
+    }
+
+    /// Handles one frame, except that a first hello is returned for the caller to verify.
+    private func dispatch(_ frame: ClientFrame, from connection: ClientConnection) -> (token: String, resume: ResumePoint?)? {
         switch (frame, connection.phase) {
         case (.ping(let nonce), _):
             connection.send(.pong(nonce: nonce), encoder)
         case (.hello(let token, let resume), .awaitingHello):
-            await hello(token: token, resume: resume, on: connection)
+            guard connection.markVerifying() else {
+                connection.fail(ProtocolError(.alreadyJoined, "this connection has already sent hello"), encoder)
+                return nil
+            }
+            return (token, resume)
         case (.hello, _):
             connection.fail(ProtocolError(.alreadyJoined, "this connection has already sent hello"), encoder)
-        case (_, .awaitingHello), (_, .joining):
+        case (_, .awaitingHello), (_, .verifying), (_, .joining):
             connection.fail(ProtocolError(.notJoined, "send hello and wait for welcome first"), encoder)
         case (_, .closed):
-            return
+            return nil
         case (let frame, .attached(let host, _)):
             let input: HostInput
             switch frame {
             case .op(let id, let operation):
                 guard connection.takeRateToken(nowMillis: clock()) else {
                     connection.send(.reject(id: id, Rejection(.rateLimited, "more than \(configuration.limits.framesPerSecond) frames per second; not applied, retry later")), encoder)
-                    return
+                    return nil
                 }
                 input = .op(connection, id, operation)
             case .signal(let signal):
                 guard connection.takeRateToken(nowMillis: clock()) else {
                     connection.fail(ProtocolError(.rateLimited, "more than \(configuration.limits.framesPerSecond) frames per second; signal dropped"), encoder)
-                    return
+                    return nil
                 }
                 input = .signal(connection, signal)
             case .leave:
                 input = .leave(connection)
             case .hello, .ping:
-                return
+                return nil
             }
             if case .full = host.submit(input) {
                 if case .op(_, let id, _) = input {
@@ -165,6 +238,7 @@ final class Gateway: Sendable {
                 }
             }
         }
+        return nil
     }
 
     private func hello(token: String, resume: ResumePoint?, on connection: ClientConnection) async {
@@ -173,6 +247,7 @@ final class Gateway: Sendable {
             claims = try await tokens.verify(token)
         } catch {
             logger.notice("hello refused", metadata: ["connection": "\(connection.id)", "code": "\(error.code.rawValue)"])
+            connection.helloFailed()
             connection.fail(error, encoder)
             return
         }
@@ -180,6 +255,7 @@ final class Gateway: Sendable {
         do {
             host = try await directory.host(for: claims.meeting)
         } catch {
+            connection.helloFailed()
             connection.fail(error, encoder)
             return
         }
@@ -194,7 +270,7 @@ final class Gateway: Sendable {
         switch connection.markClosed() {
         case .joining(let host), .attached(let host, _):
             _ = host.submit(.detach(connection))
-        case .awaitingHello, .closed:
+        case .awaitingHello, .verifying, .closed:
             break
         }
         if connection.markGone() { openConnections.subtract(1, ordering: .relaxed) }

@@ -130,12 +130,15 @@ public actor MeetingDirectory: Service {
     /// Applies entries the host streamed. False if the copy cannot take them (a gap, or it
     /// was dropped): the follower reloads or stops.
     public func replicate(_ id: MeetingID, _ entries: [LogEntry]) -> Bool {
-        guard var log = standbys[id] else { return false }
+        // Taken out of the dictionary, the copy is the only owner of its storage, so applying
+        // the entries does not first copy the whole meeting (tail, chat, outcomes).
+        guard var log = standbys.removeValue(forKey: id) else { return false }
         do {
             try log.replicate(entries)
             standbys[id] = log
             return true
         } catch {
+            // Left out: it may hold part of the batch, so it is no copy of the host any more.
             logger.warning("standby copy out of step; reloading", metadata: ["meeting": "\(id)", "error": "\(error)"])
             return false
         }

@@ -3,15 +3,21 @@ import Synchronization
 
 /// The bounded queue of frames waiting to be written to one client.
 ///
-/// The meeting host enqueues without waiting; the connection's writer (a WebSocket or a
-/// long-poll request) drains it. When a client falls more than `capacity` frames behind it
-/// is a slow consumer: its queue is dropped, a final `slow_consumer` error is queued and the
-/// outbox closes. The client resumes later from its last seq, so nothing is lost.
+/// The meeting host enqueues without waiting. Frames leave in one of two ways: a long-poll
+/// request awaits them (``next()``), or a WebSocket is told when frames arrive
+/// (``push(to:)``) and takes them on its event loop (``take()``), with no task of its own.
+/// When a client falls more than `capacity` frames behind it is a slow consumer: its queue
+/// is dropped, a final `slow_consumer` error is queued and the outbox closes. The client
+/// resumes later from its last seq, so nothing is lost.
 final class Outbox: Sendable {
     private struct State {
         var frames: [ByteBuffer] = []
         var closed = false
         var waiter: CheckedContinuation<Void, Never>?
+        /// Called when frames arrive, or the outbox closes, with nobody told yet.
+        var notify: (@Sendable () -> Void)?
+        /// `notify` was called and the frames not taken since: further arrivals join them.
+        var notified = false
     }
 
     let capacity: Int
@@ -40,7 +46,42 @@ final class Outbox: Sendable {
             return (true, state.waiter)
         }
         waiter?.resume()
+        notifyIfNeeded()
         return accepted
+    }
+
+    /// Pushes from now on: `notify` is called (from any thread) whenever frames wait or the
+    /// outbox closes and the reader has not been told since its last ``take()``.
+    func push(to notify: @escaping @Sendable () -> Void) {
+        state.withLock { $0.notify = notify }
+        notifyIfNeeded()
+    }
+
+    /// Stops pushing; drops the callback (and whatever it holds).
+    func stopPushing() {
+        state.withLock { state in
+            state.notify = nil
+            state.notified = false
+        }
+    }
+
+    /// Everything queued, and whether the outbox is closed (then nothing more will come).
+    /// The next arrival notifies again.
+    func take() -> (frames: [ByteBuffer], closed: Bool) {
+        state.withLock { state in
+            state.notified = false
+            defer { state.frames.removeAll(keepingCapacity: false) }
+            return (state.frames, state.closed)
+        }
+    }
+
+    private func notifyIfNeeded() {
+        let notify = state.withLock { state -> (@Sendable () -> Void)? in
+            guard let notify = state.notify, !state.notified, !state.frames.isEmpty || state.closed else { return nil }
+            state.notified = true
+            return notify
+        }
+        notify?()
     }
 
     /// Queues a last frame (or none) and closes: the writer sends what is queued, then ends.
@@ -53,6 +94,7 @@ final class Outbox: Sendable {
             return state.waiter
         }
         waiter?.resume()
+        notifyIfNeeded()
     }
 
     /// Closed, and every queued frame taken.

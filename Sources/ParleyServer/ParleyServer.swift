@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import NIOCore
@@ -159,25 +160,17 @@ public struct ParleyServer: Sendable {
         let zoneServices = hooks?.services(handle) ?? []
 
         let maxInbound = max(configuration.limits.maxFrameBytes * 2, 1 << 16)
-        let upgradeGateway = gateway
         let router = api.router()
         if front, let frontRoutes {
             try await frontRoutes(router, FrontContext(store: store, tokens: tokens, configuration: configuration, clock: clock, logger: logger))
         }
+        let clientGateway = gateway
+        let pingInterval = TimeAmount.seconds(Int64(max(1, configuration.webSocketPingSeconds)))
         let app = Application(
             router: router,
-            server: .http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: maxInbound))) { request, channel, _ in
-                if let gateway = upgradeGateway, let framing = WebSocketTransport.Framing(path: request.path ?? "") {
-                    let eventLoop = channel.eventLoop
-                    return .upgrade([:]) { inbound, outbound, _ in
-                        await WebSocketTransport.serve(inbound: inbound, outbound: outbound, gateway: gateway,
-                                                       maxMessageBytes: maxInbound, framing: framing, eventLoop: eventLoop)
-                    }
-                }
-                if let handler = hooks?.upgrade(request, handle) {
-                    return .upgrade([:]) { inbound, outbound, _ in await handler(inbound, outbound) }
-                }
-                return .dontUpgrade
+            server: HTTPServerBuilder { responder in
+                ServerChannel(responder: responder, gateway: clientGateway, zoneUpgrade: { request in hooks?.upgrade(request, handle) },
+                              maxMessageBytes: maxInbound, pingInterval: pingInterval)
             },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley"),
             onServerRunning: { channel in
@@ -193,114 +186,10 @@ public struct ParleyServer: Sendable {
         // Services stop in reverse order: the zone agent and the HTTP server first, then
         // long-poll sessions, then the meetings, which commit and checkpoint last.
         let group = ServiceGroup(configuration: .init(
-            services: services + [app] + zoneServices,
+            services: services + (gateway.map { [$0] } ?? []) + [app] + zoneServices,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
         logger.info("parley stopped")
-    }
-}
-
-/// Moves frames between a WebSocket and a ``ClientConnection``.
-enum WebSocketTransport {
-    /// How server frames are put into WebSocket messages, chosen by the client's URL.
-    enum Framing: Equatable {
-        /// `/v1/ws`: one frame per message.
-        case single
-        /// `/v1/ws?frames=lines`: every frame queued at once goes out in one message, one frame
-        /// per line. Fewer messages and one flush per batch: under load most of a server's time
-        /// went into a write system call per frame per participant.
-        case lines
-
-        /// The framing a request path asks for; nil if the path is not the client WebSocket.
-        init?(path: String) {
-            let parts = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts.first == "/v1/ws" else { return nil }
-            let query = parts.count > 1 ? parts[1].split(separator: "&") : []
-            self = query.contains(Substring(FrameLines.query)) ? .lines : .single
-        }
-    }
-
-    /// A batch of lines stays under this size; a single larger frame goes alone.
-    static let maxBatchBytes = 64 << 10
-
-    /// Runs the connection's reader and writer on the connection's own event loop (as their
-    /// task executor): a write is then a call into the channel rather than a hop from a pool
-    /// thread to the event loop and back, once per frame per participant.
-    static func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, gateway: Gateway,
-                      maxMessageBytes: Int, framing: Framing, eventLoop: any EventLoop) async {
-        await withTaskExecutorPreference(EventLoopTaskExecutor(eventLoop)) {
-            await serve(inbound: inbound, outbound: outbound, gateway: gateway, maxMessageBytes: maxMessageBytes,
-                        framing: framing)
-        }
-    }
-
-    private static func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, gateway: Gateway,
-                              maxMessageBytes: Int, framing: Framing) async {
-        let connection = gateway.makeConnection(transport: "websocket")
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                while let frames = await connection.outbox.next() {
-                    let messages = framing == .lines ? FrameLines.join(frames, maxBytes: maxBatchBytes) : frames
-                    for message in messages {
-                        do {
-                            try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: message)))
-                        } catch {
-                            return
-                        }
-                    }
-                }
-                // The server closed the connection (fatal error or slow consumer).
-                try? await outbound.close(.normalClosure, reason: nil)
-            }
-            group.addTask {
-                do {
-                    for try await message in inbound.messages(maxSize: maxMessageBytes) {
-                        switch message {
-                        case .text(let text): await gateway.receive(Array(text.utf8), from: connection)
-                        case .binary(let buffer): await gateway.receive(buffer.readableBytesView, from: connection)
-                        }
-                    }
-                } catch {
-                    // A broken or oversized message ends the socket; the client resumes.
-                }
-            }
-            await group.next()
-            group.cancelAll()
-        }
-        gateway.closed(connection)
-    }
-}
-
-/// Runs tasks' jobs on one NIO event loop.
-final class EventLoopTaskExecutor: TaskExecutor {
-    let eventLoop: any EventLoop
-
-    init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        let executor = asUnownedTaskExecutor()
-        eventLoop.execute { job.runSynchronously(on: executor) }
-    }
-}
-
-extension FrameLines {
-    /// Consecutive frames joined with `\n` into messages of at most `maxBytes` (a frame larger
-    /// than that on its own stays alone), in order.
-    static func join(_ frames: [ByteBuffer], maxBytes: Int) -> [ByteBuffer] {
-        guard frames.count > 1 else { return frames }
-        var messages: [ByteBuffer] = []
-        var current = ByteBuffer()
-        for var frame in frames {
-            if current.readableBytes > 0, current.readableBytes + 1 + frame.readableBytes > maxBytes {
-                messages.append(current)
-                current = ByteBuffer()
-            }
-            if current.readableBytes > 0 { current.writeInteger(UInt8(ascii: "\n")) }
-            current.writeBuffer(&frame)
-        }
-        if current.readableBytes > 0 { messages.append(current) }
-        return messages
     }
 }

@@ -12,6 +12,12 @@ public struct ServerConfiguration: Sendable {
     public var limits: ConnectionLimits
     /// Ops queued for one meeting before new ones are refused with `server_busy`.
     public var meetingQueueDepth: Int
+    /// WebSocket hellos waiting for their token to be checked before new ones are refused
+    /// with `server_busy` (a join storm beyond this is turned away, not queued without bound).
+    public var pendingHellos: Int
+    /// A client WebSocket that has sent nothing for this long gets a WebSocket ping; if it
+    /// still sends nothing (not even the pong) for as long again, it is closed as dead.
+    public var webSocketPingSeconds: Int
     /// Entries between checkpoints of a meeting.
     public var snapshotEveryEntries: Int
     public var resumeWindow: ResumeWindow
@@ -43,6 +49,8 @@ public struct ServerConfiguration: Sendable {
         dataDirectory: String = "./data",
         limits: ConnectionLimits = ConnectionLimits(),
         meetingQueueDepth: Int = 10_000,
+        pendingHellos: Int = 4_096,
+        webSocketPingSeconds: Int = 30,
         snapshotEveryEntries: Int = 1_000,
         resumeWindow: ResumeWindow = ResumeWindow(),
         tokenLifetimeSeconds: Int = 12 * 3600,
@@ -57,6 +65,8 @@ public struct ServerConfiguration: Sendable {
         self.dataDirectory = dataDirectory
         self.limits = limits
         self.meetingQueueDepth = meetingQueueDepth
+        self.pendingHellos = pendingHellos
+        self.webSocketPingSeconds = webSocketPingSeconds
         self.snapshotEveryEntries = snapshotEveryEntries
         self.resumeWindow = resumeWindow
         self.tokenLifetimeSeconds = tokenLifetimeSeconds

@@ -73,6 +73,8 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         public var burst: Int?
         public var sendQueueFrames: Int?
         public var meetingQueueDepth: Int?
+        public var pendingHellos: Int?
+        public var webSocketPingSeconds: Int?
         public var snapshotEveryEntries: Int?
         public var tokenLifetimeSeconds: Int?
         /// If set, creating meetings and issuing tokens requires `Authorization: Bearer <apiKey>`.
@@ -157,6 +159,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         let positive: [(String, Int?)] = [
             ("maxFrameBytes", clients.maxFrameBytes), ("framesPerSecond", clients.framesPerSecond), ("burst", clients.burst),
             ("sendQueueFrames", clients.sendQueueFrames), ("meetingQueueDepth", clients.meetingQueueDepth),
+            ("pendingHellos", clients.pendingHellos), ("webSocketPingSeconds", clients.webSocketPingSeconds),
             ("snapshotEveryEntries", clients.snapshotEveryEntries), ("tokenLifetimeSeconds", clients.tokenLifetimeSeconds),
         ]
         for (key, value) in positive where (value ?? 1) < 1 { problems.append("clients.\(key) must be at least 1") }

@@ -224,6 +224,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Seed for the kill timing and the clients' pacing.") var seed: UInt64 = 5
         @Option(help: "Write the JSON result to this file (default: standard output).") var output: String?
         @Option(help: "Log level of the run's messages (standard error).") var logLevel = "error"
+        @Flag(help: "Keep the zone's data directory and every process's log (its path is printed to standard error).")
+        var keep = false
 
         func validate() throws {
             try refuse(configuration().problems())
@@ -246,7 +248,13 @@ struct BenchCommand: AsyncParsableCommand {
             var result = BenchResult(benchmark: "failover", startedAt: Date(), build: BenchCommand.buildKind,
                                      command: BenchCommand.commandLine)
             let directory = try temporaryDirectory()
-            defer { try? FileManager.default.removeItem(atPath: directory) }
+            defer {
+                if keep {
+                    FileHandle.standardError.write(Data("parley bench failover: kept \(directory)\n".utf8))
+                } else {
+                    try? FileManager.default.removeItem(atPath: directory)
+                }
+            }
             result.failover = try await FailoverBench.run(configuration(), executable: currentExecutable(), directory: directory)
             try writeResult(result, to: output)
         }

@@ -20,8 +20,8 @@ struct Serve: AsyncParsableCommand {
             Clients use http://HOST:PORT. '--config FILE' changes the zone; 'parley ctl' watches it.
             In a zone, the client limits below come from the configuration's "clients" section
             instead (same names: maxFrameBytes, framesPerSecond, burst, sendQueueFrames,
-            meetingQueueDepth, snapshotEveryEntries, tokenLifetimeSeconds, apiKey,
-            fsyncEveryCommit); PARLEY_API_KEY applies to both.
+            meetingQueueDepth, pendingHellos, webSocketPingSeconds, snapshotEveryEntries,
+            tokenLifetimeSeconds, apiKey, fsyncEveryCommit); PARLEY_API_KEY applies to both.
 
             '--single' runs everything in this one process instead. The web zone's settings (accounts,
             lock-out, uploads, document converters) are options below with '--single', and the
@@ -65,6 +65,12 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Inputs queued for one meeting before new ops are refused with server_busy.")
     var meetingQueueDepth = ServerConfiguration().meetingQueueDepth
+
+    @Option(help: "WebSocket joins waiting for their token to be checked before more are refused with server_busy.")
+    var pendingHellos = ServerConfiguration().pendingHellos
+
+    @Option(help: "Seconds a client WebSocket may stay silent before it gets a ping; silent as long again, it is closed.")
+    var webSocketPingSeconds = ServerConfiguration().webSocketPingSeconds
 
     @Option(help: "Log entries between checkpoints of a meeting.")
     var snapshotEvery = ServerConfiguration().snapshotEveryEntries
@@ -112,6 +118,9 @@ struct Serve: AsyncParsableCommand {
         guard framesPerSecond > 0, burst > 0 else { throw ValidationError("--frames-per-second and --burst must be positive") }
         guard sendQueueFrames >= 16 else { throw ValidationError("--send-queue-frames must be at least 16") }
         guard snapshotEvery > 0 else { throw ValidationError("--snapshot-every must be positive") }
+        guard pendingHellos > 0, webSocketPingSeconds > 0 else {
+            throw ValidationError("--pending-hellos and --web-socket-ping-seconds must be positive")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
         let problems = web.problems()
         guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
@@ -149,6 +158,8 @@ struct Serve: AsyncParsableCommand {
             limits: ConnectionLimits(maxFrameBytes: maxFrameBytes, framesPerSecond: framesPerSecond, burst: burst,
                                      sendQueueFrames: sendQueueFrames))
         configuration.meetingQueueDepth = meetingQueueDepth
+        configuration.pendingHellos = pendingHellos
+        configuration.webSocketPingSeconds = webSocketPingSeconds
         configuration.snapshotEveryEntries = snapshotEvery
         configuration.tokenLifetimeSeconds = tokenLifetime
         configuration.apiKey = apiKey ?? ProcessInfo.processInfo.environment["PARLEY_API_KEY"]

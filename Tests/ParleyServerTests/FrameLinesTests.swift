@@ -8,12 +8,12 @@ import Testing
 struct FrameLinesTests {
     @Test("the client WebSocket path picks the framing; other paths are not the client WebSocket")
     func framingFromPath() {
-        #expect(WebSocketTransport.Framing(path: "/v1/ws") == .single)
-        #expect(WebSocketTransport.Framing(path: "/v1/ws?frames=lines") == .lines)
-        #expect(WebSocketTransport.Framing(path: "/v1/ws?x=1&frames=lines") == .lines)
-        #expect(WebSocketTransport.Framing(path: "/v1/ws?frames=other") == .single)
-        #expect(WebSocketTransport.Framing(path: "/v1/wss") == nil)
-        #expect(WebSocketTransport.Framing(path: "/zone/link") == nil)
+        #expect(WebSocketFraming(path: "/v1/ws") == .single)
+        #expect(WebSocketFraming(path: "/v1/ws?frames=lines") == .lines)
+        #expect(WebSocketFraming(path: "/v1/ws?x=1&frames=lines") == .lines)
+        #expect(WebSocketFraming(path: "/v1/ws?frames=other") == .single)
+        #expect(WebSocketFraming(path: "/v1/wss") == nil)
+        #expect(WebSocketFraming(path: "/zone/link") == nil)
     }
 
     @Test("frames are joined in order under the size limit; a larger frame goes alone; split gives them back")
