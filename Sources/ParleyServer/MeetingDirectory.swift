@@ -199,10 +199,10 @@ public actor MeetingDirectory: Service {
     }
 
     /// The meeting as the store has it, checked.
-    /// - Parameter withHistory: also read the entries before the checkpoint that clients may
-    ///   resume from (up to the resume window). A promoted standby has them already, and
-    ///   reading them grows with the meeting, so promotion skips them.
-    private func recover(_ id: MeetingID, withHistory: Bool = true) async throws(ProtocolError)
+    /// - Parameter standbyHolds: the seq a standby copy holds everything through: then only
+    ///   the log after it is read. Reading the checkpoint and the history before it (what
+    ///   clients may resume from) grows with the meeting, and the standby has both.
+    private func recover(_ id: MeetingID, standbyHolds: Seq? = nil) async throws(ProtocolError)
         -> (record: MeetingRecord, snapshot: Snapshot, entries: [LogEntry], history: [LogEntry])
     {
         let recovered: RecoveredMeeting
@@ -210,7 +210,11 @@ public actor MeetingDirectory: Service {
             guard try await store.meeting(id) != nil else {
                 throw ProtocolError(.unknownMeeting, "there is no meeting \(id)", fatal: true)
             }
-            recovered = try await store.recover(id, historyLimit: withHistory ? configuration.resumeWindow.minEntries : 0)
+            if let standbyHolds {
+                recovered = try await store.recover(id, after: standbyHolds)
+            } else {
+                recovered = try await store.recover(id, historyLimit: configuration.resumeWindow.minEntries)
+            }
         } catch let error as ProtocolError {
             throw error
         } catch {
@@ -241,7 +245,7 @@ public actor MeetingDirectory: Service {
             throw ProtocolError(.internalError, "the meeting could not be loaded; try again", fatal: true)
         }
         // Read after the claim: everything the previous host committed is in the store now.
-        var recovered = try await recover(id, withHistory: standby == nil)
+        var recovered = try await recover(id, standbyHolds: standby?.lastSeq)
         var poisoned: Set<OpOutcomes.Key> = []
         if let poison = configuration.poison {
             poisoned = await ApplyingNote.collectCrashes(id, guard: poison, store: store, now: clock(), logger: logger)

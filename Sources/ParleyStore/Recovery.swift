@@ -17,7 +17,9 @@ enum Recovery {
         var cut: Cut?
     }
 
-    static func scan(_ db: Database, _ meeting: MeetingID, historyLimit: Int) throws -> Scan {
+    /// - Parameter after: read no snapshot, only the log after this seq (a standby copy
+    ///   holds everything up to it); nil for a whole recovery.
+    static func scan(_ db: Database, _ meeting: MeetingID, historyLimit: Int, after: Seq? = nil) throws -> Scan {
         guard let row = try Row.fetchOne(
             db, sql: "SELECT id, title, settings, created_at, epoch FROM meetings WHERE id = ?",
             arguments: [meeting.rawValue])
@@ -29,7 +31,8 @@ enum Recovery {
         // Snapshots, newest first: the first that verifies wins.
         var snapshot: Snapshot?
         var skipped: [String] = []
-        let snapshotRows = try Row.fetchAll(
+        // Decoding a snapshot grows with the meeting; a standby being promoted needs none.
+        let snapshotRows = after != nil ? [] : try Row.fetchAll(
             db, sql: "SELECT seq, body, checksum FROM snapshots WHERE meeting = ? ORDER BY seq DESC",
             arguments: [meeting.rawValue])
         for row in snapshotRows {
@@ -48,7 +51,7 @@ enum Recovery {
         warnings += skipped.map { "\($0); falling back to \(fallback)" }
 
         // The log after the snapshot, stopping at the first entry that is not what it must be.
-        let base = snapshot?.seq ?? 0
+        let base = after ?? snapshot?.seq ?? 0
         var entries: [LogEntry] = []
         var cut: Cut?
         let cursor = try Row.fetchCursor(

@@ -268,7 +268,15 @@ public final class SQLiteStore: Store, Sendable {
     /// is missing), the entries from the cut on are moved to the `log_quarantine` table, so
     /// the next host can append at the cut and an operator can still inspect them.
     public func recover(_ meeting: MeetingID, historyLimit: Int) async throws(StoreError) -> RecoveredMeeting {
-        let scan = try await read { db in try Recovery.scan(db, meeting, historyLimit: max(0, historyLimit)) }
+        try await recover(meeting, historyLimit: historyLimit, after: nil)
+    }
+
+    public func recover(_ meeting: MeetingID, after seq: Seq) async throws(StoreError) -> RecoveredMeeting {
+        try await recover(meeting, historyLimit: 0, after: seq)
+    }
+
+    private func recover(_ meeting: MeetingID, historyLimit: Int, after: Seq?) async throws(StoreError) -> RecoveredMeeting {
+        let scan = try await read { db in try Recovery.scan(db, meeting, historyLimit: max(0, historyLimit), after: after) }
         var recovered = scan.recovered
         if let cut = scan.cut {
             let moved = try await write { db in try Recovery.quarantine(db, meeting, cut) }

@@ -100,6 +100,9 @@ public protocol Store: Sendable {
     func append(_ batch: [MeetingID: [LogEntry]]) async throws(StoreError)
     func writeSnapshot(_ meeting: MeetingID, _ snapshot: Snapshot) async throws(StoreError)
     func recover(_ meeting: MeetingID, historyLimit: Int) async throws(StoreError) -> RecoveredMeeting
+    /// Only the verified log after `seq`, for a standby copy that holds the meeting up to
+    /// there: no snapshot is read (`snapshot` is nil) and `entries` starts at `seq + 1`.
+    func recover(_ meeting: MeetingID, after seq: Seq) async throws(StoreError) -> RecoveredMeeting
     /// Counts one more crash of a process while it applied `op` of `participant`, and
     /// returns the op's count so far.
     func recordCrash(_ meeting: MeetingID, participant: ParticipantID, op: OpID, at: Millis) async throws(StoreError) -> Int
@@ -139,5 +142,19 @@ public struct StoredLease: Equatable, Sendable {
         self.address = address
         self.term = term
         self.expiresAtMs = expiresAtMs
+    }
+}
+
+extension Store {
+    /// A whole recovery, cut down to the entries after `seq`: correct for any store, if not
+    /// as cheap as reading only those.
+    public func recover(_ meeting: MeetingID, after seq: Seq) async throws(StoreError) -> RecoveredMeeting {
+        var recovered = try await recover(meeting, historyLimit: 0)
+        guard (recovered.snapshot?.seq ?? 0) <= seq else {
+            throw StoreError.io("the store's checkpoint of \(meeting) is ahead of seq \(seq); recover it whole")
+        }
+        recovered.snapshot = nil
+        recovered.entries.removeAll { $0.seq <= seq }
+        return recovered
     }
 }

@@ -273,6 +273,34 @@ import Testing
         }
     }
 
+    @Test("a standby's catch-up reads only the log after its seq, never a checkpoint, and still stops at a corrupt entry")
+    func recoverAfterASeqReadsOnlyTheLogTail() async throws {
+        try await withStore { store, _ in
+            try await store.createMeeting(standup)
+            var live = LiveMeeting(standup)
+            let first = live.play(10)
+            try await store.append([standup.id: first])
+            try await store.writeSnapshot(standup.id, live.log.snapshot())
+            let rest = live.play(6)
+            try await store.append([standup.id: rest])
+            // A checkpoint that does not even verify is not read.
+            try await store.rawExecute("UPDATE snapshots SET checksum = X'00'")
+
+            let tail = try await store.recover(standup.id, after: 12)
+            #expect(tail.snapshot == nil)
+            #expect(tail.entries == Array(rest.dropFirst(2)))
+            #expect(tail.warnings.isEmpty)
+            #expect(try await store.recover(standup.id, after: 16).entries.isEmpty)
+            // Before the checkpoint too: the standby may lag behind it.
+            #expect(try await store.recover(standup.id, after: 7).entries == Array((first + rest).dropFirst(7)))
+
+            try await store.rawExecute("UPDATE log SET checksum = X'00' WHERE seq = 14")
+            let cut = try await store.recover(standup.id, after: 12)
+            #expect(cut.entries.map(\.seq) == [13])
+            #expect(cut.warnings.count == 1)
+        }
+    }
+
     @Test func everySnapshotCorruptMeansReplayFromSeqOne() async throws {
         try await withStore { store, _ in
             try await store.createMeeting(standup)
