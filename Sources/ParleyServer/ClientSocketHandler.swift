@@ -67,10 +67,10 @@ final class ClientSocketHandler: ChannelInboundHandler, RemovableChannelHandler 
             guard !closing else { return }
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
         case .connectionClose:
-            // Answer with the client's own code, then close: it said it is going.
+            // Answer with the client's own code (if it may be sent), then close: it said it is going.
             var data = frame.unmaskedData
             let code = data.readInteger(as: UInt16.self) ?? 1000
-            close(code: code)
+            close(code: (1000...4999).contains(code) && ![1004, 1005, 1006, 1015].contains(code) ? code : 1000)
         default:
             break
         }

@@ -74,12 +74,17 @@ struct ServerChannel: ServerChildChannel, HTTPChannelHandler {
                         case .client(let framing)?:
                             guard let gateway else { throw NIOWebSocketUpgradeError.unsupportedWebSocketTarget }
                             let connection = gateway.makeConnection(transport: "websocket")
-                            try channel.pipeline.syncOperations.addHandlers([
-                                NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1_024,
-                                                            maxAccumulatedFrameSize: maxMessageBytes),
-                                ClientSocketHandler(gateway: gateway, connection: connection, framing: framing,
-                                                    pingInterval: pingInterval),
-                            ])
+                            do {
+                                try channel.pipeline.syncOperations.addHandlers([
+                                    NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1_024,
+                                                                maxAccumulatedFrameSize: maxMessageBytes),
+                                    ClientSocketHandler(gateway: gateway, connection: connection, framing: framing,
+                                                        pingInterval: pingInterval),
+                                ])
+                            } catch {
+                                gateway.closed(connection)
+                                throw error
+                            }
                             return .clientSocket
                         case .zone(let handler)?:
                             let link = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(

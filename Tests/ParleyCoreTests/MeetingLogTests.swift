@@ -267,6 +267,34 @@ struct MeetingLogWindowTests {
         #expect(decoded.records.map(\.seq) == [4, 5])
         #expect(keys.map { decoded.seq(for: $0) } == [nil, nil, nil, 4, 5])
     }
+
+    @Test("op outcomes are stored as columns, and checkpoints written in the older layout (records as objects) still read")
+    func outcomesLayouts() throws {
+        var outcomes = OpOutcomes(capacity: 10)
+        for (index, participant) in [ari, ben, ari, hana, ben].enumerated() {
+            outcomes.record(OpOutcomes.Key(participant: participant, opID: OpID("op-\(index)")), seq: Seq(10 + index))
+        }
+        struct Columns: Decodable {
+            var participants: [String]
+            var who: [Int]
+            var ops: [String]
+            var records: [OpOutcomes.Record]?
+        }
+        let columns = try JSONDecoder().decode(Columns.self, from: JSONEncoder().encode(outcomes))
+        #expect(columns.participants == [ari.rawValue, ben.rawValue, hana.rawValue])
+        #expect(columns.who == [0, 1, 0, 2, 1])
+        #expect(columns.ops == (0..<5).map { "op-\($0)" })
+        #expect(columns.records == nil)
+        #expect(try JSONDecoder().decode(OpOutcomes.self, from: JSONEncoder().encode(outcomes)) == outcomes)
+
+        let older = #"{"capacity":10,"records":[{"key":{"participant":"ari","opID":"op-0"},"seq":10},{"key":{"participant":"ben","opID":"op-1"},"seq":11}]}"#
+        let read = try JSONDecoder().decode(OpOutcomes.self, from: Data(older.utf8))
+        #expect(read.seq(for: OpOutcomes.Key(participant: "ben", opID: "op-1")) == 11)
+        #expect(read.records.count == 2)
+
+        let ragged = #"{"capacity":10,"participants":["ari"],"who":[0,1],"ops":["a","b"],"seqs":[1,2]}"#
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(OpOutcomes.self, from: Data(ragged.utf8)) }
+    }
 }
 
 @Suite("MeetingLog: recovery from a snapshot and the log")
