@@ -1,8 +1,8 @@
 import Logging
 import NIOCore
-import ServiceLifecycle
 import ParleyCore
 import ParleyProtocol
+import ServiceLifecycle
 import Synchronization
 
 /// One client connection, over a WebSocket or a long-poll virtual socket. Transport-neutral:
