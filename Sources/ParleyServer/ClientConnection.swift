@@ -121,6 +121,9 @@ final class Gateway: Service, Sendable {
     private let encoder = FrameEncoder()
     /// Hellos from WebSockets, waiting to be verified by ``run()``.
     private let hellos: Inbox<PendingHello>
+    /// The client WebSockets open now, by connection id: no task holds them, so the server
+    /// closes them itself when it stops.
+    private let sockets = Mutex<[UInt64: any Channel]>([:])
 
     struct PendingHello: Sendable {
         let token: String
@@ -153,6 +156,17 @@ final class Gateway: Service, Sendable {
         } onCancelOrGracefulShutdown: {
             self.hellos.finish()
         }
+        // The server is stopping: its clients reconnect (to it again, or elsewhere) and resume.
+        let open = sockets.withLock { sockets in
+            defer { sockets.removeAll() }
+            return Array(sockets.values)
+        }
+        for channel in open { channel.close(promise: nil) }
+    }
+
+    /// A client WebSocket is open on `channel`; it is closed when the server stops.
+    func opened(_ connection: ClientConnection, on channel: any Channel) {
+        sockets.withLock { $0[connection.id] = channel }
     }
 
     /// Client connections open now (the load report's figure).
@@ -274,6 +288,7 @@ final class Gateway: Service, Sendable {
             break
         }
         if connection.markGone() { openConnections.subtract(1, ordering: .relaxed) }
+        sockets.withLock { _ = $0.removeValue(forKey: connection.id) }
         connection.outbox.close()
     }
 }

@@ -36,6 +36,7 @@ final class ClientSocketHandler: ChannelInboundHandler, RemovableChannelHandler 
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        gateway.opened(connection, on: context.channel)
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         // Called from whichever thread enqueued; everything queued by the time the drain

@@ -5,6 +5,7 @@ import Glibc
 #endif
 import ParleyCore
 import ParleyProtocol
+import ParleyServer
 import Testing
 
 /// A WebSocket client made of a bare TCP socket, so a test decides exactly what it answers
@@ -204,6 +205,43 @@ struct WebSocketLivenessTests {
                 return false
             }
             #expect(delivered)
+        }
+    }
+
+    @Test("when the server stops, it closes its client WebSockets itself, joined or not (no task holds them)")
+    func stoppingServerClosesSockets() async throws {
+        let directory = try TemporaryDirectory()
+        var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: directory.path)
+        configuration.fsyncEveryCommit = false
+        let server = ParleyServer(configuration: configuration, logger: testLogger)
+        let (ports, portSink) = AsyncStream<Int>.makeStream()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run { portSink.yield($0) } }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw TestFailure("server did not start") }
+            let meeting = try await TestEndpoint(port: port).createMeeting()
+            let hello = String(decoding: FrameEncoder().encode(.hello(token: meeting.hostToken, resume: nil)), as: UTF8.self)
+            let socket = try await blocking { try SilentSocket(port: port) }
+            let welcomed = try await blocking { () throws -> Bool in
+                try socket.send(hello)
+                while let (opcode, payload) = try socket.receive() {
+                    if opcode == 1, String(decoding: payload, as: UTF8.self).contains(#""type":"welcome""#) { return true }
+                }
+                return false
+            }
+            #expect(welcomed)
+            // One that never said hello has no meeting to close it.
+            let stranger = try await blocking { try SilentSocket(port: port) }
+            group.cancelAll()
+            _ = try? await group.next()
+            // Closed, not left open: receive() fails the test after 10 s of silence.
+            for open in [socket, stranger] {
+                let closed = try await blocking { () throws -> Bool in
+                    while try open.receive() != nil {}
+                    return true
+                }
+                #expect(closed)
+            }
         }
     }
 
