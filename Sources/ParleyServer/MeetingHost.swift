@@ -342,12 +342,14 @@ private struct HostLoop {
             old.connection.fail(ProtocolError(.replaced, "another connection of \(participant) joined; this one is closed",
                                               fatal: true), host.encoder)
         }
+        // Attached before the welcome goes out: a client may send an op the moment it reads
+        // the welcome, and the gateway must route it here rather than answer not_joined.
+        attached[connection.id] = Attachment(connection: connection, participant: participant)
+        connection.markAttached(participant: participant)
         connection.send(.welcome(welcome), host.encoder)
         for entry in replay {
             connection.send(.event(DeliveredEntry(entry, for: participant)), host.encoder)
         }
-        attached[connection.id] = Attachment(connection: connection, participant: participant)
-        connection.markAttached(participant: participant)
         host.loggerRef.info("participant attached", metadata: [
             "participant": "\(participant)", "mode": "\(welcome.mode.rawValue)", "from_seq": "\(welcome.seq)",
             "connection": "\(connection.id)",
