@@ -144,17 +144,3 @@ public struct StoredLease: Equatable, Sendable {
         self.expiresAtMs = expiresAtMs
     }
 }
-
-extension Store {
-    /// A whole recovery, cut down to the entries after `seq`: correct for any store, if not
-    /// as cheap as reading only those.
-    public func recover(_ meeting: MeetingID, after seq: Seq) async throws(StoreError) -> RecoveredMeeting {
-        var recovered = try await recover(meeting, historyLimit: 0)
-        guard (recovered.snapshot?.seq ?? 0) <= seq else {
-            throw StoreError.io("the store's checkpoint of \(meeting) is ahead of seq \(seq); recover it whole")
-        }
-        recovered.snapshot = nil
-        recovered.entries.removeAll { $0.seq <= seq }
-        return recovered
-    }
-}

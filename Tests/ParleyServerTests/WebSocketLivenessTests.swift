@@ -117,6 +117,11 @@ private final class SilentSocket: @unchecked Sendable {  // used by one thread a
     }
 }
 
+/// A hello frame as a WebSocket text message.
+private func helloText(_ token: String) -> String {
+    String(decoding: FrameEncoder().encode(.hello(token: token, resume: nil)), as: UTF8.self)
+}
+
 /// Runs blocking socket calls on a thread of their own: on the concurrency pool they would
 /// starve the in-process server under test (two threads on two cores).
 private func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
@@ -132,7 +137,7 @@ struct WebSocketLivenessTests {
         try await withServer({ $0.webSocketPingSeconds = 1 }) { endpoint in
             let meeting = try await endpoint.createMeeting()
             let guest = try await endpoint.issueToken(meeting: meeting.meeting.id, name: "Ghost")
-            let hello = String(decoding: FrameEncoder().encode(.hello(token: guest.token, resume: nil)), as: UTF8.self)
+            let hello = helloText(guest.token)
             let port = endpoint.port
             let started = ContinuousClock.now
             let (opcodes, texts) = try await blocking { () throws -> ([UInt8], [String]) in
@@ -167,7 +172,7 @@ struct WebSocketLivenessTests {
         try await withServer({ $0.webSocketPingSeconds = 1 }) { endpoint in
             let meeting = try await endpoint.createMeeting()
             let guest = try await endpoint.issueToken(meeting: meeting.meeting.id, name: "Quiet")
-            let hello = String(decoding: FrameEncoder().encode(.hello(token: guest.token, resume: nil)), as: UTF8.self)
+            let hello = helloText(guest.token)
             let socket = try await blocking { try SilentSocket(port: endpoint.port) }
             // Says nothing for 4.5 intervals but answers every ping with a pong.
             let pings = try await blocking { () throws -> Int? in
@@ -220,7 +225,7 @@ struct WebSocketLivenessTests {
             var iterator = ports.makeAsyncIterator()
             guard let port = await iterator.next() else { throw TestFailure("server did not start") }
             let meeting = try await TestEndpoint(port: port).createMeeting()
-            let hello = String(decoding: FrameEncoder().encode(.hello(token: meeting.hostToken, resume: nil)), as: UTF8.self)
+            let hello = helloText(meeting.hostToken)
             let socket = try await blocking { try SilentSocket(port: port) }
             let welcomed = try await blocking { () throws -> Bool in
                 try socket.send(hello)

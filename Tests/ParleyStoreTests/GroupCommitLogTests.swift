@@ -38,6 +38,9 @@ final class GatedStore: Store {
     func recover(_ meeting: MeetingID, historyLimit: Int) async throws(StoreError) -> RecoveredMeeting {
         try await base.recover(meeting, historyLimit: historyLimit)
     }
+    func recover(_ meeting: MeetingID, after seq: Seq) async throws(StoreError) -> RecoveredMeeting {
+        try await base.recover(meeting, after: seq)
+    }
 }
 
 actor Gate {
