@@ -16,6 +16,10 @@ public struct ConnectionPolicy: Equatable, Sendable {
     public var heartbeatTimeoutMs: Int
     /// A connection that has not been welcomed this long after it was opened is dropped.
     public var connectTimeoutMs: Int
+    /// A live connection with ops waiting on which no op has been answered (acked or
+    /// rejected) for this long is dropped and resumed. Pongs alone do not prove progress:
+    /// the server answers them even when the meeting's host is stuck.
+    public var opAnswerTimeoutMs: Int
     /// Before the first welcome, give up after this many failed attempts.
     public var maxAttemptsBeforeFirstWelcome: Int
     /// Bound on ops waiting for an answer.
@@ -24,9 +28,10 @@ public struct ConnectionPolicy: Equatable, Sendable {
     public init(transport: TransportPreference = .automatic, attemptsBeforeFallback: Int = 3,
                 backoffInitialMs: Int = 100, backoffMaxMs: Int = 5_000,
                 heartbeatIntervalMs: Int = 500, heartbeatTimeoutMs: Int = 1_500, connectTimeoutMs: Int = 3_000,
-                maxAttemptsBeforeFirstWelcome: Int = 8, maxPendingOps: Int = 1_024) {
+                opAnswerTimeoutMs: Int = 10_000, maxAttemptsBeforeFirstWelcome: Int = 8, maxPendingOps: Int = 1_024) {
         precondition(backoffInitialMs > 0 && backoffMaxMs >= backoffInitialMs)
         precondition(heartbeatIntervalMs > 0 && heartbeatTimeoutMs > heartbeatIntervalMs && connectTimeoutMs > 0)
+        precondition(opAnswerTimeoutMs > 0)
         precondition(attemptsBeforeFallback > 0 && maxAttemptsBeforeFirstWelcome > 0 && maxPendingOps > 0)
         self.transport = transport
         self.attemptsBeforeFallback = attemptsBeforeFallback
@@ -35,6 +40,7 @@ public struct ConnectionPolicy: Equatable, Sendable {
         self.heartbeatIntervalMs = heartbeatIntervalMs
         self.heartbeatTimeoutMs = heartbeatTimeoutMs
         self.connectTimeoutMs = connectTimeoutMs
+        self.opAnswerTimeoutMs = opAnswerTimeoutMs
         self.maxAttemptsBeforeFirstWelcome = maxAttemptsBeforeFirstWelcome
         self.maxPendingOps = maxPendingOps
     }
@@ -132,6 +138,8 @@ public struct ClientSession: Sendable {
     private var heardSinceTick = false
     private var lastHeardMs: Int64?
     private var lastPingMs: Int64?
+    /// Since when ops have been waiting with none answered, on the live connection.
+    private var unansweredSinceMs: Int64?
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -251,6 +259,13 @@ public struct ClientSession: Sendable {
             return silentMs >= configuration.policy.connectTimeoutMs ? retry(dropping: connection, .timedOut) : []
         }
         if silentMs >= configuration.policy.heartbeatTimeoutMs { return retry(dropping: connection, .timedOut) }
+        if unacked.isEmpty {
+            unansweredSinceMs = nil
+        } else if let since = unansweredSinceMs {
+            if nowMs - since >= configuration.policy.opAnswerTimeoutMs { return retry(dropping: connection, .timedOut) }
+        } else {
+            unansweredSinceMs = nowMs
+        }
         // Ping only a quiet connection, and at most once per interval.
         if silentMs >= configuration.policy.heartbeatIntervalMs,
            nowMs - (lastPingMs ?? .min / 2) >= configuration.policy.heartbeatIntervalMs {
@@ -326,6 +341,7 @@ public struct ClientSession: Sendable {
         // An answer for an op already completed (a retry's second answer) is dropped.
         guard let index = unacked.firstIndex(where: { $0.id == id }) else { return [] }
         unacked.remove(at: index)
+        unansweredSinceMs = nil  // progress: the clock starts again for the ops still waiting
         return [.complete(id, outcome)]
     }
 
@@ -360,6 +376,7 @@ public struct ClientSession: Sendable {
     /// Drops the connection and schedules the next attempt.
     private mutating func retry(dropping connection: ConnectionID, _ cause: DisconnectCause) -> [Action] {
         var actions: [Action] = [.disconnect(connection, cause)]
+        unansweredSinceMs = nil
         if case .live = phase {
             actions.append(.emit(.connection(.reconnecting)))
         } else {

@@ -36,6 +36,13 @@ public struct Meeting: Codable, Equatable, Sendable {
     public var host: Participant? { participants.first { $0.role == .host && $0.presence != .left } }
     public var presenter: Participant? { participants.first { $0.isPresenter && $0.presence != .left } }
 
+    /// The role someone whose token says `requested` gets on joining now: a meeting has one
+    /// host, so a second host token joins as an attendee while a host is present. The host
+    /// sequences joins with this role, so the `join` event says what the state holds.
+    public func roleOnJoining(_ requested: Role) -> Role {
+        requested == .host && host != nil ? .attendee : requested
+    }
+
     public func participant(_ id: ParticipantID) -> Participant? {
         participants.first { $0.id == id }
     }

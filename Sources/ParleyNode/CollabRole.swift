@@ -47,7 +47,11 @@ struct CollabService: Service {
         var configuration = ServerConfiguration(zone: context.configuration, paths: context.paths, port: 0)
         configuration.poison = PoisonGuard(directory: context.paths.zoneDirectory + "/applying", process: context.name.rawValue,
                                            afterCrashes: context.configuration.poisonAfterCrashes)
-        configuration.crashOnChatText = ProcessInfo.processInfo.environment["PARLEY_FAULT_CRASH_ON_CHAT"]
+        if let trigger = context.configuration.testFaults?.crashOnChatText {
+            context.logger.critical("TEST FAULT INJECTION IS ON: a chat whose text is exactly this crashes this process",
+                                    metadata: ["crashOnChatText": "\(trigger)"])
+            configuration.crashOnChatText = trigger
+        }
         let logger = context.logger
         configuration.admission = { meeting, participant in
             guard let agent = agentSlot.withLock({ $0 }) else { return .admit }
@@ -172,6 +176,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
         case .release(let meeting, _):
             following[meeting] = nil
             await directory.release(meeting, reason: "the manager moved it")
+            context.link.reportNow()
             return nil
         default:
             return nil
@@ -183,6 +188,8 @@ actor CollabNode: Service, ZoneAgentDelegate {
     private func host(_ meeting: MeetingID, promoting: Bool) async {
         do {
             let epoch = promoting ? try await directory.promote(meeting) : try await directory.open(meeting)
+            // `ctl status` lists it from now on, not from the next heartbeat.
+            context.link.reportNow()
             await agent?.send(.hosting(meeting: meeting, epoch: epoch))
         } catch {
             context.logger.error("cannot host", metadata: ["meeting": "\(meeting)", "error": "\(error)"])

@@ -55,6 +55,12 @@ actor ZoneManager {
 
     var isLeading: Bool { placement != nil }
 
+    /// What `parley ctl status` shows for a manager: whether it leads, and the term of the
+    /// lease it leads (or last led) under.
+    func statusLoad() -> JSONValue {
+        .object(["leader": .bool(placement != nil), "term": .number(Double(term))])
+    }
+
     // MARK: Election
 
     func lead(term: UInt64) {
@@ -65,12 +71,14 @@ actor ZoneManager {
             connectionsPerServer: configuration.scaling.connectionsPerServer,
             maxServers: max(configuration.scaling.maxCollabServers, collabCount)))
         logger.notice("leading the zone", metadata: ["term": "\(term)"])
+        supervisor.reportNow()
     }
 
     func stepDown(reason: String) {
         guard placement != nil else { return }
         logger.warning("stepping down", metadata: ["reason": "\(reason)"])
         placement = nil
+        supervisor.reportNow()
         for link in links.values { link.outbox.finish() }
         links.removeAll()
         askers.removeAll()
@@ -256,6 +264,7 @@ struct ManagerService: Service {
         let store = try SQLiteStore(directory: context.paths.data, synchronous: .normal, logger: logger)
         let secret = try ZoneSecret(contentsOf: context.paths.zoneSecret)
         let manager = ZoneManager(name: context.name, configuration: configuration, supervisor: context.link, logger: logger)
+        await context.link.reportLoad { await manager.statusLoad() }
         let port = PortAnnouncement()
         let router = Router()
         router.get("/health") { _, _ in "ok" }

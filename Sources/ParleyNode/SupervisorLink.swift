@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import ParleyZone
 import ServiceLifecycle
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -44,6 +45,8 @@ public actor SupervisorLink: Service {
     private nonisolated let pid: Int
     private let logger: Logger
     private var load: (@Sendable () async -> JSONValue?)?
+    /// Asks the current session for a heartbeat now (see ``reportNow()``).
+    private nonisolated let nudge = Mutex<AsyncStream<Void>.Continuation?>(nil)
     private var outbox: AsyncStream<ControlMessage>.Continuation?
     private var pending: [Int: Pending] = [:]
     private var nextRequestID = 0
@@ -66,6 +69,13 @@ public actor SupervisorLink: Service {
     /// What each heartbeat carries as `load`; called once per heartbeat, so keep it cheap.
     public func reportLoad(_ load: @escaping @Sendable () async -> JSONValue?) {
         self.load = load
+    }
+
+    /// Sends a heartbeat with the load now rather than at the next interval: what the load
+    /// says changed (a meeting is hosted here now, a manager leads), and an operator's
+    /// `ctl status` should not show the old state for up to an interval.
+    public nonisolated func reportNow() {
+        _ = nudge.withLock { $0?.yield() }
     }
 
     /// Asks the supervisor for one more process of `role` and returns its name once the
@@ -120,13 +130,17 @@ public actor SupervisorLink: Service {
     /// One connection's life: register, then heartbeats out and messages in until either ends.
     private func session(messages: ControlMessages, sender: ControlSender) async throws {
         let (outbound, sink) = AsyncStream<ControlMessage>.makeStream(bufferingPolicy: .bufferingNewest(64))
+        let (nudges, nudgeSink) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         try await sender.send(.register(name: name, pid: pid))
         outbox = sink
+        nudge.withLock { $0 = nudgeSink }
         connected = true
         logger.info("registered with the supervisor", metadata: ["socket": "\(socketPath)"])
         defer {
             sink.finish()
             outbox = nil
+            nudge.withLock { $0 = nil }
+            nudgeSink.finish()
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -138,6 +152,9 @@ public actor SupervisorLink: Service {
                     await self.heartbeat(load: load)
                     try await Task.sleep(for: .milliseconds(self.options.heartbeatIntervalMs))
                 }
+            }
+            group.addTask {
+                for await _ in nudges { await self.heartbeat(load: await self.currentLoad()) }
             }
             group.addTask {
                 for try await message in messages { try await self.received(message) }

@@ -122,8 +122,9 @@ final class Gateway: Service, Sendable {
     /// Hellos from WebSockets, waiting to be verified by ``run()``.
     private let hellos: Inbox<PendingHello>
     /// The client WebSockets open now, by connection id: no task holds them, so the server
-    /// closes them itself when it stops.
-    private let sockets = Mutex<[UInt64: any Channel]>([:])
+    /// closes them itself when it stops. Nil once it has: a socket whose upgrade completes
+    /// after that is closed at once.
+    private let sockets = Mutex<[UInt64: any Channel]?>([:])
 
     struct PendingHello: Sendable {
         let token: String
@@ -158,15 +159,20 @@ final class Gateway: Service, Sendable {
         }
         // The server is stopping: its clients reconnect (to it again, or elsewhere) and resume.
         let open = sockets.withLock { sockets in
-            defer { sockets.removeAll() }
-            return Array(sockets.values)
+            defer { sockets = nil }
+            return sockets.map { Array($0.values) } ?? []
         }
         for channel in open { channel.close(promise: nil) }
     }
 
-    /// A client WebSocket is open on `channel`; it is closed when the server stops.
+    /// A client WebSocket is open on `channel`; it is closed when the server stops, or now if
+    /// the server has stopped already.
     func opened(_ connection: ClientConnection, on channel: any Channel) {
-        sockets.withLock { $0[connection.id] = channel }
+        let stopped = sockets.withLock { sockets in
+            sockets?[connection.id] = channel
+            return sockets == nil
+        }
+        if stopped { channel.close(promise: nil) }
     }
 
     /// Client connections open now (the load report's figure).
@@ -288,7 +294,7 @@ final class Gateway: Service, Sendable {
             break
         }
         if connection.markGone() { openConnections.subtract(1, ordering: .relaxed) }
-        sockets.withLock { _ = $0.removeValue(forKey: connection.id) }
+        sockets.withLock { _ = $0?.removeValue(forKey: connection.id) }
         connection.outbox.close()
     }
 }

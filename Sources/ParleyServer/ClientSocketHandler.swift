@@ -58,6 +58,19 @@ final class ClientSocketHandler: ChannelInboundHandler, RemovableChannelHandler 
         finish()
     }
 
+    /// The client's end of the TCP connection closed (its process died, or it shut down its
+    /// side without a close frame). The server allows half-closure for HTTP, so this arrives
+    /// as an event rather than closing the channel; a WebSocket has no use for a half-open
+    /// connection, and waiting for the ping timeout would leave the participant shown as
+    /// connected for two ping intervals.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         heard = true
@@ -68,6 +81,11 @@ final class ClientSocketHandler: ChannelInboundHandler, RemovableChannelHandler 
             guard !closing else { return }
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
         case .connectionClose:
+            // The answer to our close frame: the handshake is complete.
+            guard !closing else {
+                context.close(promise: nil)
+                return
+            }
             // Answer with the client's own code (if it may be sent), then close: it said it is going.
             var data = frame.unmaskedData
             let code = data.readInteger(as: UInt16.self) ?? 1000
@@ -90,28 +108,42 @@ final class ClientSocketHandler: ChannelInboundHandler, RemovableChannelHandler 
         context.close(promise: nil)
     }
 
-    /// Writes everything the outbox holds; closes after the last frame once it is closed.
+    /// Writes what the outbox holds (of a resume's backlog, one chunk); closes after the last
+    /// frame once it is closed.
     private func drain() {
         guard let context, !closing else { return }
-        // A client that does not read fills the channel; its frames stay in the outbox,
-        // which cuts it off as a slow consumer when it overflows.
+        // A client that does not read fills the channel. Its live frames stay in the outbox,
+        // which cuts it off as a slow consumer when it overflows; a backlog just waits.
         guard context.channel.isWritable else {
             waitingForWritability = true
             return
         }
-        let (frames, closed) = connection.outbox.take()
+        let (frames, closed) = connection.outbox.take(backlogFrames: Self.backlogChunk)
         let messages = framing == .lines ? FrameLines.join(frames, maxBytes: WebSocketFraming.maxBatchBytes) : frames
         for message in messages {
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: message)), promise: nil)
         }
         if closed {
             close(code: 1000)
-        } else if !messages.isEmpty {
-            context.flush()
+            return
+        }
+        if !messages.isEmpty { context.flush() }
+        // More is owed (the rest of a backlog, or frames queued behind it): go on after the
+        // event loop has served its other channels. Writability decides the pace.
+        if connection.outbox.hasWaiting {
+            context.eventLoop.assumeIsolated().execute { self.drain() }
         }
     }
 
-    /// Sends a close frame and closes the channel once it is written.
+    /// Frames of a backlog encoded and written per turn of the event loop.
+    static let backlogChunk = 128
+
+    /// Sends a close frame, then ends our side of the connection and waits for the client's
+    /// (its close frame or its end of stream), at most ``closeGrace``.
+    ///
+    /// Closing the socket outright would reset the connection when the client's own close
+    /// frame arrives, and a reset makes the client's kernel drop what it has not read yet:
+    /// the last frames, among them the fatal error that says why the connection ended.
     private func close(code: UInt16) {
         guard let context, !closing else { return }
         closing = true
@@ -119,8 +151,18 @@ final class ClientSocketHandler: ChannelInboundHandler, RemovableChannelHandler 
         data.writeInteger(code)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
-            .whenComplete { _ in channel.close(promise: nil) }
+            .whenComplete { result in
+                if case .success = result {
+                    channel.close(mode: .output, promise: nil)
+                } else {
+                    channel.close(promise: nil)
+                }
+            }
+        context.eventLoop.scheduleTask(in: Self.closeGrace) { channel.close(promise: nil) }
     }
+
+    /// How long a client has to answer our close frame before the connection is closed anyway.
+    static let closeGrace = TimeAmount.seconds(2)
 
     /// A client silent for a whole interval gets a ping; silent for another, it is gone
     /// without having said so (its machine or network died) and the socket is closed.

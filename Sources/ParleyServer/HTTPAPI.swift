@@ -153,7 +153,8 @@ struct HTTPAPI: Sendable {
         // origin may read the answers.
         let router = router.group().add(middleware: AnyOrigin())
         router.post("/v1/poll") { request, _ in
-            let body = try await request.body.collect(upTo: configuration.limits.maxFrameBytes)
+            let body = try await collect(request, upTo: configuration.limits.maxFrameBytes, code: ProtocolErrorCode.frameTooLarge.rawValue,
+                                         "a hello may be at most maxFrameBytes (\(configuration.limits.maxFrameBytes)) bytes")
             // A session exists only for a readable hello, so a bad request leaves nothing behind.
             let hello: ClientFrame
             do throws(ProtocolError) {
@@ -171,7 +172,8 @@ struct HTTPAPI: Sendable {
         router.post("/v1/poll/:sid") { request, context in
             let sid = try context.parameters.require("sid")
             guard let connection = await polls.connection(sid) else { throw unknownSession(sid) }
-            let body = try await request.body.collect(upTo: configuration.maxRequestBytes)
+            let body = try await collect(request, upTo: configuration.maxRequestBytes, code: "request_too_large",
+                                         "a batch of frames may be at most \(configuration.maxRequestBytes) bytes")
             let decoder = ClientFrameDecoder(maxFrameBytes: configuration.limits.maxFrameBytes)
             do throws(ProtocolError) {
                 for result in try decoder.decodeBatch(body.readableBytesView, maxBytes: configuration.maxRequestBytes) {
@@ -216,6 +218,16 @@ struct HTTPAPI: Sendable {
             let sid = try context.parameters.require("sid")
             guard await polls.close(sid) else { throw unknownSession(sid) }
             return Response(status: .noContent)
+        }
+    }
+
+    /// The whole body, or `413 {"code": code}` when it is longer than `limit` (Hummingbird's
+    /// own answer would be an empty 413, with nothing for a client to act on).
+    private func collect(_ request: Request, upTo limit: Int, code: String, _ message: String) async throws -> ByteBuffer {
+        do {
+            return try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, code, message)
         }
     }
 

@@ -297,7 +297,7 @@ private struct HostLoop {
         let participant = claims.participant
         let arrival: Operation?
         switch log.meeting.participant(participant)?.presence {
-        case nil, .left?: arrival = .join(participant: participant, name: claims.name, role: claims.role)
+        case nil, .left?: arrival = .join(participant: participant, name: claims.name, role: log.meeting.roleOnJoining(claims.role))
         case .reconnecting?: arrival = .presence(participant: participant, presence: .connected)
         case .connected?: arrival = nil
         }
@@ -346,10 +346,10 @@ private struct HostLoop {
         // the welcome, and the gateway must route it here rather than answer not_joined.
         attached[connection.id] = Attachment(connection: connection, participant: participant)
         connection.markAttached(participant: participant)
-        connection.send(.welcome(welcome), host.encoder)
-        for entry in replay {
-            connection.send(.event(DeliveredEntry(entry, for: participant)), host.encoder)
-        }
+        // The welcome and the replay are a backlog the client reads at its own pace; only
+        // what is committed from now on is queued (and counted) behind it.
+        let welcomeFrame = ByteBuffer(bytes: host.encoder.encode(.welcome(welcome)))
+        connection.outbox.startBacklog(Backlog(lead: welcomeFrame, entries: replay, viewer: participant))
         host.loggerRef.info("participant attached", metadata: [
             "participant": "\(participant)", "mode": "\(welcome.mode.rawValue)", "from_seq": "\(welcome.seq)",
             "connection": "\(connection.id)",
@@ -370,7 +370,7 @@ private struct HostLoop {
             host.note?.applying(participant, opID)
             noted = true
             if let trigger = host.config.crashOnChatText, case .chat(let text) = operation, text == trigger {
-                fatalError("fault injection: PARLEY_FAULT_CRASH_ON_CHAT matched op \(opID)")
+                fatalError("test fault injection: testFaults.crashOnChatText matched op \(opID)")
             }
         }
         defer { if noted { host.note?.idle() } }

@@ -1,16 +1,63 @@
 import NIOCore
+import ParleyCore
+import ParleyProtocol
 import Synchronization
+
+/// Frames a client is owed from history the server already holds: a resume's welcome and
+/// replay. Encoded a chunk at a time as the client reads, so a long replay neither sits
+/// in memory as frames nor counts as the client falling behind.
+struct Backlog: Sendable {
+    /// Sent before the entries (the welcome).
+    private var lead: ByteBuffer?
+    private var entries: ArraySlice<LogEntry>
+    private let viewer: ParticipantID
+
+    init(lead: ByteBuffer?, entries: ArraySlice<LogEntry>, viewer: ParticipantID) {
+        self.lead = lead
+        self.entries = entries
+        self.viewer = viewer
+    }
+
+    var isEmpty: Bool { lead == nil && entries.isEmpty }
+
+    /// Splits off the first `count` frames' worth (at least one), leaving the rest.
+    mutating func removeFirst(_ count: Int) -> Backlog {
+        let leadCount = lead == nil ? 0 : 1
+        let taken = entries.prefix(max(0, max(1, count) - leadCount))
+        entries = entries.dropFirst(taken.count)
+        defer { lead = nil }
+        return Backlog(lead: lead, entries: taken, viewer: viewer)
+    }
+
+    /// The frames, in order. Encoding is the costly part: it is done outside the outbox's
+    /// lock, so the meeting host never waits on a reader.
+    func encoded(_ encoder: FrameEncoder) -> [ByteBuffer] {
+        var frames: [ByteBuffer] = []
+        frames.reserveCapacity(entries.count + 1)
+        if let lead { frames.append(lead) }
+        for entry in entries {
+            frames.append(ByteBuffer(bytes: encoder.encode(.event(DeliveredEntry(entry, for: viewer)))))
+        }
+        return frames
+    }
+}
 
 /// The bounded queue of frames waiting to be written to one client.
 ///
 /// The meeting host enqueues without waiting. Frames leave in one of two ways: a long-poll
 /// request awaits them (``next()``), or a WebSocket is told when frames arrive
-/// (``push(to:)``) and takes them on its event loop (``take()``), with no task of its own.
-/// When a client falls more than `capacity` frames behind it is a slow consumer: its queue
-/// is dropped, a final `slow_consumer` error is queued and the outbox closes. The client
-/// resumes later from its last seq, so nothing is lost.
+/// (``push(to:)``) and takes them on its event loop (``take(backlogFrames:)``), with no task
+/// of its own. When a client falls more than `capacity` frames behind it is a slow
+/// consumer: its queue is dropped, a final `slow_consumer` error is queued and the outbox
+/// closes. The client resumes later from its last seq, so nothing is lost.
+///
+/// A resume's replay is a ``Backlog`` ahead of the queue, not in it: it goes out a chunk per
+/// take, as fast as the client reads, and never counts against `capacity`. Only frames
+/// queued live (events committed meanwhile, acks, errors, pongs) do.
 final class Outbox: Sendable {
     private struct State {
+        /// Goes out before `frames`; nil once it is all taken.
+        var backlog: Backlog?
         var frames: [ByteBuffer] = []
         var closed = false
         var waiter: CheckedContinuation<Void, Never>?
@@ -36,6 +83,7 @@ final class Outbox: Sendable {
         let (accepted, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
             guard !state.closed else { return (false, nil) }
             if state.frames.count >= capacity {
+                state.backlog = nil
                 state.frames = [overflowFrame]
                 state.closed = true
                 defer { state.waiter = nil }
@@ -48,6 +96,20 @@ final class Outbox: Sendable {
         waiter?.resume()
         notifyIfNeeded()
         return accepted
+    }
+
+    /// Puts frames owed from history ahead of everything queued from now on. Frames queued
+    /// before it (a pong, say) go out after it.
+    func startBacklog(_ backlog: Backlog) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard !state.closed, !backlog.isEmpty else { return nil }
+            precondition(state.backlog == nil, "one backlog at a time")
+            state.backlog = backlog
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+        notifyIfNeeded()
     }
 
     /// Pushes from now on: `notify` is called (from any thread) whenever frames wait or the
@@ -65,19 +127,49 @@ final class Outbox: Sendable {
         }
     }
 
-    /// Everything queued, and whether the outbox is closed (then nothing more will come).
-    /// The next arrival notifies again.
-    func take() -> (frames: [ByteBuffer], closed: Bool) {
-        state.withLock { state in
+    /// The next frames: at most `backlogFrames` of a backlog while one is left, otherwise
+    /// everything queued; and whether nothing more will come after them. The next arrival
+    /// notifies again.
+    func take(backlogFrames: Int) -> (frames: [ByteBuffer], closed: Bool) {
+        let taken = state.withLock { state in
             state.notified = false
-            defer { state.frames.removeAll(keepingCapacity: false) }
-            return (state.frames, state.closed)
+            return Self.take(&state, backlogFrames: backlogFrames)
+        }
+        return taken.resolved()
+    }
+
+    /// What a reader took: a part of the backlog (still to be encoded, by the one reader,
+    /// which keeps the order), or queued frames.
+    private enum Taken {
+        case backlog(Backlog)
+        case frames([ByteBuffer], closed: Bool)
+
+        func resolved() -> (frames: [ByteBuffer], closed: Bool) {
+            switch self {
+            case .backlog(let part): (part.encoded(Outbox.encoder), false)
+            case .frames(let frames, let closed): (frames, closed)
+            }
         }
     }
 
+    private static let encoder = FrameEncoder()
+
+    private static func take(_ state: inout State, backlogFrames: Int) -> Taken {
+        if var backlog = state.backlog {
+            let part = backlog.removeFirst(backlogFrames)
+            state.backlog = backlog.isEmpty ? nil : backlog
+            return .backlog(part)
+        }
+        defer { state.frames.removeAll(keepingCapacity: false) }
+        return .frames(state.frames, closed: state.closed)
+    }
+
+    /// Frames are waiting to be taken (a backlog or queued frames).
+    var hasWaiting: Bool { state.withLock { $0.backlog != nil || !$0.frames.isEmpty } }
+
     private func notifyIfNeeded() {
         let notify = state.withLock { state -> (@Sendable () -> Void)? in
-            guard let notify = state.notify, !state.notified, !state.frames.isEmpty || state.closed else { return nil }
+            guard let notify = state.notify, !state.notified, state.backlog != nil || !state.frames.isEmpty || state.closed else { return nil }
             state.notified = true
             return notify
         }
@@ -98,18 +190,19 @@ final class Outbox: Sendable {
     }
 
     /// Closed, and every queued frame taken.
-    var isFinished: Bool { state.withLock { $0.closed && $0.frames.isEmpty } }
+    var isFinished: Bool { state.withLock { $0.closed && $0.frames.isEmpty && $0.backlog == nil } }
 
-    /// Everything queued so far, waiting until there is something. Returns nil once the
-    /// outbox is closed and drained, or when the reading task is cancelled with nothing
-    /// queued (so a cancelled writer loop ends instead of spinning). One reader at a time.
+    /// Everything queued so far (of a backlog, at most `capacity` frames), waiting until there
+    /// is something. Returns nil once the outbox is closed and drained, or when the reading
+    /// task is cancelled with nothing queued (so a cancelled writer loop ends instead of
+    /// spinning). One reader at a time.
     func next() async -> [ByteBuffer]? {
         while true {
             if let ready = takeReady() { return ready.isEmpty ? nil : ready }
             await withTaskCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     let resumeNow = state.withLock { state -> Bool in
-                        if !state.frames.isEmpty || state.closed || Task.isCancelled { return true }
+                        if state.backlog != nil || !state.frames.isEmpty || state.closed || Task.isCancelled { return true }
                         precondition(state.waiter == nil, "one reader at a time")
                         state.waiter = continuation
                         return false
@@ -131,13 +224,13 @@ final class Outbox: Sendable {
 
     /// Queued frames, or [] if closed and drained, or nil if open and empty.
     private func takeReady() -> [ByteBuffer]? {
-        state.withLock { state in
-            if !state.frames.isEmpty {
-                defer { state.frames.removeAll(keepingCapacity: true) }
-                return state.frames
+        let taken = state.withLock { state -> Taken? in
+            if state.backlog != nil || !state.frames.isEmpty {
+                return Self.take(&state, backlogFrames: capacity)
             }
-            return state.closed ? [] : nil
+            return state.closed ? .frames([], closed: true) : nil
         }
+        return taken?.resolved().frames
     }
 }
 

@@ -122,6 +122,13 @@ public struct ParleyServer: Sendable {
     public func run(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let configuration = configuration
         let logger = logger
+        let limits = configuration.limits
+        if limits.sendQueueFrames < 2 * limits.burst {
+            // Each op a client sends puts its event and its ack in the client's own queue.
+            logger.warning("sendQueueFrames is under twice burst: a client sending a burst of ops it is allowed can be cut off as a slow consumer by their own events and acks", metadata: [
+                "sendQueueFrames": "\(limits.sendQueueFrames)", "burst": "\(limits.burst)",
+            ])
+        }
         let clock: @Sendable () -> Millis = { Millis((Date().timeIntervalSince1970 * 1000).rounded()) }
         let store = try SQLiteStore(directory: configuration.dataDirectory,
                                     synchronous: configuration.fsyncEveryCommit ? .full : .normal, logger: logger)

@@ -40,7 +40,8 @@ public struct ServerConfiguration: Sendable {
     /// Poison-op detection, in a zone (nil on a single server): see ``PoisonGuard``.
     public var poison: PoisonGuard?
     /// Fault injection for tests of poison ops: applying a chat message with exactly this
-    /// text crashes the process. Set only from `PARLEY_FAULT_CRASH_ON_CHAT`; never in production.
+    /// text crashes the process. Set only from a zone's `testFaults`, which a zone refuses
+    /// unless started with `--enable-test-faults`.
     public var crashOnChatText: String?
 
     public init(

@@ -57,7 +57,7 @@ public actor Supervisor: Service {
     ///   - executable: the `parley` binary to run the processes with.
     public init(configuration: ZoneConfiguration, dataDirectory: String, executable: String,
                 options: Options = Options(), logger: Logger) {
-        precondition(configuration.problems().isEmpty, "validate the configuration before starting a zone")
+        precondition(configuration.problems(testFaultsEnabled: true).isEmpty, "validate the configuration before starting a zone")
         self.configuration = configuration
         self.paths = ZonePaths(data: dataDirectory)
         self.executable = executable
@@ -68,6 +68,10 @@ public actor Supervisor: Service {
     }
 
     public func run() async throws {
+        if let faults = configuration.testFaults {
+            logger.critical("TEST FAULT INJECTION IS ON: this zone's processes crash on purpose; never run it for real users",
+                            metadata: ["testFaults": "\(faults)"])
+        }
         try ZoneFiles.prepare(paths: paths, configuration: configuration)
         let server = try await ControlServer.bind(paths: paths)
         logger.info("zone starting", metadata: [
@@ -200,8 +204,10 @@ public actor Supervisor: Service {
             platform.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: .milliseconds(options.timing.stopGraceMs))]
             let configuration = Configuration(
                 executable: .path(FilePath(executable)),
+                // A zone started with test faults passed that gate already; its processes may use them.
                 arguments: Arguments(["node", "--name", name.rawValue, "--role", spec.role.rawValue,
-                                      "--data", paths.data, "--config", paths.resolvedConfiguration]),
+                                      "--data", paths.data, "--config", paths.resolvedConfiguration]
+                                     + (self.configuration.testFaults == nil ? [] : ["--enable-test-faults"])),
                 platformOptions: platform)
             let result = try await Subprocess.run(
                 configuration, input: .none,

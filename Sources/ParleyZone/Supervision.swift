@@ -283,6 +283,9 @@ public struct Supervision: Sendable {
                 status.state = .failed
                 status.detail = message
             }
+            // A process that is not running hosts nothing and serves nobody: its last
+            // report is history, not state.
+            if status.pid == nil { status.load = nil }
             return status
         }
     }

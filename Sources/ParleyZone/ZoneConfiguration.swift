@@ -83,6 +83,16 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         public init() {}
     }
 
+    /// Faults a test injects on purpose, to check that the zone survives them. Never for
+    /// production: a zone refuses a configuration with this section unless it is started with
+    /// `--enable-test-faults`, and every process it affects says so loudly in its log.
+    public struct TestFaults: Codable, Equatable, Sendable {
+        /// A chat op whose text is exactly this crashes the collaboration server applying it
+        /// (to test poison-op quarantine).
+        public var crashOnChatText: String?
+        public init(crashOnChatText: String? = nil) { self.crashOnChatText = crashOnChatText }
+    }
+
     public struct License: Codable, Equatable, Sendable {
         /// Participants present at once across the whole zone.
         public var maxParticipants: Int = 10_000
@@ -102,6 +112,8 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
     public var web = WebSettings()
     /// An operation that has crashed this many hosting processes is rejected from then on.
     public var poisonAfterCrashes: Int = 2
+    /// Test-only; see ``TestFaults``.
+    public var testFaults: TestFaults?
 
     public init() {}
 
@@ -119,8 +131,14 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
     public func process(named name: NodeName) -> ProcessSpec? { processes.first { $0.name == name } }
 
     /// Every problem with the configuration, worded for the operator who wrote it.
-    public func problems() -> [String] {
+    /// - Parameter testFaultsEnabled: the zone was started with `--enable-test-faults`;
+    ///   without it a `testFaults` section is refused.
+    public func problems(testFaultsEnabled: Bool = false) -> [String] {
         var problems: [String] = []
+        if testFaults != nil, !testFaultsEnabled {
+            problems.append("testFaults makes processes crash on purpose and is for tests only: remove it, "
+                            + "or start the zone with --enable-test-faults")
+        }
         var seen: Set<NodeName> = []
         for spec in processes {
             if !seen.insert(spec.name).inserted { problems.append("process name '\(spec.name)' is used twice") }
@@ -181,6 +199,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         clients = try container.decodeIfPresent(Clients.self, forKey: .clients) ?? standard.clients
         web = try container.decodeIfPresent(WebSettings.self, forKey: .web) ?? standard.web
         poisonAfterCrashes = try container.decodeIfPresent(Int.self, forKey: .poisonAfterCrashes) ?? standard.poisonAfterCrashes
+        testFaults = try container.decodeIfPresent(TestFaults.self, forKey: .testFaults)
     }
 }
 

@@ -37,7 +37,7 @@ struct CtlCommand: AsyncParsableCommand {
 
         @OptionGroup var zone: Zone
 
-        @Flag(help: "Print {\"processes\": [...]} as JSON.")
+        @Flag(help: "Print {\"leader\": {...}, \"processes\": [...]} as JSON (docs/zone.md describes it).")
         var json = false
 
         func run() async throws {
@@ -45,7 +45,8 @@ struct CtlCommand: AsyncParsableCommand {
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                print(String(decoding: try encoder.encode(["processes": processes]), as: UTF8.self))
+                let report = StatusReport(leader: StatusTable.leader(processes), processes: processes)
+                print(String(decoding: try encoder.encode(report), as: UTF8.self))
             } else {
                 print(StatusTable.render(processes), terminator: "")
             }
@@ -124,8 +125,38 @@ struct CtlFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// `parley ctl status --json`. Encoded with every key, `leader` as null when no manager
+/// leads, so scripts need not guess.
+struct StatusReport: Encodable {
+    struct Leader: Encodable, Equatable {
+        var name: NodeName
+        var term: Int
+    }
+
+    var leader: Leader?
+    var processes: [ProcessStatus]
+
+    private enum CodingKeys: String, CodingKey { case leader, processes }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(leader, forKey: .leader)
+        try container.encode(processes, forKey: .processes)
+    }
+}
+
 /// The readable form of `parley ctl status`.
 enum StatusTable {
+    /// The running manager that reports leading, under the newest term if (for a moment
+    /// after an election) two do.
+    static func leader(_ processes: [ProcessStatus]) -> StatusReport.Leader? {
+        processes.compactMap { process -> StatusReport.Leader? in
+            guard process.role == .manager, process.pid != nil, case .object(let load)? = process.load,
+                  case .bool(true)? = load["leader"], case .number(let term)? = load["term"] else { return nil }
+            return StatusReport.Leader(name: process.name, term: Int(term))
+        }.max { $0.term < $1.term }
+    }
+
     static func render(_ processes: [ProcessStatus]) -> String {
         let header = ["NAME", "ROLE", "PID", "STATE", "UPTIME", "RESTARTS", "LOAD", "LAST EXIT"]
         let rows = processes.map { process in
@@ -152,6 +183,9 @@ enum StatusTable {
         for process in processes {
             if let detail = process.detail { text += "\n\(process.name): \(detail)\n" }
         }
+        if processes.contains(where: { $0.role == .manager }) {
+            text += "\n" + (leader(processes).map { "leader: \($0.name) (term \($0.term))" } ?? "leader: none (an election is under way)") + "\n"
+        }
         return text
     }
 
@@ -159,6 +193,9 @@ enum StatusTable {
     static func load(_ value: JSONValue?) -> String {
         guard case .object(let load)? = value else { return "-" }
         func number(_ key: String) -> Int? { if case .number(let value)? = load[key] { Int(value) } else { nil } }
+        if case .bool(let leads)? = load["leader"] {
+            return leads ? "leader, term \(number("term") ?? 0)" : "standby manager"
+        }
         guard let connections = number("connections"), let meetings = number("meetings") else { return "-" }
         return "\(connections) conn, \(meetings) mtg, \(number("cpuPercent") ?? 0)% cpu"
     }

@@ -36,6 +36,9 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    /// Set by a supervisor that was itself started with it.
+    @Flag(help: .hidden) var enableTestFaults = false
+
     func validate() throws {
         guard NodeRole(rawValue: role) != nil else {
             throw ValidationError("unknown --role '\(role)'; one of \(NodeRole.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -49,7 +52,7 @@ struct NodeCommand: AsyncParsableCommand {
         let role = NodeRole(rawValue: role)!
         var logger = Logger(label: "parley.node")
         logger[metadataKey: "node"] = "\(name)"
-        let configuration = try ZoneConfiguration.load(from: config)
+        let configuration = try ZoneConfiguration.load(from: config, testFaultsEnabled: enableTestFaults)
         let paths = ZonePaths(data: dataDirectory)
         let link = SupervisorLink(name: name, socketPath: paths.controlSocket,
                                   options: .init(heartbeatIntervalMs: configuration.heartbeat.intervalMs), logger: logger)

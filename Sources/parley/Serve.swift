@@ -111,6 +111,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Flag(help: .hidden) var enableTestFaults = false
+
     func validate() throws {
         if let port, !(0...65535).contains(port) { throw ValidationError("--port must be 0...65535") }
         if single, config != nil { throw ValidationError("--config describes a zone; it cannot be used with --single") }
@@ -142,10 +144,10 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         guard single else {
-            var zone = try ZoneConfiguration.load(from: config)
+            var zone = try ZoneConfiguration.load(from: config, testFaultsEnabled: enableTestFaults)
             zone.host = host
             if let port { zone.publicPort = port }
-            let problems = zone.problems()
+            let problems = zone.problems(testFaultsEnabled: enableTestFaults)
             guard problems.isEmpty else { throw ConfigurationProblems(source: "given", problems: problems) }
             bootstrapLogging(level: logLevel)
             try await ZoneCommand.runZone(zone, dataDirectory: dataDirectory, portFile: portFile)

@@ -37,12 +37,14 @@ struct ZoneCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Flag(help: .hidden) var enableTestFaults = false
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
     }
 
     func run() async throws {
-        let configuration = try ZoneConfiguration.load(from: config)
+        let configuration = try ZoneConfiguration.load(from: config, testFaultsEnabled: enableTestFaults)
         if printConfig {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -109,7 +111,7 @@ struct ConfigurationProblems: Error, CustomStringConvertible {
 
 extension ZoneConfiguration {
     /// The standard configuration, or `path`'s over it; throws every problem at once.
-    static func load(from path: String?) throws -> ZoneConfiguration {
+    static func load(from path: String?, testFaultsEnabled: Bool = false) throws -> ZoneConfiguration {
         guard let path else { return .standard }
         let configuration: ZoneConfiguration
         do {
@@ -118,7 +120,7 @@ extension ZoneConfiguration {
         } catch {
             throw ConfigurationProblems(source: "in \(path)", problems: ["it is not a readable zone configuration: \(error)"])
         }
-        let problems = configuration.problems()
+        let problems = configuration.problems(testFaultsEnabled: testFaultsEnabled)
         guard problems.isEmpty else { throw ConfigurationProblems(source: "in \(path)", problems: problems) }
         return configuration
     }

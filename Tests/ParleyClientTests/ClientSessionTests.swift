@@ -387,6 +387,31 @@ struct ClientSessionTests {
         #expect(actions == [.disconnect(c1, .timedOut), .emit(.connection(.reconnecting)), .scheduleReconnect(afterMs: 0)])
     }
 
+    @Test("a live connection that answers pings but no op for the op-answer timeout is dropped and resumed (a hung host)")
+    func opAnswerTimeout() throws {
+        var session = liveSession()
+        let ping = ClientSession.Action.send(.ping(nonce: nil), on: c1)
+        let (first, _) = try session.send(.chat(text: "one"))
+        let (second, _) = try session.send(.chat(text: "two"))
+        #expect(session.tick(nowMs: 0) == [])
+        // The gateway keeps answering pings: the connection is not silent.
+        for now in stride(from: Int64(500), through: 9_500, by: 500) {
+            let actions = session.tick(nowMs: now)
+            #expect(actions == [] || actions == [ping], "at \(now): \(actions)")
+            _ = session.received(.pong(nonce: nil), on: c1)
+        }
+        // An answer is progress: the clock starts again for the op still waiting.
+        _ = session.received(.ack(id: first, epoch: Epoch(1), seq: 5), on: c1)
+        #expect(session.tick(nowMs: 9_600) == [])
+        _ = session.received(.pong(nonce: nil), on: c1)
+        #expect(session.tick(nowMs: 19_599).filter { if case .disconnect = $0 { true } else { false } } == [],
+                "10 s after the last answer, not after the first op's send")
+        _ = session.received(.pong(nonce: nil), on: c1)
+        let (actions, _) = split(session.tick(nowMs: 19_600))
+        #expect(actions == [.disconnect(c1, .timedOut), .emit(.connection(.reconnecting)), .scheduleReconnect(afterMs: 0)])
+        #expect(session.unacked.map(\.id) == [second], "the waiting op is kept and resent after the next welcome")
+    }
+
     @Test("a connection that is not welcomed within the connect timeout is dropped")
     func connectTimeout() {
         var session = makeSession()

@@ -37,6 +37,11 @@ struct SystemOperationRuleTests {
         let after = expectAccepted(.standard(), .join(participant: "cy", name: "Cy", role: .host), by: .system)
         #expect(after.role(of: "cy") == .attendee)
         #expect(after.host?.id == hana)
+        // The host sequences the join with the role the state will hold, so the event and
+        // the state agree; with no host present, a host token makes a host.
+        #expect(Meeting.standard().roleOnJoining(.host) == .attendee)
+        #expect(Meeting.standard().roleOnJoining(.presenter) == .presenter)
+        #expect(Meeting(id: "m-1", title: "t").roleOnJoining(.host) == .host)
     }
 
     @Test("join refusals: bad id, bad name, already joined, locked, full, ended")

@@ -1,4 +1,4 @@
-import FoundationEssentials
+import Foundation
 import ParleyCore
 import ParleyProtocol
 import Testing
@@ -53,6 +53,59 @@ struct ServerProtocolTests {
                 return frames
             }
             #expect(frames.map(\.errorCode) == [.invalidToken])
+        }
+    }
+
+    @Test("a genuine token with its payload changed to an old exp is invalid_token, not token_expired: the signature is checked first")
+    func tamperedExpiredToken() async throws {
+        try await withServer { endpoint in
+            let meeting = try await endpoint.createMeeting()
+            let parts = meeting.hostToken.split(separator: ".").map(String.init)
+            #expect(parts.count == 3)
+            func base64URL(_ data: Data) -> String {
+                data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                    .replacingOccurrences(of: "=", with: "")
+            }
+            func decoded(_ text: String) -> Data? {
+                var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+                base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+                return Data(base64Encoded: base64)
+            }
+            guard let payload = decoded(parts[1]),
+                  var claims = try JSONSerialization.jsonObject(with: payload) as? [String: Any] else {
+                throw TestFailure("the token's payload is not JSON")
+            }
+            claims["exp"] = 1_000_000_000  // 2001
+            let tampered = [parts[0], base64URL(try JSONSerialization.data(withJSONObject: claims)), parts[2]].joined(separator: ".")
+            let code = try await withRawSocket(endpoint) { socket in
+                try await socket.send(.hello(token: tampered, resume: nil))
+                return try await socket.receive()?.errorCode
+            }
+            #expect(code == .invalidToken)
+        }
+    }
+
+    @Test("a participant that never connected may hello with a resume point: it gets the replay from there, then its own join")
+    func resumeWithoutHavingConnected() async throws {
+        try await withServer { endpoint in
+            let meeting = try await endpoint.createMeeting()
+            let newcomer = try await endpoint.issueToken(meeting: meeting.meeting.id, name: "Nova")
+            let hostSeq = try await withRawSocket(endpoint) { host -> Seq in
+                _ = try await host.join(token: meeting.hostToken)
+                try await host.send(.op(id: OpID("c1"), operation: .chat(text: "one")))
+                try await host.send(.op(id: OpID("c2"), operation: .chat(text: "two")))
+                let frames = try await host.receive { if case .ack(let id, _, _) = $0 { id == OpID("c2") } else { false } }
+                return frames.compactMap(\.entry).first { $0.opID == OpID("c1") }?.seq ?? 0
+            }
+            let (welcome, entries) = try await withRawSocket(endpoint) { socket -> (Welcome, [LogEntry]) in
+                let welcome = try await socket.join(token: newcomer.token, resume: ResumePoint(meeting: MeetingID(meeting.meeting.id), seq: hostSeq - 1))
+                let frames = try await socket.receive { if case .join(_, let name, _) = $0.entry?.operation { name == "Nova" } else { false } }
+                return (welcome, frames.compactMap(\.entry))
+            }
+            #expect(welcome.mode == .replay)
+            #expect(entries.first?.seq == hostSeq)
+            #expect(entries.map(\.seq) == Array(hostSeq...(hostSeq + Seq(entries.count) - 1)))
+            #expect(entries.compactMap { if case .chat(let text) = $0.operation { text } else { nil } } == ["one", "two"])
         }
     }
 

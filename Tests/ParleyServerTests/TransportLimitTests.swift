@@ -127,6 +127,27 @@ struct TransportLimitTests {
         }
     }
 
+    @Test("long-poll bodies over their limits get 413 with a code: frame_too_large for a hello, request_too_large for a batch")
+    func pollBodiesOverLimits() async throws {
+        try await withServer { endpoint in
+            let meeting = try await endpoint.createMeeting()
+            let huge = String(repeating: "x", count: 70_000)
+            let (tooLarge, status) = try await endpoint.http("POST", "/v1/poll", body: #"{"type":"hello","token":"\#(huge)"}"#)
+            #expect(status == 413)
+            #expect(String(decoding: tooLarge, as: UTF8.self).contains(#""code":"frame_too_large""#))
+
+            let hello = String(decoding: FrameEncoder().encode(ClientFrame.hello(token: meeting.hostToken, resume: nil)), as: UTF8.self)
+            let (opened, _) = try await endpoint.http("POST", "/v1/poll", body: hello)
+            struct Opened: Decodable { var sid: String }
+            let sid = try JSONDecoder().decode(Opened.self, from: opened).sid
+            let chunk = #"{"type":"ping"},"#
+            let batch = "[" + String(repeating: chunk, count: (1 << 20) / chunk.utf8.count + 1) + #"{"type":"ping"}]"#
+            let (refused, batchStatus) = try await endpoint.http("POST", "/v1/poll/\(sid)", body: batch)
+            #expect(batchStatus == 413)
+            #expect(String(decoding: refused, as: UTF8.self).contains(#""code":"request_too_large""#))
+        }
+    }
+
     @Test("the locator sends a single server's clients to itself; an unknown meeting is 404")
     func locate() async throws {
         try await withServer { endpoint in

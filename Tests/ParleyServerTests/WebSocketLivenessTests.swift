@@ -112,6 +112,27 @@ private final class SilentSocket: @unchecked Sendable {  // used by one thread a
         return count > 0
     }
 
+    /// Ends this side of the TCP connection without a WebSocket close frame, as the kernel
+    /// does for a process that was killed: a FIN, nothing else.
+    func shutdownWrite() {
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+    }
+
+    /// Text frames until one contains every one of `parts`, or nil at the deadline or close.
+    func waitForText(containing parts: [String], until deadline: ContinuousClock.Instant) throws -> String? {
+        while true {
+            switch try receive(until: deadline) {
+            case .frame(1, let payload):
+                let text = String(decoding: payload, as: UTF8.self)
+                if parts.allSatisfy(text.contains) { return text }
+            case .frame:
+                continue
+            case .closed, .nothingYet:
+                return nil
+            }
+        }
+    }
+
     private func write(_ bytes: [UInt8]) throws {
         guard Glibc.send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { throw TestFailure("send: errno \(errno)") }
     }
@@ -174,42 +195,79 @@ struct WebSocketLivenessTests {
             let guest = try await endpoint.issueToken(meeting: meeting.meeting.id, name: "Quiet")
             let hello = helloText(guest.token)
             let socket = try await blocking { try SilentSocket(port: endpoint.port) }
-            // Says nothing for 4.5 intervals but answers every ping with a pong.
-            let pings = try await blocking { () throws -> Int? in
+            // Says nothing but pongs, from the hello until the event arrives: for 4.5 intervals
+            // with nothing to read, then while the host joins and chats (which takes as long
+            // as it takes on a loaded machine; a client that stopped answering meanwhile would
+            // rightly be closed).
+            async let client = blocking { () throws -> (pings: Int, closedAfter: Duration?, delivered: Bool) in
                 try socket.send(hello)
+                let started = ContinuousClock.now
+                let quietUntil = started + .milliseconds(4_500)
                 var pings = 0
-                let quietUntil = ContinuousClock.now + .milliseconds(4_500)
-                while ContinuousClock.now < quietUntil {
-                    switch try socket.receive(until: quietUntil) {
+                while ContinuousClock.now < quietUntil + .seconds(20) {
+                    switch try socket.receive(until: quietUntil + .seconds(20)) {
                     case .frame(9, let payload):
-                        pings += 1
+                        if ContinuousClock.now < quietUntil { pings += 1 }
                         try socket.send(opcode: 10, payload)
+                    case .frame(1, let payload):
+                        if String(decoding: payload, as: UTF8.self).contains("are you there?") { return (pings, nil, true) }
                     case .frame, .nothingYet:
                         continue
                     case .closed:
-                        return nil
+                        return (pings, ContinuousClock.now - started, false)
                     }
                 }
-                return pings
+                return (pings, nil, false)
             }
-            guard let pings else {
-                Issue.record("closed although it answered every ping")
-                return
-            }
-            #expect(pings >= 1, "the server pings a client that has been silent for an interval")
+            try await Task.sleep(for: .milliseconds(4_600))
             try await withRawSocket(endpoint) { host in
                 _ = try await host.join(token: meeting.hostToken)
                 try await host.send(.op(id: OpID("still-there"), operation: .chat(text: "are you there?")))
                 _ = try await host.receive { if case .ack = $0 { true } else { false } }
             }
-            let delivered = try await blocking { () throws -> Bool in
-                while let (opcode, payload) = try socket.receive() {
-                    if opcode == 9 { try socket.send(opcode: 10, payload) }
-                    if opcode == 1, String(decoding: payload, as: UTF8.self).contains("are you there?") { return true }
-                }
-                return false
-            }
+            let (pings, closedAfter, delivered) = try await client
+            #expect(closedAfter == nil, "closed after \(closedAfter.map { "\($0)" } ?? "-") although it answered every ping")
+            #expect(pings >= 1, "the server pings a client that has been silent for an interval")
             #expect(delivered)
+        }
+    }
+
+    @Test("a client whose TCP connection ends without a close frame (its process was killed) shows as reconnecting at once, not after the ping timeout")
+    func deadSocketIsNoticedAtOnce() async throws {
+        // The default ping interval (30 s): only the end of the stream can tell in time.
+        try await withServer { endpoint in
+            let meeting = try await endpoint.createMeeting()
+            let ari = try await endpoint.issueToken(meeting: meeting.meeting.id, name: "Ari")
+            let (hostHello, ariHello, port) = (helloText(meeting.hostToken), helloText(ari.token), endpoint.port)
+            let (noticedAfter, closedSeen) = try await blocking { () throws -> (Duration?, Bool) in
+                let host = try SilentSocket(port: port)
+                try host.send(hostHello)
+                guard try host.waitForText(containing: [#""type":"welcome""#], until: .now + .seconds(10)) != nil else {
+                    throw TestFailure("the host got no welcome")
+                }
+                let socket = try SilentSocket(port: port)
+                try socket.send(ariHello)
+                guard try socket.waitForText(containing: [#""type":"welcome""#], until: .now + .seconds(10)) != nil,
+                      try host.waitForText(containing: [#""join""#, #""Ari""#], until: .now + .seconds(10)) != nil else {
+                    throw TestFailure("Ari did not join")
+                }
+                let dropped = ContinuousClock.now
+                socket.shutdownWrite()
+                let presence = try host.waitForText(containing: [#""presence""#, #""reconnecting""#, ari.participant],
+                                                    until: dropped + .seconds(10))
+                // The server closes its side too: nothing is left half-open.
+                var closed = false
+                while !closed, ContinuousClock.now < dropped + .seconds(10) {
+                    if case .closed = try socket.receive(until: dropped + .seconds(10)) { closed = true }
+                }
+                return (presence == nil ? nil : ContinuousClock.now - dropped, closed)
+            }
+            guard let noticedAfter else {
+                Issue.record("the host saw no presence change within 10 s of Ari's connection ending")
+                return
+            }
+            #expect(noticedAfter < .seconds(5), "noticed after \(noticedAfter)")
+            #expect(closedSeen, "the server closed Ari's socket")
         }
     }
 

@@ -1,6 +1,10 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import ParleyClient
 import ParleyCore
+import ParleyProtocol
 import ParleyStore
 import ParleyZone
 import Testing
@@ -57,11 +61,7 @@ struct FailoverProcessTests {
             let oldHost: ProcessStatus = try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await saw.record(alice.events) }
                 let before = try await alice.send(.chat(text: "before"))
-                let (oldHost, standby) = try await zone.waitFor("a host and a standby") { status in
-                    status.values.first { $0.hosts(meeting) }.flatMap { host in
-                        status.values.first { $0.follows(meeting) }.map { (host, $0.name) }
-                    }
-                }
+                let (oldHost, standby) = try await zone.hostAndStandby(of: meeting)
                 let paused = try await zone.running(oldHost.name)
                 try zone.signal(paused.pid, SIGSTOP)
                 // The manager fails the meeting over to the standby while the old host sleeps.
@@ -88,6 +88,55 @@ struct FailoverProcessTests {
         }
     }
 
+    @Test("a long-poll receive on a host woken from a pause is answered within waitMs (plus the pause): first moved, then unknown_session; a new session there is told moved at once")
+    func longPollOnWokenHost() async throws {
+        try await ZoneHarness.run(processes: ZoneHarness.fullZone, killAfterMs: 2_000) { zone in
+            let web = try await zone.publicURL()
+            let created = try await ParleyHTTP.createMeeting(server: web, title: "Long-poll pause")
+            let meeting = created.meeting.id
+            let host = try await ParleyHTTP.locate(server: web, meeting: meeting)
+            let hello = String(decoding: FrameEncoder().encode(ClientFrame.hello(token: created.hostToken, resume: nil)), as: UTF8.self)
+            func open() async throws -> String {
+                let (body, status) = try await LongPoll.request("POST", host.appendingPathComponent("v1/poll"), body: hello)
+                guard status == 200, let sid = (try JSONSerialization.jsonObject(with: body) as? [String: String])?["sid"] else {
+                    throw HarnessFailure("open: \(status)")
+                }
+                return sid
+            }
+            let sid = try await open()
+            _ = try await LongPoll.request("GET", host.appendingPathComponent("v1/poll/\(sid)"), query: "waitMs=1000")
+            let (oldHost, _) = try await zone.hostAndStandby(of: meeting)
+            let paused = try await zone.running(oldHost.name)
+            // Receives in a row, from before the pause until the session is gone.
+            async let receives = { () async throws -> [(status: Int, body: String, took: Duration)] in
+                var receives: [(status: Int, body: String, took: Duration)] = []
+                while receives.count < 20 {
+                    let started = ContinuousClock.now
+                    let (body, status) = try await LongPoll.request("GET", host.appendingPathComponent("v1/poll/\(sid)"), query: "waitMs=1000")
+                    receives.append((status, String(decoding: body, as: UTF8.self), ContinuousClock.now - started))
+                    if status != 200 { break }
+                }
+                return receives
+            }()
+            try await Task.sleep(for: .milliseconds(300))
+            try zone.signal(paused.pid, SIGSTOP)
+            try await Task.sleep(for: .milliseconds(1_500))
+            try zone.signal(paused.pid, SIGCONT)
+            let seen = try await receives
+            for receive in seen {
+                #expect(receive.took < .milliseconds(1_000 + 1_500 + 1_000), "a receive took \(receive.took): \(receive.body)")
+            }
+            #expect(seen.last?.status == 404 && seen.last?.body.contains("unknown_session") == true, "\(seen.map { ($0.status, $0.body.prefix(80)) })")
+            #expect(seen.contains { $0.body.contains(#""code":"moved""#) }, "told to ask the locator again before the session closed")
+            // A client whose locator answer is stale opens a session on the woken server: told at once.
+            let again = try await open()
+            let started = ContinuousClock.now
+            let (body, _) = try await LongPoll.request("GET", host.appendingPathComponent("v1/poll/\(again)"), query: "waitMs=1000")
+            #expect(ContinuousClock.now - started < .seconds(2))
+            #expect(String(decoding: body, as: UTF8.self).contains(#""code":"moved""#))
+        }
+    }
+
     @Test("ctl drain moves the meeting off its host live and stops the host; clients only reconnect")
     func drain() async throws {
         let report = try await Scenario.run { zone, host in
@@ -97,6 +146,7 @@ struct FailoverProcessTests {
                 status[host.status.name].flatMap { $0.state == .stopped ? $0 : nil }
             }
             #expect(stopped.restarts == 0, "a drained server is stopped, not crashed and restarted")
+            #expect(stopped.load == nil, "a stopped server reports nothing, and so hosts nothing")
         }
         #expect(report.newHost != report.oldHost)
         print("drain of \(report.oldHost): every client resumed after \(report.resumeTime)")
@@ -104,7 +154,8 @@ struct FailoverProcessTests {
 
     @Test("an op that crashes its host is retried on the standby, crashes it too, and is then refused as poison_op")
     func poisonOp() async throws {
-        try await ZoneHarness.run(processes: ZoneHarness.fullZone, environment: ["PARLEY_FAULT_CRASH_ON_CHAT": "poison"]) { zone in
+        try await ZoneHarness.run(processes: ZoneHarness.fullZone, extraConfiguration: #""testFaults": {"crashOnChatText": "poison"},"#,
+                                  enableTestFaults: true) { zone in
             let web = try await zone.publicURL()
             let created = try await ParleyHTTP.createMeeting(server: web, title: "Poison")
             let meeting = created.meeting.id
@@ -232,8 +283,15 @@ struct FailoverProcessTests {
                 group.addTask { await saw.record(alice.events) }
                 _ = try await alice.send(.chat(text: "before"))
                 let leader = try await zone.leadingManager()
+                // Its own report agrees, and the other manager does not lead.
+                let managers = try await zone.status().values.filter { $0.role == .manager }
+                let leads = managers.map { manager -> Bool? in
+                    guard case .object(let load)? = manager.load, case .bool(let leads)? = load["leader"] else { return nil }
+                    return leads
+                }
+                #expect(leads.compactMap { $0 }.sorted { !$0 && $1 } == [false, true], "managers' loads: \(managers.map(\.load))")
                 let leadsBefore = zone.leadershipsTaken()
-                try zone.signal(try await zone.running(leader).pid, SIGKILL)
+                try zone.signal(try await zone.running(leader.name).pid, SIGKILL)
                 // Ops keep flowing while there is no manager: the meeting does not need one.
                 for index in 0..<5 {
                     _ = try await alice.send(.chat(text: "during-\(index)"))
@@ -241,6 +299,8 @@ struct FailoverProcessTests {
                 }
                 // A manager leads again (the other one, or the same one restarted, under a new term).
                 try await zone.waitForNewLeader(after: leadsBefore)
+                let next = try await zone.leadingManager()
+                #expect(next.term > leader.term, "the new leader's term \(next.term) after \(leader.term)")
                 let second = try await ParleyHTTP.createMeeting(server: web, title: "After the manager crash")
                 let bob = ParleyClient(server: web, token: second.hostToken, options: Scenario.options(.longPolling))
                 try await bob.connect()
@@ -413,7 +473,35 @@ extension ProcessStatus {
     func follows(_ meeting: MeetingID) -> Bool { meetings("standby").contains(meeting.rawValue) }
 }
 
+/// Bare long-poll HTTP, so a test sees exactly what each request got and how long it took.
+enum LongPoll {
+    static let session: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = 30
+        return URLSession(configuration: configuration)
+    }()
+
+    static func request(_ method: String, _ url: URL, query: String? = nil, body: String? = nil) async throws -> (Data, Int) {
+        var components = URLComponents(url: url, resolvingAgainstBaseURL: false)!
+        components.query = query
+        var request = URLRequest(url: components.url!)
+        request.httpMethod = method
+        request.httpBody = body.map { Data($0.utf8) }
+        let (data, response) = try await session.data(for: request)
+        return (data, (response as? HTTPURLResponse)?.statusCode ?? 0)
+    }
+}
+
 extension ZoneHarness {
+    /// The process hosting `meeting` and the one keeping its standby copy, once both exist.
+    func hostAndStandby(of meeting: MeetingID) async throws -> (host: ProcessStatus, standby: NodeName) {
+        try await waitFor("a host and a standby") { status in
+            status.values.first { $0.hosts(meeting) }.flatMap { host in
+                status.values.first { $0.follows(meeting) }.map { (host, $0.name) }
+            }
+        }
+    }
+
     /// The URL clients use, as the web process wrote it.
     func publicURL() async throws -> URL {
         let path = ZonePaths(data: data).publicURL
@@ -433,15 +521,27 @@ extension ZoneHarness {
     }
 
     /// The manager that most recently said it leads.
-    func leadingManager() async throws -> NodeName {
-        try await waitFor("a leading manager") { status in
-            status.values.filter { $0.role == .manager }
-                .compactMap { node -> (NodeName, String.Index)? in
-                    let log = nodeLog(node.name)
-                    return log.range(of: "leading the zone", options: .backwards).map { (node.name, $0.lowerBound) }
-                }
-                .first?.0
+    /// The leader `ctl status --json` names, once it names one.
+    func leadingManager() async throws -> StatusLeader {
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            if let leader = try await statusReport().leader { return leader }
+            try await Task.sleep(for: .milliseconds(50))
         }
+        throw HarnessFailure("ctl status named no leader within 15 s")
+    }
+
+    struct StatusLeader: Decodable, Equatable { var name: NodeName; var term: Int }
+    struct StatusReport: Decodable { var leader: StatusLeader?; var processes: [ProcessStatus] }
+
+    /// `parley ctl status --json` as a whole.
+    func statusReport() async throws -> StatusReport {
+        let result = try await Self.parley(["ctl", "status", "--json", "--data", data])
+        guard result.status == .exited(0) else { throw HarnessFailure("ctl status failed: \(result.error)") }
+        // Every key is present, `leader` as null when none leads.
+        let object = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
+        guard object?.keys.contains("leader") == true else { throw HarnessFailure("no leader key: \(result.output)") }
+        return try JSONDecoder().decode(StatusReport.self, from: Data(result.output.utf8))
     }
 
     /// How many times any manager has taken the lead so far, by the managers' logs.

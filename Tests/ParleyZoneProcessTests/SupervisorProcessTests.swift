@@ -185,6 +185,17 @@ struct SupervisorProcessTests {
             #expect(refused.error.contains("  - \(problem)"), "missing: \(problem)")
         }
         #expect(!FileManager.default.fileExists(atPath: directory.path + "/data/zone/control.sock"))
+
+        // Fault injection only with the flag a test passes: an operator cannot turn it on by
+        // copying a configuration.
+        let faults = directory.path + "/faults.json"
+        try #"{"testFaults": {"crashOnChatText": "boom"}}"#.write(toFile: faults, atomically: true, encoding: .utf8)
+        let refusedFaults = try await ZoneHarness.parley(["zone", "--data", directory.path + "/data", "--config", faults])
+        #expect(refusedFaults.status != .exited(0))
+        #expect(refusedFaults.error.contains("testFaults makes processes crash on purpose and is for tests only"))
+        let printedFaults = try await ZoneHarness.parley(["zone", "--print-config", "--enable-test-faults", "--config", faults])
+        #expect(printedFaults.status == .exited(0))
+        #expect(printedFaults.output.contains("crashOnChatText"))
     }
 }
 
@@ -244,6 +255,7 @@ struct ZoneHarness: Sendable {
         processes: String = smallZone,
         environment: [String: String] = [:],
         extraConfiguration: String = "",
+        enableTestFaults: Bool = false,
         killAfterMs: Int? = nil,
         stopWithSIGTERM: Bool = true,
         _ body: (ZoneHarness) async throws -> Value,
@@ -266,7 +278,8 @@ struct ZoneHarness: Sendable {
         do {
             let result = try await Subprocess.run(
                 Configuration(executable: .path(FilePath(binary)),
-                              arguments: ["zone", "--data", data, "--config", configFile],
+                              arguments: Arguments(["zone", "--data", data, "--config", configFile]
+                                                       + (enableTestFaults ? ["--enable-test-faults"] : [])),
                               environment: .inherit.updating(Dictionary(uniqueKeysWithValues: environment.map {
                                   (Environment.Key(stringLiteral: $0.key), Optional($0.value))
                               })),

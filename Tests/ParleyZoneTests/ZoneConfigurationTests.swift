@@ -52,4 +52,16 @@ struct ZoneConfigurationTests {
             "clients.maxFrameBytes must be at least 1024",
         ])
     }
+
+    @Test("test fault injection is refused unless the zone is started with --enable-test-faults")
+    func testFaultsNeedTheFlag() throws {
+        let json = #"{"testFaults": {"crashOnChatText": "boom"}}"#
+        let configuration = try JSONDecoder().decode(ZoneConfiguration.self, from: Data(json.utf8))
+        #expect(configuration.testFaults?.crashOnChatText == "boom")
+        #expect(configuration.problems() == [
+            "testFaults makes processes crash on purpose and is for tests only: remove it, or start the zone with --enable-test-faults",
+        ])
+        #expect(configuration.problems(testFaultsEnabled: true) == [])
+        #expect(ZoneConfiguration.standard.testFaults == nil)
+    }
 }
