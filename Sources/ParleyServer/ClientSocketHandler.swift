@@ -118,7 +118,7 @@ final class ClientSocketHandler: ChannelInboundHandler, RemovableChannelHandler 
             waitingForWritability = true
             return
         }
-        let (frames, closed) = connection.outbox.take(backlogFrames: Self.backlogChunk)
+        let (frames, closed, fromBacklog) = connection.outbox.take(backlogFrames: Self.backlogChunk)
         let messages = framing == .lines ? FrameLines.join(frames, maxBytes: WebSocketFraming.maxBatchBytes) : frames
         for message in messages {
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: message)), promise: nil)
@@ -130,7 +130,7 @@ final class ClientSocketHandler: ChannelInboundHandler, RemovableChannelHandler 
         if !messages.isEmpty { context.flush() }
         // More is owed (the rest of a backlog, or frames queued behind it): go on after the
         // event loop has served its other channels. Writability decides the pace.
-        if connection.outbox.hasWaiting {
+        if fromBacklog {
             context.eventLoop.assumeIsolated().execute { self.drain() }
         }
     }

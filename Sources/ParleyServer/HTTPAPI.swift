@@ -254,8 +254,35 @@ struct HTTPAPI: Sendable {
         let body = try await request.body.collect(upTo: configuration.maxRequestBytes)
         do {
             return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
+        } catch let error as DecodingError {
+            throw APIError(.badRequest, "malformed_request", "the body is not the expected JSON: \(Self.describe(error))")
         } catch {
             throw APIError(.badRequest, "malformed_request", "the body is not the expected JSON: \(error)")
+        }
+    }
+
+    /// A decoding error in words, naming the field by its path ("settings.features.polls").
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ keys: [any CodingKey], _ last: (any CodingKey)? = nil) -> String {
+            let names = (keys + (last.map { [$0] } ?? [])).map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+            return names.isEmpty ? "the body" : names.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "\(path(context.codingPath, key)) is missing"
+        case .typeMismatch(let type, let context): return "\(path(context.codingPath)) must be \(Self.typeName(type))"
+        case .valueNotFound(let type, let context): return "\(path(context.codingPath)) must be \(Self.typeName(type)), not null"
+        case .dataCorrupted(let context):
+            return context.codingPath.isEmpty ? "it is not valid JSON" : "\(path(context.codingPath)) is not valid: \(context.debugDescription)"
+        @unknown default: return "\(error)"
+        }
+    }
+
+    private static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is Bool.Type: "true or false"
+        case is String.Type: "a string"
+        case is Int.Type, is Int64.Type: "a whole number"
+        default: "\(type)"
         }
     }
 

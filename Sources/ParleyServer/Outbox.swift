@@ -130,12 +130,16 @@ final class Outbox: Sendable {
     /// The next frames: at most `backlogFrames` of a backlog while one is left, otherwise
     /// everything queued; and whether nothing more will come after them. The next arrival
     /// notifies again.
-    func take(backlogFrames: Int) -> (frames: [ByteBuffer], closed: Bool) {
+    /// `fromBacklog` says more may be waiting without a notification: the rest of the
+    /// backlog, or frames queued behind it. Take again.
+    func take(backlogFrames: Int) -> (frames: [ByteBuffer], closed: Bool, fromBacklog: Bool) {
         let taken = state.withLock { state in
             state.notified = false
             return Self.take(&state, backlogFrames: backlogFrames)
         }
-        return taken.resolved()
+        let (frames, closed) = taken.resolved()
+        if case .backlog = taken { return (frames, closed, true) }
+        return (frames, closed, false)
     }
 
     /// What a reader took: a part of the backlog (still to be encoded, by the one reader,
@@ -163,9 +167,6 @@ final class Outbox: Sendable {
         defer { state.frames.removeAll(keepingCapacity: false) }
         return .frames(state.frames, closed: state.closed)
     }
-
-    /// Frames are waiting to be taken (a backlog or queued frames).
-    var hasWaiting: Bool { state.withLock { $0.backlog != nil || !$0.frames.isEmpty } }
 
     private func notifyIfNeeded() {
         let notify = state.withLock { state -> (@Sendable () -> Void)? in

@@ -176,6 +176,13 @@ struct TransportLimitTests {
             let (bad, badStatus) = try await endpoint.http("POST", "/v1/meetings", body: "{not json")
             #expect(badStatus == 400)
             #expect(String(decoding: bad, as: UTF8.self).contains("\"code\""))
+            // Settings without every field: malformed_request, naming the field.
+            let (partial, partialStatus) = try await endpoint.http(
+                "POST", "/v1/meetings", body: #"{"title": "T", "settings": {"maxParticipants": 5, "features": {"chat": true}}}"#)
+            #expect(partialStatus == 400)
+            let answer = try JSONDecoder().decode([String: String].self, from: partial)
+            #expect(answer["code"] == "malformed_request")
+            #expect(answer["message"]?.contains("settings.features.privateChat is missing") == true, "\(answer)")
         }
     }
 }
