@@ -27,6 +27,11 @@ export const DEFAULT_POLICY = Object.freeze({
   heartbeatTimeoutMs: 3000,
   /** A connection not welcomed this long after it was opened (locate included) is dropped. */
   connectTimeoutMs: 6000,
+  /**
+   * Ops waiting with none answered for this long drop the connection (protocol §14.1): the
+   * server answers pings even when the meeting's host is stuck, so pongs prove no progress.
+   */
+  opAnswerTimeoutMs: 10000,
   /** Bound on ops waiting for an answer. */
   maxPendingOps: 1024,
   /** rate_limited / server_busy rejects are retried under the same id this many times. */
@@ -82,6 +87,8 @@ export class ClientSession {
     this.heard = false;
     this.lastHeardMs = null;
     this.pingSentMs = null;
+    /** Since when ops have waited with none answered, on the live connection. */
+    this.unansweredSinceMs = null;
   }
 
   /** The connection in use or being opened, if any. */
@@ -212,6 +219,13 @@ export class ClientSession {
     if (!this.isLive) {
       return silentMs >= this.policy.connectTimeoutMs ? this.retry(cid, 'no welcome in time') : [];
     }
+    if (this.unacked.length === 0) {
+      this.unansweredSinceMs = null;
+    } else if (this.unansweredSinceMs === null) {
+      this.unansweredSinceMs = nowMs;
+    } else if (nowMs - this.unansweredSinceMs >= this.policy.opAnswerTimeoutMs) {
+      return this.retry(cid, 'the server stopped answering our ops');
+    }
     if (this.pingSentMs !== null) {
       const waitedMs = nowMs - this.pingSentMs;
       const allowedMs = this.policy.heartbeatTimeoutMs - this.policy.heartbeatIntervalMs;
@@ -282,6 +296,7 @@ export class ClientSession {
   }
 
   rejected(frame) {
+    this.unansweredSinceMs = null; // an answer is progress, even one to retry later
     const pending = this.unacked.find((entry) => entry.id === frame.id);
     if (pending && TRANSIENT_REJECTS.has(frame.code) && pending.retries < this.policy.maxTransientRetries) {
       pending.retries += 1;
@@ -295,6 +310,7 @@ export class ClientSession {
     const index = this.unacked.findIndex((entry) => entry.id === id);
     if (index < 0) return [];
     this.unacked.splice(index, 1);
+    this.unansweredSinceMs = null; // progress: the clock starts again for the ops still waiting
     return [{ type: 'complete', id, outcome }];
   }
 
@@ -326,6 +342,7 @@ export class ClientSession {
   /** Drops the connection and schedules the next attempt. */
   retry(cid, reason, info = {}) {
     const actions = [{ type: 'disconnect', cid, cause: 'retry' }];
+    this.unansweredSinceMs = null;
     if (this.isLive) {
       actions.push(emit({ kind: 'connection', state: 'reconnecting', reason }));
     } else {

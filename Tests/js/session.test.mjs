@@ -1,0 +1,59 @@
+// The meeting page's protocol state machine (Sources/ParleyWeb/Public/js/meeting/session.js),
+// driven directly: inputs in, actions out, time passed in. Run by `swift test`
+// (Tests/ParleyWebTests/PageSessionTests.swift), or by hand: node --test Tests/js
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ClientSession } from '../../Sources/ParleyWeb/Public/js/meeting/session.js';
+
+/** A session welcomed on connection 1, with the page's default policy. */
+function liveSession() {
+  const session = new ClientSession({ token: 'tok', opIdPrefix: 'p', random: () => 0 });
+  session.start();
+  session.connected(1);
+  session.received({ type: 'welcome', mode: 'snapshot', seq: 3, epoch: 1, meeting: 'm-1', participant: 'p-1',
+                     state: { id: 'm-1', title: 'T' } }, 1);
+  assert.equal(session.isLive, true);
+  return session;
+}
+
+const dropped = (actions) => actions.some((action) => action.type === 'disconnect');
+
+test('a live connection whose ops go unanswered for opAnswerTimeoutMs is dropped, though it answers pings (a stuck host)', () => {
+  const session = liveSession();
+  const { id: first } = session.send({ chat: { text: 'one' } });
+  session.send({ chat: { text: 'two' } });
+  assert.deepEqual(session.tick(0), []);
+  // The server keeps answering pings: the connection is never silent.
+  for (let now = 500; now <= 9500; now += 500) {
+    assert.equal(dropped(session.tick(now)), false, `dropped at ${now}`);
+    session.received({ type: 'pong' }, 1);
+  }
+  // An answer is progress: the clock starts again for the op still waiting.
+  session.received({ type: 'ack', id: first, seq: 4, epoch: 1 }, 1);
+  assert.equal(dropped(session.tick(9600)), false);
+  session.received({ type: 'pong' }, 1);
+  assert.equal(dropped(session.tick(19599)), false, '10 s after the last answer, not after the first send');
+  session.received({ type: 'pong' }, 1);
+  const actions = session.tick(19600);
+  assert.deepEqual(actions.slice(0, 2), [
+    { type: 'disconnect', cid: 1, cause: 'retry' },
+    { type: 'emit', event: { kind: 'connection', state: 'reconnecting', reason: 'the server stopped answering our ops' } },
+  ]);
+  assert.deepEqual(session.unacked.map((entry) => entry.id), ['p-2'], 'the waiting op is kept and resent after the next welcome');
+});
+
+test('with no ops waiting, a connection that answers pings is never dropped', () => {
+  const session = liveSession();
+  for (let now = 0; now <= 60000; now += 500) {
+    assert.equal(dropped(session.tick(now)), false, `dropped at ${now}`);
+    session.received({ type: 'pong' }, 1);
+  }
+});
+
+test('a silent connection is pinged after heartbeatIntervalMs and dropped when the ping goes unanswered', () => {
+  const session = liveSession();
+  assert.deepEqual(session.tick(0), []);
+  assert.deepEqual(session.tick(1000), [{ type: 'send', frame: { type: 'ping' }, cid: 1 }]);
+  assert.equal(dropped(session.tick(2999)), false);
+  assert.equal(dropped(session.tick(3000)), true);
+});
