@@ -58,11 +58,12 @@ struct AccountHTTPTests {
             for attempt in 1...2 {
                 let page = try await attacker.signIn("ann", password: "guess \(attempt)")
                 #expect(page.status == 401)
-                #expect(page.body.contains("wrong username or password"))
+                #expect(page.body.contains("Wrong username or password."))
             }
             let third = try await attacker.signIn("ann", password: "guess 3")
             #expect(third.status == 403)
-            #expect(third.body.contains("locked"))
+            #expect(third.body.contains("This account is locked for a while after too many failed sign-ins. You can try again"))
+            #expect(third.body.contains("\">in 1 minute (at ") && third.body.contains(" UTC)</time>."), "the server's own wording, before the script localizes it")
             #expect(server.logs.contains("account locked after failed sign-ins"))
             let meanwhile = try await Visitor(server).signIn("ann", password: "right password")
             #expect(meanwhile.status == 403, "the right password does not open a locked account")
@@ -158,7 +159,7 @@ struct AccountHTTPTests {
             let form = try await guest.get(locked)
             #expect(form.body.contains("guest-password"))
             let wrong = try await guest.post(locked + "/join", [("_csrf", form.csrf ?? ""), ("name", "Gus"), ("password", "guess")])
-            #expect(wrong.status == 403 && wrong.body.contains("wrong meeting password"))
+            #expect(wrong.status == 403 && wrong.body.contains("That is not the meeting password."))
             let right = try await guest.post(locked + "/join", [("_csrf", form.csrf ?? ""), ("name", "Gus"), ("password", "s3cret")])
             #expect(right.location == locked)
             let seat = try #require(guest.cookie("parley_guest"))
@@ -185,9 +186,12 @@ struct AccountHTTPTests {
             try await ann.register("ann", name: "Ann")
             let csrf = try #require(try await ann.get("/center").csrf)
             let bad = try await ann.post("/center/meetings", [("_csrf", csrf), ("title", "Later"), ("action", "schedule"), ("date", "2026-02-30"), ("time", "10:00")])
-            #expect(bad.status == 400 && bad.body.contains("not a day of the calendar"))
+            #expect(bad.status == 400 && bad.body.contains("30 February 2026 is not a day of the calendar; choose another day."))
+            let missing = try await ann.post("/center/meetings", [("_csrf", csrf), ("title", "Later"), ("action", "schedule"), ("date", ""), ("time", "")])
+            #expect(missing.status == 400 && missing.body.contains("To schedule a meeting, choose the day and the time it starts."))
+            #expect(!missing.body.contains("YYYY") && !bad.body.contains("YYYY"))
             let unknown = try await ann.post("/center/meetings", [("_csrf", csrf), ("title", "Later"), ("action", "start"), ("attendees", "bob, zed")])
-            #expect(unknown.status == 400 && unknown.body.contains("no account is called zed"))
+            #expect(unknown.status == 400 && unknown.body.contains("No account is called zed."))
             let scheduled = try await ann.post("/center/meetings", [
                 ("_csrf", csrf), ("title", "Planning"), ("action", "schedule"), ("date", "2026-12-01"), ("time", "10:30"),
                 ("tzOffsetMinutes", "-60"), ("attendees", "bob"),
@@ -199,6 +203,60 @@ struct AccountHTTPTests {
             let scheduledSection = try #require(page.body.range(of: "id=\"scheduled-meetings\""))
             #expect(page.body[scheduledSection.upperBound...].contains("data-meeting=\"\(id)\""))
             #expect(try await bob.get("/center").body.contains("data-meeting=\"\(id)\""), "the invited user sees it")
+        }
+    }
+}
+
+@Suite("Words for people")
+struct WordingTests {
+    @Test("a lock-out's end is said relative to now, in minutes and hours")
+    func relative() {
+        #expect(AccountRoutes.relative(remainingMs: 900_000) == "in 15 minutes")
+        #expect(AccountRoutes.relative(remainingMs: 899_001) == "in 15 minutes")
+        #expect(AccountRoutes.relative(remainingMs: 60_000) == "in 1 minute")
+        #expect(AccountRoutes.relative(remainingMs: 0) == "in less than a minute")
+        #expect(AccountRoutes.relative(remainingMs: 3_900_000) == "in 1 hour and 5 minutes")
+        #expect(AccountRoutes.relative(remainingMs: 7_200_000) == "in 2 hours")
+        #expect(AccountRoutes.lockedMessage(until: 1_800_000_000_000 + 900_000, now: 1_800_000_000_000).contains("in 15 minutes (at 08:15 UTC)"))
+    }
+
+    @Test("server phrases become sentences")
+    func sentences() {
+        #expect(HTMLPage.sentence("no account is called zed") == "No account is called zed.")
+        #expect(HTMLPage.sentence("Already one.") == "Already one.")
+        #expect(HTMLPage.sentence("  ") == "")
+    }
+
+    @Test("a problem page keeps its code for scripts, out of the text people read")
+    func problemPage() async throws {
+        try await WebServer.with { server in
+            let page = try await Visitor(server).get("/m/m-nosuchmeeting")
+            #expect(page.status == 404 && page.problemCode == "unknown_meeting")
+            #expect(page.body.contains("There is no meeting m-nosuchmeeting. Check the link you were given."))
+            #expect(!page.body.contains("(unknown_meeting)"))
+        }
+    }
+
+    @Test("a guest who came with ?transport=poll is sent back to the meeting with it; anything else is dropped")
+    func transportKept() async throws {
+        try await WebServer.with { server in
+            let ann = Visitor(server)
+            try await ann.register("ann", name: "Ann")
+            let center = try await ann.get("/center")
+            let meeting = try #require(try await ann.post("/center/meetings", [("_csrf", center.csrf ?? ""), ("title", "Open"), ("action", "start")]).location)
+            let guest = Visitor(server)
+            let form = try await guest.get(meeting + "?transport=poll")
+            #expect(form.field("transport") == "poll")
+            #expect(form.body.contains("/signin?next=\(meeting)%3Ftransport%3Dpoll"), "signing in instead comes back with it too")
+            let joined = try await guest.post(meeting + "/join", [("_csrf", form.csrf ?? ""), ("name", "Gus"), ("transport", "poll")])
+            #expect(joined.location == meeting + "?transport=poll")
+            let page = try await guest.get(meeting + "?transport=poll")
+            #expect(page.body.contains("\"guest\":true") && page.body.contains("\"guestPrefix\":\"g-\""))
+            let odd = Visitor(server)
+            let oddForm = try await odd.get(meeting + "?transport=%22%3E%3Cscript%3E")
+            #expect(oddForm.field("transport") == nil && !oddForm.body.contains("<script>"))
+            let oddJoin = try await odd.post(meeting + "/join", [("_csrf", oddForm.csrf ?? ""), ("name", "Od"), ("transport", "https://evil.example")])
+            #expect(oddJoin.location == meeting)
         }
     }
 }

@@ -5,9 +5,11 @@ import Testing
 
 /// The meeting page in a real headless Chromium (Debian's chromium and chromium-driver,
 /// driven by Selenium), against a real `parley serve --single` that is killed with SIGKILL
-/// and restarted. The steps are in Tests/browser/meeting_test.py; screenshots and the
+/// and restarted. The steps are in Tests/browser/meeting_test.py (which also checks the
+/// pages' wording, join links, upload progress, the reconnecting banner, guests, and Leave
+/// and Rejoin as a user sees them); screenshots and the
 /// server's log go to test-artifacts/ at the top of the repository.
-@Suite("The meeting page in a real browser", .serialized, .timeLimit(.minutes(5)))
+@Suite("The meeting page in a real browser", .serialized, .timeLimit(.minutes(8)))
 struct BrowserTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
@@ -22,7 +24,7 @@ struct BrowserTests {
     /// Single: `parley serve --single` is killed and started again on the same port. Zone:
     /// the collaboration server hosting the meeting is killed; the pages, served by the web
     /// process, resume on the hot standby over a cross-origin WebSocket.
-    @Test("two users meet: chat, private chat, a PDF turned to page 3, an annotation, a poll; SIGKILL, both resume intact",
+    @Test("two users and a guest meet: chat, private chat, a PDF turned to page 3, an annotation, a poll; SIGKILL, both resume intact",
           arguments: ["single", "zone"])
     func meeting(_ layout: String) async throws {
         let script = Self.repository.appendingPathComponent("Tests/browser/meeting_test.py").path

@@ -369,13 +369,14 @@ enum DocumentServer {
 /// Runs `body` against a real Parley server with `routes` on a free loopback port, in `data`
 /// (a fresh directory, removed afterwards, if nil); then stops the server. `body` gets the
 /// server's base URL, its log and its data directory.
-func runTestServer<T>(routes: @escaping FrontRoutes, data: String? = nil,
+func runTestServer<T>(routes: @escaping FrontRoutes, data: String? = nil, apiKey: String? = nil,
                       _ body: (String, ServerLog, String) async throws -> T) async throws -> T {
     let temporary = data == nil ? try DocumentTemporaryDirectory() : nil
     defer { temporary?.remove() }
     let directory = data ?? temporary!.path
     let log = ServerLog()
-    let configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: directory, fsyncEveryCommit: false)
+    var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: directory, fsyncEveryCommit: false)
+    configuration.apiKey = apiKey
     let server = ParleyServer(configuration: configuration, frontRoutes: routes, logger: log.logger)
     let (ports, sink) = AsyncStream<Int>.makeStream()
     return try await withThrowingTaskGroup(of: Void.self) { group in

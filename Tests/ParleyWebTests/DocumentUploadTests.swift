@@ -392,6 +392,61 @@ struct DocumentFallbackTests {
     }
 }
 
+/// The progress report a page reads while its upload converts (`GET …/uploads/{upload}`).
+@Suite("Document upload progress", .serialized, .timeLimit(.minutes(2)))
+struct DocumentProgressTests {
+    @Test("while a PDF converts its uploader sees page 1, 2 and 3 of 3 in turn; another participant sees nothing; it ends with the upload")
+    func pageByPage() async throws {
+        let scripts = try DocumentTemporaryDirectory()
+        defer { scripts.remove() }
+        try Data(DocumentImages.png).write(to: URL(fileURLWithPath: scripts.path + "/page.png"))
+        let count = try scripts.script("count", "echo 'Pages: 3'")
+        // Like pdftoppm: one file per page, in order, each after a while.
+        let render = try scripts.script("render", "for n in 1 2 3; do sleep 0.8; cp \"\(scripts.path)/page.png\" \"$1/p-$n.png\"; done")
+        let slow = PDFConverter(name: "slow", package: "nothing", count: .init(tool: count) { [$0.source] },
+                                render: .init(tool: render) { [$0.outputDirectory] })
+        try await DocumentServer.run(settings: DocumentServer.settings(), converters: [slow]) { client, _, _ in
+            let meeting = try await client.createMeeting()
+            let path = "/v1/meetings/\(meeting.id)/uploads/up-1"
+            #expect(try await client.send("GET", path, token: meeting.hostToken).error?.code == "unknown_upload", "not started yet")
+            let issued = try await client.send("POST", "/v1/meetings/\(meeting.id)/tokens", headers: ["Content-Type": "application/json"],
+                                               body: Array(#"{"name": "Other"}"#.utf8))
+            let other = try #require((try JSONSerialization.jsonObject(with: issued.body) as? [String: Any])?["token"] as? String)
+
+            async let answer = client.send("POST", "/v1/meetings/\(meeting.id)/documents", token: meeting.hostToken,
+                                           headers: ["Content-Type": "application/pdf", "X-Parley-Upload": "up-1"], body: DocumentPDF.pages(3))
+            var seen: [UploadProgress.Report] = []
+            var othersSaw: [Int] = []
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline, seen.last != .converting(page: 3, of: 3) {
+                let polled = try await client.send("GET", path, token: meeting.hostToken)
+                if polled.status == 200, let report = try? JSONDecoder().decode(UploadProgress.Report.self, from: polled.body),
+                   seen.last != report {
+                    seen.append(report)
+                }
+                othersSaw.append(try await client.send("GET", path, token: other).status)
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let response = try await answer
+            #expect(response.status == 201, "\(response.text)")
+            let pages = seen.filter { $0.state == "converting" }
+            #expect(pages == [.converting(page: 1, of: 3), .converting(page: 2, of: 3), .converting(page: 3, of: 3)], "\(seen)")
+            #expect(Set(othersSaw) == [404], "another participant's polls: \(othersSaw)")
+            #expect(try await client.send("GET", path, token: meeting.hostToken).error?.code == "unknown_upload", "gone once answered")
+        }
+    }
+
+    @Test("upload ids are short and plain; anything else is simply not tracked")
+    func uploadIDs() {
+        #expect(UploadProgress.isValidID("up-3kq9x0w2hc"))
+        #expect(UploadProgress.isValidID("A_b-9"))
+        #expect(!UploadProgress.isValidID(""))
+        #expect(!UploadProgress.isValidID(String(repeating: "a", count: 65)))
+        #expect(!UploadProgress.isValidID("../x"))
+        #expect(!UploadProgress.isValidID("a b"))
+    }
+}
+
 /// Carries a result from one server's run to the next.
 final class DocumentRestartCarry: Sendable {
     private let value = Mutex<(DocumentMeeting, [String])?>(nil)

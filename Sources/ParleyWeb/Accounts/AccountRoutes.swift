@@ -90,6 +90,10 @@ struct AccountRoutes: Sendable {
         let refused = { (message: String, status: HTTPResponse.Status) in
             signInPage(request, next: next, problem: message, username: username, status: status).response()
         }
+        let locked = { (until: Millis) in
+            signInPage(request, next: next, problemHTML: Self.lockedMessage(until: until, now: web.now()), username: username,
+                       status: .forbidden).response()
+        }
         guard let account = try await web.storeCall({ try await web.accounts.account(username: username) }) else {
             try await web.passwords.verifyNothing(password)
             web.logger.notice("sign-in failed: no such account", metadata: ["username": "\(username.prefix(64))"])
@@ -101,7 +105,7 @@ struct AccountRoutes: Sendable {
         switch web.lockout.admit(state, now: now) {
         case .locked(let until):
             web.logger.notice("sign-in refused: account locked", metadata: ["account": "\(account.id)", "lockedUntil": "\(Self.time(until))"])
-            return refused("this account is locked after too many failed sign-ins; try again after \(Self.time(until))", .forbidden)
+            return locked(until)
         case .checkPassword(let current, let lockEnded):
             if let lockEnded {
                 web.logger.notice("account lock ended", metadata: ["account": "\(account.id)", "lockedUntil": "\(Self.time(lockEnded))"])
@@ -125,7 +129,7 @@ struct AccountRoutes: Sendable {
             web.logger.warning("account locked after failed sign-ins", metadata: [
                 "account": "\(account.id)", "failures": "\(state.failures)", "lockedUntil": "\(Self.time(until))",
             ])
-            return refused("this account is locked after too many failed sign-ins; try again after \(Self.time(until))", .forbidden)
+            return locked(until)
         }
     }
 
@@ -148,16 +152,39 @@ struct AccountRoutes: Sendable {
         Date(timeIntervalSince1970: Double(millis) / 1000).formatted(.iso8601)
     }
 
+    /// The lock-out notice, as HTML. The server says when in UTC and how long from now; the
+    /// page's script rewrites the `<time>` in the reader's own time zone.
+    static func lockedMessage(until: Millis, now: Millis) -> String {
+        let remaining = max(0, until - now)
+        let minuteOfDay = Int((until / 60_000) % (24 * 60))
+        let clock = String(format: "%02d:%02d", minuteOfDay / 60, minuteOfDay % 60)
+        return """
+            This account is locked for a while after too many failed sign-ins. You can try again \
+            <time id="locked-until" datetime="\(Escaped(time(until)))" data-remaining-ms="\(remaining)">\(Escaped(relative(remainingMs: remaining))) \
+            (at \(Escaped(clock)) UTC)</time>.
+            """
+    }
+
+    /// "in 15 minutes", "in 1 hour and 5 minutes", "in less than a minute".
+    static func relative(remainingMs: Int64) -> String {
+        let minutes = Int((remainingMs + 59_999) / 60_000)
+        if minutes < 1 { return "in less than a minute" }
+        let plural = { (n: Int, noun: String) in "\(n) \(noun)\(n == 1 ? "" : "s")" }
+        if minutes < 60 { return "in " + plural(minutes, "minute") }
+        let (hours, rest) = minutes.quotientAndRemainder(dividingBy: 60)
+        return "in " + plural(hours, "hour") + (rest == 0 ? "" : " and " + plural(rest, "minute"))
+    }
+
     // MARK: Pages
 
     private func registerPage(_ request: Request, problems: [String] = [], username: String = "", displayName: String = "",
                               status: HTTPResponse.Status = .ok) -> HTMLPage {
         let (csrf, visitor) = web.cookies.csrf(for: request)
-        let errors = problems.map { "<li>\(Escaped($0))</li>" }.joined()
+        let errors = problems.map { "<li>\(Escaped(HTMLPage.sentence($0)))</li>" }.joined()
         return HTMLPage(title: "Create an account", body: """
             <main class="narrow">
             <h1>Create a Parley account</h1>
-            \(errors.isEmpty ? "" : "<ul class=\"error\" id=\"problem\">\(errors)</ul>")
+            \(errors.isEmpty ? "" : "<ul class=\"error\" id=\"problem\" role=\"alert\">\(errors)</ul>")
             <form method="post" action="/register" class="stack">
             <input type="hidden" name="_csrf" value="\(Escaped(csrf))">
             <label>Username <input name="username" id="username" required autocomplete="username" value="\(Escaped(username))"></label>
@@ -170,13 +197,15 @@ struct AccountRoutes: Sendable {
             """, status: status, cookies: visitor.map { [$0] } ?? [])
     }
 
-    private func signInPage(_ request: Request, next: String, problem: String? = nil, username: String = "",
-                            status: HTTPResponse.Status = .ok) -> HTMLPage {
+    /// `problem` is text; `problemHTML` is markup made here (the lock-out notice).
+    private func signInPage(_ request: Request, next: String, problem: String? = nil, problemHTML: String? = nil,
+                            username: String = "", status: HTTPResponse.Status = .ok) -> HTMLPage {
         let (csrf, visitor) = web.cookies.csrf(for: request)
+        let problemMarkup = problemHTML ?? problem.map { "\(Escaped(HTMLPage.sentence($0)))" }
         return HTMLPage(title: "Sign in", body: """
             <main class="narrow">
             <h1>Sign in to Parley</h1>
-            \(problem.map { "<p class=\"error\" id=\"problem\">\(Escaped($0))</p>" } ?? "")
+            \(problemMarkup.map { "<p class=\"error\" id=\"problem\" role=\"alert\">\($0)</p>" } ?? "")
             <form method="post" action="/signin" class="stack">
             <input type="hidden" name="_csrf" value="\(Escaped(csrf))">
             <input type="hidden" name="next" value="\(Escaped(next))">
@@ -186,6 +215,7 @@ struct AccountRoutes: Sendable {
             </form>
             <p>New here? <a href="/register">Create an account</a></p>
             </main>
+            <script type="module" src="/static/js/plain-page.js"></script>
             """, status: status, cookies: visitor.map { [$0] } ?? [])
     }
 }

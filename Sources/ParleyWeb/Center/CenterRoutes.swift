@@ -47,7 +47,7 @@ struct CenterRoutes: Sendable {
             _ = try await web.form(request, as: StartForm.self, back: "/center")
             let id = MeetingID(try context.parameters.require("id"))
             guard let listing = try await web.storeCall({ try await web.accounts.listing(id) }), listing.owner == account.id else {
-                throw PageError(.problem(.notFound, code: "unknown_meeting", message: "you have no meeting \(id)", back: "/center"))
+                throw PageError(.problem(.notFound, code: "unknown_meeting", message: "you have no meeting \(id.rawValue.prefix(64)) to start", back: "/center"))
             }
             try await web.storeCall { try await web.accounts.markStarted(id, at: web.now()) }
             return Response.redirect(to: "/m/\(id)", type: .found)
@@ -63,7 +63,7 @@ struct CenterRoutes: Sendable {
                 scheduledAt = try MeetingSchedule.moment(date: form.date ?? "", time: form.time ?? "",
                                                          offsetMinutes: Int(form.tzOffsetMinutes ?? "0") ?? 0)
             } catch .unreadable(let why) {
-                problems.append("to schedule a meeting, give its date and time: \(why)")
+                problems.append(why)
             }
         }
         let maxParticipants = Int((form.maxParticipants ?? "").trimmingCharacters(in: .whitespaces)) ?? 0
@@ -102,6 +102,24 @@ struct CenterRoutes: Sendable {
         return Response.redirect(to: starting ? "/m/\(record.id)" : "/center?created=\(record.id)", type: .found)
     }
 
+    /// A join link as a read-only field; the page's script turns `data-path` into the full
+    /// address the browser used (scheme, host, port), which the server cannot know behind a
+    /// proxy, and shows the copy button.
+    static func joinLink(_ path: String, id: String, label: String) -> String {
+        """
+        <span class="join-box"><input class="join-link join-url" id="\(Escaped(id))" readonly value="\(Escaped(path))" \
+        data-path="\(Escaped(path))" aria-label="\(Escaped(label))"> \(copyButton(for: id))</span>
+        """
+    }
+
+    /// Hidden until the script can copy (it needs JavaScript).
+    static func copyButton(for target: String) -> String {
+        """
+        <button type="button" class="copy-link" data-copy="\(Escaped(target))" hidden>Copy link</button>\
+        <span class="copy-status" role="status" aria-live="polite"></span>
+        """
+    }
+
     private func centerPage(_ request: Request, account: Account, created: MeetingID? = nil, problems: [String] = [],
                             status: HTTPResponse.Status = .ok) async throws -> HTMLPage {
         let (csrf, _) = web.cookies.csrf(for: request)
@@ -121,17 +139,23 @@ struct CenterRoutes: Sendable {
                 <li class="listing" data-meeting="\(Escaped(listing.meeting.rawValue))">
                 <a class="listing-title" href="\(Escaped(link))">\(Escaped(record.title))</a> \(when)
                 <span class="listing-role">\(owner ? "host" : "invited")</span>
-                <input class="join-link" readonly value="\(Escaped(link))" aria-label="join link"> \(start)
+                \(Self.joinLink(link, id: "join-link-\(listing.meeting.rawValue)", label: "Join link for \(record.title)")) \(start)
                 </li>
                 """
             if listing.startedAt != nil { current += item } else { scheduled += item }
         }
         let notice = created.map { id in
-            "<p class=\"notice\" id=\"created\">Meeting scheduled. Join link: <a id=\"created-link\" href=\"/m/\(Escaped(id.rawValue))\">/m/\(Escaped(id.rawValue))</a></p>"
+            let link = "/m/\(id.rawValue)"
+            return """
+                <div class="notice" id="created" role="status"><p>Meeting scheduled. Send this link to the people you invite:</p>
+                <p class="join-box"><a id="created-link" href="\(Escaped(link))" class="join-url" data-path="\(Escaped(link))">\(Escaped(link))</a>
+                \(Self.copyButton(for: "created-link"))</p></div>
+                """
         } ?? ""
-        let errors = problems.map { "<li>\(Escaped($0))</li>" }.joined()
+        let errors = problems.map { "<li>\(Escaped(HTMLPage.sentence($0)))</li>" }.joined()
+        // The box first, then its text, in one label: the box sits left of its name.
         let checkbox = { (name: String, label: String) in
-            "<label class=\"check\"><input type=\"checkbox\" name=\"\(name)\" id=\"feature-\(name)\" checked> \(label)</label>"
+            "<label class=\"check\" id=\"feature-\(name)-label\"><input type=\"checkbox\" name=\"\(name)\" id=\"feature-\(name)\" checked><span>\(label)</span></label>"
         }
         return HTMLPage(title: "Meeting center", body: """
             <header class="bar"><span class="brand">Parley</span>
@@ -140,7 +164,7 @@ struct CenterRoutes: Sendable {
             <button type="submit" id="sign-out">Sign out</button></form></header>
             <main class="center">
             \(notice)
-            \(errors.isEmpty ? "" : "<ul class=\"error\" id=\"problem\">\(errors)</ul>")
+            \(errors.isEmpty ? "" : "<ul class=\"error\" id=\"problem\" role=\"alert\">\(errors)</ul>")
             <section><h2>Now</h2><ul id="current-meetings">\(current.isEmpty ? "<li class=\"empty\">No meeting is running.</li>" : current)</ul></section>
             <section><h2>Scheduled</h2><ul id="scheduled-meetings">\(scheduled.isEmpty ? "<li class=\"empty\">Nothing scheduled.</li>" : scheduled)</ul></section>
             <section><h2>New meeting</h2>
@@ -148,12 +172,14 @@ struct CenterRoutes: Sendable {
             <input type="hidden" name="_csrf" value="\(Escaped(csrf))">
             <input type="hidden" name="tzOffsetMinutes" id="tz-offset" value="0">
             <label>Title <input name="title" id="meeting-title" required maxlength="\(ModelLimits.titleLength)"></label>
-            <div class="row"><label>Date <input type="date" name="date" id="meeting-date"></label>
-            <label>Time <input type="time" name="time" id="meeting-time"></label></div>
+            <div class="row"><label>Date <input type="date" name="date" id="meeting-date" aria-describedby="schedule-problem"></label>
+            <label>Time <input type="time" name="time" id="meeting-time" aria-describedby="schedule-problem"></label>
+            <span class="hint">Needed to schedule; <em>Start now</em> needs neither.</span></div>
+            <p class="error" id="schedule-problem" role="alert" hidden></p>
             <label>Attendees (usernames, separated by commas) <input name="attendees" id="meeting-attendees"></label>
             <div class="row"><label>Maximum participants (0: no limit) <input type="number" min="0" name="maxParticipants" id="meeting-max" value="0"></label>
             <label>Meeting password for guests (optional) <input type="password" name="password" id="meeting-password" autocomplete="new-password"></label></div>
-            <fieldset><legend>Features</legend>
+            <fieldset class="features"><legend>Features</legend>
             \(checkbox("chat", "Chat")) \(checkbox("privateChat", "Private chat")) \(checkbox("annotation", "Annotation"))
             \(checkbox("polls", "Polls")) \(checkbox("applicationSharing", "Application sharing"))
             </fieldset>

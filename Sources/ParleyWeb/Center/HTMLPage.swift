@@ -69,15 +69,25 @@ struct HTMLPage: Sendable {
         HTTPField.Name("Referrer-Policy")!: "same-origin",
     ]
 
-    /// A page that says what went wrong, with the stable code in `data-code` for scripts and tests.
+    /// A page that says what went wrong. People read the message; the stable code is for
+    /// scripts and tests, in `data-code`, never in the text.
     static func problem(_ status: HTTPResponse.Status, code: String, message: String, back: String = "/") -> HTMLPage {
         HTMLPage(title: "Problem", body: """
             <main class="narrow">
             <h1>Something went wrong</h1>
-            <p class="error" id="problem" data-code="\(Escaped(code))">\(Escaped(message)) (\(Escaped(code)))</p>
+            <p class="error" id="problem" role="alert" data-code="\(Escaped(code))">\(Escaped(sentence(message)))</p>
             <p><a href="\(Escaped(back))">Go back</a></p>
             </main>
             """, status: status)
+    }
+
+    /// A message written as a phrase ("no account is called zed") as a sentence for people
+    /// ("No account is called zed.").
+    static func sentence(_ text: String) -> String {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let first = trimmed.first else { return "" }
+        let capitalized = first.uppercased() + trimmed.dropFirst()
+        return ".!?…".contains(capitalized.last!) ? capitalized : capitalized + "."
     }
 
     /// JSON for a `<script type="application/json">` block: `<` is escaped so no text inside

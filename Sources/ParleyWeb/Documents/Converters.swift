@@ -249,6 +249,13 @@ extension Duration {
     fileprivate var wholeSecondsDescription: String { "\(components.seconds) s" }
 }
 
+/// A step of a PDF's conversion, as its uploader is told it.
+enum ConversionProgress: Equatable, Sendable {
+    case counting
+    /// Page `page` (1-based) of `pages` is being rendered.
+    case rendering(page: Int, pages: Int)
+}
+
 /// Runs a ``ConversionPlan`` with real processes: one PDF in, page images out.
 struct PDFConversion: Sendable {
     let converters: [PDFConverter]
@@ -257,6 +264,11 @@ struct PDFConversion: Sendable {
     let maxPages: Int
     let pixels: Int
     let logger: Logger
+    /// Told each step, for the uploader's progress report.
+    var progress: @Sendable (ConversionProgress) async -> Void = { _ in }
+
+    /// How often a running renderer's output directory is looked at for finished pages.
+    static let progressIntervalMs = 250
 
     struct Rendered: Sendable {
         /// The page images in page order.
@@ -289,6 +301,7 @@ struct PDFConversion: Sendable {
                     return .failure(.storageFailed)
                 }
                 let job = PDFConverter.Job(source: source, outputDirectory: directory + "/pages", pages: 0, pixels: pixels)
+                await progress(.counting)
                 let run = await runner.run(tool: converter.count.tool, arguments: converter.count.arguments(job),
                                            limits: limits, deadline: deadline, logPrefix: directory + "/count")
                 let outcome: ConversionPlan.Outcome
@@ -305,8 +318,7 @@ struct PDFConversion: Sendable {
                 let converter = converters[index]
                 let directory = workDirectory + "/\(index)-\(converter.name)"
                 let job = PDFConverter.Job(source: source, outputDirectory: directory + "/pages", pages: pages, pixels: pixels)
-                let run = await runner.run(tool: converter.render.tool, arguments: converter.render.arguments(job),
-                                           limits: limits, deadline: deadline, logPrefix: directory + "/render")
+                let run = await renderWatchingPages(converter, job, deadline: deadline, logPrefix: directory + "/render")
                 let outcome: ConversionPlan.Outcome
                 var images: [String] = []
                 if run.end == .exited(0) {
@@ -339,6 +351,44 @@ struct PDFConversion: Sendable {
             }
         }
         preconditionFailure("the conversion plan did not finish in \(2 * converters.count + 2) steps")
+    }
+
+    /// Runs the renderer while counting the page images it has written so far: renderers
+    /// write one file per page, in page order, so the count says which page is in hand.
+    private func renderWatchingPages(_ converter: PDFConverter, _ job: PDFConverter.Job, deadline: ContinuousClock.Instant,
+                                     logPrefix: String) async -> ConverterRunner.Run {
+        let progress = self.progress
+        let pages = job.pages
+        let directory = job.outputDirectory
+        await progress(.rendering(page: 1, pages: pages))
+        return await withTaskGroup(of: ConverterRunner.Run?.self) { group in
+            group.addTask {
+                await runner.run(tool: converter.render.tool, arguments: converter.render.arguments(job),
+                                 limits: limits, deadline: deadline, logPrefix: logPrefix)
+            }
+            group.addTask {
+                var reported = 1
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(Self.progressIntervalMs))
+                    let written = (try? FileManager.default.contentsOfDirectory(atPath: directory))?
+                        .count(where: { $0.hasPrefix("p-") && $0.hasSuffix(".png") }) ?? 0
+                    // The page after the last one written is the one being rendered.
+                    let page = min(pages, written + 1)
+                    if page > reported {
+                        reported = page
+                        await progress(.rendering(page: page, pages: pages))
+                    }
+                }
+                return nil
+            }
+            // Only the renderer's task returns a run; the watcher then stops.
+            var run: ConverterRunner.Run?
+            for await result in group where result != nil {
+                run = result
+                group.cancelAll()
+            }
+            return run!
+        }
     }
 
     /// Feeds `outcome` to the plan; logs the failure the plan recorded, if it did.

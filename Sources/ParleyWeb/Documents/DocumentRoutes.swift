@@ -16,6 +16,10 @@ import ParleyZone
 /// - `GET /v1/meetings/{id}/pages/{pageId}` with the same kind of token: the image,
 ///   cacheable forever (a page id never changes content), with an ETag for revalidation.
 ///
+/// - `GET /v1/meetings/{id}/uploads/{upload}` with the same token: while an upload sent
+///   with `X-Parley-Upload: <upload>` runs, how far it has got (``UploadProgress/Report``);
+///   404 `unknown_upload` before it starts and after it ends.
+///
 /// Every refusal is a JSON ``APIError`` with a stable code (``DocumentError``). What a
 /// client can learn about another meeting's pages is nothing: they are `unknown_page`,
 /// exactly like pages that do not exist.
@@ -28,6 +32,7 @@ struct DocumentRoutes: Sendable {
     let runner: ConverterRunner
     let slots: ConversionSlots
     let store: DocumentStore
+    let progress = UploadProgress()
 
     /// Conversions that run at once (each is a process using a core), and that may wait
     /// for their turn; further uploads get `server_busy`.
@@ -73,6 +78,21 @@ struct DocumentRoutes: Sendable {
                 throw error.apiError
             }
         }
+        router.get("/v1/meetings/:id/uploads/:upload") { request, context in
+            do {
+                let meeting = try context.parameters.require("id")
+                let claims = try await authorize(request, meeting: meeting)
+                let upload = try context.parameters.require("upload")
+                guard UploadProgress.isValidID(upload),
+                      let report = await progress.report(UploadProgress.key(meeting: meeting, participant: claims.participant.rawValue, upload: upload))
+                else { throw DocumentError.unknownUpload }
+                let body = try JSONEncoder().encode(report)
+                return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+                                body: .init(byteBuffer: ByteBuffer(bytes: body)))
+            } catch let error as DocumentError {
+                throw error.apiError
+            }
+        }
         router.get("/v1/meetings/:id/pages/:page") { request, context in
             do {
                 return try await page(request, context: context, meeting: try context.parameters.require("id"),
@@ -93,6 +113,25 @@ struct DocumentRoutes: Sendable {
 
     private func upload(_ request: Request, meeting: String) async throws -> Response {
         let claims = try await authorize(request, meeting: meeting)
+        // Progress is reported only for an upload the page named; a bad name is ignored, not refused.
+        let tracked = request.headers[Self.uploadHeader].flatMap { UploadProgress.isValidID($0) ? $0 : nil }
+            .map { UploadProgress.key(meeting: meeting, participant: claims.participant.rawValue, upload: $0) }
+        if let tracked { await progress.begin(tracked) }
+        do {
+            let response = try await receive(request, meeting: meeting, claims: claims, tracked: tracked)
+            if let tracked { await progress.end(tracked) }
+            return response
+        } catch {
+            if let tracked { await progress.end(tracked) }
+            throw error
+        }
+    }
+
+    private func receive(_ request: Request, meeting: String, claims: JoinClaims, tracked: String?) async throws -> Response {
+        let progress = self.progress
+        let report: @Sendable (UploadProgress.Report) async -> Void = { step in
+            if let tracked { await progress.update(tracked, step) }
+        }
         // Refuse what is declared too large before reading any of it; collect(upTo:) stops
         // reading one chunk past the limit for bodies that do not say their length.
         if let declared = request.headers[.contentLength].flatMap(Int.init), declared > settings.maxUploadBytes {
@@ -134,11 +173,19 @@ struct DocumentRoutes: Sendable {
                 manifest.pages = [.init(id: page, file: file, contentType: kind.pageContentType)]
             case .pdf:
                 try DocumentStore.write(bytes, to: staged + "/source.pdf")
+                if let tracked { await progress.update(tracked, .waiting) }
                 let rendered = try await slots.withSlot {
                     await PDFConversion(converters: converters, runner: runner, limits: ConverterLimits(settings: settings),
-                                        maxPages: maxPages, pixels: settings.pageImagePixels, logger: logger)
+                                        maxPages: maxPages, pixels: settings.pageImagePixels, logger: logger,
+                                        progress: { step in
+                                            switch step {
+                                            case .counting: await report(.counting)
+                                            case .rendering(let page, let pages): await report(.converting(page: page, of: pages))
+                                            }
+                                        })
                         .convert(source: staged + "/source.pdf", workDirectory: incoming + "/work", document: document)
                 }.get()
+                if let tracked { await progress.update(tracked, .storing) }
                 manifest.converter = rendered.converter
                 for image in rendered.pages {
                     let page = randomID(prefix: "pg")
@@ -177,6 +224,7 @@ struct DocumentRoutes: Sendable {
 
     static let cacheControl = "private, max-age=31536000, immutable"
     static let titleHeader = HTTPField.Name("X-Parley-Title")!
+    static let uploadHeader = HTTPField.Name("X-Parley-Upload")!
     static let noSniffHeader = HTTPField.Name("X-Content-Type-Options")!
 
     private func page(_ request: Request, context: BasicRequestContext, meeting: String, page: String) async throws -> Response {

@@ -149,6 +149,8 @@ enum DocumentError: Error, Equatable, Sendable {
     case conversionFailed(converters: [String])
     /// Unknown, malformed, or another meeting's: one answer for all, so nothing leaks.
     case unknownPage
+    /// No upload of this participant's by that name is running.
+    case unknownUpload
     /// More conversions are running and waiting than the server allows.
     case busy
     case storageFailed
@@ -157,7 +159,7 @@ enum DocumentError: Error, Equatable, Sendable {
         switch self {
         case .missingToken, .invalidToken, .tokenExpired: 401
         case .wrongMeeting: 403
-        case .unknownPage: 404
+        case .unknownPage, .unknownUpload: 404
         case .uploadTooLarge: 413
         case .unsupportedDocument: 415
         case .tooManyPages, .conversionFailed: 422
@@ -176,6 +178,7 @@ enum DocumentError: Error, Equatable, Sendable {
         case .tooManyPages: "too_many_pages"
         case .conversionFailed: "conversion_failed"
         case .unknownPage: "unknown_page"
+        case .unknownUpload: "unknown_upload"
         case .busy: "server_busy"
         case .storageFailed: "internal_error"
         }
@@ -199,6 +202,8 @@ enum DocumentError: Error, Equatable, Sendable {
             "the document could not be converted: \(converters.isEmpty ? "no converter is configured" : "every converter (\(converters.joined(separator: ", "))) failed"); it may be damaged, or too large or complex to render within this server's limits"
         case .unknownPage:
             "there is no such page in this meeting"
+        case .unknownUpload:
+            "no upload of yours by that name is running"
         case .busy:
             "too many documents are being converted right now; try again in a minute"
         case .storageFailed:

@@ -19,17 +19,22 @@ export const DOCUMENT_TYPES = Object.freeze({
 });
 
 async function failure(response, fallback) {
-  let code = `http_${response.status}`;
-  let message = `${fallback} (HTTP ${response.status})`;
+  return failureFrom(response.status, await response.text().catch(() => ''), fallback);
+}
+
+/** The server's JSON refusal ({code, message}) in `text`, or a fallback for people. */
+function failureFrom(status, text, fallback) {
+  let code = `http_${status}`;
+  let message = `${fallback} (HTTP ${status})`;
   try {
-    const body = await response.json();
+    const body = JSON.parse(text);
     if (typeof body?.code === 'string') code = body.code;
     if (typeof body?.message === 'string' && body.message) message = body.message;
   } catch {
     // No JSON body (a 404 from a route that does not exist yet, a 413 from the HTTP layer).
-    if (response.status === 413) message = 'The file is too large to upload.';
+    if (status === 413) message = 'The file is too large to upload.';
   }
-  return new ApiError(response.status, code, message);
+  return new ApiError(status, code, message);
 }
 
 export class Api {
@@ -63,25 +68,62 @@ export class Api {
   }
 
   /**
-   * Uploads a PDF or image; the server converts it to page images.
+   * Uploads a PDF or image; the server converts it to page images. XMLHttpRequest rather
+   * than fetch, because only it reports how much of the body has gone up.
+   * @param {object} [options]
+   * @param {string} [options.id] names the upload, for `uploadProgress` while it converts.
+   * @param {(sent: {loaded: number, total: number, done: boolean}) => void} [options.onSent]
+   *   as the body goes up; `done` once all of it has.
    * @returns {Promise<{document: string, title: string, pages: string[]}>}
    */
-  async uploadDocument(file, contentType) {
-    const response = await fetch(this.meetingUrl('/documents'), {
-      method: 'POST',
-      headers: {
-        Authorization: `Bearer ${this.token}`,
-        'Content-Type': contentType,
-        'X-Parley-Title': encodeURIComponent(file.name),
-      },
-      body: file,
+  uploadDocument(file, contentType, { id, onSent } = {}) {
+    return new Promise((resolve, reject) => {
+      const request = new XMLHttpRequest();
+      request.open('POST', this.meetingUrl('/documents'));
+      request.setRequestHeader('Authorization', `Bearer ${this.token}`);
+      request.setRequestHeader('Content-Type', contentType);
+      request.setRequestHeader('X-Parley-Title', encodeURIComponent(file.name));
+      if (id) request.setRequestHeader('X-Parley-Upload', id);
+      request.upload.addEventListener('progress', (event) => {
+        onSent?.({ loaded: event.loaded, total: event.lengthComputable ? event.total : file.size, done: false });
+      });
+      request.upload.addEventListener('load', () => onSent?.({ loaded: file.size, total: file.size, done: true }));
+      request.addEventListener('load', () => {
+        if (request.status !== 201 && (request.status < 200 || request.status > 299)) {
+          reject(failureFrom(request.status, request.responseText, 'The upload failed'));
+          return;
+        }
+        let body = null;
+        try {
+          body = JSON.parse(request.responseText);
+        } catch {
+          // handled below
+        }
+        if (typeof body?.document !== 'string' || !Array.isArray(body.pages) || body.pages.length === 0) {
+          reject(new ApiError(request.status, 'malformed_response', 'The server answered the upload without pages'));
+          return;
+        }
+        resolve({ document: body.document, title: String(body.title ?? file.name), pages: body.pages.map(String) });
+      });
+      const lost = () => reject(new ApiError(0, 'network_error', 'The upload did not reach the server. Check the connection and try again.'));
+      request.addEventListener('error', lost);
+      request.addEventListener('abort', lost);
+      request.send(file);
     });
-    if (response.status !== 201 && !response.ok) throw await failure(response, 'The upload failed');
-    const body = await response.json();
-    if (typeof body?.document !== 'string' || !Array.isArray(body.pages) || body.pages.length === 0) {
-      throw new ApiError(response.status, 'malformed_response', 'The server answered the upload without pages');
-    }
-    return { document: body.document, title: String(body.title ?? file.name), pages: body.pages.map(String) };
+  }
+
+  /**
+   * How far the server has got with upload `id` (DocumentRoutes: {state, page?, pages?}), or
+   * null when it does not know it (not started yet, or finished).
+   */
+  async uploadProgress(id) {
+    const response = await fetch(this.meetingUrl(`/uploads/${encodeURIComponent(id)}`), {
+      headers: { Authorization: `Bearer ${this.token}` },
+      cache: 'no-store',
+    });
+    if (response.status === 404) return null;
+    if (!response.ok) throw await failure(response, 'The upload’s progress could not be read');
+    return response.json();
   }
 
   /** A page image's bytes. An <img src> cannot send the Authorization header, so it is fetched. */

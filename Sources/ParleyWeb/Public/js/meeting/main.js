@@ -7,11 +7,13 @@
 
 import { Api, PageImages } from './api.js';
 import { Connection } from './connection.js';
-import { el } from './dom.js';
+import { el, show } from './dom.js';
 import { hostOf } from './state.js';
 import { sentence } from './text.js';
 import { HeaderView } from './views/header.js';
 import { NoticeView } from './views/notice.js';
+import { ConnectionBanner } from './views/connection-banner.js';
+import { ClosedView } from './views/closed-view.js';
 import { SharedPane } from './views/shared-pane.js';
 import { AttendeePane } from './views/attendee-pane.js';
 import { MessagePane } from './views/message-pane.js';
@@ -33,10 +35,15 @@ class MeetingPage {
     this.pages = new PageImages(this.api);
     this.connection = new Connection({ api: this.api, token: boot.token, transport, onEvent: (event) => this.onEvent(event) });
     this.status = { state: 'connecting', message: '', detail: '', transport: this.connection.transportKind };
+    /** Why the session closed, once it has: a protocol code (§13.1), 'left', or 'failed'. */
+    this.closedCode = null;
+    /** Attempts have failed since the last welcome (or the start): the page is offline. */
+    this.attemptsFailing = false;
     this.renderQueued = false;
 
     const ctx = {
       bootTitle: boot.title,
+      guestPrefix: typeof boot.guestPrefix === 'string' && boot.guestPrefix ? boot.guestPrefix : null,
       api: this.api,
       pages: this.pages,
       meeting: () => this.connection.meeting,
@@ -49,15 +56,16 @@ class MeetingPage {
       leave: () => this.connection.leave(),
     };
     this.notice = new NoticeView();
+    this.banner = new ConnectionBanner();
+    // Rejoining is loading the page again: a fresh token, the same URL (and ?transport).
+    this.closed = new ClosedView({ guest: Boolean(boot.guest), rejoin: () => location.reload() });
     this.header = new HeaderView(ctx);
     this.shared = new SharedPane(ctx);
     this.attendees = new AttendeePane(ctx);
     this.messages = new MessagePane(ctx);
-    this.views = [this.header, this.shared, this.attendees, this.messages];
-    root.replaceChildren(
-      this.header.element,
-      this.notice.element,
-      el('main', { class: 'meeting-panes' }, this.shared.element, this.attendees.element, this.messages.element));
+    this.panes = el('main', { class: 'meeting-panes' }, this.shared.element, this.attendees.element, this.messages.element);
+    this.views = [this.header, this.banner, this.closed, this.shared, this.attendees, this.messages];
+    root.replaceChildren(this.header.element, this.banner.element, this.notice.element, this.closed.element, this.panes);
   }
 
   start() {
@@ -70,8 +78,11 @@ class MeetingPage {
    * (the caller then says it its own way, as the upload does).
    */
   async send(op, { quiet = false } = {}) {
-    const outcome = await this.connection.send(op);
-    if (!outcome.ok && !quiet) this.notice.show(sentence(outcome.message || outcome.code));
+    const answer = this.connection.send(op);
+    this.refresh(); // an op queued while offline counts in the banner at once
+    const outcome = await answer;
+    // Codes are for programs; a refusal without a message still gets words.
+    if (!outcome.ok && !quiet) this.notice.show(sentence(outcome.message || 'The server did not accept that.'));
     this.refresh();
     return outcome;
   }
@@ -84,10 +95,13 @@ class MeetingPage {
           this.notice.show('You were away for a while: the meeting was reloaded as it is now.', 'info');
         }
         break;
-      case 'attemptFailed': this.status.detail = `Attempt ${event.failures} failed: ${event.reason}`; break;
+      case 'attemptFailed':
+        this.status.detail = `Attempt ${event.failures} failed: ${event.reason}`;
+        this.attemptsFailing = true;
+        break;
       case 'transport': this.status.transport = event.transport; break;
       case 'signal': this.shared.handleSignal(event.from, event.signal); return; // changes no state
-      case 'error': if (!event.error.fatal) this.notice.show(sentence(event.error.message || event.error.code)); break;
+      case 'error': if (!event.error.fatal) this.notice.show(sentence(event.error.message || 'The server reported a problem.')); break;
       default: break; // 'entry': the state changed
     }
     this.refresh();
@@ -96,7 +110,9 @@ class MeetingPage {
   connectionChanged({ state, reason, transport }) {
     this.status.detail = '';
     if (transport) this.status.transport = transport;
+    if (state === 'connected' || state === 'resumed' || state === 'closed') this.attemptsFailing = false;
     if (state === 'closed') {
+      this.closedCode = reason?.code ?? 'failed';
       this.status.state = reason?.code === 'left' ? 'left' : 'failed';
       this.status.message = CLOSED_TEXT[reason?.code] ?? sentence(reason?.message || 'The connection failed.');
       if (reason?.code === 'join_refused' && reason.message) this.status.message = `You cannot join: ${reason.message.replace(/\.$/, '')}.`;
@@ -120,6 +136,9 @@ class MeetingPage {
     const me = this.connection.session.participantId ?? this.boot.participant;
     const self = meeting?.participants.find((p) => p.id === me) ?? null;
     const present = self !== null && self.presence !== 'left';
+    const closed = this.status.state === 'left' || this.status.state === 'failed';
+    // Offline: the connection dropped, or the first attempts are failing. Ops still queue.
+    const offline = !closed && (this.status.state === 'reconnecting' || this.attemptsFailing);
     const model = {
       meeting,
       me,
@@ -129,7 +148,14 @@ class MeetingPage {
       // Ops can be sent while reconnecting: they wait and go out after the resume.
       canAct: Boolean(meeting) && !meeting.ended && this.connection.session.phase.name !== 'closed',
       status: this.status,
+      closed,
+      closedCode: this.closedCode,
+      offline,
+      pendingOps: this.connection.session.unacked.length,
     };
+    // CSS marks the controls as pending while offline; the panes go once the session is over.
+    document.body.dataset.connection = closed ? 'closed' : offline ? 'offline' : 'online';
+    show(this.panes, !closed);
     for (const view of this.views) {
       try {
         view.render(model);

@@ -29,18 +29,24 @@ export class AttendeePane {
     this.polls.render(model);
   }
 
+  /** The web zone gives guests ids with their own prefix (the page's bootstrap says which). */
+  isGuest(participant) {
+    return Boolean(this.ctx.guestPrefix) && participant.id.startsWith(this.ctx.guestPrefix);
+  }
+
   createItem(participant) {
     const id = participant.id;
     const node = el('li', { class: 'attendee', data: { participant: id } },
       el('span', { class: 'attendee-presence', attrs: { 'aria-hidden': 'true' } }),
       el('span', { class: 'attendee-name' }),
       el('span', { class: 'attendee-you', text: ' (you)', hidden: true }),
+      el('span', { class: 'attendee-guest', text: 'guest', hidden: true, title: 'Joined with a link, without a Parley account' }),
       el('span', { class: 'attendee-badges' }),
       el('span', { class: 'attendee-actions' },
         el('button', { type: 'button', class: 'attendee-make-presenter', text: 'Make presenter', on: { click: () => this.ctx.send(ops.setPresenter(id)) } }),
         el('button', { type: 'button', class: 'attendee-make-host', text: 'Make host', on: { click: () => this.ctx.send(ops.handOverHost(id)) } })));
     node.parts = {
-      presence: node.children[0], name: node.children[1], you: node.children[2], badges: node.children[3],
+      presence: node.children[0], name: node.children[1], you: node.children[2], guest: node.children[3], badges: node.children[4],
       makePresenter: node.querySelector('.attendee-make-presenter'), makeHost: node.querySelector('.attendee-make-host'),
     };
     return node;
@@ -53,6 +59,9 @@ export class AttendeePane {
     const { parts } = node;
     setText(parts.name, p.name);
     show(parts.you, p.id === me);
+    const guest = this.isGuest(p);
+    setData(node, 'guest', guest ? 'true' : 'false');
+    show(parts.guest, guest);
     parts.presence.title = PRESENCE_TEXT[p.presence] ?? p.presence;
     const badges = [];
     if (p.role === 'host') badges.push('host');

@@ -9,6 +9,16 @@ import { clampTitle, newId, nextWhiteboardPage, ops } from '../ops.js';
 import { locatePage } from '../state.js';
 import { count, sentence } from '../text.js';
 
+/** How often the conversion's progress is asked for. */
+const CONVERSION_POLL_MS = 400;
+
+/** "812 KiB", "12.5 MiB". */
+function bytes(n) {
+  if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(1)} MiB`;
+  if (n >= 1 << 10) return `${Math.round(n / (1 << 10))} KiB`;
+  return `${n} bytes`;
+}
+
 export class DocumentsPanel {
   constructor(ctx) {
     this.ctx = ctx;
@@ -19,13 +29,15 @@ export class DocumentsPanel {
       on: { change: () => this.uploadChosen() },
     });
     this.status = el('span', { id: 'upload-status', class: 'upload-status', role: 'status', data: { state: 'idle' } });
+    // Without a value the bar is "indeterminate": working, amount unknown.
+    this.progress = el('progress', { id: 'upload-progress', class: 'upload-progress', hidden: true, attrs: { max: 1, 'aria-label': 'Upload progress' } });
     this.addWhiteboard = el('button', { id: 'whiteboard-add', type: 'button', text: 'New whiteboard', on: { click: () => this.createWhiteboard() } });
     this.addWhiteboardPage = el('button', { id: 'whiteboard-page-add', type: 'button', text: 'Add whiteboard page', hidden: true, on: { click: () => this.createWhiteboardPage() } });
     this.adding = el('div', { class: 'document-actions' },
       el('div', { class: 'upload' },
         el('label', { htmlFor: 'document-upload', text: 'Upload a document (PDF, PNG, JPEG)' }), this.upload),
       el('div', { class: 'whiteboard-actions' }, this.addWhiteboard, this.addWhiteboardPage),
-      this.status);
+      el('div', { class: 'upload-state' }, this.progress, this.status));
     this.list = el('ul', { id: 'document-list', class: 'document-list', attrs: { 'aria-label': 'Documents' } });
     this.element = el('div', { class: 'documents' }, this.adding, this.list);
   }
@@ -34,13 +46,17 @@ export class DocumentsPanel {
     this.model = model;
     const { meeting, isPresenter, isHost, canAct } = model;
     const mayAdd = isPresenter || isHost;
+    const documents = meeting?.documents ?? [];
     show(this.adding, mayAdd);
+    // Someone who may not add sees this part only once there is something in it.
+    show(this.element, mayAdd || documents.length > 0);
+    show(this.list, documents.length > 0);
     enable(this.upload, canAct && !this.uploading);
     enable(this.addWhiteboard, canAct);
     const current = meeting ? locatePage(meeting, meeting.currentPage) : null;
     show(this.addWhiteboardPage, Boolean(current?.document.isWhiteboard));
     enable(this.addWhiteboardPage, canAct);
-    syncKeyed(this.list, meeting?.documents ?? [], (d) => d.id, (d) => this.createItem(d),
+    syncKeyed(this.list, documents, (d) => d.id, (d) => this.createItem(d),
       (node, d) => this.updateItem(node, d, current?.document.id === d.id, canAct && isPresenter));
   }
 
@@ -70,6 +86,35 @@ export class DocumentsPanel {
     setText(this.status, message);
   }
 
+  /** `fraction` in [0, 1], or null for "busy, amount unknown"; `false` hides the bar. */
+  setProgress(fraction) {
+    show(this.progress, fraction !== false);
+    if (fraction === false || fraction === null) this.progress.removeAttribute('value');
+    else this.progress.value = Math.min(1, Math.max(0, fraction));
+  }
+
+  /** While the server converts: "counting the pages", then "page 3 of 12", from its report. */
+  async followConversion(uploadId, name, isFinished) {
+    const said = { waiting: `Waiting for a free converter for “${name}”…`, counting: `Converting “${name}”: counting the pages…`, storing: `Saving the pages of “${name}”…` };
+    while (!isFinished()) {
+      await new Promise((resolve) => setTimeout(resolve, CONVERSION_POLL_MS));
+      if (isFinished()) return;
+      let report;
+      try {
+        report = await this.ctx.api.uploadProgress(uploadId);
+      } catch {
+        continue; // the report is a nicety; the upload's own answer is what counts
+      }
+      if (isFinished() || !report) continue;
+      if (report.state === 'converting' && report.page && report.pages) {
+        this.setStatus('converting', `Converting “${name}”: page ${report.page} of ${report.pages}…`);
+        this.setProgress((report.page - 1) / report.pages);
+      } else if (said[report.state]) {
+        this.setStatus('converting', said[report.state]);
+      }
+    }
+  }
+
   async uploadChosen() {
     const file = this.upload.files?.[0];
     if (!file) return;
@@ -82,9 +127,29 @@ export class DocumentsPanel {
     this.uploading = true;
     enable(this.upload, false);
     this.setStatus('uploading', `Uploading “${file.name}”…`);
+    this.setProgress(0);
+    const uploadId = newId('up');
+    let finished = false;
     try {
-      const uploaded = await this.ctx.api.uploadDocument(file, type);
+      const uploaded = await this.ctx.api.uploadDocument(file, type, {
+        id: uploadId,
+        onSent: ({ loaded, total, done }) => {
+          if (finished) return;
+          if (!done) {
+            this.setStatus('uploading', `Uploading “${file.name}”: ${bytes(loaded)} of ${bytes(total)} (${Math.floor((100 * loaded) / Math.max(1, total))} %)`);
+            this.setProgress(total > 0 ? loaded / total : null);
+            return;
+          }
+          // All sent. A PDF is now converted page by page, which the server reports.
+          this.setStatus('converting', type === 'application/pdf' ? `Converting “${file.name}”…` : `Adding “${file.name}”…`);
+          this.setProgress(null);
+          if (type === 'application/pdf') this.followConversion(uploadId, file.name, () => finished);
+        },
+      });
+      finished = true;
+      this.setProgress(false);
       const title = clampTitle(uploaded.title || file.name);
+      this.setStatus('converting', `Adding “${title}” to the meeting…`);
       const added = await this.ctx.send(ops.addDocument(uploaded.document, title, uploaded.pages), { quiet: true });
       if (!added.ok) {
         this.setStatus('failed', `“${title}” could not be added: ${sentence(added.message)}`);
@@ -95,6 +160,8 @@ export class DocumentsPanel {
     } catch (error) {
       this.setStatus('failed', sentence(error.message || 'the upload failed'));
     } finally {
+      finished = true;
+      this.setProgress(false);
       this.uploading = false;
       this.ctx.refresh();
     }

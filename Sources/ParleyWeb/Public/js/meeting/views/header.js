@@ -34,7 +34,8 @@ export class HeaderView {
   }
 
   render(model) {
-    const { meeting, self, isHost, status, canAct } = model;
+    const { meeting, self, status, canAct, closed } = model;
+    const isHost = model.isHost && !closed;
     if (meeting) {
       setText(this.title, meeting.title);
       document.title = `${meeting.title} · Parley`;
@@ -44,14 +45,14 @@ export class HeaderView {
     if (status.detail) this.state.title = status.detail;
     else this.state.removeAttribute('title');
     setText(this.transport, status.transport);
-    setText(this.who, self ? `${self.name} · ${roleLabel(self)}` : '');
     show(this.locked, Boolean(meeting?.locked));
     show(this.lockButton, isHost);
     show(this.endButton, isHost);
     setText(this.lockButton, meeting?.locked ? 'Unlock' : 'Lock');
     enable(this.lockButton, canAct);
     enable(this.endButton, canAct);
-    enable(this.leaveButton, status.state !== 'failed' && status.state !== 'left');
+    show(this.leaveButton, !closed);
+    setText(this.who, self && !closed ? `${self.name} · ${roleLabel(self)}` : '');
   }
 
   toggleLock() {

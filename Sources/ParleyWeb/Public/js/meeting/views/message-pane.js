@@ -26,7 +26,7 @@ export class MessagePane {
   }
 
   render(model) {
-    const { meeting, me, canAct } = model;
+    const { meeting, me, canAct, offline } = model;
     if (!meeting) return;
     const features = meeting.settings.features;
     const messages = [
@@ -45,7 +45,8 @@ export class MessagePane {
     show(this.disabledNote, !canWrite);
     enable(this.input, canAct && recipients > 0);
     enable(this.sendButton, canAct && recipients > 0);
-    this.input.placeholder = recipients > 0 ? 'Write a message' : 'Nobody to write to privately yet';
+    this.input.placeholder = recipients === 0 ? 'Nobody to write to privately yet'
+      : offline ? 'Offline: sent once reconnected' : 'Write a message';
   }
 
   /** Messages never change once committed, so an item is built once. */

@@ -57,7 +57,8 @@ export class PageView {
       el('label', { class: 'color-label' }, 'Colour ', this.color), this.clear);
     this.selectTool('pen');
 
-    this.element = el('div', { class: 'page-area' }, el('div', { class: 'page-toolbar' }, navigation, this.tools), this.view);
+    this.toolbar = el('div', { class: 'page-toolbar' }, navigation, this.tools);
+    this.element = el('div', { class: 'page-area' }, this.toolbar, this.view);
     new ResizeObserver(() => this.layout()).observe(this.view);
     window.addEventListener('resize', () => this.layout());
   }
@@ -74,8 +75,14 @@ export class PageView {
     enable(this.prev, canAct && isPresenter && located !== null && located.index > 0);
     enable(this.next, canAct && isPresenter && located !== null && located.index < located.document.pages.length - 1);
 
+    // Only what can be used is shown, and an empty toolbar not at all: a guest with no page
+    // open yet had a strip of greyed-out buttons over nothing.
+    show(this.prev, isPresenter);
+    show(this.next, isPresenter);
+    show(this.number, isPresenter || located !== null);
     const annotation = Boolean(meeting?.settings.features.annotation);
-    show(this.tools, annotation);
+    show(this.tools, annotation && located !== null);
+    show(this.toolbar, isPresenter || located !== null);
     show(this.clear, isPresenter || isHost);
     enable(this.clear, canAct && located !== null);
     this.layer.setPage(page, located ? strokesOn(meeting, page) : [], annotation && canAct && located !== null);
