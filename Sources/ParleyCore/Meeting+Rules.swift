@@ -280,7 +280,6 @@ extension Meeting {
                     throw Rejection(.meetingFull, "the meeting is full (\(settings.maxParticipants) participants)")
                 }
             }
-            // Joins are sequenced with this role already; older logs may carry the token's.
             let effectiveRole = roleOnJoining(role)
             let becomesPresenter = presenter == nil && (effectiveRole == .host || effectiveRole == .presenter)
             let participant = Participant(id: id, name: trimmed, role: effectiveRole, isPresenter: becomesPresenter,

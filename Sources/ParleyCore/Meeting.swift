@@ -37,8 +37,9 @@ public struct Meeting: Codable, Equatable, Sendable {
     public var presenter: Participant? { participants.first { $0.isPresenter && $0.presence != .left } }
 
     /// The role someone whose token says `requested` gets on joining now: a meeting has one
-    /// host, so a second host token joins as an attendee while a host is present. The host
-    /// sequences joins with this role, so the `join` event says what the state holds.
+    /// host, so a second host token joins as an attendee while a host is present. A `join`
+    /// event carries the token's role (which admits a host token into a locked or full
+    /// meeting); applying it gives this one.
     public func roleOnJoining(_ requested: Role) -> Role {
         requested == .host && host != nil ? .attendee : requested
     }

@@ -297,7 +297,9 @@ private struct HostLoop {
         let participant = claims.participant
         let arrival: Operation?
         switch log.meeting.participant(participant)?.presence {
-        case nil, .left?: arrival = .join(participant: participant, name: claims.name, role: log.meeting.roleOnJoining(claims.role))
+        // The token's role, not the one the participant ends up with (``Meeting/roleOnJoining(_:)``):
+        // a host token is admitted into a locked or full meeting even when it joins as attendee.
+        case nil, .left?: arrival = .join(participant: participant, name: claims.name, role: claims.role)
         case .reconnecting?: arrival = .presence(participant: participant, presence: .connected)
         case .connected?: arrival = nil
         }

@@ -37,8 +37,9 @@ struct SystemOperationRuleTests {
         let after = expectAccepted(.standard(), .join(participant: "cy", name: "Cy", role: .host), by: .system)
         #expect(after.role(of: "cy") == .attendee)
         #expect(after.host?.id == hana)
-        // The host sequences the join with the role the state will hold, so the event and
-        // the state agree; with no host present, a host token makes a host.
+        // The event keeps the token's role; the rule that turns it into the role held is one
+        // function, which clients applying events share. With no host present, a host token
+        // makes a host.
         #expect(Meeting.standard().roleOnJoining(.host) == .attendee)
         #expect(Meeting.standard().roleOnJoining(.presenter) == .presenter)
         #expect(Meeting(id: "m-1", title: "t").roleOnJoining(.host) == .host)

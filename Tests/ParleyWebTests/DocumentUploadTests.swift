@@ -401,8 +401,15 @@ struct DocumentProgressTests {
         defer { scripts.remove() }
         try Data(DocumentImages.png).write(to: URL(fileURLWithPath: scripts.path + "/page.png"))
         let count = try scripts.script("count", "echo 'Pages: 3'")
-        // Like pdftoppm: one file per page, in order, each after a while.
-        let render = try scripts.script("render", "for n in 1 2 3; do sleep 0.8; cp \"\(scripts.path)/page.png\" \"$1/p-$n.png\"; done")
+        // Like pdftoppm: one file per page, in order; each only once the test lets it (a file
+        // go-N appears), so every step lasts until the test has seen it, however loaded the machine.
+        let gates = scripts.path
+        let render = try scripts.script("render", """
+            for n in 1 2 3; do
+              i=0; while [ ! -e "\(gates)/go-$n" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
+              cp "\(gates)/page.png" "$1/p-$n.png"
+            done
+            """)
         let slow = PDFConverter(name: "slow", package: "nothing", count: .init(tool: count) { [$0.source] },
                                 render: .init(tool: render) { [$0.outputDirectory] })
         try await DocumentServer.run(settings: DocumentServer.settings(), converters: [slow]) { client, _, _ in
@@ -417,15 +424,22 @@ struct DocumentProgressTests {
                                            headers: ["Content-Type": "application/pdf", "X-Parley-Upload": "up-1"], body: DocumentPDF.pages(3))
             var seen: [UploadProgress.Report] = []
             var othersSaw: [Int] = []
-            let deadline = ContinuousClock.now + .seconds(20)
-            while ContinuousClock.now < deadline, seen.last != .converting(page: 3, of: 3) {
-                let polled = try await client.send("GET", path, token: meeting.hostToken)
-                if polled.status == 200, let report = try? JSONDecoder().decode(UploadProgress.Report.self, from: polled.body),
-                   seen.last != report {
-                    seen.append(report)
+            /// Polls until the report is `wanted` (every report on the way is kept), at most 20 s.
+            func awaitReport(_ wanted: UploadProgress.Report) async throws {
+                let deadline = ContinuousClock.now + .seconds(20)
+                while ContinuousClock.now < deadline, seen.last != wanted {
+                    let polled = try await client.send("GET", path, token: meeting.hostToken)
+                    if polled.status == 200, let report = try? JSONDecoder().decode(UploadProgress.Report.self, from: polled.body),
+                       seen.last != report {
+                        seen.append(report)
+                    }
+                    othersSaw.append(try await client.send("GET", path, token: other).status)
+                    try await Task.sleep(for: .milliseconds(50))
                 }
-                othersSaw.append(try await client.send("GET", path, token: other).status)
-                try await Task.sleep(for: .milliseconds(100))
+            }
+            for page in 1...3 {
+                try await awaitReport(.converting(page: page, of: 3))
+                FileManager.default.createFile(atPath: gates + "/go-\(page)", contents: nil)
             }
             let response = try await answer
             #expect(response.status == 201, "\(response.text)")

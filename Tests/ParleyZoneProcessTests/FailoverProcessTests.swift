@@ -137,6 +137,21 @@ struct FailoverProcessTests {
         }
     }
 
+    @Test("ctl status lists a meeting under its host as soon as a client is in, not at the next heartbeat")
+    func statusShowsHostingAtOnce() async throws {
+        // Heartbeats 3 s apart: only a report sent when the meeting opens can show it in time.
+        try await ZoneHarness.run(heartbeat: (intervalMs: 3_000, timeoutMs: 10_000)) { zone in
+            let web = try await zone.publicURL()
+            let created = try await ParleyHTTP.createMeeting(server: web, title: "Status")
+            let alice = ParleyClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
+            try await alice.connect()
+            _ = try await alice.send(.chat(text: "here"))
+            let status = try await zone.status()
+            #expect(status.values.contains { $0.hosts(created.meeting.id) }, "\(status.values.map { ($0.name, $0.load) })")
+            await alice.leave()
+        }
+    }
+
     @Test("ctl drain moves the meeting off its host live and stops the host; clients only reconnect")
     func drain() async throws {
         let report = try await Scenario.run { zone, host in

@@ -235,11 +235,12 @@ struct ZoneHarness: Sendable {
          {"name": "web", "role": "web"}, {"name": "services", "role": "services"}]
         """
 
-    static func configurationJSON(processes: String = smallZone, extra: String = "", killAfterMs: Int? = nil) -> String {
+    static func configurationJSON(processes: String = smallZone, extra: String = "", killAfterMs: Int? = nil,
+                                  heartbeat: (intervalMs: Int, timeoutMs: Int) = (heartbeatIntervalMs, heartbeatTimeoutMs)) -> String {
         """
         {"publicPort": 0, \(extra)
          "processes": \(processes),
-         "heartbeat": {"intervalMs": \(heartbeatIntervalMs), "timeoutMs": \(heartbeatTimeoutMs)\(killAfterMs.map { ", \"killAfterMs\": \($0)" } ?? "")},
+         "heartbeat": {"intervalMs": \(heartbeat.intervalMs), "timeoutMs": \(heartbeat.timeoutMs)\(killAfterMs.map { ", \"killAfterMs\": \($0)" } ?? "")},
          "scaling": {"maxCollabServers": 2},
          "poisonAfterCrashes": \(poisonAfterCrashes),
          "restart": {"initialBackoffMs": 50, "maxBackoffMs": \(maxBackoffMs), "maxRestarts": \(maxRestarts),
@@ -257,6 +258,7 @@ struct ZoneHarness: Sendable {
         extraConfiguration: String = "",
         enableTestFaults: Bool = false,
         killAfterMs: Int? = nil,
+        heartbeat: (intervalMs: Int, timeoutMs: Int) = (heartbeatIntervalMs, heartbeatTimeoutMs),
         stopWithSIGTERM: Bool = true,
         _ body: (ZoneHarness) async throws -> Value,
         checkingExit: (TerminationStatus) -> Void = { #expect($0 == .exited(0)) }
@@ -266,7 +268,7 @@ struct ZoneHarness: Sendable {
         let data = directory.path + "/data"
         let configFile = directory.path + "/zone.json"
         let nodeCount = (try JSONSerialization.jsonObject(with: Data(processes.utf8)) as? [Any])?.count ?? 0
-        try configurationJSON(processes: processes, extra: extraConfiguration, killAfterMs: killAfterMs).write(toFile: configFile, atomically: true, encoding: .utf8)
+        try configurationJSON(processes: processes, extra: extraConfiguration, killAfterMs: killAfterMs, heartbeat: heartbeat).write(toFile: configFile, atomically: true, encoding: .utf8)
         let logPath = directory.path + "/supervisor.log"
         let log = try FileDescriptor.open(FilePath(logPath), .writeOnly, options: [.create, .append],
                                           permissions: [.ownerReadWrite])
