@@ -2,9 +2,9 @@
 import PackageDescription
 
 // Layers, dependencies pointing one way only:
-//   ParleyCore (model, log, resume; pure)  <-  ParleyProtocol (wire frames)
-//   <-  ParleyStore (durable log)  <-  ParleyServer (transport adapters)  <-  parley (CLI)
-//   ParleyProtocol  <-  ParleyClient (Swift SDK)
+//   parley-sdk/: ParleyCore (model, log, resume; pure)  <-  ParleyProtocol (wire frames)
+//                <-  ParleyClient (the Swift SDK)  <-  ParleyTesting (a fake Parley for apps' tests)
+//   ParleyCore, ParleyProtocol  <-  ParleyStore (durable log)  <-  ParleyServer (transport adapters)  <-  parley (CLI)
 //   ParleyCore  <-  ParleyZone (zone rules: configuration, supervision, placement, leases; pure)
 //   ParleyZone  <-  ParleySupervisor (spawns and watches the zone's processes)
 //   ParleyZone + ParleyServer  <-  ParleyNode (a logical server: its zone agent and its role)
@@ -12,6 +12,12 @@ import PackageDescription
 //   ParleyWeb  <-  ParleyNode (the web process) and parley (--single)
 //   ParleyClient + ParleyNode  <-  ParleyChaos (chaos runs: clients, faults, history checks)  <-  parley
 //   ParleyChaos  <-  ParleyBench (the load generator: fan-out, joins, idle memory, failover)  <-  parley
+// The SDK's modules, from the package in parley-sdk/.
+let core = Target.Dependency.product(name: "ParleyCore", package: "parley-sdk")
+let wire = Target.Dependency.product(name: "ParleyProtocol", package: "parley-sdk")
+let sdk = Target.Dependency.product(name: "ParleyClient", package: "parley-sdk")
+let sdkTesting = Target.Dependency.product(name: "ParleyTesting", package: "parley-sdk")
+
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
@@ -21,11 +27,10 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "parley", targets: ["parley"]),
-        .library(name: "ParleyClient", targets: ["ParleyClient"]),
-        .library(name: "ParleyCore", targets: ["ParleyCore"]),
-        .library(name: "ParleyProtocol", targets: ["ParleyProtocol"]),
     ],
     dependencies: [
+        // The SDK and the model and protocol it shares with the server.
+        .package(path: "parley-sdk"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
@@ -45,12 +50,10 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
-        .target(name: "ParleyCore", swiftSettings: strict),
-        .target(name: "ParleyProtocol", dependencies: ["ParleyCore"], swiftSettings: strict),
         .target(
             name: "ParleyStore",
             dependencies: [
-                "ParleyCore",
+                core,
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -59,7 +62,7 @@ let package = Package(
         .target(
             name: "ParleyServer",
             dependencies: [
-                "ParleyCore", "ParleyProtocol", "ParleyStore",
+                core, wire, "ParleyStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -76,19 +79,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
-        .target(
-            name: "ParleyClient",
-            dependencies: [
-                "ParleyCore", "ParleyProtocol",
-                .product(name: "WSClient", package: "swift-websocket"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: strict),
-        .target(name: "ParleyZone", dependencies: ["ParleyCore"], swiftSettings: strict),
+        .target(name: "ParleyZone", dependencies: [core], swiftSettings: strict),
         .target(
             name: "ParleyWeb",
             dependencies: [
-                "ParleyCore", "ParleyProtocol", "ParleyStore", "ParleyServer", "ParleyZone",
+                core, wire, "ParleyStore", "ParleyServer", "ParleyZone",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -116,7 +111,7 @@ let package = Package(
         .target(
             name: "ParleyNode",
             dependencies: [
-                "ParleyZone", "ParleyServer", "ParleyStore", "ParleyProtocol", "ParleyWeb",
+                "ParleyZone", "ParleyServer", "ParleyStore", wire, "ParleyWeb",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -130,7 +125,7 @@ let package = Package(
         .target(
             name: "ParleyChaos",
             dependencies: [
-                "ParleyCore", "ParleyProtocol", "ParleyClient", "ParleyZone", "ParleyNode",
+                core, wire, sdk, "ParleyZone", "ParleyNode",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
@@ -139,7 +134,7 @@ let package = Package(
         .target(
             name: "ParleyBench",
             dependencies: [
-                "ParleyCore", "ParleyProtocol", "ParleyClient", "ParleyChaos", "ParleyZone",
+                core, wire, sdk, "ParleyChaos", "ParleyZone",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -151,17 +146,24 @@ let package = Package(
         .executableTarget(
             name: "parley",
             dependencies: [
-                "ParleyServer", "ParleyClient", "ParleySupervisor", "ParleyNode", "ParleyChaos", "ParleyWeb", "ParleyBench",
+                "ParleyServer", sdk, "ParleySupervisor", "ParleyNode", "ParleyChaos", "ParleyWeb", "ParleyBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
+        // The sample app (Examples/MeetingApp, a package of its own on the SDK alone), built
+        // here too so that `swift test` builds it and runs it against a real server.
+        .executableTarget(
+            name: "meeting-app",
+            dependencies: [sdk],
+            path: "Examples/MeetingApp/Sources/MeetingApp",
+            swiftSettings: strict),
         .testTarget(
             name: "ParleyCoreTests",
-            dependencies: ["ParleyCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: [core, .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict),
         .testTarget(
             name: "ParleyProtocolTests",
-            dependencies: ["ParleyProtocol"],
+            dependencies: [wire],
             resources: [.copy("Crashers")],
             swiftSettings: strict),
         .testTarget(
@@ -170,7 +172,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "ParleyClientTests",
-            dependencies: ["ParleyClient"],
+            dependencies: [sdk, sdkTesting],
             swiftSettings: strict),
         .testTarget(
             name: "ParleyZoneTests",
@@ -179,7 +181,7 @@ let package = Package(
         .testTarget(
             name: "ParleyZoneProcessTests",
             dependencies: [
-                "ParleySupervisor", "ParleyNode", "ParleyServer", "ParleyStore", "ParleyClient", "parley",
+                "ParleySupervisor", "ParleyNode", "ParleyServer", "ParleyStore", sdk, "parley",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
@@ -189,7 +191,7 @@ let package = Package(
         .testTarget(
             name: "ParleyChaosTests",
             dependencies: [
-                "ParleyChaos", "ParleyClient", "ParleyCore", "parley",
+                "ParleyChaos", sdk, core, "parley",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -197,7 +199,7 @@ let package = Package(
         .testTarget(
             name: "ParleyBenchTests",
             dependencies: [
-                "ParleyBench", "ParleyCore", "ParleyProtocol", "parley",
+                "ParleyBench", core, wire, "parley",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -206,7 +208,7 @@ let package = Package(
         .testTarget(
             name: "ParleyWebTests",
             dependencies: [
-                "ParleyWeb", "ParleyServer", "ParleyStore", "ParleyZone", "ParleyProtocol", "ParleyCore", "parley",
+                "ParleyWeb", "ParleyServer", "ParleyStore", "ParleyZone", wire, core, sdk, "parley",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -215,7 +217,7 @@ let package = Package(
         .testTarget(
             name: "ParleyServerTests",
             dependencies: [
-                "ParleyServer", "ParleyClient", "parley",
+                "ParleyServer", sdk, "parley", "meeting-app",
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),

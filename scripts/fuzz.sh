@@ -25,7 +25,7 @@ binary="$work/frame-decoder-fuzzer"
 rm -rf "$src" "$artifacts"
 mkdir -p "$src" "$corpus" "$artifacts"
 
-for file in "$root"/Sources/ParleyCore/*.swift "$root"/Sources/ParleyProtocol/*.swift; do
+for file in "$root"/parley-sdk/Sources/ParleyCore/*.swift "$root"/parley-sdk/Sources/ParleyProtocol/*.swift; do
     sed -E '/^import (ParleyCore|ParleyProtocol)$/d' "$file" > "$src/$(basename "$(dirname "$file")")-$(basename "$file")"
 done
 cp "$root/Fuzz/FrameDecoder/main.swift" "$src/main.swift"

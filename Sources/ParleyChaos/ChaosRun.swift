@@ -137,7 +137,7 @@ public enum ChaosRun {
         var meeting: MeetingID
         var clientIndex: Int
         var transport: Transport
-        var client: ParleyClient
+        var client: MeetingClient
         var recorder: ClientRecorder
         var label: String { "c\(clientIndex)" }
     }
@@ -156,7 +156,7 @@ public enum ChaosRun {
                 let transport: Transport = (meetingIndex * configuration.clientsPerMeeting + clientIndex) % 2 == 0
                     ? .webSocket : .longPolling
                 let policy = ConnectionPolicy(transport: transport == .webSocket ? .webSocket : .longPolling)
-                let client = ParleyClient(server: server, token: token,
+                let client = try MeetingClient(server: server, token: token,
                                           options: .init(policy: policy, logger: configuration.logger))
                 participants.append(Participant(meeting: created.meeting.id, clientIndex: clientIndex, transport: transport,
                                                 client: client, recorder: ClientRecorder(maxInFlight: configuration.maxInFlightPerClient)))
@@ -206,9 +206,9 @@ public enum ChaosRun {
                     do {
                         let ack = try await participant.client.send(.chat(text: text))
                         fate = .acked(opID: ack.id, seq: ack.seq, epoch: ack.epoch)
-                    } catch let rejection as Rejection {
+                    } catch ParleyError.rejected(let rejection) {
                         fate = .rejected(reason: rejection.description)
-                    } catch let invalid as ProtocolError {
+                    } catch ParleyError.invalidOp(let invalid) {
                         // The server could not read it: dropped, not in the log.
                         fate = .rejected(reason: "invalid: \(invalid)")
                     } catch {
@@ -389,8 +389,9 @@ actor ClientRecorder {
 
     func record(_ event: ClientEvent, atMs: Int64) {
         switch event {
-        case .welcome(.snapshot):
-            // The local copy was replaced: a new segment, which may start past a gap.
+        case .welcome(.snapshot), .dropped:
+            // The local copy was replaced, or this reader fell behind: a new segment, which
+            // may start past a gap.
             segments.append([])
         case .welcome(.replay):
             if segments.isEmpty { segments.append([]) }

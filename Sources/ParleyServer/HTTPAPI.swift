@@ -73,6 +73,10 @@ struct HTTPAPI: Sendable {
     let clock: @Sendable () -> Millis
     let logger: Logger
 
+    /// A token expired this long ago can still be renewed, however short tokens live: a
+    /// client that was offline for a few minutes keeps its session.
+    static let minimumRenewalGraceSeconds = 600
+
     func router() -> Router<BasicRequestContext> {
         let router = Router()
         router.get("/health") { _, _ in
@@ -122,6 +126,26 @@ struct HTTPAPI: Sendable {
             let participant = ParticipantID(randomID(prefix: "p"))
             let token = try await tokens.issue(meeting: id, participant: participant, name: name, role: role)
             return try json(IssuedToken(token: token, participant: participant), status: .created)
+        }
+
+        // A fresh token for the holder of a current (or lately expired) one: what an SDK's
+        // token provider calls. The old token is the credential, so no API key is needed.
+        router.post("/v1/tokens/renew") { request, _ in
+            guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+                throw APIError(.unauthorized, "invalid_token", "send the token to renew as 'Authorization: Bearer <token>'")
+            }
+            do {
+                let (token, claims) = try await tokens.renew(String(header.dropFirst("Bearer ".count)),
+                                                             graceSeconds: max(configuration.tokenLifetimeSeconds,
+                                                                               Self.minimumRenewalGraceSeconds))
+                guard try await knownMeeting(claims.meeting) else {
+                    throw APIError(.notFound, "unknown_meeting", "there is no meeting \(claims.meeting)")
+                }
+                return try json(IssuedToken(token: token, participant: claims.participant))
+            } catch let error as ProtocolError {
+                let status: HTTPResponse.Status = error.code == .internalError ? .internalServerError : .unauthorized
+                throw APIError(status, error.code.rawValue, error.message)
+            }
         }
 
         // The locator. A single server hosts every meeting itself; in a zone the web process

@@ -8,7 +8,7 @@ import Synchronization
 /// What a connection asks of the meeting it is in.
 enum HostInput: Sendable {
     case attach(ClientConnection, JoinClaims, ResumePoint?)
-    case op(ClientConnection, OpID, Operation)
+    case op(ClientConnection, OpID, MeetingOp)
     case signal(ClientConnection, Signal)
     case detach(ClientConnection)
     case leave(ClientConnection)
@@ -295,7 +295,7 @@ private struct HostLoop {
             return
         }
         let participant = claims.participant
-        let arrival: Operation?
+        let arrival: MeetingOp?
         switch log.meeting.participant(participant)?.presence {
         // The token's role, not the one the participant ends up with (``Meeting/roleOnJoining(_:)``):
         // a host token is admitted into a locked or full meeting even when it joins as attendee.
@@ -361,7 +361,7 @@ private struct HostLoop {
         }
     }
 
-    mutating func submit(_ operation: Operation, by issuer: Issuer, opID: OpID?, replyTo connection: ClientConnection?) {
+    mutating func submit(_ operation: MeetingOp, by issuer: Issuer, opID: OpID?, replyTo connection: ClientConnection?) {
         var noted = false
         if case .participant(let participant) = issuer, let opID {
             if host.poisoned.contains(OpOutcomes.Key(participant: participant, opID: opID)) {

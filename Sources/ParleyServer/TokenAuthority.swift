@@ -132,6 +132,35 @@ public actor TokenAuthority {
         return try await keys.sign(claims, kid: "parley-1")
     }
 
+    /// A fresh token for the same participant, name, role and meeting as `token`, which must
+    /// be genuine and either valid or expired for less than `graceSeconds`: whoever holds a
+    /// token may keep it alive, nobody else can mint one for that participant.
+    public func renew(_ token: String, graceSeconds: Int) async throws(ProtocolError) -> (String, JoinClaims) {
+        precondition(canIssue, "a verify-only TokenAuthority cannot issue tokens")
+        let claims: JoinClaims
+        do {
+            claims = try await keys.verify(token, as: JoinClaims.self)
+        } catch is JoinClaims.Expired {
+            // The signature held (it is checked before the expiry): read the claims.
+            guard let expired = try? await keys.unverified(token, as: JoinClaims.self) else {
+                throw ProtocolError(.invalidToken, "the join token is not valid", fatal: true)
+            }
+            guard expired.exp.value.addingTimeInterval(TimeInterval(graceSeconds)) > Date() else {
+                throw ProtocolError(.tokenExpired, "the join token expired too long ago to be renewed; join again", fatal: true)
+            }
+            claims = expired
+        } catch {
+            throw ProtocolError(.invalidToken, "the join token is not valid", fatal: true)
+        }
+        do {
+            let fresh = try await issue(meeting: claims.meeting, participant: claims.participant, name: claims.name,
+                                        role: claims.role)
+            return (fresh, claims)
+        } catch {
+            throw ProtocolError(.internalError, "the token could not be signed: \(error)", fatal: true)
+        }
+    }
+
     /// The token's claims, or `invalid_token` / `token_expired`.
     public func verify(_ token: String) async throws(ProtocolError) -> JoinClaims {
         do {

@@ -66,7 +66,7 @@ struct Join: AsyncParsableCommand {
         }
         var logger = Logger(label: "parley.join") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = verbose ? .debug : .warning
-        let client = ParleyClient(server: serverURL, token: token,
+        let client = try MeetingClient(server: serverURL, token: token,
                                   options: .init(policy: ConnectionPolicy(transport: transport.preference), logger: logger))
         try await client.connect()
 
@@ -128,7 +128,7 @@ struct Join: AsyncParsableCommand {
         }
         switch ended {
         case .refused?, .unreachable?:
-            throw ClientError.closed(ended!)
+            throw ParleyError.closed(ended!)
         default:
             break
         }
@@ -141,10 +141,10 @@ struct Join: AsyncParsableCommand {
     }
 }
 
-private func send(_ operation: ParleyCore.Operation, _ client: ParleyClient, _ console: Console) async {
+private func send(_ operation: ParleyCore.MeetingOp, _ client: MeetingClient, _ console: Console) async {
     do {
         try await client.send(operation)
-    } catch let rejection as Rejection {
+    } catch ParleyError.rejected(let rejection) {
         console.write("! not sent: \(rejection.message)")
     } catch {
         console.write("! not sent: \(error)")
@@ -232,6 +232,8 @@ struct Console: Sendable {
             return "! \(error.message) (\(error.code.rawValue))"
         case .signal:
             return nil
+        case .dropped(let count):
+            return "… \(count) updates skipped while the terminal was busy"
         case .entry(let entry):
             return line(for: entry, meeting: meeting)
         }

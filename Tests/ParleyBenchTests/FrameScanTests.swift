@@ -12,7 +12,7 @@ struct FrameScanTests {
         ScannedFrame.scan(ByteBuffer(bytes: encoder.encode(frame)))
     }
 
-    func entry(_ operation: Operation, seq: Seq = 7) -> LogEntry {
+    func entry(_ operation: MeetingOp, seq: Seq = 7) -> LogEntry {
         LogEntry(seq: seq, epoch: Epoch(1), at: 1_000, issuer: .participant(ParticipantID("p-1")), opID: OpID("b0000000042"),
                  operation: operation)
     }

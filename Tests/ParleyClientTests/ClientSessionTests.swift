@@ -24,7 +24,7 @@ private func makeSession(transport: TransportPreference = .webSocket, maxAttempt
                                        jitterSeed: seed))
 }
 
-private func entry(_ seq: Seq, _ operation: Operation, by issuer: Issuer = .participant(ann), opID: OpID? = nil) -> LogEntry {
+private func entry(_ seq: Seq, _ operation: MeetingOp, by issuer: Issuer = .participant(ann), opID: OpID? = nil) -> LogEntry {
     LogEntry(seq: seq, epoch: e1, at: 1_700_000_000_000 + Millis(seq), issuer: issuer, opID: opID, operation: operation)
 }
 
@@ -325,7 +325,7 @@ struct ClientSessionTests {
             .finished(.refused(error)),
         ])
         #expect(session.phase == .closed(.refused(error)))
-        #expect(throws: ClientError.closed(.refused(error))) { try session.send(.chat(text: "after")) }
+        #expect(throws: ParleyError.closed(.refused(error))) { try session.send(.chat(text: "after")) }
         #expect(session.tick(nowMs: 100_000) == [])
         #expect(session.backoffElapsed() == [])
     }
@@ -423,7 +423,7 @@ struct ClientSessionTests {
         #expect(actions == [.disconnect(c1, .timedOut), .scheduleReconnect(afterMs: 0)])
     }
 
-    @Test("automatic mode falls back to long-polling after three failed WebSocket attempts, and stays there once welcomed")
+    @Test("automatic mode falls back to long-polling after three failed WebSocket attempts, and tries WebSocket first again after the next drop")
     func automaticFallback() {
         var session = makeSession(transport: .automatic)
         #expect(session.start().last == .connect(c1, .webSocket))
@@ -435,8 +435,9 @@ struct ClientSessionTests {
         #expect(session.backoffElapsed() == [.connect(c4, .longPolling)])
         _ = session.connected(c4)
         _ = session.received(welcome(.snapshot, seq: 2, state: twoPeople()), on: c4)
+        // Fallback is per outage: a restart must not leave the client on long-polling for good.
         _ = session.disconnected(c4)
-        #expect(session.backoffElapsed() == [.connect(ConnectionID(5), .longPolling)])
+        #expect(session.backoffElapsed() == [.connect(ConnectionID(5), .webSocket)])
     }
 
     @Test("a fixed transport is never changed")
@@ -494,7 +495,7 @@ struct ClientSessionTests {
         var session = ClientSession(configuration: .init(token: "t", opIDPrefix: "p", policy: ConnectionPolicy(maxPendingOps: 2)))
         _ = try session.send(.lock)
         _ = try session.send(.unlock)
-        #expect(throws: ClientError.tooManyPendingOps(limit: 2)) { try session.send(.end) }
+        #expect(throws: ParleyError.tooManyPendingOps(limit: 2)) { try session.send(.end) }
     }
 
     @Test("an event before the welcome is a protocol fault")

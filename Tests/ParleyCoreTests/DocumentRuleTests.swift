@@ -4,7 +4,7 @@ import Testing
 @Suite("Rules: documents, whiteboards, pages and annotations")
 struct DocumentRuleTests {
     static func stroke(_ id: StrokeID, on page: PageID = "p1", text: String? = nil, color: String = "#00ff7F",
-                       width: Double = 2, points: [Point] = [Point(x: 0, y: 0), Point(x: 3.5, y: -1)]) -> Operation {
+                       width: Double = 2, points: [Point] = [Point(x: 0, y: 0), Point(x: 3.5, y: -1)]) -> MeetingOp {
         .draw(page: page, stroke: id, tool: .pen, color: color, width: width, points: points, text: text)
     }
 

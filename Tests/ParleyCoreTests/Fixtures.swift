@@ -13,7 +13,7 @@ func by(_ participant: ParticipantID) -> Issuer { .participant(participant) }
 
 extension Meeting {
     /// Applies a setup step that must be accepted; a refusal is recorded as a test failure.
-    func applying(_ operation: Operation, by issuer: Issuer, at: Millis = 1_000, seq: Seq = 1,
+    func applying(_ operation: MeetingOp, by issuer: Issuer, at: Millis = 1_000, seq: Seq = 1,
                   sourceLocation: SourceLocation = #_sourceLocation) -> Meeting {
         var copy = self
         do {
@@ -48,7 +48,7 @@ extension Meeting {
 }
 
 /// Expects `operation` by `issuer` to be accepted and returns the new state.
-func expectAccepted(_ meeting: Meeting, _ operation: Operation, by issuer: Issuer, at: Millis = 2_000, seq: Seq = 10,
+func expectAccepted(_ meeting: Meeting, _ operation: MeetingOp, by issuer: Issuer, at: Millis = 2_000, seq: Seq = 10,
                     sourceLocation: SourceLocation = #_sourceLocation) -> Meeting {
     var copy = meeting
     do {
@@ -60,7 +60,7 @@ func expectAccepted(_ meeting: Meeting, _ operation: Operation, by issuer: Issue
 }
 
 /// Expects `operation` by `issuer` to be refused with exactly `code`, leaving the state unchanged.
-func expectRefused(_ meeting: Meeting, _ operation: Operation, by issuer: Issuer, _ code: RejectionCode,
+func expectRefused(_ meeting: Meeting, _ operation: MeetingOp, by issuer: Issuer, _ code: RejectionCode,
                    _ why: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation) {
     var copy = meeting
     do {
@@ -77,11 +77,11 @@ func expectRefused(_ meeting: Meeting, _ operation: Operation, by issuer: Issuer
 struct Refusal: Sendable, CustomTestStringConvertible {
     var why: String
     var meeting: Meeting
-    var operation: Operation
+    var operation: MeetingOp
     var issuer: Issuer
     var code: RejectionCode
 
-    init(_ why: String, _ meeting: Meeting, _ operation: Operation, by issuer: Issuer, _ code: RejectionCode) {
+    init(_ why: String, _ meeting: Meeting, _ operation: MeetingOp, by issuer: Issuer, _ code: RejectionCode) {
         self.why = why
         self.meeting = meeting
         self.operation = operation

@@ -16,7 +16,7 @@ struct LogDriver {
     }
 
     /// Submits an op that must be accepted and returns its entry (not yet committed).
-    mutating func sequenced(_ operation: Operation, by issuer: Issuer, opID: OpID? = nil, advanceMillis: Millis = 1_000,
+    mutating func sequenced(_ operation: MeetingOp, by issuer: Issuer, opID: OpID? = nil, advanceMillis: Millis = 1_000,
                             sourceLocation: SourceLocation = #_sourceLocation) -> LogEntry? {
         now += advanceMillis
         let submission = log.submit(operation, by: issuer, opID: opID, at: now)

@@ -3,7 +3,7 @@ import Testing
 
 @Suite("Rules: polls")
 struct PollRuleTests {
-    static let lunch = Operation.createPoll(id: "q1", question: "Lunch?", options: ["yes", "no", "later"])
+    static let lunch = MeetingOp.createPoll(id: "q1", question: "Lunch?", options: ["yes", "no", "later"])
 
     @Test("the presenter or host creates a poll; everyone votes once; results count per option")
     func pollLifecycle() {
@@ -302,7 +302,7 @@ struct MeetingRuleTests {
             .applying(.requestControl, by: by(ari))
         let ended = live.applying(.end, by: by(hana))
         let everyOperation = OperationSamples.all
-        #expect(Set(everyOperation.map(\.kind)) == Operation.allKinds, "the table covers every kind")
+        #expect(Set(everyOperation.map(\.kind)) == MeetingOp.allKinds, "the table covers every kind")
         for operation in everyOperation {
             for issuer in [Issuer.system, by(hana), by(pia), by(ari), by(zed)] {
                 expectRefused(ended, operation, by: issuer, .meetingEnded)
@@ -313,7 +313,7 @@ struct MeetingRuleTests {
 
 /// One valid-looking instance of every operation kind, aimed at the `withDocuments` meeting.
 enum OperationSamples {
-    static let all: [Operation] = [
+    static let all: [MeetingOp] = [
         .join(participant: "cy", name: "Cy", role: .attendee),
         .leave(participant: ari),
         .presence(participant: ari, presence: .reconnecting),

@@ -27,7 +27,7 @@ enum Script {
     /// now, so that such operations are accepted often enough to matter; otherwise the actor
     /// is a cast member, who may lack the role or be absent. About four in five results are
     /// still refused by the rules, which the property wants too.
-    static func operation(_ step: Step, in meeting: Meeting) -> (Operation, Issuer) {
+    static func operation(_ step: Step, in meeting: Meeting) -> (MeetingOp, Issuer) {
         let holder: ParticipantID? = switch step.kind {
         case 3, 4, 23, 24, 25: meeting.host?.id
         case 7, 8, 9, 10, 13, 14, 16, 17: meeting.presenter?.id
@@ -106,7 +106,7 @@ struct ReplayPropertyTests {
         var committed: [LogEntry] = []
         // Snapshots taken whenever nothing was in flight, with the committed entries so far.
         var snapshots: [Snapshot] = [log.snapshot()]
-        var issuedOps: [(Operation, Issuer, OpID)] = []
+        var issuedOps: [(MeetingOp, Issuer, OpID)] = []
         var now: Millis = 1_000
         // Most sessions start with a host, a presenter and attendees; random steps join and leave more.
         for (id, role) in zip(Script.cast.prefix(4), [Role.host, .presenter, .attendee, .attendee]) {

@@ -238,7 +238,7 @@ struct SystemOperationRuleTests {
     @Test("a client may not issue join, leave or presence, whatever its role")
     func clientsCannotIssueSystemOps() {
         let standard = Meeting.standard()
-        let systemOps: [Operation] = [
+        let systemOps: [MeetingOp] = [
             .join(participant: "cy", name: "Cy", role: .attendee),
             .join(participant: hana, name: "Hana", role: .host),
             .leave(participant: ari),
@@ -250,13 +250,13 @@ struct SystemOperationRuleTests {
                 expectRefused(standard, operation, by: issuer, .forbidden)
             }
         }
-        #expect(Operation.systemKinds == ["join", "leave", "presence"])
+        #expect(MeetingOp.systemKinds == ["join", "leave", "presence"])
     }
 
     @Test("the server may not issue participant operations")
     func systemCannotIssueParticipantOps() {
         let meeting = Meeting.withDocuments()
-        for operation in [Operation.chat(text: "hi"), .lock, .end, .turnPage(to: "p2"), .setPresenter(to: ari)] {
+        for operation in [MeetingOp.chat(text: "hi"), .lock, .end, .turnPage(to: "p2"), .setPresenter(to: ari)] {
             expectRefused(meeting, operation, by: .system, .forbidden)
         }
     }
@@ -264,7 +264,7 @@ struct SystemOperationRuleTests {
     @Test("someone who never joined or has left may do nothing")
     func nonParticipants() {
         let meeting = Meeting.withDocuments().applying(.leave(participant: ari), by: .system)
-        for operation in [Operation.chat(text: "hi"), .vote(poll: "q", option: 0), .requestControl, .lock] {
+        for operation in [MeetingOp.chat(text: "hi"), .vote(poll: "q", option: 0), .requestControl, .lock] {
             expectRefused(meeting, operation, by: by(zed), .notParticipant)
             expectRefused(meeting, operation, by: by(ari), .notParticipant)
         }

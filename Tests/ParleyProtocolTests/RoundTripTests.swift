@@ -5,7 +5,7 @@ import Testing
 
 enum Samples {
     /// Every operation kind at least once, with optional fields both present and absent.
-    static let operations: [Operation] = [
+    static let operations: [MeetingOp] = [
         .join(participant: "cy", name: "Cy", role: .presenter),
         .leave(participant: "cy"),
         .presence(participant: "cy", presence: .reconnecting),
@@ -95,7 +95,7 @@ enum Samples {
 struct RoundTripTests {
     @Test("the samples cover every operation and signal kind")
     func coverage() {
-        #expect(Set(Samples.operations.map(\.kind)) == Operation.allKinds)
+        #expect(Set(Samples.operations.map(\.kind)) == MeetingOp.allKinds)
         #expect(Set(Samples.signals.map(\.kind)) == Signal.allKinds)
     }
 

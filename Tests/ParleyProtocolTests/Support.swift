@@ -86,7 +86,7 @@ func expectDecodeError(_ text: String, _ code: ProtocolErrorCode, _ why: String,
 func busyMeeting() throws -> Meeting {
     var meeting = Meeting(id: "m-1", title: "Weekly \"sync\" / ünïcode ✓",
                           settings: MeetingSettings(maxParticipants: 50, features: Features(polls: true, applicationSharing: true)))
-    let steps: [(Operation, Issuer)] = [
+    let steps: [(MeetingOp, Issuer)] = [
         (.join(participant: "hana", name: "Hana", role: .host), .system),
         (.join(participant: "ari", name: "Ari", role: .attendee), .system),
         (.join(participant: "ben", name: "Ben", role: .attendee), .system),

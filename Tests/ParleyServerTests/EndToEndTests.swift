@@ -51,8 +51,8 @@ struct EndToEndTests {
             let bobToken = try await ParleyHTTP.issueToken(server: server, meeting: created.meeting.id, name: "Bob").token
 
             // Alice over WebSocket, Bob over long-polling: both transports cross the kill.
-            let alice = ParleyClient(server: server, token: created.hostToken, options: Self.options(.webSocket))
-            let bob = ParleyClient(server: server, token: bobToken, options: Self.options(.longPolling))
+            let alice = try MeetingClient(server: server, token: created.hostToken, options: Self.options(.webSocket))
+            let bob = try MeetingClient(server: server, token: bobToken, options: Self.options(.longPolling))
             try await alice.connect()
             try await bob.connect()
             let aliceSaw = Transcript()
@@ -120,11 +120,11 @@ struct EndToEndTests {
         }
     }
 
-    static func options(_ transport: TransportPreference) -> ParleyClient.Options {
-        var options = ParleyClient.Options(policy: ConnectionPolicy(transport: transport))
-        options.policy.backoffInitialMs = 50
-        options.policy.backoffMaxMs = 400
-        options.longPollWaitMs = 2_000
+    static func options(_ transport: TransportPreference) -> MeetingClient.Options {
+        var options = MeetingClient.Options(policy: ConnectionPolicy(transport: transport))
+        options.policy.backoffInitial = .milliseconds(50)
+        options.policy.backoffMax = .milliseconds(400)
+        options.longPollWait = .seconds(2)
         return options
     }
 }
@@ -139,7 +139,7 @@ actor Transcript {
     private(set) var chats: [Chat] = []
     private(set) var resumed = false
 
-    func record(_ events: AsyncStream<ClientEvent>) async {
+    func record(_ events: EventStream) async {
         for await event in events {
             switch event {
             case .entry(let entry):
@@ -207,7 +207,7 @@ enum ServerProcess {
     /// Starts the server, waits until it listens, runs `body` with it and its port, then
     /// waits for it to exit (so `body` must stop it).
     static func run<Value: Sendable>(
-        data: String, port: Int, portFile: String,
+        data: String, port: Int, portFile: String, extraArguments: [String] = [],
         _ body: (Execution<NoInput, DiscardedOutput, FileDescriptorOutput>, Int) async throws -> Value
     ) async throws -> Outcome<Value> {
         try? FileManager.default.removeItem(atPath: portFile)
@@ -216,7 +216,8 @@ enum ServerProcess {
                                           permissions: [.ownerReadWrite])
         let configuration = Configuration(
             executable: .path(FilePath(binary)),
-            arguments: ["serve", "--single", "--data", data, "--port", "\(port)", "--port-file", portFile, "--log-level", "info"])
+            arguments: Arguments(["serve", "--single", "--data", data, "--port", "\(port)", "--port-file", portFile,
+                                  "--log-level", "info"] + extraArguments))
         let result = try await Subprocess.run(configuration, input: .none, output: .discarded,
                                               error: .fileDescriptor(log, closeAfterSpawningProcess: true)) { execution in
             let bound = try await waitForPort(portFile, timeout: .seconds(30))

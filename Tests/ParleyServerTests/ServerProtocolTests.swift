@@ -160,7 +160,7 @@ struct ServerProtocolTests {
             try await withRawSocket(endpoint) { socket in
                 _ = try await socket.join(token: guest.token)
                 var results: [Rejection] = []
-                for (index, op) in [Operation.turnPage(to: "p1"), .lock, .end, .createPoll(id: "q", question: "Why?", options: ["a", "b"])].enumerated() {
+                for (index, op) in [MeetingOp.turnPage(to: "p1"), .lock, .end, .createPoll(id: "q", question: "Why?", options: ["a", "b"])].enumerated() {
                     try await socket.send(.op(id: OpID("x\(index)"), operation: op))
                     let frames = try await socket.receive { if case .reject = $0 { true } else { false } }
                     if case .reject(_, let rejection) = frames.last { results.append(rejection) }

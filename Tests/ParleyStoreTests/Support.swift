@@ -44,7 +44,7 @@ struct LiveMeeting {
     private mutating func next() -> LogEntry {
         step += 1
         let alice = Issuer.participant("alice"), bob = Issuer.participant("bob")
-        let (operation, issuer, opID): (Operation, Issuer, OpID?) = switch step {
+        let (operation, issuer, opID): (MeetingOp, Issuer, OpID?) = switch step {
         case 1: (.join(participant: "alice", name: "Alice", role: .host), .system, nil)
         case 2: (.join(participant: "bob", name: "Bob", role: .attendee), .system, nil)
         case 3: (.addWhiteboard(id: "wb", title: "Ideas"), alice, "a-3")

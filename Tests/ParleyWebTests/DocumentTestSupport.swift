@@ -201,6 +201,28 @@ struct DocumentTemporaryDirectory: Sendable {
         chmod(file, 0o755)
         return file
     }
+
+    /// A converter that says a PDF has three pages and, like pdftoppm, writes one file per
+    /// page in order, each only once the test lets it (``open(page:)``), so every step lasts
+    /// until the test has seen it, however loaded the machine.
+    func gatedConverter(name: String) throws -> PDFConverter {
+        try Data(DocumentImages.png).write(to: URL(fileURLWithPath: path + "/page.png"))
+        let count = try script("count", "echo 'Pages: 3'")
+        let render = try script("render", """
+            for n in 1 2 3; do
+              i=0; while [ ! -e "\(path)/go-$n" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
+              cp "\(path)/page.png" "$1/p-$n.png"
+            done
+            """)
+        return PDFConverter(name: name, package: "nothing", count: .init(tool: count) { [$0.source] },
+                            render: .init(tool: render) { [$0.outputDirectory] })
+    }
+
+    /// Lets a ``gatedConverter(name:)`` write `page`.
+    @discardableResult
+    func open(page: Int) -> Bool {
+        FileManager.default.createFile(atPath: path + "/go-\(page)", contents: nil)
+    }
 }
 
 /// Everything the server logged, for tests that check what an operator is told.

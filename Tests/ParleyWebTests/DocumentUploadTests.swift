@@ -399,19 +399,7 @@ struct DocumentProgressTests {
     func pageByPage() async throws {
         let scripts = try DocumentTemporaryDirectory()
         defer { scripts.remove() }
-        try Data(DocumentImages.png).write(to: URL(fileURLWithPath: scripts.path + "/page.png"))
-        let count = try scripts.script("count", "echo 'Pages: 3'")
-        // Like pdftoppm: one file per page, in order; each only once the test lets it (a file
-        // go-N appears), so every step lasts until the test has seen it, however loaded the machine.
-        let gates = scripts.path
-        let render = try scripts.script("render", """
-            for n in 1 2 3; do
-              i=0; while [ ! -e "\(gates)/go-$n" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
-              cp "\(gates)/page.png" "$1/p-$n.png"
-            done
-            """)
-        let slow = PDFConverter(name: "slow", package: "nothing", count: .init(tool: count) { [$0.source] },
-                                render: .init(tool: render) { [$0.outputDirectory] })
+        let slow = try scripts.gatedConverter(name: "slow")
         try await DocumentServer.run(settings: DocumentServer.settings(), converters: [slow]) { client, _, _ in
             let meeting = try await client.createMeeting()
             let path = "/v1/meetings/\(meeting.id)/uploads/up-1"
@@ -439,7 +427,7 @@ struct DocumentProgressTests {
             }
             for page in 1...3 {
                 try await awaitReport(.converting(page: page, of: 3))
-                FileManager.default.createFile(atPath: gates + "/go-\(page)", contents: nil)
+                scripts.open(page: page)
             }
             let response = try await answer
             #expect(response.status == 201, "\(response.text)")

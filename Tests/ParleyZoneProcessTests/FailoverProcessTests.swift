@@ -53,9 +53,9 @@ struct FailoverProcessTests {
             let meeting = created.meeting.id
             var options = Scenario.options(.webSocket)
             // Alice must stay attached to the paused host, so her op reaches it, not the new one.
-            options.policy.heartbeatIntervalMs = 5_000
-            options.policy.heartbeatTimeoutMs = 30_000
-            let alice = ParleyClient(server: web, token: created.hostToken, options: options)
+            options.policy.heartbeatInterval = .seconds(5)
+            options.policy.heartbeatTimeout = .seconds(30)
+            let alice = try MeetingClient(server: web, token: created.hostToken, options: options)
             let saw = Watcher()
             try await alice.connect()
             let oldHost: ProcessStatus = try await withThrowingTaskGroup(of: Void.self) { group in
@@ -143,7 +143,7 @@ struct FailoverProcessTests {
         try await ZoneHarness.run(heartbeat: (intervalMs: 3_000, timeoutMs: 10_000)) { zone in
             let web = try await zone.publicURL()
             let created = try await ParleyHTTP.createMeeting(server: web, title: "Status")
-            let alice = ParleyClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
+            let alice = try MeetingClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
             try await alice.connect()
             _ = try await alice.send(.chat(text: "here"))
             let status = try await zone.status()
@@ -174,7 +174,7 @@ struct FailoverProcessTests {
             let web = try await zone.publicURL()
             let created = try await ParleyHTTP.createMeeting(server: web, title: "Poison")
             let meeting = created.meeting.id
-            let alice = ParleyClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
+            let alice = try MeetingClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
             let saw = Watcher()
             try await alice.connect()
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -184,7 +184,7 @@ struct FailoverProcessTests {
                 do {
                     let ack = try await alice.send(.chat(text: "poison"))
                     Issue.record("the poison op was acked: \(ack)")
-                } catch let rejection as Rejection {
+                } catch ParleyError.rejected(let rejection) {
                     #expect(rejection.code == .poisonOp)
                 }
                 // The meeting goes on.
@@ -209,7 +209,7 @@ struct FailoverProcessTests {
         try await ZoneHarness.run(processes: ZoneHarness.fullZone, extraConfiguration: #""license": {"maxParticipants": 2},"#) { zone in
             let web = try await zone.publicURL()
             let first = try await ParleyHTTP.createMeeting(server: web, title: "First")
-            let alice = ParleyClient(server: web, token: first.hostToken, options: Scenario.options(.webSocket))
+            let alice = try MeetingClient(server: web, token: first.hostToken, options: Scenario.options(.webSocket))
             try await alice.connect()
             // Once the first meeting has its standby, the manager knows both collab servers,
             // and placement by load puts the second meeting on the other one.
@@ -217,7 +217,7 @@ struct FailoverProcessTests {
                 status.values.first { $0.follows(first.meeting.id) }
             }
             let second = try await ParleyHTTP.createMeeting(server: web, title: "Second")
-            let bob = ParleyClient(server: web, token: second.hostToken, options: Scenario.options(.longPolling))
+            let bob = try MeetingClient(server: web, token: second.hostToken, options: Scenario.options(.longPolling))
             try await bob.connect()
             let hosts = try await zone.waitFor("both meetings hosted") { status -> Set<NodeName>? in
                 let a = status.values.first { $0.hosts(first.meeting.id) }?.name
@@ -226,7 +226,7 @@ struct FailoverProcessTests {
             }
             #expect(hosts.count == 2, "the limit is checked across servers")
             let carolToken = try await ParleyHTTP.issueToken(server: web, meeting: second.meeting.id, name: "Carol").token
-            let carol = ParleyClient(server: web, token: carolToken, options: Scenario.options(.webSocket))
+            let carol = try MeetingClient(server: web, token: carolToken, options: Scenario.options(.webSocket))
             do {
                 try await carol.connect()
                 Issue.record("carol joined a full zone")
@@ -236,7 +236,7 @@ struct FailoverProcessTests {
             await carol.close()
             // A seat frees up when someone leaves.
             await bob.leave()
-            let carolAgain = ParleyClient(server: web, token: carolToken, options: Scenario.options(.webSocket))
+            let carolAgain = try MeetingClient(server: web, token: carolToken, options: Scenario.options(.webSocket))
             try await carolAgain.connect()
             _ = try await carolAgain.send(.chat(text: "in"))
             await carolAgain.leave()
@@ -260,9 +260,9 @@ struct FailoverProcessTests {
         try await ZoneHarness.run(extraConfiguration: #""scaling": {"connectionsPerServer": 1, "maxCollabServers": 2},"#) { zone in
             let web = try await zone.publicURL()
             let first = try await ParleyHTTP.createMeeting(server: web, title: "Busy")
-            let alice = ParleyClient(server: web, token: first.hostToken, options: Scenario.options(.webSocket))
+            let alice = try MeetingClient(server: web, token: first.hostToken, options: Scenario.options(.webSocket))
             let bobToken = try await ParleyHTTP.issueToken(server: web, meeting: first.meeting.id, name: "Bob").token
-            let bobInFirst = ParleyClient(server: web, token: bobToken, options: Scenario.options(.longPolling))
+            let bobInFirst = try MeetingClient(server: web, token: bobToken, options: Scenario.options(.longPolling))
             try await alice.connect()
             try await bobInFirst.connect()  // two connections: collab-1 is past a threshold of 1
             // Known to the manager once it keeps the standby copy of the busy meeting.
@@ -270,7 +270,7 @@ struct FailoverProcessTests {
                 status.values.first { $0.role == .collab && $0.name != "collab-1" && $0.follows(first.meeting.id) }
             }
             let second = try await ParleyHTTP.createMeeting(server: web, title: "New")
-            let bob = ParleyClient(server: web, token: second.hostToken, options: Scenario.options(.webSocket))
+            let bob = try MeetingClient(server: web, token: second.hostToken, options: Scenario.options(.webSocket))
             try await bob.connect()
             _ = try await bob.send(.chat(text: "hello"))
             let host = try await zone.waitFor("the new meeting hosted") { status in
@@ -291,7 +291,7 @@ struct FailoverProcessTests {
             // The ping service answers at the zone's public address.
             #expect(try await ParleyHTTP.ping(server: web) < .seconds(2))
             let created = try await ParleyHTTP.createMeeting(server: web, title: "Manager crash")
-            let alice = ParleyClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
+            let alice = try MeetingClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
             let saw = Watcher()
             try await alice.connect()
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -317,7 +317,7 @@ struct FailoverProcessTests {
                 let next = try await zone.leadingManager()
                 #expect(next.term > leader.term, "the new leader's term \(next.term) after \(leader.term)")
                 let second = try await ParleyHTTP.createMeeting(server: web, title: "After the manager crash")
-                let bob = ParleyClient(server: web, token: second.hostToken, options: Scenario.options(.longPolling))
+                let bob = try MeetingClient(server: web, token: second.hostToken, options: Scenario.options(.longPolling))
                 try await bob.connect()
                 let ack = try await bob.send(.chat(text: "new meeting"))
                 #expect(ack.seq > 0)
@@ -346,11 +346,11 @@ enum Scenario {
     static let perClientBefore = 10
     static let perClientAfter = 10
 
-    static func options(_ transport: TransportPreference) -> ParleyClient.Options {
-        var options = ParleyClient.Options(policy: ConnectionPolicy(transport: transport))
-        options.policy.backoffInitialMs = 50
-        options.policy.backoffMaxMs = 400
-        options.longPollWaitMs = 2_000
+    static func options(_ transport: TransportPreference) -> MeetingClient.Options {
+        var options = MeetingClient.Options(policy: ConnectionPolicy(transport: transport))
+        options.policy.backoffInitial = .milliseconds(50)
+        options.policy.backoffMax = .milliseconds(400)
+        options.longPollWait = .seconds(2)
         return options
     }
 
@@ -360,8 +360,8 @@ enum Scenario {
             let created = try await ParleyHTTP.createMeeting(server: web, title: "Failover")
             let meeting = created.meeting.id
             let bobToken = try await ParleyHTTP.issueToken(server: web, meeting: meeting, name: "Bob").token
-            let alice = ParleyClient(server: web, token: created.hostToken, options: options(.webSocket))
-            let bob = ParleyClient(server: web, token: bobToken, options: options(.longPolling))
+            let alice = try MeetingClient(server: web, token: created.hostToken, options: options(.webSocket))
+            let bob = try MeetingClient(server: web, token: bobToken, options: options(.longPolling))
             try await alice.connect()
             try await bob.connect()
             let aliceSaw = Watcher()
@@ -375,7 +375,7 @@ enum Scenario {
             let acks: [Ack] = try await withThrowingTaskGroup(of: [Ack].self) { group in
                 group.addTask { await aliceSaw.record(alice.events); return [] }
                 group.addTask { await bobSaw.record(bob.events); return [] }
-                func send(_ client: ParleyClient, _ name: String, _ range: Range<Int>) async throws -> [Ack] {
+                func send(_ client: MeetingClient, _ name: String, _ range: Range<Int>) async throws -> [Ack] {
                     var acks: [Ack] = []
                     for index in range {
                         acks.append(try await client.send(.chat(text: "\(name)-\(index)")))
@@ -451,7 +451,7 @@ actor Watcher {
     private(set) var lastResumedAt: ContinuousClock.Instant?
     private(set) var reconnects = 0
 
-    func record(_ events: AsyncStream<ClientEvent>) async {
+    func record(_ events: EventStream) async {
         for await event in events {
             switch event {
             case .entry(let entry):

@@ -31,9 +31,9 @@ struct FencingTests {
             let first = try await aDirectory.open(meeting)
             target.withLock { $0 = a.absoluteString }
 
-            var options = ParleyClient.Options(policy: ConnectionPolicy(transport: .webSocket))
-            options.policy.backoffInitialMs = 20
-            let alice = ParleyClient(server: front, token: created.hostToken, options: options)
+            var options = MeetingClient.Options(policy: ConnectionPolicy(transport: .webSocket))
+            options.policy.backoffInitial = .milliseconds(20)
+            let alice = try MeetingClient(server: front, token: created.hostToken, options: options)
             let saw = Watcher()
             group.addTask { await saw.record(alice.events) }
             try await alice.connect()

@@ -1,0 +1,220 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Logging
+import ParleyCore
+import ParleyProtocol
+import WSClient
+
+/// How a ``MeetingClient`` reaches Parley: the seam where an app's tests put a fake
+/// server (`ParleyTesting`'s `InMemoryParley` is one) instead of the network.
+///
+/// The client calls ``open`` once per connection attempt and never decides anything from
+/// how it is carried: frames in, frames out.
+public struct Connector: Sendable {
+    /// Runs one connection until it is over. Call `link.onConnected()` once the transport
+    /// is open (the client then sends `hello` through `link.outbound`), and
+    /// `link.onFrame(_:)` for each frame from the server, in order. Return (or throw) when
+    /// the connection ends; when `link.outbound` finishes, close gracefully and return.
+    /// The task is cancelled when the client drops the connection.
+    public var open: @Sendable (_ transport: Transport, _ link: ConnectionLink) async throws -> Void
+    /// Whether a WebSocket could be opened now. A session live on long-polling asks it
+    /// before moving back to WebSocket.
+    public var probeWebSocket: @Sendable () async -> Bool
+
+    public init(open: @escaping @Sendable (_ transport: Transport, _ link: ConnectionLink) async throws -> Void,
+                probeWebSocket: @escaping @Sendable () async -> Bool = { true }) {
+        self.open = open
+        self.probeWebSocket = probeWebSocket
+    }
+
+    /// The real thing: asks the locator where the meeting lives (when the token names it),
+    /// then opens a WebSocket or a long-polling session there.
+    static func network(server: URL, meeting: MeetingID?, longPollWait: Duration, probeTimeout: Duration,
+                        session: URLSession, logger: Logger) -> Connector {
+        // Ask where the meeting lives now; after a failover that is another server.
+        @Sendable func host() async throws -> URL {
+            if let meeting { try await ParleyHTTP.locate(server: server, meeting: meeting) } else { server }
+        }
+        return Connector(
+            open: { transport, link in
+                let host = try await host()
+                switch transport {
+                case .webSocket:
+                    try await WebSocketTransport.run(url: try ParleyHTTP.webSocketURL(host) + "?" + FrameLines.query,
+                                                     link: link, logger: logger)
+                case .longPolling:
+                    try await LongPollTransport.run(server: host, link: link, waitMs: Int(longPollWait.wholeMilliseconds),
+                                                    session: session, logger: logger)
+                }
+            },
+            probeWebSocket: {
+                do {
+                    let url = try ParleyHTTP.webSocketURL(try await host())
+                    return try await withThrowingTaskGroup(of: Bool.self) { group in
+                        group.addTask { try await WebSocketTransport.probe(url: url, logger: logger) }
+                        group.addTask {
+                            try await Task.sleep(for: probeTimeout)
+                            return false
+                        }
+                        defer { group.cancelAll() }
+                        return try await group.next() ?? false
+                    }
+                } catch {
+                    return false
+                }
+            })
+    }
+}
+
+/// One connection's I/O, seen from a transport (or a ``Connector`` of an app's own). A
+/// transport runs until the connection is over, calling back in order; it never decides
+/// anything about the session.
+public struct ConnectionLink: Sendable {
+    /// Frames to write, in order. Finishing it asks the transport to close gracefully.
+    public var outbound: AsyncStream<ClientFrame>
+    /// Call once, when the transport is open.
+    public var onConnected: @Sendable () async -> Void
+    /// Call for each frame, in arrival order; the next frame waits for it to return.
+    public var onFrame: @Sendable (ServerFrame) async -> Void
+
+    public init(outbound: AsyncStream<ClientFrame>, onConnected: @escaping @Sendable () async -> Void,
+                onFrame: @escaping @Sendable (ServerFrame) async -> Void) {
+        self.outbound = outbound
+        self.onConnected = onConnected
+        self.onFrame = onFrame
+    }
+}
+
+enum TransportError: Error, CustomStringConvertible {
+    case binaryMessage
+    case sessionGone
+    case http(status: Int, String)
+
+    var description: String {
+        switch self {
+        case .binaryMessage: "the server sent a binary WebSocket message; Parley frames are text"
+        case .sessionGone: "the long-polling session expired or was closed by the server"
+        case .http(let status, let message): "long-polling request failed with \(status): \(message)"
+        }
+    }
+}
+
+/// Big enough for a snapshot welcome; the server's own limits are far smaller for other frames.
+let maxServerMessageBytes = 16 << 20
+
+enum WebSocketTransport {
+    /// Opens a WebSocket and closes it again at once: true if the upgrade went through.
+    static func probe(url: String, logger: Logger) async throws -> Bool {
+        let configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 16, closeTimeout: .seconds(1))
+        try await WebSocketClient.connect(url: url, configuration: configuration, logger: logger) { _, _, _ in }
+        return true
+    }
+
+    static func run(url: String, link: ConnectionLink, logger: Logger) async throws {
+        let encoder = FrameEncoder()
+        let configuration = WebSocketClientConfiguration(
+            maxFrameSize: maxServerMessageBytes,
+            // A dropped connection is resumed on a new one; do not linger on the old.
+            closeTimeout: .seconds(1))
+        try await WebSocketClient.connect(url: url, configuration: configuration, logger: logger) { inbound, outbound, _ in
+            await link.onConnected()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await frame in link.outbound {
+                        try await outbound.write(.text(String(decoding: encoder.encode(frame), as: UTF8.self)))
+                    }
+                }
+                group.addTask {
+                    for try await message in inbound.messages(maxSize: maxServerMessageBytes) {
+                        guard case .text(let text) = message else { throw TransportError.binaryMessage }
+                        // The URL asks for frames one per line: a message may carry several.
+                        for frame in try encoder.decodeServerFrames(Array(text.utf8)) { await link.onFrame(frame) }
+                    }
+                }
+                // Either side ending ends the connection: the writer when the session
+                // closes it, the reader when the server does.
+                try await group.next()
+                group.cancelAll()
+            }
+        }
+    }
+}
+
+/// Virtual sockets over HTTP: `POST /v1/poll` opens one with the hello frame, frames go up
+/// with `POST /v1/poll/{sid}` and come down with `GET /v1/poll/{sid}?waitMs=N`.
+enum LongPollTransport {
+    static func run(server: URL, link: ConnectionLink, waitMs: Int, session: URLSession, logger: Logger) async throws {
+        let base = try ParleyHTTP.endpoint(server, "v1/poll")
+        // There is no handshake before hello: the virtual socket opens with it.
+        await link.onConnected()
+        let (sids, sidContinuation) = AsyncStream<String>.makeStream()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                // The sender: opens the session with the first frame (hello), then posts
+                // every later frame in order, one request at a time so order is kept.
+                defer { sidContinuation.finish() }
+                var sid: String?
+                for await frame in link.outbound {
+                    if let sid {
+                        let body = try JSONEncoder().encode([frame])
+                        let (status, data) = try await HTTP.send("POST", base.appendingPathComponent(sid), body: body,
+                                                                 session: session)
+                        if status == 404 { throw TransportError.sessionGone }
+                        guard (200..<300).contains(status) else { throw TransportError.http(status: status, describe(data)) }
+                        continue
+                    }
+                    let (status, data) = try await HTTP.send("POST", base, body: try JSONEncoder().encode(frame),
+                                                             session: session)
+                    guard (200..<300).contains(status) else {
+                        // A refusal with one of our codes is told to the session like an
+                        // error frame, so it can tell "bad token" from "try again".
+                        if let body = try? JSONDecoder().decode(ErrorBody.self, from: data),
+                           let code = ProtocolErrorCode(rawValue: body.code) {
+                            await link.onFrame(.error(ProtocolError(code, body.message, fatal: true)))
+                            return
+                        }
+                        throw TransportError.http(status: status, describe(data))
+                    }
+                    struct Opened: Decodable { var sid: String }
+                    let opened = try JSONDecoder().decode(Opened.self, from: data)
+                    sid = opened.sid
+                    sidContinuation.yield(opened.sid)
+                }
+                // The session closed this connection: end the virtual socket now rather
+                // than leave it to expire.
+                if let sid {
+                    _ = try? await HTTP.send("DELETE", base.appendingPathComponent(sid), body: nil, timeoutSeconds: 2,
+                                             session: session)
+                }
+            }
+            group.addTask {
+                // The receiver: long-polls until the session is gone.
+                for await sid in sids {
+                    let url = base.appendingPathComponent(sid)
+                    var components = URLComponents(url: url, resolvingAgainstBaseURL: false)!
+                    components.queryItems = [URLQueryItem(name: "waitMs", value: String(waitMs))]
+                    let pollURL = components.url!
+                    while !Task.isCancelled {
+                        let (status, data) = try await HTTP.send("GET", pollURL, body: nil,
+                                                                 timeoutSeconds: Double(waitMs) / 1000 + 10,
+                                                                 session: session)
+                        if status == 404 { throw TransportError.sessionGone }
+                        guard status == 200 else { throw TransportError.http(status: status, describe(data)) }
+                        for frame in try JSONDecoder().decode([ServerFrame].self, from: data) {
+                            await link.onFrame(frame)
+                        }
+                    }
+                }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private static func describe(_ data: Data) -> String {
+        if let body = try? JSONDecoder().decode(ErrorBody.self, from: data) { return "\(body.code): \(body.message)" }
+        return String(decoding: data.prefix(200), as: UTF8.self)
+    }
+}
