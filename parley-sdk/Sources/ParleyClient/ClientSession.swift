@@ -227,8 +227,10 @@ public struct ClientSession: Sendable {
 
     /// Queues an op under a fresh id. It is sent now if the session is live, otherwise
     /// after the next welcome.
-    /// - Parameter deadlineMs: in ``tick(nowMs:)``'s milliseconds; the op is withdrawn as
-    ///   `.timedOut` by the first tick at or after it.
+    /// - Parameters:
+    ///   - operation: the op to commit.
+    ///   - deadlineMs: in ``tick(nowMs:)``'s milliseconds; the op is withdrawn as `.timedOut`
+    ///     by the first tick at or after it.
     public mutating func send(_ operation: MeetingOp, deadlineMs: Int64? = nil) throws(ParleyError) -> (OpID, [Action]) {
         if case .closed(let reason) = phase { throw .closed(reason) }
         guard unacked.count < configuration.policy.maxPendingOps else {
@@ -296,8 +298,10 @@ public struct ClientSession: Sendable {
     }
 
     /// The token could not be fetched: this attempt failed, and the next one tries again.
-    /// - Parameter refusal: set when the provider said no for good (the token cannot be
-    ///   renewed); the session then ends as refused, with it.
+    /// - Parameters:
+    ///   - connection: the attempt the token was fetched for.
+    ///   - refusal: set when the provider said no for good (the token cannot be renewed);
+    ///     the session then ends as refused, with it.
     public mutating func tokenRenewalFailed(for connection: ConnectionID, refusal: ProtocolError? = nil) -> [Action] {
         guard phase == .renewingToken(connection) else { return [] }
         if let refusal { return finish(.refused(refusal), cause: .closing) }

@@ -202,8 +202,10 @@ public actor MeetingClient {
     /// Cancelling the calling task, or passing `timeout`, lets the caller give up: the op is
     /// withdrawn (never resent) and ``ParleyError/withdrawn(_:)`` says whether it may still
     /// have been committed (it had been sent) or certainly was not.
-    /// - Parameter timeout: give up after this long without an answer; checked a few times
-    ///   per heartbeat interval, so it is precise to about a quarter of that.
+    /// - Parameters:
+    ///   - operation: what to do in the meeting.
+    ///   - timeout: give up after this long without an answer; checked a few times per
+    ///     heartbeat interval, so it is precise to about a quarter of that.
     /// - Throws: ``ParleyError/rejected(_:)`` when the server refuses the op,
     ///   ``ParleyError/invalidOp(_:)`` when it could not read it (e.g. over the frame-size
     ///   limit), ``ParleyError/withdrawn(_:)``, ``ParleyError/closed(_:)`` when the session
