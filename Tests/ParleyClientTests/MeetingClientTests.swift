@@ -186,6 +186,22 @@ struct MeetingClientTests {
         await client.close()
     }
 
+    @Test("an op queued before connect with a timeout is withdrawn on time too")
+    func timeoutBeforeConnect() async throws {
+        let parley = InMemoryParley()
+        let client = try MeetingClient(server: InMemoryParley.address, token: await parley.token(name: "Ada"),
+                                       options: .init(policy: fastPolicy(), connector: parley.connector))
+        let result = await Task { try await client.send(.chat(text: "early"), timeout: .milliseconds(100)) }.result
+        let prefix = await client.opIDPrefix
+        #expect(throws: ParleyError.withdrawn(OpWithdrawal(opID: OpID("\(prefix)-1"), reason: .timedOut,
+                                                             mayHaveCommitted: false))) { try result.get() }
+        // It is not sent once the client does connect.
+        try await client.connect()
+        try await client.send(.chat(text: "after"))
+        #expect(await parley.meeting.chat.map(\.text) == ["after"])
+        await client.close()
+    }
+
     @Test("an expired token is renewed by the token provider and the session goes on with its queued ops")
     func tokenProviderRenews() async throws {
         let parley = InMemoryParley()

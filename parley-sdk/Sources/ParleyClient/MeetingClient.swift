@@ -217,6 +217,9 @@ public actor MeetingClient {
         if Task.isCancelled { throw .cancelled }
         let deadline = timeout.map { nowMs() + max(0, $0.wholeMilliseconds) }
         let (id, actions) = try session.send(operation, deadlineMs: deadline)
+        // Deadlines pass on the heartbeat's ticks, which run from connect(); an op queued
+        // before connecting needs them too.
+        if deadline != nil, heartbeatTask == nil { startHeartbeat() }
         let result = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 pending[id] = continuation
@@ -450,6 +453,7 @@ public actor MeetingClient {
     private func nowMs() -> Int64 { (clock.now - origin).wholeMilliseconds }
 
     private func startHeartbeat() {
+        guard heartbeatTask == nil else { return }
         let tick = max(.milliseconds(10), options.policy.heartbeatInterval / 4)
         heartbeatTask = Task { [weak self] in
             while !Task.isCancelled {
