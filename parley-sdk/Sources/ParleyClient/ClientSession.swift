@@ -136,7 +136,7 @@ public struct ClientSession: Sendable {
         /// Call ``backoffElapsed()`` after this long.
         case scheduleReconnect(afterMs: Int)
         /// Fetch a fresh token and report it with ``tokenRenewed(_:for:)`` (or
-        /// ``tokenRenewalFailed(for:)``); the connection opens after that.
+        /// ``tokenRenewalFailed(for:refusal:)``); the connection opens after that.
         case renewToken(for: ConnectionID)
         /// Check whether a WebSocket can be opened now, without disturbing the live
         /// long-polling connection; report with ``webSocketProbed(succeeded:)``.

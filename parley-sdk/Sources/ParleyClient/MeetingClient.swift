@@ -104,6 +104,7 @@ public actor MeetingClient {
     /// - Parameters:
     ///   - server: the server's HTTP base URL, e.g. `http://127.0.0.1:8080`.
     ///   - token: a join token from ``ParleyHTTP`` or the web zone.
+    ///   - options: transports, timeouts, buffers, logging, a token provider; the defaults suit most apps.
     /// - Throws: ``ParleyError/invalidServerURL(_:)`` or ``ParleyError/invalidOptions(_:)``.
     public init(server: URL, token: String, options: Options = Options()) throws(ParleyError) {
         try options.validate()

@@ -38,8 +38,11 @@ extension ParleyHTTP {
     /// server answers only once the last page is rendered.
     ///
     /// - Parameters:
+    ///   - server: the server's HTTP base URL (in a zone, the web process's).
+    ///   - meeting: the meeting the document is for.
     ///   - token: a join token for `meeting` (any role may upload; only a presenter or host may
     ///     add the document to the meeting).
+    ///   - data: the file's bytes: a PDF, PNG or JPEG.
     ///   - title: shown in the meeting, typically the file name. Percent-encoded on the way, so
     ///     any text is fine; the server drops control characters and keeps at most
     ///     `ModelLimits.titleLength` characters. Nil or blank: "Document".
@@ -47,6 +50,7 @@ extension ParleyHTTP {
     ///     can follow it while it converts: 1 to 64 ASCII letters, digits, `-` or `_`, chosen by
     ///     the caller (a `UUID().uuidString` fits). Unique among this participant's uploads
     ///     running at the same time.
+    ///   - session: the `URLSession` to use; nil for a shared one.
     /// - Throws: ``ParleyError/http(_:)`` with code
     ///   - ``APIErrorCode/invalidToken`` (missing or bad token), ``APIErrorCode/tokenExpired``
     ///     or ``APIErrorCode/wrongMeeting`` (the token is for another meeting);
@@ -105,8 +109,13 @@ extension ParleyHTTP {
     /// A page id never changes its content, so an app may cache the image under the id for as
     /// long as it likes and never ask again.
     ///
-    /// - Parameter page: a page of a document in `meeting` (from ``UploadedDocument/pages`` or
-    ///   the meeting's documents).
+    /// - Parameters:
+    ///   - server: the server's HTTP base URL (in a zone, the web process's).
+    ///   - meeting: the meeting the page belongs to.
+    ///   - token: a join token for `meeting`.
+    ///   - page: a page of a document in `meeting` (from ``UploadedDocument/pages`` or the
+    ///     meeting's documents).
+    ///   - session: the `URLSession` to use; nil for a shared one.
     /// - Throws: ``ParleyError/http(_:)`` with ``APIErrorCode/unknownPage`` for a page that
     ///   does not exist or belongs to another meeting (the server does not tell them apart);
     ///   ``APIErrorCode/invalidToken``, ``APIErrorCode/tokenExpired`` or
