@@ -307,6 +307,34 @@ struct MeetingClientTests {
         #expect(model.connectionState == .closed(.left))
     }
 
+    @Test("the in-memory Parley keeps presence as the server does: own join after the welcome, reconnecting on a drop")
+    func fakePresence() async throws {
+        let parley = InMemoryParley()
+        let client = try MeetingClient(server: InMemoryParley.address, token: await parley.token(name: "Ada", role: .host),
+                                       options: .init(policy: fastPolicy(), connector: parley.connector))
+        try await client.connect()
+        await parley.dropConnections()
+        try await wait(for: .resumed, client)
+        // The replay and the return to connected follow the welcome.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while await client.lastSeq < 3, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        await client.leave()
+        var seen: [String] = []
+        for await event in client.events {
+            switch event {
+            case .welcome(let mode): seen.append("welcome \(mode.rawValue)")
+            case .entry(let entry): seen.append(entry.operation.kind)
+            default: break
+            }
+        }
+        #expect(seen == ["welcome snapshot", "join", "welcome replay", "presence", "presence"])
+        let presence = await parley.log.compactMap { entry -> Presence? in
+            if case .presence(_, let presence) = entry.operation { presence } else { nil }
+        }
+        #expect(presence == [.reconnecting, .connected])
+        #expect(await parley.meeting.participants.map(\.presence) == [.left])
+    }
+
     @Test("the in-memory Parley applies the real rules: an attendee may not end the meeting")
     func fakeAppliesRealRules() async throws {
         let parley = InMemoryParley()

@@ -90,8 +90,7 @@ public actor InMemoryParley {
     /// Ends every connection, as a server that dies does; the meeting is kept, so clients
     /// resume where they were.
     public func dropConnections() {
-        for connection in connections.values { connection.frames.finish() }
-        connections.removeAll()
+        for id in Array(connections.keys) { forget(id) }
     }
 
     /// While true, connection attempts fail at once, as to a server that is down.
@@ -155,9 +154,15 @@ public actor InMemoryParley {
         }
     }
 
+    /// Ends a connection. Like the server, a participant left with no connection who did not
+    /// leave is shown as reconnecting.
     private func forget(_ id: Int) {
-        connections[id]?.frames.finish()
-        connections[id] = nil
+        guard let connection = connections.removeValue(forKey: id) else { return }
+        connection.frames.finish()
+        let participant = connection.participant
+        guard meeting.participant(participant)?.presence == .connected,
+              !connections.values.contains(where: { $0.participant == participant }) else { return }
+        _ = try? commit(.presence(participant: participant, presence: .reconnecting), issuer: .system, opID: nil)
     }
 
     /// False when the connection is over.
@@ -208,11 +213,20 @@ public actor InMemoryParley {
             return false
         }
         let participant = holder.participant
-        if meeting.participant(participant).map({ $0.presence == .left }) ?? true {
+        // As on the server: the welcome comes first, then the arrival is committed (a join,
+        // or back to connected), so the participant sees its own arrival as an event.
+        let arrival: MeetingOp? = switch meeting.participant(participant)?.presence {
+        case nil, .left?: .join(participant: participant, name: holder.name, role: holder.role)
+        case .reconnecting?: .presence(participant: participant, presence: .connected)
+        case .connected?: nil
+        }
+        if let arrival {
+            var probe = meeting
             do throws(Rejection) {
-                try commit(.join(participant: participant, name: holder.name, role: holder.role), issuer: .system, opID: nil)
+                try probe.apply(arrival, by: .system, at: nextMillis, seq: (log.last?.seq ?? 0) + 1)
             } catch {
-                sink.yield(.error(ProtocolError(.joinRefused, error.message, fatal: true)))
+                sink.yield(.error(ProtocolError(error.code == .meetingEnded ? .meetingEnded : .joinRefused, error.message,
+                                                fatal: true)))
                 return false
             }
         }
@@ -230,6 +244,7 @@ public actor InMemoryParley {
         sink.yield(.welcome(welcome))
         for entry in replay { sink.yield(.event(DeliveredEntry(entry, for: participant))) }
         connections[id] = (participant, sink)
+        if let arrival { _ = try? commit(arrival, issuer: .system, opID: nil) }
         return true
     }
 
