@@ -163,7 +163,7 @@ struct ClientSessionLifecycleTests {
         let c3 = ConnectionID(c2.rawValue + 1)
         #expect(s.backoffElapsed() == [.renewToken(for: c3)])
         #expect(s.phase == .renewingToken(c3))
-        #expect(s.tokenRenewed("tok-2", for: c3) == [.connect(c3, .webSocket)])
+        #expect(s.tokenRenewed("tok-2") == [.connect(c3, .webSocket)])
         #expect(s.connected(c3).first == .send(.hello(token: "tok-2", resume: ResumePoint(meeting: meetingID, seq: 1)), on: c3))
     }
 
@@ -180,7 +180,7 @@ struct ClientSessionLifecycleTests {
             var id = s.currentConnection!
             if case .renewToken(let renewing) = actions.first {
                 id = renewing
-                _ = s.tokenRenewed("tok-\(round)", for: renewing)
+                _ = s.tokenRenewed("tok-\(round)")
             }
             _ = s.connected(id)
             last = s.received(.error(expired), on: id)

@@ -135,7 +135,7 @@ public struct ClientSession: Sendable {
         case disconnect(ConnectionID, DisconnectCause)
         /// Call ``backoffElapsed()`` after this long.
         case scheduleReconnect(afterMs: Int)
-        /// Fetch a fresh token and report it with ``tokenRenewed(_:for:)`` (or
+        /// Fetch a fresh token and report it with ``tokenRenewed(_:)`` (or
         /// ``tokenRenewalFailed(for:refusal:)``); the connection opens after that.
         case renewToken(for: ConnectionID)
         /// Check whether a WebSocket can be opened now, without disturbing the live
@@ -170,7 +170,7 @@ public struct ClientSession: Sendable {
     /// The transport the next (or current) connection uses.
     public private(set) var transport: Transport
     public private(set) var hasBeenWelcomed = false
-    /// What the next `hello` presents; replaced by ``tokenRenewed(_:for:)``.
+    /// What the next `hello` presents; replaced by ``tokenRenewed(_:)``.
     public private(set) var token: String
 
     /// Attempts in a row that ended without a welcome; drives backoff.
@@ -210,6 +210,12 @@ public struct ClientSession: Sendable {
         case .renewingToken(let id), .connecting(let id), .awaitingWelcome(let id), .live(let id): id
         case .idle, .waitingToReconnect, .closed: nil
         }
+    }
+
+    /// A transport was opened for the current connection: not while its token is renewed.
+    private var transportOpened: Bool {
+        if case .renewingToken = phase { return false }
+        return currentConnection != nil
     }
 
     /// What the next `hello` carries: nil until there is state to resume.
@@ -288,7 +294,7 @@ public struct ClientSession: Sendable {
 
     /// A fresh token. It is kept even when it comes late (the attempt it was fetched for
     /// timed out): the next hello uses it. A connection waiting for a token opens with it.
-    public mutating func tokenRenewed(_ token: String, for connection: ConnectionID) -> [Action] {
+    public mutating func tokenRenewed(_ token: String) -> [Action] {
         if case .closed = phase { return [] }
         self.token = token
         tokenRefused = false
@@ -305,7 +311,7 @@ public struct ClientSession: Sendable {
     public mutating func tokenRenewalFailed(for connection: ConnectionID, refusal: ProtocolError? = nil) -> [Action] {
         guard phase == .renewingToken(connection) else { return [] }
         if let refusal { return finish(.refused(refusal), cause: .closing) }
-        return retry(dropping: connection, .transportClosed, opened: false)
+        return retry(dropping: connection, .transportClosed)
     }
 
     /// The answer to ``Action/probeWebSocket``.
@@ -377,9 +383,7 @@ public struct ClientSession: Sendable {
         }
         let silentMs = nowMs - (lastHeardMs ?? nowMs)
         guard case .live = phase else {
-            let opened = if case .renewingToken = phase { false } else { true }
-            return silentMs >= policy.connectTimeout.wholeMilliseconds
-                ? retry(dropping: connection, .timedOut, opened: opened) : []
+            return silentMs >= policy.connectTimeout.wholeMilliseconds ? retry(dropping: connection, .timedOut) : []
         }
         if silentMs >= policy.heartbeatTimeout.wholeMilliseconds { return retry(dropping: connection, .timedOut) }
         if unacked.isEmpty {
@@ -525,11 +529,8 @@ public struct ClientSession: Sendable {
     }
 
     /// Drops the connection and schedules the next attempt.
-    /// - Parameter opened: false when no transport was opened for it (its token was being
-    ///   renewed), so there is nothing to disconnect.
-    private mutating func retry(dropping connection: ConnectionID, _ cause: DisconnectCause,
-                                opened: Bool = true) -> [Action] {
-        var actions: [Action] = opened ? [.disconnect(connection, cause)] : []
+    private mutating func retry(dropping connection: ConnectionID, _ cause: DisconnectCause) -> [Action] {
+        var actions: [Action] = transportOpened ? [.disconnect(connection, cause)] : []
         unansweredSinceMs = nil
         probeInFlight = false
         probeDueMs = nil
@@ -574,7 +575,7 @@ public struct ClientSession: Sendable {
 
     private mutating func finish(_ reason: CloseReason, cause: DisconnectCause) -> [Action] {
         var actions: [Action] = []
-        if let connection = currentConnection { actions.append(.disconnect(connection, cause)) }
+        if transportOpened, let connection = currentConnection { actions.append(.disconnect(connection, cause)) }
         phase = .closed(reason)
         actions += unacked.map { .complete($0.id, .failed(reason)) }
         unacked.removeAll()

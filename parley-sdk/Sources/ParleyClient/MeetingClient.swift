@@ -382,10 +382,8 @@ public actor MeetingClient {
     }
 
     private func tokenArrived(_ token: String) {
-        let id = renewal?.id
         renewal = nil
-        guard let id else { return }
-        perform(session.tokenRenewed(token, for: id))
+        perform(session.tokenRenewed(token))
     }
 
     private func tokenFailed(_ error: any Error) {

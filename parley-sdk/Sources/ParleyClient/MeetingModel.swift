@@ -45,11 +45,11 @@ public final class MeetingModel {
         let events = client.subscribe()
         await refresh()
         for await event in events {
+            // The client's own state is read by `refresh`; only errors live here.
             switch event {
-            case .connection(let state): connectionState = state
             case .welcome: lastError = nil
             case .error(let error): lastError = error
-            case .entry, .signal, .dropped: break
+            case .connection, .entry, .signal, .dropped: break
             }
             await refresh()
         }
