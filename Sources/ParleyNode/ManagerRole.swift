@@ -336,15 +336,21 @@ struct ManagerService: Service {
                 case .read:
                     do {
                         let stored = try await store.lease(ZoneAgent.managerLease)
-                        actions += election.observed(stored.map(ManagerLease.init), nowMs: wallClockMs())
+                        let now = wallClockMs()
+                        actions += election.observed(stored.map { ManagerLease($0, readAtMs: now) }, nowMs: now)
                     } catch {
                         logger.warning("cannot read the manager lease", metadata: ["error": "\(error)"])
                         actions += election.claimed(nil, nowMs: wallClockMs())
                     }
                 case .claim(let expected, let new):
                     do {
-                        let won = try await store.replaceLease(ZoneAgent.managerLease, expected: expected.map(StoredLease.init),
-                                                               with: StoredLease(new))
+                        // The store times the lease on its own clock; ours only measures how
+                        // long we may trust it (see ManagerElection).
+                        let won = try await store.replaceLease(
+                            ZoneAgent.managerLease,
+                            expected: expected.map { LeaseVersion(holder: $0.holder.rawValue, term: $0.term) },
+                            with: LeaseClaim(holder: new.holder.rawValue, address: new.address, term: new.term,
+                                             durationMs: election.timing.leaseMs))
                         actions += election.claimed(won ? new : nil, nowMs: wallClockMs())
                     } catch {
                         logger.warning("cannot write the manager lease", metadata: ["error": "\(error)"])
@@ -364,14 +370,10 @@ struct ManagerService: Service {
 }
 
 extension ManagerLease {
-    init(_ stored: StoredLease) {
-        self.init(holder: NodeName(stored.holder), address: stored.address, term: stored.term, expiresAtMs: stored.expiresAtMs)
+    /// A lease read from the store, its expiry moved onto this process's clock: `readAtMs`
+    /// plus what the store said remained.
+    init(_ stored: StoredLease, readAtMs: Int64) {
+        self.init(holder: NodeName(stored.holder), address: stored.address, term: stored.term,
+                  expiresAtMs: readAtMs + stored.remainingMs)
     }
 }
-
-extension StoredLease {
-    init(_ lease: ManagerLease) {
-        self.init(holder: lease.holder.rawValue, address: lease.address, term: lease.term, expiresAtMs: lease.expiresAtMs)
-    }
-}
-

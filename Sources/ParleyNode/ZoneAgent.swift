@@ -90,7 +90,7 @@ public actor ZoneAgent: Service {
         while !Task.isCancelled {
             do {
                 let lease = try await store.lease(Self.managerLease)
-                if let lease, lease.expiresAtMs >= wallClockMs() {
+                if let lease, lease.isLive {
                     let manager = NodeName(lease.holder)
                     try await ZoneLink.connect(to: lease.address, as: name, peer: manager, secret: secret,
                                                nowMs: wallClockMs(), logger: logger) { link in

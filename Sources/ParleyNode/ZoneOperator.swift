@@ -19,7 +19,7 @@ public enum ZoneOperator {
             throw ZoneOperatorError("cannot read the zone secret (\(error)); run this as the zone's user")
         }
         let store = try SQLiteStore(directory: paths.data, logger: logger)
-        guard let lease = try await store.lease(ZoneAgent.managerLease), lease.expiresAtMs >= wallClockMs() else {
+        guard let lease = try await store.lease(ZoneAgent.managerLease), lease.isLive else {
             throw ZoneOperatorError("no manager leads the zone in \(paths.data) right now; is the zone running?")
         }
         let answer = AnswerBox()

@@ -106,7 +106,7 @@ extension SQLiteStore: AccountStore {
     public func createSession(tokenHash: String, account: String, expiresAt: Millis) async throws(StoreError) {
         try await write { db in
             // Expired sessions go whenever a new one is made, so the table stays small.
-            try db.execute(sql: "DELETE FROM web_sessions WHERE expires_at < ?", arguments: [Int64(Date().timeIntervalSince1970 * 1000)])
+            try db.execute(sql: "DELETE FROM web_sessions WHERE expires_at < \(Self.nowMs)")
             try db.execute(sql: "INSERT INTO web_sessions (token_hash, account, expires_at) VALUES (?, ?, ?)",
                            arguments: [tokenHash, account, expiresAt])
         }
@@ -126,7 +126,7 @@ extension SQLiteStore: AccountStore {
     }
 
     public func createListing(_ listing: MeetingListing) async throws(StoreError) {
-        let attendees = String(decoding: try Self.encode(listing.attendees), as: UTF8.self)
+        let attendees = String(decoding: try StoredForm.encode(listing.attendees), as: UTF8.self)
         try await write { db in
             try db.execute(
                 sql: """

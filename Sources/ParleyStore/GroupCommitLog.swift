@@ -143,7 +143,7 @@ extension StoreError {
     var meeting: MeetingID? {
         switch self {
         case .unknownMeeting(let id), .meetingExists(let id), .fenced(let id, _, _), .notContiguous(let id, _, _): id
-        case .io: nil
+        case .io, .misconfigured, .unavailable: nil
         }
     }
 }

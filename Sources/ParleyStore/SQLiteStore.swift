@@ -1,4 +1,3 @@
-import Crypto
 import FoundationEssentials
 import GRDB
 import Logging
@@ -47,6 +46,11 @@ public final class SQLiteStore: Store, Sendable {
             try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
             }
+            if try pool.read({ db in try Self.migrator.hasBeenSuperseded(db) }) {
+                throw StoreError.unavailable(
+                    "the schema of \(path) was written by a newer Parley (it has migrations this one does not know); "
+                        + "run that version, or restore a backup from before the upgrade")
+            }
             // The processes of a zone may open a new store at the same moment; a migration that
             // lost the race sees the winner's schema on the next attempt.
             var attempt = 0
@@ -69,7 +73,7 @@ public final class SQLiteStore: Store, Sendable {
     // MARK: - Store
 
     public func createMeeting(_ record: MeetingRecord) async throws(StoreError) {
-        let settings = try Self.encode(record.settings)
+        let settings = try StoredForm.encode(record.settings)
         try await write { db in
             if try Self.storedEpoch(db, record.id) != nil { throw StoreError.meetingExists(record.id) }
             try db.execute(
@@ -116,19 +120,25 @@ public final class SQLiteStore: Store, Sendable {
         try await read { db in try Self.storedLease(db, name) }
     }
 
-    public func replaceLease(_ name: String, expected: StoredLease?, with new: StoredLease) async throws(StoreError) -> Bool {
+    public func replaceLease(_ name: String, expected: LeaseVersion?, with claim: LeaseClaim) async throws(StoreError) -> Bool {
         try await write { db in
-            guard try Self.storedLease(db, name) == expected else { return false }
+            let stored = try Self.storedLease(db, name)
+            guard stored?.version == expected else { return false }
+            if let stored, stored.holder != claim.holder, stored.isLive { return false }
             try db.execute(
                 sql: """
-                    INSERT INTO leases (name, holder, address, term, expires_at) VALUES (?, ?, ?, ?, ?)
+                    INSERT INTO leases (name, holder, address, term, expires_at) VALUES (?, ?, ?, ?, \(Self.nowMs) + ?)
                     ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, address = excluded.address,
                         term = excluded.term, expires_at = excluded.expires_at
                     """,
-                arguments: [name, new.holder, new.address, Int64(bitPattern: new.term), new.expiresAtMs])
+                arguments: [name, claim.holder, claim.address, Int64(bitPattern: claim.term), claim.durationMs])
             return true
         }
     }
+
+    /// SQLite's clock, in Unix milliseconds: the store's clock for leases. One machine
+    /// shares an SQLite file, so this is that machine's clock.
+    static let nowMs = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
 
     public func recordCrash(_ meeting: MeetingID, participant: ParticipantID, op: OpID, at: Millis) async throws(StoreError) -> Int {
         try await write { db in
@@ -180,47 +190,27 @@ public final class SQLiteStore: Store, Sendable {
     }
 
     private static func storedLease(_ db: Database, _ name: String) throws -> StoredLease? {
-        try Row.fetchOne(db, sql: "SELECT holder, address, term, expires_at FROM leases WHERE name = ?", arguments: [name])
+        try Row.fetchOne(db, sql: "SELECT holder, address, term, expires_at - \(nowMs) FROM leases WHERE name = ?",
+                         arguments: [name])
             .map { row in
-                StoredLease(holder: row["holder"], address: row["address"],
-                            term: UInt64(bitPattern: row["term"] as Int64), expiresAtMs: row["expires_at"])
+                StoredLease(holder: row[0], address: row[1], term: UInt64(bitPattern: row[2] as Int64), remainingMs: row[3])
             }
     }
 
-    /// Checks fencing before contiguity, so a replaced host learns that it must stop.
-    /// An entry under an epoch newer than the stored one raises the stored epoch, so that
-    /// `recover` never reports an epoch older than one already in the log.
+    /// See `StoredForm.checkAppend` for the checks, made inside the write transaction.
     public func append(_ batch: [MeetingID: [LogEntry]]) async throws(StoreError) {
-        // Encode and hash before taking the write lock; sorted so the work is deterministic.
-        var rows: [(MeetingID, [EncodedEntry])] = []
-        for (meeting, entries) in batch.sorted(by: { $0.key < $1.key }) where !entries.isEmpty {
-            var encoded: [EncodedEntry] = []
-            encoded.reserveCapacity(entries.count)
-            for entry in entries {
-                let (body, checksum) = try Self.sealed(entry)
-                encoded.append(EncodedEntry(seq: entry.seq, epoch: entry.epoch, body: body, checksum: checksum))
-            }
-            rows.append((meeting, encoded))
-        }
+        // Encode and hash before taking the write lock.
+        let rows = try StoredForm.rows(batch)
         guard !rows.isEmpty else { return }
         try await write { [rows] db in
             let insert = try db.cachedStatement(
                 sql: "INSERT INTO log (meeting, seq, epoch, body, checksum) VALUES (?, ?, ?, ?, ?)")
             for (meeting, entries) in rows {
                 guard let current = try Self.storedEpoch(db, meeting) else { throw StoreError.unknownMeeting(meeting) }
-                var expected = try Self.lastSeq(db, meeting) + 1
-                var newest = current
+                let newest = try StoredForm.checkAppend(meeting, entries, current: current, lastSeq: try Self.lastSeq(db, meeting))
                 for entry in entries {
-                    guard entry.epoch >= current else {
-                        throw StoreError.fenced(meeting, epoch: entry.epoch, current: current)
-                    }
-                    guard entry.seq == expected else {
-                        throw StoreError.notContiguous(meeting, expected: expected, found: entry.seq)
-                    }
                     try insert.execute(arguments: [meeting.rawValue, Int64(bitPattern: entry.seq),
                                                    Int64(bitPattern: entry.epoch.rawValue), entry.body, entry.checksum])
-                    expected += 1
-                    newest = max(newest, entry.epoch)
                 }
                 if newest > current {
                     try db.execute(sql: "UPDATE meetings SET epoch = ? WHERE id = ?",
@@ -234,24 +224,17 @@ public final class SQLiteStore: Store, Sendable {
     /// `.notContiguous(expected: lastLoggedSeq, found: snapshot.seq)` if the snapshot claims
     /// entries the log does not hold. Keeps the two newest snapshots.
     public func writeSnapshot(_ meeting: MeetingID, _ snapshot: Snapshot) async throws(StoreError) {
-        let (body, checksum) = try Self.sealed(snapshot)
-        let createdAt = Int64(Date().timeIntervalSince1970 * 1000)
+        let (body, checksum) = try StoredForm.sealed(snapshot)
         try await write { db in
             guard let current = try Self.storedEpoch(db, meeting) else { throw StoreError.unknownMeeting(meeting) }
-            guard snapshot.epoch >= current else {
-                throw StoreError.fenced(meeting, epoch: snapshot.epoch, current: current)
-            }
-            let last = try Self.lastSeq(db, meeting)
-            guard snapshot.seq <= last else {
-                throw StoreError.notContiguous(meeting, expected: last, found: snapshot.seq)
-            }
+            try StoredForm.checkSnapshot(meeting, snapshot, current: current, lastSeq: try Self.lastSeq(db, meeting))
             try db.execute(
                 sql: """
                     INSERT OR REPLACE INTO snapshots (meeting, seq, epoch, body, checksum, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?)
+                    VALUES (?, ?, ?, ?, ?, \(Self.nowMs))
                     """,
                 arguments: [meeting.rawValue, Int64(bitPattern: snapshot.seq),
-                            Int64(bitPattern: snapshot.epoch.rawValue), body, checksum, createdAt])
+                            Int64(bitPattern: snapshot.epoch.rawValue), body, checksum])
             try db.execute(
                 sql: """
                     DELETE FROM snapshots WHERE meeting = ? AND seq NOT IN
@@ -276,19 +259,15 @@ public final class SQLiteStore: Store, Sendable {
     }
 
     private func recover(_ meeting: MeetingID, historyLimit: Int, after: Seq?) async throws(StoreError) -> RecoveredMeeting {
-        let scan = try await read { db in try Recovery.scan(db, meeting, historyLimit: max(0, historyLimit), after: after) }
-        var recovered = scan.recovered
-        if let cut = scan.cut {
-            let moved = try await write { db in try Recovery.quarantine(db, meeting, cut) }
-            if !moved {
-                recovered.warnings.append(
-                    "the log of \(meeting) changed at seq \(cut.seq) during recovery; nothing was quarantined")
-            }
+        let scan: Recovery.Scan
+        do {
+            scan = try await Recovery.scan(SQLiteReads(pool: pool), meeting, historyLimit: max(0, historyLimit), after: after)
+        } catch {
+            throw Self.storeError(error)
         }
-        for warning in recovered.warnings {
-            logger.warning("recovery: \(warning)", metadata: ["meeting": "\(meeting)"])
+        return try await Recovery.finish(scan, meeting, logger: logger) { cut throws(StoreError) in
+            try await write { db in try Self.quarantine(db, meeting, cut) }
         }
-        return recovered
     }
 
     // MARK: - Raw access, for tests and repair tools
@@ -306,13 +285,6 @@ public final class SQLiteStore: Store, Sendable {
     // MARK: - Internals
 
     static let snapshotsKept = 2
-
-    struct EncodedEntry: Sendable {
-        var seq: Seq
-        var epoch: Epoch
-        var body: Data
-        var checksum: Data
-    }
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -434,27 +406,29 @@ public final class SQLiteStore: Store, Sendable {
 
     static func record(_ row: Row) throws -> MeetingRecord {
         let id = MeetingID(try row.decode(String.self, atIndex: 0))
-        let settingsJSON = try row.decode(String.self, atIndex: 2)
-        guard let settings = try? JSONDecoder().decode(MeetingSettings.self, from: Data(settingsJSON.utf8)) else {
-            throw StoreError.io("meeting \(id): its stored settings do not decode")
-        }
-        return MeetingRecord(id: id, title: try row.decode(String.self, atIndex: 1), settings: settings,
+        return MeetingRecord(id: id, title: try row.decode(String.self, atIndex: 1),
+                             settings: try StoredForm.settings(try row.decode(String.self, atIndex: 2), of: id),
                              createdAt: try row.decode(Int64.self, atIndex: 3))
     }
 
-    static func encode(_ value: some Encodable) throws(StoreError) -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        do { return try encoder.encode(value) } catch { throw .io("cannot encode \(type(of: value)): \(error)") }
+    /// Moves the log from `cut.seq` on to `log_quarantine`, unless the log changed at the
+    /// cut since it was read (another recovery got there first and the log may already hold
+    /// new, good entries). Returns whether it moved anything.
+    static func quarantine(_ db: Database, _ meeting: MeetingID, _ cut: Recovery.Cut) throws -> Bool {
+        let now = try Data?.fetchOne(
+            db, sql: "SELECT checksum FROM log WHERE meeting = ? AND seq = ?",
+            arguments: [meeting.rawValue, Int64(bitPattern: cut.seq)]) ?? nil
+        guard now == cut.checksumSeen else { return false }
+        let arguments: StatementArguments = [meeting.rawValue, Int64(bitPattern: cut.seq)]
+        try db.execute(
+            sql: """
+                INSERT OR REPLACE INTO log_quarantine (meeting, seq, epoch, body, checksum, quarantined_at)
+                SELECT meeting, seq, epoch, body, checksum, \(nowMs) FROM log WHERE meeting = ? AND seq >= ?
+                """,
+            arguments: arguments)
+        try db.execute(sql: "DELETE FROM log WHERE meeting = ? AND seq >= ?", arguments: arguments)
+        return true
     }
-
-    /// The JSON body and its SHA-256.
-    static func sealed(_ value: some Encodable) throws(StoreError) -> (body: Data, checksum: Data) {
-        let body = try encode(value)
-        return (body, checksum(body))
-    }
-
-    static func checksum(_ body: Data) -> Data { Data(SHA256.hash(data: body)) }
 
     /// Runs `updates` in one write transaction; rolls back if it throws.
     /// Deliberately not cancellable (see the type's doc comment).
@@ -471,11 +445,48 @@ public final class SQLiteStore: Store, Sendable {
         do { return try await pool.read(value) } catch { throw Self.storeError(error) }
     }
 
-    private static func storeError(_ error: any Error) -> StoreError {
+    static func storeError(_ error: any Error) -> StoreError {
         switch error {
         case let error as StoreError: error
         case let error as DatabaseError: .io(error.description)
         default: .io(String(describing: error))
+        }
+    }
+}
+
+/// Recovery's reads, each in its own read transaction of the pool. A concurrent append
+/// between them can only add entries after those read; the log is never rewritten in place.
+struct SQLiteReads: RecoveryReads {
+    let pool: DatabasePool
+
+    func meeting(_ id: MeetingID) async throws -> (MeetingRecord, Epoch)? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT id, title, settings, created_at, epoch FROM meetings WHERE id = ?",
+                             arguments: [id.rawValue])
+                .map { row in (try SQLiteStore.record(row), Epoch(UInt64(bitPattern: try row.decode(Int64.self, atIndex: 4)))) }
+        }
+    }
+
+    func snapshots(_ id: MeetingID) async throws -> [StoredRow] {
+        try await rows("SELECT seq, body, checksum FROM snapshots WHERE meeting = ? ORDER BY seq DESC", [id.rawValue])
+    }
+
+    func log(_ id: MeetingID, after seq: Seq) async throws -> [StoredRow] {
+        try await rows("SELECT seq, body, checksum FROM log WHERE meeting = ? AND seq > ? ORDER BY seq",
+                       [id.rawValue, Int64(bitPattern: seq)])
+    }
+
+    func log(_ id: MeetingID, through seq: Seq, limit: Int) async throws -> [StoredRow] {
+        try await rows("SELECT seq, body, checksum FROM log WHERE meeting = ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
+                       [id.rawValue, Int64(bitPattern: seq), limit])
+    }
+
+    private func rows(_ sql: String, _ arguments: StatementArguments) async throws -> [StoredRow] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                StoredRow(seq: Seq(bitPattern: (try? row.decode(Int64.self, atIndex: 0)) ?? 0),
+                          body: try? row.decode(Data.self, atIndex: 1), checksum: try? row.decode(Data.self, atIndex: 2))
+            }
         }
     }
 }

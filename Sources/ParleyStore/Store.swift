@@ -56,6 +56,12 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case notContiguous(MeetingID, expected: Seq, found: Seq)
     /// The database failed; `reason` is the underlying message.
     case io(String)
+    /// The store's configuration is wrong (a malformed store URL, an unknown option); the
+    /// message says what to fix.
+    case misconfigured(String)
+    /// The database cannot be used: unreachable, a wrong password, no such database, or a
+    /// schema newer than this binary. The message names the problem.
+    case unavailable(String)
 
     public var description: String {
         switch self {
@@ -66,6 +72,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notContiguous(let id, let expected, let found):
             "meeting \(id): expected seq \(expected) next, got \(found)"
         case .io(let reason): "storage failure: \(reason)"
+        case .misconfigured(let problem): problem
+        case .unavailable(let problem): problem
         }
     }
 }
@@ -90,11 +98,14 @@ public protocol Store: Sendable {
     /// returns it. From then on every append or snapshot under an older epoch is fenced, so
     /// a previous host, even one that was paused and wakes up, can commit nothing.
     func claimNextEpoch(_ meeting: MeetingID) async throws(StoreError) -> Epoch
-    /// The named lease, or nil if it was never written.
+    /// The named lease, or nil if it was never written. Its `remainingMs` is measured on the
+    /// store's own clock.
     func lease(_ name: String) async throws(StoreError) -> StoredLease?
-    /// Compare-and-set: writes `new` only if the stored lease equals `expected` (nil: none
-    /// stored). Returns whether it was written.
-    func replaceLease(_ name: String, expected: StoredLease?, with new: StoredLease) async throws(StoreError) -> Bool
+    /// Compare-and-set, decided by the store on its own clock: writes `claim` only if the
+    /// stored lease has `expected`'s holder and term (nil: none stored), and either the
+    /// claimer already holds it (a renewal) or it has lapsed. The new lease runs for
+    /// `claim.durationMs` from the store's now. Returns whether it was written.
+    func replaceLease(_ name: String, expected: LeaseVersion?, with claim: LeaseClaim) async throws(StoreError) -> Bool
     /// Appends committed entries, in one transaction for all meetings given. Each meeting's
     /// entries must continue its log without gaps.
     func append(_ batch: [MeetingID: [LogEntry]]) async throws(StoreError)
@@ -129,18 +140,54 @@ public struct OpCrashes: Equatable, Sendable {
 }
 
 /// A lease as the store keeps it: who holds it, where to reach them, under which term, and
-/// until when (wall-clock milliseconds). The zone's rules give it meaning; the store only
-/// reads and compare-and-sets it, atomically, for every process sharing the store.
+/// how long it still runs. The zone's rules give it meaning; the store only reads and
+/// compare-and-sets it, atomically, for every process sharing the store.
+///
+/// Expiry is kept and compared on the store's clock only (the database's `now()`): the
+/// processes sharing a store may run on machines whose clocks differ, so no caller's clock
+/// ever decides whether a lease has lapsed.
 public struct StoredLease: Equatable, Sendable {
     public var holder: String
     public var address: String
     public var term: UInt64
-    public var expiresAtMs: Int64
+    /// Milliseconds until the lease lapses, on the store's clock when it was read: it is
+    /// valid through its last millisecond (0) and negative once it has lapsed.
+    public var remainingMs: Int64
 
-    public init(holder: String, address: String, term: UInt64, expiresAtMs: Int64) {
+    public init(holder: String, address: String, term: UInt64, remainingMs: Int64) {
         self.holder = holder
         self.address = address
         self.term = term
-        self.expiresAtMs = expiresAtMs
+        self.remainingMs = remainingMs
+    }
+
+    public var version: LeaseVersion { LeaseVersion(holder: holder, term: term) }
+    /// Whether the lease still ran when it was read.
+    public var isLive: Bool { remainingMs >= 0 }
+}
+
+/// What a compare-and-set on a lease expects to find.
+public struct LeaseVersion: Equatable, Sendable {
+    public var holder: String
+    public var term: UInt64
+
+    public init(holder: String, term: UInt64) {
+        self.holder = holder
+        self.term = term
+    }
+}
+
+/// A lease to write: it runs `durationMs` from the store's now.
+public struct LeaseClaim: Equatable, Sendable {
+    public var holder: String
+    public var address: String
+    public var term: UInt64
+    public var durationMs: Int64
+
+    public init(holder: String, address: String, term: UInt64, durationMs: Int64) {
+        self.holder = holder
+        self.address = address
+        self.term = term
+        self.durationMs = durationMs
     }
 }

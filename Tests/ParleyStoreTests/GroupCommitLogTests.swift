@@ -25,7 +25,7 @@ final class GatedStore: Store {
     func recordAttendance(_ records: [Attendance]) async throws(StoreError) { try await base.recordAttendance(records) }
     func attendance(_ meeting: MeetingID?) async throws(StoreError) -> [Attendance] { try await base.attendance(meeting) }
     func lease(_ name: String) async throws(StoreError) -> StoredLease? { try await base.lease(name) }
-    func replaceLease(_ name: String, expected: StoredLease?, with new: StoredLease) async throws(StoreError) -> Bool {
+    func replaceLease(_ name: String, expected: LeaseVersion?, with new: LeaseClaim) async throws(StoreError) -> Bool {
         try await base.replaceLease(name, expected: expected, with: new)
     }
     func append(_ batch: [MeetingID: [LogEntry]]) async throws(StoreError) {

@@ -1,4 +1,6 @@
 import FoundationEssentials
+import Logging
+import Testing
 import ParleyCore
 @testable import ParleyStore
 
@@ -14,6 +16,82 @@ func withStore<T>(_ body: (SQLiteStore, String) async throws -> T) async throws 
     try await withTemporaryDirectory { directory in
         let store = try SQLiteStore(directory: directory, synchronous: .normal)
         return try await body(store, directory)
+    }
+}
+
+/// The stores every contract test runs against.
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+    var testDescription: String { rawValue }
+}
+
+/// What the contract tests need beyond the `Store`: raw SQL, to damage rows as a disk would.
+protocol RawSQL: Sendable {
+    func rawExecute(_ sql: String) async throws(StoreError)
+    func rawInt(_ sql: String) async throws(StoreError) -> Int?
+    /// `bytes` as a blob literal of this database's SQL.
+    func blob(_ bytes: some Sequence<UInt8>) -> String
+    /// The blob expressions joined end to end.
+    func concatenated(_ parts: [String]) -> String
+}
+
+typealias TestedStore = ZoneStore & RawSQL
+
+extension SQLiteStore: RawSQL {
+    func blob(_ bytes: some Sequence<UInt8>) -> String { blobLiteral(bytes) }
+    func concatenated(_ parts: [String]) -> String { "CAST(" + parts.joined(separator: " || ") + " AS BLOB)" }
+}
+
+extension PostgresStore: RawSQL {
+    func blob(_ bytes: some Sequence<UInt8>) -> String {
+        "'\\x" + bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+            + "'::bytea"
+    }
+    func concatenated(_ parts: [String]) -> String { "(" + parts.joined(separator: " || ") + ")" }
+}
+
+/// A fresh, empty store of `kind`. `another` opens one more store on the same database, as a
+/// second process would.
+func withStore<T: Sendable>(_ kind: StoreKind,
+                            _ body: @Sendable (any TestedStore, _ another: @Sendable () async throws -> any TestedStore) async throws -> T)
+    async throws -> T {
+    switch kind {
+    case .sqlite:
+        return try await withTemporaryDirectory { directory in
+            let store = try SQLiteStore(directory: directory, synchronous: .normal)
+            return try await body(store) { try SQLiteStore(directory: directory, synchronous: .normal) }
+        }
+    case .postgres:
+        let url = try await TestPostgres.shared.freshDatabase()
+        guard case .postgres(let parsed) = try StoreLocation(url: url) else { preconditionFailure() }
+        // Every store opened here runs its pools until the test ends.
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            defer { group.cancelAll() }
+            let store = try await PostgresStore.open(parsed, logger: Logger(label: "test"))
+            group.addTask { await store.run() }
+            let opened = OpenedStores()
+            do {
+                let result = try await body(store) {
+                    let another = try await PostgresStore.open(parsed, logger: Logger(label: "test"))
+                    await opened.add(another)
+                    return another
+                }
+                await opened.stop()
+                return result
+            } catch {
+                await opened.stop()
+                throw error
+            }
+        }
+    }
+}
+
+/// Extra PostgreSQL stores a test opened; their pools run until `stop`.
+actor OpenedStores {
+    private var runs: [Task<Void, Never>] = []
+    func add(_ store: PostgresStore) { runs.append(Task { await store.run() }) }
+    func stop() async {
+        for run in runs { run.cancel(); await run.value }
     }
 }
 

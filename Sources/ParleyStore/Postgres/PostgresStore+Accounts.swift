@@ -1,0 +1,119 @@
+import FoundationEssentials
+import ParleyCore
+import PostgresNIO
+
+extension PostgresStore: AccountStore {
+    private static let accountColumns = "id, username, display_name, password_hash, failed_sign_ins, locked_until, created_at"
+    private static let listingColumns = "meeting, owner, scheduled_at, attendees, password_hash, started_at, created_at"
+
+    public func createAccount(_ account: Account) async throws(StoreError) -> Bool {
+        try await withConnection { connection in
+            try await connection.query("""
+                INSERT INTO accounts (id, username, display_name, password_hash, failed_sign_ins, locked_until, created_at)
+                VALUES (\(account.id), \(account.username), \(account.displayName), \(account.passwordHash),
+                        \(account.failedSignIns), \(account.lockedUntil), \(account.createdAt))
+                ON CONFLICT (username) DO NOTHING RETURNING 1
+                """, logger: Self.quiet).collect().count == 1
+        }
+    }
+
+    public func account(username: String) async throws(StoreError) -> Account? {
+        try await accounts("SELECT \(unescaped: Self.accountColumns) FROM accounts WHERE username = \(username)").first
+    }
+
+    public func account(id: String) async throws(StoreError) -> Account? {
+        try await accounts("SELECT \(unescaped: Self.accountColumns) FROM accounts WHERE id = \(id)").first
+    }
+
+    public func setSignInState(account: String, failedSignIns: Int, lockedUntil: Millis?) async throws(StoreError) {
+        try await withConnection { connection in
+            try await connection.query(
+                "UPDATE accounts SET failed_sign_ins = \(failedSignIns), locked_until = \(lockedUntil) WHERE id = \(account)",
+                logger: Self.quiet)
+        }
+    }
+
+    public func createSession(tokenHash: String, account: String, expiresAt: Millis) async throws(StoreError) {
+        try await withTransaction { connection in
+            // Expired sessions go whenever a new one is made, so the table stays small.
+            try await connection.query("DELETE FROM web_sessions WHERE expires_at < \(unescaped: Self.nowMs)", logger: Self.quiet)
+            try await connection.query(
+                "INSERT INTO web_sessions (token_hash, account, expires_at) VALUES (\(tokenHash), \(account), \(expiresAt))",
+                logger: Self.quiet)
+        }
+    }
+
+    public func sessionAccount(tokenHash: String, now: Millis) async throws(StoreError) -> Account? {
+        try await accounts("""
+            SELECT accounts.id, username, display_name, password_hash, failed_sign_ins, locked_until, created_at
+            FROM web_sessions JOIN accounts ON accounts.id = web_sessions.account
+            WHERE web_sessions.token_hash = \(tokenHash) AND web_sessions.expires_at > \(now)
+            """).first
+    }
+
+    public func deleteSession(tokenHash: String) async throws(StoreError) {
+        try await withConnection { connection in
+            try await connection.query("DELETE FROM web_sessions WHERE token_hash = \(tokenHash)", logger: Self.quiet)
+        }
+    }
+
+    public func createListing(_ listing: MeetingListing) async throws(StoreError) {
+        let attendees = String(decoding: try StoredForm.encode(listing.attendees), as: UTF8.self)
+        try await withConnection { connection in
+            try await connection.query("""
+                INSERT INTO meeting_listings (meeting, owner, scheduled_at, attendees, password_hash, started_at, created_at)
+                VALUES (\(listing.meeting.rawValue), \(listing.owner), \(listing.scheduledAt), \(attendees), \(listing.passwordHash),
+                        \(listing.startedAt), \(listing.createdAt))
+                """, logger: Self.quiet)
+        }
+    }
+
+    public func listing(_ meeting: MeetingID) async throws(StoreError) -> MeetingListing? {
+        try await listings("SELECT \(unescaped: Self.listingColumns) FROM meeting_listings WHERE meeting = \(meeting.rawValue)").first
+    }
+
+    public func listings(for account: Account) async throws(StoreError) -> [MeetingListing] {
+        // Invitations are by username inside a JSON array; matching elements keeps it exact.
+        try await listings("""
+            SELECT \(unescaped: Self.listingColumns) FROM meeting_listings WHERE owner = \(account.id)
+               OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(attendees::jsonb) AS invited(name) WHERE invited.name = \(account.username))
+            ORDER BY COALESCE(scheduled_at, started_at, created_at), meeting
+            """)
+    }
+
+    public func markStarted(_ meeting: MeetingID, at: Millis) async throws(StoreError) {
+        try await withConnection { connection in
+            try await connection.query(
+                "UPDATE meeting_listings SET started_at = COALESCE(started_at, \(at)) WHERE meeting = \(meeting.rawValue)",
+                logger: Self.quiet)
+        }
+    }
+
+    private func accounts(_ query: PostgresQuery) async throws(StoreError) -> [Account] {
+        try await withConnection { connection in
+            var accounts: [Account] = []
+            for try await (id, username, displayName, hash, failed, lockedUntil, createdAt) in try await connection.query(
+                query, logger: Self.quiet
+            ).decode((String, String, String, String, Int, Int64?, Int64).self) {
+                accounts.append(Account(id: id, username: username, displayName: displayName, passwordHash: hash,
+                                        failedSignIns: failed, lockedUntil: lockedUntil, createdAt: createdAt))
+            }
+            return accounts
+        }
+    }
+
+    private func listings(_ query: PostgresQuery) async throws(StoreError) -> [MeetingListing] {
+        try await withConnection { connection in
+            var listings: [MeetingListing] = []
+            for try await (meeting, owner, scheduledAt, attendees, hash, startedAt, createdAt) in try await connection.query(
+                query, logger: Self.quiet
+            ).decode((String, String, Int64?, String, String?, Int64?, Int64).self) {
+                listings.append(MeetingListing(
+                    meeting: MeetingID(meeting), owner: owner, scheduledAt: scheduledAt,
+                    attendees: (try? JSONDecoder().decode([String].self, from: Data(attendees.utf8))) ?? [],
+                    passwordHash: hash, startedAt: startedAt, createdAt: createdAt))
+            }
+            return listings
+        }
+    }
+}

@@ -1,0 +1,591 @@
+import FoundationEssentials
+import Logging
+import NIOCore
+import NIOSSL
+import ParleyCore
+import PostgresNIO
+import Synchronization
+
+/// The `Store` for a zone that spans machines: a PostgreSQL database they all share.
+///
+/// Rows are the same as SQLite's: every log entry and snapshot is JSON beside its SHA-256.
+/// Time comparisons between machines (lease expiry) use the database's clock only.
+///
+/// Connections come from one pool per host of the URL. Every call goes to the host that
+/// last accepted writes; when a call fails for want of a connection, the next call looks
+/// for the writable host again (after a promotion, the replica). A call that takes longer
+/// than the URL's `statement_timeout` fails, and its connection is closed, so a commit whose
+/// outcome is unknown is never acknowledged: the meeting's host stops and its clients
+/// resume from what the database holds.
+///
+/// The pools run inside ``run()``; use ``StoreLocation/withStore(dataDirectory:synchronous:logger:_:)``,
+/// which runs them for as long as the store is used.
+public final class PostgresStore: Store, Sendable {
+    public let url: PostgresURL
+    private let clients: [PostgresClient]
+    /// The index of the host that last accepted writes, nil when it must be looked for.
+    private let writable: Mutex<Int?>
+    private let logger: Logger
+
+    /// The database's clock, in Unix milliseconds.
+    static let nowMs = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+
+    /// Connects to the first usable host, checks the credentials and the database, and brings
+    /// the schema up to date.
+    /// - Throws: ``StoreError/unavailable(_:)`` with one line naming the problem: no host
+    ///   reachable, a wrong password, no such database, only read-only standbys, a schema newer
+    ///   than this binary.
+    public static func open(_ url: PostgresURL, logger: Logger) async throws(StoreError) -> PostgresStore {
+        var problems: [String] = []
+        for (index, host) in url.hosts.enumerated() {
+            do {
+                let connection = try await PostgresConnection.connect(
+                    configuration: try connectionConfiguration(url, host), id: index, logger: quiet)
+                do {
+                    if url.requiresWritable && url.hosts.count > 1 {
+                        let standby = try await connection.query("SELECT pg_is_in_recovery()", logger: quiet)
+                            .collect().first?.decode(Bool.self) ?? false
+                        if standby {
+                            problems.append("\(host.name):\(host.port) is a read-only standby")
+                            try? await connection.close()
+                            continue
+                        }
+                    }
+                    let applied = try await PostgresSchema.migrate(connection, logger: quiet)
+                    if !applied.isEmpty {
+                        logger.notice("PostgreSQL schema migrated", metadata: [
+                            "versions": "\(applied.map(String.init).joined(separator: ","))", "store": "\(url)",
+                        ])
+                    }
+                    try? await connection.close()
+                } catch {
+                    try? await connection.close()
+                    throw error
+                }
+                return PostgresStore(url: url, writable: index, logger: logger)
+            } catch {
+                let mapped = storeError(error)
+                // A schema problem is the database's, not the host's: no other host will do better.
+                if case .unavailable = mapped { throw mapped }
+                problems.append("\(host.name):\(host.port): \(describe(error))")
+            }
+        }
+        throw .unavailable("cannot use the PostgreSQL store \(url): " + problems.joined(separator: "; "))
+    }
+
+    private init(url: PostgresURL, writable: Int, logger: Logger) {
+        self.url = url
+        self.logger = logger
+        self.writable = Mutex(writable)
+        clients = url.hosts.map { host in
+            var configuration = PostgresClient.Configuration(
+                host: host.name, port: host.port, username: url.user, password: url.password, database: url.database,
+                tls: Self.clientTLS(url.tls))
+            configuration.options.connectTimeout = .seconds(url.connectTimeoutSeconds)
+            configuration.options.maximumConnections = url.poolSize
+            configuration.options.keepAliveBehavior = .init(frequency: .seconds(10))
+            return PostgresClient(configuration: configuration, backgroundLogger: Self.quiet)
+        }
+    }
+
+    /// Runs the connection pools until cancelled.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            for client in clients { group.addTask { await client.run() } }
+        }
+    }
+
+    // MARK: - Store
+
+    public func createMeeting(_ record: MeetingRecord) async throws(StoreError) {
+        let settings = String(decoding: try StoredForm.encode(record.settings), as: UTF8.self)
+        let inserted = try await withConnection { connection in
+            try await connection.query("""
+                INSERT INTO meetings (id, title, settings, created_at, epoch)
+                VALUES (\(record.id.rawValue), \(record.title), \(settings), \(record.createdAt), 0)
+                ON CONFLICT (id) DO NOTHING RETURNING 1
+                """, logger: Self.quiet).collect().count
+        }
+        if inserted == 0 { throw .meetingExists(record.id) }
+    }
+
+    public func meeting(_ id: MeetingID) async throws(StoreError) -> MeetingRecord? {
+        try await withConnection { connection in
+            try await PostgresReads(connection: connection).meeting(id)?.0
+        }
+    }
+
+    public func meetings() async throws(StoreError) -> [MeetingRecord] {
+        try await withConnection { connection in
+            var records: [MeetingRecord] = []
+            for try await (id, title, settings, createdAt) in try await connection.query(
+                "SELECT id, title, settings, created_at FROM meetings ORDER BY id", logger: Self.quiet
+            ).decode((String, String, String, Int64).self) {
+                records.append(MeetingRecord(id: MeetingID(id), title: title,
+                                             settings: try StoredForm.settings(settings, of: MeetingID(id)), createdAt: createdAt))
+            }
+            return records
+        }
+    }
+
+    public func advanceEpoch(_ meeting: MeetingID, to epoch: Epoch) async throws(StoreError) {
+        try await withTransaction { connection in
+            guard let current = try await Self.lockedEpoch(connection, meeting) else { throw StoreError.unknownMeeting(meeting) }
+            guard epoch > current else { throw StoreError.fenced(meeting, epoch: epoch, current: current) }
+            try await connection.query(
+                "UPDATE meetings SET epoch = \(Int64(bitPattern: epoch.rawValue)) WHERE id = \(meeting.rawValue)", logger: Self.quiet)
+        }
+    }
+
+    public func claimNextEpoch(_ meeting: MeetingID) async throws(StoreError) -> Epoch {
+        let next = try await withConnection { connection in
+            try await connection.query(
+                "UPDATE meetings SET epoch = epoch + 1 WHERE id = \(meeting.rawValue) RETURNING epoch", logger: Self.quiet
+            ).collect().first?.decode(Int64.self)
+        }
+        guard let next else { throw .unknownMeeting(meeting) }
+        return Epoch(UInt64(bitPattern: next))
+    }
+
+    public func lease(_ name: String) async throws(StoreError) -> StoredLease? {
+        try await withConnection { connection in
+            try await connection.query(
+                "SELECT holder, address, term, expires_at - \(unescaped: Self.nowMs) FROM leases WHERE name = \(name)",
+                logger: Self.quiet
+            ).collect().first.map { row in
+                let (holder, address, term, remaining) = try row.decode((String, String, Int64, Int64).self)
+                return StoredLease(holder: holder, address: address, term: UInt64(bitPattern: term), remainingMs: remaining)
+            }
+        }
+    }
+
+    public func replaceLease(_ name: String, expected: LeaseVersion?, with claim: LeaseClaim) async throws(StoreError) -> Bool {
+        let term = Int64(bitPattern: claim.term)
+        return try await withConnection { connection in
+            // One statement each way, so the check and the write are one atomic step on the
+            // database, which alone decides whether the lease has lapsed.
+            let written: Int
+            if let expected {
+                written = try await connection.query("""
+                    UPDATE leases SET holder = \(claim.holder), address = \(claim.address), term = \(term),
+                        expires_at = \(unescaped: Self.nowMs) + \(claim.durationMs)
+                    WHERE name = \(name) AND holder = \(expected.holder) AND term = \(Int64(bitPattern: expected.term))
+                      AND (holder = \(claim.holder) OR expires_at < \(unescaped: Self.nowMs))
+                    RETURNING 1
+                    """, logger: Self.quiet).collect().count
+            } else {
+                written = try await connection.query("""
+                    INSERT INTO leases (name, holder, address, term, expires_at)
+                    VALUES (\(name), \(claim.holder), \(claim.address), \(term), \(unescaped: Self.nowMs) + \(claim.durationMs))
+                    ON CONFLICT (name) DO NOTHING RETURNING 1
+                    """, logger: Self.quiet).collect().count
+            }
+            return written == 1
+        }
+    }
+
+    /// One transaction for the whole batch: the meetings' rows are locked first, so a
+    /// concurrent `claimNextEpoch` either commits before (and this append is fenced) or waits
+    /// until this one has committed.
+    public func append(_ batch: [MeetingID: [LogEntry]]) async throws(StoreError) {
+        let rows = try StoredForm.rows(batch)
+        guard !rows.isEmpty else { return }
+        try await withTransaction { connection in
+            let ids = rows.map(\.0.rawValue)
+            var stored: [String: (epoch: Epoch, last: Seq)] = [:]
+            for try await (id, epoch, last) in try await connection.query("""
+                SELECT m.id, m.epoch, (SELECT seq FROM log WHERE meeting = m.id ORDER BY seq DESC LIMIT 1)
+                FROM meetings m WHERE m.id = ANY(\(ids)) ORDER BY m.id FOR UPDATE OF m
+                """, logger: Self.quiet).decode((String, Int64, Int64?).self) {
+                stored[id] = (Epoch(UInt64(bitPattern: epoch)), Seq(bitPattern: last ?? 0))
+            }
+            var meetings: [String] = [], seqs: [Int64] = [], epochs: [Int64] = []
+            var bodies: [ByteBuffer] = [], checksums: [ByteBuffer] = []
+            var raised: [String] = [], raisedTo: [Int64] = []
+            for (meeting, entries) in rows {
+                guard let (current, last) = stored[meeting.rawValue] else { throw StoreError.unknownMeeting(meeting) }
+                let newest = try StoredForm.checkAppend(meeting, entries, current: current, lastSeq: last)
+                for entry in entries {
+                    meetings.append(meeting.rawValue)
+                    seqs.append(Int64(bitPattern: entry.seq))
+                    epochs.append(Int64(bitPattern: entry.epoch.rawValue))
+                    bodies.append(ByteBuffer(bytes: entry.body))
+                    checksums.append(ByteBuffer(bytes: entry.checksum))
+                }
+                if newest > current {
+                    raised.append(meeting.rawValue)
+                    raisedTo.append(Int64(bitPattern: newest.rawValue))
+                }
+            }
+            try await connection.query("""
+                INSERT INTO log (meeting, seq, epoch, body, checksum)
+                SELECT * FROM unnest(\(meetings)::text[], \(seqs)::bigint[], \(epochs)::bigint[], \(bodies)::bytea[], \(checksums)::bytea[])
+                """, logger: Self.quiet)
+            if !raised.isEmpty {
+                try await connection.query("""
+                    UPDATE meetings SET epoch = raised.epoch
+                    FROM unnest(\(raised)::text[], \(raisedTo)::bigint[]) AS raised(id, epoch) WHERE meetings.id = raised.id
+                    """, logger: Self.quiet)
+            }
+        }
+    }
+
+    public func writeSnapshot(_ meeting: MeetingID, _ snapshot: Snapshot) async throws(StoreError) {
+        let (body, checksum) = try StoredForm.sealed(snapshot)
+        try await withTransaction { connection in
+            guard let current = try await Self.lockedEpoch(connection, meeting) else { throw StoreError.unknownMeeting(meeting) }
+            let last = try await connection.query(
+                "SELECT seq FROM log WHERE meeting = \(meeting.rawValue) ORDER BY seq DESC LIMIT 1", logger: Self.quiet
+            ).collect().first?.decode(Int64.self) ?? 0
+            try StoredForm.checkSnapshot(meeting, snapshot, current: current, lastSeq: Seq(bitPattern: last))
+            let seq = Int64(bitPattern: snapshot.seq)
+            try await connection.query("""
+                INSERT INTO snapshots (meeting, seq, epoch, body, checksum, created_at)
+                VALUES (\(meeting.rawValue), \(seq), \(Int64(bitPattern: snapshot.epoch.rawValue)), \(body), \(checksum),
+                        \(unescaped: Self.nowMs))
+                ON CONFLICT (meeting, seq) DO UPDATE SET epoch = excluded.epoch, body = excluded.body,
+                    checksum = excluded.checksum, created_at = excluded.created_at
+                """, logger: Self.quiet)
+            try await connection.query("""
+                DELETE FROM snapshots WHERE meeting = \(meeting.rawValue) AND seq NOT IN
+                    (SELECT seq FROM snapshots WHERE meeting = \(meeting.rawValue) ORDER BY seq DESC LIMIT \(SQLiteStore.snapshotsKept))
+                """, logger: Self.quiet)
+        }
+    }
+
+    public func recover(_ meeting: MeetingID, historyLimit: Int) async throws(StoreError) -> RecoveredMeeting {
+        try await recover(meeting, historyLimit: historyLimit, after: nil)
+    }
+
+    public func recover(_ meeting: MeetingID, after seq: Seq) async throws(StoreError) -> RecoveredMeeting {
+        try await recover(meeting, historyLimit: 0, after: seq)
+    }
+
+    /// Reads in one repeatable-read transaction, so the log and snapshots are one moment's.
+    /// A cut log is quarantined as in `SQLiteStore.recover`.
+    private func recover(_ meeting: MeetingID, historyLimit: Int, after: Seq?) async throws(StoreError) -> RecoveredMeeting {
+        let scan = try await withConnection { connection in
+            try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: Self.quiet)
+            do {
+                let scan = try await Recovery.scan(PostgresReads(connection: connection), meeting,
+                                                   historyLimit: max(0, historyLimit), after: after)
+                try await connection.query("COMMIT", logger: Self.quiet)
+                return scan
+            } catch {
+                _ = try? await connection.query("ROLLBACK", logger: Self.quiet)
+                throw error
+            }
+        }
+        return try await Recovery.finish(scan, meeting, logger: logger) { cut throws(StoreError) in
+            try await withTransaction { connection in
+                let id = meeting.rawValue, seq = Int64(bitPattern: cut.seq)
+                let now = try await connection.query(
+                    "SELECT checksum FROM log WHERE meeting = \(id) AND seq = \(seq) FOR UPDATE", logger: Self.quiet
+                ).collect().first?.decode(Data.self)
+                guard now == cut.checksumSeen else { return false }
+                try await connection.query("""
+                    INSERT INTO log_quarantine (meeting, seq, epoch, body, checksum, quarantined_at)
+                    SELECT meeting, seq, epoch, body, checksum, \(unescaped: Self.nowMs) FROM log WHERE meeting = \(id) AND seq >= \(seq)
+                    ON CONFLICT (meeting, seq) DO UPDATE SET epoch = excluded.epoch, body = excluded.body,
+                        checksum = excluded.checksum, quarantined_at = excluded.quarantined_at
+                    """, logger: Self.quiet)
+                try await connection.query("DELETE FROM log WHERE meeting = \(id) AND seq >= \(seq)", logger: Self.quiet)
+                return true
+            }
+        }
+    }
+
+    public func recordCrash(_ meeting: MeetingID, participant: ParticipantID, op: OpID, at: Millis) async throws(StoreError) -> Int {
+        try await withConnection { connection in
+            try await connection.query("""
+                INSERT INTO op_crashes (meeting, participant, op_id, crashes, last_crash_at)
+                VALUES (\(meeting.rawValue), \(participant.rawValue), \(op.rawValue), 1, \(at))
+                ON CONFLICT (meeting, participant, op_id)
+                DO UPDATE SET crashes = op_crashes.crashes + 1, last_crash_at = excluded.last_crash_at
+                RETURNING crashes
+                """, logger: Self.quiet).collect().first?.decode(Int.self) ?? 1
+        }
+    }
+
+    public func crashes(_ meeting: MeetingID) async throws(StoreError) -> [OpCrashes] {
+        try await withConnection { connection in
+            var crashes: [OpCrashes] = []
+            for try await (participant, op, count) in try await connection.query(
+                "SELECT participant, op_id, crashes FROM op_crashes WHERE meeting = \(meeting.rawValue) ORDER BY participant, op_id",
+                logger: Self.quiet
+            ).decode((String, String, Int).self) {
+                crashes.append(OpCrashes(participant: ParticipantID(participant), op: OpID(op), count: count))
+            }
+            return crashes
+        }
+    }
+
+    public func recordAttendance(_ records: [Attendance]) async throws(StoreError) {
+        guard !records.isEmpty else { return }
+        try await withConnection { connection in
+            try await connection.query("""
+                INSERT INTO attendance (meeting, participant, name, event, server, at)
+                SELECT meeting, participant, name, event, server, at FROM unnest(\(records.map(\.meeting.rawValue))::text[], \(records.map(\.participant.rawValue))::text[],
+                    \(records.map(\.name))::text[], \(records.map(\.event.rawValue))::text[], \(records.map(\.server))::text[],
+                    \(records.map(\.at))::bigint[]) WITH ORDINALITY AS r(meeting, participant, name, event, server, at, n)
+                ORDER BY n
+                """, logger: Self.quiet)
+        }
+    }
+
+    public func attendance(_ meeting: MeetingID?) async throws(StoreError) -> [Attendance] {
+        try await withConnection { connection in
+            let rows = if let meeting {
+                try await connection.query("""
+                    SELECT meeting, participant, name, event, server, at FROM attendance WHERE meeting = \(meeting.rawValue) ORDER BY id
+                    """, logger: Self.quiet)
+            } else {
+                try await connection.query("SELECT meeting, participant, name, event, server, at FROM attendance ORDER BY id",
+                                           logger: Self.quiet)
+            }
+            var records: [Attendance] = []
+            for try await (meeting, participant, name, event, server, at) in rows.decode((String, String, String, String, String, Int64).self) {
+                guard let event = Attendance.Event(rawValue: event) else { continue }
+                records.append(Attendance(meeting: MeetingID(meeting), participant: ParticipantID(participant), name: name,
+                                          event: event, server: server, at: at))
+            }
+            return records
+        }
+    }
+
+    // MARK: - Raw access, for tests and repair tools
+
+    func rawExecute(_ sql: String) async throws(StoreError) {
+        try await withConnection { connection in
+            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: Self.quiet)
+        }
+    }
+
+    func rawInt(_ sql: String) async throws(StoreError) -> Int? {
+        try await withConnection { connection in
+            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: Self.quiet).collect().first?.decode(Int?.self)
+        }
+    }
+
+    // MARK: - Connections
+
+    static let quiet = Logger(label: "parley.store.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    /// The meeting's epoch, its row locked until the transaction ends.
+    static func lockedEpoch(_ connection: PostgresConnection, _ meeting: MeetingID) async throws -> Epoch? {
+        try await connection.query("SELECT epoch FROM meetings WHERE id = \(meeting.rawValue) FOR UPDATE", logger: quiet)
+            .collect().first.map { Epoch(UInt64(bitPattern: try $0.decode(Int64.self))) }
+    }
+
+    /// Runs `body` in one transaction on the writable host.
+    @discardableResult
+    func withTransaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StoreError) -> T {
+        try await withConnection { connection in
+            try await connection.withTransaction(logger: Self.quiet) { connection in try await body(connection) }
+        }
+    }
+
+    /// Runs `body` on a connection to the writable host, within the statement timeout: when
+    /// it runs out, the connection is closed under `body`, which then fails.
+    @discardableResult
+    func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StoreError) -> T {
+        let index = try await writableHost()
+        let client = clients[index]
+        let limit = Duration.seconds(url.statementTimeoutSeconds)
+        let leased = LeasedConnection()
+        let result: Result<T, any Error> = await withTaskGroup(of: Result<T, any Error>?.self) { group in
+            group.addTask {
+                do {
+                    return .success(try await client.withConnection { connection in
+                        leased.set(connection)
+                        defer { leased.set(nil) }
+                        return try await body(connection)
+                    })
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                guard (try? await Task.sleep(for: limit)) != nil else { return nil }
+                if let connection = leased.get() { try? await connection.close() }
+                return .failure(StoreError.io("the database did not answer within \(limit) (statement_timeout)"))
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? .failure(CancellationError())
+        }
+        switch result {
+        case .success(let value):
+            return value
+        case .failure(let error):
+            let mapped = Self.storeError(error)
+            if case .io = mapped, url.hosts.count > 1, Self.isConnectionLoss(error) {
+                // Perhaps a failover: find the writable host again on the next call.
+                writable.withLock { if $0 == index { $0 = nil } }
+            }
+            throw mapped
+        }
+    }
+
+    /// The host to use; asks each in turn when it is not known (after a connection loss).
+    private func writableHost() async throws(StoreError) -> Int {
+        if let index = writable.withLock({ $0 }) { return index }
+        var problems: [String] = []
+        let connectTimeout = url.connectTimeoutSeconds
+        for (index, client) in clients.enumerated() {
+            let probe: Result<Bool, any Error> = await withTaskGroup(of: Result<Bool, any Error>?.self) { group in
+                group.addTask {
+                    do {
+                        let rows = try await client.query("SELECT pg_is_in_recovery()", logger: Self.quiet).collect()
+                        return .success(try rows.first?.decode(Bool.self) ?? false)
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+                group.addTask {
+                    guard (try? await Task.sleep(for: .seconds(connectTimeout))) != nil else { return nil }
+                    return .failure(StoreError.io("no connection within \(connectTimeout) s"))
+                }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first ?? .failure(CancellationError())
+            }
+            let host = url.hosts[index]
+            switch probe {
+            case .success(let standby) where !standby || !url.requiresWritable:
+                writable.withLock { $0 = index }
+                logger.notice("using PostgreSQL host \(host.name):\(host.port)", metadata: ["store": "\(url)"])
+                return index
+            case .success:
+                problems.append("\(host.name):\(host.port) is a read-only standby")
+            case .failure(let error):
+                problems.append("\(host.name):\(host.port): \(Self.describe(error))")
+            }
+        }
+        throw .io("no writable PostgreSQL host: " + problems.joined(separator: "; "))
+    }
+
+    private static func connectionConfiguration(_ url: PostgresURL, _ host: PostgresURL.Host) throws -> PostgresConnection.Configuration {
+        var configuration = PostgresConnection.Configuration(
+            host: host.name, port: host.port, username: url.user, password: url.password, database: url.database,
+            tls: try connectionTLS(url.tls))
+        configuration.options.connectTimeout = .seconds(Int64(url.connectTimeoutSeconds))
+        return configuration
+    }
+
+    private static func connectionTLS(_ mode: PostgresURL.TLSMode) throws -> PostgresConnection.Configuration.TLS {
+        switch mode {
+        case .disable: .disable
+        case .prefer: .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+        case .require: .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+        }
+    }
+
+    private static func clientTLS(_ mode: PostgresURL.TLSMode) -> PostgresClient.Configuration.TLS {
+        switch mode {
+        case .disable: .disable
+        case .prefer: .prefer(.makeClientConfiguration())
+        case .require: .require(.makeClientConfiguration())
+        }
+    }
+
+    // MARK: - Errors
+
+    static func storeError(_ error: any Error) -> StoreError {
+        switch error {
+        case let error as StoreError: return error
+        case let error as PostgresTransactionError:
+            if let inner = error.closureError ?? error.beginError ?? error.commitError { return storeError(inner) }
+            return .io("transaction failed")
+        default: return .io(describe(error))
+        }
+    }
+
+    /// Whether the error means the connection or the server went away, rather than the
+    /// statement being refused.
+    static func isConnectionLoss(_ error: any Error) -> Bool {
+        switch error {
+        case let error as PostgresTransactionError:
+            return [error.beginError, error.closureError, error.commitError].contains { $0.map(isConnectionLoss) ?? false }
+        case let error as PSQLError:
+            if let state = error.serverInfo?[.sqlState] {
+                // Read-only transaction (a demoted primary), admin shutdown, cannot connect now.
+                return ["25006", "57P01", "57P02", "57P03"].contains(state)
+            }
+            return [.connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed]
+                .contains(error.code)
+        case let error as StoreError:
+            if case .io = error { return true }
+            return false
+        default:
+            return false
+        }
+    }
+
+    /// One line for an operator: the server's own message when it sent one.
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case let error as PSQLError:
+            if let message = error.serverInfo?[.message] {
+                return message + (error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? "")
+            }
+            if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+            return "\(error.code)"
+        case let error as PostgresTransactionError:
+            if let inner = error.closureError ?? error.beginError ?? error.commitError { return describe(inner) }
+            return "transaction failed"
+        case let error as StoreError:
+            return error.description
+        default:
+            return String(describing: error)
+        }
+    }
+}
+
+/// The connection a call is using, for the timer that may have to close it.
+final class LeasedConnection: Sendable {
+    private let connection = Mutex<PostgresConnection?>(nil)
+
+    func set(_ new: PostgresConnection?) { connection.withLock { $0 = new } }
+    func get() -> PostgresConnection? { connection.withLock { $0 } }
+}
+
+/// Recovery's reads on one connection, inside the caller's transaction.
+struct PostgresReads: RecoveryReads {
+    let connection: PostgresConnection
+
+    func meeting(_ id: MeetingID) async throws -> (MeetingRecord, Epoch)? {
+        guard let row = try await connection.query(
+            "SELECT title, settings, created_at, epoch FROM meetings WHERE id = \(id.rawValue)", logger: PostgresStore.quiet
+        ).collect().first else { return nil }
+        let (title, settings, createdAt, epoch) = try row.decode((String, String, Int64, Int64).self)
+        return (MeetingRecord(id: id, title: title, settings: try StoredForm.settings(settings, of: id), createdAt: createdAt),
+                Epoch(UInt64(bitPattern: epoch)))
+    }
+
+    func snapshots(_ id: MeetingID) async throws -> [StoredRow] {
+        try await rows("SELECT seq, body, checksum FROM snapshots WHERE meeting = \(id.rawValue) ORDER BY seq DESC")
+    }
+
+    func log(_ id: MeetingID, after seq: Seq) async throws -> [StoredRow] {
+        try await rows("""
+            SELECT seq, body, checksum FROM log WHERE meeting = \(id.rawValue) AND seq > \(Int64(bitPattern: seq)) ORDER BY seq
+            """)
+    }
+
+    func log(_ id: MeetingID, through seq: Seq, limit: Int) async throws -> [StoredRow] {
+        try await rows("""
+            SELECT seq, body, checksum FROM log WHERE meeting = \(id.rawValue) AND seq <= \(Int64(bitPattern: seq))
+            ORDER BY seq DESC LIMIT \(limit)
+            """)
+    }
+
+    private func rows(_ query: PostgresQuery) async throws -> [StoredRow] {
+        var rows: [StoredRow] = []
+        for try await (seq, body, checksum) in try await connection.query(query, logger: PostgresStore.quiet)
+            .decode((Int64, Data?, Data?).self) {
+            rows.append(StoredRow(seq: Seq(bitPattern: seq), body: body, checksum: checksum))
+        }
+        return rows
+    }
+}

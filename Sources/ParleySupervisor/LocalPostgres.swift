@@ -1,0 +1,205 @@
+import Foundation
+import Subprocess
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A throwaway PostgreSQL server in a directory of its own, for the tests and for
+/// `parley cluster up`: Debian's `initdb`, then `pg_ctl start` on a loopback port. Run as
+/// the `postgres` user when started as root, since PostgreSQL refuses to run as root.
+///
+/// It listens on TCP only at `host` (loopback), with password authentication for the
+/// `postgres` user (`password`), so the store connects exactly as it would to a real server.
+public struct LocalPostgres: Sendable {
+    public let directory: String
+    public let host: String
+    public let port: Int
+    public let password: String
+    public let binaries: String
+
+    public var dataDirectory: String { directory + "/data" }
+    public var logFile: String { directory + "/postgres.log" }
+
+    /// The store URL of `database` on this server.
+    public func url(database: String, options: String = "sslmode=disable") -> String {
+        "postgres://postgres:\(password)@\(host):\(port)/\(database)?\(options)"
+    }
+
+    /// Creates the cluster (`initdb`) in `directory/data` and starts it.
+    /// - Parameters:
+    ///   - durable: fsync on (a benchmark, a real failover) or off (tests of logic).
+    ///   - settings: more `postgresql.conf` lines.
+    public static func start(in directory: String, host: String = "127.0.0.1", port: Int, password: String = "parley",
+                             durable: Bool = false, settings: [String] = []) async throws -> LocalPostgres {
+        let binaries = try findBinaries()
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let server = LocalPostgres(directory: directory, host: host, port: port, password: password, binaries: binaries)
+        let passwordFile = directory + "/password"
+        try password.write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        try server.handOver(directory)
+        try await server.run("initdb", ["-D", server.dataDirectory, "-U", "postgres", "-E", "UTF8", "--locale=C",
+                                        "--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile=\(passwordFile)"]
+                                       + (durable ? [] : ["--no-sync"]))
+        var conf = [
+            "listen_addresses = '\(host)'", "port = \(port)", "unix_socket_directories = '\(directory)'",
+            "max_connections = 200", "fsync = \(durable ? "on" : "off")",
+            "synchronous_commit = \(durable ? "on" : "off")", "full_page_writes = \(durable ? "on" : "off")",
+            "wal_level = replica", "max_wal_senders = 10", "hot_standby = on",
+        ] + settings
+        conf.append("")
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: server.dataDirectory + "/postgresql.conf"))
+        handle.seekToEndOfFile()
+        handle.write(Data(conf.joined(separator: "\n").utf8))
+        try handle.close()
+        // Replicas connect as postgres over TCP with the same password.
+        let hba = try FileHandle(forWritingTo: URL(fileURLWithPath: server.dataDirectory + "/pg_hba.conf"))
+        hba.seekToEndOfFile()
+        hba.write(Data("host replication postgres \(host)/32 scram-sha-256\nhost replication postgres 127.0.0.0/8 scram-sha-256\n".utf8))
+        try hba.close()
+        try await server.startServer()
+        return server
+    }
+
+    /// A streaming replica of `primary` in `directory`, started on `port`: `pg_basebackup -R`.
+    public static func replica(of primary: LocalPostgres, in directory: String, port: Int) async throws -> LocalPostgres {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let server = LocalPostgres(directory: directory, host: primary.host, port: port, password: primary.password,
+                                   binaries: primary.binaries)
+        try server.handOver(directory)
+        try await server.run("pg_basebackup", ["-D", server.dataDirectory, "-h", primary.host, "-p", "\(primary.port)",
+                                               "-U", "postgres", "-R", "-X", "stream", "--no-sync"],
+                             environment: ["PGPASSWORD": primary.password])
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: server.dataDirectory + "/postgresql.auto.conf"))
+        handle.seekToEndOfFile()
+        handle.write(Data("\nport = \(port)\nunix_socket_directories = '\(directory)'\napplication_name = 'replica\(port)'\n".utf8))
+        try handle.close()
+        // The replica's primary_conninfo names it to the primary, for synchronous_standby_names.
+        try await server.run("sh", ["-c", "sed -i \"s/^primary_conninfo = '/primary_conninfo = 'application_name=replica\(port) /\" "
+                                       + "\(server.dataDirectory)/postgresql.auto.conf"])
+        try await server.startServer()
+        return server
+    }
+
+    /// Starts the server again after ``stop(mode:)``.
+    public func startServer() async throws {
+        try await run("pg_ctl", ["-D", dataDirectory, "-l", logFile, "-w", "-t", "60", "start"], discardOutput: true)
+    }
+
+    /// `pg_ctl stop`: `fast` shuts down cleanly, `immediate` is a crash.
+    public func stop(mode: String = "fast") async throws {
+        try await run("pg_ctl", ["-D", dataDirectory, "-m", mode, "-w", "stop"])
+    }
+
+    /// Promotes a replica to primary (`pg_ctl promote`), waiting until it accepts writes.
+    public func promote() async throws {
+        try await run("pg_ctl", ["-D", dataDirectory, "-w", "promote"])
+    }
+
+    /// Runs SQL through `psql` as postgres on the local socket; returns its output.
+    @discardableResult
+    public func psql(_ sql: String, database: String = "postgres") async throws -> String {
+        try await run("psql", ["-h", directory, "-p", "\(port)", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1",
+                               "-qAtc", sql])
+    }
+
+    /// Creates a database and returns its name.
+    public func createDatabase(_ name: String) async throws {
+        try await psql("CREATE DATABASE \"\(name)\"")
+    }
+
+    /// The server's main process, from its pid file.
+    public var pid: Int32? {
+        guard let text = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8),
+              let first = text.split(separator: "\n").first else { return nil }
+        return Int32(first)
+    }
+
+    /// Starts a watchdog that stops this server (immediately) and removes its directory once
+    /// process `pid` has exited, however it exited: for test runs that may be killed.
+    public func stopWhenGone(pid: Int32) throws {
+        let ctl = "\(binaries)/pg_ctl -D '\(dataDirectory)' -m immediate -w stop"
+        let stop = Self.runningAsRoot ? "/usr/sbin/runuser -u postgres -- \(ctl)" : ctl
+        let watchdog = Process()
+        watchdog.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+        watchdog.arguments = ["/bin/sh", "-c",
+                              "while kill -0 \(pid) 2>/dev/null; do sleep 1; done; \(stop) >/dev/null 2>&1; rm -rf '\(directory)'"]
+        watchdog.standardInput = FileHandle.nullDevice
+        watchdog.standardOutput = FileHandle.nullDevice
+        watchdog.standardError = FileHandle.nullDevice
+        try watchdog.run()
+    }
+
+    // MARK: - Running the binaries
+
+    /// The directory of Debian's PostgreSQL binaries (the newest installed), or of `initdb` on the PATH.
+    static func findBinaries() throws -> String {
+        let root = "/usr/lib/postgresql"
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [])
+            .compactMap(Int.init).sorted()
+        for version in versions.reversed() where FileManager.default.isExecutableFile(atPath: "\(root)/\(version)/bin/initdb") {
+            return "\(root)/\(version)/bin"
+        }
+        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
+        where FileManager.default.isExecutableFile(atPath: "\(directory)/initdb") {
+            return String(directory)
+        }
+        throw LocalPostgresError("PostgreSQL's initdb is not installed: apt-get install postgresql")
+    }
+
+    private static var runningAsRoot: Bool { geteuid() == 0 }
+
+    /// Gives `path` to the postgres user when we are root (PostgreSQL will not run as root).
+    private func handOver(_ path: String) throws {
+        guard Self.runningAsRoot else { return }
+        guard let user = getpwnam("postgres") else {
+            throw LocalPostgresError("running as root, and there is no postgres user to run PostgreSQL as (apt-get install postgresql)")
+        }
+        chmod(path, 0o700)
+        guard chown(path, user.pointee.pw_uid, user.pointee.pw_gid) == 0 else {
+            throw LocalPostgresError("cannot give \(path) to the postgres user: \(String(cString: strerror(errno)))")
+        }
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] {
+            _ = chown(path + "/" + file, user.pointee.pw_uid, user.pointee.pw_gid)
+        }
+    }
+
+    @discardableResult
+    private func run(_ program: String, _ arguments: [String], environment: [String: String] = [:],
+                     discardOutput: Bool = false) async throws -> String {
+        let path = program == "sh" ? "/bin/sh" : binaries + "/" + program
+        var executable = path
+        var all = arguments
+        if Self.runningAsRoot {
+            executable = "/usr/sbin/runuser"
+            all = ["-u", "postgres", "--", "env"] + environment.map { "\($0.key)=\($0.value)" } + [path] + arguments
+        }
+        var env = Environment.inherit
+        for (key, value) in environment { env = env.updating([Environment.Key(stringLiteral: key): value]) }
+        let configuration = Configuration(executable: .path(FilePath(executable)), arguments: Arguments(all), environment: env,
+                                          workingDirectory: FilePath(directory))
+        if discardOutput {
+            // pg_ctl start leaves the server holding whatever pipes it was given.
+            let result = try await Subprocess.run(configuration, input: .none, output: .discarded, error: .discarded)
+            guard result.terminationStatus.isSuccess else {
+                let log = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
+                throw LocalPostgresError("\(program) \(arguments.joined(separator: " ")) failed (\(result.terminationStatus)); "
+                                         + "its log ends: \(log.suffix(600))")
+            }
+            return ""
+        }
+        let result = try await Subprocess.run(configuration, input: .none, output: .string(limit: 1 << 20),
+                                              error: .string(limit: 1 << 16))
+        guard result.terminationStatus.isSuccess else {
+            throw LocalPostgresError("\(program) \(arguments.joined(separator: " ")) failed (\(result.terminationStatus)): "
+                                     + result.standardError.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        return result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+public struct LocalPostgresError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

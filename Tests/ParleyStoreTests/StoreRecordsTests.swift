@@ -1,0 +1,80 @@
+import ParleyCore
+@testable import ParleyStore
+import Testing
+
+/// The rest of the contract: op crashes, attendance, and the web zone's accounts, sessions
+/// and listings, on every store.
+@Suite("Store contract: crashes, attendance, accounts")
+struct StoreRecordsTests {
+    @Test("crash counts grow per op and are listed per meeting", arguments: StoreKind.allCases)
+    func crashes(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store, _ in
+            var counts: [Int] = []
+            counts.append(try await store.recordCrash("m1", participant: "bob", op: "b-1", at: 10))
+            counts.append(try await store.recordCrash("m1", participant: "bob", op: "b-1", at: 20))
+            counts.append(try await store.recordCrash("m1", participant: "ann", op: "a-9", at: 30))
+            counts.append(try await store.recordCrash("m2", participant: "bob", op: "b-1", at: 40))
+            #expect(counts == [1, 2, 1, 1])
+            let m1 = try await store.crashes("m1"), m3 = try await store.crashes("m3")
+            #expect(m1 == [OpCrashes(participant: "ann", op: "a-9", count: 1), OpCrashes(participant: "bob", op: "b-1", count: 2)])
+            #expect(m3 == [])
+        }
+    }
+
+    @Test("attendance comes back in the order written, per meeting or all", arguments: StoreKind.allCases)
+    func attendance(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store, _ in
+            let records: [Attendance] = (0..<7).map { (index: Int) -> Attendance in
+                let meeting: MeetingID = index % 2 == 0 ? "m1" : "m2"
+                let event: Attendance.Event = index % 3 == 0 ? .left : .joined
+                return Attendance(meeting: meeting, participant: ParticipantID("p\(index)"), name: "P \(index)",
+                                  event: event, server: "collab-\(index)", at: Millis(1_000 - index))
+            }
+            try await store.recordAttendance(Array(records.prefix(4)))
+            try await store.recordAttendance([])
+            try await store.recordAttendance(Array(records.dropFirst(4)))
+            #expect(try await store.attendance(nil) == records)
+            #expect(try await store.attendance("m1") == records.filter { $0.meeting == "m1" })
+        }
+    }
+
+    @Test("accounts are unique by username; sessions expire; listings show what an account owns or is invited to",
+          arguments: StoreKind.allCases)
+    func accounts(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store, _ in
+            let ada = Account(id: "acc-ada", username: "ada", displayName: "Ada L.", passwordHash: "$2b$hash", createdAt: 5)
+            let bob = Account(id: "acc-bob", username: "bob", displayName: "Bob", passwordHash: "$2b$other", createdAt: 6)
+            #expect(try await store.createAccount(ada))
+            #expect(try await store.createAccount(bob))
+            #expect(try await store.createAccount(Account(id: "acc-2", username: "ada", displayName: "Imposter",
+                                                          passwordHash: "x", createdAt: 7)) == false)
+            #expect(try await store.account(username: "ada") == ada)
+            #expect(try await store.account(id: "acc-bob") == bob)
+            #expect(try await store.account(id: "nobody") == nil)
+
+            try await store.setSignInState(account: "acc-ada", failedSignIns: 3, lockedUntil: 9_000)
+            #expect(try await store.account(id: "acc-ada")?.lockedUntil == 9_000)
+            #expect(try await store.account(id: "acc-ada")?.failedSignIns == 3)
+
+            try await store.createSession(tokenHash: "h1", account: "acc-ada", expiresAt: 50_000)
+            #expect(try await store.sessionAccount(tokenHash: "h1", now: 49_999)?.id == "acc-ada")
+            #expect(try await store.sessionAccount(tokenHash: "h1", now: 50_000) == nil, "expired at its time")
+            try await store.deleteSession(tokenHash: "h1")
+            #expect(try await store.sessionAccount(tokenHash: "h1", now: 1) == nil)
+
+            for id in ["m1", "m2", "m3"] { try await store.createMeeting(record(MeetingID(id))) }
+            let owned = MeetingListing(meeting: "m1", owner: "acc-ada", scheduledAt: 300, attendees: [], passwordHash: nil,
+                                       startedAt: nil, createdAt: 1)
+            let invited = MeetingListing(meeting: "m2", owner: "acc-bob", scheduledAt: 200, attendees: ["ada", "cy"],
+                                         passwordHash: "$2b$guest", startedAt: nil, createdAt: 2)
+            let notInvited = MeetingListing(meeting: "m3", owner: "acc-bob", scheduledAt: 100, attendees: ["adam"],
+                                            passwordHash: nil, startedAt: nil, createdAt: 3)
+            for listing in [owned, invited, notInvited] { try await store.createListing(listing) }
+            #expect(try await store.listings(for: ada) == [invited, owned], "soonest first; 'adam' is not 'ada'")
+            #expect(try await store.listing("m2") == invited)
+            try await store.markStarted("m1", at: 400)
+            try await store.markStarted("m1", at: 500)
+            #expect(try await store.listing("m1")?.startedAt == 400, "the first start stays")
+        }
+    }
+}

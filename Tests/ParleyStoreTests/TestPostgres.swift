@@ -1,0 +1,48 @@
+import Foundation
+import ParleySupervisor
+
+/// One throwaway PostgreSQL server for this test process, started on first use; each test
+/// gets a database of its own. The server stops by itself when the test process is gone.
+actor TestPostgres {
+    static let shared = TestPostgres()
+
+    private var started: Task<LocalPostgres, any Error>?
+    private var databases = 0
+
+    func server() async throws -> LocalPostgres {
+        if started == nil {
+            started = Task {
+                let directory = FileManager.default.temporaryDirectory.path + "/parley-pg-" + UUID().uuidString.prefix(8)
+                let server = try await LocalPostgres.start(in: directory, port: try freeLoopbackPort())
+                try server.stopWhenGone(pid: getpid())
+                return server
+            }
+        }
+        return try await started!.value
+    }
+
+    /// The URL of a new, empty database.
+    func freshDatabase() async throws -> String {
+        let server = try await server()
+        databases += 1
+        let name = "test_\(getpid())_\(databases)"
+        try await server.createDatabase(name)
+        return server.url(database: name)
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else { throw LocalPostgresError("cannot find a free port: \(String(cString: strerror(errno)))") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
