@@ -44,7 +44,7 @@ struct CollabService: Service {
                 }
                 return [node]
             })
-        var configuration = ServerConfiguration(zone: context.configuration, paths: context.paths, port: 0)
+        var configuration = try ServerConfiguration(zone: context.configuration, paths: context.paths, port: 0)
         configuration.poison = PoisonGuard(directory: context.paths.zoneDirectory + "/applying", process: context.name.rawValue,
                                            afterCrashes: context.configuration.poisonAfterCrashes)
         if let trigger = context.configuration.testFaults?.crashOnChatText {

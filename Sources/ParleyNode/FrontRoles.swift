@@ -56,7 +56,7 @@ struct WebService: Service {
             }
             return .unavailable("no manager is reachable (\(problem)); retry shortly")
         }
-        let configuration = ServerConfiguration(zone: context.configuration, paths: context.paths,
+        let configuration = try ServerConfiguration(zone: context.configuration, paths: context.paths,
                                                 port: context.configuration.publicPort)
         try await ParleyServer(configuration: configuration, mode: .zoneFront(hooks, locate: locate),
                                frontRoutes: WebZone.routes(settings: context.configuration.web), logger: context.logger).run()
@@ -86,7 +86,7 @@ struct PublicURLFile: Service {
 actor ServicesNode: Service, ZoneAgentDelegate {
     private let context: NodeContext
     private var agent: ZoneAgent?
-    private var store: SQLiteStore?
+    private var store: (any ZoneStore)?
     private var license: LicenseBook
 
     init(context: NodeContext) {
@@ -97,7 +97,12 @@ actor ServicesNode: Service, ZoneAgentDelegate {
     private var runs: [ZoneService] { context.spec?.runs ?? ZoneService.allCases }
 
     func run() async throws {
-        let store = try SQLiteStore(directory: context.paths.data, logger: context.logger)
+        try await context.configuration.storeLocation().withStore(dataDirectory: context.paths.data, logger: context.logger) { store in
+            try await self.run(store: store)
+        }
+    }
+
+    private func run(store: any ZoneStore) async throws {
         self.store = store
         if runs.contains(.license) {
             // Who is present survives a restart of this process: replay the attendance log.

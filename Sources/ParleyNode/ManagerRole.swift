@@ -261,7 +261,8 @@ struct ManagerService: Service {
         // with a browser running, seen once) delay renewals past the lease, and then no
         // manager could lead. WAL with synchronous=NORMAL still commits atomically and is
         // seen at once by every process.
-        let store = try SQLiteStore(directory: context.paths.data, synchronous: .normal, logger: logger)
+        let location = try configuration.storeLocation()
+        let store = try await location.open(dataDirectory: context.paths.data, synchronous: .normal, logger: logger)
         let secret = try ZoneSecret(contentsOf: context.paths.zoneSecret)
         let manager = ZoneManager(name: context.name, configuration: configuration, supervisor: context.link, logger: logger)
         await context.link.reportLoad { await manager.statusLoad() }
@@ -285,6 +286,7 @@ struct ManagerService: Service {
             logger: logger)
 
         try await withThrowingTaskGroup(of: Void.self) { group in
+            if let pools = store as? PostgresStore { group.addTask { await pools.run() } }
             group.addTask { try await app.run() }
             group.addTask {
                 let address = "http://\(configuration.host):\(await port.value())"

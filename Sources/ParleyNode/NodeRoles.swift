@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Logging
 import ParleyServer
+import ParleyStore
 import ParleyZone
 import ServiceLifecycle
 
@@ -51,8 +52,9 @@ public enum NodeRoles {
 extension ServerConfiguration {
     /// A zone server's configuration: the zone's address and client limits, the shared data
     /// directory, and `port` (0 for servers the locator points to; the public port for web).
-    init(zone: ZoneConfiguration, paths: ZonePaths, port: Int) {
+    init(zone: ZoneConfiguration, paths: ZonePaths, port: Int) throws(StoreError) {
         self.init(host: zone.host, port: port, dataDirectory: paths.data)
+        store = try zone.storeLocation()
         let clients = zone.clients
         if let value = clients.maxFrameBytes { limits.maxFrameBytes = value }
         if let value = clients.framesPerSecond { limits.framesPerSecond = value }
@@ -65,5 +67,15 @@ extension ServerConfiguration {
         if let value = clients.tokenLifetimeSeconds { tokenLifetimeSeconds = value }
         if let value = clients.fsyncEveryCommit { fsyncEveryCommit = value }
         apiKey = clients.apiKey ?? ProcessInfo.processInfo.environment["PARLEY_API_KEY"]
+    }
+}
+
+extension ZoneConfiguration {
+    /// The zone's store, from `store.url` (SQLite in the data directory without one).
+    /// - Throws: ``StoreError/misconfigured(_:)`` for a URL that does not parse: a process
+    ///   never falls back to another store.
+    public func storeLocation() throws(StoreError) -> StoreLocation {
+        guard let url = store.url, !url.isEmpty else { return .sqlite(directory: nil) }
+        return try StoreLocation(url: url)
     }
 }

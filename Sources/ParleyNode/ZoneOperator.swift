@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ParleyStore
 import ParleyZone
@@ -18,8 +19,16 @@ public enum ZoneOperator {
         } catch {
             throw ZoneOperatorError("cannot read the zone secret (\(error)); run this as the zone's user")
         }
-        let store = try SQLiteStore(directory: paths.data, logger: logger)
-        guard let lease = try await store.lease(ZoneAgent.managerLease), lease.isLive else {
+        let zone: ZoneConfiguration
+        do {
+            zone = try JSONDecoder().decode(ZoneConfiguration.self, from: Data(contentsOf: URL(fileURLWithPath: paths.resolvedConfiguration)))
+        } catch {
+            throw ZoneOperatorError("cannot read the zone's configuration \(paths.resolvedConfiguration) (\(error)); is the zone running here?")
+        }
+        let lease = try await zone.storeLocation().withStore(dataDirectory: paths.data, logger: logger) { store in
+            try await store.lease(ZoneAgent.managerLease)
+        }
+        guard let lease, lease.isLive else {
             throw ZoneOperatorError("no manager leads the zone in \(paths.data) right now; is the zone running?")
         }
         let answer = AnswerBox()

@@ -9,6 +9,7 @@ import ParleyCore
 import ParleyProtocol
 import ParleyStore
 import ServiceLifecycle
+import ServiceLifecycle
 import Synchronization
 
 /// What a server is for: everything in one process, or one part of a zone.
@@ -89,7 +90,7 @@ public final class PortAnnouncement: Sendable {
 /// What a front gives the routes added to it (the web zone's pages, accounts and documents).
 public struct FrontContext: Sendable {
     /// The server's own store: meetings, and the web zone's accounts in the same database.
-    public let store: SQLiteStore
+    public let store: any ZoneStore
     /// Issues and verifies join tokens.
     public let tokens: TokenAuthority
     public let configuration: ServerConfiguration
@@ -130,8 +131,9 @@ public struct ParleyServer: Sendable {
             ])
         }
         let clock: @Sendable () -> Millis = { Millis((Date().timeIntervalSince1970 * 1000).rounded()) }
-        let store = try SQLiteStore(directory: configuration.dataDirectory,
-                                    synchronous: configuration.fsyncEveryCommit ? .full : .normal, logger: logger)
+        let store = try await configuration.store.open(dataDirectory: configuration.dataDirectory,
+                                                       synchronous: configuration.fsyncEveryCommit ? .full : .normal, logger: logger)
+        logger.info("store open", metadata: ["store": "\(configuration.store)"])
         let hooks: ZoneHooks?
         let hosts: Bool
         let front: Bool
@@ -192,11 +194,22 @@ public struct ParleyServer: Sendable {
         )
         // Services stop in reverse order: the zone agent and the HTTP server first, then
         // long-poll sessions, then the meetings, which commit and checkpoint last.
+        // The store's connection pools (PostgreSQL) stop last, after the meetings' last commits.
+        let pools: [any Service] = (store as? PostgresStore).map { [StorePools(store: $0)] } ?? []
         let group = ServiceGroup(configuration: .init(
-            services: services + (gateway.map { [$0] } ?? []) + [app] + zoneServices,
+            services: pools + services + (gateway.map { [$0] } ?? []) + [app] + zoneServices,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
         logger.info("parley stopped")
+    }
+}
+
+/// Runs a PostgreSQL store's connection pools as a service of the server.
+struct StorePools: Service {
+    let store: PostgresStore
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await store.run() }
     }
 }

@@ -7,8 +7,10 @@ public struct ServerConfiguration: Sendable {
     public var host: String
     /// 0 picks a free port (tests); the bound port is reported when the server is up.
     public var port: Int
-    /// SQLite database, signing key and (later) documents live here.
+    /// The signing key, documents and (with the default store) the SQLite database live here.
     public var dataDirectory: String
+    /// Where meetings are kept: SQLite in the data directory (the default) or PostgreSQL.
+    public var store: StoreLocation = .sqlite(directory: nil)
     public var limits: ConnectionLimits
     /// Ops queued for one meeting before new ones are refused with `server_busy`.
     public var meetingQueueDepth: Int
@@ -31,7 +33,8 @@ public struct ServerConfiguration: Sendable {
     public var maxRequestBytes: Int
     /// If set, `POST /v1/meetings` and token issuing require `Authorization: Bearer <key>`.
     public var apiKey: String?
-    /// SQLite `synchronous=FULL` (fsync on every commit) rather than NORMAL.
+    /// SQLite `synchronous=FULL` (fsync on every commit) rather than NORMAL. PostgreSQL
+    /// always commits durably.
     public var fsyncEveryCommit: Bool
     /// In a zone: asks the license service whether a new participant may join.
     public var admission: (@Sendable (MeetingID, ParticipantID) async -> Admission)?

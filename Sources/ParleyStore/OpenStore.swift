@@ -4,13 +4,34 @@ import Logging
 public typealias ZoneStore = Store & AccountStore
 
 extension StoreLocation {
-    /// The store URL in effect: an explicit one (`--store`, `store.url`), else
-    /// `PARLEY_STORE_URL` from `environment`, else SQLite in the data directory.
+    /// The store URL in effect: `--store`, else `PARLEY_STORE_URL` from `environment`, else
+    /// the configuration's `store.url`, else SQLite in the data directory.
     /// - Throws: ``StoreError/misconfigured(_:)`` for a URL that does not parse.
-    public static func resolve(explicit: String?, environment: [String: String]) throws(StoreError) -> StoreLocation {
-        if let explicit, !explicit.isEmpty { return try StoreLocation(url: explicit) }
-        if let url = environment[environmentKey], !url.isEmpty { return try StoreLocation(url: url) }
+    public static func resolve(flag: String?, environment: [String: String], configured: String? = nil) throws(StoreError) -> StoreLocation {
+        for url in [flag, environment[environmentKey], configured] {
+            if let url, !url.isEmpty { return try StoreLocation(url: url) }
+        }
         return .sqlite(directory: nil)
+    }
+
+    /// Checks that the store can be used, as a process starting on it will: opens it (a
+    /// PostgreSQL store is connected to, its credentials and schema checked and migrated),
+    /// and lets it go.
+    public func check(dataDirectory: String, logger: Logger) async throws(StoreError) {
+        _ = try await open(dataDirectory: dataDirectory, logger: logger)
+    }
+
+    /// Opens the store. A PostgreSQL store's pools must then run (``PostgresStore/run()``)
+    /// for as long as it is used; ``withStore(dataDirectory:synchronous:logger:_:)`` does that.
+    /// - Throws: ``StoreError/unavailable(_:)`` or ``StoreError/misconfigured(_:)``; never
+    ///   falls back to another store.
+    public func open(dataDirectory: String, synchronous: Synchronous = .full, logger: Logger) async throws(StoreError) -> any ZoneStore {
+        switch self {
+        case .sqlite(let directory):
+            try SQLiteStore(directory: directory ?? dataDirectory, synchronous: synchronous, logger: logger)
+        case .postgres(let url):
+            try await PostgresStore.open(url, logger: logger)
+        }
     }
 
     /// Opens the store, keeps what it runs (PostgreSQL's connection pools) going while `body`

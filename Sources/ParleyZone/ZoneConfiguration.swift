@@ -93,6 +93,17 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         public init(crashOnChatText: String? = nil) { self.crashOnChatText = crashOnChatText }
     }
 
+    /// Where the zone keeps its meetings (see `StoreLocation`): every process of the zone,
+    /// on every machine, opens the same store.
+    public struct StoreSettings: Codable, Equatable, Sendable {
+        /// `sqlite:` (the default: the data directory's SQLite file) or
+        /// `postgres://user:password@host:port/database`. `--store` and `PARLEY_STORE_URL`
+        /// override it.
+        public var url: String?
+
+        public init(url: String? = nil) { self.url = url }
+    }
+
     public struct License: Codable, Equatable, Sendable {
         /// Participants present at once across the whole zone.
         public var maxParticipants: Int = 10_000
@@ -110,6 +121,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
     public var license = License()
     public var clients = Clients()
     public var web = WebSettings()
+    public var store = StoreSettings()
     /// An operation that has crashed this many hosting processes is rejected from then on.
     public var poisonAfterCrashes: Int = 2
     /// Test-only; see ``TestFaults``.
@@ -198,6 +210,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         license = try container.decodeIfPresent(License.self, forKey: .license) ?? standard.license
         clients = try container.decodeIfPresent(Clients.self, forKey: .clients) ?? standard.clients
         web = try container.decodeIfPresent(WebSettings.self, forKey: .web) ?? standard.web
+        store = try container.decodeIfPresent(StoreSettings.self, forKey: .store) ?? standard.store
         poisonAfterCrashes = try container.decodeIfPresent(Int.self, forKey: .poisonAfterCrashes) ?? standard.poisonAfterCrashes
         testFaults = try container.decodeIfPresent(TestFaults.self, forKey: .testFaults)
     }

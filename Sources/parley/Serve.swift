@@ -3,6 +3,7 @@ import FoundationEssentials
 import Logging
 import ParleyProtocol
 import ParleyServer
+import ParleyStore
 import ParleyWeb
 import ParleyZone
 
@@ -12,7 +13,7 @@ import Glibc
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run Parley: a zone of server processes under a supervisor, with the embedded SQLite store.",
+        abstract: "Run Parley: a zone of server processes under a supervisor, on the embedded SQLite store or PostgreSQL.",
         discussion: """
             By default this starts a zone (see 'parley zone'): managers, collaboration servers, the
             web process and the services, each its own process, restarted when they die, with every
@@ -27,8 +28,9 @@ struct Serve: AsyncParsableCommand {
             lock-out, uploads, document converters) are options below with '--single', and the
             configuration's "web" section in a zone.
 
-            Meetings, their logs and checkpoints live in DATA/parley.sqlite; the token signing key
-            in DATA/keys. SIGTERM or Ctrl-C stops gracefully: stop accepting, commit what is
+            Meetings, their logs and checkpoints live in DATA/parley.sqlite, or in PostgreSQL with
+            '--store postgres://...' (or PARLEY_STORE_URL, or store.url in the configuration); the
+            token signing key in DATA/keys. SIGTERM or Ctrl-C stops gracefully: stop accepting, commit what is
             pending, checkpoint every meeting. After a crash, meetings are rebuilt from their last
             checkpoint plus the log.
             """)
@@ -41,6 +43,9 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .customLong("data"), help: "Data directory (created if missing).")
     var dataDirectory = "./data"
+
+    @Option(help: ArgumentHelp(storeHelp, valueName: "url"))
+    var store: String?
 
     @Option(help: "Address to listen on.")
     var host = "127.0.0.1"
@@ -150,7 +155,7 @@ struct Serve: AsyncParsableCommand {
             let problems = zone.problems(testFaultsEnabled: enableTestFaults)
             guard problems.isEmpty else { throw ConfigurationProblems(source: "given", problems: problems) }
             bootstrapLogging(level: logLevel)
-            try await ZoneCommand.runZone(zone, dataDirectory: dataDirectory, portFile: portFile)
+            try await ZoneCommand.runZone(zone, dataDirectory: dataDirectory, store: store, portFile: portFile)
             return
         }
         bootstrapLogging(level: logLevel)
@@ -166,6 +171,7 @@ struct Serve: AsyncParsableCommand {
         configuration.tokenLifetimeSeconds = tokenLifetime
         configuration.apiKey = apiKey ?? ProcessInfo.processInfo.environment["PARLEY_API_KEY"]
         configuration.fsyncEveryCommit = !noFsync
+        configuration.store = try StoreLocation.resolve(flag: store, environment: ProcessInfo.processInfo.environment)
         let portFile = portFile
         try await ParleyServer(configuration: configuration, frontRoutes: WebZone.routes(settings: web),
                                logger: logger).run { port in

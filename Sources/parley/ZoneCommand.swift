@@ -1,7 +1,9 @@
 import ArgumentParser
 import FoundationEssentials
 import Logging
+import ParleyNode
 import ParleyServer
+import ParleyStore
 import ParleySupervisor
 import ParleyZone
 import ServiceLifecycle
@@ -31,6 +33,9 @@ struct ZoneCommand: AsyncParsableCommand {
     @Option(help: "A zone configuration file (JSON); keys it leaves out keep their standard values.")
     var config: String?
 
+    @Option(help: ArgumentHelp(storeHelp, valueName: "url"))
+    var store: String?
+
     @Flag(help: "Print the configuration the zone would run with, as JSON, and exit.")
     var printConfig = false
 
@@ -52,14 +57,23 @@ struct ZoneCommand: AsyncParsableCommand {
             return
         }
         bootstrapLogging(level: logLevel)
-        try await Self.runZone(configuration, dataDirectory: dataDirectory, portFile: nil)
+        try await Self.runZone(configuration, dataDirectory: dataDirectory, store: store, portFile: nil)
     }
 
     /// Runs the supervisor until SIGTERM/SIGINT. With `portFile`, writes the public port
     /// there once the web process listens.
-    static func runZone(_ configuration: ZoneConfiguration, dataDirectory: String, portFile: String?) async throws {
+    static func runZone(_ configuration: ZoneConfiguration, dataDirectory: String, store: String?, portFile: String?) async throws {
         let logger = Logger(label: "parley.zone")
         let paths = ZonePaths(data: dataDirectory)
+        // Every process opens the store the supervisor checked here: a URL that does not parse,
+        // a database that cannot be reached or refuses us, stops the zone before it starts.
+        var configuration = configuration
+        let environment = ProcessInfo.processInfo.environment
+        configuration.store.url = [store, environment[StoreLocation.environmentKey]].compactMap { $0 }.first { !$0.isEmpty }
+            ?? configuration.store.url
+        let location = try configuration.storeLocation()
+        try await location.check(dataDirectory: dataDirectory, logger: logger)
+        logger.info("store ready", metadata: ["store": "\(location)"])
         // A previous run's address is not this one's.
         try? FileManager.default.removeItem(atPath: paths.publicURL)
         // The token key pair exists before any process starts: the web process signs with the
@@ -99,6 +113,12 @@ func writeWhole(_ text: String, to path: String) {
         try? FileManager.default.moveItem(atPath: temporary, toPath: path)
     }
 }
+
+let storeHelp = """
+    Where meetings are kept: sqlite: (the default, DATA/parley.sqlite) or \
+    postgres://user:password@host[:port][,host2...]/database[?sslmode=...&target_session_attrs=read-write]. \
+    Also PARLEY_STORE_URL, or store.url in a zone configuration.
+    """
 
 /// A configuration the operator can fix from the message alone.
 struct ConfigurationProblems: Error, CustomStringConvertible {

@@ -8,11 +8,12 @@ import Testing
 struct StoreOpeningTests {
     @Test("store URLs: SQLite by default, PostgreSQL with several hosts and options; the password never printed")
     func urls() throws {
-        #expect(try StoreLocation.resolve(explicit: nil, environment: [:]) == .sqlite(directory: nil))
-        #expect(try StoreLocation.resolve(explicit: nil, environment: ["PARLEY_STORE_URL": "sqlite:///var/lib/p"])
-                    == .sqlite(directory: "/var/lib/p"))
-        #expect(try StoreLocation.resolve(explicit: "sqlite:", environment: ["PARLEY_STORE_URL": "sqlite:///x"])
-                    == .sqlite(directory: nil), "an explicit URL wins over the environment")
+        #expect(try StoreLocation.resolve(flag: nil, environment: [:]) == .sqlite(directory: nil))
+        #expect(try StoreLocation.resolve(flag: nil, environment: ["PARLEY_STORE_URL": "sqlite:///var/lib/p"], configured: "sqlite:///c")
+                    == .sqlite(directory: "/var/lib/p"), "the environment wins over the configuration file")
+        #expect(try StoreLocation.resolve(flag: nil, environment: [:], configured: "sqlite:///c") == .sqlite(directory: "/c"))
+        #expect(try StoreLocation.resolve(flag: "sqlite:", environment: ["PARLEY_STORE_URL": "sqlite:///x"])
+                    == .sqlite(directory: nil), "--store wins over the environment")
         let location = try StoreLocation(url: "postgres://parley:s3cr%40t@db1:5433,db2/meetings?sslmode=require&statement_timeout=3")
         guard case .postgres(let url) = location else { Issue.record("not postgres"); return }
         #expect(url.user == "parley" && url.password == "s3cr@t" && url.database == "meetings")

@@ -529,7 +529,13 @@ public final class PostgresStore: Store, Sendable {
             if let message = error.serverInfo?[.message] {
                 return message + (error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? "")
             }
-            if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+            if let underlying = error.underlying {
+                let text = "\(underlying)"
+                if text.contains("Connection refused") { return "connection refused: nothing listens there (is PostgreSQL running?)" }
+                if text.contains("imed out") || text.contains("connectTimeout") { return "no answer to the connection attempt (timed out)" }
+                if text.contains("DNS") || text.contains("resolve") { return "cannot resolve the host name" }
+                return "\(error.code): \(text)"
+            }
             return "\(error.code)"
         case let error as PostgresTransactionError:
             if let inner = error.closureError ?? error.beginError ?? error.commitError { return describe(inner) }
