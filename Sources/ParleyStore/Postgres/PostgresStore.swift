@@ -427,42 +427,67 @@ public final class PostgresStore: Store, Sendable {
         }
     }
 
-    /// The host to use; asks each in turn when it is not known (after a connection loss).
+    /// The host to use. When it is not known (after a connection loss), every host is asked
+    /// at once, on a connection of its own, so that a dead one (refusing, or silent until
+    /// `connect_timeout`) does not delay finding the live one; the first, in URL order, that
+    /// accepts writes wins.
     private func writableHost() async throws(StoreError) -> Int {
         if let index = writable.withLock({ $0 }) { return index }
-        var problems: [String] = []
-        let connectTimeout = url.connectTimeoutSeconds
-        for (index, client) in clients.enumerated() {
-            let probe: Result<Bool, any Error> = await withTaskGroup(of: Result<Bool, any Error>?.self) { group in
-                group.addTask {
-                    do {
-                        let rows = try await client.query("SELECT pg_is_in_recovery()", logger: Self.quiet).collect()
-                        return .success(try rows.first?.decode(Bool.self) ?? false)
-                    } catch {
-                        return .failure(error)
-                    }
-                }
-                group.addTask {
-                    guard (try? await Task.sleep(for: .seconds(connectTimeout))) != nil else { return nil }
-                    return .failure(StoreError.io("no connection within \(connectTimeout) s"))
-                }
-                let first = await group.next() ?? nil
-                group.cancelAll()
-                return first ?? .failure(CancellationError())
+        let url = url
+        let answers = await withTaskGroup(of: (Int, Result<Bool, any Error>).self) { group in
+            for (index, host) in url.hosts.enumerated() {
+                group.addTask { (index, await Self.probe(url, host)) }
             }
+            var answers = [Result<Bool, any Error>?](repeating: nil, count: url.hosts.count)
+            for await (index, answer) in group {
+                answers[index] = answer
+                // Done once every host before the first usable one has answered.
+                guard let first = answers.firstIndex(where: { Self.usable($0, url) }) else { continue }
+                if answers[..<first].allSatisfy({ $0 != nil }) {
+                    group.cancelAll()
+                    break
+                }
+            }
+            return answers
+        }
+        if let index = answers.firstIndex(where: { Self.usable($0, url) }) {
+            writable.withLock { $0 = index }
             let host = url.hosts[index]
-            switch probe {
-            case .success(let standby) where !standby || !url.requiresWritable:
-                writable.withLock { $0 = index }
-                logger.notice("using PostgreSQL host \(host.name):\(host.port)", metadata: ["store": "\(url)"])
-                return index
-            case .success:
-                problems.append("\(host.name):\(host.port) is a read-only standby")
-            case .failure(let error):
-                problems.append("\(host.name):\(host.port): \(Self.describe(error))")
+            logger.notice("using PostgreSQL host \(host.name):\(host.port)", metadata: ["store": "\(url)"])
+            return index
+        }
+        let problems = zip(url.hosts, answers).map { host, answer in
+            switch answer {
+            case .success: "\(host.name):\(host.port) is a read-only standby"
+            case .failure(let error): "\(host.name):\(host.port): \(Self.describe(error))"
+            case nil: "\(host.name):\(host.port): no answer"
             }
         }
         throw .io("no writable PostgreSQL host: " + problems.joined(separator: "; "))
+    }
+
+    private static func usable(_ answer: Result<Bool, any Error>?, _ url: PostgresURL) -> Bool {
+        if case .success(let standby) = answer { return !standby || !url.requiresWritable }
+        return false
+    }
+
+    /// Whether `host` is a standby (`pg_is_in_recovery()`), on a fresh connection.
+    private static func probe(_ url: PostgresURL, _ host: PostgresURL.Host) async -> Result<Bool, any Error> {
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(configuration: try connectionConfiguration(url, host), id: 0, logger: quiet)
+        } catch {
+            return .failure(error)
+        }
+        let answer: Result<Bool, any Error>
+        do {
+            let rows = try await connection.query("SELECT pg_is_in_recovery()", logger: quiet).collect()
+            answer = .success(try rows.first?.decode(Bool.self) ?? false)
+        } catch {
+            answer = .failure(error)
+        }
+        try? await connection.close()
+        return answer
     }
 
     private static func connectionConfiguration(_ url: PostgresURL, _ host: PostgresURL.Host) throws -> PostgresConnection.Configuration {
