@@ -337,7 +337,7 @@ struct ManagerService: Service {
                 switch action {
                 case .read:
                     do {
-                        let stored = try await store.lease(ZoneAgent.managerLease)
+                        let stored = try await leaseCall(election, manager) { try await store.lease(ZoneAgent.managerLease) }
                         let now = wallClockMs()
                         actions += election.observed(stored.map { ManagerLease($0, readAtMs: now) }, nowMs: now)
                     } catch {
@@ -348,11 +348,12 @@ struct ManagerService: Service {
                     do {
                         // The store times the lease on its own clock; ours only measures how
                         // long we may trust it (see ManagerElection).
-                        let won = try await store.replaceLease(
-                            ZoneAgent.managerLease,
-                            expected: expected.map { LeaseVersion(holder: $0.holder.rawValue, term: $0.term) },
-                            with: LeaseClaim(holder: new.holder.rawValue, address: new.address, term: new.term,
-                                             durationMs: election.timing.leaseMs))
+                        let claim = LeaseClaim(holder: new.holder.rawValue, address: new.address, term: new.term,
+                                               durationMs: election.timing.leaseMs)
+                        let version = expected.map { LeaseVersion(holder: $0.holder.rawValue, term: $0.term) }
+                        let won = try await leaseCall(election, manager) {
+                            try await store.replaceLease(ZoneAgent.managerLease, expected: version, with: claim)
+                        }
                         actions += election.claimed(won ? new : nil, nowMs: wallClockMs())
                     } catch {
                         logger.warning("cannot write the manager lease", metadata: ["error": "\(error)"])
@@ -368,6 +369,28 @@ struct ManagerService: Service {
             actions = election.tick(nowMs: wallClockMs())
         }
         await manager.stepDown(reason: "shutting down")
+    }
+}
+
+/// Runs one of the election's store calls. A leader's certainty runs out at a fixed time
+/// whether or not the store answers: if the call is still out then (a database that hangs,
+/// a machine cut off from it), the manager stops leading at that moment, not when the call
+/// finally fails. The election learns the outcome when the call returns.
+private func leaseCall<T: Sendable>(_ election: ManagerElection, _ manager: ZoneManager,
+                                    _ call: @escaping @Sendable () async throws -> T) async throws -> T {
+    guard case .leader(_, let validUntilMs) = election.role else { return try await call() }
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await call() }
+        group.addTask {
+            try await Task.sleep(for: .milliseconds(max(0, validUntilMs - wallClockMs())))
+            await manager.stepDown(reason: "the store did not answer the lease renewal before the lease could lapse")
+            return nil
+        }
+        defer { group.cancelAll() }
+        while let next = try await group.next() {
+            if let value = next { return value }
+        }
+        throw CancellationError()
     }
 }
 
