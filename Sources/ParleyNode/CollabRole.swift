@@ -104,7 +104,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
     func run() async throws {
         let port = await handle.boundPort()
         let base = "http://\(context.configuration.host):\(port)"
-        let agent = ZoneAgent(name: context.name, role: .collab, address: ServerAddress(client: base, zone: base),
+        let agent = ZoneAgent(name: context.name, role: .collab, address: ServerAddress(client: base, zone: base, machine: context.configuration.machine),
                               store: handle.store, secret: secret, heartbeatMs: context.configuration.heartbeat.intervalMs,
                               delegate: self, logger: context.logger)
         self.agent = agent

@@ -23,10 +23,14 @@ public struct ServerAddress: Codable, Equatable, Sendable {
     public var client: String
     /// Base URL other processes of the zone connect to (authenticated).
     public var zone: String
+    /// The machine the server runs on, in a cluster: a meeting's standby goes on another
+    /// machine than its host whenever one has room.
+    public var machine: String?
 
-    public init(client: String, zone: String) {
+    public init(client: String, zone: String, machine: String? = nil) {
         self.client = client
         self.zone = zone
+        self.machine = machine
     }
 }
 
@@ -319,15 +323,22 @@ public struct Placement: Sendable {
     }
 
     /// Live servers that take new work, least loaded first; ties by name, so placement is
-    /// deterministic for a given history.
-    private func candidates(excluding: Set<NodeName>) -> [Server] {
-        servers.values
+    /// deterministic for a given history. Servers on the machine of `partner` (the meeting's
+    /// host, when choosing its standby, or the reverse) come after every other: losing one
+    /// machine must not take both copies of a meeting.
+    private func candidates(excluding: Set<NodeName>, awayFrom partner: NodeName? = nil) -> [Server] {
+        let avoided = partner.flatMap { servers[$0]?.address.machine }
+        return servers.values
             .filter { !$0.draining && !excluding.contains($0.name) }
             .sorted {
-                let left = (hostedCount($0.name), $0.load.connections, $0.name.rawValue)
-                let right = (hostedCount($1.name), $1.load.connections, $1.name.rawValue)
+                let left = (sameMachine($0, avoided), hostedCount($0.name), $0.load.connections, $0.name.rawValue)
+                let right = (sameMachine($1, avoided), hostedCount($1.name), $1.load.connections, $1.name.rawValue)
                 return left < right
             }
+    }
+
+    private func sameMachine(_ server: Server, _ machine: String?) -> Int {
+        machine != nil && server.address.machine == machine ? 1 : 0
     }
 
     private func hostedCount(_ name: NodeName) -> Int {
@@ -336,7 +347,7 @@ public struct Placement: Sendable {
 
     private mutating func failOver(_ meeting: MeetingID, _ place: Place, nowMs: Int64) -> [Action] {
         if let standby = place.standby, let server = servers[standby], !server.draining {
-            let next = candidates(excluding: [standby, place.host]).first?.name
+            let next = candidates(excluding: [standby, place.host], awayFrom: standby).first?.name
             places[meeting] = Place(host: standby, standby: next, epoch: place.epoch, movingSinceMs: nowMs)
             return [.promote(meeting, on: standby, standby: next)]
         }
@@ -352,7 +363,7 @@ public struct Placement: Sendable {
             places[meeting] = nil
             return []  // Locates wait, then time out; a registration retries.
         }
-        let standby = choices.dropFirst().first?.name
+        let standby = candidates(excluding: excluding.union([host.name]), awayFrom: host.name).first?.name
         places[meeting] = Place(host: host.name, standby: standby, epoch: previous?.epoch, movingSinceMs: nowMs)
         return [.open(meeting, on: host.name, standby: standby)]
     }
@@ -379,7 +390,7 @@ public struct Placement: Sendable {
         var actions: [Action] = []
         for (meeting, place) in places.sorted(by: { $0.key < $1.key })
         where place.standby == nil && place.movingSinceMs == nil {
-            guard let standby = candidates(excluding: [place.host]).first?.name else { continue }
+            guard let standby = candidates(excluding: [place.host], awayFrom: place.host).first?.name else { continue }
             var place = place
             place.standby = standby
             places[meeting] = place

@@ -49,7 +49,7 @@ public struct Supervision: Sendable {
         self.timing = timing
         // Started in reverse stop order: managers first, the web front last.
         for role in Self.stopOrder.reversed() {
-            for spec in configuration.processes where spec.role == role {
+            for spec in configuration.localProcesses where spec.role == role {
                 order.append(spec.name)
                 processes[spec.name] = Process(spec: spec)
             }

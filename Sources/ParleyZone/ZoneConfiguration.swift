@@ -93,6 +93,24 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         public init(crashOnChatText: String? = nil) { self.crashOnChatText = crashOnChatText }
     }
 
+    /// One machine of a cluster: a zone whose processes run on several machines, each under
+    /// its own supervisor (`parley serve --config cluster.json --machine NAME`), sharing one
+    /// PostgreSQL store.
+    public struct Machine: Codable, Equatable, Sendable {
+        public var name: String
+        /// The address this machine's processes listen on and give out, to clients and to
+        /// the other machines.
+        public var address: String
+        /// The processes (of ``ZoneConfiguration/processes``) this machine runs.
+        public var processes: [NodeName]
+
+        public init(name: String, address: String, processes: [NodeName]) {
+            self.name = name
+            self.address = address
+            self.processes = processes
+        }
+    }
+
     /// Where the zone keeps its meetings (see `StoreLocation`): every process of the zone,
     /// on every machine, opens the same store.
     public struct StoreSettings: Codable, Equatable, Sendable {
@@ -122,6 +140,11 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
     public var clients = Clients()
     public var web = WebSettings()
     public var store = StoreSettings()
+    /// The machines of a cluster; empty for a zone on one machine.
+    public var machines: [Machine] = []
+    /// In a cluster, the machine this copy of the configuration runs on: set by `--machine`,
+    /// and in the configuration the supervisor hands its processes.
+    public var machine: String?
     /// An operation that has crashed this many hosting processes is rejected from then on.
     public var poisonAfterCrashes: Int = 2
     /// Test-only; see ``TestFaults``.
@@ -141,6 +164,37 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
     ]
 
     public func process(named name: NodeName) -> ProcessSpec? { processes.first { $0.name == name } }
+
+    /// The machine that runs `process`, in a cluster.
+    public func machine(of process: NodeName) -> String? { machines.first { $0.processes.contains(process) }?.name }
+
+    /// The processes this supervisor runs: all of them, or this machine's in a cluster.
+    public var localProcesses: [ProcessSpec] {
+        guard let machine, let mine = machines.first(where: { $0.name == machine }) else { return processes }
+        return processes.filter { mine.processes.contains($0.name) }
+    }
+
+    /// This configuration as machine `name` runs it: `machine` set, and `host` (what its
+    /// processes bind and give out) the machine's address.
+    /// - Throws: ``UnknownMachine`` when the configuration has no such machine.
+    public func share(of name: String) throws(UnknownMachine) -> ZoneConfiguration {
+        guard let machine = machines.first(where: { $0.name == name }) else {
+            throw UnknownMachine(name: name, known: machines.map(\.name))
+        }
+        var share = self
+        share.machine = name
+        share.host = machine.address
+        return share
+    }
+
+    public struct UnknownMachine: Error, CustomStringConvertible {
+        public var name: String
+        public var known: [String]
+        public var description: String {
+            known.isEmpty ? "--machine \(name): the configuration names no machines (add a \"machines\" section)"
+                : "--machine \(name): the configuration has no such machine (it has \(known.joined(separator: ", ")))"
+        }
+    }
 
     /// Every problem with the configuration, worded for the operator who wrote it.
     /// - Parameter testFaultsEnabled: the zone was started with `--enable-test-faults`;
@@ -195,6 +249,38 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         for (key, value) in positive where (value ?? 1) < 1 { problems.append("clients.\(key) must be at least 1") }
         if let bytes = clients.maxFrameBytes, bytes < 1_024 { problems.append("clients.maxFrameBytes must be at least 1024") }
         problems += web.problems()
+        problems += machineProblems()
+        return problems
+    }
+
+    private func machineProblems() -> [String] {
+        guard !machines.isEmpty else { return [] }
+        var problems: [String] = []
+        var names: Set<String> = []
+        var placed: [NodeName: String] = [:]
+        for machine in machines {
+            if !names.insert(machine.name).inserted { problems.append("machine name '\(machine.name)' is used twice") }
+            if machine.name.isEmpty || machine.name.contains(where: { !($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
+                problems.append("machine name '\(machine.name)' may only use letters, digits, '-' and '_'")
+            }
+            if machine.address.isEmpty { problems.append("machine '\(machine.name)' has no address") }
+            for member in machine.processes {
+                if process(named: member) == nil {
+                    problems.append("machine '\(machine.name)' lists process '\(member)', which is not in processes")
+                }
+                if let other = placed.updateValue(machine.name, forKey: member) {
+                    problems.append("process '\(member)' is on two machines: '\(other)' and '\(machine.name)'")
+                }
+            }
+        }
+        for spec in processes where placed[spec.name] == nil {
+            problems.append("process '\(spec.name)' is on no machine: list it under one of the machines")
+        }
+        let managerMachines = Set(processes.filter { $0.role == .manager }.compactMap { placed[$0.name] })
+        if machines.count > 1 && managerMachines.count < 2 {
+            problems.append("managers must run on at least two machines, so that losing one machine leaves a manager")
+        }
+        if let machine, !names.contains(machine) { problems.append("machine '\(machine)' is not among the machines") }
         return problems
     }
 
@@ -211,6 +297,8 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         clients = try container.decodeIfPresent(Clients.self, forKey: .clients) ?? standard.clients
         web = try container.decodeIfPresent(WebSettings.self, forKey: .web) ?? standard.web
         store = try container.decodeIfPresent(StoreSettings.self, forKey: .store) ?? standard.store
+        machines = try container.decodeIfPresent([Machine].self, forKey: .machines) ?? standard.machines
+        machine = try container.decodeIfPresent(String.self, forKey: .machine)
         poisonAfterCrashes = try container.decodeIfPresent(Int.self, forKey: .poisonAfterCrashes) ?? standard.poisonAfterCrashes
         testFaults = try container.decodeIfPresent(TestFaults.self, forKey: .testFaults)
     }

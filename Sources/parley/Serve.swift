@@ -47,6 +47,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp(storeHelp, valueName: "url"))
     var store: String?
 
+    @Option(help: ArgumentHelp(machineHelp, valueName: "name"))
+    var machine: String?
+
     @Option(help: "Address to listen on.")
     var host = "127.0.0.1"
 
@@ -121,6 +124,7 @@ struct Serve: AsyncParsableCommand {
     func validate() throws {
         if let port, !(0...65535).contains(port) { throw ValidationError("--port must be 0...65535") }
         if single, config != nil { throw ValidationError("--config describes a zone; it cannot be used with --single") }
+        if single, machine != nil { throw ValidationError("--machine names a machine of a cluster; it cannot be used with --single") }
         guard maxFrameBytes >= 1024 else { throw ValidationError("--max-frame-bytes must be at least 1024") }
         guard framesPerSecond > 0, burst > 0 else { throw ValidationError("--frames-per-second and --burst must be positive") }
         guard sendQueueFrames >= 16 else { throw ValidationError("--send-queue-frames must be at least 16") }
@@ -155,7 +159,7 @@ struct Serve: AsyncParsableCommand {
             let problems = zone.problems(testFaultsEnabled: enableTestFaults)
             guard problems.isEmpty else { throw ConfigurationProblems(source: "given", problems: problems) }
             bootstrapLogging(level: logLevel)
-            try await ZoneCommand.runZone(zone, dataDirectory: dataDirectory, store: store, portFile: portFile)
+            try await ZoneCommand.runZone(zone, dataDirectory: dataDirectory, store: store, machine: machine, portFile: portFile)
             return
         }
         bootstrapLogging(level: logLevel)

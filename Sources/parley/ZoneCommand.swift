@@ -36,6 +36,9 @@ struct ZoneCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp(storeHelp, valueName: "url"))
     var store: String?
 
+    @Option(help: ArgumentHelp(machineHelp, valueName: "name"))
+    var machine: String?
+
     @Flag(help: "Print the configuration the zone would run with, as JSON, and exit.")
     var printConfig = false
 
@@ -57,12 +60,13 @@ struct ZoneCommand: AsyncParsableCommand {
             return
         }
         bootstrapLogging(level: logLevel)
-        try await Self.runZone(configuration, dataDirectory: dataDirectory, store: store, portFile: nil)
+        try await Self.runZone(configuration, dataDirectory: dataDirectory, store: store, machine: machine, portFile: nil)
     }
 
     /// Runs the supervisor until SIGTERM/SIGINT. With `portFile`, writes the public port
     /// there once the web process listens.
-    static func runZone(_ configuration: ZoneConfiguration, dataDirectory: String, store: String?, portFile: String?) async throws {
+    static func runZone(_ configuration: ZoneConfiguration, dataDirectory: String, store: String?, machine: String?,
+                        portFile: String?) async throws {
         let logger = Logger(label: "parley.zone")
         let paths = ZonePaths(data: dataDirectory)
         // Every process opens the store the supervisor checked here: a URL that does not parse,
@@ -72,6 +76,20 @@ struct ZoneCommand: AsyncParsableCommand {
         configuration.store.url = [store, environment[StoreLocation.environmentKey]].compactMap { $0 }.first { !$0.isEmpty }
             ?? configuration.store.url
         let location = try configuration.storeLocation()
+        if configuration.machines.count > 1, case .sqlite = location {
+            throw ConfigurationProblems(source: "given", problems: [
+                "a cluster of \(configuration.machines.count) machines needs a store they all reach: "
+                    + "give --store postgres://... (or store.url, or PARLEY_STORE_URL); SQLite serves one machine",
+            ])
+        }
+        if let machine {
+            configuration = try configuration.share(of: machine)
+        } else if !configuration.machines.isEmpty {
+            throw ConfigurationProblems(source: "given", problems: [
+                "the configuration names machines (\(configuration.machines.map(\.name).joined(separator: ", "))): "
+                    + "say which one this is with --machine NAME",
+            ])
+        }
         try await location.check(dataDirectory: dataDirectory, logger: logger)
         logger.info("store ready", metadata: ["store": "\(location)"])
         // A previous run's address is not this one's.
@@ -113,6 +131,11 @@ func writeWhole(_ text: String, to path: String) {
         try? FileManager.default.moveItem(atPath: temporary, toPath: path)
     }
 }
+
+let machineHelp = """
+    In a cluster (a configuration with "machines"): which machine this is. Runs that machine's \
+    processes only, on its address.
+    """
 
 let storeHelp = """
     Where meetings are kept: sqlite: (the default, DATA/parley.sqlite) or \

@@ -171,3 +171,42 @@ struct PlacementTests {
         #expect(placement.heard(c3, load: ServerLoad(connections: 500), nowMs: 100_000) == [], "at the maximum")
     }
 }
+
+@Suite("Placement across machines")
+struct MachinePlacementTests {
+    /// Servers on machines: `machines[name]` is the machine of server `name`.
+    private func cluster(_ machines: [(NodeName, String)]) -> Placement {
+        var placement = Placement()
+        for (name, machine) in machines {
+            let at = ServerAddress(client: "http://\(name):1", zone: "http://\(name):2", machine: machine)
+            _ = placement.register(name, at: at, holding: [], nowMs: 0)
+        }
+        return placement
+    }
+
+    @Test("a meeting's standby goes on another machine than its host, even when a server on the host's machine is idler")
+    func standbyOnAnotherMachine() {
+        var placement = cluster([(c1, "m1"), (c2, "m1"), (c3, "m2")])
+        // collab-3 is the busiest; collab-2 (on m1 with the host) the idlest.
+        _ = placement.heard(c3, load: ServerLoad(connections: 500), nowMs: 1)
+        _ = placement.heard(c1, load: ServerLoad(connections: 10), nowMs: 1)
+        #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 2) == [.open(standup, on: c2, standby: c3)])
+    }
+
+    @Test("when the host's machine is lost, the standby on another machine takes over and gets a standby away from itself")
+    func machineLoss() {
+        let c4: NodeName = "collab-4"
+        var placement = cluster([(c1, "m1"), (c2, "m2"), (c3, "m2"), (c4, "m3")])
+        #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 1) == [.open(standup, on: c1, standby: c2)])
+        _ = placement.hosting(standup, on: c1, epoch: Epoch(1))
+        // Machine m1 goes: collab-2 takes over; its new standby is on m3, not on m2 with it.
+        let actions = placement.lost(c1, reason: "machine m1 lost", nowMs: 100)
+        #expect(actions.contains(.promote(standup, on: c2, standby: c4)), "\(actions)")
+    }
+
+    @Test("with one machine only, standbys still go to another server of it")
+    func oneMachine() {
+        var placement = cluster([(c1, "m1"), (c2, "m1")])
+        #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 2) == [.open(standup, on: c1, standby: c2)])
+    }
+}

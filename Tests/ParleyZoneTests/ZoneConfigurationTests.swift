@@ -64,4 +64,31 @@ struct ZoneConfigurationTests {
         #expect(configuration.problems(testFaultsEnabled: true) == [])
         #expect(ZoneConfiguration.standard.testFaults == nil)
     }
+
+    @Test("a cluster names its machines: each process on exactly one, managers on two machines; a machine's share binds its address")
+    func machines() throws {
+        let json = #"""
+            {"store": {"url": "postgres://parley@db/parley"},
+             "machines": [
+               {"name": "m1", "address": "10.0.0.1", "processes": ["manager-1", "collab-1", "web", "services"]},
+               {"name": "m2", "address": "10.0.0.2", "processes": ["manager-2", "collab-2"]}]}
+            """#
+        let cluster = try JSONDecoder().decode(ZoneConfiguration.self, from: Data(json.utf8))
+        #expect(cluster.problems() == [])
+        #expect(cluster.machine(of: "collab-2") == "m2")
+        let share = try cluster.share(of: "m2")
+        #expect(share.host == "10.0.0.2" && share.machine == "m2")
+        #expect(share.localProcesses.map(\.name) == ["manager-2", "collab-2"])
+        #expect(share.problems() == [])
+        #expect(throws: ZoneConfiguration.UnknownMachine.self) { try cluster.share(of: "m9") }
+
+        var wrong = cluster
+        wrong.machines[1].processes = ["collab-2", "collab-1", "ghost"]
+        #expect(wrong.problems() == [
+            "process 'collab-1' is on two machines: 'm1' and 'm2'",
+            "machine 'm2' lists process 'ghost', which is not in processes",
+            "process 'manager-2' is on no machine: list it under one of the machines",
+            "managers must run on at least two machines, so that losing one machine leaves a manager",
+        ])
+    }
 }
