@@ -162,6 +162,12 @@ let package = Package(
             dependencies: [sdk],
             path: "Examples/MeetingApp/Sources/MeetingApp",
             swiftSettings: strict),
+        // What several test targets share: a throwaway PostgreSQL per test process.
+        .target(
+            name: "ParleyTestSupport",
+            dependencies: ["ParleySupervisor"],
+            path: "Tests/ParleyTestSupport",
+            swiftSettings: strict),
         .testTarget(
             name: "ParleyCoreTests",
             dependencies: [core, .product(name: "PropertyBased", package: "swift-property-based")],
@@ -173,7 +179,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "ParleyStoreTests",
-            dependencies: ["ParleyStore", "ParleySupervisor", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ParleyStore", "ParleySupervisor", "ParleyTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(
             name: "ParleyClientTests",
@@ -186,7 +192,7 @@ let package = Package(
         .testTarget(
             name: "ParleyZoneProcessTests",
             dependencies: [
-                "ParleySupervisor", "ParleyNode", "ParleyServer", "ParleyStore", sdk, "parley",
+                "ParleySupervisor", "ParleyNode", "ParleyServer", "ParleyStore", "ParleyTestSupport", "ParleyChaos", sdk, "parley",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "Subprocess", package: "swift-subprocess"),

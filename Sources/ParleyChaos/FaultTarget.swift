@@ -33,6 +33,25 @@ public protocol FaultTarget: Sendable {
     func stop() async
 }
 
+/// A target whose process faults are plain signals to the victim's pid (its supervisor
+/// replaces what dies or hangs).
+public protocol SignalledTarget: FaultTarget {}
+
+extension SignalledTarget {
+    public func kill(_ victim: Victim) throws {
+        try signalProcess(SIGKILL, to: victim.pid, named: victim.name)
+    }
+
+    public func pause(_ victim: Victim) throws {
+        try signalProcess(SIGSTOP, to: victim.pid, named: victim.name)
+    }
+
+    public func resume(_ victim: Victim) throws {
+        // The supervisor kills a process whose heartbeats are overdue; then there is nothing to wake.
+        try signalProcess(SIGCONT, to: victim.pid, named: victim.name, tolerateGone: true)
+    }
+}
+
 /// Sends `signal` to `pid`; ESRCH (the process is already gone) counts as done when
 /// `tolerateGone`.
 func signalProcess(_ signal: Int32, to pid: Int32, named name: String, tolerateGone: Bool = false) throws {

@@ -12,7 +12,7 @@ import Darwin
 /// victims are the collaboration servers and the managers, as the supervisor's control socket
 /// lists them (what `parley ctl status --json` shows). Kills and pauses are signals to their
 /// pids; the supervisor replaces what dies or hangs. Restarts are `parley ctl restart NAME`.
-public actor ZoneTarget: FaultTarget {
+public actor ZoneTarget: SignalledTarget {
     public nonisolated let name = "zone"
     /// The roles a fault may hit.
     public nonisolated let roles: Set<NodeRole>
@@ -100,19 +100,6 @@ public actor ZoneTarget: FaultTarget {
     private static func meetings(_ load: JSONValue?, _ key: String) -> [String] {
         guard case .object(let fields)? = load, case .array(let list)? = fields[key] else { return [] }
         return list.compactMap { if case .string(let id) = $0 { id } else { nil } }
-    }
-
-    public func kill(_ victim: Victim) throws {
-        try signalProcess(SIGKILL, to: victim.pid, named: victim.name)
-    }
-
-    public func pause(_ victim: Victim) throws {
-        try signalProcess(SIGSTOP, to: victim.pid, named: victim.name)
-    }
-
-    public func resume(_ victim: Victim) throws {
-        // The supervisor kills a process whose heartbeats are overdue; then there is nothing to wake.
-        try signalProcess(SIGCONT, to: victim.pid, named: victim.name, tolerateGone: true)
     }
 
     public func restart(_ victim: Victim) async throws {

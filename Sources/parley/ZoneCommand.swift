@@ -104,21 +104,31 @@ struct ZoneCommand: AsyncParsableCommand {
             services: [.init(service: supervisor, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
+        // The zone's run, and a watcher that announces the public address once the web process
+        // (if this machine runs it) has written it. The zone ending ends the watcher too.
+        try await withThrowingTaskGroup(of: Bool.self) { tasks in
+            tasks.addTask {
+                try await group.run()
+                return true
+            }
             tasks.addTask {
                 while !Task.isCancelled {
                     if let text = try? String(contentsOfFile: paths.publicURL, encoding: .utf8),
                        let port = text.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
                         logger.notice("the zone is up; clients use \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
                         if let portFile { writeWhole("\(port)\n", to: portFile) }
-                        return
+                        return false
                     }
                     try await Task.sleep(for: .milliseconds(50))
                 }
+                return false
             }
-            try await tasks.next()  // the watcher ends first unless the zone stops before it is up
-            try await tasks.next()
+            while let zoneEnded = try await tasks.next() {
+                if zoneEnded {
+                    tasks.cancelAll()
+                    break
+                }
+            }
         }
     }
 }

@@ -1,3 +1,4 @@
+import ParleyTestSupport
 import Foundation
 import Logging
 import ParleyCore

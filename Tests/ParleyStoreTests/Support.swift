@@ -1,3 +1,4 @@
+import ParleyTestSupport
 import FoundationEssentials
 import Logging
 import Testing

@@ -356,6 +356,76 @@ enum Scenario {
         return options
     }
 
+    /// Alice and Bob each send `perClientBefore` ops, then keep sending while `fault`
+    /// strikes, then one more each; then the exact histories are checked: one history for
+    /// both, in seq order, every acknowledged op exactly once at its acknowledged seq, every
+    /// op there, and a newer epoch after the fault. Returns how long after the fault both
+    /// clients had resumed.
+    static func exchange(alice: MeetingClient, bob: MeetingClient,
+                         fault: @escaping @Sendable () async throws -> Void) async throws -> Duration {
+        let aliceSaw = Watcher()
+        let bobSaw = Watcher()
+        var faultAt = ContinuousClock.now
+        let acks: [Ack] = try await withThrowingTaskGroup(of: [Ack].self) { group in
+            group.addTask { await aliceSaw.record(alice.events); return [] }
+            group.addTask { await bobSaw.record(bob.events); return [] }
+            func send(_ client: MeetingClient, _ name: String, _ range: Range<Int>) async throws -> [Ack] {
+                var acks: [Ack] = []
+                for index in range {
+                    acks.append(try await client.send(.chat(text: "\(name)-\(index)")))
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                return acks
+            }
+            var acks = try await send(alice, "alice", 0..<perClientBefore)
+            acks += try await send(bob, "bob", 0..<perClientBefore)
+            // Ops are flowing while the fault strikes.
+            group.addTask { try await send(alice, "alice", perClientBefore..<(perClientBefore + perClientAfter)) }
+            group.addTask { try await send(bob, "bob", perClientBefore..<(perClientBefore + perClientAfter)) }
+            try await Task.sleep(for: .milliseconds(60))
+            faultAt = ContinuousClock.now
+            try await fault()
+            var finished = 0
+            for try await batch in group where !batch.isEmpty {
+                acks += batch
+                finished += 1
+                if finished == 2 { break }
+            }
+            // One more op each, sent after the fault: on a loaded machine a drain can
+            // take longer than the ops above, and the move must still be seen in the log.
+            let last = perClientBefore + perClientAfter
+            acks += try await send(alice, "alice", last..<(last + 1))
+            acks += try await send(bob, "bob", last..<(last + 1))
+            let total = 2 * (last + 1)
+            try await aliceSaw.waitForChats(total, timeout: .seconds(30))
+            try await bobSaw.waitForChats(total, timeout: .seconds(30))
+            await alice.leave()
+            await bob.leave()
+            group.cancelAll()
+            return acks
+        }
+        let aliceChats = await aliceSaw.chats
+        let bobChats = await bobSaw.chats
+        // One history for both, no gap, nothing twice.
+        #expect(aliceChats == bobChats)
+        #expect(zip(aliceChats, aliceChats.dropFirst()).allSatisfy { $0.seq < $1.seq })
+        for ack in acks {
+            let matches = aliceChats.filter { $0.opID == ack.id }
+            #expect(matches.count == 1, "op \(ack.id) appears \(matches.count) times")
+            #expect(matches.first?.seq == ack.seq)
+        }
+        for name in ["alice", "bob"] {
+            let texts = aliceChats.map(\.text).filter { $0.hasPrefix(name + "-") }
+            #expect(texts == (0...(perClientBefore + perClientAfter)).map { "\(name)-\($0)" })
+        }
+        // The new host committed under a newer epoch; epochs never go back.
+        #expect(zip(aliceChats, aliceChats.dropFirst()).allSatisfy { $0.epoch <= $1.epoch })
+        #expect(aliceChats.last!.epoch > aliceChats.first!.epoch)
+        let resumedAt = [await aliceSaw.lastResumedAt, await bobSaw.lastResumedAt]
+        #expect(resumedAt.allSatisfy { $0 != nil && $0! > faultAt }, "both clients must have resumed after the fault")
+        return (resumedAt.compactMap { $0 }.max() ?? faultAt) - faultAt
+    }
+
     static func run(fault: @escaping @Sendable (ZoneHarness, ZoneHarness.Running) async throws -> Void) async throws -> Report {
         try await ZoneHarness.run(processes: ZoneHarness.fullZone) { zone in
             let web = try await zone.publicURL()
@@ -366,73 +436,13 @@ enum Scenario {
             let bob = try MeetingClient(server: web, token: bobToken, options: options(.longPolling))
             try await alice.connect()
             try await bob.connect()
-            let aliceSaw = Watcher()
-            let bobSaw = Watcher()
             let (oldHost, _) = try await zone.waitFor("the meeting hosted, with a standby") { status in
                 let host = status.values.first { $0.hosts(meeting) }
                 let standby = status.values.first { $0.follows(meeting) }
                 return host.flatMap { host in standby.map { (host.name, $0.name) } }
             }
-            var faultAt = ContinuousClock.now
-            let acks: [Ack] = try await withThrowingTaskGroup(of: [Ack].self) { group in
-                group.addTask { await aliceSaw.record(alice.events); return [] }
-                group.addTask { await bobSaw.record(bob.events); return [] }
-                func send(_ client: MeetingClient, _ name: String, _ range: Range<Int>) async throws -> [Ack] {
-                    var acks: [Ack] = []
-                    for index in range {
-                        acks.append(try await client.send(.chat(text: "\(name)-\(index)")))
-                        try await Task.sleep(for: .milliseconds(20))
-                    }
-                    return acks
-                }
-                var acks = try await send(alice, "alice", 0..<perClientBefore)
-                acks += try await send(bob, "bob", 0..<perClientBefore)
-                // Ops are flowing while the fault strikes.
-                let host = try await zone.running(oldHost)
-                group.addTask { try await send(alice, "alice", perClientBefore..<(perClientBefore + perClientAfter)) }
-                group.addTask { try await send(bob, "bob", perClientBefore..<(perClientBefore + perClientAfter)) }
-                try await Task.sleep(for: .milliseconds(60))
-                faultAt = ContinuousClock.now
-                try await fault(zone, host)
-                var finished = 0
-                for try await batch in group where !batch.isEmpty {
-                    acks += batch
-                    finished += 1
-                    if finished == 2 { break }
-                }
-                // One more op each, sent after the fault: on a loaded machine a drain can
-                // take longer than the ops above, and the move must still be seen in the log.
-                let last = perClientBefore + perClientAfter
-                acks += try await send(alice, "alice", last..<(last + 1))
-                acks += try await send(bob, "bob", last..<(last + 1))
-                let total = 2 * (last + 1)
-                try await aliceSaw.waitForChats(total, timeout: .seconds(30))
-                try await bobSaw.waitForChats(total, timeout: .seconds(30))
-                await alice.leave()
-                await bob.leave()
-                group.cancelAll()
-                return acks
-            }
-            let aliceChats = await aliceSaw.chats
-            let bobChats = await bobSaw.chats
-            // One history for both, no gap, nothing twice.
-            #expect(aliceChats == bobChats)
-            #expect(zip(aliceChats, aliceChats.dropFirst()).allSatisfy { $0.seq < $1.seq })
-            for ack in acks {
-                let matches = aliceChats.filter { $0.opID == ack.id }
-                #expect(matches.count == 1, "op \(ack.id) appears \(matches.count) times")
-                #expect(matches.first?.seq == ack.seq)
-            }
-            for name in ["alice", "bob"] {
-                let texts = aliceChats.map(\.text).filter { $0.hasPrefix(name + "-") }
-                #expect(texts == (0...(perClientBefore + perClientAfter)).map { "\(name)-\($0)" })
-            }
-            // The new host committed under a newer epoch; epochs never go back.
-            #expect(zip(aliceChats, aliceChats.dropFirst()).allSatisfy { $0.epoch <= $1.epoch })
-            #expect(aliceChats.last!.epoch > aliceChats.first!.epoch)
-            let resumedAt = [await aliceSaw.lastResumedAt, await bobSaw.lastResumedAt]
-            #expect(resumedAt.allSatisfy { $0 != nil && $0! > faultAt }, "both clients must have resumed after the fault")
-            let resumeTime = (resumedAt.compactMap { $0 }.max() ?? faultAt) - faultAt
+            let host = try await zone.running(oldHost)
+            let resumeTime = try await exchange(alice: alice, bob: bob) { try await fault(zone, host) }
             let newHost = try await zone.waitFor("the meeting hosted again") { status in
                 status.values.first { $0.hosts(meeting) && $0.state == .running }?.name
             }

@@ -1,15 +1,17 @@
 import Foundation
 import ParleySupervisor
 
+/// Test support shared by the test targets.
+///
 /// One throwaway PostgreSQL server for this test process, started on first use; each test
 /// gets a database of its own. The server stops by itself when the test process is gone.
-actor TestPostgres {
-    static let shared = TestPostgres()
+public actor TestPostgres {
+    public static let shared = TestPostgres()
 
     private var started: Task<LocalPostgres, any Error>?
     private var databases = 0
 
-    func server() async throws -> LocalPostgres {
+    public func server() async throws -> LocalPostgres {
         if started == nil {
             started = Task {
                 let directory = FileManager.default.temporaryDirectory.path + "/parley-pg-" + UUID().uuidString.prefix(8)
@@ -22,7 +24,7 @@ actor TestPostgres {
     }
 
     /// The URL of a new, empty database.
-    func freshDatabase() async throws -> String {
+    public func freshDatabase() async throws -> String {
         let server = try await server()
         databases += 1
         let name = "test_\(getpid())_\(databases)"
@@ -32,7 +34,7 @@ actor TestPostgres {
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
-func freeLoopbackPort() throws -> Int {
+public func freeLoopbackPort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()

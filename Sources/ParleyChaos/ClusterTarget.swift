@@ -1,0 +1,176 @@
+import Foundation
+import ParleyNode
+import ParleyZone
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A zone spread over several machines, on one box: each "machine" is its own supervisor
+/// (`parley zone --config cluster.json --machine NAME`) on its own loopback address
+/// (127.0.0.1, 127.0.0.2, ...), with its own data directory made by `parley cluster init`,
+/// all sharing one PostgreSQL store. Besides the zone's process faults it can lose a whole
+/// machine: every process of it, supervisor included, killed at once.
+public actor ClusterTarget: SignalledTarget {
+    public nonisolated let name = "cluster"
+    public nonisolated let configuration: ZoneConfiguration
+    /// The roles a process fault may hit.
+    public nonisolated let roles: Set<NodeRole>
+    private let executable: String
+    private let directory: String
+    private let storeURL: String
+    private var supervisors: [String: ChildProcess] = [:]
+
+    /// The standard local cluster: three machines. The first runs the web front, the
+    /// services and a manager, and no collab server, so that the address clients use
+    /// survives the loss of any machine hosting meetings; the other two run a manager and a
+    /// collab server each. Heartbeats as in `parley chaos`.
+    public static func standardConfiguration(machines: Int = 3, storeURL: String) -> ZoneConfiguration {
+        precondition(machines >= 3, "a local cluster has at least three machines")
+        var configuration = ZoneConfiguration()
+        configuration.publicPort = 0
+        configuration.store.url = storeURL
+        configuration.processes = [
+            .init(name: "manager-1", role: .manager), .init(name: "web", role: .web), .init(name: "services", role: .services),
+        ]
+        configuration.machines = [Machine(name: "m1", address: "127.0.0.1", processes: ["manager-1", "web", "services"])]
+        for index in 2...machines {
+            let manager = NodeName("manager-\(index)"), collab = NodeName("collab-\(index)")
+            configuration.processes += [.init(name: manager, role: .manager), .init(name: collab, role: .collab)]
+            configuration.machines.append(Machine(name: "m\(index)", address: "127.0.0.\(index)", processes: [manager, collab]))
+        }
+        configuration.scaling.maxCollabServers = machines - 1
+        return configuration
+    }
+
+    public typealias Machine = ZoneConfiguration.Machine
+
+    /// - Parameters:
+    ///   - executable: the `parley` binary.
+    ///   - directory: holds `cluster.json`, one data directory per machine (`machines/NAME`,
+    ///     with its processes' logs under `logs/`) and each supervisor's log (`NAME.log`).
+    ///   - storeURL: the PostgreSQL database the machines share.
+    public init(executable: String, directory: String, configuration: ZoneConfiguration, storeURL: String,
+                roles: Set<NodeRole> = [.collab, .manager]) {
+        self.executable = executable
+        self.directory = directory
+        self.configuration = configuration
+        self.storeURL = storeURL
+        self.roles = roles
+    }
+
+    public nonisolated var machines: [String] { configuration.machines.map(\.name) }
+    private nonisolated func data(_ machine: String) -> String { directory + "/machines/" + machine }
+    public nonisolated func logPath(_ machine: String) -> String { directory + "/" + machine + ".log" }
+    private nonisolated var configPath: String { directory + "/cluster.json" }
+
+    public func start() async throws -> URL {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try encoder.encode(configuration).write(to: URL(fileURLWithPath: configPath))
+        let initialized = try await ChildProcess.start(
+            executable: executable, arguments: ["cluster", "init", "--config", configPath, "--out", directory + "/machines"],
+            logPath: directory + "/cluster-init.log")
+        guard await initialized.waitForExit(within: .seconds(30)), initialized.terminationStatus == .some(.some(.exited(0))) else {
+            throw ChaosError.target("parley cluster init failed; see \(directory)/cluster-init.log")
+        }
+        for machine in machines { try await startMachine(machine) }
+        return try await waitUntilUp()
+    }
+
+    /// Starts (or starts again, after ``killMachine(_:)``) the supervisor of `machine`.
+    public func startMachine(_ machine: String) async throws {
+        supervisors[machine] = try await ChildProcess.start(
+            executable: executable,
+            arguments: ["zone", "--data", data(machine), "--config", configPath, "--machine", machine, "--store", storeURL,
+                        "--log-level", "info"],
+            logPath: logPath(machine))
+    }
+
+    /// Every process of the cluster running, and the web front's address known.
+    public func waitUntilUp(timeout: Duration = .seconds(60)) async throws -> URL {
+        let deadline = ContinuousClock.now + timeout
+        var last = "no answer"
+        while ContinuousClock.now < deadline {
+            do {
+                let processes = try await status()
+                let expected = Set(configuration.processes.map(\.name))
+                if expected.isSubset(of: Set(processes.keys)), processes.values.allSatisfy({ $0.process.state == .running }),
+                   let url = publicURL() {
+                    return url
+                }
+                last = processes.values.map { "\($0.process.name) \($0.process.state.rawValue)" }.sorted().joined(separator: ", ")
+            } catch {
+                last = "\(error)"
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw ChaosError.target("the cluster did not come up within \(timeout) (\(last)); see \(directory)")
+    }
+
+    /// The address clients use: the web front's, as it wrote it.
+    public nonisolated func publicURL() -> URL? {
+        guard let web = configuration.processes.first(where: { $0.role == .web }),
+              let machine = configuration.machine(of: web.name),
+              let text = try? String(contentsOfFile: ZonePaths(data: data(machine)).publicURL, encoding: .utf8)
+        else { return nil }
+        return URL(string: text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// A process as its machine's supervisor reports it.
+    public struct Located: Sendable {
+        public var machine: String
+        public var process: ProcessStatus
+    }
+
+    /// Every process of every machine whose supervisor answers, by name.
+    public func status() async throws -> [NodeName: Located] {
+        var all: [NodeName: Located] = [:]
+        for machine in machines where supervisors[machine].map({ !$0.hasExited }) ?? false {
+            let reply = try await ControlClient.command(.status, socketPath: ZonePaths(data: data(machine)).controlSocket,
+                                                        timeout: .seconds(5))
+            for process in reply.status ?? [] { all[process.name] = Located(machine: machine, process: process) }
+        }
+        return all
+    }
+
+    /// Loses `machine`: SIGKILL to its supervisor and every process it runs, all at once, as
+    /// a power cut would. Returns the pids killed.
+    @discardableResult
+    public func killMachine(_ machine: String) async throws -> [Int32] {
+        let reply = try await ControlClient.command(.status, socketPath: ZonePaths(data: data(machine)).controlSocket,
+                                                    timeout: .seconds(5))
+        var pids = (reply.status ?? []).compactMap { $0.pid.map(Int32.init) }
+        if let supervisor = supervisors[machine] { pids.append(supervisor.pid) }
+        for pid in pids { Glibc.kill(pid, SIGKILL) }
+        _ = await supervisors[machine]?.waitForExit(within: .seconds(10))
+        return pids
+    }
+
+    // MARK: FaultTarget: process faults, through the machine that runs the process
+
+    public func victims() async throws -> [Victim] {
+        let all = try await status().values.map(\.process).filter { roles.contains($0.role) }
+        guard all.allSatisfy({ $0.state == .running && $0.pid != nil }) else { return [] }
+        return all.map { Victim(name: $0.name.rawValue, role: $0.role.rawValue, pid: Int32($0.pid!)) }
+    }
+
+    public func restart(_ victim: Victim) async throws {
+        guard let machine = configuration.machine(of: NodeName(victim.name)) else { return }
+        _ = try await ControlClient.command(.restart(NodeName(victim.name)),
+                                            socketPath: ZonePaths(data: data(machine)).controlSocket, timeout: .seconds(5))
+    }
+
+    public func notes() -> [String] { [] }
+
+    public func stop() async {
+        // Every machine at once: each stops its own processes in order.
+        await withTaskGroup(of: Void.self) { group in
+            for supervisor in supervisors.values { group.addTask { await supervisor.stop(grace: .seconds(30)) } }
+        }
+        supervisors = [:]
+    }
+}

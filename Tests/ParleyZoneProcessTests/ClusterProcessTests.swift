@@ -1,0 +1,77 @@
+import Foundation
+import ParleyChaos
+import ParleyClient
+import ParleyCore
+import ParleyTestSupport
+import ParleyZone
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A zone over three machines sharing PostgreSQL, each machine its own supervisor on its own
+/// loopback address; a whole machine is lost at once.
+@Suite("Cluster: a zone over three machines on PostgreSQL", .serialized, .timeLimit(.minutes(4)))
+struct ClusterProcessTests {
+    @Test("every process of the machine hosting a meeting is killed at once: the standby on another machine takes over, both clients resume, nothing acknowledged is lost")
+    func machineLost() async throws {
+        let storeURL = try await TestPostgres.shared.freshDatabase()
+        let directory = try HarnessDirectory()
+        defer { directory.remove() }
+        var configuration = ClusterTarget.standardConfiguration(storeURL: storeURL)
+        configuration.heartbeat.intervalMs = ZoneHarness.heartbeatIntervalMs
+        configuration.heartbeat.timeoutMs = ZoneHarness.heartbeatTimeoutMs
+        let cluster = ClusterTarget(executable: ZoneHarness.binary, directory: directory.path, configuration: configuration,
+                                    storeURL: storeURL)
+        do {
+            let web = try await cluster.start()
+            let created = try await ParleyHTTP.createMeeting(server: web, title: "Cluster")
+            let meeting = created.meeting.id
+            let bobToken = try await ParleyHTTP.issueToken(server: web, meeting: meeting, name: "Bob").token
+            let alice = try MeetingClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
+            let bob = try MeetingClient(server: web, token: bobToken, options: Scenario.options(.longPolling))
+            try await alice.connect()
+            try await bob.connect()
+            let (hostMachine, standbyMachine) = try await Self.placement(of: meeting, in: cluster)
+            #expect(hostMachine != standbyMachine, "the standby must be on another machine than the host")
+            #expect(hostMachine != "m1", "m1 runs no collab server")
+
+            let resumeTime = try await Scenario.exchange(alice: alice, bob: bob) {
+                let killed = try await cluster.killMachine(hostMachine)
+                #expect(killed.count >= 3, "the supervisor, its manager and its collab server: \(killed)")
+            }
+            let (newHost, _) = try await Self.placement(of: meeting, in: cluster, hostOnly: true)
+            #expect(newHost == standbyMachine, "the meeting now lives on the machine that had its standby")
+            print("cluster: machine \(hostMachine) lost; every client resumed after \(resumeTime), on \(newHost)")
+            // Every remaining machine stops in order, promptly: a machine without the web
+            // process once waited forever for its address.
+            let stopping = ContinuousClock.now
+            await cluster.stop()
+            #expect(ContinuousClock.now - stopping < .seconds(20), "stopping the cluster took \(ContinuousClock.now - stopping)")
+            return
+        } catch {
+            for machine in cluster.machines {
+                let log = (try? String(contentsOfFile: cluster.logPath(machine), encoding: .utf8)) ?? ""
+                Issue.record("\(machine)'s supervisor log:\n\(log.suffix(3_000))")
+            }
+            await cluster.stop()
+            throw error
+        }
+    }
+
+    /// The machines of the meeting's host and standby, once both are placed (the host's
+    /// alone with `hostOnly`).
+    static func placement(of meeting: MeetingID, in cluster: ClusterTarget, hostOnly: Bool = false) async throws -> (String, String) {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            let status = try await cluster.status().values
+            if let host = status.first(where: { $0.process.hosts(meeting) && $0.process.state == .running }) {
+                if hostOnly { return (host.machine, "") }
+                if let standby = status.first(where: { $0.process.follows(meeting) }) { return (host.machine, standby.machine) }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw HarnessFailure("no host and standby for \(meeting) within 20 s")
+    }
+}
