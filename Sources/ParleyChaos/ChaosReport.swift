@@ -92,11 +92,13 @@ public struct ChaosReport: Codable, Equatable, Sendable {
             + "\(Self.number(run.opsPerSecondPerClient)) ops/s each, seed \(run.seed); took \(Self.seconds(run.elapsedMs))")
         lines.append("")
         lines.append("faults injected: \(faults.injected)" + (faults.failed > 0 ? " (and \(faults.failed) that failed)" : ""))
+        // Wide enough for the longest kind injected (machine-kill in a cluster run).
+        let kindWidth = (Set(faults.list.map(\.kind)).map(\.rawValue.count).max() ?? 7) + 1
         for kind in FaultKind.allCases {
             let hits = faults.list.filter { $0.kind == kind && $0.error == nil }
             guard !hits.isEmpty else { continue }
             let byTarget = Dictionary(hits.map { ($0.target, 1) }, uniquingKeysWith: +).sorted { $0.key < $1.key }
-            lines.append("  \(kind.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0))\(hits.count)   "
+            lines.append("  \(kind.rawValue.padding(toLength: max(8, kindWidth), withPad: " ", startingAt: 0))\(hits.count)   "
                 + byTarget.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))
         }
         for failure in faults.list where failure.error != nil {

@@ -255,6 +255,11 @@ public enum ChaosRun {
                     // Bounded, and resumed however the run goes.
                     try? await Task.sleep(for: .milliseconds(fault.pauseMs ?? 0))
                     try await target.resume(fault.victim)
+                case .machineKill:
+                    try await target.killMachine(fault.victim)
+                    // The machine reboots after a bounded downtime (the pause bounds).
+                    try? await Task.sleep(for: .milliseconds(configuration.pauseMs.upperBound))
+                    try await target.restoreMachine(fault.victim)
                 }
             } catch {
                 record.error = "\(error)"

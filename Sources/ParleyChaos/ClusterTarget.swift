@@ -152,10 +152,35 @@ public actor ClusterTarget: SignalledTarget {
 
     // MARK: FaultTarget: process faults, through the machine that runs the process
 
+    /// The processes of the roles a fault may hit, and the machines that run a collab server
+    /// (losing the machine of the web front would leave clients no address to come back to:
+    /// see the README's cluster section). Nothing while the cluster is still recovering: a
+    /// machine down, a process not running, or a hosted meeting without its standby.
     public func victims() async throws -> [Victim] {
-        let all = try await status().values.map(\.process).filter { roles.contains($0.role) }
-        guard all.allSatisfy({ $0.state == .running && $0.pid != nil }) else { return [] }
-        return all.map { Victim(name: $0.name.rawValue, role: $0.role.rawValue, pid: Int32($0.pid!)) }
+        guard supervisors.count == machines.count, supervisors.values.allSatisfy({ !$0.hasExited }) else { return [] }
+        let located = try await status().values
+        let all = located.map(\.process)
+        guard Set(configuration.processes.map(\.name)).isSubset(of: Set(all.map(\.name))),
+              all.allSatisfy({ $0.state == .running && $0.pid != nil }) else { return [] }
+        let collabs = all.filter { $0.role == .collab }
+        let hosted = Set(collabs.flatMap { meetings(in: $0.load, "hosting") })
+        let followed = Set(collabs.flatMap { meetings(in: $0.load, "standby") })
+        guard hosted.isSubset(of: followed) else { return [] }
+        let processes = all.filter { roles.contains($0.role) }
+            .map { Victim(name: $0.name.rawValue, role: $0.role.rawValue, pid: Int32($0.pid!)) }
+        let hostingMachines = Set(located.filter { $0.process.role == .collab }.map(\.machine))
+        let machineVictims = machines.filter(hostingMachines.contains).compactMap { machine in
+            supervisors[machine].map { Victim(name: machine, role: Victim.machineRole, pid: $0.pid) }
+        }
+        return processes + machineVictims
+    }
+
+    public func killMachine(_ victim: Victim) async throws {
+        try await killMachine(victim.name)
+    }
+
+    public func restoreMachine(_ victim: Victim) async throws {
+        try await startMachine(victim.name)
     }
 
     public func restart(_ victim: Victim) async throws {

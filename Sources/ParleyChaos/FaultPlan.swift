@@ -16,12 +16,22 @@ public enum FaultKind: String, Codable, Sendable, CaseIterable, Comparable {
     /// `parley ctl restart NAME` (a graceful stop, then a start), or SIGTERM and a new
     /// process for the single-server target.
     case restart
+    /// A whole machine of a cluster lost at once: its supervisor and every process of it
+    /// SIGKILLed together, as in a power cut. It comes back (its supervisor starts again)
+    /// after a bounded downtime, as a machine that reboots.
+    case machineKill = "machine-kill"
+
+    /// Whether the fault hits a machine rather than a process.
+    public var hitsMachine: Bool { self == .machineKill }
 
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
 /// A process a fault may hit.
 public struct Victim: Equatable, Sendable {
+    /// The role of a victim that is a whole machine of a cluster (its pid: its supervisor's).
+    public static let machineRole = "machine"
+
     /// Stable across restarts: `collab-1`, `manager-2`, `server`.
     public var name: String
     public var role: String
@@ -69,13 +79,16 @@ public struct FaultPlanner: Sendable {
         return min(max(Int(exponential.rounded()), low), 4 * meanIntervalMs)
     }
 
-    /// A fault on one of `victims`, or nil if there are none. Victims are taken in name
-    /// order, so the caller's order does not matter.
+    /// A fault on one of `victims`, or nil if none can be hit by the chosen kinds. Victims are
+    /// taken in name order, so the caller's order does not matter; machines are hit only by
+    /// machine faults, processes only by process faults.
     public mutating func choose(from victims: [Victim]) -> PlannedFault? {
-        guard !victims.isEmpty else { return nil }
-        let sorted = victims.sorted { $0.name < $1.name }
+        let fits = { (kind: FaultKind, victim: Victim) in kind.hitsMachine == (victim.role == Victim.machineRole) }
+        let sorted = victims.sorted { $0.name < $1.name }.filter { victim in kinds.contains { fits($0, victim) } }
+        guard !sorted.isEmpty else { return nil }
         let victim = sorted[Int(rng.next(upperBound: UInt64(sorted.count)))]
-        let kind = kinds[Int(rng.next(upperBound: UInt64(kinds.count)))]
+        let usable = kinds.filter { fits($0, victim) }
+        let kind = usable[Int(rng.next(upperBound: UInt64(usable.count)))]
         let pause = kind == .pause
             ? pauseMs.lowerBound + Int(rng.next(upperBound: UInt64(pauseMs.count)))
             : nil

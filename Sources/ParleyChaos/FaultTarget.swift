@@ -1,4 +1,5 @@
 import Foundation
+import ParleyZone
 
 #if canImport(Glibc)
 import Glibc
@@ -31,6 +32,27 @@ public protocol FaultTarget: Sendable {
     func notes() async -> [String]
     /// Stops everything it started; safe to call more than once, and after a failed start.
     func stop() async
+    /// Loses a whole machine (a victim whose role is ``Victim/machineRole``).
+    func killMachine(_ victim: Victim) async throws
+    /// Brings a lost machine back, as a reboot would.
+    func restoreMachine(_ victim: Victim) async throws
+}
+
+extension FaultTarget {
+    public func killMachine(_ victim: Victim) async throws {
+        throw ChaosError.target("the \(name) target has no machines to lose; use --target cluster")
+    }
+
+    public func restoreMachine(_ victim: Victim) async throws {
+        throw ChaosError.target("the \(name) target has no machines")
+    }
+}
+
+/// The meetings a collaboration server lists under `key` (`hosting`, `standby`) in the load
+/// its supervisor reports.
+func meetings(in load: JSONValue?, _ key: String) -> [String] {
+    guard case .object(let fields)? = load, case .array(let list)? = fields[key] else { return [] }
+    return list.compactMap { if case .string(let id) = $0 { id } else { nil } }
 }
 
 /// A target whose process faults are plain signals to the victim's pid (its supervisor

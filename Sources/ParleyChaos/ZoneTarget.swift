@@ -89,17 +89,12 @@ public actor ZoneTarget: SignalledTarget {
         // standby for every hosted meeting again. Otherwise a kill soon after a restart is a
         // double fault (no hot copy left) and is measured as if it were a single one.
         let collabs = hurtable.filter { $0.role == .collab }
-        let hosted = Set(collabs.flatMap { Self.meetings($0.load, "hosting") })
-        let followed = Set(collabs.flatMap { Self.meetings($0.load, "standby") })
+        let hosted = Set(collabs.flatMap { meetings(in: $0.load, "hosting") })
+        let followed = Set(collabs.flatMap { meetings(in: $0.load, "standby") })
         guard collabs.count < 2 || hosted.isSubset(of: followed) else { return [] }
         return hurtable
-            .filter { !hostingOnly || ($0.role == .collab && !Self.meetings($0.load, "hosting").isEmpty) }
+            .filter { !hostingOnly || ($0.role == .collab && !meetings(in: $0.load, "hosting").isEmpty) }
             .map { Victim(name: $0.name.rawValue, role: $0.role.rawValue, pid: Int32($0.pid!)) }
-    }
-
-    private static func meetings(_ load: JSONValue?, _ key: String) -> [String] {
-        guard case .object(let fields)? = load, case .array(let list)? = fields[key] else { return [] }
-        return list.compactMap { if case .string(let id) = $0 { id } else { nil } }
     }
 
     public func restart(_ victim: Victim) async throws {

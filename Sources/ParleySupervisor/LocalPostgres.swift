@@ -131,6 +131,22 @@ public struct LocalPostgres: Sendable {
         try watchdog.run()
     }
 
+    /// A TCP port on 127.0.0.1 that nothing listens on right now.
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw LocalPostgresError("cannot find a free port: \(String(cString: strerror(errno)))") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
     // MARK: - Running the binaries
 
     /// The directory of Debian's PostgreSQL binaries (the newest installed), or of `initdb` on the PATH.
@@ -157,6 +173,11 @@ public struct LocalPostgres: Sendable {
             throw LocalPostgresError("running as root, and there is no postgres user to run PostgreSQL as (apt-get install postgresql)")
         }
         chmod(path, 0o700)
+        // The postgres user must be able to reach the directory: let it pass through the
+        // parent (search only, no listing), as a private temporary directory would not.
+        let parent = (path as NSString).deletingLastPathComponent
+        var info = stat()
+        if stat(parent, &info) == 0, info.st_mode & 0o001 == 0 { chmod(parent, (info.st_mode & 0o7777) | 0o001) }
         guard chown(path, user.pointee.pw_uid, user.pointee.pw_gid) == 0 else {
             throw LocalPostgresError("cannot give \(path) to the postgres user: \(String(cString: strerror(errno)))")
         }

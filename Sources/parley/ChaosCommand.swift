@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ParleyChaos
+import ParleySupervisor
 import Synchronization
 
 #if canImport(Glibc)
@@ -48,8 +49,8 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "Mean time between faults, in milliseconds.")
     var faultIntervalMs = 3_000
 
-    @Option(help: "Kinds of fault to inject, comma-separated: kill, pause, restart.")
-    var faults = "kill,pause,restart"
+    @Option(help: "Kinds of fault to inject, comma-separated: kill, pause, restart, and with --target cluster machine-kill (default: all of them the target has).")
+    var faults: String?
 
     @Option(help: "Longest pause (SIGSTOP to SIGCONT), in milliseconds.")
     var maxPauseMs = 2_000
@@ -60,8 +61,14 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "Seed for the random choices: fault timing, kinds and targets, send pacing (default: random; the report shows it).")
     var seed: UInt64?
 
-    @Option(help: "What to run and hurt: 'zone' (parley serve; collab servers and managers) or 'single' (parley serve --single).")
+    @Option(help: "What to run and hurt: 'zone' (parley serve; collab servers and managers), 'single' (parley serve --single) or 'cluster' (a zone over --machines machines on one box, sharing PostgreSQL).")
     var target = "zone"
+
+    @Option(help: "With --target cluster: how many machines (at least 3).")
+    var machines = 3
+
+    @Option(help: "With --target cluster: the PostgreSQL database the machines share (default: a throwaway PostgreSQL started in the run's directory with initdb).")
+    var store: String?
 
     @Option(name: .customLong("data"), help: "Directory for the target's data and logs (default: a fresh temporary directory, removed afterwards unless --keep).")
     var dataDirectory: String?
@@ -79,7 +86,8 @@ struct ChaosCommand: AsyncParsableCommand {
     var logLevel = "error"
 
     func validate() throws {
-        guard ["zone", "single"].contains(target) else { throw ValidationError("--target must be 'zone' or 'single'") }
+        guard ["zone", "single", "cluster"].contains(target) else { throw ValidationError("--target must be 'zone', 'single' or 'cluster'") }
+        guard machines >= 3 else { throw ValidationError("--machines must be at least 3") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
         _ = try faultKinds()
         guard maxPauseMs >= 1 else { throw ValidationError("--max-pause-ms must be at least 1") }
@@ -90,9 +98,26 @@ struct ChaosCommand: AsyncParsableCommand {
     func run() async throws {
         bootstrapLogging(level: logLevel)
         let (directory, temporary) = try workingDirectory()
-        let target: any FaultTarget = switch self.target {
-        case "single": SingleServerTarget(executable: currentExecutable(), directory: directory)
-        default: ZoneTarget(executable: currentExecutable(), directory: directory)
+        var database: LocalPostgres?
+        let target: any FaultTarget
+        switch self.target {
+        case "single":
+            target = SingleServerTarget(executable: currentExecutable(), directory: directory)
+        case "cluster":
+            var url = store
+            if url == nil {
+                // Fsync on: a machine kill must lose nothing PostgreSQL acknowledged.
+                let server = try await LocalPostgres.start(in: directory + "/postgres", port: try LocalPostgres.freePort(),
+                                                           durable: true)
+                try await server.createDatabase("parley")
+                database = server
+                url = server.url(database: "parley")
+            }
+            target = ClusterTarget(executable: currentExecutable(), directory: directory + "/cluster",
+                                   configuration: ClusterTarget.standardConfiguration(machines: machines, storeURL: url!),
+                                   storeURL: url!)
+        default:
+            target = ZoneTarget(executable: currentExecutable(), directory: directory)
         }
         let watchdog = Watchdog(after: .seconds(duration + settle + Self.watchdogSlackSeconds), directory: directory)
         var report: ChaosReport
@@ -100,8 +125,10 @@ struct ChaosCommand: AsyncParsableCommand {
             report = try await ChaosRun.run(try chaosConfiguration(seed: seed ?? UInt64.random(in: 0...UInt64.max)),
                                             against: target)
             watchdog.disarm()
+            try? await database?.stop()
         } catch {
             watchdog.disarm()
+            try? await database?.stop()
             throw ChaosFailure("the chaos run could not be carried out: \(error)\n(its data and logs are kept in \(directory))")
         }
         if temporary, !keep {
@@ -114,10 +141,12 @@ struct ChaosCommand: AsyncParsableCommand {
     }
 
     private func faultKinds() throws -> [FaultKind] {
+        let available = FaultKind.allCases.filter { !$0.hitsMachine || target == "cluster" }
+        guard let faults else { return available }
         let names = faults.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let kinds = names.compactMap(FaultKind.init(rawValue:))
-        guard !names.isEmpty, kinds.count == names.count else {
-            throw ValidationError("--faults takes kill, pause and restart, comma-separated; got '\(faults)'")
+        guard !names.isEmpty, kinds.count == names.count, kinds.allSatisfy(available.contains) else {
+            throw ValidationError("--faults takes \(available.map(\.rawValue).joined(separator: ", ")), comma-separated; got '\(faults)'")
         }
         return kinds
     }

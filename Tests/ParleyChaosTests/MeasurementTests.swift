@@ -133,6 +133,22 @@ struct FaultPlannerTests {
         #expect(killer.choose(from: Self.victims)?.pauseMs == nil)
     }
 
+    @Test("machine faults hit only machines, process faults only processes; no fitting victim, no fault")
+    func machines() {
+        let machines = [Victim(name: "m2", role: Victim.machineRole, pid: 2), Victim(name: "m3", role: Victim.machineRole, pid: 3)]
+        var planner = FaultPlanner(seed: 5, kinds: FaultKind.allCases, meanIntervalMs: 3_000, pauseMs: 200...2_000)
+        var seen: Set<String> = []
+        for _ in 0..<400 {
+            let fault = planner.choose(from: Self.victims + machines)!
+            #expect(fault.kind.hitsMachine == (fault.victim.role == Victim.machineRole), "\(fault)")
+            seen.insert("\(fault.kind.rawValue) \(fault.victim.role)")
+        }
+        #expect(seen.contains("machine-kill machine") && seen.contains("kill collab"))
+        var onlyMachines = FaultPlanner(seed: 5, kinds: [.machineKill], meanIntervalMs: 3_000, pauseMs: 200...2_000)
+        #expect(onlyMachines.choose(from: Self.victims) == nil)
+        #expect(onlyMachines.choose(from: Self.victims + machines)?.victim.role == Victim.machineRole)
+    }
+
     @Test("waits are exponential around the mean, clamped to [mean/10, 4 × mean]")
     func delays() {
         var planner = FaultPlanner(seed: 11, kinds: [.kill], meanIntervalMs: 1_000, pauseMs: 1...2)
