@@ -2,14 +2,19 @@ import ArgumentParser
 import Foundation
 import ParleyServer
 import ParleySupervisor
+import ParleyChaos
 import ParleyZone
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `parley cluster`: a zone whose processes run on several machines.
 struct ClusterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
         abstract: "Prepare and run a zone spread over several machines, sharing a PostgreSQL store.",
-        subcommands: [ClusterInit.self])
+        subcommands: [ClusterInit.self, ClusterUp.self, ClusterDown.self])
 }
 
 /// `parley cluster init`: what every machine of a cluster must share, made once.
@@ -50,5 +55,122 @@ struct ClusterInit: AsyncParsableCommand {
             }
             print("\(machine.name) (\(machine.address)): \(data)")
         }
+    }
+}
+
+/// `parley cluster up`: a local cluster for trying and testing, in the foreground.
+struct ClusterUp: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Run a local cluster on this box: a throwaway PostgreSQL and --machines machines, until Ctrl-C or 'parley cluster down'.",
+        discussion: """
+            Starts PostgreSQL (initdb in DIR/postgres, as the postgres user when run as root), writes
+            DIR/cluster/cluster.json (machine m1 runs the web front, the services and a manager; every
+            other machine a manager and a collab server), makes each machine's data directory with
+            'parley cluster init', and starts one supervisor per machine. Each machine has its own
+            loopback address (127.0.0.1, 127.0.0.2, ...); network namespaces per machine are not built
+            yet. Logs: DIR/cluster/NAME.log and DIR/cluster/machines/NAME/logs/. Stop it with Ctrl-C,
+            SIGTERM, or 'parley cluster down --dir DIR' from another shell.
+            """)
+
+    @Option(help: "How many machines (at least 3).")
+    var machines = 3
+
+    @Option(help: "Directory for PostgreSQL, the machines' data and the logs (created if missing).")
+    var dir = "./cluster"
+
+    func validate() throws {
+        guard machines >= 3 else { throw ValidationError("--machines must be at least 3") }
+    }
+
+    func run() async throws {
+        let directory = URL(fileURLWithPath: dir).standardizedFileURL.path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let pidFile = directory + "/cluster.pid"
+        if let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+           kill(pid, 0) == 0 {
+            throw ValidationError("a cluster already runs from \(directory) (pid \(pid)); 'parley cluster down --dir \(dir)' stops it")
+        }
+        try "\(getpid())\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: pidFile) }
+
+        say("mode: each machine on its own loopback address (127.0.0.1 to 127.0.0.\(machines)); network namespaces are not built yet")
+        let postgres = try await LocalPostgres.start(in: directory + "/postgres", port: try LocalPostgres.freePort(), durable: true)
+        do {
+            try await postgres.createDatabase("parley")
+        } catch {
+            try? await postgres.stop()
+            throw error
+        }
+        let url = postgres.url(database: "parley")
+        say("PostgreSQL: \(url)  (log: \(postgres.logFile))")
+        let cluster = ClusterTarget(executable: currentExecutable(), directory: directory + "/cluster",
+                                    configuration: ClusterTarget.standardConfiguration(machines: machines, storeURL: url),
+                                    storeURL: url)
+        do {
+            let web = try await cluster.start()
+            for machine in cluster.configuration.machines {
+                say("\(machine.name) \(machine.address): \(machine.processes.map(\.rawValue).joined(separator: ", "))"
+                      + "  (parley ctl status --data \(directory)/cluster/machines/\(machine.name))")
+            }
+            say("the cluster is up; clients use \(web.absoluteString)")
+            await Self.waitForStop()
+            say("stopping the cluster")
+        } catch {
+            await cluster.stop()
+            try? await postgres.stop()
+            throw error
+        }
+        await cluster.stop()
+        try await postgres.stop()
+        say("the cluster is down")
+    }
+
+    /// One line on standard output at once, also when it is a file or a pipe.
+    private func say(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    /// Returns on SIGTERM or SIGINT.
+    static func waitForStop() async {
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        let (stops, stop) = AsyncStream<Void>.makeStream()
+        let sources = [SIGTERM, SIGINT].map { number in
+            let source = DispatchSource.makeSignalSource(signal: number)
+            source.setEventHandler { stop.yield() }
+            source.resume()
+            return source
+        }
+        for await _ in stops { break }
+        for source in sources { source.cancel() }
+    }
+}
+
+/// `parley cluster down`: stops what `parley cluster up` runs.
+struct ClusterDown: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "down",
+        abstract: "Stop the local cluster that 'parley cluster up' runs from --dir, and wait until it is down.")
+
+    @Option(help: "The directory given to 'parley cluster up'.")
+    var dir = "./cluster"
+
+    func run() async throws {
+        let pidFile = URL(fileURLWithPath: dir).standardizedFileURL.path + "/cluster.pid"
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw ValidationError("no cluster runs from \(dir) (no \(pidFile))")
+        }
+        guard kill(pid, SIGTERM) == 0 else {
+            try? FileManager.default.removeItem(atPath: pidFile)
+            throw ValidationError("the cluster of \(dir) (pid \(pid)) is not running; removed its stale pid file")
+        }
+        let deadline = ContinuousClock.now + .seconds(90)
+        while kill(pid, 0) == 0 {
+            guard ContinuousClock.now < deadline else { throw ValidationError("the cluster (pid \(pid)) did not stop within 90 s") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        print("the cluster of \(dir) is down")
     }
 }

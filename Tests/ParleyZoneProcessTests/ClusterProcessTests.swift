@@ -60,6 +60,58 @@ struct ClusterProcessTests {
         }
     }
 
+    @Test("parley cluster up starts PostgreSQL and three machines that serve meetings; parley cluster down stops every process of it")
+    func upAndDown() async throws {
+        let directory = try HarnessDirectory()
+        defer { directory.remove() }
+        let output = directory.path + "/up.out"
+        FileManager.default.createFile(atPath: output, contents: nil)
+        let up = Process()
+        up.executableURL = URL(fileURLWithPath: ZoneHarness.binary)
+        up.arguments = ["cluster", "up", "--dir", directory.path + "/c"]
+        up.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        up.standardError = up.standardOutput
+        try up.run()
+        defer { if up.isRunning { kill(up.processIdentifier, SIGKILL) } }
+        var web: URL?
+        let deadline = ContinuousClock.now + .seconds(60)
+        while web == nil, up.isRunning, ContinuousClock.now < deadline {
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("the cluster is up; clients use ") }) {
+                web = URL(string: String(line.dropFirst("the cluster is up; clients use ".count)))
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let url = try #require(web, "no 'cluster is up' line: \((try? String(contentsOfFile: output, encoding: .utf8)) ?? "")")
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        #expect(text.contains("mode: each machine on its own loopback address"), "the output says which mode is in use")
+        let created = try await ParleyHTTP.createMeeting(server: url, title: "Local cluster")
+        let client = try MeetingClient(server: url, token: created.hostToken, options: Scenario.options(.webSocket))
+        try await client.connect()
+        let ack = try await client.send(.chat(text: "hello"))
+        #expect(ack.seq > 0)
+        await client.leave()
+
+        let pids = try await ZoneHarness.parley(["ctl", "status", "--json", "--data", directory.path + "/c/cluster/machines/m2"])
+        #expect(pids.status == .exited(0))
+        let down = try await ZoneHarness.parley(["cluster", "down", "--dir", directory.path + "/c"])
+        #expect(down.status == .exited(0), "\(down.error)")
+        up.waitUntilExit()
+        #expect(up.terminationStatus == 0)
+        let after = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        #expect(after.hasSuffix("the cluster is down\n"), "\(after.suffix(500))")
+        // Nothing of it is left: no supervisor, node or PostgreSQL with its directory.
+        let ps = Process()
+        ps.executableURL = URL(fileURLWithPath: "/bin/sh")
+        ps.arguments = ["-c", "ps -eo args | grep -F '\(directory.path)/c' | grep -v grep | wc -l"]
+        let pipe = Pipe()
+        ps.standardOutput = pipe
+        try ps.run()
+        ps.waitUntilExit()
+        let count = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(count.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "processes of the cluster still running")
+    }
+
     /// The machines of the meeting's host and standby, once both are placed (the host's
     /// alone with `hostOnly`).
     static func placement(of meeting: MeetingID, in cluster: ClusterTarget, hostOnly: Bool = false) async throws -> (String, String) {
