@@ -189,6 +189,25 @@ public final class SQLiteStore: Store, Sendable {
         }
     }
 
+    public func publishProcesses(machine: String, _ processes: [PublishedProcess]) async throws(StoreError) {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM published_processes WHERE machine = ?", arguments: [machine])
+            for process in processes {
+                try db.execute(
+                    sql: "INSERT INTO published_processes (machine, name, status, published_at) VALUES (?, ?, ?, \(Self.nowMs))",
+                    arguments: [machine, process.name, process.status])
+            }
+        }
+    }
+
+    public func publishedProcesses() async throws(StoreError) -> [PublishedProcess] {
+        try await read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT machine, name, status, \(Self.nowMs) - published_at FROM published_processes ORDER BY machine, name
+                """).map { PublishedProcess(machine: $0[0], name: $0[1], status: $0[2], ageMs: $0[3]) }
+        }
+    }
+
     private static func storedLease(_ db: Database, _ name: String) throws -> StoredLease? {
         try Row.fetchOne(db, sql: "SELECT holder, address, term, expires_at - \(nowMs) FROM leases WHERE name = ?",
                          arguments: [name])
@@ -388,6 +407,17 @@ public final class SQLiteStore: Store, Sendable {
                     created_at INTEGER NOT NULL
                 );
                 CREATE INDEX listings_by_owner ON meeting_listings (owner);
+                """)
+        }
+        migrator.registerMigration("v6: published processes") { db in
+            try db.execute(sql: """
+                CREATE TABLE published_processes (
+                    machine TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    published_at INTEGER NOT NULL,
+                    PRIMARY KEY (machine, name)
+                ) WITHOUT ROWID;
                 """)
         }
         return migrator

@@ -123,6 +123,29 @@ public protocol Store: Sendable {
     func recordAttendance(_ records: [Attendance]) async throws(StoreError)
     /// The attendance log in the order it was written: of one meeting, or of all.
     func attendance(_ meeting: MeetingID?) async throws(StoreError) -> [Attendance]
+    /// Replaces what `machine`'s supervisor last published about its processes (each as the
+    /// JSON of its status), stamped with the store's clock.
+    func publishProcesses(machine: String, _ processes: [PublishedProcess]) async throws(StoreError)
+    /// What every machine last published, with its age on the store's clock.
+    func publishedProcesses() async throws(StoreError) -> [PublishedProcess]
+}
+
+/// One process as its machine's supervisor last published it, for a cluster-wide
+/// `parley ctl status`.
+public struct PublishedProcess: Equatable, Sendable {
+    public var machine: String
+    public var name: String
+    /// The process's status, as JSON.
+    public var status: String
+    /// How long ago it was published, by the store's clock (0 when publishing).
+    public var ageMs: Int64
+
+    public init(machine: String, name: String, status: String, ageMs: Int64 = 0) {
+        self.machine = machine
+        self.name = name
+        self.status = status
+        self.ageMs = ageMs
+    }
 }
 
 

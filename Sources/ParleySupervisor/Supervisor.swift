@@ -289,12 +289,21 @@ public actor Supervisor: Service {
         }
     }
 
+    /// Every process this supervisor runs, as `parley ctl status` shows it.
+    public func status() -> [ProcessStatus] {
+        supervision.status(nowMs: nowMs()).map { process in
+            var process = process
+            process.machine = configuration.machine
+            return process
+        }
+    }
+
     /// Every operator command, in one place. `drain` goes here (see ``ControlCommand``).
     private func perform(_ command: ControlCommand, id: Int) -> ControlReply {
         do {
             switch command {
             case .status:
-                return ControlReply(id: id, status: supervision.status(nowMs: nowMs()))
+                return ControlReply(id: id, status: status())
             case .restart(let name):
                 logger.notice("operator restarts \(name)", metadata: ["process": "\(name)"])
                 perform(try supervision.restartRequested(name, nowMs: nowMs()))

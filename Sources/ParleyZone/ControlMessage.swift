@@ -143,9 +143,12 @@ public struct ProcessStatus: Codable, Equatable, Sendable {
     public var detail: String?
     /// The process's last self-reported load, as it chose to shape it.
     public var load: JSONValue?
+    /// In a cluster, the machine that runs it.
+    public var machine: String?
 
     public init(name: NodeName, role: NodeRole, pid: Int? = nil, state: ProcessState, uptimeMs: Int? = nil,
-                restarts: Int = 0, lastExit: ProcessExit? = nil, detail: String? = nil, load: JSONValue? = nil) {
+                restarts: Int = 0, lastExit: ProcessExit? = nil, detail: String? = nil, load: JSONValue? = nil,
+                machine: String? = nil) {
         self.name = name
         self.role = role
         self.pid = pid
@@ -155,6 +158,7 @@ public struct ProcessStatus: Codable, Equatable, Sendable {
         self.lastExit = lastExit
         self.detail = detail
         self.load = load
+        self.machine = machine
     }
 }
 

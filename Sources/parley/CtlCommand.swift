@@ -1,6 +1,8 @@
 import ArgumentParser
 import FoundationEssentials
+import Logging
 import ParleyNode
+import ParleyStore
 import ParleyZone
 
 /// `parley ctl …`: the operator's view of a running zone, through its supervisor's control socket.
@@ -41,7 +43,8 @@ struct CtlCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let processes = try await zone.send(.status).status ?? []
+            var processes = try await zone.send(.status).status ?? []
+            processes += try await otherMachines()
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -51,8 +54,35 @@ struct CtlCommand: AsyncParsableCommand {
                 print(StatusTable.render(processes), terminator: "")
             }
         }
-    }
 
+        /// In a cluster, the processes of every other machine, as their supervisors last
+        /// published them to the shared store; a machine silent for over 3 s is said to be so.
+        private func otherMachines() async throws -> [ProcessStatus] {
+            let paths = ZonePaths(data: zone.dataDirectory)
+            guard let data = FileManager.default.contents(atPath: paths.resolvedConfiguration),
+                  let configuration = try? JSONDecoder().decode(ZoneConfiguration.self, from: data),
+                  let here = configuration.machine else { return [] }
+            let published = try await configuration.storeLocation().withStore(dataDirectory: zone.dataDirectory,
+                                                                                 logger: Logger(label: "parley.ctl")) { store in
+                try await store.publishedProcesses()
+            }
+            let order = configuration.machines.map(\.name)
+            return published.filter { $0.machine != here }
+                .sorted { (order.firstIndex(of: $0.machine) ?? .max, $0.name) < (order.firstIndex(of: $1.machine) ?? .max, $1.name) }
+                .compactMap { row in
+                    guard var status = try? JSONDecoder().decode(ProcessStatus.self, from: Data(row.status.utf8)) else { return nil }
+                    status.machine = row.machine
+                    if row.ageMs > 3_000 {
+                        status.detail = "no report from machine \(row.machine) for \(StatusTable.duration(Int(row.ageMs))): "
+                            + "as it was last seen (is the machine down or cut off?)"
+                    }
+                    return status
+                }
+        }
+    }
+}
+
+extension CtlCommand {
     struct Restart: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Stop a process (SIGTERM, then SIGKILL after a grace period) and start it again; "
@@ -158,11 +188,14 @@ enum StatusTable {
     }
 
     static func render(_ processes: [ProcessStatus]) -> String {
-        let header = ["NAME", "ROLE", "PID", "STATE", "UPTIME", "RESTARTS", "LOAD", "LAST EXIT"]
+        // The machine column only in a cluster.
+        let clustered = processes.contains { $0.machine != nil }
+        let header = (clustered ? ["MACHINE"] : []) + ["NAME", "ROLE", "PID", "STATE", "UPTIME", "RESTARTS", "LOAD", "LAST EXIT"]
         let rows = processes.map { process in
-            [process.name.rawValue, process.role.rawValue, process.pid.map(String.init) ?? "-", process.state.rawValue,
-             process.uptimeMs.map(duration) ?? "-", "\(process.restarts)", load(process.load),
-             process.lastExit.map { "\($0)" } ?? "-"]
+            (clustered ? [process.machine ?? "-"] : [])
+                + [process.name.rawValue, process.role.rawValue, process.pid.map(String.init) ?? "-", process.state.rawValue,
+                   process.uptimeMs.map(duration) ?? "-", "\(process.restarts)", load(process.load),
+                   process.lastExit.map { "\($0)" } ?? "-"]
         }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max()! }
         var text = ""

@@ -123,12 +123,53 @@ struct ZoneCommand: AsyncParsableCommand {
                 }
                 return false
             }
+            if let machine = configuration.machine {
+                tasks.addTask {
+                    await publishStatus(of: supervisor, machine: machine, to: location, dataDirectory: dataDirectory, logger: logger)
+                    return false
+                }
+            }
             while let zoneEnded = try await tasks.next() {
                 if zoneEnded {
                     tasks.cancelAll()
                     break
                 }
             }
+        }
+    }
+}
+
+/// In a cluster: what this machine's supervisor sees of its processes, published to the
+/// shared store every second, so `parley ctl status` on any machine shows the whole cluster.
+/// Runs until cancelled; a store that cannot be reached is retried, not fatal.
+func publishStatus(of supervisor: Supervisor, machine: String, to location: StoreLocation, dataDirectory: String,
+                   logger: Logger) async {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .sortedKeys
+    while !Task.isCancelled {
+        do {
+            try await location.withStore(dataDirectory: dataDirectory, logger: logger) { store in
+                var failing = false
+                while !Task.isCancelled {
+                    let processes = await supervisor.status().compactMap { status in
+                        (try? encoder.encode(status)).map {
+                            PublishedProcess(machine: machine, name: status.name.rawValue, status: String(decoding: $0, as: UTF8.self))
+                        }
+                    }
+                    do {
+                        try await store.publishProcesses(machine: machine, processes)
+                        failing = false
+                    } catch {
+                        if !failing { logger.warning("cannot publish this machine's processes", metadata: ["error": "\(error)"]) }
+                        failing = true
+                    }
+                    try await Task.sleep(for: .seconds(1))
+                }
+            }
+        } catch {
+            if Task.isCancelled { return }
+            logger.warning("cannot open the store to publish this machine's processes", metadata: ["error": "\(error)"])
+            try? await Task.sleep(for: .seconds(5))
         }
     }
 }

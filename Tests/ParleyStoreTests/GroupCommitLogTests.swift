@@ -24,6 +24,10 @@ final class GatedStore: Store {
     func crashes(_ meeting: MeetingID) async throws(StoreError) -> [OpCrashes] { try await base.crashes(meeting) }
     func recordAttendance(_ records: [Attendance]) async throws(StoreError) { try await base.recordAttendance(records) }
     func attendance(_ meeting: MeetingID?) async throws(StoreError) -> [Attendance] { try await base.attendance(meeting) }
+    func publishProcesses(machine: String, _ processes: [PublishedProcess]) async throws(StoreError) {
+        try await base.publishProcesses(machine: machine, processes)
+    }
+    func publishedProcesses() async throws(StoreError) -> [PublishedProcess] { try await base.publishedProcesses() }
     func lease(_ name: String) async throws(StoreError) -> StoredLease? { try await base.lease(name) }
     func replaceLease(_ name: String, expected: LeaseVersion?, with new: LeaseClaim) async throws(StoreError) -> Bool {
         try await base.replaceLease(name, expected: expected, with: new)

@@ -77,4 +77,18 @@ struct StoreRecordsTests {
             #expect(try await store.listing("m1")?.startedAt == 400, "the first start stays")
         }
     }
+
+    @Test("each machine's published processes replace its previous ones, with their age on the store's clock",
+          arguments: StoreKind.allCases)
+    func publishedProcesses(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store, _ in
+            try await store.publishProcesses(machine: "m2", [PublishedProcess(machine: "m2", name: "collab-2", status: "{}"),
+                                                            PublishedProcess(machine: "m2", name: "manager-2", status: "{\"a\":1}")])
+            try await store.publishProcesses(machine: "m3", [PublishedProcess(machine: "m3", name: "collab-3", status: "{}")])
+            try await store.publishProcesses(machine: "m2", [PublishedProcess(machine: "m2", name: "collab-2", status: "{\"b\":2}")])
+            let published = try await store.publishedProcesses()
+            #expect(published.map { "\($0.machine)/\($0.name) \($0.status)" } == ["m2/collab-2 {\"b\":2}", "m3/collab-3 {}"])
+            #expect(published.allSatisfy { (0..<10_000).contains($0.ageMs) }, "\(published.map(\.ageMs))")
+        }
+    }
 }

@@ -34,6 +34,11 @@ struct ClusterProcessTests {
             try await alice.connect()
             try await bob.connect()
             let (hostMachine, standbyMachine) = try await Self.placement(of: meeting, in: cluster)
+            // ctl status on any machine shows every process of the cluster, with its machine.
+            let everywhere = try await Self.clusterStatus(from: directory.path + "/machines/m1", expecting: configuration.processes.count)
+            #expect(everywhere == Dictionary(uniqueKeysWithValues: configuration.processes.map {
+                ($0.name.rawValue, configuration.machine(of: $0.name) ?? "?")
+            }))
             #expect(hostMachine != standbyMachine, "the standby must be on another machine than the host")
             #expect(hostMachine != "m1", "m1 runs no collab server")
 
@@ -110,6 +115,23 @@ struct ClusterProcessTests {
         ps.waitUntilExit()
         let count = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(count.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "processes of the cluster still running")
+    }
+
+    /// `parley ctl status --json` on one machine: every process it lists and its machine, once
+    /// it lists `expecting` of them (the other machines publish every second).
+    static func clusterStatus(from data: String, expecting: Int) async throws -> [String: String] {
+        struct Report: Decodable { var processes: [ProcessStatus] }
+        let deadline = ContinuousClock.now + .seconds(10)
+        var last: [String: String] = [:]
+        while ContinuousClock.now < deadline {
+            let result = try await ZoneHarness.parley(["ctl", "status", "--json", "--data", data])
+            if result.status == .exited(0), let report = try? JSONDecoder().decode(Report.self, from: Data(result.output.utf8)) {
+                last = Dictionary(report.processes.map { ($0.name.rawValue, $0.machine ?? "-") }, uniquingKeysWith: { first, _ in first })
+                if last.count >= expecting { return last }
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return last
     }
 
     /// The machines of the meeting's host and standby, once both are placed (the host's

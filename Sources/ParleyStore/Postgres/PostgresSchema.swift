@@ -119,6 +119,17 @@ enum PostgresSchema {
             """,
             "CREATE INDEX listings_by_owner ON meeting_listings (owner)",
         ]),
+        Migration(version: 2, name: "published processes, for a cluster-wide ctl status", sql: [
+            """
+            CREATE TABLE published_processes (
+                machine text NOT NULL,
+                name text NOT NULL,
+                status text NOT NULL,
+                published_at bigint NOT NULL,
+                PRIMARY KEY (machine, name)
+            )
+            """,
+        ]),
     ]
 
     /// Any fixed number: every Parley process takes this advisory lock to migrate.

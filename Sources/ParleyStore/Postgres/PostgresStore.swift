@@ -353,6 +353,29 @@ public final class PostgresStore: Store, Sendable {
         }
     }
 
+    public func publishProcesses(machine: String, _ processes: [PublishedProcess]) async throws(StoreError) {
+        try await withTransaction { connection in
+            try await connection.query("DELETE FROM published_processes WHERE machine = \(machine)", logger: Self.quiet)
+            try await connection.query("""
+                INSERT INTO published_processes (machine, name, status, published_at)
+                SELECT \(machine), name, status, \(unescaped: Self.nowMs)
+                FROM unnest(\(processes.map(\.name))::text[], \(processes.map(\.status))::text[]) AS p(name, status)
+                """, logger: Self.quiet)
+        }
+    }
+
+    public func publishedProcesses() async throws(StoreError) -> [PublishedProcess] {
+        try await withConnection { connection in
+            var processes: [PublishedProcess] = []
+            for try await (machine, name, status, age) in try await connection.query("""
+                SELECT machine, name, status, \(unescaped: Self.nowMs) - published_at FROM published_processes ORDER BY machine, name
+                """, logger: Self.quiet).decode((String, String, String, Int64).self) {
+                processes.append(PublishedProcess(machine: machine, name: name, status: status, ageMs: age))
+            }
+            return processes
+        }
+    }
+
     // MARK: - Raw access, for tests and repair tools
 
     func rawExecute(_ sql: String) async throws(StoreError) {
