@@ -130,7 +130,7 @@ let package = Package(
         .target(
             name: "ParleyChaos",
             dependencies: [
-                core, wire, sdk, "ParleyZone", "ParleyNode",
+                core, wire, sdk, "ParleyZone", "ParleyNode", "ParleySupervisor",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),

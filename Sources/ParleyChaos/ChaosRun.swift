@@ -260,6 +260,11 @@ public enum ChaosRun {
                     // The machine reboots after a bounded downtime (the pause bounds).
                     try? await Task.sleep(for: .milliseconds(configuration.pauseMs.upperBound))
                     try await target.restoreMachine(fault.victim)
+                case .partition:
+                    try await target.isolateMachine(fault.victim)
+                    // Cut off for longer than the heartbeat timeout, so its meetings move.
+                    try? await Task.sleep(for: .milliseconds(configuration.pauseMs.upperBound))
+                    try await target.healMachine(fault.victim)
                 }
             } catch {
                 record.error = "\(error)"

@@ -1,5 +1,6 @@
 import Foundation
 import ParleyNode
+import ParleySupervisor
 import ParleyZone
 
 #if canImport(Glibc)
@@ -21,13 +22,17 @@ public actor ClusterTarget: SignalledTarget {
     private let executable: String
     private let directory: String
     private let storeURL: String
+    /// The machines' network namespaces, when they have them (partitions need them).
+    public nonisolated let network: MachineNetwork?
     private var supervisors: [String: ChildProcess] = [:]
 
     /// The standard local cluster: three machines. The first runs the web front, the
     /// services and a manager, and no collab server, so that the address clients use
     /// survives the loss of any machine hosting meetings; the other two run a manager and a
     /// collab server each. Heartbeats as in `parley chaos`.
-    public static func standardConfiguration(machines: Int = 3, storeURL: String) -> ZoneConfiguration {
+    /// - Parameter address: machine N's address (from 1); loopback 127.0.0.N by default.
+    public static func standardConfiguration(machines: Int = 3, storeURL: String,
+                                             address: (Int) -> String = { "127.0.0.\($0)" }) -> ZoneConfiguration {
         precondition(machines >= 3, "a local cluster has at least three machines")
         var configuration = ZoneConfiguration()
         configuration.publicPort = 0
@@ -35,11 +40,11 @@ public actor ClusterTarget: SignalledTarget {
         configuration.processes = [
             .init(name: "manager-1", role: .manager), .init(name: "web", role: .web), .init(name: "services", role: .services),
         ]
-        configuration.machines = [Machine(name: "m1", address: "127.0.0.1", processes: ["manager-1", "web", "services"])]
+        configuration.machines = [Machine(name: "m1", address: address(1), processes: ["manager-1", "web", "services"])]
         for index in 2...machines {
             let manager = NodeName("manager-\(index)"), collab = NodeName("collab-\(index)")
             configuration.processes += [.init(name: manager, role: .manager), .init(name: collab, role: .collab)]
-            configuration.machines.append(Machine(name: "m\(index)", address: "127.0.0.\(index)", processes: [manager, collab]))
+            configuration.machines.append(Machine(name: "m\(index)", address: address(index), processes: [manager, collab]))
         }
         configuration.scaling.maxCollabServers = machines - 1
         return configuration
@@ -52,9 +57,12 @@ public actor ClusterTarget: SignalledTarget {
     ///   - directory: holds `cluster.json`, one data directory per machine (`machines/NAME`,
     ///     with its processes' logs under `logs/`) and each supervisor's log (`NAME.log`).
     ///   - storeURL: the PostgreSQL database the machines share.
+    ///   - network: the machines' namespaces (machine N in `network`'s machine N), or nil for
+    ///     machines on loopback addresses.
     public init(executable: String, directory: String, configuration: ZoneConfiguration, storeURL: String,
-                roles: Set<NodeRole> = [.collab, .manager]) {
+                network: MachineNetwork? = nil, roles: Set<NodeRole> = [.collab, .manager]) {
         self.executable = executable
+        self.network = network
         self.directory = directory
         self.configuration = configuration
         self.storeURL = storeURL
@@ -83,11 +91,25 @@ public actor ClusterTarget: SignalledTarget {
 
     /// Starts (or starts again, after ``killMachine(_:)``) the supervisor of `machine`.
     public func startMachine(_ machine: String) async throws {
-        supervisors[machine] = try await ChildProcess.start(
-            executable: executable,
-            arguments: ["zone", "--data", data(machine), "--config", configPath, "--machine", machine, "--store", storeURL,
-                        "--log-level", "info"],
-            logPath: logPath(machine))
+        var command = (executable, ["zone", "--data", data(machine), "--config", configPath, "--machine", machine,
+                                    "--store", storeURL, "--log-level", "info"])
+        if let network, let index = machines.firstIndex(of: machine) {
+            // `ip netns exec` execs the command: the pid is the supervisor's.
+            command = network.inside(machine: index + 1, [command.0] + command.1)
+        }
+        supervisors[machine] = try await ChildProcess.start(executable: command.0, arguments: command.1, logPath: logPath(machine))
+    }
+
+    public func isolateMachine(_ victim: Victim) async throws {
+        guard let network, let index = machines.firstIndex(of: victim.name) else {
+            throw ChaosError.target("machines on loopback addresses cannot be cut off: partitions need network namespaces (root)")
+        }
+        try await network.isolate(machine: index + 1)
+    }
+
+    public func healMachine(_ victim: Victim) async throws {
+        guard let network, let index = machines.firstIndex(of: victim.name) else { return }
+        try await network.heal(machine: index + 1)
     }
 
     /// Every process of the cluster running, and the web front's address known.

@@ -20,9 +20,13 @@ public enum FaultKind: String, Codable, Sendable, CaseIterable, Comparable {
     /// SIGKILLed together, as in a power cut. It comes back (its supervisor starts again)
     /// after a bounded downtime, as a machine that reboots.
     case machineKill = "machine-kill"
+    /// A whole machine of a cluster cut off from the network while it keeps running (its link
+    /// taken down, in a cluster whose machines have network namespaces), then reconnected
+    /// after a bounded time.
+    case partition
 
     /// Whether the fault hits a machine rather than a process.
-    public var hitsMachine: Bool { self == .machineKill }
+    public var hitsMachine: Bool { self == .machineKill || self == .partition }
 
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
 }

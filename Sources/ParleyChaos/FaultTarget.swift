@@ -36,6 +36,10 @@ public protocol FaultTarget: Sendable {
     func killMachine(_ victim: Victim) async throws
     /// Brings a lost machine back, as a reboot would.
     func restoreMachine(_ victim: Victim) async throws
+    /// Cuts a machine off from the network; it keeps running.
+    func isolateMachine(_ victim: Victim) async throws
+    /// Reconnects a machine cut off by ``isolateMachine(_:)``.
+    func healMachine(_ victim: Victim) async throws
 }
 
 extension FaultTarget {
@@ -45,6 +49,14 @@ extension FaultTarget {
 
     public func restoreMachine(_ victim: Victim) async throws {
         throw ChaosError.target("the \(name) target has no machines")
+    }
+
+    public func isolateMachine(_ victim: Victim) async throws {
+        throw ChaosError.target("the \(name) target cannot cut a machine off; partitions need --target cluster with network namespaces (root)")
+    }
+
+    public func healMachine(_ victim: Victim) async throws {
+        throw ChaosError.target("the \(name) target has no machines to reconnect")
     }
 }
 

@@ -31,8 +31,9 @@ public struct LocalPostgres: Sendable {
     /// - Parameters:
     ///   - durable: fsync on (a benchmark, a real failover) or off (tests of logic).
     ///   - settings: more `postgresql.conf` lines.
+    ///   - clientNetwork: a CIDR besides loopback whose clients may connect (with the password).
     public static func start(in directory: String, host: String = "127.0.0.1", port: Int, password: String = "parley",
-                             durable: Bool = false, settings: [String] = []) async throws -> LocalPostgres {
+                             durable: Bool = false, settings: [String] = [], clientNetwork: String? = nil) async throws -> LocalPostgres {
         let binaries = try findBinaries()
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let server = LocalPostgres(directory: directory, host: host, port: port, password: password, binaries: binaries)
@@ -57,6 +58,7 @@ public struct LocalPostgres: Sendable {
         let hba = try FileHandle(forWritingTo: URL(fileURLWithPath: server.dataDirectory + "/pg_hba.conf"))
         hba.seekToEndOfFile()
         hba.write(Data("host replication postgres \(host)/32 scram-sha-256\nhost replication postgres 127.0.0.0/8 scram-sha-256\n".utf8))
+        if let clientNetwork { hba.write(Data("host all all \(clientNetwork) scram-sha-256\n".utf8)) }
         try hba.close()
         try await server.startServer()
         return server

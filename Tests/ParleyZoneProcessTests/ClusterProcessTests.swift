@@ -1,5 +1,6 @@
 import Foundation
 import ParleyChaos
+import ParleySupervisor
 import ParleyClient
 import ParleyCore
 import ParleyTestSupport
@@ -117,6 +118,86 @@ struct ClusterProcessTests {
         #expect(count.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "processes of the cluster still running")
     }
 
+    @Test("the machine hosting a meeting is cut off from the network while it runs: it acknowledges nothing more, the meeting moves to another machine, and after the partition heals it rejoins without a second host",
+          .enabled(if: MachineNetwork.isPermitted, "network namespaces need root"))
+    func machinePartitioned() async throws {
+        let network = try await MachineNetwork.create(machines: 3)
+        let directory = try HarnessDirectory()
+        let postgres = try await LocalPostgres.start(in: directory.path + "/pg", host: network.bridgeAddress,
+                                                     port: try freeLoopbackPort(), clientNetwork: network.cidr)
+        try postgres.stopWhenGone(pid: getpid())
+        try await postgres.createDatabase("parley")
+        // A host cut off from the database gives up on a commit after 2 s.
+        let storeURL = postgres.url(database: "parley", options: "sslmode=disable&connect_timeout=1&statement_timeout=2")
+        var configuration = ClusterTarget.standardConfiguration(storeURL: storeURL, address: network.address(ofMachine:))
+        configuration.heartbeat.intervalMs = ZoneHarness.heartbeatIntervalMs
+        configuration.heartbeat.timeoutMs = ZoneHarness.heartbeatTimeoutMs
+        let cluster = ClusterTarget(executable: ZoneHarness.binary, directory: directory.path, configuration: configuration,
+                                    storeURL: storeURL, network: network)
+        func cleanUp() async {
+            await cluster.stop()
+            try? await postgres.stop(mode: "immediate")
+            await network.remove()
+            directory.remove()
+        }
+        do {
+            let web = try await cluster.start()
+            let created = try await ParleyHTTP.createMeeting(server: web, title: "Partition")
+            let meeting = created.meeting.id
+            let bobToken = try await ParleyHTTP.issueToken(server: web, meeting: meeting, name: "Bob").token
+            let alice = try MeetingClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
+            let bob = try MeetingClient(server: web, token: bobToken, options: Scenario.options(.longPolling))
+            try await alice.connect()
+            try await bob.connect()
+            let (hostMachine, standbyMachine) = try await Self.placement(of: meeting, in: cluster)
+            let index = try #require(cluster.machines.firstIndex(of: hostMachine)) + 1
+
+            // Bounded here, so that a hang shows the processes' logs rather than the suite's time limit.
+            let resumeTime = try await withThrowingTaskGroup(of: Duration?.self) { group in
+                group.addTask { try await Scenario.exchange(alice: alice, bob: bob) { try await network.isolate(machine: index) } }
+                group.addTask { try await Task.sleep(for: .seconds(90)); return nil }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let resumed = first else {
+                    throw HarnessFailure("the clients did not get through the partition within 90 s")
+                }
+                return resumed
+            }
+            // The cut-off machine still believes it hosts the meeting (nobody can tell it), but it
+            // can commit nothing: the exchange above saw every op exactly once.
+            let (newHost, _) = try await Self.placement(of: meeting, in: cluster, hostOnly: true, awayFrom: hostMachine)
+            #expect(newHost == standbyMachine, "the meeting moved to the machine that had its standby")
+            print("cluster: machine \(hostMachine) cut off; every client resumed after \(resumeTime), on \(newHost)")
+
+            // Healed: the machine rejoins as capacity; the meeting keeps exactly one host.
+            try await network.heal(machine: index)
+            let deadline = ContinuousClock.now + .seconds(20)
+            var hosts: [String] = []
+            while ContinuousClock.now < deadline {
+                let status = try await cluster.status().values
+                hosts = status.filter { $0.process.hosts(meeting) }.map(\.machine)
+                let rejoined = status.contains { $0.machine == hostMachine && $0.process.role == .collab && $0.process.state == .running }
+                if rejoined, hosts == [newHost] { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(hosts == [newHost], "one host after the partition healed, not \(hosts)")
+            let carolToken = try await ParleyHTTP.issueToken(server: web, meeting: meeting, name: "Carol").token
+            let carol = try MeetingClient(server: web, token: carolToken, options: Scenario.options(.webSocket))
+            try await carol.connect()
+            let ack = try await carol.send(.chat(text: "after the heal"))
+            #expect(ack.epoch > Epoch(1), "acknowledged by the new host, under its epoch")
+            await carol.leave()
+        } catch {
+            let logs = (try? FileManager.default.subpathsOfDirectory(atPath: directory.path + "/machines")) ?? []
+            for log in logs.filter({ $0.hasSuffix(".log") }).sorted() {
+                let text = (try? String(contentsOfFile: directory.path + "/machines/" + log, encoding: .utf8)) ?? ""
+                Issue.record("\(log):\n\(text.suffix(2_500))")
+            }
+            await cleanUp()
+            throw error
+        }
+        await cleanUp()
+    }
+
     /// `parley ctl status --json` on one machine: every process it lists and its machine, once
     /// it lists `expecting` of them (the other machines publish every second).
     static func clusterStatus(from data: String, expecting: Int) async throws -> [String: String] {
@@ -136,11 +217,13 @@ struct ClusterProcessTests {
 
     /// The machines of the meeting's host and standby, once both are placed (the host's
     /// alone with `hostOnly`).
-    static func placement(of meeting: MeetingID, in cluster: ClusterTarget, hostOnly: Bool = false) async throws -> (String, String) {
+    /// `awayFrom`: a machine cut off, whose host still believes it hosts the meeting.
+    static func placement(of meeting: MeetingID, in cluster: ClusterTarget, hostOnly: Bool = false,
+                          awayFrom cutOff: String? = nil) async throws -> (String, String) {
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
             let status = try await cluster.status().values
-            if let host = status.first(where: { $0.process.hosts(meeting) && $0.process.state == .running }) {
+            if let host = status.first(where: { $0.process.hosts(meeting) && $0.process.state == .running && $0.machine != cutOff }) {
                 if hostOnly { return (host.machine, "") }
                 if let standby = status.first(where: { $0.process.follows(meeting) }) { return (host.machine, standby.machine) }
             }

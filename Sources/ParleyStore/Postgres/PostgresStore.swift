@@ -84,6 +84,7 @@ public final class PostgresStore: Store, Sendable {
             configuration.options.connectTimeout = .seconds(url.connectTimeoutSeconds)
             configuration.options.maximumConnections = url.poolSize
             configuration.options.keepAliveBehavior = .init(frequency: .seconds(10))
+            configuration.options.additionalStartupParameters = Self.sessionSettings(url)
             return PostgresClient(configuration: configuration, backgroundLogger: Self.quiet)
         }
     }
@@ -513,11 +514,24 @@ public final class PostgresStore: Store, Sendable {
         return answer
     }
 
+    /// Settings for every session, sent at connection. A host cut off from the database
+    /// mid-transaction cannot end it, and the database cannot tell a silent client from a slow
+    /// one: without these, its row locks (its meetings' rows) would be held until TCP gave up
+    /// on it, hours later, and no other host could claim those meetings. So the database ends
+    /// a session idle inside a transaction for longer than the statement timeout (the client
+    /// has given up on it by then), and any statement that runs longer.
+    static func sessionSettings(_ url: PostgresURL) -> [(String, String)] {
+        let ms = "\(url.statementTimeoutSeconds * 1_000)"
+        return [("idle_in_transaction_session_timeout", ms), ("statement_timeout", ms),
+                ("tcp_keepalives_idle", "5"), ("tcp_keepalives_interval", "2"), ("tcp_keepalives_count", "3")]
+    }
+
     private static func connectionConfiguration(_ url: PostgresURL, _ host: PostgresURL.Host) throws -> PostgresConnection.Configuration {
         var configuration = PostgresConnection.Configuration(
             host: host.name, port: host.port, username: url.user, password: url.password, database: url.database,
             tls: try connectionTLS(url.tls))
         configuration.options.connectTimeout = .seconds(Int64(url.connectTimeoutSeconds))
+        configuration.options.additionalStartupParameters = sessionSettings(url)
         return configuration
     }
 
