@@ -140,6 +140,21 @@ public actor ZoneAgent: Service {
                     self.logger.notice("manager link broke", metadata: ["error": "\(error)"])
                 }
             }
+            // A link to a manager cut off by a partition neither closes nor answers: the lease
+            // in the store says who leads. Once another manager holds it (or it lapsed), this
+            // link is over, whatever the socket says.
+            group.addTask { [store, heartbeatMs, logger] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(max(250, heartbeatMs * 2)))
+                    guard let lease = try? await store.lease(Self.managerLease) else { continue }
+                    if lease.holder != link.peer.rawValue || lease.term != term || !lease.isLive {
+                        logger.notice("the manager lease moved on; leaving this manager", metadata: [
+                            "manager": "\(link.peer)", "term": "\(term)", "lease": "\(lease.holder) (term \(lease.term))",
+                        ])
+                        return
+                    }
+                }
+            }
             await group.next()
             group.cancelAll()
         }

@@ -9,7 +9,7 @@ import FoundationEssentials
 ///   `sslmode` (`disable`, `prefer`, `require`; default `prefer`), `target_session_attrs`
 ///   (`read-write`, the default, or `any`), `connect_timeout` (seconds, default 5),
 ///   `pool_size` (connections per host, default 10) and `statement_timeout` (seconds a store
-///   call may take before it fails, default 10).
+///   call may take before it fails, default 5).
 public enum StoreLocation: Equatable, Sendable, CustomStringConvertible {
     /// `parley.sqlite` in this directory (nil: the data directory).
     case sqlite(directory: String?)
@@ -65,7 +65,7 @@ public struct PostgresURL: Equatable, Sendable, CustomStringConvertible {
     public var requiresWritable = true
     public var connectTimeoutSeconds = 5
     public var poolSize = 10
-    public var statementTimeoutSeconds = 10
+    public var statementTimeoutSeconds = 5
 
     public init(_ url: String) throws(StoreError) {
         func bad(_ problem: String) -> StoreError { .misconfigured("store URL \(Self.redacted(url)): \(problem)") }

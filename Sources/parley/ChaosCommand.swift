@@ -49,7 +49,7 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "Mean time between faults, in milliseconds.")
     var faultIntervalMs = 3_000
 
-    @Option(help: "Kinds of fault to inject, comma-separated: kill, pause, restart, and with --target cluster machine-kill (default: all of them the target has).")
+    @Option(help: "Kinds of fault to inject, comma-separated: kill, pause, restart, and with --target cluster machine-kill and partition (partition needs root, for network namespaces). Default: all the target can do.")
     var faults: String?
 
     @Option(help: "Longest pause (SIGSTOP to SIGCONT), in milliseconds.")
@@ -99,23 +99,34 @@ struct ChaosCommand: AsyncParsableCommand {
         bootstrapLogging(level: logLevel)
         let (directory, temporary) = try workingDirectory()
         var database: LocalPostgres?
+        var network: MachineNetwork?
         let target: any FaultTarget
         switch self.target {
         case "single":
             target = SingleServerTarget(executable: currentExecutable(), directory: directory)
         case "cluster":
+            // Machines in network namespaces when this process may make them (partitions need
+            // them), else on loopback addresses.
+            network = MachineNetwork.isPermitted ? try await MachineNetwork.create(machines: machines) : nil
             var url = store
             if url == nil {
                 // Fsync on: a machine kill must lose nothing PostgreSQL acknowledged.
-                let server = try await LocalPostgres.start(in: directory + "/postgres", port: try LocalPostgres.freePort(),
-                                                           durable: true)
+                let server = try await LocalPostgres.start(in: directory + "/postgres", host: network?.bridgeAddress ?? "127.0.0.1",
+                                                           port: try LocalPostgres.freePort(), durable: true,
+                                                           clientNetwork: network?.cidr)
                 try await server.createDatabase("parley")
                 database = server
-                url = server.url(database: "parley")
+                // A machine cut off gives up on the database, and the database on it, in 2 s.
+                url = server.url(database: "parley", options: "sslmode=disable&connect_timeout=1&statement_timeout=2")
             }
+            let configuration = ClusterTarget.standardConfiguration(
+                machines: machines, storeURL: url!, address: network.map { network in { network.address(ofMachine: $0) } }
+                    ?? { "127.0.0.\($0)" })
             target = ClusterTarget(executable: currentExecutable(), directory: directory + "/cluster",
-                                   configuration: ClusterTarget.standardConfiguration(machines: machines, storeURL: url!),
-                                   storeURL: url!)
+                                   configuration: configuration, storeURL: url!, network: network)
+            FileHandle.standardError.write(Data((network == nil
+                ? "parley chaos: machines on loopback addresses (127.0.0.1 to 127.0.0.\(machines)): no partitions without network namespaces (root)\n"
+                : "parley chaos: machines in network namespaces on \(network!.cidr)\n").utf8))
         default:
             target = ZoneTarget(executable: currentExecutable(), directory: directory)
         }
@@ -126,9 +137,11 @@ struct ChaosCommand: AsyncParsableCommand {
                                             against: target)
             watchdog.disarm()
             try? await database?.stop()
+            await network?.remove()
         } catch {
             watchdog.disarm()
             try? await database?.stop()
+            await network?.remove()
             throw ChaosFailure("the chaos run could not be carried out: \(error)\n(its data and logs are kept in \(directory))")
         }
         if temporary, !keep {
@@ -141,7 +154,9 @@ struct ChaosCommand: AsyncParsableCommand {
     }
 
     private func faultKinds() throws -> [FaultKind] {
-        let available = FaultKind.allCases.filter { !$0.hitsMachine || target == "cluster" }
+        let available = FaultKind.allCases.filter {
+            !$0.hitsMachine || (target == "cluster" && ($0 != .partition || MachineNetwork.isPermitted))
+        }
         guard let faults else { return available }
         let names = faults.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let kinds = names.compactMap(FaultKind.init(rawValue:))

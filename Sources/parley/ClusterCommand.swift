@@ -67,9 +67,10 @@ struct ClusterUp: AsyncParsableCommand {
             Starts PostgreSQL (initdb in DIR/postgres, as the postgres user when run as root), writes
             DIR/cluster/cluster.json (machine m1 runs the web front, the services and a manager; every
             other machine a manager and a collab server), makes each machine's data directory with
-            'parley cluster init', and starts one supervisor per machine. Each machine has its own
-            loopback address (127.0.0.1, 127.0.0.2, ...); network namespaces per machine are not built
-            yet. Logs: DIR/cluster/NAME.log and DIR/cluster/machines/NAME/logs/. Stop it with Ctrl-C,
+            'parley cluster init', and starts one supervisor per machine. Run as root, each machine gets a
+            Linux network namespace of its own on a private bridge (so that it can be cut off for
+            real); otherwise each has its own loopback address (127.0.0.1, 127.0.0.2, ...). The first
+            line of the output says which. Logs: DIR/cluster/NAME.log and DIR/cluster/machines/NAME/logs/. Stop it with Ctrl-C,
             SIGTERM, or 'parley cluster down --dir DIR' from another shell.
             """)
 
@@ -94,19 +95,34 @@ struct ClusterUp: AsyncParsableCommand {
         try "\(getpid())\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: pidFile) }
 
-        say("mode: each machine on its own loopback address (127.0.0.1 to 127.0.0.\(machines)); network namespaces are not built yet")
-        let postgres = try await LocalPostgres.start(in: directory + "/postgres", port: try LocalPostgres.freePort(), durable: true)
+        // Network namespaces when this process may make them (root), else loopback addresses.
+        let network = MachineNetwork.isPermitted ? try await MachineNetwork.create(machines: machines) : nil
+        if let network {
+            say("mode: each machine in its own network namespace (\((1...machines).map(network.namespace(ofMachine:)).joined(separator: ", "))) on \(network.cidr)")
+        } else {
+            say("mode: each machine on its own loopback address (127.0.0.1 to 127.0.0.\(machines)); network namespaces need root")
+        }
+        let postgres: LocalPostgres
+        do {
+            postgres = try await LocalPostgres.start(in: directory + "/postgres", host: network?.bridgeAddress ?? "127.0.0.1",
+                                                     port: try LocalPostgres.freePort(), durable: true, clientNetwork: network?.cidr)
+        } catch {
+            await network?.remove()
+            throw error
+        }
         do {
             try await postgres.createDatabase("parley")
         } catch {
             try? await postgres.stop()
+            await network?.remove()
             throw error
         }
-        let url = postgres.url(database: "parley")
+        let url = postgres.url(database: "parley", options: "sslmode=disable&connect_timeout=1&statement_timeout=2")
         say("PostgreSQL: \(url)  (log: \(postgres.logFile))")
+        let configuration = ClusterTarget.standardConfiguration(
+            machines: machines, storeURL: url, address: network.map { network in { network.address(ofMachine: $0) } } ?? { "127.0.0.\($0)" })
         let cluster = ClusterTarget(executable: currentExecutable(), directory: directory + "/cluster",
-                                    configuration: ClusterTarget.standardConfiguration(machines: machines, storeURL: url),
-                                    storeURL: url)
+                                    configuration: configuration, storeURL: url, network: network)
         do {
             let web = try await cluster.start()
             for machine in cluster.configuration.machines {
@@ -119,10 +135,12 @@ struct ClusterUp: AsyncParsableCommand {
         } catch {
             await cluster.stop()
             try? await postgres.stop()
+            await network?.remove()
             throw error
         }
         await cluster.stop()
         try await postgres.stop()
+        await network?.remove()
         say("the cluster is down")
     }
 

@@ -27,13 +27,7 @@ struct ClusterProcessTests {
                                     storeURL: storeURL)
         do {
             let web = try await cluster.start()
-            let created = try await ParleyHTTP.createMeeting(server: web, title: "Cluster")
-            let meeting = created.meeting.id
-            let bobToken = try await ParleyHTTP.issueToken(server: web, meeting: meeting, name: "Bob").token
-            let alice = try MeetingClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
-            let bob = try MeetingClient(server: web, token: bobToken, options: Scenario.options(.longPolling))
-            try await alice.connect()
-            try await bob.connect()
+            let (meeting, alice, bob) = try await Self.meetingWithTwoClients(at: web, title: "Cluster")
             let (hostMachine, standbyMachine) = try await Self.placement(of: meeting, in: cluster)
             // ctl status on any machine shows every process of the cluster, with its machine.
             let everywhere = try await Self.clusterStatus(from: directory.path + "/machines/m1", expecting: configuration.processes.count)
@@ -90,7 +84,9 @@ struct ClusterProcessTests {
         }
         let url = try #require(web, "no 'cluster is up' line: \((try? String(contentsOfFile: output, encoding: .utf8)) ?? "")")
         let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-        #expect(text.contains("mode: each machine on its own loopback address"), "the output says which mode is in use")
+        let namespaced = text.contains("mode: each machine in its own network namespace")
+        #expect(namespaced == MachineNetwork.isPermitted, "namespaces when root, else loopback addresses: \(text)")
+        #expect(namespaced || text.contains("mode: each machine on its own loopback address"), "the output says which mode is in use")
         let created = try await ParleyHTTP.createMeeting(server: url, title: "Local cluster")
         let client = try MeetingClient(server: url, token: created.hostToken, options: Scenario.options(.webSocket))
         try await client.connect()
@@ -116,6 +112,11 @@ struct ClusterProcessTests {
         ps.waitUntilExit()
         let count = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(count.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "processes of the cluster still running")
+        if namespaced, let line = text.split(separator: "\n").first, let start = line.firstIndex(of: "("), let end = line.firstIndex(of: ")") {
+            let namespaces = line[line.index(after: start)..<end].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            let left = FileManager.default.fileExists(atPath: "/run/netns/" + (namespaces.first ?? "none"))
+            #expect(!left, "the machines' namespaces are removed: \(namespaces)")
+        }
     }
 
     @Test("the machine hosting a meeting is cut off from the network while it runs: it acknowledges nothing more, the meeting moves to another machine, and after the partition heals it rejoins without a second host",
@@ -142,13 +143,7 @@ struct ClusterProcessTests {
         }
         do {
             let web = try await cluster.start()
-            let created = try await ParleyHTTP.createMeeting(server: web, title: "Partition")
-            let meeting = created.meeting.id
-            let bobToken = try await ParleyHTTP.issueToken(server: web, meeting: meeting, name: "Bob").token
-            let alice = try MeetingClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
-            let bob = try MeetingClient(server: web, token: bobToken, options: Scenario.options(.longPolling))
-            try await alice.connect()
-            try await bob.connect()
+            let (meeting, alice, bob) = try await Self.meetingWithTwoClients(at: web, title: "Partition")
             let (hostMachine, standbyMachine) = try await Self.placement(of: meeting, in: cluster)
             let index = try #require(cluster.machines.firstIndex(of: hostMachine)) + 1
 
@@ -196,6 +191,17 @@ struct ClusterProcessTests {
             throw error
         }
         await cleanUp()
+    }
+
+    /// A new meeting with Alice (its host, on WebSocket) and Bob (on long-polling) in it.
+    static func meetingWithTwoClients(at web: URL, title: String) async throws -> (MeetingID, MeetingClient, MeetingClient) {
+        let created = try await ParleyHTTP.createMeeting(server: web, title: title)
+        let bobToken = try await ParleyHTTP.issueToken(server: web, meeting: created.meeting.id, name: "Bob").token
+        let alice = try MeetingClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
+        let bob = try MeetingClient(server: web, token: bobToken, options: Scenario.options(.longPolling))
+        try await alice.connect()
+        try await bob.connect()
+        return (created.meeting.id, alice, bob)
     }
 
     /// `parley ctl status --json` on one machine: every process it lists and its machine, once
