@@ -219,7 +219,7 @@ let package = Package(
         .testTarget(
             name: "ParleyWebTests",
             dependencies: [
-                "ParleyWeb", "ParleyServer", "ParleyStore", "ParleyZone", wire, core, sdk, "parley",
+                "ParleyWeb", "ParleyServer", "ParleyStore", "ParleyZone", "ParleyTestSupport", wire, core, sdk, "parley",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -130,7 +130,7 @@ public struct ParleyServer: Sendable {
                 "sendQueueFrames": "\(limits.sendQueueFrames)", "burst": "\(limits.burst)",
             ])
         }
-        let clock: @Sendable () -> Millis = { Millis((Date().timeIntervalSince1970 * 1000).rounded()) }
+        let clock = configuration.clock
         let store = try await configuration.store.open(dataDirectory: configuration.dataDirectory,
                                                        synchronous: configuration.fsyncEveryCommit ? .full : .normal, logger: logger)
         logger.info("store open", metadata: ["store": "\(configuration.store)"])

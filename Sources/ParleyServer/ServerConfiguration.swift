@@ -1,3 +1,4 @@
+import FoundationEssentials
 import ParleyCore
 import ParleyProtocol
 import ParleyStore
@@ -11,6 +12,9 @@ public struct ServerConfiguration: Sendable {
     public var dataDirectory: String
     /// Where meetings are kept: SQLite in the data directory (the default) or PostgreSQL.
     public var store: StoreLocation = .sqlite(directory: nil)
+    /// The wall clock, in milliseconds since 1970: token lifetimes, sign-in locks, sessions.
+    /// Tests pass their own.
+    public var clock: @Sendable () -> Millis = { Millis((Date().timeIntervalSince1970 * 1000).rounded()) }
     public var limits: ConnectionLimits
     /// Ops queued for one meeting before new ones are refused with `server_busy`.
     public var meetingQueueDepth: Int

@@ -107,7 +107,8 @@ struct ChaosCommand: AsyncParsableCommand {
         case "cluster":
             // Machines in network namespaces when this process may make them (partitions need
             // them), else on loopback addresses.
-            network = MachineNetwork.isPermitted ? try await MachineNetwork.create(machines: machines) : nil
+            // A database given with --store is reached as given: from this namespace, so no others.
+            network = MachineNetwork.isPermitted && store == nil ? try await MachineNetwork.create(machines: machines) : nil
             var url = store
             if url == nil {
                 // Fsync on: a machine kill must lose nothing PostgreSQL acknowledged.
@@ -155,7 +156,7 @@ struct ChaosCommand: AsyncParsableCommand {
 
     private func faultKinds() throws -> [FaultKind] {
         let available = FaultKind.allCases.filter {
-            !$0.hitsMachine || (target == "cluster" && ($0 != .partition || MachineNetwork.isPermitted))
+            !$0.hitsMachine || (target == "cluster" && ($0 != .partition || (MachineNetwork.isPermitted && store == nil)))
         }
         guard let faults else { return available }
         let names = faults.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }

@@ -80,9 +80,10 @@ struct MeetingClientTests {
         await client.leave()
         let took = ContinuousClock.now - started
         // With the bug, leave waited out its 1 s deadline for connections that had ended
-        // long before, and said so at notice level.
-        #expect(took < .seconds(1), "leave took \(took)")
-        #expect(log.notices == [])
+        // long before, and said so at notice level ("connections still ending after close").
+        // That notice is the check: how long leave takes also depends on how busy the machine
+        // is (1.8 s seen with the whole suite running, without the bug).
+        #expect(log.notices == [], "leave took \(took)")
         #expect(await parley.meeting.participants.first?.presence == .left)
     }
 

@@ -25,7 +25,7 @@ struct PostgresFailoverTests {
         try await primary.psql("ALTER SYSTEM SET synchronous_commit = on")
         try await primary.psql("SELECT pg_reload_conf()")
         let url = "postgres://postgres:\(primary.password)@\(primary.host):\(primary.port),\(replica.host):\(replica.port)/parley"
-            + "?sslmode=disable&target_session_attrs=read-write&connect_timeout=2&statement_timeout=3"
+            + "?sslmode=disable&target_session_attrs=read-write&connect_timeout=5&statement_timeout=3"
         guard case .postgres(let parsed) = try StoreLocation(url: url) else { preconditionFailure() }
 
         let report = try await StoreLocation.postgres(parsed).withStore(dataDirectory: root, logger: Logger(label: "test")) { store in

@@ -35,3 +35,26 @@ public actor TestPostgres {
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 public func freeLoopbackPort() throws -> Int { try LocalPostgres.freePort() }
+
+/// Chromium aborts page loads when the machine's network interfaces change
+/// (`net::ERR_NETWORK_CHANGED`), and the cluster tests make and remove interfaces (network
+/// namespaces, a bridge). Tests of either kind hold this while they run, so they never
+/// overlap; all the test targets run in one process.
+public actor NetworkChanges {
+    public static let lock = NetworkChanges()
+
+    private var held = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    /// Runs `body` with no other holder running.
+    public func exclusively<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        if held {
+            await withCheckedContinuation { waiting.append($0) }
+        }
+        held = true
+        defer {
+            if waiting.isEmpty { held = false } else { waiting.removeFirst().resume() }
+        }
+        return try await body()
+    }
+}

@@ -1,6 +1,7 @@
 import Foundation
 import Subprocess
 import SystemPackage
+import ParleyTestSupport
 import Testing
 
 /// The meeting page in a real headless Chromium (Debian's chromium and chromium-driver,
@@ -29,10 +30,13 @@ struct BrowserTests {
     func meeting(_ layout: String) async throws {
         let script = Self.repository.appendingPathComponent("Tests/browser/meeting_test.py").path
         let artifacts = Self.repository.appendingPathComponent("test-artifacts/browser/\(layout)").path
-        let result = try await Subprocess.run(
-            .name("python3"), arguments: Arguments([script, "--parley", Self.binary, "--artifacts", artifacts] + (layout == "zone" ? ["--zone"] : [])),
-            output: .string(limit: 1 << 20), error: .string(limit: 1 << 20))
-        let output = (result.standardOutput ?? "") + (result.standardError ?? "")
+        // Not while a cluster test changes the network interfaces (see NetworkChanges).
+        let result = try await NetworkChanges.lock.exclusively {
+            try await Subprocess.run(
+                .name("python3"), arguments: Arguments([script, "--parley", Self.binary, "--artifacts", artifacts] + (layout == "zone" ? ["--zone"] : [])),
+                output: .string(limit: 1 << 20), error: .string(limit: 1 << 20))
+        }
+        let output = result.standardOutput + result.standardError
         #expect(result.terminationStatus.isSuccess, "the browser test failed; screenshots in \(artifacts)\n\(output)")
         #expect(output.contains("browser test passed"))
     }

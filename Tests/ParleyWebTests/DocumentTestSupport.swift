@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import Logging
+import ParleyCore
 import ParleyServer
 @testable import ParleyWeb
 import ParleyZone
@@ -392,6 +393,7 @@ enum DocumentServer {
 /// (a fresh directory, removed afterwards, if nil); then stops the server. `body` gets the
 /// server's base URL, its log and its data directory.
 func runTestServer<T>(routes: @escaping FrontRoutes, data: String? = nil, apiKey: String? = nil,
+                      clock: (@Sendable () -> Millis)? = nil,
                       _ body: (String, ServerLog, String) async throws -> T) async throws -> T {
     let temporary = data == nil ? try DocumentTemporaryDirectory() : nil
     defer { temporary?.remove() }
@@ -399,6 +401,7 @@ func runTestServer<T>(routes: @escaping FrontRoutes, data: String? = nil, apiKey
     let log = ServerLog()
     var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: directory, fsyncEveryCommit: false)
     configuration.apiKey = apiKey
+    if let clock { configuration.clock = clock }
     let server = ParleyServer(configuration: configuration, frontRoutes: routes, logger: log.logger)
     let (ports, sink) = AsyncStream<Int>.makeStream()
     return try await withThrowingTaskGroup(of: Void.self) { group in

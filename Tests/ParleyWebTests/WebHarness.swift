@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import Logging
+import ParleyCore
 import ParleyServer
 import ParleyWeb
 import ParleyZone
@@ -16,9 +17,9 @@ struct WebServer {
     let logs: ServerLog
 
     /// Runs `body` against a fresh server, then stops it and removes its data.
-    static func with<T>(_ settings: WebSettings = WebServer.fastSettings,
+    static func with<T>(_ settings: WebSettings = WebServer.fastSettings, clock: (@Sendable () -> Millis)? = nil,
                         _ body: (WebServer) async throws -> T) async throws -> T {
-        try await runTestServer(routes: WebZone.routes(settings: settings)) { base, logs, data in
+        try await runTestServer(routes: WebZone.routes(settings: settings), clock: clock) { base, logs, data in
             try await body(WebServer(base: URL(string: base)!, data: data, logs: logs))
         }
     }
@@ -29,6 +30,14 @@ struct WebServer {
         settings.passwordCost = 4
         return settings
     }
+}
+
+/// A wall clock that moves only when the test moves it, starting at the real time.
+final class TestClock: Sendable {
+    private let now = Mutex(Millis((Date().timeIntervalSince1970 * 1000).rounded()))
+
+    func read() -> Millis { now.withLock { $0 } }
+    func advance(byMs ms: Millis) { now.withLock { $0 += ms } }
 }
 
 /// One browser, as far as the server can tell: a cookie jar, no automatic redirects.

@@ -62,6 +62,11 @@ struct ClusterProcessTests {
 
     @Test("parley cluster up starts PostgreSQL and three machines that serve meetings; parley cluster down stops every process of it")
     func upAndDown() async throws {
+        // As root, `cluster up` makes network namespaces and a bridge (see NetworkChanges).
+        try await NetworkChanges.lock.exclusively { try await Self.upAndDown() }
+    }
+
+    static func upAndDown() async throws {
         let directory = try HarnessDirectory()
         defer { directory.remove() }
         let output = directory.path + "/up.out"
@@ -122,6 +127,10 @@ struct ClusterProcessTests {
     @Test("the machine hosting a meeting is cut off from the network while it runs: it acknowledges nothing more, the meeting moves to another machine, and after the partition heals it rejoins without a second host",
           .enabled(if: MachineNetwork.isPermitted, "network namespaces need root"))
     func machinePartitioned() async throws {
+        try await NetworkChanges.lock.exclusively { try await Self.partition() }
+    }
+
+    static func partition() async throws {
         let network = try await MachineNetwork.create(machines: 3)
         let directory = try HarnessDirectory()
         let postgres = try await LocalPostgres.start(in: directory.path + "/pg", host: network.bridgeAddress,
