@@ -50,7 +50,7 @@ struct FencingTests {
             // (fenced), A sends her to the locator, and her retry lands on B, once.
             let three = try await alice.send(.chat(text: "three"))
             #expect(three.epoch == second)
-            #expect(three.seq == two.seq + 1, "A's refused commit left no trace in the log")
+            #expect(three.seq > two.seq)
             try await saw.waitForChats(3, timeout: .seconds(10))
             #expect(await saw.chats.map(\.text) == ["one", "two", "three"])
             #expect(await saw.lastResumedAt != nil, "alice resumed on the new host")
@@ -61,6 +61,11 @@ struct FencingTests {
             let recovered = try await store.recover(meeting, historyLimit: 100)
             let chats = recovered.entries.filter { if case .chat = $0.operation { true } else { false } }
             #expect(chats.map(\.epoch) == [first, first, second])
+            // A's refused commit left no trace: nothing after "two" under A's epoch. (Alice's
+            // presence may be logged between "two" and "three" if her link to A timed out on
+            // a busy machine; that is B's doing, under B's epoch.)
+            #expect(recovered.entries.filter { $0.seq > two.seq }.allSatisfy { $0.epoch == second },
+                    "\(recovered.entries.filter { $0.seq > two.seq }.map { "\($0.seq) \($0.epoch) \($0.operation.kind)" })")
             await alice.close()
             group.cancelAll()
         }
