@@ -56,16 +56,15 @@ struct FencingTests {
             #expect(await saw.lastResumedAt != nil, "alice resumed on the new host")
             #expect(await !aDirectory.held().contains { $0.meeting == meeting }, "A released the meeting")
 
-            // The store agrees: seq 3 was committed under the new epoch, and nothing else.
+            // The store agrees: "three" was committed once, under the new epoch.
             let store = try SQLiteStore(directory: data)
             let recovered = try await store.recover(meeting, historyLimit: 100)
             let chats = recovered.entries.filter { if case .chat = $0.operation { true } else { false } }
             #expect(chats.map(\.epoch) == [first, first, second])
-            // A's refused commit left no trace: nothing after "two" under A's epoch. (Alice's
-            // presence may be logged between "two" and "three" if her link to A timed out on
-            // a busy machine; that is B's doing, under B's epoch.)
-            #expect(recovered.entries.filter { $0.seq > two.seq }.allSatisfy { $0.epoch == second },
-                    "\(recovered.entries.filter { $0.seq > two.seq }.map { "\($0.seq) \($0.epoch) \($0.operation.kind)" })")
+            // That is A's refused commit leaving no trace: no chat under A's epoch but the two it
+            // acknowledged. (Not exact seqs: on a busy machine Alice's link to A can time out
+            // before B takes over, and A then logs her presence under its epoch, rightly; seen
+            // in a fresh-clone run.)
             await alice.close()
             group.cancelAll()
         }
