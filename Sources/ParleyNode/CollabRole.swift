@@ -23,27 +23,16 @@ struct CollabService: Service {
     static let admissionTimeout: Duration = .milliseconds(500)
 
     func run() async throws {
-        let secret = try ZoneSecret(contentsOf: context.paths.zoneSecret)
+        let credentials = try ZoneCredentials.load(paths: context.paths, configuration: context.configuration)
         let context = context
         let agentSlot = Mutex<ZoneAgent?>(nil)
         let (attendance, attendanceSink) = AsyncStream<Attendance>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
-        let hooks = ZoneHooks(
-            upgrade: { request, handle in
-                guard case .success(let peer)? = ZoneLink.authenticate(request, secret: secret, nowMs: wallClockMs()) else {
-                    return nil
-                }
-                return { inbound, outbound in
-                    await ZoneLink.accept(peer: peer, inbound: inbound, outbound: outbound) { link in
-                        await CollabNode.serveStandby(link, directory: handle.directory, logger: context.logger)
-                    }
-                }
-            },
-            services: { handle in
-                let node = CollabNode(context: context, handle: handle, secret: secret, attendance: attendance) { agent in
-                    agentSlot.withLock { $0 = agent }
-                }
-                return [node]
-            })
+        let hooks = ZoneHooks(services: { handle in
+            let node = CollabNode(context: context, handle: handle, credentials: credentials, attendance: attendance) { agent in
+                agentSlot.withLock { $0 = agent }
+            }
+            return [node]
+        })
         var configuration = try ServerConfiguration(zone: context.configuration, paths: context.paths, port: 0)
         configuration.poison = PoisonGuard(directory: context.paths.zoneDirectory + "/applying", process: context.name.rawValue,
                                            afterCrashes: context.configuration.poisonAfterCrashes)
@@ -78,7 +67,7 @@ struct CollabService: Service {
 actor CollabNode: Service, ZoneAgentDelegate {
     private let context: NodeContext
     private let handle: ServerHandle
-    private let secret: ZoneSecret
+    private let credentials: ZoneCredentials
     nonisolated let directory: MeetingDirectory
     private var agent: ZoneAgent?
     private let orders: AsyncStream<ZoneMessage>
@@ -90,11 +79,11 @@ actor CollabNode: Service, ZoneAgentDelegate {
     private let attendance: AsyncStream<Attendance>
     private let announce: @Sendable (ZoneAgent) -> Void
 
-    init(context: NodeContext, handle: ServerHandle, secret: ZoneSecret, attendance: AsyncStream<Attendance>,
+    init(context: NodeContext, handle: ServerHandle, credentials: ZoneCredentials, attendance: AsyncStream<Attendance>,
          announce: @escaping @Sendable (ZoneAgent) -> Void) {
         self.context = context
         self.handle = handle
-        self.secret = secret
+        self.credentials = credentials
         self.attendance = attendance
         self.announce = announce
         directory = handle.directory!
@@ -102,11 +91,34 @@ actor CollabNode: Service, ZoneAgentDelegate {
     }
 
     func run() async throws {
-        let port = await handle.boundPort()
-        let base = "http://\(context.configuration.host):\(port)"
-        let agent = ZoneAgent(name: context.name, role: .collab, address: ServerAddress(client: base, zone: base, machine: context.configuration.machine),
-                              store: handle.store, secret: secret, heartbeatMs: context.configuration.heartbeat.intervalMs,
-                              delegate: self, logger: context.logger)
+        let host = context.configuration.host
+        let clientBase = "\(context.configuration.clientScheme)://\(host):\(try await handle.boundPort())"
+        // Standbys subscribe on a port of their own, apart from clients (in a cluster, over
+        // the cluster's TLS).
+        let zonePort = PortAnnouncement()
+        let (directory, logger, scheme) = (directory, context.logger, credentials.scheme)
+        let zoneLinks = ZoneListener.application(host: host, credentials: credentials, serverName: "parley-collab",
+                                                 port: zonePort, logger: logger) { link in
+            await CollabNode.serveStandby(link, directory: directory, logger: logger)
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // A listener that fails ends the process (the supervisor starts another): a host
+            // its standbys cannot reach would have no failover.
+            group.addTask { try await zoneLinks.run() }
+            group.addTask {
+                let zoneBase = "\(scheme)://\(host):\(try await zonePort.value())"
+                await self.serve(as: ServerAddress(client: clientBase, zone: zoneBase, machine: self.context.configuration.machine))
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// The agent and the manager's orders, until shutdown.
+    private func serve(as address: ServerAddress) async {
+        let agent = ZoneAgent(name: context.name, role: .collab, address: address,
+                              store: handle.store, credentials: credentials, heartbeatMs: context.configuration.heartbeat.intervalMs,
+                              supervisor: context.link, delegate: self, logger: context.logger)
         self.agent = agent
         announce(agent)
         await context.link.reportLoad { [weak self] in await self?.statusLoad() }
@@ -219,7 +231,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
                 after = from
                 let directory = directory
                 let (reload, last) = try await Self.subscribe(meeting, after: from, host: host, at: url, me: context.name,
-                                                               secret: secret, directory: directory, logger: logger) {
+                                                               credentials: credentials, directory: directory, logger: logger) {
                     await self.isCurrent(meeting, generation)
                 }
                 after = reload ? nil : last
@@ -233,11 +245,11 @@ actor CollabNode: Service, ZoneAgentDelegate {
     /// One subscription over one link. Returns whether the copy must be reloaded from the
     /// store, and the last seq applied.
     private static func subscribe(_ meeting: MeetingID, after: Seq, host: NodeName, at url: String, me: NodeName,
-                                  secret: ZoneSecret, directory: MeetingDirectory, logger: Logger,
+                                  credentials: ZoneCredentials, directory: MeetingDirectory, logger: Logger,
                                   stillWanted: @escaping @Sendable () async -> Bool) async throws -> (Bool, Seq) {
         // (reload from the store?, last seq applied), written by the link body only.
         let outcome = Mutex((reload: false, last: after))
-        try await ZoneLink.connect(to: url, as: me, peer: host, secret: secret, nowMs: wallClockMs(), logger: logger) { link in
+        try await ZoneLink.connect(to: url, as: me, peer: host, credentials: credentials, nowMs: wallClockMs(), logger: logger) { link in
             try await link.send(.subscribe(meeting: meeting, after: after))
             for try await message in link.messages() {
                 guard await stillWanted() else { return }

@@ -23,13 +23,12 @@ struct WebService: Service {
 
     func run() async throws {
         let context = context
-        let secret = try ZoneSecret(contentsOf: context.paths.zoneSecret)
+        let credentials = try ZoneCredentials.load(paths: context.paths, configuration: context.configuration)
         let slot = Mutex<ZoneAgent?>(nil)
         let hooks = ZoneHooks(
-            upgrade: { _, _ in nil },
             services: { handle in
-                let agent = ZoneAgent(name: context.name, role: .web, address: nil, store: handle.store, secret: secret,
-                                      heartbeatMs: context.configuration.heartbeat.intervalMs, delegate: Bystander(),
+                let agent = ZoneAgent(name: context.name, role: .web, address: nil, store: handle.store, credentials: credentials,
+                                      heartbeatMs: context.configuration.heartbeat.intervalMs, supervisor: context.link, delegate: Bystander(),
                                       logger: context.logger)
                 slot.withLock { $0 = agent }
                 return [agent, PublicURLFile(context: context, handle: handle)]
@@ -70,8 +69,8 @@ struct PublicURLFile: Service {
     let handle: ServerHandle
 
     func run() async throws {
-        let port = await handle.boundPort()
-        let url = "http://\(context.configuration.host):\(port)"
+        let port = try await handle.boundPort()
+        let url = "\(context.configuration.clientScheme)://\(context.configuration.host):\(port)"
         let path = context.paths.publicURL
         try Data((url + "\n").utf8).write(to: URL(fileURLWithPath: path + ".tmp"))
         _ = rename(path + ".tmp", path)
@@ -112,9 +111,10 @@ actor ServicesNode: Service, ZoneAgentDelegate {
                 "present": "\(license.present.count)", "limit": "\(license.zoneLimit)",
             ])
         }
-        let secret = try ZoneSecret(contentsOf: context.paths.zoneSecret)
-        let agent = ZoneAgent(name: context.name, role: .services, address: nil, store: store, secret: secret,
-                              heartbeatMs: context.configuration.heartbeat.intervalMs, delegate: self, logger: context.logger)
+        let credentials = try ZoneCredentials.load(paths: context.paths, configuration: context.configuration)
+        let agent = ZoneAgent(name: context.name, role: .services, address: nil, store: store, credentials: credentials,
+                              heartbeatMs: context.configuration.heartbeat.intervalMs, supervisor: context.link,
+                              delegate: self, logger: context.logger)
         self.agent = agent
         try await agent.run()
     }

@@ -225,7 +225,7 @@ actor ZoneManager {
                 guard let (asker, id) = askers.removeValue(forKey: request) else { continue }
                 send(.located(request: id, answer: LocateResult(answer)), to: asker)
             case .requestServer:
-                chores.yield(.requestServer)
+                requestServer()
             case .disconnect(let server, let reason):
                 logger.warning("server lost; its meetings move", metadata: ["server": "\(server)", "reason": "\(reason)"])
                 links.removeValue(forKey: server)?.outbox.finish()
@@ -236,6 +236,27 @@ actor ZoneManager {
                 }
             }
         }
+    }
+
+    /// One more collab server, on the machine with the most room: through this manager's own
+    /// supervisor, or in a cluster through a process on the chosen machine, which asks its own.
+    private func requestServer() {
+        guard !configuration.machines.isEmpty, let placement else {
+            chores.yield(.requestServer)
+            return
+        }
+        let machineOf = { (peer: NodeName) in placement.servers[peer]?.address.machine ?? self.configuration.machine(of: peer) }
+        var up: Set<String> = configuration.machine.map { [$0] } ?? []
+        for peer in links.keys { if let machine = machineOf(peer) { up.insert(machine) } }
+        guard let target = placement.machineForNewServer(up: up), target != configuration.machine,
+              let messenger = links.keys.sorted(by: { $0.rawValue < $1.rawValue }).first(where: { machineOf($0) == target }) else {
+            chores.yield(.requestServer)
+            return
+        }
+        logger.notice("asking for another collab server on the machine with the most room", metadata: [
+            "machine": "\(target)", "through": "\(messenger)",
+        ])
+        send(.startCollab, to: messenger)
     }
 
     private func send(_ message: ZoneMessage, to peer: NodeName) {
@@ -263,33 +284,18 @@ struct ManagerService: Service {
         // seen at once by every process.
         let location = try configuration.storeLocation()
         let store = try await location.open(dataDirectory: context.paths.data, synchronous: .normal, logger: logger)
-        let secret = try ZoneSecret(contentsOf: context.paths.zoneSecret)
+        let credentials = try ZoneCredentials.load(paths: context.paths, configuration: configuration)
         let manager = ZoneManager(name: context.name, configuration: configuration, supervisor: context.link, logger: logger)
         await context.link.reportLoad { await manager.statusLoad() }
         let port = PortAnnouncement()
-        let router = Router()
-        router.get("/health") { _, _ in "ok" }
-        let app = Application(
-            router: router,
-            server: .http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: ZoneLink.maxMessageBytes))) { request, _, _ in
-                guard let verdict = ZoneLink.authenticate(request, secret: secret, nowMs: wallClockMs()) else { return .dontUpgrade }
-                guard case .success(let peer) = verdict else {
-                    logger.warning("zone link refused", metadata: ["reason": "\(verdict)"])
-                    return .dontUpgrade
-                }
-                return .upgrade([:]) { inbound, outbound, _ in
-                    await ZoneLink.accept(peer: peer, inbound: inbound, outbound: outbound) { link in await manager.serve(link) }
-                }
-            },
-            configuration: .init(address: .hostname(configuration.host, port: 0), serverName: "parley-manager"),
-            onServerRunning: { channel in port.announce(channel.localAddress?.port ?? 0) },
-            logger: logger)
+        let app = ZoneListener.application(host: configuration.host, credentials: credentials, serverName: "parley-manager",
+                                           port: port, logger: logger) { link in await manager.serve(link) }
 
         try await withThrowingTaskGroup(of: Void.self) { group in
             if let pools = store as? PostgresStore { group.addTask { await pools.run() } }
             group.addTask { try await app.run() }
             group.addTask {
-                let address = "http://\(configuration.host):\(await port.value())"
+                let address = "\(credentials.scheme)://\(configuration.host):\(try await port.value())"
                 await Self.elect(manager: manager, store: store, me: context.name, address: address, logger: logger)
             }
             group.addTask {

@@ -55,6 +55,7 @@ extension ServerConfiguration {
     init(zone: ZoneConfiguration, paths: ZonePaths, port: Int) throws(StoreError) {
         self.init(host: zone.host, port: port, dataDirectory: paths.data)
         store = try zone.storeLocation()
+        tls = zone.tls.map { ServerTLS(certificatePath: $0.certificate, keyPath: $0.key) }
         let clients = zone.clients
         if let value = clients.maxFrameBytes { limits.maxFrameBytes = value }
         if let value = clients.framesPerSecond { limits.framesPerSecond = value }

@@ -25,7 +25,7 @@ public actor ZoneAgent: Service {
     public nonisolated let role: NodeRole
     private let address: ServerAddress?
     private let store: any Store
-    private let secret: ZoneSecret
+    private let credentials: ZoneCredentials
     private let heartbeatMs: Int
     private let delegate: any ZoneAgentDelegate
     private let logger: Logger
@@ -35,16 +35,24 @@ public actor ZoneAgent: Service {
     /// The newest manager term seen; orders from older terms come from a deposed manager.
     private var term: UInt64 = 0
     private var connectedTo: NodeName?
+    private let supervisor: SupervisorLink?
+    /// The manager's `startCollab` orders; one waiting is enough.
+    private let spawnRequests: AsyncStream<Void>
+    private let spawnRequested: AsyncStream<Void>.Continuation
 
     public static let managerLease = "manager"
 
-    public init(name: NodeName, role: NodeRole, address: ServerAddress?, store: any Store, secret: ZoneSecret,
-                heartbeatMs: Int, delegate: any ZoneAgentDelegate, logger: Logger) {
+    /// - Parameter supervisor: this machine's supervisor, which starts a collab server here
+    ///   when the manager asks (in a cluster); nil where nobody may ask.
+    public init(name: NodeName, role: NodeRole, address: ServerAddress?, store: any Store, credentials: ZoneCredentials,
+                heartbeatMs: Int, supervisor: SupervisorLink?, delegate: any ZoneAgentDelegate, logger: Logger) {
+        self.supervisor = supervisor
+        (spawnRequests, spawnRequested) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
         self.name = name
         self.role = role
         self.address = address
         self.store = store
-        self.secret = secret
+        self.credentials = credentials
         self.heartbeatMs = heartbeatMs
         self.delegate = delegate
         self.logger = logger
@@ -53,7 +61,27 @@ public actor ZoneAgent: Service {
     }
 
     public func run() async throws {
-        await cancelWhenGracefulShutdown { await self.connectLoop() }
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.startCollabs() }
+                await self.connectLoop()
+                group.cancelAll()
+            }
+        }
+    }
+
+    /// The manager chose this machine for a new collab server: this machine's supervisor
+    /// starts it (the name and the limit are its own).
+    private func startCollabs() async {
+        for await _ in spawnRequests {
+            guard let supervisor else { continue }
+            do {
+                let started = try await supervisor.requestSpawn(role: .collab)
+                logger.notice("the manager asked for another collab server here; the supervisor started it", metadata: ["name": "\(started)"])
+            } catch {
+                logger.warning("the manager asked for another collab server here; the supervisor did not start it", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     /// Sends to the manager; dropped (and logged at debug) when no manager is connected.
@@ -92,7 +120,7 @@ public actor ZoneAgent: Service {
                 let lease = try await store.lease(Self.managerLease)
                 if let lease, lease.isLive {
                     let manager = NodeName(lease.holder)
-                    try await ZoneLink.connect(to: lease.address, as: name, peer: manager, secret: secret,
+                    try await ZoneLink.connect(to: lease.address, as: name, peer: manager, credentials: credentials,
                                                nowMs: wallClockMs(), logger: logger) { link in
                         await self.session(link, term: lease.term)
                     }
@@ -180,6 +208,10 @@ public actor ZoneAgent: Service {
             return
         case .admitted(let request, let ok, let reason):
             admits.resolve(request, with: AdmitReply(ok: ok, reason: reason))
+            return
+        case .startCollab:
+            // Asked outside this loop: the supervisor may take a while, and orders go on.
+            spawnRequested.yield()
             return
         default:
             break

@@ -60,17 +60,22 @@ public struct ZoneLink: Sendable {
 
     // MARK: Connecting
 
-    /// Connects to `url` (an `http://host:port` base) as `me`, and runs `body` with the link
-    /// until it returns or the link closes. Throws if the peer refuses or cannot be reached.
-    public static func connect(to url: String, as me: NodeName, peer: NodeName, secret: ZoneSecret, nowMs: Int64,
+    /// Connects to `url` (an `http://` or, in a cluster, `https://` `host:port` base) as
+    /// `me`, and runs `body` with the link until it returns or the link closes. Throws if the
+    /// peer refuses or cannot be reached.
+    public static func connect(to url: String, as me: NodeName, peer: NodeName, credentials: ZoneCredentials, nowMs: Int64,
                                logger: Logger, _ body: @escaping @Sendable (ZoneLink) async throws -> Void) async throws {
         var headers = HTTPFields()
-        if let name = HTTPField.Name(ZoneSecret.headerName) { headers[name] = secret.header(for: me, nowMs: nowMs) }
+        if let name = HTTPField.Name(ZoneSecret.headerName) { headers[name] = credentials.secret.header(for: me, nowMs: nowMs) }
         let configuration = WebSocketClientConfiguration(maxFrameSize: maxMessageBytes, additionalHeaders: headers,
-                                                         closeTimeout: .seconds(1))
+                                                         closeTimeout: .seconds(1), sniHostname: ZoneTLS.serverName)
         let wsURL = url.replacingOccurrences(of: "http://", with: "ws://").replacingOccurrences(of: "https://", with: "wss://") + path
-        // A refused upgrade (bad secret, wrong path) makes `connect` throw.
-        _ = try await WebSocketClient.connect(url: wsURL, configuration: configuration, logger: logger) { inbound, outbound, _ in
+        if credentials.tls != nil, !wsURL.hasPrefix("wss://") {
+            throw ZoneTLSError.plainAddress(url)
+        }
+        // A refused upgrade (bad secret, wrong path) or a refused handshake makes `connect` throw.
+        _ = try await WebSocketClient.connect(url: wsURL, configuration: configuration, tlsConfiguration: credentials.tls?.client,
+                                              logger: logger) { inbound, outbound, _ in
             try await body(ZoneLink(peer: peer, inbound: inbound, outbound: outbound))
         }
     }

@@ -13,17 +13,17 @@ public enum ZoneOperator {
     /// - Throws: ``ZoneOperatorError`` with what to do about it.
     public static func drain(_ server: NodeName, paths: ZonePaths, timeout: Duration,
                              logger: Logger = Logger(label: "parley.ctl")) async throws -> String {
-        let secret: ZoneSecret
-        do {
-            secret = try ZoneSecret(contentsOf: paths.zoneSecret)
-        } catch {
-            throw ZoneOperatorError("cannot read the zone secret (\(error)); run this as the zone's user")
-        }
         let zone: ZoneConfiguration
         do {
             zone = try JSONDecoder().decode(ZoneConfiguration.self, from: Data(contentsOf: URL(fileURLWithPath: paths.resolvedConfiguration)))
         } catch {
             throw ZoneOperatorError("cannot read the zone's configuration \(paths.resolvedConfiguration) (\(error)); is the zone running here?")
+        }
+        let credentials: ZoneCredentials
+        do {
+            credentials = try ZoneCredentials.load(paths: paths, configuration: zone)
+        } catch {
+            throw ZoneOperatorError("cannot read the zone's credentials (\(error)); run this as the zone's user")
         }
         let lease = try await zone.storeLocation().withStore(dataDirectory: paths.data, logger: logger) { store in
             try await store.lease(ZoneAgent.managerLease)
@@ -35,7 +35,7 @@ public enum ZoneOperator {
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    try await ZoneLink.connect(to: lease.address, as: name, peer: NodeName(lease.holder), secret: secret,
+                    try await ZoneLink.connect(to: lease.address, as: name, peer: NodeName(lease.holder), credentials: credentials,
                                                nowMs: wallClockMs(), logger: logger) { link in
                         try await link.send(.drain(server: server))
                         for try await message in link.messages() {

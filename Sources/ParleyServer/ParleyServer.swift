@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Hummingbird
 import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
 import NIOCore
@@ -25,15 +26,10 @@ public enum ServerMode: Sendable {
 
 /// How a zone process plugs its agent into a server.
 public struct ZoneHooks: Sendable {
-    /// A WebSocket upgrade the server does not handle itself (the zone link), or nil to refuse.
-    public typealias Upgrade = @Sendable (WebSocketInboundStream, WebSocketOutboundWriter) async -> Void
-    public var upgrade: @Sendable (HTTPRequest, ServerHandle) -> Upgrade?
     /// Services that run with the server (the zone agent), started with what they need.
     public var services: @Sendable (ServerHandle) -> [any Service]
 
-    public init(upgrade: @escaping @Sendable (HTTPRequest, ServerHandle) -> Upgrade?,
-                services: @escaping @Sendable (ServerHandle) -> [any Service]) {
-        self.upgrade = upgrade
+    public init(services: @escaping @Sendable (ServerHandle) -> [any Service]) {
         self.services = services
     }
 }
@@ -57,32 +53,48 @@ public struct ServerHandle: Sendable {
     public var connectionCount: Int { gateway?.connectionCount ?? 0 }
 
     /// The port the server listens on, once it does.
-    public func boundPort() async -> Int { await port.value() }
+    public func boundPort() async throws -> Int { try await port.value() }
 }
 
 /// The bound port, announced once the HTTP server is up.
 public final class PortAnnouncement: Sendable {
-    private let state = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
+    private struct State {
+        var port: Int?
+        var waiters: [UInt64: CheckedContinuation<Int, any Error>] = [:]
+        var nextWaiter: UInt64 = 0
+    }
+    private let state = Mutex(State())
 
     public init() {}
 
     public func announce(_ port: Int) {
         let waiters = state.withLock { state in
             state.port = port
-            defer { state.waiters = [] }
-            return state.waiters
+            defer { state.waiters = [:] }
+            return state.waiters.values
         }
         for waiter in waiters { waiter.resume(returning: port) }
     }
 
-    public func value() async -> Int {
-        await withCheckedContinuation { continuation in
-            let port = state.withLock { state -> Int? in
-                if let port = state.port { return port }
-                state.waiters.append(continuation)
-                return nil
+    /// The port, once announced. Throws `CancellationError` if cancelled first: a server that
+    /// fails before it listens must not leave its waiters hanging.
+    public func value() async throws -> Int {
+        let id = state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let outcome = state.withLock { state -> Result<Int, any Error>? in
+                    if let port = state.port { return .success(port) }
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    state.waiters[id] = continuation
+                    return nil
+                }
+                if let outcome { continuation.resume(with: outcome) }
             }
-            if let port { continuation.resume(returning: port) }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(throwing: CancellationError())
         }
     }
 }
@@ -131,6 +143,9 @@ public struct ParleyServer: Sendable {
             ])
         }
         let clock = configuration.clock
+        // Read before anything opens: a server told to serve TLS never serves plain HTTP instead.
+        let tls = try configuration.tls.map { try $0.configuration() }
+        let scheme = tls == nil ? "http" : "https"
         let store = try await configuration.store.open(dataDirectory: configuration.dataDirectory,
                                                        synchronous: configuration.fsyncEveryCommit ? .full : .normal, logger: logger)
         logger.info("store open", metadata: ["store": "\(configuration.store)"])
@@ -178,14 +193,16 @@ public struct ParleyServer: Sendable {
         let app = Application(
             router: router,
             server: HTTPServerBuilder { responder in
-                ServerChannel(responder: responder, gateway: clientGateway, zoneUpgrade: { request in hooks?.upgrade(request, handle) },
-                              maxMessageBytes: maxInbound, pingInterval: pingInterval)
+                let channel = ServerChannel(responder: responder, gateway: clientGateway, secure: tls != nil,
+                                            maxMessageBytes: maxInbound, pingInterval: pingInterval)
+                guard let tls else { return channel }
+                return try TLSChannel(channel, tlsConfiguration: tls)
             },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley"),
             onServerRunning: { channel in
                 let bound = channel.localAddress?.port ?? configuration.port
                 logger.info("parley is listening", metadata: [
-                    "address": "http://\(configuration.host):\(bound)", "data": "\(configuration.dataDirectory)",
+                    "address": "\(scheme)://\(configuration.host):\(bound)", "data": "\(configuration.dataDirectory)",
                 ])
                 port.announce(bound)
                 await onListening(bound)

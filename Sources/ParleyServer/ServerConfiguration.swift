@@ -8,6 +8,8 @@ public struct ServerConfiguration: Sendable {
     public var host: String
     /// 0 picks a free port (tests); the bound port is reported when the server is up.
     public var port: Int
+    /// TLS on the client port; nil serves plain HTTP.
+    public var tls: ServerTLS?
     /// The signing key, documents and (with the default store) the SQLite database live here.
     public var dataDirectory: String
     /// Where meetings are kept: SQLite in the data directory (the default) or PostgreSQL.

@@ -74,7 +74,8 @@ public struct Placement: Sendable {
         /// Stop hosting or following the meeting here; clients are sent back to the locator.
         case release(MeetingID, on: NodeName)
         case answer(LocateRequest, LocateAnswer)
-        /// Every server is past the load threshold: ask the supervisor for one more.
+        /// Every server is past the load threshold: ask for one more, on the machine with the
+        /// most room (``machineForNewServer(up:)``).
         case requestServer
         /// The server is gone or hung; its link is closed and its meetings have moved.
         case disconnect(NodeName, reason: String)
@@ -335,6 +336,19 @@ public struct Placement: Sendable {
                 let right = (sameMachine($1, avoided), hostedCount($1.name), $1.load.connections, $1.name.rawValue)
                 return left < right
             }
+    }
+
+    /// Where a new collab server should start, in a cluster: of the machines that are up (that
+    /// have a process linked to this manager), the one running the fewest collab servers,
+    /// then the one whose servers carry the fewest client connections, then by name. nil when
+    /// no machine is known (a zone on one machine: its own supervisor starts it).
+    public func machineForNewServer(up machines: Set<String>) -> String? {
+        let live = servers.values.filter { !$0.draining }
+        return machines.min { left, right in
+            let onLeft = live.filter { $0.address.machine == left }, onRight = live.filter { $0.address.machine == right }
+            return (onLeft.count, onLeft.reduce(0) { $0 + $1.load.connections }, left)
+                < (onRight.count, onRight.reduce(0) { $0 + $1.load.connections }, right)
+        }
     }
 
     private func sameMachine(_ server: Server, _ machine: String?) -> Int {

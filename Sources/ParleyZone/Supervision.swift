@@ -224,8 +224,9 @@ public struct Supervision: Sendable {
     }
 
     /// A process (the manager) asks for one more process of `role`. Only collaboration
-    /// servers scale: the new one is named `collab-N` with the smallest free N, and the zone
-    /// runs at most `scaling.maxCollabServers` of them.
+    /// servers scale: the new one is named `collab-N` (`collab-MACHINE-N` in a cluster) with
+    /// the smallest free N, and this supervisor runs at most `scaling.maxCollabServers` of
+    /// them (the manager counts the whole zone's).
     public mutating func spawnRequested(role: NodeRole, nowMs: Int) throws(SupervisionRefusal) -> (NodeName, [SupervisionAction]) {
         guard stopping == nil else { throw .zoneStopping }
         guard role == .collab else { throw .notScalable(role) }
@@ -233,9 +234,14 @@ public struct Supervision: Sendable {
         guard collabs.count < configuration.scaling.maxCollabServers else {
             throw .atCapacity(role, max: configuration.scaling.maxCollabServers)
         }
+        // In a cluster every machine's supervisor names its own: the machine in the name keeps
+        // two machines from starting the same one.
+        let prefix = configuration.machine.map { "collab-\($0)-" } ?? "collab-"
         var number = 1
-        while processes[NodeName("collab-\(number)")] != nil { number += 1 }
-        let name = NodeName("collab-\(number)")
+        while processes[NodeName("\(prefix)\(number)")] != nil || configuration.process(named: NodeName("\(prefix)\(number)")) != nil {
+            number += 1
+        }
+        let name = NodeName("\(prefix)\(number)")
         order.append(name)
         processes[name] = Process(spec: ZoneConfiguration.ProcessSpec(name: name, role: .collab))
         return (name, [spawn(name)])

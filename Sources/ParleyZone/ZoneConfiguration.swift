@@ -122,6 +122,22 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         public init(url: String? = nil) { self.url = url }
     }
 
+    /// TLS on the ports clients use (the web front's and the collab servers'): a certificate
+    /// the clients trust, such as one from a public CA. Unset, clients connect over plain
+    /// HTTP, as behind a TLS-terminating proxy. `--tls-cert` and `--tls-key` override it.
+    /// (Links between machines use the cluster's own certificates; see `ZonePaths.tlsDirectory`.)
+    public struct ClientTLS: Codable, Equatable, Sendable {
+        /// The certificate chain, PEM, leaf first.
+        public var certificate: String
+        /// Its private key, PEM.
+        public var key: String
+
+        public init(certificate: String, key: String) {
+            self.certificate = certificate
+            self.key = key
+        }
+    }
+
     public struct License: Codable, Equatable, Sendable {
         /// Participants present at once across the whole zone.
         public var maxParticipants: Int = 10_000
@@ -140,6 +156,8 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
     public var clients = Clients()
     public var web = WebSettings()
     public var store = StoreSettings()
+    /// TLS for clients; nil serves them plain HTTP.
+    public var tls: ClientTLS?
     /// The machines of a cluster; empty for a zone on one machine.
     public var machines: [Machine] = []
     /// In a cluster, the machine this copy of the configuration runs on: set by `--machine`,
@@ -162,6 +180,9 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         ProcessSpec(name: "web", role: .web),
         ProcessSpec(name: "services", role: .services),
     ]
+
+    /// How clients reach this zone's servers: `https` when it serves them TLS.
+    public var clientScheme: String { tls == nil ? "http" : "https" }
 
     public func process(named name: NodeName) -> ProcessSpec? { processes.first { $0.name == name } }
 
@@ -297,6 +318,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         clients = try container.decodeIfPresent(Clients.self, forKey: .clients) ?? standard.clients
         web = try container.decodeIfPresent(WebSettings.self, forKey: .web) ?? standard.web
         store = try container.decodeIfPresent(StoreSettings.self, forKey: .store) ?? standard.store
+        tls = try container.decodeIfPresent(ClientTLS.self, forKey: .tls)
         machines = try container.decodeIfPresent([Machine].self, forKey: .machines) ?? standard.machines
         machine = try container.decodeIfPresent(String.self, forKey: .machine)
         poisonAfterCrashes = try container.decodeIfPresent(Int.self, forKey: .poisonAfterCrashes) ?? standard.poisonAfterCrashes

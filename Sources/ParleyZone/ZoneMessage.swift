@@ -32,6 +32,9 @@ public enum ZoneMessage: Codable, Equatable, Sendable {
     case located(request: UInt64, answer: LocateResult)
     /// The answer to `drain`: nothing is left on `server` (ok), or why the drain cannot run.
     case drained(server: NodeName, ok: Bool, detail: String)
+    /// In a cluster: ask this process's supervisor for one more collab server on its machine,
+    /// the one with the most room.
+    case startCollab
 
     // A standby and its host.
     /// The standby asks for every committed entry after `after`, then the live stream.

@@ -13,6 +13,15 @@ public struct ZonePaths: Sendable, Equatable {
     public var controlSocket: String { zoneDirectory + "/control.sock" }
     /// The shared secret that authenticates links between processes (mode 0600).
     public var zoneSecret: String { zoneDirectory + "/secret" }
+    /// A cluster's TLS credentials for links between machines, made by `parley cluster init`.
+    public var tlsDirectory: String { zoneDirectory + "/tls" }
+    /// The cluster's CA certificate (PEM): a zone link is accepted only from a peer whose
+    /// certificate it signed, and only made to one.
+    public var clusterCA: String { tlsDirectory + "/ca.pem" }
+    /// This machine's certificate (PEM), signed by the cluster's CA.
+    public var machineCertificate: String { tlsDirectory + "/machine.pem" }
+    /// This machine's private key (PEM, mode 0600).
+    public var machineKey: String { tlsDirectory + "/machine.key" }
     /// The configuration the supervisor resolved and started the zone with.
     public var resolvedConfiguration: String { zoneDirectory + "/zone.json" }
     /// The web process writes the URL clients use (`http://host:port`) here once it listens.

@@ -21,21 +21,26 @@ struct ClusterCommand: AsyncParsableCommand {
 struct ClusterInit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
-        abstract: "Make each machine's data directory: the zone secret and the token keys, the same on every machine.",
+        abstract: "Make each machine's data directory: the zone secret and the token keys, the same on every machine, and its TLS certificate.",
         discussion: """
             Reads the cluster configuration (a zone configuration with a "machines" section) and
             writes OUT/MACHINE for each machine: zone/secret (mode 0600, in a 0700 directory), which
-            authenticates the links between processes, and keys/token-signing.ed25519 (0600) and
-            its .pub, which sign and verify join tokens. Copy OUT/MACHINE to that machine and run
+            authenticates the links between processes, keys/token-signing.ed25519 (0600) and
+            its .pub, which sign and verify join tokens, and zone/tls/ca.pem, machine.pem and
+            machine.key (0600): the cluster's CA certificate and the machine's own certificate and
+            key, with which the links between machines run over mutual TLS. The cluster's CA is
+            OUT/ca/ca.pem and OUT/ca/ca.key (0600): keep ca.key safe and off the machines, since
+            it issues machine certificates (whoever holds it can join a machine to the cluster).
+            Copy OUT/MACHINE to that machine and run
             'parley serve --config cluster.json --machine MACHINE --data DIR --store postgres://...'
             there. Existing files are kept, so running it again adds machines without changing
-            the secrets of those already running.
+            the secrets or certificates of those already running.
             """)
 
     @Option(help: "The cluster configuration (JSON).")
     var config: String
 
-    @Option(help: "Where to write one data directory per machine.")
+    @Option(help: "Where to write one data directory per machine, and the cluster's CA (OUT/ca).")
     var out: String
 
     func run() async throws {
@@ -43,6 +48,12 @@ struct ClusterInit: AsyncParsableCommand {
         guard let first = configuration.machines.first else {
             throw ValidationError("\(config) names no machines: add a \"machines\" section (see the README, \"A cluster\")")
         }
+        // OUT/ca holds the CA's key, which must never land in a machine's data directory.
+        guard !configuration.machines.contains(where: { $0.name == "ca" }) else {
+            throw ValidationError("a machine may not be named \"ca\": \(out)/ca holds the cluster's CA; rename it in \(config)")
+        }
+        let now = Date()  // the command is the edge: the certificates take time as an input
+        let authority = try ClusterAuthority.loadOrCreate(directory: out + "/ca", now: now)
         // The first machine's files are made (or kept); every other machine gets copies.
         let origin = out + "/" + first.name
         try ClusterFiles.prepare(origin: origin)
@@ -53,8 +64,13 @@ struct ClusterInit: AsyncParsableCommand {
                 try ClusterFiles.copyShared(from: origin, to: data,
                                             files: ["zone/secret", "keys/token-signing.ed25519", "keys/token-signing.ed25519.pub"])
             }
-            print("\(machine.name) (\(machine.address)): \(data)")
+            // After the copies: zone/ exists by now, mode 0700, and tls/ goes inside it.
+            let issued = try MachineCredentials.write(ca: authority, machine: machine.name, address: machine.address,
+                                                      into: ZonePaths(data: data).tlsDirectory, now: now)
+            print("\(machine.name) (\(machine.address)): \(data)  (TLS certificate \(issued ? "issued" : "kept"))")
         }
+        print("cluster CA: \(ClusterAuthority.certificatePath(in: authority.directory)) and its key \(ClusterAuthority.keyPath(in: authority.directory)); "
+              + "keep the key safe and off the machines")
     }
 }
 

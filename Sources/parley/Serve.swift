@@ -18,7 +18,7 @@ struct Serve: AsyncParsableCommand {
             By default this starts a zone (see 'parley zone'): managers, collaboration servers, the
             web process and the services, each its own process, restarted when they die, with every
             meeting kept hot on a second server so that it fails over without losing anything.
-            Clients use http://HOST:PORT. '--config FILE' changes the zone; 'parley ctl' watches it.
+            Clients use http://HOST:PORT (https:// with --tls-cert and --tls-key). '--config FILE' changes the zone; 'parley ctl' watches it.
             In a zone, the client limits below come from the configuration's "clients" section
             instead (same names: maxFrameBytes, framesPerSecond, burst, sendQueueFrames,
             meetingQueueDepth, pendingHellos, webSocketPingSeconds, snapshotEveryEntries,
@@ -58,6 +58,12 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Write the bound port to this file once listening (for scripts and supervisors).")
     var portFile: String?
+
+    @Option(help: ArgumentHelp("Serve clients over TLS with this certificate chain (PEM, leaf first); clients then use https:// and wss://. Needs --tls-key. In a zone, overrides the configuration's tls.certificate.", valueName: "pem"))
+    var tlsCert: String?
+
+    @Option(help: ArgumentHelp("The private key (PEM) of --tls-cert. In a zone, overrides tls.key.", valueName: "pem"))
+    var tlsKey: String?
 
     @Option(help: "Largest accepted client frame, in bytes.")
     var maxFrameBytes = ConnectionLimits().maxFrameBytes
@@ -124,6 +130,7 @@ struct Serve: AsyncParsableCommand {
     func validate() throws {
         if let port, !(0...65535).contains(port) { throw ValidationError("--port must be 0...65535") }
         if single, config != nil { throw ValidationError("--config describes a zone; it cannot be used with --single") }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together: give both, or neither") }
         if single, machine != nil { throw ValidationError("--machine names a machine of a cluster; it cannot be used with --single") }
         guard maxFrameBytes >= 1024 else { throw ValidationError("--max-frame-bytes must be at least 1024") }
         guard framesPerSecond > 0, burst > 0 else { throw ValidationError("--frames-per-second and --burst must be positive") }
@@ -135,6 +142,14 @@ struct Serve: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
         let problems = web.problems()
         guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
+    }
+
+    /// TLS for clients from `--tls-cert` and `--tls-key`, as absolute paths: a zone's
+    /// processes read them from their own working directory.
+    var clientTLS: ServerTLS? {
+        guard let tlsCert, let tlsKey else { return nil }
+        let absolute = { (path: String) in URL(fileURLWithPath: path).standardizedFileURL.path }
+        return ServerTLS(certificatePath: absolute(tlsCert), keyPath: absolute(tlsKey))
     }
 
     /// The web zone's settings for `--single` (a zone reads them from its configuration).
@@ -156,6 +171,7 @@ struct Serve: AsyncParsableCommand {
             var zone = try ZoneConfiguration.load(from: config, testFaultsEnabled: enableTestFaults)
             zone.host = host
             if let port { zone.publicPort = port }
+            if let clientTLS { zone.tls = .init(certificate: clientTLS.certificatePath, key: clientTLS.keyPath) }
             let problems = zone.problems(testFaultsEnabled: enableTestFaults)
             guard problems.isEmpty else { throw ConfigurationProblems(source: "given", problems: problems) }
             bootstrapLogging(level: logLevel)
@@ -176,6 +192,7 @@ struct Serve: AsyncParsableCommand {
         configuration.apiKey = apiKey ?? ProcessInfo.processInfo.environment["PARLEY_API_KEY"]
         configuration.fsyncEveryCommit = !noFsync
         configuration.store = try StoreLocation.resolve(flag: store, environment: ProcessInfo.processInfo.environment)
+        configuration.tls = clientTLS
         let portFile = portFile
         try await ParleyServer(configuration: configuration, frontRoutes: WebZone.routes(settings: web),
                                logger: logger).run { port in

@@ -24,6 +24,14 @@ struct PostgresFailoverTests {
         try await primary.psql("ALTER SYSTEM SET synchronous_standby_names = '*'")
         try await primary.psql("ALTER SYSTEM SET synchronous_commit = on")
         try await primary.psql("SELECT pg_reload_conf()")
+        // Until the replica streams, every commit waits for it: on a busy machine the first
+        // writes ran into statement_timeout before it had connected (seen in a full run).
+        let streaming = ContinuousClock.now + .seconds(60)
+        while try await primary.psql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")
+            .trimmingCharacters(in: .whitespacesAndNewlines) != "1" {
+            guard ContinuousClock.now < streaming else { throw StoreError.unavailable("the replica never became synchronous") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
         let url = "postgres://postgres:\(primary.password)@\(primary.host):\(primary.port),\(replica.host):\(replica.port)/parley"
             + "?sslmode=disable&target_session_attrs=read-write&connect_timeout=5&statement_timeout=3"
         guard case .postgres(let parsed) = try StoreLocation(url: url) else { preconditionFailure() }

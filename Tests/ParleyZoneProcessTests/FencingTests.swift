@@ -21,7 +21,7 @@ struct FencingTests {
         let servers = InProcessServers()
         try await withThrowingTaskGroup(of: Void.self) { group in
             let front = try await servers.start(in: &group, data: data, mode: .zoneFront(
-                ZoneHooks(upgrade: { _, _ in nil }, services: { _ in [] }),
+                ZoneHooks(services: { _ in [] }),
                 locate: { _ in .at(target.withLock { $0 }) }))
             let (a, aDirectory) = try await servers.startHost(in: &group, data: data)
             let (b, bDirectory) = try await servers.startHost(in: &group, data: data)
@@ -89,7 +89,6 @@ struct InProcessServers {
     func startHost(in group: inout ThrowingTaskGroup<Void, any Error>, data: String) async throws -> (URL, MeetingDirectory) {
         let (directories, sink) = AsyncStream<MeetingDirectory>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let url = try await start(in: &group, data: data, mode: .zoneHost(ZoneHooks(
-            upgrade: { _, _ in nil },
             services: { handle in
                 sink.yield(handle.directory!)
                 return []

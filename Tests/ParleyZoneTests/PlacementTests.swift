@@ -204,6 +204,21 @@ struct MachinePlacementTests {
         #expect(actions.contains(.promote(standup, on: c2, standby: c4)), "\(actions)")
     }
 
+    @Test("a new collab server goes to the machine that is up with the fewest collab servers, then the fewest connections")
+    func machineWithMostRoom() {
+        let c4: NodeName = "collab-4"
+        var placement = cluster([(c1, "m2"), (c2, "m2"), (c3, "m3"), (c4, "m4")])
+        _ = placement.heard(c3, load: ServerLoad(connections: 900), nowMs: 1)
+        _ = placement.heard(c4, load: ServerLoad(connections: 100), nowMs: 1)
+        // m1 runs no collab server at all: it has the most room.
+        #expect(placement.machineForNewServer(up: ["m1", "m2", "m3", "m4"]) == "m1")
+        // Without m1: m3 and m4 run one each, m4's carries fewer connections.
+        #expect(placement.machineForNewServer(up: ["m2", "m3", "m4"]) == "m4")
+        // Only machines that are up count, however idle the others look.
+        #expect(placement.machineForNewServer(up: ["m2", "m3"]) == "m3")
+        #expect(placement.machineForNewServer(up: []) == nil)
+    }
+
     @Test("with one machine only, standbys still go to another server of it")
     func oneMachine() {
         var placement = cluster([(c1, "m1"), (c2, "m1")])

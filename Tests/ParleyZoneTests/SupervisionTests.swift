@@ -285,6 +285,25 @@ struct SupervisionTests {
         #expect(throws: SupervisionRefusal.zoneStopping) { try supervision.restartRequested("collab-1", nowMs: 100_500) }
     }
 
+    @Test("in a cluster, a machine's supervisor names its added collab servers after the machine, so two machines never start the same name")
+    func spawnOnRequestInCluster() throws {
+        var configuration = ZoneConfiguration()
+        configuration.processes = [.init(name: "manager-1", role: .manager), .init(name: "web", role: .web),
+                                   .init(name: "services", role: .services), .init(name: "manager-2", role: .manager),
+                                   .init(name: "collab-m2-1", role: .collab)]
+        configuration.machines = [.init(name: "m1", address: "10.0.0.1", processes: ["manager-1", "web", "services"]),
+                                  .init(name: "m2", address: "10.0.0.2", processes: ["manager-2", "collab-m2-1"])]
+        configuration.scaling.maxCollabServers = 4
+        var onM1 = Supervision(configuration: try configuration.share(of: "m1"), paths: Self.paths)
+        var onM2 = Supervision(configuration: try configuration.share(of: "m2"), paths: Self.paths)
+        _ = onM1.start(nowMs: 0)
+        _ = onM2.start(nowMs: 0)
+        #expect(try onM1.spawnRequested(role: .collab, nowMs: 10).0 == "collab-m1-1")
+        // collab-m2-1 is configured on m2 already: the next free one there is 2.
+        #expect(try onM2.spawnRequested(role: .collab, nowMs: 10).0 == "collab-m2-2")
+        #expect(try onM1.spawnRequested(role: .collab, nowMs: 20).0 == "collab-m1-2")
+    }
+
     @Test("the manager's request for a collab server names the next free collab-N, up to scaling.maxCollabServers")
     func spawnOnRequest() throws {
         var configuration = Self.configuration(collabs: [Self.collab1])
