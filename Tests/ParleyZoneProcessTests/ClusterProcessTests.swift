@@ -202,6 +202,52 @@ struct ClusterProcessTests {
         await cleanUp()
     }
 
+    @Test("when every collab server is busy, the next one starts on the machine with the most room, named after it")
+    func scalesOntoRoomiestMachine() async throws {
+        let storeURL = try await TestPostgres.shared.freshDatabase()
+        let directory = try HarnessDirectory()
+        defer { directory.remove() }
+        var configuration = ClusterTarget.standardConfiguration(storeURL: storeURL)
+        configuration.heartbeat.intervalMs = ZoneHarness.heartbeatIntervalMs
+        configuration.heartbeat.timeoutMs = ZoneHarness.heartbeatTimeoutMs
+        // m1 and m2 run a manager and a collab server each; m3 only the services, and no
+        // manager, so that whichever manager leads, the machine with the most room (m3) is
+        // not its own: asking its own supervisor, as a zone on one machine does, would fail
+        // this test. Two clients make a server busy.
+        configuration.processes.removeAll { $0.name == "manager-3" }
+        configuration.machines = [
+            .init(name: "m1", address: "127.0.0.1", processes: ["manager-1", "web", "collab-3"]),
+            .init(name: "m2", address: "127.0.0.2", processes: ["manager-2", "collab-2"]),
+            .init(name: "m3", address: "127.0.0.3", processes: ["services"]),
+        ]
+        configuration.scaling.connectionsPerServer = 1
+        configuration.scaling.maxCollabServers = 3
+        let cluster = ClusterTarget(executable: ZoneHarness.binary, directory: directory.path, configuration: configuration,
+                                    storeURL: storeURL)
+        do {
+            let web = try await cluster.start()
+            // The clients stay connected (held here) until the end.
+            let (first, alice, bob) = try await Self.meetingWithTwoClients(at: web, title: "Busy 1")
+            let (second, carol, dave) = try await Self.meetingWithTwoClients(at: web, title: "Busy 2")
+            let (firstHost, _) = try await Self.placement(of: first, in: cluster, hostOnly: true)
+            let (secondHost, _) = try await Self.placement(of: second, in: cluster, hostOnly: true)
+            #expect(Set([firstHost, secondHost]) == ["m1", "m2"], "one busy meeting on each collab server")
+            let everywhere = try await Self.clusterStatus(from: directory.path + "/machines/m2",
+                                                          expecting: configuration.processes.count + 1)
+            #expect(everywhere["collab-m3-1"] == "m3", "processes: \(everywhere)")
+            #expect(everywhere.keys.filter { $0.hasPrefix("collab-") }.count == 3, "exactly one more: \(everywhere)")
+            for client in [alice, bob, carol, dave] { await client.close() }
+            await cluster.stop()
+        } catch {
+            for machine in cluster.machines {
+                let log = (try? String(contentsOfFile: cluster.logPath(machine), encoding: .utf8)) ?? ""
+                Issue.record("\(machine)'s supervisor log:\n\(log.suffix(3_000))")
+            }
+            await cluster.stop()
+            throw error
+        }
+    }
+
     /// A new meeting with Alice (its host, on WebSocket) and Bob (on long-polling) in it.
     static func meetingWithTwoClients(at web: URL, title: String) async throws -> (MeetingID, MeetingClient, MeetingClient) {
         let created = try await ParleyHTTP.createMeeting(server: web, title: title)
