@@ -17,20 +17,11 @@ import Glibc
 struct ClusterProcessTests {
     @Test("every process of the machine hosting a meeting is killed at once: the standby on another machine takes over, both clients resume, nothing acknowledged is lost")
     func machineLost() async throws {
-        let storeURL = try await TestPostgres.shared.freshDatabase()
-        let directory = try HarnessDirectory()
-        defer { directory.remove() }
-        var configuration = ClusterTarget.standardConfiguration(storeURL: storeURL)
-        configuration.heartbeat.intervalMs = ZoneHarness.heartbeatIntervalMs
-        configuration.heartbeat.timeoutMs = ZoneHarness.heartbeatTimeoutMs
-        let cluster = ClusterTarget(executable: ZoneHarness.binary, directory: directory.path, configuration: configuration,
-                                    storeURL: storeURL)
-        do {
-            let web = try await cluster.start()
+        try await Self.withCluster { cluster, web, configuration, directory in
             let (meeting, alice, bob) = try await Self.meetingWithTwoClients(at: web, title: "Cluster")
             let (hostMachine, standbyMachine) = try await Self.placement(of: meeting, in: cluster)
             // ctl status on any machine shows every process of the cluster, with its machine.
-            let everywhere = try await Self.clusterStatus(from: directory.path + "/machines/m1", expecting: configuration.processes.count)
+            let everywhere = try await Self.clusterStatus(from: directory + "/machines/m1", expecting: configuration.processes.count)
             #expect(everywhere == Dictionary(uniqueKeysWithValues: configuration.processes.map {
                 ($0.name.rawValue, configuration.machine(of: $0.name) ?? "?")
             }))
@@ -49,14 +40,6 @@ struct ClusterProcessTests {
             let stopping = ContinuousClock.now
             await cluster.stop()
             #expect(ContinuousClock.now - stopping < .seconds(20), "stopping the cluster took \(ContinuousClock.now - stopping)")
-            return
-        } catch {
-            for machine in cluster.machines {
-                let log = (try? String(contentsOfFile: cluster.logPath(machine), encoding: .utf8)) ?? ""
-                Issue.record("\(machine)'s supervisor log:\n\(log.suffix(3_000))")
-            }
-            await cluster.stop()
-            throw error
         }
     }
 
@@ -204,12 +187,7 @@ struct ClusterProcessTests {
 
     @Test("when every collab server is busy, the next one starts on the machine with the most room, named after it")
     func scalesOntoRoomiestMachine() async throws {
-        let storeURL = try await TestPostgres.shared.freshDatabase()
-        let directory = try HarnessDirectory()
-        defer { directory.remove() }
-        var configuration = ClusterTarget.standardConfiguration(storeURL: storeURL)
-        configuration.heartbeat.intervalMs = ZoneHarness.heartbeatIntervalMs
-        configuration.heartbeat.timeoutMs = ZoneHarness.heartbeatTimeoutMs
+        try await Self.withCluster({ configuration in
         // m1 and m2 run a manager and a collab server each; m3 only the services, and no
         // manager, so that whichever manager leads, the machine with the most room (m3) is
         // not its own: asking its own supervisor, as a zone on one machine does, would fail
@@ -222,22 +200,38 @@ struct ClusterProcessTests {
         ]
         configuration.scaling.connectionsPerServer = 1
         configuration.scaling.maxCollabServers = 3
-        let cluster = ClusterTarget(executable: ZoneHarness.binary, directory: directory.path, configuration: configuration,
-                                    storeURL: storeURL)
-        do {
-            let web = try await cluster.start()
+        }) { cluster, web, configuration, directory in
             // The clients stay connected (held here) until the end.
             let (first, alice, bob) = try await Self.meetingWithTwoClients(at: web, title: "Busy 1")
             let (second, carol, dave) = try await Self.meetingWithTwoClients(at: web, title: "Busy 2")
             let (firstHost, _) = try await Self.placement(of: first, in: cluster, hostOnly: true)
             let (secondHost, _) = try await Self.placement(of: second, in: cluster, hostOnly: true)
             #expect(Set([firstHost, secondHost]) == ["m1", "m2"], "one busy meeting on each collab server")
-            let everywhere = try await Self.clusterStatus(from: directory.path + "/machines/m2",
+            let everywhere = try await Self.clusterStatus(from: directory + "/machines/m2",
                                                           expecting: configuration.processes.count + 1)
             #expect(everywhere["collab-m3-1"] == "m3", "processes: \(everywhere)")
             #expect(everywhere.keys.filter { $0.hasPrefix("collab-") }.count == 3, "exactly one more: \(everywhere)")
             for client in [alice, bob, carol, dave] { await client.close() }
             await cluster.stop()
+        }
+    }
+
+    /// Runs `body` with a started cluster: the standard three machines, changed by `adjust`,
+    /// with the harness's heartbeats, on a fresh database. `body` stops it; on an error every
+    /// supervisor's log is recorded and the cluster is stopped here.
+    static func withCluster(_ adjust: (inout ZoneConfiguration) -> Void = { _ in },
+                            _ body: (ClusterTarget, URL, ZoneConfiguration, String) async throws -> Void) async throws {
+        let storeURL = try await TestPostgres.shared.freshDatabase()
+        let directory = try HarnessDirectory()
+        defer { directory.remove() }
+        var configuration = ClusterTarget.standardConfiguration(storeURL: storeURL)
+        configuration.heartbeat.intervalMs = ZoneHarness.heartbeatIntervalMs
+        configuration.heartbeat.timeoutMs = ZoneHarness.heartbeatTimeoutMs
+        adjust(&configuration)
+        let cluster = ClusterTarget(executable: ZoneHarness.binary, directory: directory.path, configuration: configuration,
+                                    storeURL: storeURL)
+        do {
+            try await body(cluster, try await cluster.start(), configuration, directory.path)
         } catch {
             for machine in cluster.machines {
                 let log = (try? String(contentsOfFile: cluster.logPath(machine), encoding: .utf8)) ?? ""
