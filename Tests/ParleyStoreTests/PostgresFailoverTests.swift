@@ -15,23 +15,7 @@ struct PostgresFailoverTests {
     @Test("kill -9 of the primary, promotion of the synchronous replica: every acknowledged entry survives, in order")
     func primaryKilledReplicaPromoted() async throws {
         let root = FileManager.default.temporaryDirectory.path + "/parley-pg-ha-" + UUID().uuidString.prefix(8)
-        let primary = try await LocalPostgres.start(in: root + "/primary", port: try freeLoopbackPort(), durable: true)
-        try primary.stopWhenGone(pid: getpid())
-        try await primary.createDatabase("parley")
-        let replica = try await LocalPostgres.replica(of: primary, in: root + "/replica", port: try freeLoopbackPort())
-        try replica.stopWhenGone(pid: getpid())
-        // Synchronous once the replica streams: a commit is acknowledged only when the replica has it.
-        try await primary.psql("ALTER SYSTEM SET synchronous_standby_names = '*'")
-        try await primary.psql("ALTER SYSTEM SET synchronous_commit = on")
-        try await primary.psql("SELECT pg_reload_conf()")
-        // Until the replica streams, every commit waits for it: on a busy machine the first
-        // writes ran into statement_timeout before it had connected (seen in a full run).
-        let streaming = ContinuousClock.now + .seconds(60)
-        while try await primary.psql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")
-            .trimmingCharacters(in: .whitespacesAndNewlines) != "1" {
-            guard ContinuousClock.now < streaming else { throw StoreError.unavailable("the replica never became synchronous") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        let (primary, replica) = try await synchronousPair(in: root)
         let url = "postgres://postgres:\(primary.password)@\(primary.host):\(primary.port),\(replica.host):\(replica.port)/parley"
             + "?sslmode=disable&target_session_attrs=read-write&connect_timeout=5&statement_timeout=3"
         guard case .postgres(let parsed) = try StoreLocation(url: url) else { preconditionFailure() }

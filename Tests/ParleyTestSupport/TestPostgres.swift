@@ -33,6 +33,32 @@ public actor TestPostgres {
     }
 }
 
+/// PostgreSQL's own high availability, as the README describes it: a primary in
+/// `root/primary` and a synchronous streaming replica in `root/replica`, a database `parley`,
+/// returned once the replica is synchronous (until then every commit waits for it). Both
+/// stop by themselves when the test process is gone.
+public func synchronousPair(in root: String) async throws -> (primary: LocalPostgres, replica: LocalPostgres) {
+    let primary = try await LocalPostgres.start(in: root + "/primary", port: try freeLoopbackPort(), durable: true)
+    try primary.stopWhenGone(pid: getpid())
+    try await primary.createDatabase("parley")
+    let replica = try await LocalPostgres.replica(of: primary, in: root + "/replica", port: try freeLoopbackPort())
+    try replica.stopWhenGone(pid: getpid())
+    try await primary.psql("ALTER SYSTEM SET synchronous_standby_names = '*'")
+    try await primary.psql("ALTER SYSTEM SET synchronous_commit = on")
+    try await primary.psql("SELECT pg_reload_conf()")
+    let deadline = ContinuousClock.now + .seconds(60)
+    while try await primary.psql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")
+        .trimmingCharacters(in: .whitespacesAndNewlines) != "1" {
+        guard ContinuousClock.now < deadline else { throw SynchronousPairError() }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return (primary, replica)
+}
+
+public struct SynchronousPairError: Error, CustomStringConvertible {
+    public var description: String { "the replica did not become synchronous within 60 s" }
+}
+
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 public func freeLoopbackPort() throws -> Int { try LocalPostgres.freePort() }
 

@@ -216,12 +216,36 @@ struct ClusterProcessTests {
         }
     }
 
+    // Disabled: in 2 of 5 runs here (2026-12-03) the clients had not resumed after 240 s; in
+    // the other 3 they resumed 10.2 s after the kill, every time, and the histories were
+    // exact. Both are open bugs of issue 15 (see its closing note), not yet understood.
+    @Test("PostgreSQL's primary is killed and its synchronous replica promoted under a running cluster: the meeting goes on, both clients see one history, nothing acknowledged is lost",
+          .disabled("stalls in some runs: an open bug of issue 15"), .timeLimit(.minutes(1)))
+    func databaseFailover() async throws {
+        let root = FileManager.default.temporaryDirectory.path + "/parley-cluster-ha-" + UUID().uuidString.prefix(8)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let (primary, replica) = try await synchronousPair(in: root)
+        let storeURL = "postgres://postgres:\(primary.password)@\(primary.host):\(primary.port),\(replica.host):\(replica.port)/parley"
+            + "?sslmode=disable&target_session_attrs=read-write&connect_timeout=1&statement_timeout=2"
+        try await Self.withCluster(storeURL: storeURL) { cluster, web, _, _ in
+            let (meeting, alice, bob) = try await Self.meetingWithTwoClients(at: web, title: "Database failover")
+            _ = try await Self.placement(of: meeting, in: cluster)
+            let resumeTime = try await Scenario.exchange(alice: alice, bob: bob) {
+                kill(primary.pid ?? 0, SIGKILL)
+                try await replica.promote()
+            }
+            print("cluster: PostgreSQL primary killed and replica promoted; every client resumed after \(resumeTime)")
+            await cluster.stop()
+        }
+        try? await replica.stop(mode: "immediate")
+    }
+
     /// Runs `body` with a started cluster: the standard three machines, changed by `adjust`,
-    /// with the harness's heartbeats, on a fresh database. `body` stops it; on an error every
-    /// supervisor's log is recorded and the cluster is stopped here.
-    static func withCluster(_ adjust: (inout ZoneConfiguration) -> Void = { _ in },
+    /// with the harness's heartbeats, on `storeURL` (a fresh database by default). `body`
+    /// stops it; on an error every supervisor's log is recorded and the cluster is stopped here.
+    static func withCluster(storeURL given: String? = nil, _ adjust: (inout ZoneConfiguration) -> Void = { _ in },
                             _ body: (ClusterTarget, URL, ZoneConfiguration, String) async throws -> Void) async throws {
-        let storeURL = try await TestPostgres.shared.freshDatabase()
+        let storeURL = if let given { given } else { try await TestPostgres.shared.freshDatabase() }
         let directory = try HarnessDirectory()
         defer { directory.remove() }
         var configuration = ClusterTarget.standardConfiguration(storeURL: storeURL)
@@ -236,6 +260,13 @@ struct ClusterProcessTests {
             for machine in cluster.machines {
                 let log = (try? String(contentsOfFile: cluster.logPath(machine), encoding: .utf8)) ?? ""
                 Issue.record("\(machine)'s supervisor log:\n\(log.suffix(3_000))")
+                // And what its processes said that was worth a warning.
+                let logs = directory.path + "/machines/\(machine)/logs"
+                for file in (try? FileManager.default.contentsOfDirectory(atPath: logs)) ?? [] {
+                    let lines = ((try? String(contentsOfFile: logs + "/" + file, encoding: .utf8)) ?? "")
+                        .split(separator: "\n").filter { !$0.contains(" debug ") && !$0.contains(" trace ") }
+                    Issue.record("\(machine)/\(file):\n\(lines.suffix(40).joined(separator: "\n"))")
+                }
             }
             await cluster.stop()
             throw error

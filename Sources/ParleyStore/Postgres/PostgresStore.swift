@@ -522,7 +522,13 @@ public final class PostgresStore: Store, Sendable {
     /// has given up on it by then), and any statement that runs longer.
     static func sessionSettings(_ url: PostgresURL) -> [(String, String)] {
         let ms = "\(url.statementTimeoutSeconds * 1_000)"
-        return [("idle_in_transaction_session_timeout", ms), ("statement_timeout", ms),
+        // The server's own statement_timeout is twice the store's deadline, so this side always
+        // gives up (and closes the connection) first: a COMMIT that PostgreSQL cancels while it
+        // waits for a synchronous replica is reported as a success ("canceling wait for
+        // synchronous replication"), committed on the primary alone, and must never be taken
+        // for an acknowledgement.
+        let serverMs = "\(url.statementTimeoutSeconds * 2_000)"
+        return [("idle_in_transaction_session_timeout", ms), ("statement_timeout", serverMs),
                 ("tcp_keepalives_idle", "5"), ("tcp_keepalives_interval", "2"), ("tcp_keepalives_count", "3")]
     }
 
