@@ -216,11 +216,13 @@ struct ClusterProcessTests {
         }
     }
 
-    // Disabled: in 2 of 5 runs here (2026-12-03) the clients had not resumed after 240 s; in
-    // the other 3 they resumed 10.2 s after the kill, every time, and the histories were
-    // exact. Both are open bugs of issue 15 (see its closing note), not yet understood.
+    // Disabled: an open bug of issue 15. In 5 of 8 runs here (2026-12-03) the clients had not
+    // resumed when the time limit struck; in the other 3 they resumed 10.2 s after the kill,
+    // every time, with exact histories. In a stalled run every process's store had moved to
+    // the new primary within 3 s and a manager led again, yet the meeting's host logged
+    // neither a commit nor a failed one after the kill.
     @Test("PostgreSQL's primary is killed and its synchronous replica promoted under a running cluster: the meeting goes on, both clients see one history, nothing acknowledged is lost",
-          .disabled("stalls in some runs: an open bug of issue 15"), .timeLimit(.minutes(1)))
+          .disabled("stalls in most runs: an open bug of issue 15"), .timeLimit(.minutes(2)))
     func databaseFailover() async throws {
         let root = FileManager.default.temporaryDirectory.path + "/parley-cluster-ha-" + UUID().uuidString.prefix(8)
         defer { try? FileManager.default.removeItem(atPath: root) }
