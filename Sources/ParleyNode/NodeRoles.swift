@@ -55,7 +55,7 @@ extension ServerConfiguration {
     init(zone: ZoneConfiguration, paths: ZonePaths, port: Int) throws(StoreError) {
         self.init(host: zone.host, port: port, dataDirectory: paths.data)
         store = try zone.storeLocation()
-        tls = zone.tls.map { ServerTLS(certificatePath: $0.certificate, keyPath: $0.key) }
+        tls = zone.tls.map(ServerTLS.init)
         let clients = zone.clients
         if let value = clients.maxFrameBytes { limits.maxFrameBytes = value }
         if let value = clients.framesPerSecond { limits.framesPerSecond = value }
@@ -78,5 +78,12 @@ extension ZoneConfiguration {
     public func storeLocation() throws(StoreError) -> StoreLocation {
         guard let url = store.url, !url.isEmpty else { return .sqlite(directory: nil) }
         return try StoreLocation(url: url)
+    }
+}
+
+extension ServerTLS {
+    /// The files a zone configuration's `tls` section names.
+    public init(_ zone: ZoneConfiguration.ClientTLS) {
+        self.init(certificatePath: zone.certificate, keyPath: zone.key)
     }
 }

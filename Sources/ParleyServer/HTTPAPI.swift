@@ -157,7 +157,7 @@ struct HTTPAPI: Sendable {
             }
             guard let locate else {
                 let host = request.head.authority ?? "\(configuration.host):\(configuration.port)"
-                return try json(["meeting": id.rawValue, "url": "\(configuration.tls == nil ? "http" : "https")://\(host)"])
+                return try json(["meeting": id.rawValue, "url": "\(configuration.scheme)://\(host)"])
             }
             switch await locate(id) {
             case .at(let url):

@@ -145,7 +145,6 @@ public struct ParleyServer: Sendable {
         let clock = configuration.clock
         // Read before anything opens: a server told to serve TLS never serves plain HTTP instead.
         let tls = try configuration.tls.map { try $0.configuration() }
-        let scheme = tls == nil ? "http" : "https"
         let store = try await configuration.store.open(dataDirectory: configuration.dataDirectory,
                                                        synchronous: configuration.fsyncEveryCommit ? .full : .normal, logger: logger)
         logger.info("store open", metadata: ["store": "\(configuration.store)"])
@@ -202,7 +201,7 @@ public struct ParleyServer: Sendable {
             onServerRunning: { channel in
                 let bound = channel.localAddress?.port ?? configuration.port
                 logger.info("parley is listening", metadata: [
-                    "address": "\(scheme)://\(configuration.host):\(bound)", "data": "\(configuration.dataDirectory)",
+                    "address": "\(configuration.scheme)://\(configuration.host):\(bound)", "data": "\(configuration.dataDirectory)",
                 ])
                 port.announce(bound)
                 await onListening(bound)

@@ -10,6 +10,8 @@ public struct ServerConfiguration: Sendable {
     public var port: Int
     /// TLS on the client port; nil serves plain HTTP.
     public var tls: ServerTLS?
+    /// The scheme of this server's client addresses.
+    public var scheme: String { tls == nil ? "http" : "https" }
     /// The signing key, documents and (with the default store) the SQLite database live here.
     public var dataDirectory: String
     /// Where meetings are kept: SQLite in the data directory (the default) or PostgreSQL.

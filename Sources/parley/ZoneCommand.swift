@@ -92,7 +92,7 @@ struct ZoneCommand: AsyncParsableCommand {
         }
         // TLS files are read now: a zone with a missing or bad one stops here, in one line,
         // rather than its processes failing one after another.
-        if let tls = configuration.tls { _ = try ServerTLS(certificatePath: tls.certificate, keyPath: tls.key).configuration() }
+        if let tls = configuration.tls { _ = try ServerTLS(tls).configuration() }
         if !configuration.machines.isEmpty { _ = try ZoneTLS(paths: paths) }
         try await location.check(dataDirectory: dataDirectory, logger: logger)
         logger.info("store ready", metadata: ["store": "\(location)"])

@@ -78,18 +78,19 @@ struct ClientTLSTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let notPEM = directory + "/not.pem"
         try "not a certificate\n".write(toFile: notPEM, atomically: true, encoding: .utf8)
-        let cases: [([String], String)] = [
-            (["--tls-cert", directory + "/missing.pem", "--tls-key", notPEM], "TLS file not found: \(directory)/missing.pem"),
-            (["--tls-cert", notPEM, "--tls-key", notPEM], "cannot read the TLS file \(notPEM)"),
-            (["--tls-cert", notPEM], "--tls-cert and --tls-key go together"),
+        // Exit 1 for a file that fails at start, 64 (usage) for options that do not go together.
+        let cases: [([String], String, Int32)] = [
+            (["--tls-cert", directory + "/missing.pem", "--tls-key", notPEM], "TLS file not found: \(directory)/missing.pem", 1),
+            (["--tls-cert", notPEM, "--tls-key", notPEM], "cannot read the TLS file \(notPEM)", 1),
+            (["--tls-cert", notPEM], "--tls-cert and --tls-key go together", 64),
         ]
-        for (extra, expected) in cases {
+        for (extra, expected, code) in cases {
             for mode in [["--single"], []] {
                 let result = try await Subprocess.run(
                     .path(FilePath(parleyBinary)),
                     arguments: Arguments(["serve"] + mode + ["--data", directory + "/data", "--port", "0"] + extra),
                     output: .discarded, error: .string(limit: 1 << 20))
-                #expect(result.terminationStatus != .exited(0), "\(mode) \(extra) started")
+                #expect(result.terminationStatus == .exited(code), "\(mode) \(extra)")
                 let stderr = result.standardError
                 #expect(stderr.contains(expected), "\(mode) \(extra): \(stderr.suffix(2_000))")
             }
