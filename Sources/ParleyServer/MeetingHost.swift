@@ -416,7 +416,9 @@ private struct HostLoop {
         } catch {
             host.loggerRef.error("commit failed; closing the meeting's connections so clients resume from the store",
                                  metadata: ["error": "\(error)", "first_seq": "\(pending.first?.seq ?? 0)"])
-            let frame = ProtocolError(.internalError, "the server could not store the meeting; reconnect", fatal: false)
+            // Fatal, so the connection closes: the clients reconnect at once and resume from
+            // what the store holds. Left open, they would wait out their op answer timeout.
+            let frame = ProtocolError(.internalError, "the server could not store the meeting; reconnect to resume", fatal: true)
             for attachment in attached.values { attachment.connection.fail(frame, host.encoder) }
             attached.removeAll()
             running = false

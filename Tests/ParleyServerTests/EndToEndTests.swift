@@ -138,6 +138,7 @@ actor Transcript {
     }
     private(set) var chats: [Chat] = []
     private(set) var resumed = false
+    private(set) var reconnects = 0
 
     func record(_ events: EventStream) async {
         for await event in events {
@@ -146,6 +147,8 @@ actor Transcript {
                 if case .chat(let text) = entry.operation { chats.append(Chat(seq: entry.seq, opID: entry.opID, text: text)) }
             case .connection(.resumed):
                 resumed = true
+            case .connection(.reconnecting):
+                reconnects += 1
             default:
                 break
             }

@@ -37,15 +37,8 @@ struct PostgresFailoverTests {
 
     @Test("the database restarts under a running store: commits fail while it is down, none is acknowledged, and they succeed again once it is back")
     func databaseRestart() async throws {
-        let root = FileManager.default.temporaryDirectory.path + "/parley-pg-restart-" + UUID().uuidString.prefix(8)
         // Durable: an immediate stop is a crash, and this test relies on what was committed.
-        let server = try await LocalPostgres.start(in: root + "/db", port: try freeLoopbackPort(), durable: true)
-        try server.stopWhenGone(pid: getpid())
-        try await server.createDatabase("parley")
-        guard case .postgres(let url) = try StoreLocation(url: server.url(database: "parley",
-                                                                          options: "sslmode=disable&connect_timeout=1&statement_timeout=2"))
-        else { preconditionFailure() }
-        try await StoreLocation.postgres(url).withStore(dataDirectory: root, logger: Logger(label: "test")) { store in
+        try await Self.withOwnServer(durable: true) { server, store, _ in
             try await store.createMeeting(standup)
             var live = LiveMeeting(standup)
             let first = live.play(10)
@@ -74,8 +67,46 @@ struct PostgresFailoverTests {
             try await store.append([standup.id: [next]])
             #expect(try await store.recover(standup.id, historyLimit: 0).entries.last == next)
         }
+    }
+
+    @Test("a COMMIT the database never answers (it waits for a synchronous standby that is not there) fails at the store's deadline; the call does not wait for it",
+          .timeLimit(.minutes(1)))
+    func commitNeverAnswered() async throws {
+        try await Self.withOwnServer(durable: false) { server, store, url in
+            try await store.createMeeting(standup)
+            var live = LiveMeeting(standup)
+            try await store.append([standup.id: live.play(3)])
+            // From now on every COMMIT that writes waits for a standby that never comes.
+            try await server.psql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+            try await server.psql("ALTER SYSTEM SET synchronous_commit = on")
+            try await server.psql("SELECT pg_reload_conf()")
+            let clock = ContinuousClock()
+            for attempt in 1...2 {
+                let started = clock.now
+                await #expect(throws: StoreError.self) { try await store.append([standup.id: live.play(1)]) }
+                let took = clock.now - started
+                #expect(took < .seconds(url.statementTimeoutSeconds) + .milliseconds(900),
+                        "attempt \(attempt): the append returned \(took) after it began; the store's deadline is \(url.statementTimeoutSeconds) s")
+            }
+        }
+    }
+
+    /// A PostgreSQL server of the test's own (its settings are the test's to change) with a
+    /// database `parley`, and a store on it with short deadlines (1 s to connect, 2 s a call).
+    static func withOwnServer(durable: Bool,
+                              _ body: @Sendable (LocalPostgres, any ZoneStore, PostgresURL) async throws -> Void) async throws {
+        let root = FileManager.default.temporaryDirectory.path + "/parley-pg-own-" + UUID().uuidString.prefix(8)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let server = try await LocalPostgres.start(in: root + "/db", port: try freeLoopbackPort(), durable: durable)
+        try server.stopWhenGone(pid: getpid())
+        try await server.createDatabase("parley")
+        guard case .postgres(let url) = try StoreLocation(url: server.url(database: "parley",
+                                                                          options: "sslmode=disable&connect_timeout=1&statement_timeout=2"))
+        else { preconditionFailure() }
+        try await StoreLocation.postgres(url).withStore(dataDirectory: root, logger: Logger(label: "test")) { store in
+            try await body(server, store, url)
+        }
         try? await server.stop(mode: "immediate")
-        try? FileManager.default.removeItem(atPath: root)
     }
 
     struct Report {

@@ -136,20 +136,19 @@ enum PostgresSchema {
     static let lockKey: Int64 = 0x7061_726c_6579
 
     /// Brings the schema up to date; returns the versions it applied.
-    static func migrate(_ connection: PostgresConnection, logger: Logger) async throws -> [Int] {
-        try await connection.withTransaction(logger: logger) { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(\(lockKey))", logger: logger)
+    static func migrate(_ connection: PostgresSession) async throws -> [Int] {
+        try await connection.transaction { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(\(lockKey))")
             try await connection.query("""
                 CREATE TABLE IF NOT EXISTS parley_schema (
                     version integer PRIMARY KEY,
                     name text NOT NULL,
                     applied_at timestamptz NOT NULL DEFAULT now()
                 )
-                """, logger: logger)
+                """)
             var applied = Set<Int>()
-            for try await version in try await connection.query("SELECT version FROM parley_schema", logger: logger)
-                .decode(Int.self) {
-                applied.insert(version)
+            for row in try await connection.query("SELECT version FROM parley_schema") {
+                applied.insert(try row.decode(Int.self))
             }
             let known = migrations.map(\.version)
             if let newest = applied.max(), newest > known.max() ?? 0 {
@@ -160,10 +159,10 @@ enum PostgresSchema {
             var done: [Int] = []
             for migration in migrations where !applied.contains(migration.version) {
                 for statement in migration.sql {
-                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    try await connection.query(PostgresQuery(unsafeSQL: statement))
                 }
                 try await connection.query(
-                    "INSERT INTO parley_schema (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger)
+                    "INSERT INTO parley_schema (version, name) VALUES (\(migration.version), \(migration.name))")
                 done.append(migration.version)
             }
             return done

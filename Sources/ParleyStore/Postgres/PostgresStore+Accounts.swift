@@ -13,7 +13,7 @@ extension PostgresStore: AccountStore {
                 VALUES (\(account.id), \(account.username), \(account.displayName), \(account.passwordHash),
                         \(account.failedSignIns), \(account.lockedUntil), \(account.createdAt))
                 ON CONFLICT (username) DO NOTHING RETURNING 1
-                """, logger: Self.quiet).collect().count == 1
+                """).count == 1
         }
     }
 
@@ -28,18 +28,16 @@ extension PostgresStore: AccountStore {
     public func setSignInState(account: String, failedSignIns: Int, lockedUntil: Millis?) async throws(StoreError) {
         try await withConnection { connection in
             try await connection.query(
-                "UPDATE accounts SET failed_sign_ins = \(failedSignIns), locked_until = \(lockedUntil) WHERE id = \(account)",
-                logger: Self.quiet)
+                "UPDATE accounts SET failed_sign_ins = \(failedSignIns), locked_until = \(lockedUntil) WHERE id = \(account)")
         }
     }
 
     public func createSession(tokenHash: String, account: String, expiresAt: Millis) async throws(StoreError) {
         try await withTransaction { connection in
             // Expired sessions go whenever a new one is made, so the table stays small.
-            try await connection.query("DELETE FROM web_sessions WHERE expires_at < \(unescaped: Self.nowMs)", logger: Self.quiet)
+            try await connection.query("DELETE FROM web_sessions WHERE expires_at < \(unescaped: Self.nowMs)")
             try await connection.query(
-                "INSERT INTO web_sessions (token_hash, account, expires_at) VALUES (\(tokenHash), \(account), \(expiresAt))",
-                logger: Self.quiet)
+                "INSERT INTO web_sessions (token_hash, account, expires_at) VALUES (\(tokenHash), \(account), \(expiresAt))")
         }
     }
 
@@ -53,7 +51,7 @@ extension PostgresStore: AccountStore {
 
     public func deleteSession(tokenHash: String) async throws(StoreError) {
         try await withConnection { connection in
-            try await connection.query("DELETE FROM web_sessions WHERE token_hash = \(tokenHash)", logger: Self.quiet)
+            try await connection.query("DELETE FROM web_sessions WHERE token_hash = \(tokenHash)")
         }
     }
 
@@ -64,7 +62,7 @@ extension PostgresStore: AccountStore {
                 INSERT INTO meeting_listings (meeting, owner, scheduled_at, attendees, password_hash, started_at, created_at)
                 VALUES (\(listing.meeting.rawValue), \(listing.owner), \(listing.scheduledAt), \(attendees), \(listing.passwordHash),
                         \(listing.startedAt), \(listing.createdAt))
-                """, logger: Self.quiet)
+                """)
         }
     }
 
@@ -84,17 +82,16 @@ extension PostgresStore: AccountStore {
     public func markStarted(_ meeting: MeetingID, at: Millis) async throws(StoreError) {
         try await withConnection { connection in
             try await connection.query(
-                "UPDATE meeting_listings SET started_at = COALESCE(started_at, \(at)) WHERE meeting = \(meeting.rawValue)",
-                logger: Self.quiet)
+                "UPDATE meeting_listings SET started_at = COALESCE(started_at, \(at)) WHERE meeting = \(meeting.rawValue)")
         }
     }
 
     private func accounts(_ query: PostgresQuery) async throws(StoreError) -> [Account] {
         try await withConnection { connection in
             var accounts: [Account] = []
-            for try await (id, username, displayName, hash, failed, lockedUntil, createdAt) in try await connection.query(
-                query, logger: Self.quiet
-            ).decode((String, String, String, String, Int, Int64?, Int64).self) {
+            for row in try await connection.query(query) {
+                let (id, username, displayName, hash, failed, lockedUntil, createdAt)
+                    = try row.decode((String, String, String, String, Int, Int64?, Int64).self)
                 accounts.append(Account(id: id, username: username, displayName: displayName, passwordHash: hash,
                                         failedSignIns: failed, lockedUntil: lockedUntil, createdAt: createdAt))
             }
@@ -105,9 +102,9 @@ extension PostgresStore: AccountStore {
     private func listings(_ query: PostgresQuery) async throws(StoreError) -> [MeetingListing] {
         try await withConnection { connection in
             var listings: [MeetingListing] = []
-            for try await (meeting, owner, scheduledAt, attendees, hash, startedAt, createdAt) in try await connection.query(
-                query, logger: Self.quiet
-            ).decode((String, String, Int64?, String, String?, Int64?, Int64).self) {
+            for row in try await connection.query(query) {
+                let (meeting, owner, scheduledAt, attendees, hash, startedAt, createdAt)
+                    = try row.decode((String, String, Int64?, String, String?, Int64?, Int64).self)
                 listings.append(MeetingListing(
                     meeting: MeetingID(meeting), owner: owner, scheduledAt: scheduledAt,
                     attendees: (try? JSONDecoder().decode([String].self, from: Data(attendees.utf8))) ?? [],

@@ -41,17 +41,17 @@ public final class PostgresStore: Store, Sendable {
             do {
                 let connection = try await PostgresConnection.connect(
                     configuration: try connectionConfiguration(url, host), id: index, logger: quiet)
+                let session = PostgresSession(connection: connection)
                 do {
                     if url.requiresWritable && url.hosts.count > 1 {
-                        let standby = try await connection.query("SELECT pg_is_in_recovery()", logger: quiet)
-                            .collect().first?.decode(Bool.self) ?? false
+                        let standby = try await session.query("SELECT pg_is_in_recovery()").first?.decode(Bool.self) ?? false
                         if standby {
                             problems.append("\(host.name):\(host.port) is a read-only standby")
                             try? await connection.close()
                             continue
                         }
                     }
-                    let applied = try await PostgresSchema.migrate(connection, logger: quiet)
+                    let applied = try await PostgresSchema.migrate(session)
                     if !applied.isEmpty {
                         logger.notice("PostgreSQL schema migrated", metadata: [
                             "versions": "\(applied.map(String.init).joined(separator: ","))", "store": "\(url)",
@@ -105,7 +105,7 @@ public final class PostgresStore: Store, Sendable {
                 INSERT INTO meetings (id, title, settings, created_at, epoch)
                 VALUES (\(record.id.rawValue), \(record.title), \(settings), \(record.createdAt), 0)
                 ON CONFLICT (id) DO NOTHING RETURNING 1
-                """, logger: Self.quiet).collect().count
+                """).count
         }
         if inserted == 0 { throw .meetingExists(record.id) }
     }
@@ -119,9 +119,8 @@ public final class PostgresStore: Store, Sendable {
     public func meetings() async throws(StoreError) -> [MeetingRecord] {
         try await withConnection { connection in
             var records: [MeetingRecord] = []
-            for try await (id, title, settings, createdAt) in try await connection.query(
-                "SELECT id, title, settings, created_at FROM meetings ORDER BY id", logger: Self.quiet
-            ).decode((String, String, String, Int64).self) {
+            for row in try await connection.query("SELECT id, title, settings, created_at FROM meetings ORDER BY id") {
+                let (id, title, settings, createdAt) = try row.decode((String, String, String, Int64).self)
                 records.append(MeetingRecord(id: MeetingID(id), title: title,
                                              settings: try StoredForm.settings(settings, of: MeetingID(id)), createdAt: createdAt))
             }
@@ -134,15 +133,15 @@ public final class PostgresStore: Store, Sendable {
             guard let current = try await Self.lockedEpoch(connection, meeting) else { throw StoreError.unknownMeeting(meeting) }
             guard epoch > current else { throw StoreError.fenced(meeting, epoch: epoch, current: current) }
             try await connection.query(
-                "UPDATE meetings SET epoch = \(Int64(bitPattern: epoch.rawValue)) WHERE id = \(meeting.rawValue)", logger: Self.quiet)
+                "UPDATE meetings SET epoch = \(Int64(bitPattern: epoch.rawValue)) WHERE id = \(meeting.rawValue)")
         }
     }
 
     public func claimNextEpoch(_ meeting: MeetingID) async throws(StoreError) -> Epoch {
         let next = try await withConnection { connection in
             try await connection.query(
-                "UPDATE meetings SET epoch = epoch + 1 WHERE id = \(meeting.rawValue) RETURNING epoch", logger: Self.quiet
-            ).collect().first?.decode(Int64.self)
+                "UPDATE meetings SET epoch = epoch + 1 WHERE id = \(meeting.rawValue) RETURNING epoch"
+            ).first?.decode(Int64.self)
         }
         guard let next else { throw .unknownMeeting(meeting) }
         return Epoch(UInt64(bitPattern: next))
@@ -151,9 +150,8 @@ public final class PostgresStore: Store, Sendable {
     public func lease(_ name: String) async throws(StoreError) -> StoredLease? {
         try await withConnection { connection in
             try await connection.query(
-                "SELECT holder, address, term, expires_at - \(unescaped: Self.nowMs) FROM leases WHERE name = \(name)",
-                logger: Self.quiet
-            ).collect().first.map { row in
+                "SELECT holder, address, term, expires_at - \(unescaped: Self.nowMs) FROM leases WHERE name = \(name)"
+            ).first.map { row in
                 let (holder, address, term, remaining) = try row.decode((String, String, Int64, Int64).self)
                 return StoredLease(holder: holder, address: address, term: UInt64(bitPattern: term), remainingMs: remaining)
             }
@@ -173,13 +171,13 @@ public final class PostgresStore: Store, Sendable {
                     WHERE name = \(name) AND holder = \(expected.holder) AND term = \(Int64(bitPattern: expected.term))
                       AND (holder = \(claim.holder) OR expires_at < \(unescaped: Self.nowMs))
                     RETURNING 1
-                    """, logger: Self.quiet).collect().count
+                    """).count
             } else {
                 written = try await connection.query("""
                     INSERT INTO leases (name, holder, address, term, expires_at)
                     VALUES (\(name), \(claim.holder), \(claim.address), \(term), \(unescaped: Self.nowMs) + \(claim.durationMs))
                     ON CONFLICT (name) DO NOTHING RETURNING 1
-                    """, logger: Self.quiet).collect().count
+                    """).count
             }
             return written == 1
         }
@@ -194,10 +192,11 @@ public final class PostgresStore: Store, Sendable {
         try await withTransaction { connection in
             let ids = rows.map(\.0.rawValue)
             var stored: [String: (epoch: Epoch, last: Seq)] = [:]
-            for try await (id, epoch, last) in try await connection.query("""
+            for row in try await connection.query("""
                 SELECT m.id, m.epoch, (SELECT seq FROM log WHERE meeting = m.id ORDER BY seq DESC LIMIT 1)
                 FROM meetings m WHERE m.id = ANY(\(ids)) ORDER BY m.id FOR UPDATE OF m
-                """, logger: Self.quiet).decode((String, Int64, Int64?).self) {
+                """) {
+                let (id, epoch, last) = try row.decode((String, Int64, Int64?).self)
                 stored[id] = (Epoch(UInt64(bitPattern: epoch)), Seq(bitPattern: last ?? 0))
             }
             var meetings: [String] = [], seqs: [Int64] = [], epochs: [Int64] = []
@@ -221,12 +220,12 @@ public final class PostgresStore: Store, Sendable {
             try await connection.query("""
                 INSERT INTO log (meeting, seq, epoch, body, checksum)
                 SELECT * FROM unnest(\(meetings)::text[], \(seqs)::bigint[], \(epochs)::bigint[], \(bodies)::bytea[], \(checksums)::bytea[])
-                """, logger: Self.quiet)
+                """)
             if !raised.isEmpty {
                 try await connection.query("""
                     UPDATE meetings SET epoch = raised.epoch
                     FROM unnest(\(raised)::text[], \(raisedTo)::bigint[]) AS raised(id, epoch) WHERE meetings.id = raised.id
-                    """, logger: Self.quiet)
+                    """)
             }
         }
     }
@@ -236,8 +235,8 @@ public final class PostgresStore: Store, Sendable {
         try await withTransaction { connection in
             guard let current = try await Self.lockedEpoch(connection, meeting) else { throw StoreError.unknownMeeting(meeting) }
             let last = try await connection.query(
-                "SELECT seq FROM log WHERE meeting = \(meeting.rawValue) ORDER BY seq DESC LIMIT 1", logger: Self.quiet
-            ).collect().first?.decode(Int64.self) ?? 0
+                "SELECT seq FROM log WHERE meeting = \(meeting.rawValue) ORDER BY seq DESC LIMIT 1"
+            ).first?.decode(Int64.self) ?? 0
             try StoredForm.checkSnapshot(meeting, snapshot, current: current, lastSeq: Seq(bitPattern: last))
             let seq = Int64(bitPattern: snapshot.seq)
             try await connection.query("""
@@ -246,11 +245,11 @@ public final class PostgresStore: Store, Sendable {
                         \(unescaped: Self.nowMs))
                 ON CONFLICT (meeting, seq) DO UPDATE SET epoch = excluded.epoch, body = excluded.body,
                     checksum = excluded.checksum, created_at = excluded.created_at
-                """, logger: Self.quiet)
+                """)
             try await connection.query("""
                 DELETE FROM snapshots WHERE meeting = \(meeting.rawValue) AND seq NOT IN
                     (SELECT seq FROM snapshots WHERE meeting = \(meeting.rawValue) ORDER BY seq DESC LIMIT \(SQLiteStore.snapshotsKept))
-                """, logger: Self.quiet)
+                """)
         }
     }
 
@@ -266,31 +265,24 @@ public final class PostgresStore: Store, Sendable {
     /// A cut log is quarantined as in `SQLiteStore.recover`.
     private func recover(_ meeting: MeetingID, historyLimit: Int, after: Seq?) async throws(StoreError) -> RecoveredMeeting {
         let scan = try await withConnection { connection in
-            try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: Self.quiet)
-            do {
-                let scan = try await Recovery.scan(PostgresReads(connection: connection), meeting,
-                                                   historyLimit: max(0, historyLimit), after: after)
-                try await connection.query("COMMIT", logger: Self.quiet)
-                return scan
-            } catch {
-                _ = try? await connection.query("ROLLBACK", logger: Self.quiet)
-                throw error
+            try await connection.transaction(begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { connection in
+                try await Recovery.scan(PostgresReads(connection: connection), meeting, historyLimit: max(0, historyLimit), after: after)
             }
         }
         return try await Recovery.finish(scan, meeting, logger: logger) { cut throws(StoreError) in
             try await withTransaction { connection in
                 let id = meeting.rawValue, seq = Int64(bitPattern: cut.seq)
                 let now = try await connection.query(
-                    "SELECT checksum FROM log WHERE meeting = \(id) AND seq = \(seq) FOR UPDATE", logger: Self.quiet
-                ).collect().first?.decode(Data.self)
+                    "SELECT checksum FROM log WHERE meeting = \(id) AND seq = \(seq) FOR UPDATE"
+                ).first?.decode(Data.self)
                 guard now == cut.checksumSeen else { return false }
                 try await connection.query("""
                     INSERT INTO log_quarantine (meeting, seq, epoch, body, checksum, quarantined_at)
                     SELECT meeting, seq, epoch, body, checksum, \(unescaped: Self.nowMs) FROM log WHERE meeting = \(id) AND seq >= \(seq)
                     ON CONFLICT (meeting, seq) DO UPDATE SET epoch = excluded.epoch, body = excluded.body,
                         checksum = excluded.checksum, quarantined_at = excluded.quarantined_at
-                    """, logger: Self.quiet)
-                try await connection.query("DELETE FROM log WHERE meeting = \(id) AND seq >= \(seq)", logger: Self.quiet)
+                    """)
+                try await connection.query("DELETE FROM log WHERE meeting = \(id) AND seq >= \(seq)")
                 return true
             }
         }
@@ -304,17 +296,17 @@ public final class PostgresStore: Store, Sendable {
                 ON CONFLICT (meeting, participant, op_id)
                 DO UPDATE SET crashes = op_crashes.crashes + 1, last_crash_at = excluded.last_crash_at
                 RETURNING crashes
-                """, logger: Self.quiet).collect().first?.decode(Int.self) ?? 1
+                """).first?.decode(Int.self) ?? 1
         }
     }
 
     public func crashes(_ meeting: MeetingID) async throws(StoreError) -> [OpCrashes] {
         try await withConnection { connection in
             var crashes: [OpCrashes] = []
-            for try await (participant, op, count) in try await connection.query(
-                "SELECT participant, op_id, crashes FROM op_crashes WHERE meeting = \(meeting.rawValue) ORDER BY participant, op_id",
-                logger: Self.quiet
-            ).decode((String, String, Int).self) {
+            for row in try await connection.query(
+                "SELECT participant, op_id, crashes FROM op_crashes WHERE meeting = \(meeting.rawValue) ORDER BY participant, op_id"
+            ) {
+                let (participant, op, count) = try row.decode((String, String, Int).self)
                 crashes.append(OpCrashes(participant: ParticipantID(participant), op: OpID(op), count: count))
             }
             return crashes
@@ -330,7 +322,7 @@ public final class PostgresStore: Store, Sendable {
                     \(records.map(\.name))::text[], \(records.map(\.event.rawValue))::text[], \(records.map(\.server))::text[],
                     \(records.map(\.at))::bigint[]) WITH ORDINALITY AS r(meeting, participant, name, event, server, at, n)
                 ORDER BY n
-                """, logger: Self.quiet)
+                """)
         }
     }
 
@@ -339,13 +331,13 @@ public final class PostgresStore: Store, Sendable {
             let rows = if let meeting {
                 try await connection.query("""
                     SELECT meeting, participant, name, event, server, at FROM attendance WHERE meeting = \(meeting.rawValue) ORDER BY id
-                    """, logger: Self.quiet)
+                    """)
             } else {
-                try await connection.query("SELECT meeting, participant, name, event, server, at FROM attendance ORDER BY id",
-                                           logger: Self.quiet)
+                try await connection.query("SELECT meeting, participant, name, event, server, at FROM attendance ORDER BY id")
             }
             var records: [Attendance] = []
-            for try await (meeting, participant, name, event, server, at) in rows.decode((String, String, String, String, String, Int64).self) {
+            for row in rows {
+                let (meeting, participant, name, event, server, at) = try row.decode((String, String, String, String, String, Int64).self)
                 guard let event = Attendance.Event(rawValue: event) else { continue }
                 records.append(Attendance(meeting: MeetingID(meeting), participant: ParticipantID(participant), name: name,
                                           event: event, server: server, at: at))
@@ -356,21 +348,22 @@ public final class PostgresStore: Store, Sendable {
 
     public func publishProcesses(machine: String, _ processes: [PublishedProcess]) async throws(StoreError) {
         try await withTransaction { connection in
-            try await connection.query("DELETE FROM published_processes WHERE machine = \(machine)", logger: Self.quiet)
+            try await connection.query("DELETE FROM published_processes WHERE machine = \(machine)")
             try await connection.query("""
                 INSERT INTO published_processes (machine, name, status, published_at)
                 SELECT \(machine), name, status, \(unescaped: Self.nowMs)
                 FROM unnest(\(processes.map(\.name))::text[], \(processes.map(\.status))::text[]) AS p(name, status)
-                """, logger: Self.quiet)
+                """)
         }
     }
 
     public func publishedProcesses() async throws(StoreError) -> [PublishedProcess] {
         try await withConnection { connection in
             var processes: [PublishedProcess] = []
-            for try await (machine, name, status, age) in try await connection.query("""
+            for row in try await connection.query("""
                 SELECT machine, name, status, \(unescaped: Self.nowMs) - published_at FROM published_processes ORDER BY machine, name
-                """, logger: Self.quiet).decode((String, String, String, Int64).self) {
+                """) {
+                let (machine, name, status, age) = try row.decode((String, String, String, Int64).self)
                 processes.append(PublishedProcess(machine: machine, name: name, status: status, ageMs: age))
             }
             return processes
@@ -381,13 +374,13 @@ public final class PostgresStore: Store, Sendable {
 
     func rawExecute(_ sql: String) async throws(StoreError) {
         try await withConnection { connection in
-            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: Self.quiet)
+            try await connection.query(PostgresQuery(unsafeSQL: sql))
         }
     }
 
     func rawInt(_ sql: String) async throws(StoreError) -> Int? {
         try await withConnection { connection in
-            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: Self.quiet).collect().first?.decode(Int?.self)
+            try await connection.query(PostgresQuery(unsafeSQL: sql)).first?.decode(Int?.self)
         }
     }
 
@@ -396,23 +389,21 @@ public final class PostgresStore: Store, Sendable {
     static let quiet = Logger(label: "parley.store.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
 
     /// The meeting's epoch, its row locked until the transaction ends.
-    static func lockedEpoch(_ connection: PostgresConnection, _ meeting: MeetingID) async throws -> Epoch? {
-        try await connection.query("SELECT epoch FROM meetings WHERE id = \(meeting.rawValue) FOR UPDATE", logger: quiet)
-            .collect().first.map { Epoch(UInt64(bitPattern: try $0.decode(Int64.self))) }
+    static func lockedEpoch(_ connection: PostgresSession, _ meeting: MeetingID) async throws -> Epoch? {
+        try await connection.query("SELECT epoch FROM meetings WHERE id = \(meeting.rawValue) FOR UPDATE")
+            .first.map { Epoch(UInt64(bitPattern: try $0.decode(Int64.self))) }
     }
 
     /// Runs `body` in one transaction on the writable host.
     @discardableResult
-    func withTransaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StoreError) -> T {
-        try await withConnection { connection in
-            try await connection.withTransaction(logger: Self.quiet) { connection in try await body(connection) }
-        }
+    func withTransaction<T: Sendable>(_ body: @escaping @Sendable (PostgresSession) async throws -> T) async throws(StoreError) -> T {
+        try await withConnection { connection in try await connection.transaction(body) }
     }
 
     /// Runs `body` on a connection to the writable host, within the statement timeout: when
     /// it runs out, the connection is closed under `body`, which then fails.
     @discardableResult
-    func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StoreError) -> T {
+    func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresSession) async throws -> T) async throws(StoreError) -> T {
         let index = try await writableHost()
         let client = clients[index]
         let limit = Duration.seconds(url.statementTimeoutSeconds)
@@ -423,7 +414,7 @@ public final class PostgresStore: Store, Sendable {
                     return .success(try await client.withConnection { connection in
                         leased.set(connection)
                         defer { leased.set(nil) }
-                        return try await body(connection)
+                        return try await body(PostgresSession(connection: connection))
                     })
                 } catch {
                     return .failure(error)
@@ -505,7 +496,7 @@ public final class PostgresStore: Store, Sendable {
         }
         let answer: Result<Bool, any Error>
         do {
-            let rows = try await connection.query("SELECT pg_is_in_recovery()", logger: quiet).collect()
+            let rows = try await PostgresSession(connection: connection).query("SELECT pg_is_in_recovery()")
             answer = .success(try rows.first?.decode(Bool.self) ?? false)
         } catch {
             answer = .failure(error)
@@ -562,9 +553,6 @@ public final class PostgresStore: Store, Sendable {
     static func storeError(_ error: any Error) -> StoreError {
         switch error {
         case let error as StoreError: return error
-        case let error as PostgresTransactionError:
-            if let inner = error.closureError ?? error.beginError ?? error.commitError { return storeError(inner) }
-            return .io("transaction failed")
         default: return .io(describe(error))
         }
     }
@@ -573,8 +561,8 @@ public final class PostgresStore: Store, Sendable {
     /// statement being refused.
     static func isConnectionLoss(_ error: any Error) -> Bool {
         switch error {
-        case let error as PostgresTransactionError:
-            return [error.beginError, error.closureError, error.commitError].contains { $0.map(isConnectionLoss) ?? false }
+        case is PostgresConnectionClosed:
+            return true
         case let error as PSQLError:
             if let state = error.serverInfo?[.sqlState] {
                 // Read-only transaction (a demoted primary), admin shutdown, cannot connect now.
@@ -605,9 +593,6 @@ public final class PostgresStore: Store, Sendable {
                 return "\(error.code): \(text)"
             }
             return "\(error.code)"
-        case let error as PostgresTransactionError:
-            if let inner = error.closureError ?? error.beginError ?? error.commitError { return describe(inner) }
-            return "transaction failed"
         case let error as StoreError:
             return error.description
         default:
@@ -626,12 +611,12 @@ final class LeasedConnection: Sendable {
 
 /// Recovery's reads on one connection, inside the caller's transaction.
 struct PostgresReads: RecoveryReads {
-    let connection: PostgresConnection
+    let connection: PostgresSession
 
     func meeting(_ id: MeetingID) async throws -> (MeetingRecord, Epoch)? {
         guard let row = try await connection.query(
-            "SELECT title, settings, created_at, epoch FROM meetings WHERE id = \(id.rawValue)", logger: PostgresStore.quiet
-        ).collect().first else { return nil }
+            "SELECT title, settings, created_at, epoch FROM meetings WHERE id = \(id.rawValue)"
+        ).first else { return nil }
         let (title, settings, createdAt, epoch) = try row.decode((String, String, Int64, Int64).self)
         return (MeetingRecord(id: id, title: title, settings: try StoredForm.settings(settings, of: id), createdAt: createdAt),
                 Epoch(UInt64(bitPattern: epoch)))
@@ -656,8 +641,8 @@ struct PostgresReads: RecoveryReads {
 
     private func rows(_ query: PostgresQuery) async throws -> [StoredRow] {
         var rows: [StoredRow] = []
-        for try await (seq, body, checksum) in try await connection.query(query, logger: PostgresStore.quiet)
-            .decode((Int64, Data?, Data?).self) {
+        for row in try await connection.query(query) {
+            let (seq, body, checksum) = try row.decode((Int64, Data?, Data?).self)
             rows.append(StoredRow(seq: Seq(bitPattern: seq), body: body, checksum: checksum))
         }
         return rows
