@@ -189,6 +189,7 @@ public struct Placement: Sendable {
         }
         actions += answerWaiting()
         actions += assignMissingStandbys()
+        actions += standbysOntoOtherMachines()
         return actions
     }
 
@@ -409,6 +410,26 @@ public struct Placement: Sendable {
             place.standby = standby
             places[meeting] = place
             actions.append(.follow(meeting, on: standby, host: place.host))
+        }
+        return actions
+    }
+
+    /// Standbys that share their host's machine (there was no room elsewhere when they were
+    /// placed) move to another machine once one has room, such as a machine that has just
+    /// joined or come back: losing the host's machine must not take both copies. The new
+    /// standby follows first; the old one is released.
+    private mutating func standbysOntoOtherMachines() -> [Action] {
+        var actions: [Action] = []
+        for (meeting, place) in places.sorted(by: { $0.key < $1.key }) where place.movingSinceMs == nil {
+            guard let standby = place.standby, let machine = servers[place.host]?.address.machine,
+                  servers[standby]?.address.machine == machine,
+                  let better = candidates(excluding: [place.host, standby], awayFrom: place.host).first,
+                  better.address.machine != machine
+            else { continue }
+            var place = place
+            place.standby = better.name
+            places[meeting] = place
+            actions += [.follow(meeting, on: better.name, host: place.host), .release(meeting, on: standby)]
         }
         return actions
     }

@@ -219,6 +219,28 @@ struct MachinePlacementTests {
         #expect(placement.machineForNewServer(up: []) == nil)
     }
 
+    @Test("a standby that had to share its host's machine moves to a machine that joins, and only such standbys move")
+    func standbyMovesToJoiningMachine() {
+        let c4: NodeName = "collab-4"
+        var placement = cluster([(c1, "m1"), (c2, "m1")])
+        #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 1) == [.open(standup, on: c1, standby: c2)])
+        _ = placement.hosting(standup, on: c1, epoch: Epoch(1))
+        #expect(placement.locate(review, request: LocateRequest(2), nowMs: 2) == [.open(review, on: c2, standby: c1)])
+        _ = placement.hosting(review, on: c2, epoch: Epoch(1))
+        // m2 joins with one server: both standbys share their host's machine; both move there.
+        let joined = placement.register(c3, at: ServerAddress(client: "http://c3:1", zone: "http://c3:2", machine: "m2"),
+                                        holding: [], nowMs: 3)
+        #expect(joined == [
+            .follow(review, on: c3, host: c2), .release(review, on: c1),
+            .follow(standup, on: c3, host: c1), .release(standup, on: c2),
+        ])
+        #expect(placement.places[standup]?.standby == c3 && placement.places[review]?.standby == c3)
+        // Another machine joining moves nothing: every standby is already away from its host.
+        let another = placement.register(c4, at: ServerAddress(client: "http://c4:1", zone: "http://c4:2", machine: "m3"),
+                                         holding: [], nowMs: 4)
+        #expect(another == [])
+    }
+
     @Test("with one machine only, standbys still go to another server of it")
     func oneMachine() {
         var placement = cluster([(c1, "m1"), (c2, "m1")])
