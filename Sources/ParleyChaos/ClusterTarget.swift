@@ -142,6 +142,17 @@ public actor ClusterTarget: SignalledTarget {
         return URL(string: text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
+    /// Every web front's address, as each wrote it, in the configuration's order of
+    /// processes; fronts that have not written one yet are left out.
+    public nonisolated func publicURLs() -> [URL] {
+        configuration.processes.filter { $0.role == .web }.compactMap { web in
+            guard let machine = configuration.machine(of: web.name),
+                  let text = try? String(contentsOfFile: ZonePaths(data: data(machine)).publicURL, encoding: .utf8)
+            else { return nil }
+            return URL(string: text.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+    }
+
     /// A process as its machine's supervisor reports it.
     public struct Located: Sendable {
         public var machine: String

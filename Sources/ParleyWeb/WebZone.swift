@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ParleyServer
+import ParleyStore
 import ParleyZone
 
 /// The web zone: accounts, the meeting center, the meeting page and documents, added to a
@@ -19,7 +20,10 @@ public enum WebZone {
             AccountRoutes(web: web).add(to: router)
             CenterRoutes(web: web).add(to: router)
             MeetingPageRoutes(web: web).add(to: router)
-            DocumentRoutes(dataDirectory: data, tokens: front.tokens, settings: settings, logger: front.logger)
+            // A store shared between machines keeps the documents too; on one machine (SQLite)
+            // they are files in the data directory.
+            DocumentRoutes(dataDirectory: data, shared: front.store as? any DocumentRows, tokens: front.tokens, settings: settings,
+                           logger: front.logger)
                 .add(to: router)
             // The page code: plain JavaScript modules and CSS, revalidated by ETag so a new
             // build is picked up at once.

@@ -239,7 +239,20 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         let count = { (role: NodeRole) in processes.count { $0.role == role } }
         if count(.manager) < 1 { problems.append("a zone needs at least one manager process") }
         if count(.collab) < 1 { problems.append("a zone needs at least one collab process") }
-        if count(.web) != 1 { problems.append("a zone needs exactly one web process, found \(count(.web))") }
+        if machines.isEmpty {
+            // One machine: the web process alone binds the public port.
+            if count(.web) != 1 { problems.append("a zone needs exactly one web process, found \(count(.web))") }
+        } else {
+            // A cluster may run a web front on several machines (documents and accounts are in
+            // the shared store), so that clients keep a way in when one machine is lost.
+            if count(.web) < 1 { problems.append("a cluster needs at least one web process") }
+            for machine in machines {
+                let fronts = machine.processes.filter { name in processes.contains { $0.name == name && $0.role == .web } }
+                if fronts.count > 1 {
+                    problems.append("machine '\(machine.name)' runs \(fronts.count) web processes; it may run one (they share the public port)")
+                }
+            }
+        }
         for service in ZoneService.allCases {
             let runners = processes.count { $0.runs.contains(service) }
             if runners != 1 { problems.append("the \(service.rawValue) service must run in exactly one process, found \(runners)") }

@@ -1,3 +1,4 @@
+import Foundation
 @testable import ParleyClient
 import ParleyCore
 import Testing
@@ -12,5 +13,34 @@ struct TokenMeetingTests {
         #expect(ParleyHTTP.meeting(inToken: "not-a-jwt") == nil)
         #expect(ParleyHTTP.meeting(inToken: "a.e30.c") == nil, "a payload without mtg")
         #expect(ParleyHTTP.meeting(inToken: "a.!!!.c") == nil)
+    }
+}
+
+@Suite("Which web front a client asks")
+struct FrontRotationTests {
+    @Test("the front that answered last is asked again; after an attempt without an answer, the next one, in turn")
+    func rotation() {
+        let fronts = FrontRotation(count: 3)
+        #expect(fronts.next() == 0)
+        fronts.answered(0)
+        #expect(fronts.next() == 0)
+        fronts.answered(0)
+        // Front 0's machine is lost: its attempt gets no answer, and neither does front 1's.
+        #expect(fronts.next() == 0)
+        #expect(fronts.next() == 1)
+        #expect(fronts.next() == 2)
+        fronts.answered(2)
+        #expect(fronts.next() == 2)
+        // And round again past the end.
+        #expect(fronts.next() == 0)
+    }
+
+    @Test("every other server must be a usable URL, or the options are refused")
+    func otherServersChecked() {
+        var options = MeetingClient.Options()
+        options.otherServers = [URL(string: "ftp://example.com")!]
+        #expect(throws: ParleyError.self) { try options.validate() }
+        options.otherServers = [URL(string: "http://127.0.0.2:8080")!]
+        #expect(throws: Never.self) { try options.validate() }
     }
 }

@@ -5,6 +5,7 @@ import FoundationNetworking
 import Logging
 import ParleyCore
 import ParleyServer
+import ParleyStore
 @testable import ParleyWeb
 import ParleyZone
 import Synchronization
@@ -392,8 +393,8 @@ enum DocumentServer {
 /// Runs `body` against a real Parley server with `routes` on a free loopback port, in `data`
 /// (a fresh directory, removed afterwards, if nil); then stops the server. `body` gets the
 /// server's base URL, its log and its data directory.
-func runTestServer<T>(routes: @escaping FrontRoutes, data: String? = nil, apiKey: String? = nil,
-                      clock: (@Sendable () -> Millis)? = nil,
+func runTestServer<T>(routes: @escaping FrontRoutes, data: String? = nil, store: StoreLocation = .sqlite(directory: nil),
+                      apiKey: String? = nil, clock: (@Sendable () -> Millis)? = nil,
                       _ body: (String, ServerLog, String) async throws -> T) async throws -> T {
     let temporary = data == nil ? try DocumentTemporaryDirectory() : nil
     defer { temporary?.remove() }
@@ -401,6 +402,7 @@ func runTestServer<T>(routes: @escaping FrontRoutes, data: String? = nil, apiKey
     let log = ServerLog()
     var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: directory, fsyncEveryCommit: false)
     configuration.apiKey = apiKey
+    configuration.store = store
     if let clock { configuration.clock = clock }
     let server = ParleyServer(configuration: configuration, frontRoutes: routes, logger: log.logger)
     let (ports, sink) = AsyncStream<Int>.makeStream()

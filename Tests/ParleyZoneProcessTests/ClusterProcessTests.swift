@@ -243,6 +243,45 @@ struct ClusterProcessTests {
         try? await replica.stop(mode: "immediate")
     }
 
+    @Test("with a web front on every machine, the machine of the front the clients use and the machine hosting their meeting are lost at once: the clients find the meeting through another front and resume, nothing acknowledged lost")
+    func webFrontLost() async throws {
+        try await Self.withCluster({ configuration in
+            for index in configuration.machines.indices.dropFirst() {
+                let front = NodeName("web-\(configuration.machines[index].name)")
+                configuration.processes.append(.init(name: front, role: .web))
+                configuration.machines[index].processes.append(front)
+            }
+        }) { cluster, web, configuration, _ in
+            var fronts: [URL] = []
+            let deadline = ContinuousClock.now + .seconds(20)
+            while fronts.count < configuration.machines.count, ContinuousClock.now < deadline {
+                fronts = cluster.publicURLs()
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(fronts.count == configuration.machines.count && fronts.first == web, "fronts: \(fronts)")
+            let created = try await ParleyHTTP.createMeeting(server: web, title: "Fronts")
+            let bobToken = try await ParleyHTTP.issueToken(server: web, meeting: created.meeting.id, name: "Bob").token
+            var aliceOptions = Scenario.options(.webSocket), bobOptions = Scenario.options(.longPolling)
+            aliceOptions.otherServers = Array(fronts.dropFirst())
+            bobOptions.otherServers = Array(fronts.dropFirst())
+            let alice = try MeetingClient(server: web, token: created.hostToken, options: aliceOptions)
+            let bob = try MeetingClient(server: web, token: bobToken, options: bobOptions)
+            try await alice.connect()
+            try await bob.connect()
+            let (hostMachine, standbyMachine) = try await Self.placement(of: created.meeting.id, in: cluster)
+            let resumeTime = try await Scenario.exchange(alice: alice, bob: bob) {
+                // m1 runs the front the clients were given (and the services and a manager).
+                async let front = cluster.killMachine("m1")
+                async let host = cluster.killMachine(hostMachine)
+                _ = try await (front, host)
+            }
+            let (newHost, _) = try await Self.placement(of: created.meeting.id, in: cluster, hostOnly: true)
+            #expect(newHost == standbyMachine)
+            print("cluster: machines m1 (the clients' web front) and \(hostMachine) lost; every client resumed after \(resumeTime) through another front, on \(newHost)")
+            await cluster.stop()
+        }
+    }
+
     /// Runs `body` with a started cluster: the standard three machines, changed by `adjust`,
     /// with the harness's heartbeats, on `storeURL` (a fresh database by default). `body`
     /// stops it; on an error every supervisor's log is recorded and the cluster is stopped here.

@@ -91,4 +91,24 @@ struct ZoneConfigurationTests {
             "managers must run on at least two machines, so that losing one machine leaves a manager",
         ])
     }
+
+    @Test("a cluster may run a web front on several machines, one per machine; a zone on one machine runs exactly one")
+    func webFronts() throws {
+        var cluster = ZoneConfiguration()
+        cluster.store.url = "postgres://parley@db/parley"
+        cluster.processes.append(.init(name: "web-2", role: .web))
+        cluster.machines = [
+            .init(name: "m1", address: "10.0.0.1", processes: ["manager-1", "collab-1", "web", "services"]),
+            .init(name: "m2", address: "10.0.0.2", processes: ["manager-2", "collab-2", "web-2"]),
+        ]
+        #expect(cluster.problems() == [])
+        var crowded = cluster
+        crowded.processes.append(.init(name: "web-3", role: .web))
+        crowded.machines[1].processes.append("web-3")
+        #expect(crowded.problems() == ["machine 'm2' runs 2 web processes; it may run one (they share the public port)"])
+
+        var oneMachine = ZoneConfiguration()
+        oneMachine.processes.append(.init(name: "web-2", role: .web))
+        #expect(oneMachine.problems() == ["a zone needs exactly one web process, found 2"])
+    }
 }

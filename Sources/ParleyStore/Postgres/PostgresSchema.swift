@@ -130,6 +130,28 @@ enum PostgresSchema {
             )
             """,
         ]),
+        Migration(version: 3, name: "documents and their page images, shared by every web front", sql: [
+            """
+            CREATE TABLE documents (
+                meeting text NOT NULL,
+                document text NOT NULL,
+                manifest text NOT NULL,
+                created_at bigint NOT NULL,
+                PRIMARY KEY (meeting, document)
+            )
+            """,
+            """
+            CREATE TABLE document_pages (
+                meeting text NOT NULL,
+                page text NOT NULL,
+                document text NOT NULL,
+                content_type text NOT NULL,
+                bytes bytea NOT NULL,
+                PRIMARY KEY (meeting, page),
+                FOREIGN KEY (meeting, document) REFERENCES documents (meeting, document) ON DELETE CASCADE
+            )
+            """,
+        ]),
     ]
 
     /// Any fixed number: every Parley process takes this advisory lock to migrate.

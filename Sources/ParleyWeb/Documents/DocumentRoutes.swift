@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import ParleyCore
 import ParleyServer
+import ParleyStore
 import ParleyZone
 
 /// Uploads (PDF or image) and page images, for the meeting page.
@@ -31,7 +32,12 @@ struct DocumentRoutes: Sendable {
     let converters: [PDFConverter]
     let runner: ConverterRunner
     let slots: ConversionSlots
+    /// Where uploads are staged and converted, on this machine; and where documents are kept
+    /// when there is no `shared` store.
     let store: DocumentStore
+    /// The database every machine shares (PostgreSQL), when there is one: documents are kept
+    /// there, so any web front serves them and none is lost with a machine.
+    let shared: (any DocumentRows)?
     let progress = UploadProgress()
 
     /// Conversions that run at once (each is a process using a core), and that may wait
@@ -39,17 +45,18 @@ struct DocumentRoutes: Sendable {
     static let concurrentConversions = 2
     static let waitingConversions = 8
 
-    init(dataDirectory: String, tokens: TokenAuthority, settings: WebSettings, logger: Logger) {
-        self.init(dataDirectory: dataDirectory, tokens: tokens, settings: settings, logger: logger,
+    init(dataDirectory: String, shared: (any DocumentRows)?, tokens: TokenAuthority, settings: WebSettings, logger: Logger) {
+        self.init(dataDirectory: dataDirectory, shared: shared, tokens: tokens, settings: settings, logger: logger,
                   converters: PDFConverter.standard)
     }
 
     /// - Parameters:
     ///   - converters: tried in this order for each PDF.
     ///   - searchPath: where converter tools are looked up; nil for this process's `PATH`.
-    init(dataDirectory: String, tokens: TokenAuthority, settings: WebSettings, logger: Logger,
+    init(dataDirectory: String, shared: (any DocumentRows)? = nil, tokens: TokenAuthority, settings: WebSettings, logger: Logger,
          converters: [PDFConverter], searchPath: String? = ProcessInfo.processInfo.environment["PATH"]) {
         self.dataDirectory = dataDirectory
+        self.shared = shared
         self.tokens = tokens
         self.settings = settings
         self.logger = logger
@@ -196,8 +203,18 @@ struct DocumentRoutes: Sendable {
             }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try DocumentStore.write(try encoder.encode(manifest), to: staged + "/document.json")
-            try store.install(staged: staged, meeting: claims.meeting.rawValue, document: document)
+            let manifestBytes = try encoder.encode(manifest)
+            if let shared {
+                try await shared.storeDocument(StoredDocument(
+                    meeting: claims.meeting.rawValue, document: document, manifest: manifestBytes, createdAt: manifest.createdAtMs,
+                    pages: try manifest.pages.map { page in
+                        StoredDocument.Page(id: page.id, contentType: page.contentType,
+                                            bytes: Array(try Data(contentsOf: URL(fileURLWithPath: staged + "/" + page.file))))
+                    }))
+            } else {
+                try DocumentStore.write(manifestBytes, to: staged + "/document.json")
+                try store.install(staged: staged, meeting: claims.meeting.rawValue, document: document)
+            }
         } catch let error as DocumentError {
             logger.info("document upload refused: \(error.code)", metadata: [
                 "meeting": "\(meeting)", "participant": "\(claims.participant)", "code": "\(error.code)",
@@ -229,24 +246,49 @@ struct DocumentRoutes: Sendable {
 
     private func page(_ request: Request, context: BasicRequestContext, meeting: String, page: String) async throws -> Response {
         let claims = try await authorize(request, meeting: meeting)
-        guard let stored = store.page(page, meeting: claims.meeting.rawValue) else { throw DocumentError.unknownPage }
+        let stored: StoredPage
+        if let shared {
+            guard DocumentIDs.isPageID(page) else { throw DocumentError.unknownPage }
+            do {
+                guard let found = try await shared.documentPage(meeting: claims.meeting.rawValue, page: page) else {
+                    throw DocumentError.unknownPage
+                }
+                stored = .bytes(found.bytes, contentType: found.contentType)
+            } catch let error as StoreError {
+                logger.error("cannot read page \(page): \(error)", metadata: ["meeting": "\(meeting)"])
+                throw DocumentError.storageFailed
+            }
+        } else {
+            guard let found = store.page(page, meeting: claims.meeting.rawValue) else { throw DocumentError.unknownPage }
+            stored = .file(found.path, contentType: found.contentType)
+        }
         // A page id never changes its content, so the id is its entity tag.
         let etag = "\"\(page)\""
         var headers: HTTPFields = [.cacheControl: Self.cacheControl, .eTag: etag]
         if EntityTags.matches(ifNoneMatch: request.headers[.ifNoneMatch], etag: etag) {
             return Response(status: .notModified, headers: headers)
         }
-        headers[.contentType] = stored.contentType
         // Images are kept as uploaded: a browser must not read one as anything but an image.
         headers[Self.noSniffHeader] = "nosniff"
-        let body: ResponseBody
-        do {
-            body = try await FileIO().loadFile(path: stored.path, context: context)
-        } catch {
-            logger.error("cannot read page \(page): \(error)", metadata: ["meeting": "\(meeting)", "path": "\(stored.path)"])
-            throw DocumentError.storageFailed
+        switch stored {
+        case .bytes(let bytes, let contentType):
+            headers[.contentType] = contentType
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        case .file(let path, let contentType):
+            headers[.contentType] = contentType
+            do {
+                return Response(status: .ok, headers: headers, body: try await FileIO().loadFile(path: path, context: context))
+            } catch {
+                logger.error("cannot read page \(page): \(error)", metadata: ["meeting": "\(meeting)", "path": "\(path)"])
+                throw DocumentError.storageFailed
+            }
         }
-        return Response(status: .ok, headers: headers, body: body)
+    }
+
+    /// A page to serve: a file of this machine's, or bytes from the shared store.
+    enum StoredPage {
+        case file(String, contentType: String)
+        case bytes([UInt8], contentType: String)
     }
 
     // MARK: - Tokens

@@ -46,6 +46,10 @@ public actor MeetingClient {
         /// How to reach the server; nil for the network. Tests of an app put a fake here
         /// (`ParleyTesting`'s `InMemoryParley.connector`).
         public var connector: Connector?
+        /// Other web fronts of the same Parley cluster (each machine running one gives an
+        /// address): when the server cannot tell where the meeting is now (its machine is lost),
+        /// the next connection attempt asks the next of these, in turn.
+        public var otherServers: [URL] = []
 
         public init(policy: ConnectionPolicy = ConnectionPolicy(), longPollWait: Duration = .seconds(25),
                     eventBufferLimit: Int = 65_536, logger: Logger = Logger(label: "parley.client"),
@@ -67,6 +71,7 @@ public actor MeetingClient {
             guard eventBufferLimit > 0 else {
                 throw .invalidOptions("eventBufferLimit must be 1 or more (it is \(eventBufferLimit))")
             }
+            for other in otherServers { _ = try ParleyHTTP.endpoint(other, "") }
         }
     }
 
@@ -123,7 +128,7 @@ public actor MeetingClient {
         let urlSession = HTTP.makeSession(timeoutSeconds: Double(options.longPollWait.wholeMilliseconds) / 1000 + 10)
         self.urlSession = urlSession
         connector = options.connector ?? .network(
-            server: server, meeting: ParleyHTTP.meeting(inToken: token), longPollWait: options.longPollWait,
+            servers: [server] + options.otherServers, meeting: ParleyHTTP.meeting(inToken: token), longPollWait: options.longPollWait,
             probeTimeout: options.policy.connectTimeout, session: urlSession, logger: logger)
         origin = clock.now
     }

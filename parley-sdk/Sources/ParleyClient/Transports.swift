@@ -5,6 +5,7 @@ import FoundationNetworking
 import Logging
 import ParleyCore
 import ParleyProtocol
+import Synchronization
 import WSClient
 
 /// How a ``MeetingClient`` reaches Parley: the seam where an app's tests put a fake
@@ -30,12 +31,19 @@ public struct Connector: Sendable {
     }
 
     /// The real thing: asks the locator where the meeting lives (when the token names it),
-    /// then opens a WebSocket or a long-polling session there.
-    static func network(server: URL, meeting: MeetingID?, longPollWait: Duration, probeTimeout: Duration,
+    /// then opens a WebSocket or a long-polling session there. `servers` are the web fronts
+    /// that can answer, the app's own first; an attempt that could not locate the meeting
+    /// makes the next one ask the next front.
+    static func network(servers: [URL], meeting: MeetingID?, longPollWait: Duration, probeTimeout: Duration,
                         session: URLSession, logger: Logger) -> Connector {
+        let fronts = FrontRotation(count: servers.count)
         // Ask where the meeting lives now; after a failover that is another server.
         @Sendable func host() async throws -> URL {
-            if let meeting { try await ParleyHTTP.locate(server: server, meeting: meeting) } else { server }
+            let index = fronts.next()
+            guard let meeting else { return servers[index] }
+            let located = try await ParleyHTTP.locate(server: servers[index], meeting: meeting)
+            fronts.answered(index)
+            return located
         }
         return Connector(
             open: { transport, link in
@@ -65,6 +73,37 @@ public struct Connector: Sendable {
                     return false
                 }
             })
+    }
+}
+
+/// Which web front the next locate asks: the one that answered last, or, after an attempt
+/// that got no answer (its machine may be gone, or the attempt timed out), the next one.
+final class FrontRotation: Sendable {
+    private struct State {
+        var current = 0
+        var unanswered = false
+    }
+    private let count: Int
+    private let state = Mutex(State())
+
+    init(count: Int) {
+        precondition(count > 0)
+        self.count = count
+    }
+
+    func next() -> Int {
+        state.withLock { state in
+            if state.unanswered { state.current = (state.current + 1) % count }
+            state.unanswered = true
+            return state.current
+        }
+    }
+
+    func answered(_ index: Int) {
+        state.withLock { state in
+            state.current = index
+            state.unanswered = false
+        }
     }
 }
 
