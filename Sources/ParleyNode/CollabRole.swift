@@ -33,7 +33,8 @@ struct CollabService: Service {
             }
             return [node]
         })
-        var configuration = try ServerConfiguration(zone: context.configuration, paths: context.paths, port: 0)
+        let clientPort = try ListenPorts.pick(context.configuration.ports, host: context.configuration.host, process: context.name)
+        var configuration = try ServerConfiguration(zone: context.configuration, paths: context.paths, port: clientPort)
         configuration.poison = PoisonGuard(directory: context.paths.zoneDirectory + "/applying", process: context.name.rawValue,
                                            afterCrashes: context.configuration.poisonAfterCrashes)
         if let trigger = context.configuration.testFaults?.crashOnChatText {
@@ -97,7 +98,9 @@ actor CollabNode: Service, ZoneAgentDelegate {
         // the cluster's TLS).
         let zonePort = PortAnnouncement()
         let (directory, logger, scheme) = (directory, context.logger, credentials.scheme)
-        let zoneLinks = ZoneListener.application(host: host, credentials: credentials, serverName: "parley-collab",
+        // Taken after the client port is bound, so the two never coincide.
+        let bind = try ListenPorts.pick(context.configuration.ports, host: host, process: NodeName(context.name.rawValue + "/zone"))
+        let zoneLinks = ZoneListener.application(host: host, bind: bind, credentials: credentials, serverName: "parley-collab",
                                                  port: zonePort, logger: logger) { link in
             await CollabNode.serveStandby(link, directory: directory, logger: logger)
         }

@@ -288,7 +288,8 @@ struct ManagerService: Service {
         let manager = ZoneManager(name: context.name, configuration: configuration, supervisor: context.link, logger: logger)
         await context.link.reportLoad { await manager.statusLoad() }
         let port = PortAnnouncement()
-        let app = ZoneListener.application(host: configuration.host, credentials: credentials, serverName: "parley-manager",
+        let bind = try ListenPorts.pick(configuration.ports, host: configuration.host, process: context.name)
+        let app = ZoneListener.application(host: configuration.host, bind: bind, credentials: credentials, serverName: "parley-manager",
                                            port: port, logger: logger) { link in await manager.serve(link) }
 
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -17,7 +17,7 @@ public enum ZoneListener {
     /// - Parameters:
     ///   - port: announced once listening; the process gives out `scheme://host:port`.
     ///   - serve: runs for each authenticated link; the link closes when it returns.
-    public static func application(host: String, credentials: ZoneCredentials, serverName: String, port: PortAnnouncement,
+    public static func application(host: String, bind: Int = 0, credentials: ZoneCredentials, serverName: String, port: PortAnnouncement,
                                    logger: Logger, serve: @escaping @Sendable (ZoneLink) async -> Void) -> some ApplicationProtocol {
         let router = Router()
         router.get("/health") { _, _ in "ok" }
@@ -44,7 +44,7 @@ public enum ZoneListener {
         }
         return Application(
             router: router, server: server,
-            configuration: .init(address: .hostname(host, port: 0), serverName: serverName),
+            configuration: .init(address: .hostname(host, port: bind), serverName: serverName),
             onServerRunning: { channel in port.announce(channel.localAddress?.port ?? 0) },
             logger: logger)
     }

@@ -158,6 +158,10 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
     public var store = StoreSettings()
     /// TLS for clients; nil serves them plain HTTP.
     public var tls: ClientTLS?
+    /// The ports every other listener of the zone takes (collab servers' client and zone
+    /// ports, the managers' zone ports), so that a firewall can allow exactly them; nil lets
+    /// the system choose.
+    public var ports: PortRange?
     /// The machines of a cluster; empty for a zone on one machine.
     public var machines: [Machine] = []
     /// In a cluster, the machine this copy of the configuration runs on: set by `--machine`,
@@ -258,6 +262,13 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
             if runners != 1 { problems.append("the \(service.rawValue) service must run in exactly one process, found \(runners)") }
         }
         if !(1...65_535).contains(publicPort) && publicPort != 0 { problems.append("publicPort \(publicPort) is not a port") }
+        if let ports {
+            if !(1...65_535).contains(ports.first) || !(1...65_535).contains(ports.last) || ports.first > ports.last {
+                problems.append("ports must be a range of TCP ports, first <= last (it is \(ports.first)-\(ports.last))")
+            } else if (ports.first...ports.last).contains(publicPort) {
+                problems.append("ports (\(ports.first)-\(ports.last)) must not include publicPort \(publicPort)")
+            }
+        }
         if heartbeat.intervalMs <= 0 || heartbeat.timeoutMs <= heartbeat.intervalMs {
             problems.append("heartbeat.timeoutMs must exceed heartbeat.intervalMs, and both be positive")
         }
@@ -332,6 +343,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         web = try container.decodeIfPresent(WebSettings.self, forKey: .web) ?? standard.web
         store = try container.decodeIfPresent(StoreSettings.self, forKey: .store) ?? standard.store
         tls = try container.decodeIfPresent(ClientTLS.self, forKey: .tls)
+        ports = try container.decodeIfPresent(PortRange.self, forKey: .ports)
         machines = try container.decodeIfPresent([Machine].self, forKey: .machines) ?? standard.machines
         machine = try container.decodeIfPresent(String.self, forKey: .machine)
         poisonAfterCrashes = try container.decodeIfPresent(Int.self, forKey: .poisonAfterCrashes) ?? standard.poisonAfterCrashes

@@ -200,6 +200,8 @@ struct ClusterProcessTests {
         ]
         configuration.scaling.connectionsPerServer = 1
         configuration.scaling.maxCollabServers = 3
+        // And every listener but the public port takes a port of this range.
+        configuration.ports = PortRange(first: 47_600, last: 47_699)
         }) { cluster, web, configuration, directory in
             // The clients stay connected (held here) until the end.
             let (first, alice, bob) = try await Self.meetingWithTwoClients(at: web, title: "Busy 1")
@@ -211,6 +213,13 @@ struct ClusterProcessTests {
                                                           expecting: configuration.processes.count + 1)
             #expect(everywhere["collab-m3-1"] == "m3", "processes: \(everywhere)")
             #expect(everywhere.keys.filter { $0.hasPrefix("collab-") }.count == 3, "exactly one more: \(everywhere)")
+            let range = try #require(configuration.ports)
+            for (name, located) in try await cluster.status() where located.process.role == .collab || located.process.role == .manager {
+                let ports = listeningPorts(of: Int32(try #require(located.process.pid)))
+                // A collab server listens for clients and for its standbys; a manager for zone links.
+                #expect(ports.count == (located.process.role == .collab ? 2 : 1), "\(name) listens on \(ports)")
+                #expect(ports.allSatisfy { (range.first...range.last).contains($0) }, "\(name) listens on \(ports)")
+            }
             for client in [alice, bob, carol, dave] { await client.close() }
             await cluster.stop()
         }
@@ -359,4 +368,27 @@ struct ClusterProcessTests {
         }
         throw HarnessFailure("no host and standby for \(meeting) within 20 s")
     }
+}
+
+/// The TCP ports process `pid` listens on: its sockets (`/proc/PID/fd`) that its network
+/// namespace's tables (`/proc/PID/net/tcp`, `tcp6`) list in state LISTEN.
+func listeningPorts(of pid: Int32) -> Set<Int> {
+    let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+    let inodes = Set(fds.compactMap { fd -> String? in
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
+              target.hasPrefix("socket:[") else { return nil }
+        return String(target.dropFirst(8).dropLast())
+    })
+    var ports = Set<Int>()
+    for table in ["tcp", "tcp6"] {
+        let text = (try? String(contentsOfFile: "/proc/\(pid)/net/\(table)", encoding: .utf8)) ?? ""
+        for line in text.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ")
+            // local_address is ADDR:PORT in hex; st 0A is LISTEN; the inode is field 9.
+            guard fields.count > 9, fields[3] == "0A", inodes.contains(String(fields[9])),
+                  let port = fields[1].split(separator: ":").last.flatMap({ Int($0, radix: 16) }) else { continue }
+            ports.insert(port)
+        }
+    }
+    return ports
 }

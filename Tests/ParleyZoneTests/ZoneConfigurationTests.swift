@@ -112,3 +112,29 @@ struct ZoneConfigurationTests {
         #expect(oneMachine.problems() == ["a zone needs exactly one web process, found 2"])
     }
 }
+
+@Suite("Port ranges")
+struct PortRangeTests {
+    @Test("a process tries every port of the range once, from a place its name fixes, the same on every run")
+    func order() {
+        let range = PortRange(first: 7_100, last: 7_109)
+        let collab = range.order(for: "collab-2")
+        #expect(collab.sorted() == Array(7_100...7_109))
+        #expect(collab == range.order(for: "collab-2"))
+        #expect(zip(collab, collab.dropFirst()).allSatisfy { $1 == $0 + 1 || ($0 == 7_109 && $1 == 7_100) }, "\(collab)")
+        #expect(Set(["manager-1", "manager-2", "collab-1", "collab-2"].map { range.order(for: $0).first! }).count > 1,
+                "processes starting together begin at different ports")
+        #expect(PortRange(first: 9, last: 9).order(for: "x") == [9])
+    }
+
+    @Test("the range must be ports, in order, and leave out the public port")
+    func problems() {
+        var configuration = ZoneConfiguration()
+        configuration.ports = PortRange(first: 7_100, last: 7_199)
+        #expect(configuration.problems() == [])
+        configuration.ports = PortRange(first: 7_200, last: 7_100)
+        #expect(configuration.problems() == ["ports must be a range of TCP ports, first <= last (it is 7200-7100)"])
+        configuration.ports = PortRange(first: 8_000, last: 8_100)
+        #expect(configuration.problems() == ["ports (8000-8100) must not include publicPort 8080"])
+    }
+}
