@@ -1,4 +1,5 @@
 import FoundationEssentials
+import NIOCore
 import NIOSSL
 import ParleyServer
 import ParleyZone
@@ -43,6 +44,8 @@ public struct ZoneTLS: Sendable {
     public let server: TLSConfiguration
     /// For making links.
     public let client: TLSConfiguration
+    /// How long closing a link waits for the peer's TLS close_notify.
+    static let shutdownTimeout = TimeAmount.milliseconds(250)
     /// The name sent as SNI: links go to IP addresses, which SNI may not carry.
     public static let serverName = "parley-zone"
 
@@ -73,6 +76,11 @@ public struct ZoneTLS: Sendable {
         client.trustRoots = .certificates(ca)
         client.certificateVerification = .noHostnameVerification
         client.minimumTLSVersion = .tlsv13
+        // A link to a machine cut off by a partition never gets the peer's close_notify. The
+        // default wait for it (5 s) kept every process from its new manager for 5 s after the
+        // lease moved on, because a link is done only once its TLS shutdown is.
+        server.shutdownTimeout = Self.shutdownTimeout
+        client.shutdownTimeout = Self.shutdownTimeout
         self.server = server
         self.client = client
     }
