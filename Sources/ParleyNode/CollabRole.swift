@@ -35,7 +35,7 @@ struct CollabService: Service {
         })
         let clientPort = try ListenPorts.pick(context.configuration.ports, host: context.configuration.host, process: context.name)
         var configuration = try ServerConfiguration(zone: context.configuration, paths: context.paths, port: clientPort)
-        configuration.poison = PoisonGuard(directory: context.paths.zoneDirectory + "/applying", process: context.name.rawValue,
+        configuration.poison = PoisonGuard(directory: context.paths.applyingDirectory, process: context.name.rawValue,
                                            afterCrashes: context.configuration.poisonAfterCrashes)
         if let trigger = context.configuration.testFaults?.crashOnChatText {
             context.logger.critical("TEST FAULT INJECTION IS ON: a chat whose text is exactly this crashes this process",

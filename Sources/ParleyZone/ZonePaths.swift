@@ -9,6 +9,8 @@ public struct ZonePaths: Sendable, Equatable {
 
     /// Readable only by the zone's user (mode 0700): the control socket and the secrets.
     public var zoneDirectory: String { data + "/zone" }
+    /// Where hosts note the op they are applying, one folder per process (poison ops).
+    public var applyingDirectory: String { zoneDirectory + "/applying" }
     /// The supervisor's Unix socket: processes' heartbeats and requests, and `parley ctl`.
     public var controlSocket: String { zoneDirectory + "/control.sock" }
     /// The shared secret that authenticates links between processes (mode 0600).

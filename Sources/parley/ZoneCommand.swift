@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import Logging
+import ParleyCore
 import ParleyNode
 import ParleyServer
 import ParleyStore
@@ -128,8 +129,10 @@ struct ZoneCommand: AsyncParsableCommand {
                 return false
             }
             if let machine = configuration.machine {
+                let afterCrashes = configuration.poisonAfterCrashes
                 tasks.addTask {
-                    await publishStatus(of: supervisor, machine: machine, to: location, dataDirectory: dataDirectory, logger: logger)
+                    await publishStatus(of: supervisor, machine: machine, to: location, dataDirectory: dataDirectory,
+                                        afterCrashes: afterCrashes, logger: logger)
                     return false
                 }
             }
@@ -144,10 +147,11 @@ struct ZoneCommand: AsyncParsableCommand {
 }
 
 /// In a cluster: what this machine's supervisor sees of its processes, published to the
-/// shared store every second, so `parley ctl status` on any machine shows the whole cluster.
+/// shared store every second, so `parley ctl status` on any machine shows the whole cluster;
+/// and the crashes its processes died of while applying an op, counted in the store.
 /// Runs until cancelled; a store that cannot be reached is retried, not fatal.
 func publishStatus(of supervisor: Supervisor, machine: String, to location: StoreLocation, dataDirectory: String,
-                   logger: Logger) async {
+                   afterCrashes: Int, logger: Logger) async {
     let encoder = JSONEncoder()
     encoder.outputFormatting = .sortedKeys
     while !Task.isCancelled {
@@ -167,6 +171,10 @@ func publishStatus(of supervisor: Supervisor, machine: String, to location: Stor
                         if !failing { logger.warning("cannot publish this machine's processes", metadata: ["error": "\(error)"]) }
                         failing = true
                     }
+                    // The crashes this machine's processes died of, counted where every machine
+                    // sees them (the next host of a meeting may be on another machine).
+                    await ApplyingNote.sweep(directory: ZonePaths(data: dataDirectory).applyingDirectory, store: store,
+                                             now: Millis(Date().timeIntervalSince1970 * 1000), afterCrashes: afterCrashes, logger: logger)
                     try await Task.sleep(for: .seconds(1))
                 }
             }
