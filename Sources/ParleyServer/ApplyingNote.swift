@@ -32,7 +32,8 @@ public final class ApplyingNote: Sendable {
     deinit { close(descriptor) }
 
     /// The meeting goes in the note too: a machine's supervisor, which counts the crashes of
-    /// its own processes for a cluster (``sweep(directory:store:now:logger:)``), reads it there.
+    /// its own processes for a cluster (``sweep(directory:store:now:afterCrashes:logger:)``),
+    /// reads it there.
     func applying(_ participant: ParticipantID, _ op: OpID) {
         write("\(getpid()) op \(participant.rawValue) \(op.rawValue) \(meeting.rawValue)")
     }
@@ -104,9 +105,9 @@ public final class ApplyingNote: Sendable {
     }
 
     /// A note (whose writer is gone, with `onlyIfGone`): removed when idle; when it names an
-    /// op, counted in the store as a crash, exactly once. The note is claimed by a rename first, so that of the
-    /// processes that find it (the next host, and in a cluster the machine's supervisor) one
-    /// counts it.
+    /// op, counted in the store as a crash, exactly once. The note is claimed by a rename
+    /// first, so that of the processes that find it (the next host, and in a cluster the
+    /// machine's supervisor) one counts it.
     private static func count(_ note: Note, at path: String, meeting: MeetingID, process: String, poison afterCrashes: Int,
                               store: any Store, now: Millis, logger: Logger, onlyIfGone: Bool) async {
         if onlyIfGone, isAlive(note.pid) { return }

@@ -35,6 +35,15 @@ struct FrontRotationTests {
         #expect(fronts.next() == 0)
     }
 
+    @Test("the guide's example: a client given three fronts is made, its own front first")
+    func guideExample() async throws {
+        let token = "not.checked.here"
+        var options = MeetingClient.Options()
+        options.otherServers = [URL(string: "https://m2.parley.example")!, URL(string: "https://m3.parley.example")!]
+        let client = try MeetingClient(server: URL(string: "https://m1.parley.example")!, token: token, options: options)
+        #expect(await client.server.host == "m1.parley.example")
+    }
+
     @Test("every other server must be a usable URL, or the options are refused")
     func otherServersChecked() {
         var options = MeetingClient.Options()
