@@ -72,7 +72,8 @@ struct PostgresFailoverTests {
     @Test("a COMMIT the database never answers (it waits for a synchronous standby that is not there) fails at the store's deadline; the call does not wait for it",
           .timeLimit(.minutes(1)))
     func commitNeverAnswered() async throws {
-        try await Self.withOwnServer(durable: false) { server, store, url in
+        // One connection, so that the check below sees the very session the appends use.
+        try await Self.withOwnServer(durable: false, options: "&pool_size=1") { server, store, url in
             try await store.createMeeting(standup)
             var live = LiveMeeting(standup)
             try await store.append([standup.id: live.play(3)])
@@ -80,6 +81,13 @@ struct PostgresFailoverTests {
             try await server.psql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
             try await server.psql("ALTER SYSTEM SET synchronous_commit = on")
             try await server.psql("SELECT pg_reload_conf()")
+            // A reload reaches each session at its own pace: wait until the store's sees it.
+            let reloaded = ContinuousClock.now + .seconds(20)
+            while try await (store as? PostgresStore)?.rawInt(
+                "SELECT (current_setting('synchronous_standby_names') = 'nobody')::int") != 1 {
+                guard ContinuousClock.now < reloaded else { throw StoreError.io("the setting never reached the session") }
+                try await Task.sleep(for: .milliseconds(20))
+            }
             let clock = ContinuousClock()
             for attempt in 1...2 {
                 let started = clock.now
@@ -93,7 +101,7 @@ struct PostgresFailoverTests {
 
     /// A PostgreSQL server of the test's own (its settings are the test's to change) with a
     /// database `parley`, and a store on it with short deadlines (1 s to connect, 2 s a call).
-    static func withOwnServer(durable: Bool,
+    static func withOwnServer(durable: Bool, options: String = "",
                               _ body: @Sendable (LocalPostgres, any ZoneStore, PostgresURL) async throws -> Void) async throws {
         let root = FileManager.default.temporaryDirectory.path + "/parley-pg-own-" + UUID().uuidString.prefix(8)
         defer { try? FileManager.default.removeItem(atPath: root) }
@@ -101,7 +109,7 @@ struct PostgresFailoverTests {
         try server.stopWhenGone(pid: getpid())
         try await server.createDatabase("parley")
         guard case .postgres(let url) = try StoreLocation(url: server.url(database: "parley",
-                                                                          options: "sslmode=disable&connect_timeout=1&statement_timeout=2"))
+                                                                          options: "sslmode=disable&connect_timeout=1&statement_timeout=2" + options))
         else { preconditionFailure() }
         try await StoreLocation.postgres(url).withStore(dataDirectory: root, logger: Logger(label: "test")) { store in
             try await body(server, store, url)
