@@ -127,8 +127,18 @@ struct Scenario {
             try await Task.sleep(until: tokensIssued + lifetime + .seconds(1))
         }
         say("restart \(number) now")
+        // The server must really be gone, not only Ada's connection: on a busy machine a
+        // connection can drop (a late heartbeat) while the server still runs, and an op sent
+        // then would be acknowledged.
+        let server = arguments.server
         try await waitUntil("the server goes away", within: .seconds(60)) {
-            await ada.connectionState == .reconnecting
+            guard await ada.connectionState == .reconnecting else { return false }
+            do {
+                _ = try await ParleyHTTP.ping(server: server)
+                return false
+            } catch {
+                return true
+            }
         }
         do {
             try await ada.send(.chat(text: "impatient-\(number)"), timeout: .milliseconds(100))
