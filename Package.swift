@@ -172,10 +172,10 @@ let package = Package(
             dependencies: [sdk],
             path: "Examples/MeetingApp/Sources/MeetingApp",
             swiftSettings: strict),
-        // What several test targets share: a throwaway PostgreSQL per test process.
+        // What several test targets share: a throwaway PostgreSQL per test process, a recorded log.
         .target(
             name: "ParleyTestSupport",
-            dependencies: ["ParleySupervisor"],
+            dependencies: ["ParleySupervisor", .product(name: "Logging", package: "swift-log")],
             path: "Tests/ParleyTestSupport",
             swiftSettings: strict),
         .testTarget(

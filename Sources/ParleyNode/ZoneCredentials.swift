@@ -59,9 +59,10 @@ public struct ZoneTLS: Sendable {
         let ca: [NIOSSLCertificate]
         let chain: [NIOSSLCertificate]
         let key: NIOSSLPrivateKey
-        do { ca = try NIOSSLCertificate.fromPEMFile(caPath) } catch { throw .unreadable(caPath, "\(error)") }
-        guard !ca.isEmpty else { throw .unreadable(caPath, "it holds no PEM certificate") }
-        do { (chain, key) = try ServerTLS.read(certificatePath: certificatePath, keyPath: keyPath) } catch {
+        do {
+            ca = try ServerTLS.certificates(at: caPath)
+            (chain, key) = try ServerTLS.read(certificatePath: certificatePath, keyPath: keyPath)
+        } catch {
             throw .unreadable(error.path, error.problem)
         }
 

@@ -23,12 +23,18 @@ public struct ServerTLS: Sendable, Equatable {
     public static func read(certificatePath: String, keyPath: String) throws(TLSFileError) -> ([NIOSSLCertificate], NIOSSLPrivateKey) {
         let missing = [certificatePath, keyPath].filter { !FileManager.default.fileExists(atPath: $0) }
         guard missing.isEmpty else { throw .missing(missing) }
-        let chain: [NIOSSLCertificate]
+        let chain = try certificates(at: certificatePath)
         let key: NIOSSLPrivateKey
-        do { chain = try NIOSSLCertificate.fromPEMFile(certificatePath) } catch { throw .unreadable(certificatePath, "\(error)") }
-        guard !chain.isEmpty else { throw .unreadable(certificatePath, "it holds no PEM certificate") }
         do { key = try NIOSSLPrivateKey(file: keyPath, format: .pem) } catch { throw .unreadable(keyPath, "\(error) (is it a PEM private key, readable by this user?)") }
         return (chain, key)
+    }
+
+    /// The PEM certificates in a file: at least one.
+    public static func certificates(at path: String) throws(TLSFileError) -> [NIOSSLCertificate] {
+        let certificates: [NIOSSLCertificate]
+        do { certificates = try NIOSSLCertificate.fromPEMFile(path) } catch { throw .unreadable(path, "\(error)") }
+        guard !certificates.isEmpty else { throw .unreadable(path, "it holds no PEM certificate") }
+        return certificates
     }
 }
 

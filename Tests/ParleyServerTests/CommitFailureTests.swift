@@ -73,15 +73,3 @@ struct CommitFailureTests {
         }
     }
 }
-
-extension Transcript {
-    func waitForReconnects(_ count: Int, timeout: Duration) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while reconnects < count {
-            guard ContinuousClock.now < deadline else {
-                throw TestFailure("\(reconnects) reconnects of \(count) after \(timeout): the server kept the connection open")
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
-}

@@ -13,17 +13,14 @@ struct CrashCountingTests {
     @Test("a dead process's note is counted exactly once, however many sweeps and next hosts find it at once; an idle one is removed uncounted")
     func countedOnce() async throws {
         let directory = try TemporaryDirectory()
-        let store = try SQLiteStore(directory: directory.path, synchronous: .normal)
+        let (store, applying) = try await Self.store(in: directory.path, meetings: ["m-crashy", "m-moved"])
         let meeting = MeetingID("m-crashy")
-        try await store.createMeeting(MeetingRecord(id: meeting, title: "Crashy", settings: MeetingSettings(), createdAt: 1))
-        let applying = directory.path + "/applying"
         let dead = try Self.deadPID()
         // The format `ApplyingNote.applying` writes: pid, "op", participant, op id, meeting.
         try Self.note("\(dead) op p-ada op-7 \(meeting.rawValue)", process: "collab-2", meeting: meeting, in: applying)
         try Self.note("\(dead) idle", process: "collab-4", meeting: meeting, in: applying)
         // A meeting no host here builds again (it moved to another machine): only a sweep counts it.
         let moved = MeetingID("m-moved")
-        try await store.createMeeting(MeetingRecord(id: moved, title: "Moved", settings: MeetingSettings(), createdAt: 1))
         try Self.note("\(dead) op p-cy op-9 \(moved.rawValue)", process: "collab-2", meeting: moved, in: applying)
         let poison = PoisonGuard(directory: applying, process: "collab-1", afterCrashes: 1)
         let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -54,10 +51,8 @@ struct CrashCountingTests {
     @Test("a sweep leaves a live process's note and a note without its meeting (an older host's) alone")
     func sweepLeavesWhatItCannotCount() async throws {
         let directory = try TemporaryDirectory()
-        let store = try SQLiteStore(directory: directory.path, synchronous: .normal)
+        let (store, applying) = try await Self.store(in: directory.path, meetings: ["m-old"])
         let meeting = MeetingID("m-old")
-        try await store.createMeeting(MeetingRecord(id: meeting, title: "Old", settings: MeetingSettings(), createdAt: 1))
-        let applying = directory.path + "/applying"
         try Self.note("\(getpid()) op p-ada op-1 \(meeting.rawValue)", process: "collab-1", meeting: meeting, in: applying)
         try Self.note("\(try Self.deadPID()) op p-ada op-2", process: "collab-2", meeting: meeting, in: applying)
         await ApplyingNote.sweep(directory: applying, store: store, now: 10, afterCrashes: 2,
@@ -66,6 +61,15 @@ struct CrashCountingTests {
         for process in ["collab-1", "collab-2"] {
             #expect((try? FileManager.default.contentsOfDirectory(atPath: applying + "/" + process))?.count == 1)
         }
+    }
+
+    /// A store in `directory` with these meetings, and where the notes go.
+    static func store(in directory: String, meetings: [MeetingID]) async throws -> (SQLiteStore, String) {
+        let store = try SQLiteStore(directory: directory, synchronous: .normal)
+        for meeting in meetings {
+            try await store.createMeeting(MeetingRecord(id: meeting, title: meeting.rawValue, settings: MeetingSettings(), createdAt: 1))
+        }
+        return (store, directory + "/applying")
     }
 
     static func note(_ text: String, process: String, meeting: MeetingID, in directory: String) throws {

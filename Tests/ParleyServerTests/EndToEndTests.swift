@@ -156,11 +156,19 @@ actor Transcript {
     }
 
     func waitForChats(_ count: Int, timeout: Duration) async throws {
+        try await wait(timeout, until: { chats.count >= count }) { "saw \(chats.count) of \(count) chat messages after \(timeout)" }
+    }
+
+    func waitForReconnects(_ count: Int, timeout: Duration) async throws {
+        try await wait(timeout, until: { reconnects >= count }) {
+            "\(reconnects) reconnects of \(count) after \(timeout): the server kept the connection open"
+        }
+    }
+
+    private func wait(_ timeout: Duration, until done: () -> Bool, failure: () -> String) async throws {
         let deadline = ContinuousClock.now + timeout
-        while chats.count < count {
-            guard ContinuousClock.now < deadline else {
-                throw TestFailure("saw \(chats.count) of \(count) chat messages after \(timeout)")
-            }
+        while !done() {
+            guard ContinuousClock.now < deadline else { throw TestFailure(failure()) }
             try await Task.sleep(for: .milliseconds(20))
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 @testable import ParleyWeb
+import ParleyTestSupport
 import ParleyZone
 import Testing
 
@@ -111,7 +112,7 @@ struct DocumentConverterProcessTests {
             let source = directory.path + "/source.pdf"
             try Data(DocumentPDF.pages(3, mediaBox: "0 0 200000 100000")).write(to: URL(fileURLWithPath: source))
             let conversion = PDFConversion(converters: [converter], runner: runner, limits: limits(), maxPages: 5, pixels: 120,
-                                           logger: ServerLog().logger)
+                                           logger: RecordedLog().logger())
             let result = await conversion.convert(source: source, workDirectory: directory.path + "/work", document: "d-test")
             let rendered = try result.get()
             #expect(rendered.converter == converter.name)
@@ -132,9 +133,9 @@ struct DocumentConverterProcessTests {
             defer { directory.remove() }
             let source = directory.path + "/source.pdf"
             try Data(DocumentPDF.zeros(1 << 20)).write(to: URL(fileURLWithPath: source))
-            let log = ServerLog()
+            let log = RecordedLog()
             let conversion = PDFConversion(converters: [converter], runner: runner, limits: limits(), maxPages: 5, pixels: 64,
-                                           logger: log.logger)
+                                           logger: log.logger())
             let result = await conversion.convert(source: source, workDirectory: directory.path + "/work", document: "d-test")
             #expect(try result.get().pages.count == 1, "\(converter.name): \(log.all)")
             // Neither converter complains about the stream (a broken one draws warnings).

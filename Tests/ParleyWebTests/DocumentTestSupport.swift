@@ -6,6 +6,7 @@ import Logging
 import ParleyCore
 import ParleyServer
 import ParleyStore
+import ParleyTestSupport
 @testable import ParleyWeb
 import ParleyZone
 import Synchronization
@@ -227,39 +228,6 @@ struct DocumentTemporaryDirectory: Sendable {
     }
 }
 
-/// Everything the server logged, for tests that check what an operator is told.
-final class ServerLog: Sendable {
-    private let lines = Mutex<[String]>([])
-
-    func append(_ line: String) { lines.withLock { $0.append(line) } }
-    var all: [String] { lines.withLock { $0 } }
-    func contains(_ text: String) -> Bool { all.contains { $0.contains(text) } }
-
-    var logger: Logger {
-        var logger = Logger(label: "documents-test") { _ in ServerLogHandler(log: self) }
-        logger.logLevel = .info
-        return logger
-    }
-}
-
-struct ServerLogHandler: LogHandler {
-    let log: ServerLog
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .info
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        log.append("[\(event.level)] \(event.message)")
-        if ProcessInfo.processInfo.environment["PARLEY_TEST_LOG"] != nil {
-            print("[\(event.level)] \(event.message) \(event.metadata ?? [:])")
-        }
-    }
-}
-
 /// A response, as the tests look at it.
 struct DocumentResponse: Sendable {
     var status: Int
@@ -373,7 +341,7 @@ enum DocumentServer {
     /// the documents routes alone, with those converters; without, the whole web zone.
     static func run(settings: WebSettings, data: String? = nil, converters: [PDFConverter]? = nil,
                     searchPath: String? = ProcessInfo.processInfo.environment["PATH"],
-                    _ body: @Sendable (DocumentClient, ServerLog, String) async throws -> Void) async throws {
+                    _ body: @Sendable (DocumentClient, RecordedLog, String) async throws -> Void) async throws {
         let routes: FrontRoutes
         if let converters {
             routes = { router, front in
@@ -395,16 +363,16 @@ enum DocumentServer {
 /// server's base URL, its log and its data directory.
 func runTestServer<T>(routes: @escaping FrontRoutes, data: String? = nil, store: StoreLocation = .sqlite(directory: nil),
                       apiKey: String? = nil, clock: (@Sendable () -> Millis)? = nil,
-                      _ body: (String, ServerLog, String) async throws -> T) async throws -> T {
+                      _ body: (String, RecordedLog, String) async throws -> T) async throws -> T {
     let temporary = data == nil ? try DocumentTemporaryDirectory() : nil
     defer { temporary?.remove() }
     let directory = data ?? temporary!.path
-    let log = ServerLog()
+    let log = RecordedLog()
     var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: directory, fsyncEveryCommit: false)
     configuration.apiKey = apiKey
     configuration.store = store
     if let clock { configuration.clock = clock }
-    let server = ParleyServer(configuration: configuration, frontRoutes: routes, logger: log.logger)
+    let server = ParleyServer(configuration: configuration, frontRoutes: routes, logger: log.logger())
     let (ports, sink) = AsyncStream<Int>.makeStream()
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask {

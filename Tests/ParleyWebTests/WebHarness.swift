@@ -5,6 +5,7 @@ import FoundationNetworking
 import Logging
 import ParleyCore
 import ParleyServer
+import ParleyTestSupport
 import ParleyWeb
 import ParleyZone
 import Synchronization
@@ -14,7 +15,7 @@ import Synchronization
 struct WebServer {
     let base: URL
     let data: String
-    let logs: ServerLog
+    let logs: RecordedLog
 
     /// Runs `body` against a fresh server, then stops it and removes its data.
     static func with<T>(_ settings: WebSettings = WebServer.fastSettings, clock: (@Sendable () -> Millis)? = nil,

@@ -6,6 +6,7 @@ import ParleyCore
 import NIOSSL
 import ParleyNode
 import ParleyServer
+import ParleyTestSupport
 import ParleySupervisor
 import ParleyZone
 import Synchronization
@@ -46,15 +47,15 @@ struct ZoneLinkTests {
     @Test("two processes talk over a real link; a process with the wrong secret is refused, and the refusal is logged")
     func realLink() async throws {
         let secret = try ZoneSecret(hex: secretHex)
-        let log = RefusalLog()
-        try await withListener(ZoneCredentials(secret: secret, tls: nil), logger: log.logger) { url in
+        let log = RecordedLog()
+        try await withListener(ZoneCredentials(secret: secret, tls: nil), logger: log.logger(level: .warning)) { url in
             let answer = try await ask(url, with: ZoneCredentials(secret: secret, tls: nil))
             #expect(answer == .located(request: 7, answer: .unavailable("web asked for m-1")))
             await #expect(throws: (any Error).self) {
                 try await ask(url, with: ZoneCredentials(secret: try ZoneSecret(hex: otherHex), tls: nil))
             }
         }
-        #expect(log.lines.contains { $0.contains("zone link refused") && $0.contains("not signed with this zone's secret") })
+        #expect(log.all.contains { $0.contains("zone link refused") && $0.contains("not signed with this zone's secret") })
     }
 
     @Test("in a cluster, links run over mutual TLS: only peers with a certificate from the cluster's CA get through, and every refusal is logged")
@@ -86,14 +87,14 @@ struct ZoneLinkTests {
             #expect(tls.client.shutdownTimeout <= .seconds(1) && tls.server.shutdownTimeout <= .seconds(1))
         }
 
-        let log = RefusalLog()
-        try await withListener(m1, logger: log.logger) { url in
+        let log = RecordedLog()
+        try await withListener(m1, logger: log.logger(level: .warning)) { url in
             #expect(url.hasPrefix("https://"))
             let answer = try await ask(url, with: m2)
             #expect(answer == .located(request: 7, answer: .unavailable("web asked for m-1")))
             for (who, credentials) in [("another cluster's machine", stranger), ("a peer without a certificate", nil),
                                        ("a peer in the clear", ZoneCredentials(secret: secret, tls: nil))] as [(String, ZoneCredentials?)] {
-                let refusalsBefore = log.lines.count { $0.contains("TLS handshake failed") }
+                let refusalsBefore = log.all.count { $0.contains("TLS handshake failed") }
                 await #expect(throws: (any Error).self, "\(who) got through") {
                     if let credentials, credentials.tls != nil {
                         try await ask(url, with: credentials)
@@ -112,7 +113,7 @@ struct ZoneLinkTests {
                 }
                 // The server logs the refusal when its side of the handshake fails, which may be
                 // a moment after the client has given up.
-                try await eventually { log.lines.count { $0.contains("TLS handshake failed") } > refusalsBefore }
+                try await eventually { log.all.count { $0.contains("TLS handshake failed") } > refusalsBefore }
             }
         }
         // And a cluster machine does not talk to a server outside the cluster either.
@@ -153,29 +154,6 @@ struct ZoneLinkTests {
             }
         }
         return answer.withLock { $0 }
-    }
-}
-
-/// What a listener logged at warning and above.
-private final class RefusalLog: Sendable {
-    private let records = Mutex<[String]>([])
-    var lines: [String] { records.withLock { $0 } }
-
-    var logger: Logger {
-        Logger(label: "zone-link-test") { _ in Handler(log: self) }
-    }
-
-    private struct Handler: LogHandler {
-        let log: RefusalLog
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .warning
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) {
-            log.records.withLock { $0.append("\(event.message) \(event.metadata ?? [:])") }
-        }
     }
 }
 
