@@ -172,7 +172,8 @@ let package = Package(
             dependencies: [sdk],
             path: "Examples/MeetingApp/Sources/MeetingApp",
             swiftSettings: strict),
-        // What several test targets share: a throwaway PostgreSQL per test process, a recorded log.
+        // What several test targets share: a throwaway PostgreSQL per test process, a recorded log,
+        // the machine budget that keeps the suite from running more at once than the machine carries.
         .target(
             name: "ParleyTestSupport",
             dependencies: ["ParleySupervisor", .product(name: "Logging", package: "swift-log")],
@@ -216,7 +217,7 @@ let package = Package(
         .testTarget(
             name: "ParleyChaosTests",
             dependencies: [
-                "ParleyChaos", sdk, core, "parley",
+                "ParleyChaos", "ParleyTestSupport", sdk, core, "parley",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -224,7 +225,7 @@ let package = Package(
         .testTarget(
             name: "ParleyBenchTests",
             dependencies: [
-                "ParleyBench", core, wire, "parley",
+                "ParleyBench", "ParleyTestSupport", core, wire, "parley",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),

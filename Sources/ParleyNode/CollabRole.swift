@@ -26,7 +26,7 @@ struct CollabService: Service {
         let credentials = try ZoneCredentials.load(paths: context.paths, configuration: context.configuration)
         let context = context
         let agentSlot = Mutex<ZoneAgent?>(nil)
-        let (attendance, attendanceSink) = AsyncStream<Attendance>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        let attendance = AttendanceFeed()
         let hooks = ZoneHooks(services: { handle in
             let node = CollabNode(context: context, handle: handle, credentials: credentials, attendance: attendance) { agent in
                 agentSlot.withLock { $0 = agent }
@@ -45,6 +45,8 @@ struct CollabService: Service {
         let logger = context.logger
         configuration.admission = { meeting, participant in
             guard let agent = agentSlot.withLock({ $0 }) else { return .admit }
+            // Leaves committed here before this join reach the license service first.
+            await attendance.handedOver(before: CollabService.admissionTimeout)
             do {
                 let reply = try await agent.admit(meeting, participant, timeout: CollabService.admissionTimeout)
                 return reply.ok ? .admit : .refuse(reply.reason)
@@ -57,7 +59,9 @@ struct CollabService: Service {
         configuration.attendance = { record in
             var record = record
             record.server = context.name.rawValue
-            attendanceSink.yield(record)
+            if !attendance.committed(record) {
+                logger.warning("attendance feed full; record dropped", metadata: ["record": "\(record)"])
+            }
         }
         try await ParleyServer(configuration: configuration, mode: .zoneHost(hooks), logger: context.logger).run()
     }
@@ -77,10 +81,10 @@ actor CollabNode: Service, ZoneAgentDelegate {
     private var following: [MeetingID: UInt64] = [:]
     private var generation: UInt64 = 0
     private var cpu = CPUMeter()
-    private let attendance: AsyncStream<Attendance>
+    private let attendance: AttendanceFeed
     private let announce: @Sendable (ZoneAgent) -> Void
 
-    init(context: NodeContext, handle: ServerHandle, credentials: ZoneCredentials, attendance: AsyncStream<Attendance>,
+    init(context: NodeContext, handle: ServerHandle, credentials: ZoneCredentials, attendance: AttendanceFeed,
          announce: @escaping @Sendable (ZoneAgent) -> Void) {
         self.context = context
         self.handle = handle
@@ -130,7 +134,10 @@ actor CollabNode: Service, ZoneAgentDelegate {
             group.addTask { try? await agent.run() }
             group.addTask {
                 // Joins and leaves go to the log service as they are committed.
-                for await record in attendance.cancelOnGracefulShutdown() { await agent.send(.attendance(record)) }
+                for await record in attendance.records.cancelOnGracefulShutdown() {
+                    await agent.send(.attendance(record))
+                    attendance.handedOver()
+                }
             }
             for await order in orders.cancelOnGracefulShutdown() {
                 if let work = await self.carryOut(order) {

@@ -124,8 +124,11 @@ actor ServicesNode: Service, ZoneAgentDelegate {
 
     func received(_ message: ZoneMessage) async {
         switch message {
-        case .attendance(let record) where runs.contains(.log):
-            license.record(record)
+        case .attendance(let record):
+            // Counted before the store write: an admission behind this record, handled
+            // while the write is awaited, must see the seat it frees.
+            if runs.contains(.license) { license.record(record) }
+            guard runs.contains(.log) else { break }
             do {
                 try await store?.recordAttendance([record])
             } catch {

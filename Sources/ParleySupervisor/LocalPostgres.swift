@@ -1,5 +1,6 @@
 import Foundation
 import Subprocess
+import Synchronization
 import SystemPackage
 
 #if canImport(Glibc)
@@ -133,20 +134,45 @@ public struct LocalPostgres: Sendable {
         try watchdog.run()
     }
 
-    /// A TCP port on 127.0.0.1 that nothing listens on right now.
+    /// A TCP port on 127.0.0.1 that nothing uses right now, from just below the kernel's
+    /// ephemeral range. A port from inside that range (what binding port 0 gives) may be
+    /// handed to any outgoing connection between this probe and the server binding it, and
+    /// then the server fails to start; below it, only another listener could take it.
     public static func freePort() throws -> Int {
+        let ephemeralLow = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+            .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32_768
+        let candidates = max(1_024, ephemeralLow - 12_000)..<ephemeralLow
+        // Successive calls in one process probe successive ports, so two servers started at
+        // once never get the same one; processes start at different places.
+        let first = portCursor.withLock { cursor in
+            defer { cursor += 1 }
+            return cursor
+        }
+        for step in 0..<candidates.count {
+            let port = candidates.lowerBound + (first + step) % candidates.count
+            if canBind(port) {
+                portCursor.withLock { $0 = max($0, first + step + 1) }
+                return port
+            }
+        }
+        throw LocalPostgresError("no free port on 127.0.0.1 in \(candidates.lowerBound)-\(candidates.upperBound - 1)")
+    }
+
+    private static let portCursor = Mutex(Int(getpid()) &* 7_919 % 12_000)
+
+    private static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        address.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
         }
-        guard bound else { throw LocalPostgresError("cannot find a free port: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     // MARK: - Running the binaries

@@ -3,10 +3,11 @@ import Foundation
 import Subprocess
 import SystemPackage
 import Testing
+import ParleyTestSupport
 
 /// Benchmarks are not timed tests: these run each benchmark briefly against a debug build and
 /// check that it produces a well-formed, self-consistent result. The figures are not judged.
-@Suite("parley bench, smoke runs", .serialized)
+@Suite("parley bench, smoke runs", MachineLoad.processes, .serialized)
 struct BenchSmokeTests {
     static var binary: String {
         if let given = ProcessInfo.processInfo.environment["PARLEY_BINARY"] { return given }

@@ -6,9 +6,10 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import ParleyTestSupport
 #endif
 
-@Suite("parley chaos, end to end", .serialized)
+@Suite("parley chaos, end to end", MachineLoad.processes, .serialized)
 struct ChaosRunTests {
     static var binary: String {
         if let given = ProcessInfo.processInfo.environment["PARLEY_BINARY"] { return given }
@@ -83,7 +84,7 @@ struct ChaosRunTests {
     }
 }
 
-@Suite("ChaosEmergency: a wedged run still stops what it started")
+@Suite("ChaosEmergency: a wedged run still stops what it started", MachineLoad.processes)
 struct ChaosEmergencyTests {
     @Test("every child is stopped: by SIGTERM, or by SIGKILL when it ignores SIGTERM", .timeLimit(.minutes(1)))
     func stopsEveryChild() async throws {

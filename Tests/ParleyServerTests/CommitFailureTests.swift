@@ -9,7 +9,7 @@ import Testing
 /// A host whose store refuses a commit (a full disk, a database that fails over) must not
 /// leave its clients waiting: it closes their connections, they reconnect at once and
 /// resume from what the store holds, and what they sent is acknowledged once it can be stored.
-@Suite("A commit the store refuses", .timeLimit(.minutes(1)))
+@Suite("A commit the store refuses", MachineLoad.server, .timeLimit(.minutes(1)))
 struct CommitFailureTests {
     @Test("the store refuses commits for a while: the clients are disconnected at once (not after their op answer timeout), resume, and every op is acknowledged once, in one history")
     func storeRefusesCommits() async throws {

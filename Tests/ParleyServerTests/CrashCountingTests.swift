@@ -4,11 +4,12 @@ import ParleyCore
 @testable import ParleyServer
 import ParleyStore
 import Testing
+import ParleyTestSupport
 
 /// A host that dies while applying an op leaves a note naming it; the crash is counted in the
 /// store once, whoever finds the note: the meeting's next host on this machine, or (in a
 /// cluster, where the next host may be on another machine) this machine's supervisor.
-@Suite("Counting crashes from applying notes")
+@Suite("Counting crashes from applying notes", MachineLoad.server)
 struct CrashCountingTests {
     @Test("a dead process's note is counted exactly once, however many sweeps and next hosts find it at once; an idle one is removed uncounted")
     func countedOnce() async throws {

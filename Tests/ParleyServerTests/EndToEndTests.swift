@@ -7,11 +7,12 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import ParleyTestSupport
 #endif
 
 /// The contract, end to end: a real `parley serve` process, two SDK clients, a SIGKILL in
 /// the middle of the conversation and a restart on the same data directory.
-@Suite("End to end: parley serve as a child process", .timeLimit(.minutes(2)))
+@Suite("End to end: parley serve as a child process", MachineLoad.server, .timeLimit(.minutes(2)))
 struct EndToEndTests {
     @Test("two clients chat through a SIGKILL and restart; every acked message appears once, in one order")
     func chatSurvivesKill() async throws {

@@ -3,8 +3,9 @@ import ParleyCore
 import ParleyProtocol
 @testable import ParleyServer
 import Testing
+import ParleyTestSupport
 
-@Suite("WebSocket framing: several frames per message, one per line, when the client asks", .timeLimit(.minutes(1)))
+@Suite("WebSocket framing: several frames per message, one per line, when the client asks", MachineLoad.server, .timeLimit(.minutes(1)))
 struct FrameLinesTests {
     @Test("the client WebSocket path picks the framing; other paths are not the client WebSocket")
     func framingFromPath() {

@@ -6,11 +6,12 @@ import ParleyCore
 import ParleyProtocol
 @testable import ParleyServer
 import Testing
+import ParleyTestSupport
 
 /// A resume replays the server's own backlog. It is streamed as the client reads and never
 /// counts as the client falling behind: a client that reads is never cut off, however far
 /// back it resumes from.
-@Suite("Server: a resume's replay is streamed under flow control", .timeLimit(.minutes(1)))
+@Suite("Server: a resume's replay is streamed under flow control", MachineLoad.server, .timeLimit(.minutes(1)))
 struct ResumeBacklogTests {
     /// Far more events than the send queue holds.
     static let queue = 64

@@ -5,12 +5,13 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import ParleyTestSupport
 #endif
 
 /// The SDK's sample app (Examples/MeetingApp), built on the SDK alone, run against a real
 /// `parley serve` that is SIGKILLed and restarted twice under it, the second time after
 /// every token it holds has expired.
-@Suite("The sample app against a restarted server", .timeLimit(.minutes(3)))
+@Suite("The sample app against a restarted server", MachineLoad.processes, .timeLimit(.minutes(3)))
 struct SampleAppTests {
     static var appBinary: String {
         URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()

@@ -2,8 +2,9 @@ import Foundation
 import ParleyCore
 import ParleyProtocol
 import Testing
+import ParleyTestSupport
 
-@Suite("Server protocol, over a real WebSocket", .timeLimit(.minutes(1)))
+@Suite("Server protocol, over a real WebSocket", MachineLoad.server, .timeLimit(.minutes(1)))
 struct ServerProtocolTests {
     @Test("bad frames get precise error codes and the connection stays up")
     func badFramesKeepConnection() async throws {

@@ -2,10 +2,11 @@ import Foundation
 import ParleyClient
 @testable import ParleyServer
 import Testing
+import ParleyTestSupport
 
 /// `POST /v1/tokens/renew` and the authority behind it: whoever holds a genuine token,
 /// valid or lately expired, gets a fresh one for the same participant; nobody else does.
-@Suite("Token renewal")
+@Suite("Token renewal", MachineLoad.server)
 struct TokenRenewalTests {
     @Test("an expired token is renewed within the grace period, for the same participant, and refused after it")
     func renewExpired() async throws {

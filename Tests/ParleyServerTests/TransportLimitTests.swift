@@ -7,8 +7,9 @@ import ParleyProtocol
 @testable import ParleyServer
 import Testing
 import WSClient
+import ParleyTestSupport
 
-@Suite("Server: long-polling and per-connection limits", .timeLimit(.minutes(1)))
+@Suite("Server: long-polling and per-connection limits", MachineLoad.server, .timeLimit(.minutes(1)))
 struct TransportLimitTests {
     @Test("a long-poll session joins, sends an op and receives its event and ack, like a WebSocket")
     func longPollSession() async throws {

@@ -7,6 +7,7 @@ import ParleyCore
 import ParleyProtocol
 import ParleyServer
 import Testing
+import ParleyTestSupport
 
 /// A WebSocket client made of a bare TCP socket, so a test decides exactly what it answers
 /// to the server's pings: nothing at all, or a pong.
@@ -151,7 +152,7 @@ private func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) a
     }
 }
 
-@Suite("Client WebSockets: liveness without a task per connection", .timeLimit(.minutes(1)))
+@Suite("Client WebSockets: liveness without a task per connection", MachineLoad.server, .timeLimit(.minutes(1)))
 struct WebSocketLivenessTests {
     @Test("a client that goes silent and ignores the server's ping is closed after two intervals, and shows as reconnecting")
     func silentClientIsClosed() async throws {

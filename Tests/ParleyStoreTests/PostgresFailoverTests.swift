@@ -10,7 +10,7 @@ import Testing
 /// synchronous streaming replica; the primary is killed (SIGKILL) and the replica promoted
 /// (`pg_ctl promote`). The store, given both hosts and `target_session_attrs=read-write`,
 /// finds the new primary, and a host that recovers from it loses no acknowledged entry.
-@Suite("PostgreSQL failover", .serialized)
+@Suite("PostgreSQL failover", MachineLoad.processes, .serialized)
 struct PostgresFailoverTests {
     @Test("kill -9 of the primary, promotion of the synchronous replica: every acknowledged entry survives, in order")
     func primaryKilledReplicaPromoted() async throws {

@@ -1,10 +1,11 @@
 import ParleyCore
 @testable import ParleyStore
 import Testing
+import ParleyTestSupport
 
 /// Several processes of a zone, on one machine or several, open the same database; two
 /// store instances on it stand in for them here.
-@Suite("Store shared by several processes: epoch fencing and leases")
+@Suite("Store shared by several processes: epoch fencing and leases", MachineLoad.server)
 struct SharedStoreTests {
     @Test("claiming the next epoch fences the previous host, even one using its own connection", arguments: StoreKind.allCases)
     func claimFencesTheOldHost(_ kind: StoreKind) async throws {

@@ -2,9 +2,10 @@ import FoundationEssentials
 import ParleyCore
 @testable import ParleyStore
 import Testing
+import ParleyTestSupport
 
 /// The `Store` contract, on every store: SQLite and PostgreSQL.
-@Suite("Store contract") struct StoreContractTests {
+@Suite("Store contract", MachineLoad.server) struct StoreContractTests {
     // MARK: - Round trips
 
     @Test(arguments: StoreKind.allCases)

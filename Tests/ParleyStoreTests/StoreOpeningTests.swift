@@ -5,7 +5,7 @@ import Logging
 import Testing
 
 /// Choosing and opening a store: URLs, and one clear line for each way it can go wrong.
-@Suite("Opening a store")
+@Suite("Opening a store", MachineLoad.server)
 struct StoreOpeningTests {
     @Test("store URLs: SQLite by default, PostgreSQL with several hosts and options; the password never printed")
     func urls() throws {

@@ -1,10 +1,11 @@
 import ParleyCore
 @testable import ParleyStore
 import Testing
+import ParleyTestSupport
 
 /// The rest of the contract: op crashes, attendance, and the web zone's accounts, sessions
 /// and listings, on every store.
-@Suite("Store contract: crashes, attendance, accounts")
+@Suite("Store contract: crashes, attendance, accounts", MachineLoad.server)
 struct StoreRecordsTests {
     @Test("crash counts grow per op and are listed per meeting", arguments: StoreKind.allCases)
     func crashes(_ kind: StoreKind) async throws {

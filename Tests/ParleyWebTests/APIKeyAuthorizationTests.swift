@@ -2,11 +2,12 @@ import Foundation
 import ParleyServer
 import ParleyWeb
 import Testing
+import ParleyTestSupport
 
 /// On a server with an API key, both the key and a join token travel as
 /// `Authorization: Bearer`. Each opens only its own doors (protocol §3): the key creates
 /// meetings and issues tokens; a join token uploads documents and fetches pages.
-@Suite("API key and join tokens, on a server with an API key")
+@Suite("API key and join tokens, on a server with an API key", MachineLoad.server)
 struct APIKeyAuthorizationTests {
     static let apiKey = "k-test-0123456789"
 

@@ -5,6 +5,7 @@ import ParleyServer
 @testable import ParleyWeb
 import ParleyZone
 import Testing
+import ParleyTestSupport
 
 @Suite("Sign-in lock-out rule")
 struct SignInLockoutTests {
@@ -44,7 +45,7 @@ struct MeetingScheduleTests {
     }
 }
 
-@Suite("Accounts, CSRF and escaping over HTTP", .timeLimit(.minutes(1)))
+@Suite("Accounts, CSRF and escaping over HTTP", MachineLoad.server, .timeLimit(.minutes(1)))
 struct AccountHTTPTests {
     @Test("N failed sign-ins lock the account, even against the right password, until the lock ends; both are logged")
     func lockout() async throws {

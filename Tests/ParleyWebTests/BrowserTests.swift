@@ -10,7 +10,7 @@ import Testing
 /// pages' wording, join links, upload progress, the reconnecting banner, guests, and Leave
 /// and Rejoin as a user sees them); screenshots and the
 /// server's log go to test-artifacts/ at the top of the repository.
-@Suite("The meeting page in a real browser", .serialized, .timeLimit(.minutes(8)))
+@Suite("The meeting page in a real browser", MachineLoad.processes, .serialized, .timeLimit(.minutes(8)))
 struct BrowserTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()

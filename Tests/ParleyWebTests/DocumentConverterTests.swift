@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 /// The process adapter: real processes, real signals, real limits.
-@Suite("Document converter processes", .timeLimit(.minutes(2)))
+@Suite("Document converter processes", MachineLoad.server, .timeLimit(.minutes(2)))
 struct DocumentConverterProcessTests {
     let runner = ConverterRunner(searchPath: ProcessInfo.processInfo.environment["PATH"])
 

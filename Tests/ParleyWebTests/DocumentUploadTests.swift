@@ -7,6 +7,7 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import ParleyTestSupport
 #endif
 
 /// Uploads and page fetches over real HTTP, against a real server, with the real
@@ -14,7 +15,7 @@ import Glibc
 ///
 /// Serialized: several tests run converters to their time limit, and on a small machine
 /// running them side by side would make the others' timings meaningless.
-@Suite("Document uploads", .serialized, .timeLimit(.minutes(2)))
+@Suite("Document uploads", MachineLoad.server, .serialized, .timeLimit(.minutes(2)))
 struct DocumentUploadTests {
     @Test("a 3-page PDF becomes 3 PNG pages with stable ids, served with caching headers and 304 on If-None-Match")
     func threePages() async throws {
@@ -289,7 +290,7 @@ struct DocumentUploadTests {
 
 /// Design diversity: the first converter is replaced by one that hangs, crashes or is
 /// missing, and the second, independent one must still deliver.
-@Suite("Document converter fallback", .serialized, .timeLimit(.minutes(2)))
+@Suite("Document converter fallback", MachineLoad.server, .serialized, .timeLimit(.minutes(2)))
 struct DocumentFallbackTests {
     /// A converter whose count and render both run `script`.
     static func fake(_ script: String) -> PDFConverter {
@@ -393,7 +394,7 @@ struct DocumentFallbackTests {
 }
 
 /// The progress report a page reads while its upload converts (`GET …/uploads/{upload}`).
-@Suite("Document upload progress", .serialized, .timeLimit(.minutes(2)))
+@Suite("Document upload progress", MachineLoad.server, .serialized, .timeLimit(.minutes(2)))
 struct DocumentProgressTests {
     @Test("while a PDF converts its uploader sees page 1, 2 and 3 of 3 in turn; another participant sees nothing; it ends with the upload")
     func pageByPage() async throws {

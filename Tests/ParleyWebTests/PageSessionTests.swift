@@ -2,11 +2,12 @@ import Foundation
 import Subprocess
 import SystemPackage
 import Testing
+import ParleyTestSupport
 
 /// The meeting page's protocol state machine (`Public/js/meeting/session.js`) is pure, like
 /// the SDK's `ClientSession`: Node's test runner drives it directly in Tests/js, with time
 /// passed in. Node is Debian's `nodejs` (.ci/run installs it).
-@Suite("The meeting page's session rules, in Node")
+@Suite("The meeting page's session rules, in Node", MachineLoad.server)
 struct PageSessionTests {
     @Test("Tests/js passes under node --test")
     func nodeTests() async throws {

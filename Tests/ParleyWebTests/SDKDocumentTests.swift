@@ -3,12 +3,13 @@ import ParleyClient
 @testable import ParleyWeb
 import ParleyZone
 import Testing
+import ParleyTestSupport
 
 /// The SDK's document calls (`ParleyHTTP.uploadDocument`, `uploadProgress`, `pageImage`)
 /// against a real server on a free port, with the real converters unless a test replaces them.
 ///
 /// Serialized like the other document suites: the PDF tests run converter processes.
-@Suite("SDK documents", .serialized, .timeLimit(.minutes(2)))
+@Suite("SDK documents", MachineLoad.server, .serialized, .timeLimit(.minutes(2)))
 struct SDKDocumentTests {
     @Test("an uploaded PNG or JPEG is one page whose image comes back byte for byte, with its type and the page id as ETag")
     func imageRoundTrip() async throws {

@@ -8,7 +8,7 @@ import Testing
 /// In a cluster the database is shared, and so are documents: a document uploaded through one
 /// machine's web front is served by every other, and none is kept only on the machine that
 /// took the upload (losing it loses nothing).
-@Suite("Documents in a shared PostgreSQL store", .serialized, .timeLimit(.minutes(2)))
+@Suite("Documents in a shared PostgreSQL store", MachineLoad.server, .serialized, .timeLimit(.minutes(2)))
 struct SharedDocumentTests {
     @Test("a PDF uploaded through one web front is served, page for page, by another on the same database; neither keeps it on disk")
     func servedByAnotherFront() async throws {

@@ -10,10 +10,11 @@ import WSClient
 
 #if canImport(Glibc)
 import Glibc
+import ParleyTestSupport
 #endif
 
 /// TLS on the client port, through the real `parley serve`: what a user's browser and SDK see.
-@Suite("TLS for clients: parley serve --tls-cert --tls-key", .serialized, .timeLimit(.minutes(2)))
+@Suite("TLS for clients: parley serve --tls-cert --tls-key", MachineLoad.server, .serialized, .timeLimit(.minutes(2)))
 struct ClientTLSTests {
     @Test("clients reach the server over HTTPS and WSS with a certificate they trust, the locator gives https addresses, and plain HTTP gets no answer")
     func servesTLS() async throws {

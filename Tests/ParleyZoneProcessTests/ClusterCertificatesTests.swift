@@ -11,11 +11,12 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import ParleyTestSupport
 #endif
 
 /// `parley cluster init`'s certificates: a cluster CA, and per machine a certificate it signed
 /// that serves both ends of a zone link.
-@Suite("ClusterCertificates: the cluster CA and the machines' TLS credentials")
+@Suite("ClusterCertificates: the cluster CA and the machines' TLS credentials", MachineLoad.server)
 struct ClusterCertificatesTests {
     /// A fixed moment: time is an input, so nothing here depends on the clock.
     static let now = Date(timeIntervalSince1970: 1_780_000_000)

@@ -13,7 +13,7 @@ import Glibc
 
 /// A zone over three machines sharing PostgreSQL, each machine its own supervisor on its own
 /// loopback address; a whole machine is lost at once.
-@Suite("Cluster: a zone over three machines on PostgreSQL", .serialized, .timeLimit(.minutes(4)))
+@Suite("Cluster: a zone over three machines on PostgreSQL", MachineLoad.machine, .serialized, .timeLimit(.minutes(4)))
 struct ClusterProcessTests {
     @Test("every process of the machine hosting a meeting is killed at once: the standby on another machine takes over, both clients resume, nothing acknowledged is lost")
     func machineLost() async throws {

@@ -11,11 +11,12 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import ParleyTestSupport
 #endif
 
 /// The zone's promise with real processes: two clients (WebSocket and long-polling) in a
 /// meeting, a real fault on a real process, and afterwards the exact history both saw.
-@Suite("Failover: meetings survive the death or hang of the processes of a zone", .serialized, .timeLimit(.minutes(3)))
+@Suite("Failover: meetings survive the death or hang of the processes of a zone", MachineLoad.processes, .serialized, .timeLimit(.minutes(3)))
 struct FailoverProcessTests {
     @Test("SIGKILL of the hosting collab server: the standby takes over, both clients resume, nothing lost")
     func hostKilled() async throws {
@@ -206,9 +207,13 @@ struct FailoverProcessTests {
         }
     }
 
-    @Test("the license service holds the zone to its participant limit across servers; the log service records who came and went")
+    @Test("the license service holds the zone to its participant limit across servers; the log service records who came and went; each in a process of its own")
     func licenseLimit() async throws {
-        try await ZoneHarness.run(processes: ZoneHarness.fullZone, extraConfiguration: #""license": {"maxParticipants": 2},"#) { zone in
+        // The license service apart from the log service: it must count joins and leaves itself.
+        let processes = ZoneHarness.fullZone.replacingOccurrences(
+            of: #"{"name": "services", "role": "services"}"#,
+            with: #"{"name": "log", "role": "services", "services": ["log", "ping"]}, {"name": "license", "role": "services", "services": ["license"]}"#)
+        try await ZoneHarness.run(processes: processes, extraConfiguration: #""license": {"maxParticipants": 2},"#) { zone in
             let web = try await zone.publicURL()
             let first = try await ParleyHTTP.createMeeting(server: web, title: "First")
             let alice = try MeetingClient(server: web, token: first.hostToken, options: Scenario.options(.webSocket))

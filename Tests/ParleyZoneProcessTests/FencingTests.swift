@@ -5,12 +5,13 @@ import ParleyServer
 import ParleyStore
 import Synchronization
 import Testing
+import ParleyTestSupport
 
 /// A host that was presumed dead but wakes up (a paused process after SIGCONT, a partition
 /// that heals) must not commit anything once another server took its meeting over. Run
 /// in one process for determinism: two hosting servers on one data directory, and a front
 /// whose locator the test points at one or the other.
-@Suite("Fencing: a stale host has its commits refused", .timeLimit(.minutes(1)))
+@Suite("Fencing: a stale host has its commits refused", MachineLoad.server, .timeLimit(.minutes(1)))
 struct FencingTests {
     @Test("the stale host's commit is fenced; its client is moved, resumes on the new host, and its op lands once")
     func staleHostFenced() async throws {

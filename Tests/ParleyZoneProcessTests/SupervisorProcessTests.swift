@@ -7,11 +7,12 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import ParleyTestSupport
 #endif
 
 /// The supervisor with real processes and real signals: `parley zone` as a child of the test,
 /// `parley ctl status --json` to watch it, SIGKILL and SIGSTOP to hurt its nodes.
-@Suite("Supervisor: parley zone with real processes and signals", .serialized)
+@Suite("Supervisor: parley zone with real processes and signals", MachineLoad.processes, .serialized)
 struct SupervisorProcessTests {
     @Test("a SIGKILLed node is restarted with a new pid")
     func killedNodeRestarts() async throws {

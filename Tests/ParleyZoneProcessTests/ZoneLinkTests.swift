@@ -23,7 +23,7 @@ private let quiet: Logger = {
 }()
 
 
-@Suite("Zone links: authenticated with the zone secret", .timeLimit(.minutes(1)))
+@Suite("Zone links: authenticated with the zone secret", MachineLoad.server, .timeLimit(.minutes(1)))
 struct ZoneLinkTests {
     @Test("a header proves its name only under the same secret, unaltered and within 30 s")
     func headers() throws {
