@@ -20,6 +20,8 @@ enum HostInput: Sendable {
     case release(reason: String)
     /// The server is stopping: end every standby's stream (they reconnect to the next host).
     case endReplicaFeeds
+    /// The license service answered for a joining connection.
+    case admission(ClientConnection, Admission)
 }
 
 /// What a host streams to one standby copy of its meeting.
@@ -96,7 +98,7 @@ final class MeetingHost: Sendable {
     /// meeting is too far behind.
     func submit(_ input: HostInput) -> Inbox<HostInput>.SendResult {
         switch input {
-        case .detach, .shutdown, .leave, .release, .subscribe, .endReplicaFeeds:
+        case .detach, .shutdown, .leave, .release, .subscribe, .endReplicaFeeds, .admission:
             // Bookkeeping must never be dropped, or presence would go stale.
             inbox.send(input, force: true)
         default:
@@ -109,13 +111,34 @@ final class MeetingHost: Sendable {
     func run() async {
         guard let log = initialLog.withLock({ state in defer { state = nil }; return state }) else { return }
         let checkpoints = Inbox<Snapshot>(capacity: 1)
+        let (admissions, askAdmission) = AsyncStream<(ClientConnection, ParticipantID)>.makeStream()
         await withTaskGroup(of: Void.self) { group in
             // Checkpoints are encoded and written beside the loop: a snapshot of a busy
             // meeting takes milliseconds to encode, which held up every delivery behind it.
             group.addTask { await self.writeCheckpoints(from: checkpoints) }
-            var loop = HostLoop(log: log, host: self, checkpoints: checkpoints)
+            // Joins wait for the license service beside the loop too: a service that hangs
+            // delays those joins, not the meeting.
+            if let admission = configuration.admission {
+                group.addTask {
+                    await withDiscardingTaskGroup { asks in
+                        for await (connection, participant) in admissions {
+                            asks.addTask {
+                                let decision = await admission(self.id, participant)
+                                _ = self.submit(.admission(connection, decision))
+                            }
+                        }
+                    }
+                }
+            }
+            let state = MeetingHostState<ClientConnection>(
+                log: log, limits: configuration.limits, poisoned: poisoned, asksAdmission: configuration.admission != nil,
+                snapshotEveryEntries: configuration.snapshotEveryEntries)
+            var loop = HostLoop(state: state, host: self, checkpoints: checkpoints, askAdmission: askAdmission)
             await loop.run()
             checkpoints.finish()
+            askAdmission.finish()
+            // Answers still on their way are for a host that is gone.
+            group.cancelAll()
         }
     }
 
@@ -147,345 +170,202 @@ final class MeetingHost: Sendable {
     fileprivate var commits: GroupCommitLog { commitLog }
 }
 
-/// The loop's private state. A struct with mutating methods keeps the bookkeeping in one
-/// place without sharing it with anyone.
+/// The shell around ``MeetingHostState``: it feeds the state the inbox's inputs with the
+/// time, and carries out its actions (sockets, the store, standby feeds, the log).
 private struct HostLoop {
-    struct Attachment {
-        let connection: ClientConnection
-        let participant: ParticipantID
-    }
+    typealias State = MeetingHostState<ClientConnection>
 
-    var log: MeetingLog
+    var state: State
     let host: MeetingHost
-    var attached: [UInt64: Attachment] = [:]
-    /// Acks owed once the entry at that seq is committed: (connection, op id).
-    var owedAcks: [Seq: [(ClientConnection, OpID)]] = [:]
-    var lastSnapshotSeq: Seq
     /// Where due checkpoints go to be written without holding up the loop.
     let checkpoints: Inbox<Snapshot>
-    var running = true
-    /// Connections dropped as slow consumers during fan-out, handled as detached afterwards.
-    var dropped: [ClientConnection] = []
+    let askAdmission: AsyncStream<(ClientConnection, ParticipantID)>.Continuation
     /// Standby copies following the committed stream.
     var replicas: [ReplicaFeed] = []
 
-    init(log: MeetingLog, host: MeetingHost, checkpoints: Inbox<Snapshot>) {
-        self.log = log
+    init(state: State, host: MeetingHost, checkpoints: Inbox<Snapshot>,
+         askAdmission: AsyncStream<(ClientConnection, ParticipantID)>.Continuation) {
+        self.state = state
         self.host = host
         self.checkpoints = checkpoints
-        lastSnapshotSeq = log.committedSeq
+        self.askAdmission = askAdmission
     }
 
     mutating func run() async {
-        while running, let batch = await host.inbox.next() {
+        while !state.stopped, let batch = await host.inbox.next() {
             for input in batch {
                 await handle(input)
-                if !running { break }
+                if state.stopped { break }
             }
-            // Fan-out can drop slow consumers, which sequences presence changes: commit those too.
-            while running, log.hasUncommitted { await flush() }
-            if running { checkpointIfDue() }
+            // One commit for the whole batch. Fan-out can drop slow consumers, which
+            // sequences presence changes: those are committed too.
+            while !state.stopped, state.hasUncommitted {
+                let actions = state.flush()
+                if actions.isEmpty { break }
+                await perform(actions)
+            }
+            if !state.stopped, let snapshot = state.checkpointDue(), case .queued = checkpoints.send(snapshot) {
+                state.checkpointQueued(snapshot.seq)
+            }
         }
         host.inbox.finish()
-        for attachment in attached.values { attachment.connection.outbox.close() }
-        attached.removeAll()
         for feed in replicas { feed.finish() }
         replicas.removeAll()
     }
 
-    // MARK: Inputs
-
     mutating func handle(_ input: HostInput) async {
+        let now = host.now
         switch input {
         case .attach(let connection, let claims, let resume):
-            await attach(connection, claims, resume)
+            let joiner = State.Joiner(participant: claims.participant, name: claims.name, role: claims.role)
+            await perform(state.attach(connection, joiner, resume: resume, at: now))
+        case .admission(let connection, let decision):
+            await perform(state.admission(connection, decision, at: now))
         case .op(let connection, let opID, let operation):
-            guard let attachment = attached[connection.id] else {
-                connection.send(.error(ProtocolError(.notJoined, "send hello and wait for welcome first")), host.encoder)
-                return
-            }
-            submit(operation, by: .participant(attachment.participant), opID: opID, replyTo: connection)
+            await perform(applying(operation, opID: opID, from: connection, at: now))
         case .signal(let connection, let signal):
-            guard let attachment = attached[connection.id] else {
-                connection.send(.error(ProtocolError(.notJoined, "send hello and wait for welcome first")), host.encoder)
-                return
-            }
-            do throws(Rejection) {
-                try log.meeting.checkSignal(signal, from: attachment.participant)
-            } catch {
-                connection.send(.error(ProtocolError(.signalRefused, error.message)), host.encoder)
-                return
-            }
-            let frame = ByteBuffer(bytes: host.encoder.encode(.signal(from: attachment.participant, signal)))
-            for other in attached.values where other.connection.id != connection.id {
-                enqueue(frame, to: other.connection)
-            }
+            await perform(state.signal(connection, signal))
         case .detach(let connection):
-            detach(connection)
+            await perform(state.detach(connection, at: now))
         case .leave(let connection):
-            guard let attachment = attached.removeValue(forKey: connection.id) else { return }
-            submit(.leave(participant: attachment.participant), by: .system, opID: nil, replyTo: nil)
-            connection.outbox.close()
+            await perform(state.leave(connection, at: now))
         case .shutdown:
-            await flush()
-            await checkpoint()
-            running = false
+            await perform(state.shutdown())
         case .subscribe(let feed, let after):
-            subscribe(feed, after: after)
+            switch state.subscription(after: after) {
+            case .reload:
+                _ = feed.push(.reload)
+                feed.finish()
+            case .entries(let entries):
+                if entries.isEmpty || feed.push(.entries(entries)) { replicas.append(feed) }
+            }
         case .endReplicaFeeds:
             for feed in replicas { feed.finish() }
             replicas.removeAll()
         case .release(let reason):
-            // Whatever is not committed was never acknowledged; the new host has the rest.
-            host.loggerRef.info("meeting released", metadata: ["reason": "\(reason)", "last_seq": "\(log.committedSeq)"])
-            moveClients("meeting \(log.meeting.id) moved (\(reason)); ask the locator again")
-            running = false
+            await perform(state.release(reason: reason))
         }
     }
 
-    /// Sends every client to the locator with a `moved` error.
-    mutating func moveClients(_ message: String) {
-        for attachment in attached.values {
-            attachment.connection.fail(ProtocolError(.moved, message, fatal: true), host.encoder)
+    /// An op, applied with the process's applying note around it: a process that dies here
+    /// leaves the note behind, and an op that keeps killing hosts is refused as poison.
+    private mutating func applying(_ operation: MeetingOp, opID: OpID, from connection: ClientConnection,
+                                   at now: Millis) -> [State.Action] {
+        // A refused poison op is not applied: no note, and no test crash.
+        guard case .attached(_, let participant) = connection.phase, !state.isPoison(participant, opID) else {
+            return state.op(connection, opID, operation, at: now)
         }
-        attached.removeAll()
+        host.note?.applying(participant, opID)
+        defer { host.note?.idle() }
+        if let trigger = host.config.crashOnChatText, case .chat(let text) = operation, text == trigger {
+            fatalError("test fault injection: testFaults.crashOnChatText matched op \(opID)")
+        }
+        return state.op(connection, opID, operation, at: now)
     }
 
-    /// A standby gets the committed entries after `after` from the tail, then the live stream.
-    mutating func subscribe(_ feed: ReplicaFeed, after: Seq) {
-        let committed = log.tail.prefix { $0.seq <= log.committedSeq }
-        if after < log.committedSeq {
-            guard let first = committed.first, first.seq <= after + 1 else {
-                _ = feed.push(.reload)
-                feed.finish()
-                return
-            }
-            guard feed.push(.entries(Array(committed.drop { $0.seq <= after }))) else { return }
-        } else if after > log.committedSeq {
-            // The standby holds more than this host committed: it is not our copy. Start over.
-            _ = feed.push(.reload)
-            feed.finish()
-            return
-        }
-        replicas.append(feed)
-    }
-
-    /// A connection is gone. Its participant is `reconnecting` until it comes back or leaves.
-    mutating func detach(_ connection: ClientConnection) {
-        guard let attachment = attached.removeValue(forKey: connection.id) else { return }
-        let stillConnected = attached.values.contains { $0.participant == attachment.participant }
-        if !stillConnected, log.meeting.participant(attachment.participant)?.presence == .connected {
-            submit(.presence(participant: attachment.participant, presence: .reconnecting), by: .system, opID: nil, replyTo: nil)
-        }
-    }
-
-    mutating func attach(_ connection: ClientConnection, _ claims: JoinClaims, _ resume: ResumePoint?) async {
-        if let resume, resume.meeting != log.meeting.id {
-            connection.fail(ProtocolError(.meetingMismatch, "resume point is for meeting \(resume.meeting), this token is for \(log.meeting.id)", fatal: true), host.encoder)
-            return
-        }
-        // An ended meeting takes nobody back, not even a participant it still lists as connected.
-        if log.meeting.ended {
-            connection.fail(ProtocolError(.meetingEnded, "meeting \(log.meeting.id) has ended", fatal: true), host.encoder)
-            return
-        }
-        // A participant resumes from a seq that this meeting committed, or not at all.
-        if let resume, resume.seq > log.committedSeq {
-            connection.fail(ProtocolError(.seqFromFuture, "seq \(resume.seq) is ahead of this meeting's last committed seq \(log.committedSeq)", fatal: true), host.encoder)
-            return
-        }
-        let participant = claims.participant
-        let arrival: MeetingOp?
-        switch log.meeting.participant(participant)?.presence {
-        // The token's role, not the one the participant ends up with (``Meeting/roleOnJoining(_:)``):
-        // a host token is admitted into a locked or full meeting even when it joins as attendee.
-        case nil, .left?: arrival = .join(participant: participant, name: claims.name, role: claims.role)
-        case .reconnecting?: arrival = .presence(participant: participant, presence: .connected)
-        case .connected?: arrival = nil
-        }
-        if let arrival {
-            // Dry run first, so a refused join never sees a welcome.
-            var probe = log.meeting
-            do throws(Rejection) {
-                try probe.apply(arrival, by: .system, at: host.now, seq: log.lastSeq + 1)
-            } catch {
-                let code: ProtocolErrorCode = error.code == .meetingEnded ? .meetingEnded : .joinRefused
-                connection.fail(ProtocolError(code, error.message, fatal: true, reason: error.code.rawValue), host.encoder)
-                return
-            }
-            // The zone's participant limit spans every server: the license service decides.
-            if case .join = arrival, let admission = host.config.admission,
-               case .refuse(let why) = await admission(log.meeting.id, participant) {
-                host.loggerRef.notice("join refused by the license service", metadata: ["participant": "\(participant)", "reason": "\(why)"])
-                connection.fail(ProtocolError(.joinRefused, why, fatal: true, reason: "zone_full"), host.encoder)
-                return
-            }
-        }
-        // Snapshots describe committed state only.
-        if log.hasUncommitted { await flush() }
-        guard running else { return }
-        let welcome: Welcome
-        var replay: ArraySlice<LogEntry> = []
-        switch log.resume(after: resume?.seq) {
-        case .replay(let entries):
-            welcome = Welcome(meeting: log.meeting.id, participant: participant, epoch: log.epoch, mode: .replay,
-                              seq: resume?.seq ?? 0, state: nil, limits: host.config.limits)
-            replay = entries[...]
-        case .snapshot(let snapshot):
-            welcome = Welcome(meeting: log.meeting.id, participant: participant, epoch: log.epoch, mode: .snapshot,
-                              seq: snapshot.seq, state: snapshot.meeting.visible(to: participant), limits: host.config.limits)
-        case .fromFuture(let latest):
-            connection.fail(ProtocolError(.seqFromFuture, "ahead of the last committed seq \(latest)", fatal: true), host.encoder)
-            return
-        }
-        // A newer connection of the same participant replaces the old one.
-        for (key, old) in attached where old.participant == participant {
-            attached[key] = nil
-            old.connection.fail(ProtocolError(.replaced, "another connection of \(participant) joined; this one is closed",
-                                              fatal: true), host.encoder)
-        }
-        // Attached before the welcome goes out: a client may send an op the moment it reads
-        // the welcome, and the gateway must route it here rather than answer not_joined.
-        attached[connection.id] = Attachment(connection: connection, participant: participant)
-        connection.markAttached(participant: participant)
-        // The welcome and the replay are a backlog the client reads at its own pace; only
-        // what is committed from now on is queued (and counted) behind it.
-        let welcomeFrame = ByteBuffer(bytes: host.encoder.encode(.welcome(welcome)))
-        connection.outbox.startBacklog(Backlog(lead: welcomeFrame, entries: replay, viewer: participant))
-        host.loggerRef.info("participant attached", metadata: [
-            "participant": "\(participant)", "mode": "\(welcome.mode.rawValue)", "from_seq": "\(welcome.seq)",
-            "connection": "\(connection.id)",
-        ])
-        if let arrival {
-            submit(arrival, by: .system, opID: nil, replyTo: nil)
-        }
-    }
-
-    mutating func submit(_ operation: MeetingOp, by issuer: Issuer, opID: OpID?, replyTo connection: ClientConnection?) {
-        var noted = false
-        if case .participant(let participant) = issuer, let opID {
-            if host.poisoned.contains(OpOutcomes.Key(participant: participant, opID: opID)) {
-                host.loggerRef.error("poison op refused", metadata: ["participant": "\(participant)", "op": "\(opID)"])
-                connection?.send(.reject(id: opID, Rejection(.poisonOp, "this op crashed the servers that applied it; it is refused and recorded")), host.encoder)
-                return
-            }
-            host.note?.applying(participant, opID)
-            noted = true
-            if let trigger = host.config.crashOnChatText, case .chat(let text) = operation, text == trigger {
-                fatalError("test fault injection: testFaults.crashOnChatText matched op \(opID)")
-            }
-        }
-        defer { if noted { host.note?.idle() } }
-        switch log.submit(operation, by: issuer, opID: opID, at: host.now) {
-        case .sequenced(let entry):
-            if let connection, let opID { owedAcks[entry.seq, default: []].append((connection, opID)) }
-        case .duplicate(let seq, let committed):
-            guard let connection, let opID else { return }
-            if committed {
-                let epoch = log.tail.first { $0.seq == seq }?.epoch ?? log.epoch
-                connection.send(.ack(id: opID, epoch: epoch, seq: seq), host.encoder)
-            } else {
-                owedAcks[seq, default: []].append((connection, opID))
-            }
-        case .rejected(let rejection):
-            if let connection, let opID {
-                connection.send(.reject(id: opID, rejection), host.encoder)
-            } else {
-                host.loggerRef.debug("system operation refused", metadata: ["op": "\(operation.kind)", "reason": "\(rejection)"])
-            }
-        }
-    }
-
-    // MARK: Commit and fan-out
-
-    /// Commits everything sequenced so far, then delivers it in seq order and sends the acks.
-    mutating func flush() async {
-        guard log.hasUncommitted else { return }
-        let pending = Array(log.tail.suffix(Int(log.lastSeq - log.committedSeq)))
-        do {
-            try await host.commits.commit(log.meeting.id, pending)
-        } catch .fenced(_, let epoch, let current) {
-            // Another server took the meeting over (this one was presumed dead or paused).
-            // Nothing here was acknowledged; the clients resume on the new host.
-            host.loggerRef.warning("fenced: another server hosts this meeting now; releasing it", metadata: [
-                "epoch": "\(epoch)", "current": "\(current)", "dropped_uncommitted": "\(pending.count)",
-            ])
-            moveClients("meeting \(log.meeting.id) moved to another server (\(current)); ask the locator again")
-            running = false
-            return
-        } catch {
-            host.loggerRef.error("commit failed; closing the meeting's connections so clients resume from the store",
-                                 metadata: ["error": "\(error)", "first_seq": "\(pending.first?.seq ?? 0)"])
-            // Fatal, so the connection closes: the clients reconnect at once and resume from
-            // what the store holds. Left open, they would wait out their op answer timeout.
-            let frame = ProtocolError(.internalError, "the server could not store the meeting; reconnect to resume", fatal: true)
-            for attachment in attached.values { attachment.connection.fail(frame, host.encoder) }
-            attached.removeAll()
-            running = false
-            return
-        }
-        let delivered = log.committed(through: log.lastSeq)
-        if let attendance = host.config.attendance {
-            for entry in delivered {
-                switch entry.operation {
-                case .join(let participant, let name, _):
-                    attendance(Attendance(meeting: log.meeting.id, participant: participant, name: name, event: .joined,
-                                          server: "", at: entry.at))
-                case .leave(let participant):
-                    attendance(Attendance(meeting: log.meeting.id, participant: participant,
-                                          name: log.meeting.participant(participant)?.name ?? "", event: .left,
-                                          server: "", at: entry.at))
-                default:
-                    break
+    mutating func perform(_ actions: [State.Action]) async {
+        let encoder = host.encoder
+        for action in actions {
+            switch action {
+            case .send(let connection, let frame):
+                connection.send(frame, encoder)
+            case .fail(let connection, let error):
+                connection.fail(error, encoder)
+            case .welcome(let connection, let participant, let welcome, let replay):
+                connection.markAttached(participant: participant)
+                // The welcome and the replay are a backlog the client reads at its own pace;
+                // only what is committed from now on is queued (and counted) behind it.
+                let lead = ByteBuffer(bytes: encoder.encode(.welcome(welcome)))
+                connection.outbox.startBacklog(Backlog(lead: lead, entries: replay, viewer: participant))
+                host.loggerRef.info("participant attached", metadata: [
+                    "participant": "\(participant)", "mode": "\(welcome.mode.rawValue)", "from_seq": "\(welcome.seq)",
+                    "connection": "\(connection.id)",
+                ])
+            case .close(let connection):
+                connection.outbox.close()
+            case .askAdmission(let connection, let participant):
+                askAdmission.yield((connection, participant))
+            case .commit(let entries):
+                do {
+                    try await host.commits.commit(state.meeting, entries)
+                } catch .fenced(_, _, let current) {
+                    await perform(state.fenced(current: current))
+                    continue
+                } catch {
+                    await perform(state.commitFailed("\(error)"))
+                    continue
                 }
+                await perform(state.committed(at: host.now))
+            case .deliver(let entries, let recipients, let acks):
+                let slow = deliver(entries, to: recipients, acks: acks, encoder)
+                for connection in slow { await perform(state.detach(connection, at: host.now)) }
+            case .relay(let signal, let from, let recipients):
+                let frame = ByteBuffer(bytes: encoder.encode(.signal(from: from, signal)))
+                let slow = recipients.filter { !enqueue(frame, to: $0) }
+                for connection in slow { await perform(state.detach(connection, at: host.now)) }
+            case .attendance(let record):
+                host.config.attendance?(record)
+            case .replicate(let entries):
+                if !replicas.isEmpty {
+                    let update = ReplicaUpdate.entries(entries)
+                    replicas.removeAll { !$0.push(update) }
+                }
+            case .checkpoint(let snapshot):
+                if case .queued = checkpoints.send(snapshot) { state.checkpointQueued(snapshot.seq) }
+            case .finalCheckpoint(let snapshot):
+                _ = await host.writeCheckpoint(snapshot)
+            case .log(let line):
+                host.loggerRef.log(level: line.level.logLevel, "\(line.message)", metadata: line.metadata.mapValues { .string($0) })
+            case .stop(let closing):
+                for connection in closing { connection.outbox.close() }
             }
         }
-        if !replicas.isEmpty {
-            let update = ReplicaUpdate.entries(Array(delivered))
-            replicas.removeAll { !$0.push(update) }
-        }
-        for entry in delivered {
-            let whole = ByteBuffer(bytes: host.encoder.encode(.event(.visible(entry))))
+    }
+
+    /// Each entry encoded once (twice if private), queued to every recipient, then its acks.
+    /// Returns the connections that could not keep up.
+    private func deliver(_ entries: ArraySlice<LogEntry>, to recipients: [(ClientConnection, ParticipantID)],
+                         acks: [Seq: [(ClientConnection, OpID)]], _ encoder: FrameEncoder) -> [ClientConnection] {
+        var slow: [ClientConnection] = []
+        for entry in entries {
+            let whole = ByteBuffer(bytes: encoder.encode(.event(.visible(entry))))
             let redacted: ByteBuffer? = entry.operation.privateRecipient == nil ? nil
-                : ByteBuffer(bytes: host.encoder.encode(.event(.redacted(seq: entry.seq, epoch: entry.epoch, at: entry.at))))
-            for attachment in attached.values {
-                enqueue(redacted == nil || entry.isVisible(to: attachment.participant) ? whole : redacted!, to: attachment.connection)
+                : ByteBuffer(bytes: encoder.encode(.event(.redacted(seq: entry.seq, epoch: entry.epoch, at: entry.at))))
+            for (connection, participant) in recipients where !slow.contains(where: { $0 === connection }) {
+                let frame = redacted == nil || entry.isVisible(to: participant) ? whole : redacted!
+                if !enqueue(frame, to: connection) { slow.append(connection) }
             }
-            if let acks = owedAcks.removeValue(forKey: entry.seq) {
-                for (connection, opID) in acks {
-                    connection.send(.ack(id: opID, epoch: entry.epoch, seq: entry.seq), host.encoder)
-                }
+            for (connection, opID) in acks[entry.seq] ?? [] {
+                connection.send(.ack(id: opID, epoch: entry.epoch, seq: entry.seq), encoder)
             }
         }
-        let slow = dropped
-        dropped.removeAll()
-        for connection in slow { detach(connection) }
-        if log.meeting.ended {
-            host.loggerRef.info("meeting ended; closing its connections")
-            for attachment in attached.values {
-                attachment.connection.fail(ProtocolError(.meetingEnded, "the meeting has ended", fatal: true), host.encoder)
-            }
-            attached.removeAll()
-        }
-    }
-
-    /// Hands a snapshot to the checkpoint writer when enough entries were committed since the
-    /// last one. If one is still waiting for the writer, this is tried again next turn.
-    mutating func checkpointIfDue() {
-        guard !log.hasUncommitted, log.committedSeq - lastSnapshotSeq >= Seq(host.config.snapshotEveryEntries) else { return }
-        if case .queued = checkpoints.send(log.snapshot()) { lastSnapshotSeq = log.committedSeq }
-    }
-
-    mutating func checkpoint() async {
-        guard !log.hasUncommitted, log.committedSeq > lastSnapshotSeq else { return }
-        if await host.writeCheckpoint(log.snapshot()) { lastSnapshotSeq = log.committedSeq }
+        return slow
     }
 
     /// A client that cannot keep up is dropped, not allowed to grow memory.
-    mutating func enqueue(_ frame: ByteBuffer, to connection: ClientConnection) {
-        if !connection.outbox.enqueue(frame), attached[connection.id] != nil, !dropped.contains(where: { $0 === connection }) {
+    private func enqueue(_ frame: ByteBuffer, to connection: ClientConnection) -> Bool {
+        guard connection.outbox.enqueue(frame) else {
             host.loggerRef.notice("slow consumer disconnected", metadata: ["connection": "\(connection.id)"])
-            dropped.append(connection)
+            return false
+        }
+        return true
+    }
+}
+
+extension HostLogLine.Level {
+    var logLevel: Logger.Level {
+        switch self {
+        case .debug: .debug
+        case .info: .info
+        case .notice: .notice
+        case .warning: .warning
+        case .error: .error
         }
     }
+}
+
+/// A connection is the same connection only as the same object.
+extension ClientConnection: Hashable {
+    static func == (lhs: ClientConnection, rhs: ClientConnection) -> Bool { lhs === rhs }
+    func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
 }

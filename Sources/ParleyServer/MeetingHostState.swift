@@ -1,0 +1,503 @@
+import ParleyCore
+import ParleyProtocol
+
+/// The rules of hosting one meeting, apart from sockets, the store and the clock: who is
+/// attached, which ops are sequenced and acknowledged when, what a joining client is
+/// welcomed with, and what happens when a commit is fenced or fails.
+///
+/// Pure: ``MeetingHost`` feeds it inputs (with the time) and carries out the actions it
+/// returns, in order. `Connection` is whatever the shell names a client connection by: the
+/// server's socket object, or a number in a simulation. The state never calls it.
+///
+/// Acknowledged means committed: an op is answered only after the store holds it, under
+/// this host's epoch. At most one commit is in flight; what is sequenced meanwhile goes in
+/// the next.
+public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
+    /// Who a token says is joining.
+    public struct Joiner: Equatable, Sendable {
+        public var participant: ParticipantID
+        public var name: String
+        public var role: Role
+
+        public init(participant: ParticipantID, name: String, role: Role) {
+            self.participant = participant
+            self.name = name
+            self.role = role
+        }
+    }
+
+    public enum Action: Sendable {
+        /// Send one frame to one connection.
+        case send(Connection, ServerFrame)
+        /// Send an error; a fatal one closes the connection after it.
+        case fail(Connection, ProtocolError)
+        /// The connection is attached as `participant`: its welcome, then `replay`, are a
+        /// backlog it reads at its own pace.
+        case welcome(Connection, ParticipantID, Welcome, replay: ArraySlice<LogEntry>)
+        /// Close the connection quietly (its participant left).
+        case close(Connection)
+        /// Ask the license service whether `participant` may join; answer with ``admission(_:_:)``.
+        case askAdmission(Connection, ParticipantID)
+        /// Store these entries under this host's epoch; answer with ``committed(through:)``,
+        /// ``fenced(current:)`` or ``commitFailed(_:)``.
+        case commit([LogEntry])
+        /// Deliver committed entries to these connections (each sees its own view), each
+        /// entry followed by the acks owed for it. A connection that cannot take them is
+        /// reported back with ``detach(_:)``.
+        case deliver(ArraySlice<LogEntry>, to: [(Connection, ParticipantID)], acks: [Seq: [(Connection, OpID)]])
+        /// A signal from `from`, relayed (not logged) to these connections.
+        case relay(Signal, from: ParticipantID, to: [Connection])
+        /// A join or leave was committed.
+        case attendance(Attendance)
+        /// Committed entries for every standby copy, in seq order.
+        case replicate([LogEntry])
+        /// Write a checkpoint beside the loop; report it taken with ``checkpointQueued(_:)``.
+        case checkpoint(Snapshot)
+        /// Write this checkpoint before stopping (graceful shutdown).
+        case finalCheckpoint(Snapshot)
+        case log(HostLogLine)
+        /// The host is done: close these connections quietly and stop reading inputs.
+        case stop(closing: [Connection])
+    }
+
+    private struct Attachment: Sendable {
+        let connection: Connection
+        let participant: ParticipantID
+    }
+
+    /// A connection waiting to be welcomed.
+    private struct Joining: Sendable {
+        var joiner: Joiner
+        var resume: ResumePoint?
+        var admitted: Bool
+    }
+
+    public private(set) var log: MeetingLog
+    private let limits: ConnectionLimits
+    /// Ops refused as poison: they crashed the processes that applied them.
+    private let poisoned: Set<OpOutcomes.Key>
+    /// Whether joins ask the license service first.
+    private let asksAdmission: Bool
+    private let snapshotEveryEntries: Int
+
+    private var attached = OrderedTable<Connection, Attachment>()
+    /// Acks owed once the entry at that seq is committed.
+    private var owedAcks: [Seq: [(Connection, OpID)]] = [:]
+    /// Joins waiting for the license service's answer.
+    private var awaitingAdmission = OrderedTable<Connection, Joining>()
+    /// Welcomes waiting for a commit: a welcome describes committed state only.
+    private var awaitingCommit: [(Connection, Joining)] = []
+    /// The last seq of the commit in flight.
+    private var committing: Seq?
+    private var lastSnapshotSeq: Seq
+    private var shuttingDown = false
+    public private(set) var stopped = false
+
+    public init(log: MeetingLog, limits: ConnectionLimits, poisoned: Set<OpOutcomes.Key> = [], asksAdmission: Bool,
+         snapshotEveryEntries: Int) {
+        self.log = log
+        self.limits = limits
+        self.poisoned = poisoned
+        self.asksAdmission = asksAdmission
+        self.snapshotEveryEntries = snapshotEveryEntries
+        lastSnapshotSeq = log.committedSeq
+    }
+
+    public var meeting: MeetingID { log.meeting.id }
+    public var hasUncommitted: Bool { log.hasUncommitted }
+    public var attachedCount: Int { attached.count }
+
+    // MARK: Clients
+
+    /// A client's hello was verified for this meeting.
+    public mutating func attach(_ connection: Connection, _ joiner: Joiner, resume: ResumePoint?, at now: Millis) -> [Action] {
+        guard !stopped else { return [] }
+        return attach(connection, Joining(joiner: joiner, resume: resume, admitted: false), at: now)
+    }
+
+    private mutating func attach(_ connection: Connection, _ joining: Joining, at now: Millis) -> [Action] {
+        let meeting = log.meeting.id
+        if let resume = joining.resume, resume.meeting != meeting {
+            return [.fail(connection, ProtocolError(.meetingMismatch, "resume point is for meeting \(resume.meeting), this token is for \(meeting)", fatal: true))]
+        }
+        // An ended meeting takes nobody back, not even a participant it still lists as connected.
+        if log.meeting.ended {
+            return [.fail(connection, ProtocolError(.meetingEnded, "meeting \(meeting) has ended", fatal: true))]
+        }
+        // A participant resumes from a seq that this meeting committed, or not at all.
+        if let resume = joining.resume, resume.seq > log.committedSeq {
+            return [.fail(connection, ProtocolError(.seqFromFuture, "seq \(resume.seq) is ahead of this meeting's last committed seq \(log.committedSeq)", fatal: true))]
+        }
+        if let arrival = arrival(of: joining.joiner) {
+            // Dry run first, so a refused join never sees a welcome.
+            if let refusal = refusal(of: arrival, at: now) { return [.fail(connection, refusal)] }
+            // The zone's participant limit spans every server: the license service decides,
+            // while the meeting goes on.
+            if case .join = arrival, asksAdmission, !joining.admitted {
+                awaitingAdmission[connection] = joining
+                return [.askAdmission(connection, joining.joiner.participant)]
+            }
+        }
+        awaitingCommit.append((connection, joining))
+        return welcomeIfCommitted(at: now)
+    }
+
+    /// The license service answered for a join.
+    public mutating func admission(_ connection: Connection, _ decision: Admission, at now: Millis) -> [Action] {
+        // Gone meanwhile (detached, or the host stopped): nothing to do.
+        guard !stopped, var joining = awaitingAdmission.removeValue(forKey: connection) else { return [] }
+        if case .refuse(let why) = decision {
+            return [
+                .log(.init(.notice, "join refused by the license service", ["participant": "\(joining.joiner.participant)", "reason": why])),
+                .fail(connection, ProtocolError(.joinRefused, why, fatal: true, reason: "zone_full")),
+            ]
+        }
+        joining.admitted = true
+        // The meeting may have changed while the answer was on its way: check again.
+        return attach(connection, joining, at: now)
+    }
+
+    /// Whom the joiner's arrival adds or brings back, if anyone: nil if already connected.
+    private func arrival(of joiner: Joiner) -> MeetingOp? {
+        switch log.meeting.participant(joiner.participant)?.presence {
+        // The token's role, not the one the participant ends up with (``Meeting/roleOnJoining(_:)``):
+        // a host token is admitted into a locked or full meeting even when it joins as attendee.
+        case nil, .left?: .join(participant: joiner.participant, name: joiner.name, role: joiner.role)
+        case .reconnecting?: .presence(participant: joiner.participant, presence: .connected)
+        case .connected?: nil
+        }
+    }
+
+    /// The error a join or return would be refused with, from a dry run on a copy of the meeting.
+    private func refusal(of arrival: MeetingOp, at now: Millis) -> ProtocolError? {
+        var probe = log.meeting
+        do throws(Rejection) {
+            try probe.apply(arrival, by: .system, at: now, seq: log.lastSeq + 1)
+            return nil
+        } catch {
+            let code: ProtocolErrorCode = error.code == .meetingEnded ? .meetingEnded : .joinRefused
+            return ProtocolError(code, error.message, fatal: true, reason: error.code.rawValue)
+        }
+    }
+
+    /// Welcomes those waiting, once nothing sequenced is uncommitted; otherwise commits first.
+    private mutating func welcomeIfCommitted(at now: Millis) -> [Action] {
+        var actions: [Action] = []
+        // One at a time: a welcome's own arrival is sequenced, and the next welcome must
+        // wait until that is committed too (found by the simulator, seed 1).
+        while let (connection, joining) = awaitingCommit.first {
+            guard !log.hasUncommitted else { return actions + commitIfIdle() }
+            awaitingCommit.removeFirst()
+            actions += welcome(connection, joining, at: now)
+        }
+        return actions
+    }
+
+    private mutating func welcome(_ connection: Connection, _ joining: Joining, at now: Millis) -> [Action] {
+        let participant = joining.joiner.participant
+        // The meeting may have changed since the checks (a commit, another connection of
+        // the same participant): the arrival is decided, and a join tried, again now.
+        let arrival = arrival(of: joining.joiner)
+        if let arrival, let refusal = refusal(of: arrival, at: now) { return [.fail(connection, refusal)] }
+        let welcome: Welcome
+        var replay: ArraySlice<LogEntry> = []
+        switch log.resume(after: joining.resume?.seq) {
+        case .replay(let entries):
+            welcome = Welcome(meeting: log.meeting.id, participant: participant, epoch: log.epoch, mode: .replay,
+                              seq: joining.resume?.seq ?? 0, state: nil, limits: limits)
+            replay = entries[...]
+        case .snapshot(let snapshot):
+            welcome = Welcome(meeting: log.meeting.id, participant: participant, epoch: log.epoch, mode: .snapshot,
+                              seq: snapshot.seq, state: snapshot.meeting.visible(to: participant), limits: limits)
+        case .fromFuture(let latest):
+            return [.fail(connection, ProtocolError(.seqFromFuture, "ahead of the last committed seq \(latest)", fatal: true))]
+        }
+        var actions: [Action] = []
+        // A newer connection of the same participant replaces the old one.
+        for (key, old) in attached.entries where old.participant == participant {
+            attached[key] = nil
+            actions.append(.fail(old.connection, ProtocolError(.replaced, "another connection of \(participant) joined; this one is closed", fatal: true)))
+        }
+        // Attached before the welcome goes out: a client may send an op the moment it reads
+        // the welcome, and it must be routed here rather than answered not_joined.
+        attached[connection] = Attachment(connection: connection, participant: participant)
+        actions.append(.welcome(connection, participant, welcome, replay: replay))
+        if let arrival {
+            actions += submit(arrival, by: .system, opID: nil, replyTo: nil, at: now)
+        }
+        return actions
+    }
+
+    /// An op from a client.
+    public mutating func op(_ connection: Connection, _ opID: OpID, _ operation: MeetingOp, at now: Millis) -> [Action] {
+        guard !stopped else { return [] }
+        guard let attachment = attached[connection] else {
+            return [.send(connection, .error(ProtocolError(.notJoined, "send hello and wait for welcome first")))]
+        }
+        if isPoison(attachment.participant, opID) {
+            return [
+                .log(.init(.error, "poison op refused", ["participant": "\(attachment.participant)", "op": "\(opID)"])),
+                .send(connection, .reject(id: opID, Rejection(.poisonOp, "this op crashed the servers that applied it; it is refused and recorded"))),
+            ]
+        }
+        return submit(operation, by: .participant(attachment.participant), opID: opID, replyTo: connection, at: now)
+    }
+
+    /// Whether this op crashed the processes that applied it, and is refused.
+    public func isPoison(_ participant: ParticipantID, _ opID: OpID) -> Bool {
+        poisoned.contains(OpOutcomes.Key(participant: participant, opID: opID))
+    }
+
+    /// A signal from a client: relayed to the others, never logged.
+    public mutating func signal(_ connection: Connection, _ signal: Signal) -> [Action] {
+        guard !stopped else { return [] }
+        guard let attachment = attached[connection] else {
+            return [.send(connection, .error(ProtocolError(.notJoined, "send hello and wait for welcome first")))]
+        }
+        do throws(Rejection) {
+            try log.meeting.checkSignal(signal, from: attachment.participant)
+        } catch {
+            return [.send(connection, .error(ProtocolError(.signalRefused, error.message)))]
+        }
+        let others = attached.values.filter { $0.connection != connection }.map(\.connection)
+        return [.relay(signal, from: attachment.participant, to: others)]
+    }
+
+    /// A connection is gone (or could not keep up). Its participant is `reconnecting` until
+    /// it comes back or leaves.
+    public mutating func detach(_ connection: Connection, at now: Millis) -> [Action] {
+        awaitingAdmission[connection] = nil
+        awaitingCommit.removeAll { $0.0 == connection }
+        guard !stopped, let attachment = attached.removeValue(forKey: connection) else { return [] }
+        let stillConnected = attached.values.contains { $0.participant == attachment.participant }
+        guard !stillConnected, log.meeting.participant(attachment.participant)?.presence == .connected else { return [] }
+        return submit(.presence(participant: attachment.participant, presence: .reconnecting), by: .system, opID: nil,
+                      replyTo: nil, at: now)
+    }
+
+    /// The client said goodbye.
+    public mutating func leave(_ connection: Connection, at now: Millis) -> [Action] {
+        awaitingAdmission[connection] = nil
+        awaitingCommit.removeAll { $0.0 == connection }
+        guard !stopped, let attachment = attached.removeValue(forKey: connection) else { return [] }
+        return submit(.leave(participant: attachment.participant), by: .system, opID: nil, replyTo: nil, at: now)
+            + [.close(connection)]
+    }
+
+    private mutating func submit(_ operation: MeetingOp, by issuer: Issuer, opID: OpID?, replyTo connection: Connection?,
+                                 at now: Millis) -> [Action] {
+        switch log.submit(operation, by: issuer, opID: opID, at: now) {
+        case .sequenced(let entry):
+            if let connection, let opID { owedAcks[entry.seq, default: []].append((connection, opID)) }
+            return []
+        case .duplicate(let seq, let committed):
+            guard let connection, let opID else { return [] }
+            if committed {
+                let epoch = log.tail.first { $0.seq == seq }?.epoch ?? log.epoch
+                return [.send(connection, .ack(id: opID, epoch: epoch, seq: seq))]
+            }
+            owedAcks[seq, default: []].append((connection, opID))
+            return []
+        case .rejected(let rejection):
+            if let connection, let opID { return [.send(connection, .reject(id: opID, rejection))] }
+            return [.log(.init(.debug, "system operation refused", ["op": "\(operation.kind)", "reason": "\(rejection)"]))]
+        }
+    }
+
+    // MARK: Commit and fan-out
+
+    /// Commits what is sequenced, unless a commit is in flight (then it goes in the next).
+    public mutating func flush() -> [Action] {
+        guard !stopped else { return [] }
+        return commitIfIdle()
+    }
+
+    private mutating func commitIfIdle() -> [Action] {
+        guard committing == nil, log.hasUncommitted else { return [] }
+        let pending = Array(log.tail.suffix(Int(log.lastSeq - log.committedSeq)))
+        committing = log.lastSeq
+        return [.commit(pending)]
+    }
+
+    /// The commit in flight is stored: deliver it, answer its ops, welcome who waited.
+    public mutating func committed(at now: Millis) -> [Action] {
+        guard !stopped, let through = committing else { return [] }
+        committing = nil
+        let delivered = log.committed(through: through)
+        var actions: [Action] = []
+        for entry in delivered {
+            switch entry.operation {
+            case .join(let participant, let name, _):
+                actions.append(.attendance(Attendance(meeting: log.meeting.id, participant: participant, name: name,
+                                                      event: .joined, server: "", at: entry.at)))
+            case .leave(let participant):
+                actions.append(.attendance(Attendance(meeting: log.meeting.id, participant: participant,
+                                                      name: log.meeting.participant(participant)?.name ?? "",
+                                                      event: .left, server: "", at: entry.at)))
+            default:
+                break
+            }
+        }
+        actions.append(.replicate(Array(delivered)))
+        var acks: [Seq: [(Connection, OpID)]] = [:]
+        for entry in delivered {
+            if let owed = owedAcks.removeValue(forKey: entry.seq) { acks[entry.seq] = owed }
+        }
+        actions.append(.deliver(delivered, to: attached.values.map { ($0.connection, $0.participant) }, acks: acks))
+        if log.meeting.ended {
+            actions.append(.log(.init(.info, "meeting ended; closing its connections", [:])))
+            actions += failAll(ProtocolError(.meetingEnded, "the meeting has ended", fatal: true))
+        }
+        if shuttingDown {
+            return actions + shutdown()
+        }
+        return actions + welcomeIfCommitted(at: now)
+    }
+
+    /// Another server took the meeting over (this one was presumed dead or paused). Nothing
+    /// in the commit was acknowledged; the clients resume on the new host.
+    public mutating func fenced(current: Epoch) -> [Action] {
+        guard !stopped else { return [] }
+        let dropped = Int(log.lastSeq - log.committedSeq)
+        return [.log(.init(.warning, "fenced: another server hosts this meeting now; releasing it", [
+            "epoch": "\(log.epoch)", "current": "\(current)", "dropped_uncommitted": "\(dropped)",
+        ]))] + stop(failing: ProtocolError(.moved, "meeting \(log.meeting.id) moved to another server (\(current)); ask the locator again", fatal: true))
+    }
+
+    /// The store refused the commit.
+    public mutating func commitFailed(_ error: String) -> [Action] {
+        guard !stopped else { return [] }
+        let first = log.committedSeq + 1
+        // Fatal, so the connection closes: the clients reconnect at once and resume from
+        // what the store holds. Left open, they would wait out their op answer timeout.
+        return [.log(.init(.error, "commit failed; closing the meeting's connections so clients resume from the store",
+                           ["error": error, "first_seq": "\(first)"]))]
+            + stop(failing: ProtocolError(.internalError, "the server could not store the meeting; reconnect to resume", fatal: true))
+    }
+
+    /// The zone moved the meeting away: stop at once and send every client to the locator.
+    /// Whatever is not committed was never acknowledged; the new host has the rest.
+    public mutating func release(reason: String) -> [Action] {
+        guard !stopped else { return [] }
+        return [.log(.init(.info, "meeting released", ["reason": reason, "last_seq": "\(log.committedSeq)"]))]
+            + stop(failing: ProtocolError(.moved, "meeting \(log.meeting.id) moved (\(reason)); ask the locator again", fatal: true))
+    }
+
+    /// Graceful shutdown: commit what is sequenced, checkpoint, then stop.
+    public mutating func shutdown() -> [Action] {
+        guard !stopped else { return [] }
+        shuttingDown = true
+        if committing != nil { return [] }              // `committed` comes back here
+        if log.hasUncommitted { return commitIfIdle() }
+        var actions: [Action] = []
+        if log.committedSeq > lastSnapshotSeq {
+            actions.append(.finalCheckpoint(log.snapshot()))
+            lastSnapshotSeq = log.committedSeq
+        }
+        stopped = true
+        // Closed without an error: the server is stopping, and the clients resume elsewhere.
+        let closing = attached.keys + awaitingAdmission.keys + awaitingCommit.map(\.0)
+        attached.removeAll()
+        awaitingAdmission.removeAll()
+        awaitingCommit.removeAll()
+        return actions + [.stop(closing: closing)]
+    }
+
+    private mutating func stop(failing error: ProtocolError) -> [Action] {
+        let actions = failAll(error)
+        stopped = true
+        return actions + [.stop(closing: [])]
+    }
+
+    /// Every attached or joining connection gets `error`.
+    private mutating func failAll(_ error: ProtocolError) -> [Action] {
+        var actions = attached.values.map { Action.fail($0.connection, error) }
+        actions += awaitingAdmission.keys.map { Action.fail($0, error) }
+        actions += awaitingCommit.map { Action.fail($0.0, error) }
+        attached.removeAll()
+        awaitingAdmission.removeAll()
+        awaitingCommit.removeAll()
+        return actions
+    }
+
+    // MARK: Checkpoints and standbys
+
+    /// A snapshot to write, when enough entries were committed since the last one.
+    public mutating func checkpointDue() -> Snapshot? {
+        guard !stopped, !log.hasUncommitted, log.committedSeq - lastSnapshotSeq >= Seq(snapshotEveryEntries) else { return nil }
+        return log.snapshot()
+    }
+
+    /// The snapshot at `seq` went to the writer (if the writer was busy, it is due again next turn).
+    public mutating func checkpointQueued(_ seq: Seq) {
+        lastSnapshotSeq = max(lastSnapshotSeq, seq)
+    }
+
+    /// How a standby that holds everything through `after` catches up.
+    public func subscription(after: Seq) -> ReplicaStart {
+        let committed = log.tail.prefix { $0.seq <= log.committedSeq }
+        if after < log.committedSeq {
+            guard let first = committed.first, first.seq <= after + 1 else { return .reload }
+            return .entries(Array(committed.drop { $0.seq <= after }))
+        }
+        // Ahead of what this host committed: it is not our copy. Start over.
+        return after > log.committedSeq ? .reload : .entries([])
+    }
+}
+
+/// How a standby starts following: the committed entries it lacks (then the live stream),
+/// or a reload from the store because the host no longer holds them.
+public enum ReplicaStart: Equatable, Sendable {
+    case entries([LogEntry])
+    case reload
+}
+
+/// A line for the host's log, decided by the rules and written by the shell.
+public struct HostLogLine: Equatable, Sendable {
+    public enum Level: Sendable { case debug, info, notice, warning, error }
+    public var level: Level
+    public var message: String
+    public var metadata: [String: String]
+
+    public init(_ level: Level, _ message: String, _ metadata: [String: String]) {
+        self.level = level
+        self.message = message
+        self.metadata = metadata
+    }
+}
+
+/// A dictionary that hands its entries out in the order they were added. The host's
+/// fan-out, closes and failures go out in that order: a dictionary's own order differs
+/// between instances and processes, and a simulated run must replay exactly.
+struct OrderedTable<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+    private var order: [Key] = []
+    private var storage: [Key: Value] = [:]
+
+    subscript(key: Key) -> Value? {
+        get { storage[key] }
+        set {
+            if let newValue {
+                if storage.updateValue(newValue, forKey: key) == nil { order.append(key) }
+            } else {
+                removeValue(forKey: key)
+            }
+        }
+    }
+
+    @discardableResult
+    mutating func removeValue(forKey key: Key) -> Value? {
+        guard let value = storage.removeValue(forKey: key) else { return nil }
+        order.removeAll { $0 == key }
+        return value
+    }
+
+    mutating func removeAll() {
+        order.removeAll()
+        storage.removeAll()
+    }
+
+    var count: Int { order.count }
+    var keys: [Key] { order }
+    var values: [Value] { order.map { storage[$0]! } }
+    var entries: [(Key, Value)] { order.map { ($0, storage[$0]!) } }
+}
