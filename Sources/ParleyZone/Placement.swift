@@ -139,6 +139,18 @@ public struct Placement: Sendable {
     private var waiting: [MeetingID: [(LocateRequest, Int64)]] = [:]
     private var serverRequestedAtMs: Int64?
     private var reportedDrained: Set<NodeName> = []
+    /// Servers this placement was asked to drain. One lost before its drain is reported stays
+    /// here, so it is still draining when it registers again (a link blip, or its supervisor
+    /// restarting it). One lost after the report leaves: the supervisor stops a drained server,
+    /// and one registering later under its name (`parley ctl restart`) is meant to take work.
+    /// A drained server whose link blips before the stop looks the same; the stop moves off
+    /// whatever it took, as for any lost server.
+    ///
+    /// A new manager (after a failover) knows of no drain: servers register with it as not
+    /// draining, and may get new meetings. The operator's `parley ctl drain` waited on the old
+    /// manager's link; that link closed, so the command failed and said to retry, and the
+    /// retry drains the server on the new manager.
+    private var drainingServers: Set<NodeName> = []
     /// Standby copies reported before their host registered (after a manager failover).
     private var unplacedStandbys: [MeetingID: NodeName] = [:]
     public let tuning: Tuning
@@ -149,16 +161,23 @@ public struct Placement: Sendable {
 
     /// A server connected. It may already hold meetings: after a manager failover, or after
     /// a pause the zone took for a failure. The newest epoch wins; older copies are released.
+    /// A server that was draining still is: what it holds moves off again.
     public mutating func register(_ name: NodeName, at address: ServerAddress, holding: [HeldMeeting],
                                   load: ServerLoad = ServerLoad(), nowMs: Int64) -> [Action] {
-        servers[name] = Server(name: name, address: address, load: load, lastHeardMs: nowMs, draining: false)
+        let draining = drainingServers.contains(name)
+        servers[name] = Server(name: name, address: address, load: load, lastHeardMs: nowMs, draining: draining)
         var actions: [Action] = []
         for held in holding.sorted(by: { $0.meeting < $1.meeting }) {
             switch held.role {
             case .host:
                 if var place = places[held.meeting] {
-                    if place.host == name {
-                        place.epoch = max(place.epoch ?? held.epoch, held.epoch)
+                    let epoch = max(place.epoch ?? held.epoch, held.epoch)
+                    if place.host == name, place.movingSinceMs != nil {
+                        // It hosts what it was sent to open or promote: its `hosting` was lost
+                        // with its previous link, and this report is that confirmation.
+                        actions += confirmHosting(held.meeting, place, epoch: epoch)
+                    } else if place.host == name {
+                        place.epoch = epoch
                         places[held.meeting] = place
                     } else if let known = place.epoch, known >= held.epoch {
                         actions.append(.release(held.meeting, on: name))
@@ -175,6 +194,9 @@ public struct Placement: Sendable {
                     let standby = unplacedStandbys.removeValue(forKey: held.meeting).flatMap { servers[$0] != nil && $0 != name ? $0 : nil }
                     places[held.meeting] = Place(host: name, standby: standby, epoch: held.epoch, movingSinceMs: nil)
                 }
+            case .standby where draining:
+                // The drain released it; the release was lost with its previous link.
+                actions.append(.release(held.meeting, on: name))
             case .standby:
                 if var place = places[held.meeting], place.host != name, place.standby == nil || place.standby == name {
                     place.standby = name
@@ -187,10 +209,13 @@ public struct Placement: Sendable {
                 }
             }
         }
-        actions += answerWaiting()
+        // A draining server may have been given back a meeting it reported hosting (one with no
+        // newer host): it moves off again, promoted elsewhere first, as `drain` does.
+        if draining { actions += moveOff(name, nowMs: nowMs) }
+        actions += answerWaiting(nowMs: nowMs)
         actions += assignMissingStandbys()
         actions += standbysOntoOtherMachines()
-        return actions
+        return actions + finishedDrains()
     }
 
     /// A heartbeat with the server's load.
@@ -205,7 +230,7 @@ public struct Placement: Sendable {
     /// The server's link closed, or it stopped answering: move everything it held.
     public mutating func lost(_ name: NodeName, reason: String, nowMs: Int64) -> [Action] {
         guard servers.removeValue(forKey: name) != nil else { return [] }
-        reportedDrained.remove(name)
+        if reportedDrained.remove(name) != nil { drainingServers.remove(name) }
         var actions: [Action] = [.disconnect(name, reason: reason)]
         for (meeting, place) in places.sorted(by: { $0.key < $1.key }) {
             if place.host == name {
@@ -267,16 +292,23 @@ public struct Placement: Sendable {
 
     /// The server now hosts the meeting under `epoch` (after an open or a promote).
     public mutating func hosting(_ meeting: MeetingID, on name: NodeName, epoch: Epoch) -> [Action] {
-        guard var place = places[meeting], place.host == name else {
+        guard let place = places[meeting], place.host == name else {
             // Not (or no longer) ours to host: the placement moved on while it was opening.
             return [.release(meeting, on: name)]
         }
+        return confirmHosting(meeting, place, epoch: epoch) + assignMissingStandbys() + finishedDrains()
+    }
+
+    /// The meeting's placed host hosts it under `epoch`: the move is over, waiting locates are
+    /// answered and the standby follows it.
+    private mutating func confirmHosting(_ meeting: MeetingID, _ place: Place, epoch: Epoch) -> [Action] {
+        var place = place
         place.epoch = epoch
         place.movingSinceMs = nil
         places[meeting] = place
         var actions = answerWaiting(meeting)
-        if let standby = place.standby { actions.append(.follow(meeting, on: standby, host: name)) }
-        return actions + assignMissingStandbys() + finishedDrains()
+        if let standby = place.standby { actions.append(.follow(meeting, on: standby, host: place.host)) }
+        return actions
     }
 
     /// The server could not open or promote the meeting; try elsewhere.
@@ -290,6 +322,12 @@ public struct Placement: Sendable {
         guard var server = servers[name] else { return [] }
         server.draining = true
         servers[name] = server
+        drainingServers.insert(name)
+        return moveOff(name, nowMs: nowMs) + assignMissingStandbys() + finishedDrains()
+    }
+
+    /// Moves every meeting `name` hosts or follows to other servers and releases it there.
+    private mutating func moveOff(_ name: NodeName, nowMs: Int64) -> [Action] {
         var actions: [Action] = []
         for (meeting, place) in places.sorted(by: { $0.key < $1.key }) {
             if place.host == name {
@@ -303,7 +341,7 @@ public struct Placement: Sendable {
                 actions.append(.release(meeting, on: name))
             }
         }
-        return actions + assignMissingStandbys() + finishedDrains()
+        return actions
     }
 
     /// Draining servers that hold nothing, once every move is confirmed.
@@ -389,12 +427,15 @@ public struct Placement: Sendable {
         return requests.map { .answer($0.0, .at(place.host, server.address)) }
     }
 
-    private mutating func answerWaiting() -> [Action] {
+    /// Answers every locate that can be answered, and opens the meetings still waiting for a
+    /// place. The open is timed from `nowMs`, not from the oldest locate: the move timeout is
+    /// how long the chosen server has had, and it has only had it from now.
+    private mutating func answerWaiting(nowMs: Int64) -> [Action] {
         var actions: [Action] = []
         for meeting in waiting.keys.sorted() {
             actions += answerWaiting(meeting)
             if waiting[meeting] != nil, places[meeting] == nil {
-                actions += reopen(meeting, excluding: [], nowMs: waiting[meeting]?.first?.1 ?? 0)
+                actions += reopen(meeting, excluding: [], nowMs: nowMs)
             }
         }
         return actions

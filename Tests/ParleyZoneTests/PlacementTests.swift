@@ -141,6 +141,65 @@ struct PlacementTests {
         } == true)
     }
 
+    @Test("a draining server that registers again after its link dropped stays draining, and is reported drained once its meetings have moved")
+    func drainOutlivesReconnect() {
+        var placement = zone([c1, c2, c3])
+        _ = placement.locate(standup, request: LocateRequest(1), nowMs: 0)
+        _ = placement.hosting(standup, on: c1, epoch: Epoch(1))  // standby c2
+        #expect(placement.drain(c1, nowMs: 10) == [.promote(standup, on: c2, standby: c3), .release(standup, on: c1)])
+        #expect(placement.lost(c1, reason: "link closed", nowMs: 11) == [.disconnect(c1, reason: "link closed")])
+        #expect(placement.register(c1, at: address(c1), holding: [], nowMs: 12) == [])
+        #expect(placement.servers[c1]?.draining == true)
+        #expect(placement.hosting(standup, on: c2, epoch: Epoch(2)) == [.follow(standup, on: c3, host: c2), .drained(c1)])
+        // New meetings avoid it: collab-3 (a standby) hosts, collab-2 (a host) follows.
+        #expect(placement.locate(review, request: LocateRequest(2), nowMs: 13) == [.open(review, on: c3, standby: c2)])
+    }
+
+    @Test("a draining server that registers again is not given back the copies it still reports: they are released")
+    func drainingServerReportsCopies() {
+        var placement = zone([c1, c2])
+        _ = placement.locate(standup, request: LocateRequest(1), nowMs: 0)
+        _ = placement.hosting(standup, on: c1, epoch: Epoch(1))  // standby c2
+        // No other server can follow standup: it is left without a standby.
+        #expect(placement.drain(c2, nowMs: 10) == [.release(standup, on: c2), .drained(c2)])
+        // collab-2 registers again before the release reached it, still following standup.
+        #expect(placement.register(c2, at: address(c2), holding: [HeldMeeting(meeting: standup, role: .standby, epoch: Epoch(1))],
+                                   nowMs: 11) == [.release(standup, on: c2)])
+        #expect(placement.places[standup]?.standby == nil)
+    }
+
+    @Test("a draining server that registers again as the newest host of a meeting is given it back only to move it off again, standby first")
+    func drainingServerReportsNewerHost() {
+        var placement = zone([c1, c2, c3])
+        #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 0) == [.open(standup, on: c1, standby: c2)])
+        // Drained while the open is unconfirmed; collab-1 opens it under e1 all the same.
+        #expect(placement.drain(c1, nowMs: 10) == [.promote(standup, on: c2, standby: c3), .release(standup, on: c1)])
+        _ = placement.lost(c1, reason: "link closed", nowMs: 11)
+        // Its e1 is newer than any epoch the placement knows: it wins over collab-2, and moves off.
+        #expect(placement.register(c1, at: address(c1), holding: [HeldMeeting(meeting: standup, role: .host, epoch: Epoch(1))],
+                                   nowMs: 12) == [
+            .release(standup, on: c2),
+            .promote(standup, on: c3, standby: c2),
+            .release(standup, on: c1),
+        ])
+        #expect(placement.hosting(standup, on: c3, epoch: Epoch(2)) == [
+            .answer(LocateRequest(1), .at(c3, address(c3))),
+            .follow(standup, on: c2, host: c3),
+            .drained(c1),
+        ])
+    }
+
+    @Test("a drain ends with its report: once the drained server is gone, one that registers under its name takes work")
+    func drainEndsWhenDrainedServerIsLost() {
+        var placement = zone([c1, c2])
+        #expect(placement.drain(c1, nowMs: 10) == [.drained(c1)])
+        // The supervisor stops it; `parley ctl restart` starts it again.
+        _ = placement.lost(c1, reason: "link closed", nowMs: 20)
+        _ = placement.register(c1, at: address(c1), holding: [], nowMs: 30)
+        #expect(placement.servers[c1]?.draining == false)
+        #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 31) == [.open(standup, on: c1, standby: c2)])
+    }
+
     @Test("a locate nobody can answer times out with unavailable")
     func locateTimeout() {
         var placement = Placement(tuning: .init(locateTimeoutMs: 500))
@@ -159,6 +218,32 @@ struct PlacementTests {
             .answer(LocateRequest(1), .at(c2, address(c2))),
             .follow(standup, on: c1, host: c2),
         ])
+    }
+
+    @Test("a server that registers again reporting a meeting it was sent to open has confirmed it: locates are answered and the move does not time out")
+    func reregistrationConfirmsOpen() {
+        var placement = zone([c1, c2], tuning: .init(heartbeatTimeoutMs: 60_000, moveTimeoutMs: 1_000))
+        #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 0) == [.open(standup, on: c1, standby: c2)])
+        // collab-1 opened it under e1, but its `hosting` was lost with the link it replaces.
+        #expect(placement.register(c1, at: address(c1), holding: [HeldMeeting(meeting: standup, role: .host, epoch: Epoch(1))],
+                                   nowMs: 500) == [
+            .answer(LocateRequest(1), .at(c1, address(c1))),
+            .follow(standup, on: c2, host: c1),
+        ])
+        #expect(placement.places[standup] == Placement.Place(host: c1, standby: c2, epoch: Epoch(1), movingSinceMs: nil))
+        #expect(placement.tick(nowMs: 1_001) == [], "past the open's move timeout, nothing is stuck")
+    }
+
+    @Test("a meeting located before any server exists is opened when one registers, timed from the registration, not from the locate")
+    func openTimedFromRegistration() {
+        // Default tuning: a locate waits up to 5 s, a move is stuck after 3 s, so a server that
+        // registers 3.5 s after the locate is still in time for it.
+        var placement = Placement()
+        #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 0) == [])
+        #expect(placement.register(c1, at: address(c1), holding: [], nowMs: 3_500) == [.open(standup, on: c1, standby: nil)])
+        #expect(placement.places[standup]?.movingSinceMs == 3_500)
+        #expect(placement.tick(nowMs: 3_600) == [], "the open was sent 100 ms ago; it is not stuck")
+        #expect(placement.hosting(standup, on: c1, epoch: Epoch(1)) == [.answer(LocateRequest(1), .at(c1, address(c1)))])
     }
 
     @Test("when every server is past the connection threshold the manager asks for one more, once")
