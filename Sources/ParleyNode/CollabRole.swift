@@ -75,8 +75,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
     private let credentials: ZoneCredentials
     nonisolated let directory: MeetingDirectory
     private var agent: ZoneAgent?
-    private let orders: AsyncStream<ZoneMessage>
-    private let orderSink: AsyncStream<ZoneMessage>.Continuation
+    private let orders = OrderQueue()
     /// The follower of each standby copy, by generation: a newer follow order replaces it.
     private var following: [MeetingID: UInt64] = [:]
     private var generation: UInt64 = 0
@@ -92,7 +91,6 @@ actor CollabNode: Service, ZoneAgentDelegate {
         self.attendance = attendance
         self.announce = announce
         directory = handle.directory!
-        (orders, orderSink) = AsyncStream.makeStream()
     }
 
     func run() async throws {
@@ -139,8 +137,8 @@ actor CollabNode: Service, ZoneAgentDelegate {
                     attendance.handedOver()
                 }
             }
-            for await order in orders.cancelOnGracefulShutdown() {
-                if let work = await self.carryOut(order) {
+            for await order in orders.stream.cancelOnGracefulShutdown() where orders.isCurrent(order) {
+                if let work = await self.carryOut(order.message) {
                     group.addTask { await work() }
                 }
             }
@@ -151,8 +149,11 @@ actor CollabNode: Service, ZoneAgentDelegate {
 
     // MARK: ZoneAgentDelegate
 
+    /// Asked as the agent registers with a manager, on every new link: orders that arrive
+    /// from now on are carried out again, even after the order queue overflowed.
     nonisolated func holding() async -> [HeldMeeting] {
-        await directory.held().map { HeldMeeting(meeting: $0.meeting, role: $0.hosting ? .host : .standby, epoch: $0.epoch) }
+        orders.registering()
+        return await directory.held().map { HeldMeeting(meeting: $0.meeting, role: $0.hosting ? .host : .standby, epoch: $0.epoch) }
     }
 
     func load() async -> ServerLoad {
@@ -162,7 +163,12 @@ actor CollabNode: Service, ZoneAgentDelegate {
     }
 
     nonisolated func received(_ message: ZoneMessage) async {
-        orderSink.yield(message)
+        guard orders.add(message) == .overflowed else { return }
+        await dropManagerLink(because: "\(OrderQueue.capacity) orders from the manager were waiting to be carried out; the queued ones are discarded")
+    }
+
+    private func dropManagerLink(because reason: String) async {
+        await agent?.dropManagerLink(because: reason)
     }
 
     /// What `parley ctl status` shows for this process.
@@ -324,6 +330,74 @@ actor CollabNode: Service, ZoneAgentDelegate {
             await group.next()
             group.cancelAll()
         }
+    }
+}
+
+/// The manager's orders waiting to be carried out here, in the order they came.
+///
+/// Bounded at ``capacity``. When it is full this server has stopped keeping up with its
+/// manager, and dropping one order would leave the two disagreeing about where meetings
+/// live (a lost `release` leaves two hosts; a lost `promote`, none). So the queue refuses
+/// the rest instead: every order waiting is discarded, and so is every order until the
+/// agent registers again (``registering()``), and the caller drops the link to the
+/// manager. The agent then registers with what this server really holds, from which the
+/// manager rebuilds its view and orders again.
+final class OrderQueue: Sendable {
+    /// As many as the manager's outbox to this server holds (``ZoneOutbox/capacity``), so
+    /// whatever the manager can have queued for it, a failover's burst included, fits.
+    static let capacity = ZoneOutbox.capacity
+
+    struct Order: Sendable {
+        let message: ZoneMessage
+        /// Orders from before an overflow belong to an older batch and are skipped.
+        fileprivate let batch: UInt64
+    }
+
+    enum Added: Equatable, Sendable {
+        case queued
+        /// The queue was full: it now discards what is queued and refuses orders until the
+        /// agent registers again; the caller drops the link to the manager.
+        case overflowed
+        /// Refused: the queue overflowed and the agent has not registered again yet.
+        case discarded
+    }
+
+    private struct State {
+        var batch: UInt64 = 0
+        var refusing = false
+    }
+
+    let stream: AsyncStream<Order>
+    private let sink: AsyncStream<Order>.Continuation
+    private let state = Mutex(State())
+
+    init(capacity: Int = OrderQueue.capacity) {
+        (stream, sink) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(capacity))
+    }
+
+    func add(_ message: ZoneMessage) -> Added {
+        state.withLock { state in
+            guard !state.refusing else { return .discarded }
+            switch sink.yield(Order(message: message, batch: state.batch)) {
+            case .enqueued: return .queued
+            case .dropped:
+                state.batch += 1
+                state.refusing = true
+                return .overflowed
+            case .terminated: return .discarded
+            @unknown default: return .discarded
+            }
+        }
+    }
+
+    /// Whether `order` is still to be carried out (it came after the last overflow).
+    func isCurrent(_ order: Order) -> Bool {
+        state.withLock { order.batch == $0.batch }
+    }
+
+    /// The agent registers with a manager: orders on the new link are taken again.
+    func registering() {
+        state.withLock { $0.refusing = false }
     }
 }
 

@@ -18,26 +18,26 @@ actor ZoneManager {
     private let configuration: ZoneConfiguration
     private let supervisor: SupervisorLink
     private let logger: Logger
+    /// What ``Placement``'s timeouts run on (see ``MonotonicClockMs``).
+    private let clock: MonotonicClockMs
     /// Non-nil while this manager leads.
     private var placement: Placement?
     private var term: UInt64 = 0
+    /// Registered processes, by name: the link each registered on last.
     private var links: [NodeName: Link] = [:]
+    /// Every open link, registered or an operator's, by the id its relayed questions name.
+    private var openLinks: [ManagerRelays.LinkID: (peer: NodeName, outbox: ZoneOutbox)] = [:]
     private var nextLinkID: UInt64 = 0
-    /// Locate questions in flight: placement's request id → who asked, under which id.
-    private var askers: [LocateRequest: (NodeName, UInt64)] = [:]
-    /// Ids for the questions this manager passes on (locates and admissions).
-    private var nextRequest: UInt64 = 0
-    /// License questions in flight: the id sent to the services process → who asked, under which id.
-    private var admitAskers: [UInt64: (NodeName, UInt64)] = [:]
-    /// Operators' links waiting for a drain to finish.
-    private var drainWaiters: [NodeName: [AsyncStream<ZoneMessage>.Continuation]] = [:]
+    /// Locates, admissions and drains in flight; kept across terms (it is emptied on every
+    /// step-down), so the ids it gives questions never repeat.
+    private var relays = ManagerRelays()
     private let chores: AsyncStream<Chore>.Continuation
     let choreStream: AsyncStream<Chore>
 
     private struct Link {
-        let id: UInt64
+        let id: ManagerRelays.LinkID
         let role: NodeRole
-        let outbox: AsyncStream<ZoneMessage>.Continuation
+        let outbox: ZoneOutbox
     }
 
     /// Work that waits on someone else, done outside the actor's turn.
@@ -45,12 +45,14 @@ actor ZoneManager {
         case requestServer
     }
 
-    init(name: NodeName, configuration: ZoneConfiguration, supervisor: SupervisorLink, logger: Logger) {
+    init(name: NodeName, configuration: ZoneConfiguration, supervisor: SupervisorLink, clock: MonotonicClockMs, logger: Logger) {
         self.name = name
         self.configuration = configuration
         self.supervisor = supervisor
+        self.clock = clock
         self.logger = logger
-        (choreStream, chores) = AsyncStream.makeStream()
+        // One chore of each kind waiting is enough: a second request for a server adds nothing.
+        (choreStream, chores) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
     var isLeading: Bool { placement != nil }
@@ -74,14 +76,17 @@ actor ZoneManager {
         supervisor.reportNow()
     }
 
+    /// Stops leading: every question in flight is answered (see
+    /// ``ManagerRelays/steppedDown(reason:)``), then every link closes once its answers are
+    /// written; the processes find the next leader through the lease.
     func stepDown(reason: String) {
         guard placement != nil else { return }
-        logger.warning("stepping down", metadata: ["reason": "\(reason)"])
+        logger.warning("stepping down", metadata: ["reason": "\(reason)", "waiting": "\(relays.waiting)"])
         placement = nil
         supervisor.reportNow()
-        for link in links.values { link.outbox.finish() }
+        relay(relays.steppedDown(reason: reason))
+        for open in openLinks.values { open.outbox.finish() }
         links.removeAll()
-        askers.removeAll()
     }
 
     // MARK: Links
@@ -92,35 +97,35 @@ actor ZoneManager {
             logger.debug("link refused: not leading", metadata: ["peer": "\(link.peer)"])
             return
         }
-        let (messages, outbox) = AsyncStream<ZoneMessage>.makeStream()
+        let outbox = ZoneOutbox()
         nextLinkID += 1
-        let id = nextLinkID
+        let id = ManagerRelays.LinkID(nextLinkID)
+        openLinks[id] = (link.peer, outbox)
+        // The link ends when its outbox is done: finished (by a step-down, a newer link of
+        // the same peer, or the reader below) and written out, or cut. Answers queued before
+        // the end (a step-down's) are written first.
         await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await message in messages {
-                    do { try await link.send(message) } catch { return }
-                }
-            }
             group.addTask {
                 do {
                     for try await message in link.messages() {
-                        guard await self.received(message, from: link.peer, linkID: id, outbox: outbox) else { return }
+                        guard await self.received(message, from: link.peer, linkID: id) else { break }
                     }
                 } catch {}
+                outbox.finish()
             }
-            await group.next()
+            await outbox.write { try await link.send($0) }
             group.cancelAll()
         }
-        outbox.finish()
+        openLinks[id] = nil
+        relay(relays.linkClosed(id))
         // Only the peer's current link counts: a replaced one has been dealt with already.
-        if links[link.peer]?.id == id { closed(link.peer, reason: "link closed") }
+        if links[link.peer]?.id == id { closed(link.peer, reason: outbox.isCut ? "link cut: its outbox was full" : "link closed") }
     }
 
     /// False ends the link.
-    private func received(_ message: ZoneMessage, from peer: NodeName, linkID: UInt64,
-                          outbox: AsyncStream<ZoneMessage>.Continuation) -> Bool {
-        guard placement != nil else { return false }
-        let now = wallClockMs()
+    private func received(_ message: ZoneMessage, from peer: NodeName, linkID: ManagerRelays.LinkID) -> Bool {
+        guard placement != nil, let outbox = openLinks[linkID]?.outbox else { return false }
+        let now = clock.nowMs()
         if case .register(let name, let role, let address, let holding) = message {
             guard name == peer else {
                 logger.warning("link refused: registered under another name", metadata: ["peer": "\(peer)", "name": "\(name)"])
@@ -140,11 +145,11 @@ actor ZoneManager {
         if case .drain(let server) = message {
             // From an operator's link, which does not register.
             guard let known = placement!.servers[server] else {
-                outbox.yield(.drained(server: server, ok: false, detail: "\(server) is not a collab server this manager knows"))
+                deliver(.drained(server: server, ok: false, detail: "\(server) is not a collab server this manager knows"), on: outbox, to: peer)
                 return true
             }
             logger.notice("drain requested", metadata: ["server": "\(server)", "meetings": "\(known.load.meetings)"])
-            drainWaiters[server, default: []].append(outbox)
+            relays.drainAsked(server, by: linkID)
             perform(placement!.drain(server, nowMs: now))
             return true
         }
@@ -159,9 +164,7 @@ actor ZoneManager {
             logger.warning("could not host", metadata: ["meeting": "\(meeting)", "on": "\(peer)", "reason": "\(reason)"])
             perform(placement!.failedToHost(meeting, on: peer, nowMs: now))
         case .locate(let request, let meeting):
-            nextRequest += 1
-            let key = LocateRequest(nextRequest)
-            askers[key] = (peer, request)
+            let key = relays.locateAsked(by: linkID, request: request)
             perform(placement!.locate(meeting, request: key, nowMs: now))
         case .attendance:
             // The log service stores it; the license service counts who is present by it.
@@ -171,18 +174,10 @@ actor ZoneManager {
             }
             for receiver in receivers { send(message, to: receiver) }
         case .admit(let request, let meeting, let participant):
-            guard let license = serviceNode(.license) else {
-                // Meetings must not stop because the license service is away: admit, loudly.
-                logger.warning("no license service is registered; admitting", metadata: ["participant": "\(participant)"])
-                send(.admitted(request: request, ok: true, reason: "no license service reachable"), to: peer)
-                break
-            }
-            nextRequest += 1
-            admitAskers[nextRequest] = (peer, request)
-            send(.admit(request: nextRequest, meeting: meeting, participant: participant), to: license)
+            let license = serviceNode(.license).flatMap { links[$0]?.id }
+            relay(relays.admitAsked(by: linkID, request: request, meeting: meeting, participant: participant, licenseService: license))
         case .admitted(let request, let ok, let reason):
-            guard let (asker, id) = admitAskers.removeValue(forKey: request) else { break }
-            send(.admitted(request: id, ok: ok, reason: reason), to: asker)
+            relay(relays.admitted(request, ok: ok, reason: reason))
         default:
             logger.debug("unexpected message ignored", metadata: ["peer": "\(peer)", "message": "\(message)"])
         }
@@ -197,12 +192,12 @@ actor ZoneManager {
     private func closed(_ peer: NodeName, reason: String) {
         guard let link = links.removeValue(forKey: peer) else { return }
         logger.notice("link lost", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
-        if link.role == .collab, placement != nil { perform(placement!.lost(peer, reason: reason, nowMs: wallClockMs())) }
+        if link.role == .collab, placement != nil { perform(placement!.lost(peer, reason: reason, nowMs: clock.nowMs())) }
     }
 
     func tick() {
         guard placement != nil else { return }
-        perform(placement!.tick(nowMs: wallClockMs()))
+        perform(placement!.tick(nowMs: clock.nowMs()))
     }
 
     // MARK: Actions
@@ -222,8 +217,7 @@ actor ZoneManager {
             case .release(let meeting, let server):
                 send(.release(meeting: meeting, term: term), to: server)
             case .answer(let request, let answer):
-                guard let (asker, id) = askers.removeValue(forKey: request) else { continue }
-                send(.located(request: id, answer: LocateResult(answer)), to: asker)
+                relay(relays.located(request, answer))
             case .requestServer:
                 requestServer()
             case .disconnect(let server, let reason):
@@ -231,9 +225,23 @@ actor ZoneManager {
                 links.removeValue(forKey: server)?.outbox.finish()
             case .drained(let server):
                 logger.notice("drained", metadata: ["server": "\(server)"])
-                for waiter in drainWaiters.removeValue(forKey: server) ?? [] {
-                    waiter.yield(.drained(server: server, ok: true, detail: "every meeting moved off \(server)"))
-                }
+                relay(relays.drained(server))
+            }
+        }
+    }
+
+    /// Sends the relays' answers, each on the link its question came in on.
+    private func relay(_ actions: [ManagerRelays.Action]) {
+        for action in actions {
+            switch action {
+            case .send(let message, let link):
+                guard let open = openLinks[link] else { continue }  // closed since; nobody to tell
+                deliver(message, on: open.outbox, to: open.peer)
+            case .admitUnlicensed(let request, let link, let reason):
+                // Meetings must not stop because the license service is away: admit, loudly.
+                logger.warning("admitting a join without the license service", metadata: ["reason": "\(reason)"])
+                guard let open = openLinks[link] else { continue }
+                deliver(.admitted(request: request, ok: true, reason: reason), on: open.outbox, to: open.peer)
             }
         }
     }
@@ -264,7 +272,17 @@ actor ZoneManager {
             logger.debug("no link; message dropped", metadata: ["peer": "\(peer)"])
             return
         }
-        link.outbox.yield(message)
+        deliver(message, on: link.outbox, to: peer)
+    }
+
+    /// Queues `message` on a link. A full outbox cuts the link (see ``ZoneOutbox``): its
+    /// serve loop then ends and cleans up as for any closed link.
+    private func deliver(_ message: ZoneMessage, on outbox: ZoneOutbox, to peer: NodeName) {
+        if outbox.send(message) == .full {
+            logger.error("zone link cut: \(ZoneOutbox.capacity) messages were waiting unwritten, so the peer is not reading; it reconnects and registers again", metadata: [
+                "peer": "\(peer)",
+            ])
+        }
     }
 
     func finishChores() { chores.finish() }
@@ -285,7 +303,9 @@ struct ManagerService: Service {
         let location = try configuration.storeLocation()
         let store = try await location.open(dataDirectory: context.paths.data, synchronous: .normal, logger: logger)
         let credentials = try ZoneCredentials.load(paths: context.paths, configuration: configuration)
-        let manager = ZoneManager(name: context.name, configuration: configuration, supervisor: context.link, logger: logger)
+        // One monotonic clock for every duration this manager measures (see MonotonicClockMs).
+        let clock = MonotonicClockMs()
+        let manager = ZoneManager(name: context.name, configuration: configuration, supervisor: context.link, clock: clock, logger: logger)
         await context.link.reportLoad { await manager.statusLoad() }
         let port = PortAnnouncement()
         let bind = try ListenPorts.pick(configuration.ports, host: configuration.host, process: context.name)
@@ -297,7 +317,7 @@ struct ManagerService: Service {
             group.addTask { try await app.run() }
             group.addTask {
                 let address = "\(credentials.scheme)://\(configuration.host):\(try await port.value())"
-                await Self.elect(manager: manager, store: store, me: context.name, address: address, logger: logger)
+                await Self.elect(manager: manager, store: store, me: context.name, address: address, clock: clock, logger: logger)
             }
             group.addTask {
                 while !Task.isCancelled {
@@ -334,22 +354,27 @@ struct ManagerService: Service {
         }
     }
 
-    /// The election loop: the pure rules, the lease in the store, and the wall clock.
-    private static func elect(manager: ZoneManager, store: any Store, me: NodeName, address: String, logger: Logger) async {
+    /// The election loop: the pure rules, the lease in the store, and this process's
+    /// monotonic clock. No time of ours reaches the store: it times the lease on its own
+    /// clock and answers how long it still runs (see docs/zone.md, "Whose clock"), so the
+    /// election only measures durations here, and a wall-clock step backwards cannot make a
+    /// leader trust its lease for longer than the store holds it.
+    private static func elect(manager: ZoneManager, store: any Store, me: NodeName, address: String, clock: MonotonicClockMs,
+                              logger: Logger) async {
         var election = ManagerElection(me: me, address: address)
-        var actions = election.tick(nowMs: wallClockMs())
+        var actions = election.tick(nowMs: clock.nowMs())
         while !Task.isCancelled {
             while !actions.isEmpty {
                 let action = actions.removeFirst()
                 switch action {
                 case .read:
                     do {
-                        let stored = try await leaseCall(election, manager) { try await store.lease(ZoneAgent.managerLease) }
-                        let now = wallClockMs()
+                        let stored = try await leaseCall(election, manager, clock) { try await store.lease(ZoneAgent.managerLease) }
+                        let now = clock.nowMs()
                         actions += election.observed(stored.map { ManagerLease($0, readAtMs: now) }, nowMs: now)
                     } catch {
                         logger.warning("cannot read the manager lease", metadata: ["error": "\(error)"])
-                        actions += election.claimed(nil, nowMs: wallClockMs())
+                        actions += election.claimed(nil, nowMs: clock.nowMs())
                     }
                 case .claim(let expected, let new):
                     do {
@@ -358,13 +383,13 @@ struct ManagerService: Service {
                         let claim = LeaseClaim(holder: new.holder.rawValue, address: new.address, term: new.term,
                                                durationMs: election.timing.leaseMs)
                         let version = expected.map { LeaseVersion(holder: $0.holder.rawValue, term: $0.term) }
-                        let won = try await leaseCall(election, manager) {
+                        let won = try await leaseCall(election, manager, clock) {
                             try await store.replaceLease(ZoneAgent.managerLease, expected: version, with: claim)
                         }
-                        actions += election.claimed(won ? new : nil, nowMs: wallClockMs())
+                        actions += election.claimed(won ? new : nil, nowMs: clock.nowMs())
                     } catch {
                         logger.warning("cannot write the manager lease", metadata: ["error": "\(error)"])
-                        actions += election.claimed(nil, nowMs: wallClockMs())
+                        actions += election.claimed(nil, nowMs: clock.nowMs())
                     }
                 case .lead(let term):
                     await manager.lead(term: term)
@@ -373,7 +398,7 @@ struct ManagerService: Service {
                 }
             }
             try? await Task.sleep(for: .milliseconds(25))
-            actions = election.tick(nowMs: wallClockMs())
+            actions = election.tick(nowMs: clock.nowMs())
         }
         await manager.stepDown(reason: "shutting down")
     }
@@ -383,13 +408,13 @@ struct ManagerService: Service {
 /// whether or not the store answers: if the call is still out then (a database that hangs,
 /// a machine cut off from it), the manager stops leading at that moment, not when the call
 /// finally fails. The election learns the outcome when the call returns.
-private func leaseCall<T: Sendable>(_ election: ManagerElection, _ manager: ZoneManager,
+private func leaseCall<T: Sendable>(_ election: ManagerElection, _ manager: ZoneManager, _ clock: MonotonicClockMs,
                                     _ call: @escaping @Sendable () async throws -> T) async throws -> T {
     guard case .leader(_, let validUntilMs) = election.role else { return try await call() }
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask { try await call() }
         group.addTask {
-            try await Task.sleep(for: .milliseconds(max(0, validUntilMs - wallClockMs())))
+            try await Task.sleep(for: .milliseconds(max(0, validUntilMs - clock.nowMs())))
             await manager.stepDown(reason: "the store did not answer the lease renewal before the lease could lapse")
             return nil
         }
@@ -402,10 +427,24 @@ private func leaseCall<T: Sendable>(_ election: ManagerElection, _ manager: Zone
 }
 
 extension ManagerLease {
-    /// A lease read from the store, its expiry moved onto this process's clock: `readAtMs`
-    /// plus what the store said remained.
+    /// A lease read from the store, its expiry moved onto this process's monotonic clock:
+    /// `readAtMs` plus what the store said remained.
     init(_ stored: StoredLease, readAtMs: Int64) {
         self.init(holder: NodeName(stored.holder), address: stored.address, term: stored.term,
                   expiresAtMs: readAtMs + stored.remainingMs)
+    }
+}
+
+/// Milliseconds on this process's monotonic clock, counted from when it was made: what the
+/// manager measures every duration with (heartbeat silence, moves not confirmed, locates
+/// unanswered, how long its lease can be trusted). A wall-clock step (NTP, an operator)
+/// must neither fail servers over nor stall moves. Its readings mean nothing outside this
+/// process, so none is ever sent, stored, or compared with a wall-clock time.
+struct MonotonicClockMs: Sendable {
+    private let start = ContinuousClock.now
+
+    func nowMs() -> Int64 {
+        let elapsed = (ContinuousClock.now - start).components
+        return elapsed.seconds * 1_000 + elapsed.attoseconds / 1_000_000_000_000_000
     }
 }

@@ -29,7 +29,8 @@ public actor ZoneAgent: Service {
     private let heartbeatMs: Int
     private let delegate: any ZoneAgentDelegate
     private let logger: Logger
-    private var outbox: AsyncStream<ZoneMessage>.Continuation?
+    /// What waits to be written to the manager; nil while no manager link is up.
+    private var outbox: ZoneOutbox?
     private var locates = PendingReplies<LocateResult>()
     private var admits = PendingReplies<AdmitReply>()
     /// The newest manager term seen; orders from older terms come from a deposed manager.
@@ -85,12 +86,29 @@ public actor ZoneAgent: Service {
     }
 
     /// Sends to the manager; dropped (and logged at debug) when no manager is connected.
+    /// A manager that does not read has the link cut (see ``ZoneOutbox``).
     public func send(_ message: ZoneMessage) {
         guard let outbox else {
             logger.debug("no manager link; message dropped", metadata: ["message": "\(message)"])
             return
         }
-        outbox.yield(message)
+        Self.queue(message, on: outbox, logger: logger)
+    }
+
+    private static func queue(_ message: ZoneMessage, on outbox: ZoneOutbox, logger: Logger) {
+        if outbox.send(message) == .full {
+            logger.error("link to the manager cut: \(ZoneOutbox.capacity) messages were waiting unwritten, so the manager is not reading; reconnecting and registering again")
+        }
+    }
+
+    /// Closes the link to the manager now, dropping what waits to be written; the agent
+    /// reconnects and registers again with what this process holds, from which the manager
+    /// rebuilds its view. For a role that can no longer trust that it carried out every
+    /// order of this link.
+    public func dropManagerLink(because reason: String) {
+        guard let outbox else { return }
+        logger.error("dropping the link to the manager; reconnecting and registering again", metadata: ["reason": "\(reason)"])
+        outbox.cut()
     }
 
     /// Where should clients of `meeting` connect? Asks the manager, waiting at most `timeout`.
@@ -141,24 +159,24 @@ public actor ZoneAgent: Service {
     }
 
     private func session(_ link: ZoneLink, term: UInt64) async {
-        let (messages, outbox) = AsyncStream<ZoneMessage>.makeStream()
+        // Asked before the outbox opens: nothing may be sent ahead of the registration (the
+        // manager ends a link whose first message is not one).
+        let holding = await delegate.holding()
+        let outbox = ZoneOutbox()
         self.outbox = outbox
         self.term = max(self.term, term)
         locates = PendingReplies()
         admits = PendingReplies()
         connectedTo = link.peer
-        outbox.yield(.register(name: name, role: role, address: address, holding: await delegate.holding()))
+        outbox.send(.register(name: name, role: role, address: address, holding: holding))
         logger.info("registered with the manager", metadata: ["manager": "\(link.peer)", "term": "\(term)"])
         await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await message in messages {
-                    do { try await link.send(message) } catch { return }
-                }
-            }
-            group.addTask { [heartbeatMs, delegate] in
+            // Ends the session when the link fails or the outbox is cut.
+            group.addTask { await outbox.write { try await link.send($0) } }
+            group.addTask { [heartbeatMs, delegate, logger] in
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(heartbeatMs))
-                    outbox.yield(.load(await delegate.load()))
+                    Self.queue(.load(await delegate.load()), on: outbox, logger: logger)
                 }
             }
             group.addTask {

@@ -3,6 +3,7 @@ import HTTPTypes
 import HummingbirdWebSocket
 import Logging
 import ParleyZone
+import Synchronization
 import WSClient
 
 /// One authenticated link between two processes of a zone: ``ZoneMessage``s as JSON text
@@ -77,6 +78,95 @@ public struct ZoneLink: Sendable {
         _ = try await WebSocketClient.connect(url: wsURL, configuration: configuration, tlsConfiguration: credentials.tls?.client,
                                               logger: logger) { inbound, outbound, _ in
             try await body(ZoneLink(peer: peer, inbound: inbound, outbound: outbound))
+        }
+    }
+}
+
+/// What a process has queued to send on one zone link and not yet written. Whoever sends
+/// on the link queues here without waiting; one task writes the messages out in order
+/// (``write(to:)``).
+///
+/// Bounded at ``capacity`` messages. A full outbox means the peer is not reading: hung,
+/// cut off, or far behind. Every message on a link is a protocol step (an order, an answer
+/// a caller waits for, a heartbeat, a registration), so none is dropped on its own, which
+/// would leave the two sides disagreeing silently. The link is cut instead, with everything
+/// queued: the peer's agent reconnects and registers again with what it holds, from which
+/// the manager rebuilds its view, and callers waiting on the cut link fail at once and retry.
+public final class ZoneOutbox: Sendable {
+    /// The largest burst a link carries comes with a failover: every client of a lost
+    /// server asks the locator at once (up to `scaling.connectionsPerServer`, 2 000 by
+    /// default, through the web process's link and back) and every meeting the server held
+    /// is ordered somewhere else. A link that is read writes such a burst as fast as it
+    /// comes; 16 384 holds several at once, a few MB of small messages. A queue that still
+    /// fills is a peer that does not read, and memory must not grow without end for it.
+    public static let capacity = 16_384
+
+    /// What became of a message given to ``send(_:)``.
+    public enum Queued: Equatable, Sendable {
+        case queued
+        /// The outbox was full: the link is cut now, and this message and every one queued
+        /// with it are dropped.
+        case full
+        /// The link is closing or closed; nothing more goes out on it.
+        case closed
+    }
+
+    private let messages: AsyncStream<ZoneMessage>
+    private let queue: AsyncStream<ZoneMessage>.Continuation
+    /// Ends when the link is cut, so a writer stuck in a write stops at once.
+    private let cutSignal: AsyncStream<Never>
+    private let cutter: AsyncStream<Never>.Continuation
+    private let wasCut = Atomic(false)
+
+    public init(capacity: Int = ZoneOutbox.capacity) {
+        precondition(capacity > 0)
+        (messages, queue) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(capacity))
+        (cutSignal, cutter) = AsyncStream.makeStream()
+    }
+
+    /// Queues `message`. On `.full` the link has been cut; the caller says so in its log.
+    @discardableResult
+    public func send(_ message: ZoneMessage) -> Queued {
+        switch queue.yield(message) {
+        case .enqueued: return .queued
+        case .dropped:
+            cut()
+            return .full
+        case .terminated: return .closed
+        @unknown default: return .closed
+        }
+    }
+
+    /// No more messages: what is queued is still written, then the writer ends.
+    public func finish() { queue.finish() }
+
+    /// Closes the link now: nothing queued is written any more, and a write in progress is
+    /// abandoned.
+    public func cut() {
+        wasCut.store(true, ordering: .sequentiallyConsistent)
+        queue.finish()
+        cutter.finish()
+    }
+
+    public var isCut: Bool { wasCut.load(ordering: .sequentiallyConsistent) }
+
+    /// Writes the queued messages with `write`, in order, until the outbox is finished and
+    /// empty, it is cut, or a write throws. Called once, by the task that owns the link;
+    /// the link is over when it returns.
+    public func write(to write: @escaping @Sendable (ZoneMessage) async throws -> Void) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [messages] in
+                for await message in messages {
+                    // A stream finished by a cut still hands out what it had buffered.
+                    guard !self.isCut, !Task.isCancelled else { return }
+                    do { try await write(message) } catch { return }
+                }
+            }
+            group.addTask { [cutSignal] in
+                for await _ in cutSignal {}
+            }
+            await group.next()
+            group.cancelAll()
         }
     }
 }
