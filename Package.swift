@@ -137,6 +137,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        // The failover core's pure machines in one seeded, simulated world (`parley sim`).
+        .target(name: "ParleySimulation", dependencies: ["ParleyServer", core, wire, sdk], swiftSettings: strict),
         .target(
             name: "ParleyChaos",
             dependencies: [
@@ -161,7 +163,7 @@ let package = Package(
         .executableTarget(
             name: "parley",
             dependencies: [
-                "ParleyServer", sdk, "ParleySupervisor", "ParleyNode", "ParleyChaos", "ParleyWeb", "ParleyBench",
+                "ParleyServer", sdk, "ParleySupervisor", "ParleyNode", "ParleyChaos", "ParleyWeb", "ParleyBench", "ParleySimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -199,6 +201,7 @@ let package = Package(
         .testTarget(
             name: "ParleyZoneTests",
             dependencies: ["ParleyZone"],
+            exclude: ["Traces"],  // golden traces, read from the source tree by GoldenTraceTests
             swiftSettings: strict),
         .testTarget(
             name: "ParleyZoneProcessTests",
@@ -214,6 +217,7 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict),
+        .testTarget(name: "ParleySimulationTests", dependencies: ["ParleySimulation"], swiftSettings: strict),
         .testTarget(
             name: "ParleyChaosTests",
             dependencies: [
