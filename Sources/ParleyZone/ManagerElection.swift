@@ -8,7 +8,8 @@ public struct ManagerLease: Codable, Equatable, Sendable {
     public var address: String
     /// Grows by one with every change of leader. Servers ignore orders from older terms.
     public var term: UInt64
-    /// Wall-clock milliseconds; the lease is free after this.
+    /// On the observing manager's own monotonic clock (when it read the lease, plus what the
+    /// store said remained); the lease is free after this. Never compared across processes.
     public var expiresAtMs: Int64
 
     public init(holder: NodeName, address: String, term: UInt64, expiresAtMs: Int64) {
