@@ -138,7 +138,7 @@ let package = Package(
             ],
             swiftSettings: strict),
         // The failover core's pure machines in one seeded, simulated world (`parley sim`).
-        .target(name: "ParleySimulation", dependencies: ["ParleyServer", core, wire, sdk], swiftSettings: strict),
+        .target(name: "ParleySimulation", dependencies: ["ParleyServer", "ParleyZone", core, wire, sdk], swiftSettings: strict),
         .target(
             name: "ParleyChaos",
             dependencies: [

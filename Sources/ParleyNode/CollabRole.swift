@@ -130,6 +130,14 @@ actor CollabNode: Service, ZoneAgentDelegate {
         let attendance = attendance
         await withDiscardingTaskGroup { group in
             group.addTask { try? await agent.run() }
+            group.addTask { [directory] in
+                // A host that stopped by itself (a commit failed, or it was fenced): the manager
+                // opens the meeting again, elsewhere if it can. A fenced host's report is
+                // ignored there, since the meeting is already placed on the server that fenced it.
+                for await meeting in directory.stoppedByThemselves.cancelOnGracefulShutdown() {
+                    await agent.send(.failedToHost(meeting: meeting, reason: "its host stopped by itself (a commit failed or was fenced)"))
+                }
+            }
             group.addTask {
                 // Joins and leaves go to the log service as they are committed.
                 for await record in attendance.records.cancelOnGracefulShutdown() {

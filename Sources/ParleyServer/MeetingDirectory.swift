@@ -26,6 +26,12 @@ public actor MeetingDirectory: Service {
     private var streaming = true
     private let started: AsyncStream<MeetingHost>
     private let start: AsyncStream<MeetingHost>.Continuation
+    /// Meetings whose host stopped by itself (a commit failed, or it was fenced), not
+    /// because the manager released it. The zone must hear of it: the manager still places
+    /// the meeting here, and every client it sends here would be told `moved`, forever.
+    /// Found by `parley sim` (seed 8).
+    public nonisolated let stoppedByThemselves: AsyncStream<MeetingID>
+    private let stoppedByItself: AsyncStream<MeetingID>.Continuation
 
     init(store: any Store, commitLog: GroupCommitLog, configuration: ServerConfiguration, loadsOnDemand: Bool,
          clock: @escaping @Sendable () -> Millis, logger: Logger) {
@@ -36,6 +42,8 @@ public actor MeetingDirectory: Service {
         self.clock = clock
         self.logger = logger
         (started, start) = AsyncStream.makeStream()
+        // At most one per meeting hosted here is waiting at a time in practice; bounded anyway.
+        (stoppedByThemselves, stoppedByItself) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1_024))
     }
 
     var hostedCount: Int { hosts.count }
@@ -62,7 +70,11 @@ public actor MeetingDirectory: Service {
     }
 
     private func forget(_ host: MeetingHost) {
-        if hosts[host.id] === host { hosts[host.id] = nil }
+        if hosts[host.id] === host {
+            // Still listed: nobody released it, it stopped by itself.
+            hosts[host.id] = nil
+            if accepting { stoppedByItself.yield(host.id) }
+        }
         logger.info("meeting unloaded", metadata: ["meeting": "\(host.id)"])
     }
 

@@ -252,6 +252,36 @@ struct ClusterProcessTests {
         try? await replica.stop(mode: "immediate")
     }
 
+    /// Found by `parley sim` (seed 8): a host whose commit failed stopped by itself, but the
+    /// manager still placed the meeting on its server, which told every client `moved`.
+    @Test("one commit the database refuses stops the meeting's host; the manager opens the meeting again and both clients resume, nothing acknowledged lost")
+    func commitRefusedOnce() async throws {
+        let storeURL = try await TestPostgres.shared.freshDatabase()
+        let database = String(storeURL.split(separator: "/").last!.split(separator: "?").first!)
+        let postgres = try await TestPostgres.shared.server()
+        try await Self.withCluster(storeURL: storeURL) { cluster, web, _, _ in
+            let (meeting, alice, bob) = try await Self.meetingWithTwoClients(at: web, title: "Commit refused")
+            _ = try await Self.placement(of: meeting, in: cluster)
+            let resumeTime = try await Scenario.exchange(alice: alice, bob: bob) {
+                // Exactly one write to the log fails: a sequence is not rolled back with it.
+                try await postgres.psql("""
+                    CREATE SEQUENCE refuse_once;
+                    CREATE FUNCTION refuse_once() RETURNS trigger LANGUAGE plpgsql AS $$
+                        BEGIN
+                            IF nextval('refuse_once') = 1 THEN RAISE EXCEPTION 'injected by the test: one refused write'; END IF;
+                            RETURN NULL;
+                        END $$;
+                    CREATE TRIGGER refuse_once BEFORE INSERT ON log FOR EACH STATEMENT EXECUTE FUNCTION refuse_once();
+                    """, database: database)
+            }
+            let fired = try await postgres.psql("SELECT is_called FROM refuse_once", database: database)
+            #expect(fired == "t", "a write to the log was refused")
+            print("cluster: one commit refused; every client resumed after \(resumeTime)")
+            #expect(resumeTime < Scenario.options(.webSocket).policy.opAnswerTimeout)
+            await cluster.stop()
+        }
+    }
+
     @Test("with a web front on every machine, the machine of the front the clients use and the machine hosting their meeting are lost at once: the clients find the meeting through another front and resume, nothing acknowledged lost")
     func webFrontLost() async throws {
         try await Self.withCluster({ configuration in

@@ -1,0 +1,266 @@
+import ParleyClient
+import ParleyCore
+import ParleyProtocol
+import ParleyServer
+import ParleyZone
+
+/// The collab servers' shell, as `CollabRole` and `MeetingHost` do it: orders from the
+/// manager, hosting (with ``MeetingHostState``), standby copies, replication.
+extension World {
+    // MARK: The link to the manager
+
+    mutating func heartbeat(_ server: Int) {
+        guard let link = servers[server].link else {
+            // No link: connect and register (with what it holds), if a manager is there.
+            guard manager.up else { return }
+            let link = nextLink
+            nextLink += 1
+            servers[server].link = link
+            trace("collab-\(server)", "registers on link \(link) holding \(holdings(server).map { "\($0.meeting) \($0.role.rawValue) \($0.epoch)" })")
+            toManager(.register(holdings(server)), link: link, from: server)
+            return
+        }
+        toManager(.load, link: link, from: server)
+    }
+
+    func holdings(_ server: Int) -> [HeldMeeting] {
+        let hosted = servers[server].hosts.filter { !$0.value.stopped }
+            .map { HeldMeeting(meeting: $0.key, role: .host, epoch: $0.value.log.epoch) }
+        let copies = servers[server].standbys.map { HeldMeeting(meeting: $0.key, role: .standby, epoch: $0.value.epoch) }
+        return (hosted + copies).sorted { ($0.meeting, $0.role.rawValue) < ($1.meeting, $1.role.rawValue) }
+    }
+
+    mutating func toManager(_ message: Upward, link: UInt64, from server: Int) {
+        send(.toManager(link: link, server: server, message), on: "up \(link)")
+    }
+
+    // MARK: Orders
+
+    mutating func carryOut(_ order: Placement.Action, at server: Int) {
+        trace("collab-\(server)", "order \(order)")
+        switch order {
+        case .open(let meeting, _, _), .promote(let meeting, _, _):
+            if let host = servers[server].hosts[meeting], !host.stopped {
+                if let link = servers[server].link { toManager(.hosting(meeting, host.log.epoch), link: link, from: server) }
+                return
+            }
+            guard !servers[server].takingOver.contains(meeting) else { return }
+            servers[server].takingOver.insert(meeting)
+            let promoting = if case .promote = order { true } else { false }
+            servers[server].following[meeting] = nil
+            schedule(.takeOver(meeting, server: server, incarnation: servers[server].incarnation, promoting: promoting), after: storeLatency())
+        case .follow(let meeting, _, let hostName):
+            guard let host = Self.index(hostName) else { return }
+            servers[server].following[meeting] = host
+            if let copy = servers[server].standbys[meeting] {
+                send(.subscribe(meeting, follower: server, host: host, after: copy.lastSeq), on: "repl \(server)>\(host)")
+            } else {
+                schedule(.loadStandby(meeting, server: server, incarnation: servers[server].incarnation), after: storeLatency())
+            }
+        case .release(let meeting, _):
+            servers[server].following[meeting] = nil
+            servers[server].standbys[meeting] = nil
+            // Unlisted first: a released host's stop is not one it came to by itself.
+            if var state = servers[server].hosts.removeValue(forKey: meeting) {
+                perform(state.release(reason: "the manager moved it"), of: meeting, at: server)
+            }
+        case .answer, .requestServer, .disconnect, .drained:
+            break
+        }
+    }
+
+    /// The store claimed the next epoch for this server and read the log: host the meeting,
+    /// from the standby copy caught up with the store, or rebuilt from the store.
+    mutating func tookOver(_ meeting: MeetingID, at server: Int, _ epoch: Epoch, _ entries: [LogEntry], promoting: Bool) {
+        servers[server].takingOver.remove(meeting)
+        var log: MeetingLog
+        do {
+            if promoting, var copy = servers[server].standbys[meeting] {
+                try copy.promote(to: epoch, catchingUp: entries.filter { $0.seq > copy.lastSeq })
+                log = copy
+            } else {
+                log = try MeetingLog(recovering: emptyLog(meeting).snapshot(), entries: entries, epoch: epoch)
+            }
+        } catch {
+            violation("collab-\(server) cannot take \(meeting) over under \(epoch): \(error)")
+            if let link = servers[server].link { toManager(.failedToHost(meeting), link: link, from: server) }
+            return
+        }
+        servers[server].standbys[meeting] = nil
+        servers[server].following[meeting] = nil
+        servers[server].hosts[meeting] = HostState(log: log, limits: ConnectionLimits(), asksAdmission: false,
+                                                   snapshotEveryEntries: 1_000_000)
+        report.hostings += 1
+        trace("collab-\(server)", "hosts \(meeting) under \(epoch) through seq \(log.committedSeq)")
+        if let link = servers[server].link { toManager(.hosting(meeting, epoch), link: link, from: server) }
+    }
+
+    // MARK: Standby copies
+
+    mutating func standbyLoaded(_ meeting: MeetingID, at server: Int, _ entries: [LogEntry]) {
+        guard let host = servers[server].following[meeting] else { return }
+        do {
+            let copy = try MeetingLog(standbyFrom: emptyLog(meeting).snapshot(), entries: entries)
+            servers[server].standbys[meeting] = copy
+            send(.subscribe(meeting, follower: server, host: host, after: copy.lastSeq), on: "repl \(server)>\(host)")
+        } catch {
+            violation("collab-\(server) cannot rebuild a standby copy of \(meeting) from the store: \(error)")
+        }
+    }
+
+    /// A standby asks the host for what it lacks, then the live stream.
+    mutating func subscribe(_ meeting: MeetingID, follower: Int, host: Int, after: Seq) {
+        guard let state = servers[host].hosts[meeting], !state.stopped else {
+            // Not hosted here (any more): the standby reloads and asks again.
+            send(.replica(meeting, follower: follower, host: host, .reload), on: "repl \(host)>\(follower)")
+            return
+        }
+        let start = state.subscription(after: after)
+        send(.replica(meeting, follower: follower, host: host, start), on: "repl \(host)>\(follower)")
+        if case .entries = start, !(servers[host].subscribers[meeting] ?? []).contains(follower) {
+            servers[host].subscribers[meeting, default: []].append(follower)
+        }
+    }
+
+    mutating func replica(_ meeting: MeetingID, follower: Int, host: Int, _ update: ReplicaStart) {
+        guard servers[follower].following[meeting] == host else { return }
+        switch update {
+        case .entries(let entries):
+            guard var copy = servers[follower].standbys[meeting] else { return }
+            do {
+                try copy.replicate(entries)
+                servers[follower].standbys[meeting] = copy
+            } catch {
+                trace("collab-\(follower)", "standby copy of \(meeting) does not continue: reload (\(error))")
+                servers[follower].standbys[meeting] = nil
+                schedule(.loadStandby(meeting, server: follower, incarnation: servers[follower].incarnation), after: 100)
+            }
+        case .reload:
+            servers[follower].standbys[meeting] = nil
+            schedule(.loadStandby(meeting, server: follower, incarnation: servers[follower].incarnation), after: 100)
+        }
+    }
+
+    // MARK: Hosting
+
+    mutating func serverReceives(_ frame: ClientFrame, on key: ConnectionKey, at server: Int) {
+        guard let connection = connections[key], connection.open else { return }
+        let meeting = clients[connection.client].meeting
+        guard let state = servers[server].hosts[meeting], !state.stopped else {
+            // Not hosted here (any more): the client asks the locator again.
+            sendToClient(.error(ProtocolError(.moved, "meeting \(meeting) is not hosted here", fatal: true)), on: key)
+            closeConnection(key)
+            return
+        }
+        switch frame {
+        case .hello(let token, let resume):
+            let joiner = HostState.Joiner(participant: ParticipantID(token), name: token, role: .attendee)
+            host(meeting, at: server) { host, now in host.attach(key, joiner, resume: resume, at: now) }
+        case .op(let id, let operation):
+            host(meeting, at: server) { host, now in host.op(key, id, operation, at: now) }
+        case .leave:
+            host(meeting, at: server) { host, now in host.leave(key, at: now) }
+        case .ping(let nonce):
+            sendToClient(.pong(nonce: nonce), on: key)
+        case .signal:
+            break
+        }
+    }
+
+    /// Feeds a meeting's host one input and carries out what it returns; then, as the
+    /// server's loop does after each batch, commits what was sequenced.
+    mutating func host(_ meeting: MeetingID, at server: Int, _ input: (inout HostState, Int64) -> [HostState.Action]) {
+        guard var state = servers[server].hosts[meeting] else { return }
+        let actions = input(&state, now)
+        servers[server].hosts[meeting] = state
+        perform(actions, of: meeting, at: server)
+        if var state = servers[server].hosts[meeting], !state.stopped {
+            let flush = state.flush()
+            servers[server].hosts[meeting] = state
+            perform(flush, of: meeting, at: server)
+        }
+    }
+
+    mutating func perform(_ actions: [HostState.Action], of meeting: MeetingID, at server: Int) {
+        for action in actions {
+            switch action {
+            case .send(let key, let frame):
+                sendToClient(frame, on: key)
+            case .fail(let key, let error):
+                sendToClient(.error(error), on: key)
+                if error.fatal { closeConnection(key) }
+            case .welcome(let key, let participant, let welcome, let replay):
+                sendToClient(.welcome(welcome), on: key)
+                for entry in replay { sendToClient(.event(DeliveredEntry(entry, for: participant)), on: key) }
+            case .close(let key):
+                closeConnection(key)
+            case .askAdmission(let key, _):
+                host(meeting, at: server) { host, now in host.admission(key, .admit, at: now) }
+            case .commit(let entries):
+                let epoch = servers[server].hosts[meeting]!.log.epoch
+                trace("collab-\(server)", "commit \(meeting) \(entries.map(\.seq)) under \(epoch)")
+                schedule(.storeApply(meeting, server: server, incarnation: servers[server].incarnation, entries, epoch), after: storeLatency())
+                if options.brokenRule == .ackBeforeCommit {
+                    // Broken on purpose: acknowledged as if stored, before the store has it.
+                    host(meeting, at: server) { host, now in host.committed(at: now) }
+                }
+            case .deliver(let entries, let recipients, let acks):
+                for entry in entries {
+                    for (key, participant) in recipients { sendToClient(.event(DeliveredEntry(entry, for: participant)), on: key) }
+                    for (key, id) in acks[entry.seq] ?? [] { sendToClient(.ack(id: id, epoch: entry.epoch, seq: entry.seq), on: key) }
+                }
+            case .replicate(let entries):
+                for follower in servers[server].subscribers[meeting] ?? [] {
+                    send(.replica(meeting, follower: follower, host: server, .entries(entries)), on: "repl \(server)>\(follower)")
+                }
+            case .relay, .attendance, .checkpoint, .finalCheckpoint, .log:
+                break
+            case .stop(let closing):
+                trace("collab-\(server)", "host of \(meeting) stopped")
+                for key in closing { closeConnection(key) }
+                // Stopped by itself (still listed): the manager opens the meeting again, as
+                // `CollabRole` reports it (MeetingDirectory.stoppedByThemselves).
+                if servers[server].hosts.removeValue(forKey: meeting) != nil, let link = servers[server].link {
+                    toManager(.failedToHost(meeting), link: link, from: server)
+                }
+                // Its standbys' streams end: they reload and subscribe again.
+                for follower in servers[server].subscribers.removeValue(forKey: meeting) ?? [] {
+                    send(.replica(meeting, follower: follower, host: server, .reload), on: "repl \(server)>\(follower)")
+                }
+            }
+        }
+    }
+
+    // MARK: The store
+
+    mutating func storeApply(_ meeting: MeetingID, server: Int, incarnation: Int, _ entries: [LogEntry], _ epoch: Epoch) {
+        let result: CommitResult
+        let current = storeEpoch[meeting]!
+        if options.faults, Int.random(in: 0..<100, using: &rng) < 2 {
+            result = .failed
+            report.faults["commit failed", default: 0] += 1
+        } else if epoch < current, options.brokenRule != .skipEpochCheck {
+            result = .fenced(current)
+        } else {
+            let committer = "collab-\(server) incarnation \(incarnation)"
+            let key = "\(meeting) \(epoch)"
+            if let other = committers[key], other != committer {
+                violation("two hosts committed \(meeting) under \(epoch): \(other) and \(committer)")
+            }
+            committers[key] = committer
+            for entry in entries {
+                let count = Seq(stored[meeting]!.count)
+                if entry.seq <= count {
+                    violation("\(meeting) seq \(entry.seq) stored twice: \(stored[meeting]![Int(entry.seq) - 1].epoch) then \(entry.epoch)")
+                } else if entry.seq != count + 1 {
+                    violation("gap in the store: \(meeting) seq \(entry.seq) after \(count)")
+                } else {
+                    stored[meeting]!.append(entry)
+                }
+            }
+            result = .stored
+        }
+        trace("store", "\(meeting) \(entries.map(\.seq)) under \(epoch): \(result)")
+        schedule(.commitResult(meeting, server: server, incarnation: incarnation, result), after: storeLatency())
+    }
+}
