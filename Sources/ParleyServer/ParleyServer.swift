@@ -122,12 +122,24 @@ public struct ParleyServer: Sendable {
     public let mode: ServerMode
     /// Routes a front adds beyond the API (the web zone); ignored on hosting-only servers.
     public let frontRoutes: FrontRoutes?
+    /// A store the caller opened and owns, used instead of opening `configuration.store`.
+    ///
+    /// A parameter rather than a case of `ServerConfiguration.store`: the configuration is
+    /// what an operator can set, plain values that can be logged, compared and passed to a
+    /// child process; an open store is a live object with an owner, who alone may run and
+    /// stop it.
+    public let givenStore: (any ZoneStore)?
     let logger: Logger
 
-    public init(configuration: ServerConfiguration, mode: ServerMode = .single, frontRoutes: FrontRoutes? = nil, logger: Logger) {
+    /// - Parameter store: an open store to use instead of opening `configuration.store`
+    ///   (tests, the simulation). The caller owns it: the server neither runs nor stops what
+    ///   it runs (a PostgreSQL store's pools), and leaves it open when it stops.
+    public init(configuration: ServerConfiguration, mode: ServerMode = .single, frontRoutes: FrontRoutes? = nil,
+                store: (any ZoneStore)? = nil, logger: Logger) {
         self.configuration = configuration
         self.mode = mode
         self.frontRoutes = frontRoutes
+        self.givenStore = store
         self.logger = logger
     }
 
@@ -145,9 +157,15 @@ public struct ParleyServer: Sendable {
         let clock = configuration.clock
         // Read before anything opens: a server told to serve TLS never serves plain HTTP instead.
         let tls = try configuration.tls.map { try $0.configuration() }
-        let store = try await configuration.store.open(dataDirectory: configuration.dataDirectory,
-                                                       synchronous: configuration.fsyncEveryCommit ? .full : .normal, logger: logger)
-        logger.info("store open", metadata: ["store": "\(configuration.store)"])
+        let store: any ZoneStore
+        if let givenStore {
+            store = givenStore
+            logger.info("store given", metadata: ["store": "\(type(of: givenStore))"])
+        } else {
+            store = try await configuration.store.open(dataDirectory: configuration.dataDirectory,
+                                                        synchronous: configuration.fsyncEveryCommit ? .full : .normal, logger: logger)
+            logger.info("store open", metadata: ["store": "\(configuration.store)"])
+        }
         let hooks: ZoneHooks?
         let hosts: Bool
         let front: Bool
@@ -210,8 +228,10 @@ public struct ParleyServer: Sendable {
         )
         // Services stop in reverse order: the zone agent and the HTTP server first, then
         // long-poll sessions, then the meetings, which commit and checkpoint last.
-        // The store's connection pools (PostgreSQL) stop last, after the meetings' last commits.
-        let pools: [any Service] = (store as? PostgresStore).map { [StorePools(store: $0)] } ?? []
+        // The store's connection pools (PostgreSQL) stop last, after the meetings' last commits;
+        // a given store's are its owner's to run.
+        var pools: [any Service] = []
+        if givenStore == nil, let postgres = store as? PostgresStore { pools = [StorePools(store: postgres)] }
         let group = ServiceGroup(configuration: .init(
             services: pools + services + (gateway.map { [$0] } ?? []) + [app] + zoneServices,
             gracefulShutdownSignals: [.sigterm, .sigint],

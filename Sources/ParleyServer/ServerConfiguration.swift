@@ -15,6 +15,7 @@ public struct ServerConfiguration: Sendable {
     /// The signing key, documents and (with the default store) the SQLite database live here.
     public var dataDirectory: String
     /// Where meetings are kept: SQLite in the data directory (the default) or PostgreSQL.
+    /// Not opened when the server is given an open store (`ParleyServer(…, store:)`).
     public var store: StoreLocation = .sqlite(directory: nil)
     /// The wall clock, in milliseconds since 1970: token lifetimes, sign-in locks, sessions.
     /// Tests pass their own.

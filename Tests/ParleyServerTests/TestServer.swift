@@ -7,6 +7,7 @@ import Logging
 import ParleyCore
 import ParleyProtocol
 @testable import ParleyServer
+import ParleyStore
 import Testing
 import WSClient
 
@@ -26,16 +27,18 @@ let testLogger: Logger = {
     return logger
 }()
 
-/// Runs an in-process server on a free loopback port for the duration of `body`.
+/// Runs an in-process server on a free loopback port for the duration of `body`, on `store`
+/// if given (the test owns it), else on SQLite in a temporary data directory.
 func withServer<T: Sendable>(
     _ configure: (inout ServerConfiguration) -> Void = { _ in },
+    store: (any ZoneStore)? = nil,
     _ body: (TestEndpoint) async throws -> T
 ) async throws -> T {
     let directory = try TemporaryDirectory()
     var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: directory.path)
     configuration.fsyncEveryCommit = false
     configure(&configuration)
-    let server = ParleyServer(configuration: configuration, logger: testLogger)
+    let server = ParleyServer(configuration: configuration, store: store, logger: testLogger)
     let (ports, portSink) = AsyncStream<Int>.makeStream()
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {

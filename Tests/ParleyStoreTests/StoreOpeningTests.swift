@@ -66,12 +66,13 @@ struct StoreOpeningTests {
         }
     }
 
-    @Test("a database whose schema is newer than this binary is refused", arguments: StoreKind.allCases)
+    @Test("a database whose schema is newer than this binary is refused", arguments: [StoreKind.sqlite, .postgres])
     func newerSchema(_ kind: StoreKind) async throws {
         try await withStore(kind) { store, another in
             switch kind {
             case .sqlite: try await store.rawExecute("INSERT INTO grdb_migrations (identifier) VALUES ('v99: from the future')")
             case .postgres: try await store.rawExecute("INSERT INTO parley_schema (version, name) VALUES (99, 'from the future')")
+            case .memory: Issue.record("a store in memory has no schema")
             }
             await #expect {
                 _ = try await another()

@@ -22,7 +22,7 @@ func withStore<T>(_ body: (SQLiteStore, String) async throws -> T) async throws 
 
 /// The stores every contract test runs against.
 enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case sqlite, postgres
+    case sqlite, postgres, memory
     var testDescription: String { rawValue }
 }
 
@@ -51,6 +51,165 @@ extension PostgresStore: RawSQL {
     func concatenated(_ parts: [String]) -> String { "(" + parts.joined(separator: " || ") + ")" }
 }
 
+/// The damage tests' SQL, on the rows an `InMemoryStore` keeps where a database keeps its
+/// tables: exactly the statements they write, with SQLite's meaning, and nothing else (any
+/// other statement throws, naming itself):
+/// - `SELECT count(*) FROM table`, `SELECT min(seq) FROM table`;
+/// - `UPDATE table SET body = value[, checksum = value] [WHERE seq = n]`, each value a blob
+///   literal, `substr(column, from[, length])` (`length` may be `length(column) / 2`), or
+///   several of these joined with `||`;
+/// - `DELETE FROM table WHERE seq = n`.
+extension InMemoryStore: RawSQL {
+    func rawExecute(_ sql: String) async throws(StoreError) {
+        let words = try RowSQL.words(sql)
+        switch words.first {
+        case "UPDATE":
+            let (table, assignments, seq) = try RowSQL.update(words, sql)
+            // Parsed up front, so a statement this does not understand changes nothing.
+            var values: [(column: String, value: RowSQL.Value)] = []
+            for (column, expression) in assignments { values.append((column, try RowSQL.value(expression, sql))) }
+            rawEdit(table, seq: seq) { [values] row in
+                var row = row
+                for (column, value) in values {
+                    let new = value(row)
+                    if column == "body" { row.body = new } else { row.checksum = new }
+                }
+                return row
+            }
+        case "DELETE":
+            guard words.count == 7, words[1] == "FROM", words[3] == "WHERE", words[4] == "seq", words[5] == "=",
+                  let seq = Seq(words[6]) else { throw RowSQL.unsupported(sql) }
+            rawEdit(try RowSQL.table(words[2], sql), seq: seq) { _ in nil }
+        default:
+            throw RowSQL.unsupported(sql)
+        }
+    }
+
+    func rawInt(_ sql: String) async throws(StoreError) -> Int? {
+        let words = try RowSQL.words(sql)
+        guard words.count == 4, words[0] == "SELECT", words[2] == "FROM" else { throw RowSQL.unsupported(sql) }
+        let rows = rawRows(try RowSQL.table(words[3], sql))
+        switch words[1] {
+        case "count(*)": return rows.count
+        case "min(seq)": return rows.map { Int($0.seq) }.min()
+        default: throw RowSQL.unsupported(sql)
+        }
+    }
+
+    nonisolated func blob(_ bytes: some Sequence<UInt8>) -> String { blobLiteral(bytes) }
+    nonisolated func concatenated(_ parts: [String]) -> String { parts.joined(separator: " || ") }
+}
+
+/// Reading the statements `InMemoryStore.rawExecute` and `rawInt` take.
+enum RowSQL {
+    /// A value computed from the row it is written into.
+    typealias Value = @Sendable (StoredRow) -> Data?
+
+    static func unsupported(_ sql: String) -> StoreError {
+        .misconfigured("InMemoryStore does not take this SQL (see its RawSQL conformance): \(sql)")
+    }
+
+    /// The statement's words, split at spaces outside parentheses.
+    static func words(_ sql: String) throws(StoreError) -> [String] {
+        try split(sql.split(whereSeparator: \.isWhitespace).joined(separator: " "), at: " ", sql)
+    }
+
+    static func table(_ name: String, _ sql: String) throws(StoreError) -> InMemoryStore.RawTable {
+        guard let table = InMemoryStore.RawTable(rawValue: name) else { throw unsupported(sql) }
+        return table
+    }
+
+    /// `UPDATE table SET column = value[, column = value] [WHERE seq = n]`.
+    static func update(_ words: [String], _ sql: String) throws(StoreError)
+        -> (InMemoryStore.RawTable, assignments: [(column: String, expression: String)], seq: Seq?) {
+        guard words.count >= 4, words[2] == "SET" else { throw unsupported(sql) }
+        var rest = Array(words[3...])
+        var seq: Seq?
+        if let at = rest.firstIndex(of: "WHERE") {
+            guard rest.count == at + 4, rest[at + 1] == "seq", rest[at + 2] == "=", let number = Seq(rest[at + 3]) else {
+                throw unsupported(sql)
+            }
+            seq = number
+            rest.removeSubrange(at...)
+        }
+        var assignments: [(column: String, expression: String)] = []
+        for assignment in try split(rest.joined(separator: " "), at: ",", sql) {
+            let parts = assignment.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, ["body", "checksum"].contains(parts[0]) else { throw unsupported(sql) }
+            assignments.append((parts[0], parts[1]))
+        }
+        return (try table(words[1], sql), assignments, seq)
+    }
+
+    /// A blob literal, `substr(column, from[, length])`, or several joined with `||`.
+    static func value(_ expression: String, _ sql: String) throws(StoreError) -> Value {
+        let parts = try split(expression, at: "|", sql).filter { !$0.isEmpty }
+        if parts.count > 1 {
+            let values = try parts.map { part throws(StoreError) in try value(part, sql) }
+            return { row in values.reduce(into: Data()) { $0 += $1(row) ?? Data() } }
+        }
+        if expression.hasPrefix("X'"), expression.hasSuffix("'") {
+            let hex = Array(expression.dropFirst(2).dropLast().utf8)
+            guard hex.count % 2 == 0 else { throw unsupported(sql) }
+            var bytes = Data()
+            for index in stride(from: 0, to: hex.count, by: 2) {
+                guard let byte = UInt8(String(decoding: hex[index...index + 1], as: UTF8.self), radix: 16) else { throw unsupported(sql) }
+                bytes.append(byte)
+            }
+            return { [bytes] _ in bytes }
+        }
+        guard expression.hasPrefix("substr("), expression.hasSuffix(")") else { throw unsupported(sql) }
+        let arguments = try split(String(expression.dropFirst("substr(".count).dropLast()), at: ",", sql)
+        guard (2...3).contains(arguments.count), let column = column(arguments[0]) else { throw unsupported(sql) }
+        let from = try count(arguments[1], sql), length = try arguments.count == 3 ? count(arguments[2], sql) : nil
+        return { row in
+            // SQLite's substr on a blob: bytes, counted from 1.
+            guard let bytes = column(row) else { return nil }
+            let start = min(bytes.count, max(0, from(row) - 1))
+            let end = length.map { min(bytes.count, start + max(0, $0(row))) } ?? bytes.count
+            return Data(bytes[bytes.startIndex + start ..< bytes.startIndex + end])
+        }
+    }
+
+    /// A whole number, or `length(column) / 2`.
+    private static func count(_ expression: String, _ sql: String) throws(StoreError) -> @Sendable (StoredRow) -> Int {
+        if let number = Int(expression) { return { _ in number } }
+        let words = expression.split(separator: " ")
+        guard words.count == 3, words[0].hasPrefix("length("), words[0].hasSuffix(")"), words[1] == "/", let divisor = Int(words[2]),
+              let column = column(String(words[0].dropFirst("length(".count).dropLast()))
+        else { throw unsupported(sql) }
+        return { row in (column(row)?.count ?? 0) / divisor }
+    }
+
+    private static func column(_ name: String) -> Value? {
+        switch name {
+        case "body": { $0.body }
+        case "checksum": { $0.checksum }
+        default: nil
+        }
+    }
+
+    /// `text` split at `separator` outside parentheses and quotes, each part trimmed.
+    private static func split(_ text: String, at separator: Character, _ sql: String) throws(StoreError) -> [String] {
+        var parts: [String] = [], part = "", depth = 0, quoted = false
+        for character in text {
+            switch character {
+            case "'": quoted.toggle()
+            case "(" where !quoted: depth += 1
+            case ")" where !quoted: depth -= 1
+            case separator where depth == 0 && !quoted:
+                parts.append(part.trimmingCharacters(in: .whitespaces))
+                part = ""
+                continue
+            default: break
+            }
+            part.append(character)
+        }
+        guard depth == 0, !quoted else { throw unsupported(sql) }
+        return parts + [part.trimmingCharacters(in: .whitespaces)]
+    }
+}
+
 /// A fresh, empty store of `kind`. `another` opens one more store on the same database, as a
 /// second process would.
 func withStore<T: Sendable>(_ kind: StoreKind,
@@ -62,6 +221,10 @@ func withStore<T: Sendable>(_ kind: StoreKind,
             let store = try SQLiteStore(directory: directory, synchronous: .normal)
             return try await body(store) { try SQLiteStore(directory: directory, synchronous: .normal) }
         }
+    case .memory:
+        // Every process of a zone shares one store, as they share a database.
+        let store = InMemoryStore(now: { Int64((Date().timeIntervalSince1970 * 1000).rounded()) })
+        return try await body(store) { store }
     case .postgres:
         let url = try await TestPostgres.shared.freshDatabase()
         guard case .postgres(let parsed) = try StoreLocation(url: url) else { preconditionFailure() }
