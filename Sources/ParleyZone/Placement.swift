@@ -161,6 +161,7 @@ public struct Placement: Sendable {
 
     /// A server connected. It may already hold meetings: after a manager failover, or after
     /// a pause the zone took for a failure. The newest epoch wins; older copies are released.
+    /// While an open or promote is in flight, the server it was sent to wins.
     /// A server that was draining still is: what it holds moves off again.
     public mutating func register(_ name: NodeName, at address: ServerAddress, holding: [HeldMeeting],
                                   load: ServerLoad = ServerLoad(), nowMs: Int64) -> [Action] {
@@ -179,16 +180,22 @@ public struct Placement: Sendable {
                     } else if place.host == name {
                         place.epoch = epoch
                         places[held.meeting] = place
+                    } else if place.movingSinceMs != nil {
+                        // A move is in flight: its server claims the next epoch in the store as it
+                        // opens or promotes, which fences every copy claimed before, this one too,
+                        // whatever its epoch (the placement may not know the claim yet, or any
+                        // epoch at all). Taking this server would leave the meeting on a fenced
+                        // host; if the move fails instead, the meeting is opened again.
+                        actions.append(.release(held.meeting, on: name))
                     } else if let known = place.epoch, known >= held.epoch {
                         actions.append(.release(held.meeting, on: name))
                     } else {
                         // This server holds a newer epoch than the one we placed: it is the host.
+                        // The standby stays, and follows it rather than the released host.
                         actions.append(.release(held.meeting, on: place.host))
                         place.host = name
-                        place.epoch = held.epoch
-                        place.movingSinceMs = nil
                         if place.standby == name { place.standby = nil }
-                        places[held.meeting] = place
+                        actions += confirmHosting(held.meeting, place, epoch: held.epoch)
                     }
                 } else {
                     let standby = unplacedStandbys.removeValue(forKey: held.meeting).flatMap { servers[$0] != nil && $0 != name ? $0 : nil }
@@ -241,8 +248,8 @@ public struct Placement: Sendable {
                 places[meeting] = place
             }
         }
-        actions += assignMissingStandbys()
-        return actions
+        // Its meetings may have had nowhere to go: a drain waiting on their moves may be over.
+        return actions + assignMissingStandbys() + finishedDrains()
     }
 
     /// Time passes: hung servers, stuck moves and unanswered locates are dealt with.
@@ -272,7 +279,8 @@ public struct Placement: Sendable {
                 actions.append(.answer(request, .unavailable("meeting \(meeting) has no host yet; retry shortly")))
             }
         }
-        return actions
+        // A stuck move given up with nowhere else to go may have been the last a drain waited on.
+        return actions + finishedDrains()
     }
 
     // MARK: Meetings
@@ -314,7 +322,7 @@ public struct Placement: Sendable {
     /// The server could not open or promote the meeting; try elsewhere.
     public mutating func failedToHost(_ meeting: MeetingID, on name: NodeName, nowMs: Int64) -> [Action] {
         guard let place = places[meeting], place.host == name else { return [] }
-        return reopen(meeting, excluding: [name], nowMs: nowMs)
+        return reopen(meeting, excluding: [name], nowMs: nowMs) + finishedDrains()
     }
 
     /// Move every meeting off `name`, then report it `drained`. New meetings avoid it.
@@ -323,6 +331,9 @@ public struct Placement: Sendable {
         server.draining = true
         servers[name] = server
         drainingServers.insert(name)
+        // Asked again after its report (the operator's command gave up waiting, or was run twice):
+        // reported again as a first drain would be, at once unless a move is in flight.
+        reportedDrained.remove(name)
         return moveOff(name, nowMs: nowMs) + assignMissingStandbys() + finishedDrains()
     }
 

@@ -118,6 +118,17 @@ struct PlacementTests {
         #expect(placement.places[standup]?.host == c2)
     }
 
+    @Test("a server reporting a newer epoch takes over with the meeting's standby, which is told to follow it instead of the released host")
+    func newerEpochHostKeepsStandby() {
+        var placement = Placement()
+        _ = placement.register(c1, at: address(c1), holding: [HeldMeeting(meeting: standup, role: .host, epoch: Epoch(2))], nowMs: 0)
+        #expect(placement.register(c2, at: address(c2), holding: [HeldMeeting(meeting: standup, role: .standby, epoch: Epoch(2))],
+                                   nowMs: 1) == [])
+        #expect(placement.register(c3, at: address(c3), holding: [HeldMeeting(meeting: standup, role: .host, epoch: Epoch(3))],
+                                   nowMs: 2) == [.release(standup, on: c1), .follow(standup, on: c2, host: c3)])
+        #expect(placement.places[standup] == Placement.Place(host: c3, standby: c2, epoch: Epoch(3), movingSinceMs: nil))
+    }
+
     @Test("drain promotes each standby before releasing the drained host, and reports drained once the moves are confirmed")
     func drain() {
         var placement = zone([c1, c2, c3])
@@ -168,25 +179,115 @@ struct PlacementTests {
         #expect(placement.places[standup]?.standby == nil)
     }
 
-    @Test("a draining server that registers again as the newest host of a meeting is given it back only to move it off again, standby first")
-    func drainingServerReportsNewerHost() {
+    @Test("a draining server that registers again reporting a meeting whose move off it is in flight is released; the move goes on")
+    func drainingServerReportsHostDuringMove() {
         var placement = zone([c1, c2, c3])
         #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 0) == [.open(standup, on: c1, standby: c2)])
         // Drained while the open is unconfirmed; collab-1 opens it under e1 all the same.
         #expect(placement.drain(c1, nowMs: 10) == [.promote(standup, on: c2, standby: c3), .release(standup, on: c1)])
         _ = placement.lost(c1, reason: "link closed", nowMs: 11)
-        // Its e1 is newer than any epoch the placement knows: it wins over collab-2, and moves off.
+        // collab-2's promotion claims an epoch after e1, which fences collab-1's copy.
         #expect(placement.register(c1, at: address(c1), holding: [HeldMeeting(meeting: standup, role: .host, epoch: Epoch(1))],
-                                   nowMs: 12) == [
-            .release(standup, on: c2),
-            .promote(standup, on: c3, standby: c2),
-            .release(standup, on: c1),
-        ])
-        #expect(placement.hosting(standup, on: c3, epoch: Epoch(2)) == [
-            .answer(LocateRequest(1), .at(c3, address(c3))),
-            .follow(standup, on: c2, host: c3),
+                                   nowMs: 12) == [.release(standup, on: c1)])
+        #expect(placement.hosting(standup, on: c2, epoch: Epoch(2)) == [
+            .answer(LocateRequest(1), .at(c2, address(c2))),
+            .follow(standup, on: c3, host: c2),
             .drained(c1),
         ])
+    }
+
+    @Test("a draining server that registers again as the only host of a meeting is given it back only to move it off again")
+    func drainingServerReportsUnplacedHost() {
+        var placement = zone([c1, c2])
+        #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 0) == [.open(standup, on: c1, standby: c2)])
+        // Drained while the open is unconfirmed; collab-1 opens it under e1 all the same.
+        #expect(placement.drain(c1, nowMs: 10) == [.promote(standup, on: c2, standby: nil), .release(standup, on: c1)])
+        _ = placement.lost(c1, reason: "link closed", nowMs: 11)
+        // collab-2 cannot take it, and no other server can: the placement drops it.
+        #expect(placement.failedToHost(standup, on: c2, nowMs: 12) == [])
+        #expect(placement.places[standup] == nil)
+        #expect(placement.register(c1, at: address(c1), holding: [HeldMeeting(meeting: standup, role: .host, epoch: Epoch(1))],
+                                   nowMs: 13) == [.open(standup, on: c2, standby: nil), .release(standup, on: c1)])
+        #expect(placement.hosting(standup, on: c2, epoch: Epoch(2)) == [.answer(LocateRequest(1), .at(c2, address(c2))), .drained(c1)])
+    }
+
+    @Test("while a promotion is in flight, another server reporting the meeting under an earlier epoch is released: the promotion's claim fences it")
+    func staleReportDuringPromotion() {
+        var placement = zone([c1, c2, c3])
+        #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 0) == [.open(standup, on: c1, standby: c2)])
+        // collab-1 opens it under e1, but its link closes before its `hosting` arrives: no epoch is known.
+        #expect(placement.lost(c1, reason: "link closed", nowMs: 10) == [
+            .disconnect(c1, reason: "link closed"),
+            .promote(standup, on: c2, standby: c3),
+        ])
+        #expect(placement.register(c1, at: address(c1), holding: [HeldMeeting(meeting: standup, role: .host, epoch: Epoch(1))],
+                                   nowMs: 20) == [.release(standup, on: c1)])
+        #expect(placement.places[standup] == Placement.Place(host: c2, standby: c3, epoch: nil, movingSinceMs: 10))
+        #expect(placement.hosting(standup, on: c2, epoch: Epoch(2)) == [
+            .answer(LocateRequest(1), .at(c2, address(c2))),
+            .follow(standup, on: c3, host: c2),
+        ])
+    }
+
+    @Test("while a promotion is in flight, another server reporting the meeting is released even under an epoch newer than any the placement knows")
+    func newerReportDuringPromotion() {
+        let c4: NodeName = "collab-4"
+        var placement = zone([c1, c2, c3])
+        _ = placement.locate(standup, request: LocateRequest(1), nowMs: 0)
+        _ = placement.hosting(standup, on: c1, epoch: Epoch(1))  // standby c2
+        #expect(placement.lost(c1, reason: "link closed", nowMs: 10) == [
+            .disconnect(c1, reason: "link closed"),
+            .promote(standup, on: c2, standby: c3),
+        ])
+        // collab-4 claimed e3 on an order this placement never gave (a previous manager's): collab-2
+        // claims the next epoch when it promotes, which fences collab-4's copy all the same.
+        #expect(placement.register(c4, at: address(c4), holding: [HeldMeeting(meeting: standup, role: .host, epoch: Epoch(3))],
+                                   nowMs: 20) == [.release(standup, on: c4)])
+        #expect(placement.hosting(standup, on: c2, epoch: Epoch(4)) == [.follow(standup, on: c3, host: c2)])
+        #expect(placement.places[standup] == Placement.Place(host: c2, standby: c3, epoch: Epoch(4), movingSinceMs: nil))
+    }
+
+    /// collab-1 hosts standup under e1 and is being drained: collab-2, the only other server, is
+    /// promoting it with no standby of its own.
+    private func drainWithPromotionInFlight() -> Placement {
+        var placement = zone([c1, c2], tuning: .init(heartbeatTimeoutMs: 60_000, moveTimeoutMs: 1_000))
+        _ = placement.locate(standup, request: LocateRequest(1), nowMs: 0)
+        _ = placement.hosting(standup, on: c1, epoch: Epoch(1))  // standby c2
+        #expect(placement.drain(c1, nowMs: 10) == [.promote(standup, on: c2, standby: nil), .release(standup, on: c1)])
+        return placement
+    }
+
+    @Test("a drain whose promotion's server is lost, leaving the meeting nowhere to go, is reported drained")
+    func drainTargetLost() {
+        var placement = drainWithPromotionInFlight()
+        #expect(placement.lost(c2, reason: "link closed", nowMs: 20) == [.disconnect(c2, reason: "link closed"), .drained(c1)])
+        #expect(placement.places[standup] == nil)
+    }
+
+    @Test("a drain whose promotion times out with nowhere else to go is reported drained on that tick")
+    func drainTargetStuck() {
+        var placement = drainWithPromotionInFlight()
+        #expect(placement.tick(nowMs: 1_010) == [])
+        #expect(placement.tick(nowMs: 1_011) == [.release(standup, on: c2), .drained(c1)])
+        #expect(placement.places[standup] == nil)
+    }
+
+    @Test("a drain whose promotion fails with nowhere else to go is reported drained")
+    func drainTargetFails() {
+        var placement = drainWithPromotionInFlight()
+        #expect(placement.failedToHost(standup, on: c2, nowMs: 20) == [.drained(c1)])
+        #expect(placement.places[standup] == nil)
+    }
+
+    @Test("a server already reported drained and asked to drain again is reported drained again, as a first drain would be: once no move is in flight")
+    func drainAgain() {
+        var placement = zone([c1, c2, c3])
+        #expect(placement.drain(c1, nowMs: 10) == [.drained(c1)])
+        #expect(placement.drain(c1, nowMs: 20) == [.drained(c1)], "it holds nothing and nothing moves: at once")
+        #expect(placement.locate(review, request: LocateRequest(2), nowMs: 30) == [.open(review, on: c2, standby: c3)])
+        #expect(placement.drain(c1, nowMs: 40) == [], "an open is in flight")
+        let confirmed = placement.hosting(review, on: c2, epoch: Epoch(1))
+        #expect(confirmed == [.answer(LocateRequest(2), .at(c2, address(c2))), .follow(review, on: c3, host: c2), .drained(c1)])
     }
 
     @Test("a drain ends with its report: once the drained server is gone, one that registers under its name takes work")
