@@ -34,6 +34,8 @@ public enum BrokenRule: String, Sendable, CaseIterable {
     case skipEpochCheck = "skip-epoch-check"
     /// The client is told its op is done before the store has it.
     case ackBeforeCommit = "ack-before-commit"
+    /// A resume replays from one seq too far: the client misses an entry.
+    case resumeFromWrongSeq = "resume-from-wrong-seq"
 }
 
 public struct SimulationReport: Sendable {

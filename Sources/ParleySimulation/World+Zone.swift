@@ -88,7 +88,10 @@ extension World {
             case .send(let frame, let id):
                 guard let key = keys[index]?[id], let connection = connections[key], connection.open, connection.server != nil else { continue }
                 send(.toServer(key, frame), on: "c>s \(key)")
-            case .disconnect(let id, _):
+            case .disconnect(let id, let cause):
+                // The SDK drops a connection whose server broke the protocol (a gap, a
+                // repeat, an epoch going back): a correct server never makes it.
+                if case .protocolFault(let fault) = cause { violation("client \(index) saw the server break the protocol: \(fault)") }
                 if let key = keys[index]?[id] { closeConnection(key) }
             case .scheduleReconnect(let afterMs):
                 schedule(.clientBackoff(index), after: Int64(afterMs))

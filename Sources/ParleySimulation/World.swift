@@ -202,10 +202,11 @@ struct World {
             } else {
                 handle(next.event)
             }
-            if settled { break }
+            // A run with a violation has failed: its trace up to here is what to read.
+            if settled || !report.violations.isEmpty { break }
         }
         report.simulatedMs = now
-        checkAtEnd()
+        if report.violations.isEmpty { checkAtEnd() }
         report.trace = traceLines.lines
     }
 
