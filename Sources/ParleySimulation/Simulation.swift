@@ -15,6 +15,7 @@ import ParleyZone
 public struct SimulationOptions: Sendable, Equatable {
     public var seed: UInt64
     public var servers = 3
+    public var managers = 2
     public var meetings = 2
     public var clientsPerMeeting = 2
     /// Simulated time during which clients send and faults are injected.
@@ -36,6 +37,8 @@ public enum BrokenRule: String, Sendable, CaseIterable {
     case ackBeforeCommit = "ack-before-commit"
     /// A resume replays from one seq too far: the client misses an entry.
     case resumeFromWrongSeq = "resume-from-wrong-seq"
+    /// The store grants every lease claim, compared or not: two managers can lead at once.
+    case twoManagersOneTerm = "two-managers-one-term"
 }
 
 public struct SimulationReport: Sendable {

@@ -11,11 +11,12 @@ extension World {
 
     mutating func heartbeat(_ server: Int) {
         guard let link = servers[server].link else {
-            // No link: connect and register (with what it holds), if a manager is there.
-            guard manager.up else { return }
+            // No link: connect to the manager the lease names, and register with what it holds.
+            guard let manager = leaseHolder else { return }
             let link = nextLink
             nextLink += 1
             servers[server].link = link
+            linkManager[link] = manager
             trace("collab-\(server)", "registers on link \(link) holding \(holdings(server).map { "\($0.meeting) \($0.role.rawValue) \($0.epoch)" })")
             toManager(.register(holdings(server)), link: link, from: server)
             return

@@ -7,66 +7,141 @@ import ParleyZone
 /// The manager's shell (as `ManagerRole` does it, around `Placement`), the clients' shell
 /// (as `MeetingClient` does it, around `ClientSession`), the faults and the checks.
 extension World {
-    // MARK: The manager
+    // MARK: The managers
 
-    mutating func managerReceives(_ message: Upward, link: UInt64, from server: Int) {
-        guard manager.up else { return }
+    mutating func managerTick(_ manager: Int) {
+        electionDid(managers[manager].election.tick(nowMs: now), at: manager)
+        if managers[manager].placement != nil {
+            placementDid(managers[manager].placement!.tick(nowMs: now), at: manager)
+        }
+    }
+
+    /// The election's actions, as `ManagerRole.elect` carries them out.
+    mutating func electionDid(_ actions: [ManagerElection.Action], at manager: Int) {
+        let incarnation = managers[manager].incarnation
+        for action in actions {
+            switch action {
+            case .read:
+                schedule(.leaseRead(manager: manager, incarnation: incarnation), after: storeLatency())
+            case .claim(let expected, let new):
+                schedule(.leaseClaim(manager: manager, incarnation: incarnation, expected: expected, new: new), after: storeLatency())
+            case .lead(let term):
+                trace("manager-\(manager)", "leads under term \(term)")
+                if let other = leaders[term], other != manager {
+                    violation("manager-\(other) and manager-\(manager) both led under term \(term)")
+                }
+                leaders[term] = manager
+                managers[manager].term = term
+                managers[manager].placement = Placement(tuning: placementTuning)
+            case .stepDown(let reason):
+                trace("manager-\(manager)", "steps down: \(reason)")
+                stepDown(manager)
+            }
+        }
+    }
+
+    /// Stops leading: questions in flight are answered unavailable, every link is closed,
+    /// and the servers find the next leader through the lease.
+    mutating func stepDown(_ manager: Int) {
+        managers[manager].placement = nil
+        for key in managers[manager].locates.values.sorted() { schedule(.located(key, nil), after: delay()) }
+        managers[manager].locates = [:]
+        for (server, link) in managers[manager].links.sorted(by: { $0.key < $1.key }) { closeLink(link, server: server, at: manager) }
+        managers[manager].links = [:]
+    }
+
+    /// The store's compare-and-set of the manager lease, timed on its own clock.
+    mutating func leaseClaim(manager: Int, incarnation: Int, expected: ManagerLease?, new: ManagerLease) {
+        let matches: Bool
+        switch (storeLease, expected) {
+        case (nil, nil): matches = true
+        case (let current?, let expected?): matches = current.holder == expected.holder && current.term == expected.term
+        default: matches = false
+        }
+        var won: ManagerLease?
+        if matches || options.brokenRule == .twoManagersOneTerm {
+            var granted = new
+            granted.expiresAtMs = now + ManagerElection.Timing().leaseMs
+            storeLease = granted
+            won = new
+        }
+        trace("store", "lease claim by manager-\(manager) for term \(new.term): \(won == nil ? "refused" : "granted")")
+        schedule(.leaseClaimResult(manager: manager, incarnation: incarnation, won), after: storeLatency())
+    }
+
+    mutating func managerReceives(_ message: Upward, link: UInt64, from server: Int, at manager: Int) {
         let name = Self.name(server)
         if case .register(let holding) = message {
-            manager.openLinks.insert(link)
-            if let old = manager.links[server], old != link {
-                closeLink(old, server: server)
-                placementDid(manager.placement.lost(name, reason: "registered again", nowMs: now))
+            // Only a leader takes links (as ManagerRole refuses them otherwise).
+            guard managers[manager].placement != nil else {
+                closeLink(link, server: server, at: manager)
+                return
             }
-            manager.links[server] = link
-            placementDid(manager.placement.register(name, at: Self.address(server), holding: holding, nowMs: now))
+            managers[manager].openLinks.insert(link)
+            if let old = managers[manager].links[server], old != link {
+                closeLink(old, server: server, at: manager)
+                placementDid(managers[manager].placement!.lost(name, reason: "registered again", nowMs: now), at: manager)
+            }
+            managers[manager].links[server] = link
+            placementDid(managers[manager].placement!.register(name, at: Self.address(server), holding: holding, nowMs: now), at: manager)
             return
         }
-        // A link the manager closed, or one that never registered with this manager.
-        guard manager.openLinks.contains(link), manager.links[server] == link else { return }
+        // A link the manager closed, or one that never registered with it.
+        guard managers[manager].placement != nil, managers[manager].openLinks.contains(link),
+              managers[manager].links[server] == link else { return }
         switch message {
         case .register:
             break
         case .load:
-            placementDid(manager.placement.heard(name, load: ServerLoad(), nowMs: now))
+            placementDid(managers[manager].placement!.heard(name, load: ServerLoad(), nowMs: now), at: manager)
         case .hosting(let meeting, let epoch):
-            placementDid(manager.placement.hosting(meeting, on: name, epoch: epoch))
+            placementDid(managers[manager].placement!.hosting(meeting, on: name, epoch: epoch), at: manager)
         case .failedToHost(let meeting):
-            placementDid(manager.placement.failedToHost(meeting, on: name, nowMs: now))
+            placementDid(managers[manager].placement!.failedToHost(meeting, on: name, nowMs: now), at: manager)
         }
     }
 
-    mutating func managerLinkClosed(_ link: UInt64, server: Int, reason: String) {
-        guard manager.up, manager.openLinks.remove(link) != nil else { return }
-        if manager.links[server] == link {
-            manager.links[server] = nil
-            placementDid(manager.placement.lost(Self.name(server), reason: reason, nowMs: now))
+    mutating func managerLinkClosed(_ link: UInt64, server: Int, at manager: Int, reason: String) {
+        guard managers[manager].openLinks.remove(link) != nil else { return }
+        if managers[manager].links[server] == link {
+            managers[manager].links[server] = nil
+            if managers[manager].placement != nil {
+                placementDid(managers[manager].placement!.lost(Self.name(server), reason: reason, nowMs: now), at: manager)
+            }
         }
     }
 
     /// The manager closes a link: the server learns of it after a delay.
-    mutating func closeLink(_ link: UInt64, server: Int) {
-        manager.openLinks.remove(link)
+    mutating func closeLink(_ link: UInt64, server: Int, at manager: Int) {
+        managers[manager].openLinks.remove(link)
         send(.linkClosedAtServer(link: link, server: server), on: "down \(link)")
     }
 
-    mutating func placementDid(_ actions: [Placement.Action]) {
+    mutating func placementDid(_ actions: [Placement.Action], at manager: Int) {
+        let term = managers[manager].term
         for action in actions {
-            trace("manager", "\(action)")
+            trace("manager-\(manager)", "\(action)")
             switch action {
             case .open(_, let on, _), .promote(_, let on, _), .follow(_, let on, _), .release(_, let on):
-                guard let server = Self.index(on), let link = manager.links[server] else { continue }
-                send(.toCollab(link: link, server: server, action), on: "down \(link)")
+                guard let server = Self.index(on), let link = managers[manager].links[server] else { continue }
+                send(.toCollab(link: link, server: server, term: term, action), on: "down \(link)")
             case .answer(let request, let answer):
-                guard let key = manager.locates.removeValue(forKey: request) else { continue }
+                guard let key = managers[manager].locates.removeValue(forKey: request) else { continue }
                 schedule(.located(key, answer), after: delay())
             case .disconnect(let on, _):
-                guard let server = Self.index(on), let link = manager.links.removeValue(forKey: server) else { continue }
-                closeLink(link, server: server)
+                guard let server = Self.index(on), let link = managers[manager].links.removeValue(forKey: server) else { continue }
+                closeLink(link, server: server, at: manager)
             case .requestServer, .drained:
                 break
             }
         }
+    }
+
+    /// The manager that holds the lease now, as a process reading the store finds it.
+    var leaseHolder: Int? {
+        guard let lease = storeLease, lease.expiresAtMs >= now, let manager = Self.managerIndex(lease.holder),
+              managers[manager].up else { return nil }
+        return manager
     }
 
     // MARK: Clients
@@ -79,12 +154,8 @@ extension World {
                 nextKey += 1
                 keys[index, default: [:]][id] = key
                 connections[key] = Connection(client: index, id: id, server: nil)
-                // The web front asks the manager where the meeting is.
-                if manager.up {
-                    schedule(.locateAtManager(key), after: delay())
-                } else {
-                    schedule(.located(key, nil), after: delay())
-                }
+                // The web front asks the leading manager where the meeting is.
+                schedule(.locateAtManager(key), after: delay())
             case .send(let frame, let id):
                 guard let key = keys[index]?[id], let connection = connections[key], connection.open, connection.server != nil else { continue }
                 send(.toServer(key, frame), on: "c>s \(key)")
@@ -117,14 +188,21 @@ extension World {
 
     mutating func locate(_ key: ConnectionKey) {
         guard let connection = connections[key], connection.open else { return }
-        guard manager.up else {
+        guard let manager = leaseHolder else {
             schedule(.located(key, nil), after: delay())
             return
         }
-        manager.nextRequest += 1
-        let request = LocateRequest(manager.nextRequest)
-        manager.locates[request] = key
-        placementDid(manager.placement.locate(clients[connection.client].meeting, request: request, nowMs: now))
+        atManager(manager, .locateAtManager(key)) { world in
+            guard world.managers[manager].placement != nil else {
+                world.schedule(.located(key, nil), after: world.delay())
+                return
+            }
+            world.managers[manager].nextRequest += 1
+            let request = LocateRequest(world.managers[manager].nextRequest)
+            world.managers[manager].locates[request] = key
+            world.placementDid(world.managers[manager].placement!.locate(world.clients[connection.client].meeting, request: request,
+                                                                         nowMs: world.now), at: manager)
+        }
     }
 
     mutating func located(_ key: ConnectionKey, _ answer: Placement.LocateAnswer?) {
@@ -170,13 +248,24 @@ extension World {
             report.faults["pause", default: 0] += 1
             trace("collab-\(server)", "paused")
             schedule(.wake(server), after: Int64.random(in: 100...3_000, using: &rng))
-        case 50..<60:
-            guard manager.up else { return }
+        case 50..<55:
+            let manager = Int.random(in: 0..<managers.count, using: &rng)
+            guard managers[manager].up else { return }
             report.faults["manager crash", default: 0] += 1
-            trace("manager", "crashed")
-            for (server, link) in manager.links.sorted(by: { $0.key < $1.key }) { closeLink(link, server: server) }
-            manager.up = false
-            schedule(.managerRestart, after: Int64.random(in: 200...2_000, using: &rng))
+            trace("manager-\(manager)", "crashed")
+            for (server, link) in managers[manager].links.sorted(by: { $0.key < $1.key }) {
+                send(.linkClosedAtServer(link: link, server: server), on: "down \(link)")
+            }
+            managers[manager].up = false
+            managers[manager].incarnation += 1
+            schedule(.managerRestart(manager), after: Int64.random(in: 200...2_000, using: &rng))
+        case 55..<60:
+            let manager = Int.random(in: 0..<managers.count, using: &rng)
+            guard managers[manager].up, !managers[manager].paused else { return }
+            report.faults["manager pause", default: 0] += 1
+            trace("manager-\(manager)", "paused")
+            managers[manager].paused = true
+            schedule(.managerWake(manager), after: Int64.random(in: 100...3_000, using: &rng))
         case 60..<70:
             guard let link = servers[server].link else { return }
             report.faults["zone link dropped", default: 0] += 1
@@ -204,12 +293,8 @@ extension World {
 
     mutating func wake(_ server: Int) {
         guard servers[server].up, servers[server].paused else { return }
-        servers[server].paused = false
         servers[server].downSinceMs = nil
-        trace("collab-\(server)", "woke with \(servers[server].held.count) held events")
-        let held = servers[server].held
-        servers[server].held = []
-        for event in held { schedule(event, after: 0) }
+        wake(\.servers[server], "collab-\(server)")
     }
 
     // MARK: Checks at the end

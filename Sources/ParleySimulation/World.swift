@@ -26,7 +26,7 @@ struct World {
         case closedToClient(ConnectionKey)
         case closedToServer(ConnectionKey)
         case toManager(link: UInt64, server: Int, Upward)
-        case toCollab(link: UInt64, server: Int, Placement.Action)
+        case toCollab(link: UInt64, server: Int, term: UInt64, Placement.Action)
         case linkClosedAtManager(link: UInt64, server: Int)
         case linkClosedAtServer(link: UInt64, server: Int)
         case subscribe(MeetingID, follower: Int, host: Int, after: Seq)
@@ -38,11 +38,16 @@ struct World {
         case storeApply(MeetingID, server: Int, incarnation: Int, [LogEntry], Epoch)
         case commitResult(MeetingID, server: Int, incarnation: Int, CommitResult)
         case heartbeat(Int)
-        case managerTick
+        case managerTick(Int)
+        case leaseRead(manager: Int, incarnation: Int)
+        case leaseReadResult(manager: Int, incarnation: Int, ManagerLease?)
+        case leaseClaim(manager: Int, incarnation: Int, expected: ManagerLease?, new: ManagerLease)
+        case leaseClaimResult(manager: Int, incarnation: Int, ManagerLease?)
         case fault
         case wake(Int)
         case restart(Int)
-        case managerRestart
+        case managerWake(Int)
+        case managerRestart(Int)
     }
 
     /// What a collab server tells the manager.
@@ -55,6 +60,13 @@ struct World {
 
     enum CommitResult { case stored, fenced(Epoch), failed }
 
+    /// A process that can be down, or paused with the events that reach it held.
+    protocol SimulatedProcess {
+        var up: Bool { get }
+        var paused: Bool { get set }
+        var held: [Event] { get set }
+    }
+
     struct Scheduled {
         var at: Int64
         var order: UInt64
@@ -63,7 +75,7 @@ struct World {
 
     // MARK: Nodes
 
-    struct Server {
+    struct Server: SimulatedProcess {
         var up = true
         var paused = false
         /// Events that reached the server while it was paused, handled when it wakes.
@@ -80,11 +92,19 @@ struct World {
         /// The standby servers subscribed to each meeting hosted here.
         var subscribers: [MeetingID: [Int]] = [:]
         var takingOver: Set<MeetingID> = []
+        /// The newest manager term it has taken orders under: older orders are ignored.
+        var term: UInt64 = 0
     }
 
-    struct Manager {
+    struct Manager: SimulatedProcess {
         var up = true
-        var placement: Placement
+        var paused = false
+        var held: [Event] = []
+        var incarnation = 0
+        var election: ManagerElection
+        /// Non-nil while this manager leads.
+        var placement: Placement?
+        var term: UInt64 = 0
         /// The link each server registered on last.
         var links: [Int: UInt64] = [:]
         var openLinks: Set<UInt64> = []
@@ -112,6 +132,7 @@ struct World {
 
     static let tickMs: Int64 = 100
     static let heartbeatMs: Int64 = 200
+    static let managerTickMs: Int64 = 50
 
     let options: SimulationOptions
     let keepTrace: Bool
@@ -121,7 +142,13 @@ struct World {
     var queue: [Scheduled] = []
     var nextOrder: UInt64 = 0
     var servers: [Server]
-    var manager: Manager
+    var managers: [Manager]
+    /// Which manager each zone link goes to.
+    var linkManager: [UInt64: Int] = [:]
+    /// The manager lease as the store holds it, timed on the store's clock.
+    var storeLease: ManagerLease?
+    /// Who led each term: one manager at most.
+    var leaders: [UInt64: Int] = [:]
     var clients: [Client] = []
     var connections: [ConnectionKey: Connection] = [:]
     /// Each client numbers its connections from 1: the world's keys tell them apart.
@@ -145,7 +172,7 @@ struct World {
         self.keepTrace = keepTrace
         rng = SplitMix64(seed: options.seed)
         servers = Array(repeating: Server(), count: options.servers)
-        manager = Manager(placement: Placement(tuning: placementTuning))
+        managers = (0..<options.managers).map { Manager(election: ManagerElection(me: Self.managerName($0), address: "sim://manager-\($0)")) }
         meetingIDs = (0..<options.meetings).map { MeetingID("m\($0)") }
         report = SimulationReport(seed: options.seed)
         for meeting in meetingIDs {
@@ -167,6 +194,8 @@ struct World {
     }
 
     static func name(_ server: Int) -> NodeName { NodeName("collab-\(server)") }
+    static func managerName(_ manager: Int) -> NodeName { NodeName("manager-\(manager)") }
+    static func managerIndex(_ name: NodeName) -> Int? { Int(name.rawValue.dropFirst("manager-".count)) }
     static func index(_ name: NodeName) -> Int? { Int(name.rawValue.dropFirst("collab-".count)) }
     static func address(_ server: Int) -> ServerAddress {
         ServerAddress(client: "sim://collab-\(server)", zone: "sim://collab-\(server)/zone", machine: "m\(server)")
@@ -181,7 +210,7 @@ struct World {
 
     mutating func run() {
         for index in servers.indices { schedule(.heartbeat(index), after: Int64(index) * 7) }
-        schedule(.managerTick, after: Self.tickMs)
+        for index in managers.indices { schedule(.managerTick(index), after: Int64(index) * 11) }
         for index in clients.indices {
             // Clients arrive once the servers have registered.
             schedule(.clientBackoff(index), after: 300 + Int64(index) * 10)
@@ -288,14 +317,19 @@ struct World {
             let meeting = clients[connection.client].meeting
             atServer(server, event) { world in world.host(meeting, at: server) { host, now in host.detach(key, at: now) } }
         case .toManager(let link, let server, let message):
-            managerReceives(message, link: link, from: server)
-        case .toCollab(let link, let server, let order):
+            guard let manager = linkManager[link] else { return }
+            atManager(manager, event) { world in world.managerReceives(message, link: link, from: server, at: manager) }
+        case .toCollab(let link, let server, let term, let order):
             atServer(server, event) { world in
                 guard world.servers[server].link == link else { return }
+                // Orders from a deposed manager are ignored: a newer term has been seen.
+                guard term >= world.servers[server].term else { return }
+                world.servers[server].term = term
                 world.carryOut(order, at: server)
             }
         case .linkClosedAtManager(let link, let server):
-            managerLinkClosed(link, server: server, reason: "link closed")
+            guard let manager = linkManager[link] else { return }
+            atManager(manager, event) { world in world.managerLinkClosed(link, server: server, at: manager, reason: "link closed") }
         case .linkClosedAtServer(let link, let server):
             atServer(server, event) { world in
                 if world.servers[server].link == link { world.servers[server].link = nil }
@@ -334,11 +368,29 @@ struct World {
                 }
             }
         case .heartbeat(let server):
-            atServer(server, event) { world in world.heartbeat(server) }
-            if servers[server].up { schedule(.heartbeat(server), after: Self.heartbeatMs) }
-        case .managerTick:
-            if manager.up { placementDid(manager.placement.tick(nowMs: now)) }
-            schedule(.managerTick, after: Self.tickMs)
+            // A timer is not held while the process is paused, only skipped: held, each
+            // would start a second chain of timers on waking.
+            guard servers[server].up else { return }
+            if !servers[server].paused { heartbeat(server) }
+            schedule(.heartbeat(server), after: Self.heartbeatMs)
+        case .managerTick(let manager):
+            guard managers[manager].up else { return }
+            if !managers[manager].paused { managerTick(manager) }
+            schedule(.managerTick(manager), after: Self.managerTickMs)
+        case .leaseRead(let manager, let incarnation):
+            schedule(.leaseReadResult(manager: manager, incarnation: incarnation, storeLease), after: storeLatency())
+        case .leaseReadResult(let manager, let incarnation, let lease):
+            guard managers[manager].incarnation == incarnation else { return }
+            atManager(manager, event) { world in
+                world.electionDid(world.managers[manager].election.observed(lease, nowMs: world.now), at: manager)
+            }
+        case .leaseClaim(let manager, let incarnation, let expected, let new):
+            leaseClaim(manager: manager, incarnation: incarnation, expected: expected, new: new)
+        case .leaseClaimResult(let manager, let incarnation, let won):
+            guard managers[manager].incarnation == incarnation else { return }
+            atManager(manager, event) { world in
+                world.electionDid(world.managers[manager].election.claimed(won, nowMs: world.now), at: manager)
+            }
         case .fault:
             injectFault()
             if now < options.activeMs { schedule(.fault, after: Int64.random(in: 700...2_500, using: &rng)) }
@@ -350,21 +402,45 @@ struct World {
             servers[server].downSinceMs = nil
             trace("collab-\(server)", "restarted, holding nothing")
             schedule(.heartbeat(server), after: 0)
-        case .managerRestart:
-            guard !manager.up else { return }
-            manager = Manager(placement: Placement(tuning: placementTuning))
-            trace("manager", "restarted; rebuilds its view from the servers' registrations")
+        case .managerWake(let manager):
+            wake(\.managers[manager], "manager-\(manager)")
+        case .managerRestart(let manager):
+            guard !managers[manager].up else { return }
+            let incarnation = managers[manager].incarnation
+            managers[manager] = Manager(incarnation: incarnation,
+                                        election: ManagerElection(me: Self.managerName(manager), address: "sim://manager-\(manager)"))
+            trace("manager-\(manager)", "restarted")
+            schedule(.managerTick(manager), after: 0)
         }
+    }
+
+    /// Runs `body` at `manager` now, holds the event while it is paused, drops it when it is down.
+    mutating func atManager(_ manager: Int, _ event: Event, _ body: (inout World) -> Void) {
+        at(\.managers[manager], event, body)
     }
 
     /// Runs `body` at `server` now, holds the event while it is paused, drops it when it is down.
     mutating func atServer(_ server: Int, _ event: Event, _ body: (inout World) -> Void) {
-        guard servers[server].up else { return }
-        if servers[server].paused {
-            servers[server].held.append(event)
+        at(\.servers[server], event, body)
+    }
+
+    private mutating func at<P: SimulatedProcess>(_ process: WritableKeyPath<World, P>, _ event: Event, _ body: (inout World) -> Void) {
+        guard self[keyPath: process].up else { return }
+        if self[keyPath: process].paused {
+            self[keyPath: process].held.append(event)
             return
         }
         body(&self)
+    }
+
+    /// A paused process wakes: what reached it meanwhile is handled now, in order.
+    mutating func wake<P: SimulatedProcess>(_ process: WritableKeyPath<World, P>, _ name: String) {
+        guard self[keyPath: process].up, self[keyPath: process].paused else { return }
+        self[keyPath: process].paused = false
+        let held = self[keyPath: process].held
+        self[keyPath: process].held = []
+        trace(name, "woke with \(held.count) held events")
+        for event in held { schedule(event, after: 0) }
     }
 
     mutating func storeLatency() -> Int64 { Int64.random(in: 1...(options.faults ? 30 : 3), using: &rng) }

@@ -47,7 +47,10 @@ struct SimCommand: ParsableCommand {
             let report = simulate(options, keepTrace: trace)
             acked += report.opsAcked
             hostings += report.hostings
-            if trace { report.trace.forEach { print($0) } }
+            if trace {
+                report.trace.forEach { print($0) }
+                print("\(report.events) events over \(report.simulatedMs) simulated ms")
+            }
             if !report.violations.isEmpty {
                 failed.append(current)
                 print("seed \(current): \(report.violations.count) violations")
