@@ -32,7 +32,7 @@ extension World {
     }
 
     mutating func toManager(_ message: Upward, link: UInt64, from server: Int) {
-        send(.toManager(link: link, server: server, message), on: "up \(link)")
+        send(.toManager(link: link, server: server, message), on: .up(link))
     }
 
     // MARK: Orders
@@ -54,7 +54,7 @@ extension World {
             guard let host = Self.index(hostName) else { return }
             servers[server].following[meeting] = host
             if let copy = servers[server].standbys[meeting] {
-                send(.subscribe(meeting, follower: server, host: host, after: copy.lastSeq), on: "repl \(server)>\(host)")
+                send(.subscribe(meeting, follower: server, host: host, after: copy.lastSeq), on: .replication(from: server, to: host))
             } else {
                 schedule(.loadStandby(meeting, server: server, incarnation: servers[server].incarnation), after: storeLatency())
             }
@@ -103,7 +103,7 @@ extension World {
         do {
             let copy = try MeetingLog(standbyFrom: emptyLog(meeting).snapshot(), entries: entries)
             servers[server].standbys[meeting] = copy
-            send(.subscribe(meeting, follower: server, host: host, after: copy.lastSeq), on: "repl \(server)>\(host)")
+            send(.subscribe(meeting, follower: server, host: host, after: copy.lastSeq), on: .replication(from: server, to: host))
         } catch {
             violation("collab-\(server) cannot rebuild a standby copy of \(meeting) from the store: \(error)")
         }
@@ -113,11 +113,11 @@ extension World {
     mutating func subscribe(_ meeting: MeetingID, follower: Int, host: Int, after: Seq) {
         guard let state = servers[host].hosts[meeting], !state.stopped else {
             // Not hosted here (any more): the standby reloads and asks again.
-            send(.replica(meeting, follower: follower, host: host, .reload), on: "repl \(host)>\(follower)")
+            send(.replica(meeting, follower: follower, host: host, .reload), on: .replication(from: host, to: follower))
             return
         }
         let start = state.subscription(after: after)
-        send(.replica(meeting, follower: follower, host: host, start), on: "repl \(host)>\(follower)")
+        send(.replica(meeting, follower: follower, host: host, start), on: .replication(from: host, to: follower))
         if case .entries = start, !(servers[host].subscribers[meeting] ?? []).contains(follower) {
             servers[host].subscribers[meeting, default: []].append(follower)
         }
@@ -127,7 +127,7 @@ extension World {
         guard servers[follower].following[meeting] == host else { return }
         switch update {
         case .entries(let entries):
-            guard var copy = servers[follower].standbys[meeting] else { return }
+            guard var copy = servers[follower].standbys.removeValue(forKey: meeting) else { return }
             do {
                 try copy.replicate(entries)
                 servers[follower].standbys[meeting] = copy
@@ -171,12 +171,14 @@ extension World {
     /// Feeds a meeting's host one input and carries out what it returns; then, as the
     /// server's loop does after each batch, commits what was sequenced.
     mutating func host(_ meeting: MeetingID, at server: Int, _ input: (inout HostState, Int64) -> [HostState.Action]) {
-        guard var state = servers[server].hosts[meeting] else { return }
+        // Taken out while it changes: changed in place in the dictionary, its log would be
+        // copied whole (the dictionary still holding the old one) at every input.
+        guard var state = servers[server].hosts.removeValue(forKey: meeting) else { return }
         let actions = input(&state, now)
         servers[server].hosts[meeting] = state
         perform(actions, of: meeting, at: server)
-        if var state = servers[server].hosts[meeting], !state.stopped {
-            let flush = state.flush()
+        if var state = servers[server].hosts.removeValue(forKey: meeting) {
+            let flush = state.stopped ? [] : state.flush()
             servers[server].hosts[meeting] = state
             perform(flush, of: meeting, at: server)
         }
@@ -214,7 +216,7 @@ extension World {
                 }
             case .replicate(let entries):
                 for follower in servers[server].subscribers[meeting] ?? [] {
-                    send(.replica(meeting, follower: follower, host: server, .entries(entries)), on: "repl \(server)>\(follower)")
+                    send(.replica(meeting, follower: follower, host: server, .entries(entries)), on: .replication(from: server, to: follower))
                 }
             case .relay, .attendance, .checkpoint, .finalCheckpoint, .log:
                 break
@@ -228,7 +230,7 @@ extension World {
                 }
                 // Its standbys' streams end: they reload and subscribe again.
                 for follower in servers[server].subscribers.removeValue(forKey: meeting) ?? [] {
-                    send(.replica(meeting, follower: follower, host: server, .reload), on: "repl \(server)>\(follower)")
+                    send(.replica(meeting, follower: follower, host: server, .reload), on: .replication(from: server, to: follower))
                 }
             }
         }

@@ -114,7 +114,7 @@ extension World {
     /// The manager closes a link: the server learns of it after a delay.
     mutating func closeLink(_ link: UInt64, server: Int, at manager: Int) {
         managers[manager].openLinks.remove(link)
-        send(.linkClosedAtServer(link: link, server: server), on: "down \(link)")
+        send(.linkClosedAtServer(link: link, server: server), on: .down(link))
     }
 
     mutating func placementDid(_ actions: [Placement.Action], at manager: Int) {
@@ -124,7 +124,7 @@ extension World {
             switch action {
             case .open(_, let on, _), .promote(_, let on, _), .follow(_, let on, _), .release(_, let on):
                 guard let server = Self.index(on), let link = managers[manager].links[server] else { continue }
-                send(.toCollab(link: link, server: server, term: term, action), on: "down \(link)")
+                send(.toCollab(link: link, server: server, term: term, action), on: .down(link))
             case .answer(let request, let answer):
                 guard let key = managers[manager].locates.removeValue(forKey: request) else { continue }
                 schedule(.located(key, answer), after: delay())
@@ -158,7 +158,7 @@ extension World {
                 schedule(.locateAtManager(key), after: delay())
             case .send(let frame, let id):
                 guard let key = keys[index]?[id], let connection = connections[key], connection.open, connection.server != nil else { continue }
-                send(.toServer(key, frame), on: "c>s \(key)")
+                send(.toServer(key, frame), on: .toServer(key))
             case .disconnect(let id, let cause):
                 // The SDK drops a connection whose server broke the protocol (a gap, a
                 // repeat, an epoch going back): a correct server never makes it.
@@ -219,7 +219,7 @@ extension World {
 
     mutating func sendToClient(_ frame: ServerFrame, on key: ConnectionKey) {
         guard let connection = connections[key], connection.open else { return }
-        send(.toClient(key, frame), on: "s>c \(key)")
+        send(.toClient(key, frame), on: .toClient(key))
     }
 
     /// Either side closes: each learns of it after the frames already on their way.
@@ -227,8 +227,8 @@ extension World {
         guard var connection = connections[key], connection.open else { return }
         connection.open = false
         connections[key] = connection
-        send(.closedToClient(key), on: "s>c \(key)")
-        if connection.server != nil { send(.closedToServer(key), on: "c>s \(key)") }
+        send(.closedToClient(key), on: .toClient(key))
+        if connection.server != nil { send(.closedToServer(key), on: .toServer(key)) }
     }
 
     // MARK: Faults
@@ -254,7 +254,7 @@ extension World {
             report.faults["manager crash", default: 0] += 1
             trace("manager-\(manager)", "crashed")
             for (server, link) in managers[manager].links.sorted(by: { $0.key < $1.key }) {
-                send(.linkClosedAtServer(link: link, server: server), on: "down \(link)")
+                send(.linkClosedAtServer(link: link, server: server), on: .down(link))
             }
             managers[manager].up = false
             managers[manager].incarnation += 1
@@ -271,7 +271,7 @@ extension World {
             report.faults["zone link dropped", default: 0] += 1
             trace("net", "zone link \(link) of collab-\(server) dropped")
             servers[server].link = nil
-            send(.linkClosedAtManager(link: link, server: server), on: "up \(link)")
+            send(.linkClosedAtManager(link: link, server: server), on: .up(link))
         default:
             let open = connections.keys.sorted().filter { connections[$0]!.open }
             guard !open.isEmpty else { return }
@@ -285,7 +285,7 @@ extension World {
     mutating func crash(_ server: Int) {
         report.faults["crash", default: 0] += 1
         trace("collab-\(server)", "crashed")
-        if let link = servers[server].link { send(.linkClosedAtManager(link: link, server: server), on: "up \(link)") }
+        if let link = servers[server].link { send(.linkClosedAtManager(link: link, server: server), on: .up(link)) }
         let incarnation = servers[server].incarnation + 1
         servers[server] = Server(up: false, incarnation: incarnation, downSinceMs: now)
         for key in connections.keys.sorted() where connections[key]!.server == server { closeConnection(key) }

@@ -73,6 +73,70 @@ struct World {
         var event: Event
     }
 
+    /// A one-way stream of messages that arrive in the order they were sent.
+    enum Stream: Hashable {
+        case toClient(ConnectionKey)
+        case toServer(ConnectionKey)
+        /// A collab server's zone link, towards the manager.
+        case up(UInt64)
+        /// The same link, towards the server.
+        case down(UInt64)
+        case replication(from: Int, to: Int)
+    }
+
+    /// The events to come: a binary min-heap by (time, order). The heap moves small keys;
+    /// the events themselves (large, with arrays inside) stay put in `slots` until popped.
+    struct EventQueue {
+        private struct Key {
+            var at: Int64
+            var order: UInt64
+            var slot: Int
+            func precedes(_ other: Key) -> Bool { (at, order) < (other.at, other.order) }
+        }
+
+        private var heap: [Key] = []
+        private var slots: [Event?] = []
+        private var free: [Int] = []
+
+        mutating func push(_ item: Scheduled) {
+            let slot: Int
+            if let reused = free.popLast() {
+                slot = reused
+                slots[slot] = item.event
+            } else {
+                slot = slots.count
+                slots.append(item.event)
+            }
+            heap.append(Key(at: item.at, order: item.order, slot: slot))
+            var child = heap.count - 1
+            while child > 0 {
+                let parent = (child - 1) / 2
+                guard heap[child].precedes(heap[parent]) else { break }
+                heap.swapAt(child, parent)
+                child = parent
+            }
+        }
+
+        mutating func pop() -> Scheduled? {
+            guard !heap.isEmpty else { return nil }
+            heap.swapAt(0, heap.count - 1)
+            let first = heap.removeLast()
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1, right = left + 1
+                var smallest = parent
+                if left < heap.count, heap[left].precedes(heap[smallest]) { smallest = left }
+                if right < heap.count, heap[right].precedes(heap[smallest]) { smallest = right }
+                guard smallest != parent else { break }
+                heap.swapAt(parent, smallest)
+                parent = smallest
+            }
+            let event = slots[first.slot].take()!
+            free.append(first.slot)
+            return Scheduled(at: first.at, order: first.order, event: event)
+        }
+    }
+
     // MARK: Nodes
 
     struct Server: SimulatedProcess {
@@ -139,7 +203,7 @@ struct World {
     let traceLines = TraceLines()
     var rng: SplitMix64
     var now: Int64 = 0
-    var queue: [Scheduled] = []
+    var queue = EventQueue()
     var nextOrder: UInt64 = 0
     var servers: [Server]
     var managers: [Manager]
@@ -156,7 +220,7 @@ struct World {
     var nextKey: ConnectionKey = 1
     var nextLink: UInt64 = 1
     /// Delivery times stay in order on each stream (one TCP connection each way).
-    var streamClock: [String: Int64] = [:]
+    var streamClock: [Stream: Int64] = [:]
     /// The store: each meeting's committed log and newest claimed epoch.
     var stored: [MeetingID: [LogEntry]] = [:]
     var storeEpoch: [MeetingID: Epoch] = [:]
@@ -220,8 +284,7 @@ struct World {
         if options.faults { schedule(.fault, after: Int64.random(in: 1_000...2_000, using: &rng)) }
         var started = Set<Int>()
         let end = options.activeMs + options.settleMs
-        while !queue.isEmpty {
-            let next = queue.removeFirst()
+        while let next = queue.pop() {
             guard next.at <= end else { break }
             now = next.at
             report.events += 1
@@ -251,16 +314,11 @@ struct World {
 
     mutating func schedule(_ event: Event, at time: Int64) {
         nextOrder += 1
-        var low = 0, high = queue.count
-        while low < high {
-            let mid = (low + high) / 2
-            if (queue[mid].at, queue[mid].order) < (time, nextOrder) { low = mid + 1 } else { high = mid }
-        }
-        queue.insert(Scheduled(at: time, order: nextOrder, event: event), at: low)
+        queue.push(Scheduled(at: time, order: nextOrder, event: event))
     }
 
     /// Schedules `event` on an ordered stream: never before what was sent on it earlier.
-    mutating func send(_ event: Event, on stream: String) {
+    mutating func send(_ event: Event, on stream: Stream) {
         let at = max(streamClock[stream] ?? 0, now + delay())
         streamClock[stream] = at
         schedule(event, at: at)
