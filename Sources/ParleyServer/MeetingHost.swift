@@ -183,14 +183,6 @@ private struct HostLoop {
     /// Standby copies following the committed stream.
     var replicas: [ReplicaFeed] = []
 
-    init(state: State, host: MeetingHost, checkpoints: Inbox<Snapshot>,
-         askAdmission: AsyncStream<(ClientConnection, ParticipantID)>.Continuation) {
-        self.state = state
-        self.host = host
-        self.checkpoints = checkpoints
-        self.askAdmission = askAdmission
-    }
-
     mutating func run() async {
         while !state.stopped, let batch = await host.inbox.next() {
             for input in batch {
@@ -252,7 +244,7 @@ private struct HostLoop {
     private mutating func applying(_ operation: MeetingOp, opID: OpID, from connection: ClientConnection,
                                    at now: Millis) -> [State.Action] {
         // A refused poison op is not applied: no note, and no test crash.
-        guard case .attached(_, let participant) = connection.phase, !state.isPoison(participant, opID) else {
+        guard let participant = state.participant(of: connection), !state.isPoison(participant, opID) else {
             return state.op(connection, opID, operation, at: now)
         }
         host.note?.applying(participant, opID)
@@ -310,12 +302,10 @@ private struct HostLoop {
                     let update = ReplicaUpdate.entries(entries)
                     replicas.removeAll { !$0.push(update) }
                 }
-            case .checkpoint(let snapshot):
-                if case .queued = checkpoints.send(snapshot) { state.checkpointQueued(snapshot.seq) }
             case .finalCheckpoint(let snapshot):
                 _ = await host.writeCheckpoint(snapshot)
             case .log(let line):
-                host.loggerRef.log(level: line.level.logLevel, "\(line.message)", metadata: line.metadata.mapValues { .string($0) })
+                host.loggerRef.log(level: line.level, "\(line.message)", metadata: line.metadata.mapValues { .string($0) })
             case .stop(let closing):
                 for connection in closing { connection.outbox.close() }
             }
@@ -349,18 +339,6 @@ private struct HostLoop {
             return false
         }
         return true
-    }
-}
-
-extension HostLogLine.Level {
-    var logLevel: Logger.Level {
-        switch self {
-        case .debug: .debug
-        case .info: .info
-        case .notice: .notice
-        case .warning: .warning
-        case .error: .error
-        }
     }
 }
 

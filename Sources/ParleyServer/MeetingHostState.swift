@@ -1,3 +1,4 @@
+import Logging
 import ParleyCore
 import ParleyProtocol
 
@@ -36,14 +37,14 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
         case welcome(Connection, ParticipantID, Welcome, replay: ArraySlice<LogEntry>)
         /// Close the connection quietly (its participant left).
         case close(Connection)
-        /// Ask the license service whether `participant` may join; answer with ``admission(_:_:)``.
+        /// Ask the license service whether `participant` may join; answer with ``admission(_:_:at:)``.
         case askAdmission(Connection, ParticipantID)
-        /// Store these entries under this host's epoch; answer with ``committed(through:)``,
+        /// Store these entries under this host's epoch; answer with ``committed(at:)``,
         /// ``fenced(current:)`` or ``commitFailed(_:)``.
         case commit([LogEntry])
         /// Deliver committed entries to these connections (each sees its own view), each
         /// entry followed by the acks owed for it. A connection that cannot take them is
-        /// reported back with ``detach(_:)``.
+        /// reported back with ``detach(_:at:)``.
         case deliver(ArraySlice<LogEntry>, to: [(Connection, ParticipantID)], acks: [Seq: [(Connection, OpID)]])
         /// A signal from `from`, relayed (not logged) to these connections.
         case relay(Signal, from: ParticipantID, to: [Connection])
@@ -51,18 +52,11 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
         case attendance(Attendance)
         /// Committed entries for every standby copy, in seq order.
         case replicate([LogEntry])
-        /// Write a checkpoint beside the loop; report it taken with ``checkpointQueued(_:)``.
-        case checkpoint(Snapshot)
         /// Write this checkpoint before stopping (graceful shutdown).
         case finalCheckpoint(Snapshot)
         case log(HostLogLine)
         /// The host is done: close these connections quietly and stop reading inputs.
         case stop(closing: [Connection])
-    }
-
-    private struct Attachment: Sendable {
-        let connection: Connection
-        let participant: ParticipantID
     }
 
     /// A connection waiting to be welcomed.
@@ -80,7 +74,8 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     private let asksAdmission: Bool
     private let snapshotEveryEntries: Int
 
-    private var attached = OrderedTable<Connection, Attachment>()
+    /// Who each attached connection speaks for.
+    private var attached = OrderedTable<Connection, ParticipantID>()
     /// Acks owed once the entry at that seq is committed.
     private var owedAcks: [Seq: [(Connection, OpID)]] = [:]
     /// Joins waiting for the license service's answer.
@@ -105,7 +100,9 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
 
     public var meeting: MeetingID { log.meeting.id }
     public var hasUncommitted: Bool { log.hasUncommitted }
-    public var attachedCount: Int { attached.count }
+
+    /// The participant an attached connection speaks for.
+    public func participant(of connection: Connection) -> ParticipantID? { attached[connection] }
 
     // MARK: Clients
 
@@ -184,7 +181,8 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     private mutating func welcomeIfCommitted(at now: Millis) -> [Action] {
         var actions: [Action] = []
         // One at a time: a welcome's own arrival is sequenced, and the next welcome must
-        // wait until that is committed too (found by the simulator, seed 1).
+        // wait until that is committed too (found by the first simulator; unit test
+        // `twoWelcomesWaitingForOneCommit`).
         while let (connection, joining) = awaitingCommit.first {
             guard !log.hasUncommitted else { return actions + commitIfIdle() }
             awaitingCommit.removeFirst()
@@ -214,13 +212,13 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
         }
         var actions: [Action] = []
         // A newer connection of the same participant replaces the old one.
-        for (key, old) in attached.entries where old.participant == participant {
-            attached[key] = nil
-            actions.append(.fail(old.connection, ProtocolError(.replaced, "another connection of \(participant) joined; this one is closed", fatal: true)))
+        for (old, speaksFor) in attached.entries where speaksFor == participant {
+            attached[old] = nil
+            actions.append(.fail(old, ProtocolError(.replaced, "another connection of \(participant) joined; this one is closed", fatal: true)))
         }
         // Attached before the welcome goes out: a client may send an op the moment it reads
         // the welcome, and it must be routed here rather than answered not_joined.
-        attached[connection] = Attachment(connection: connection, participant: participant)
+        attached[connection] = participant
         actions.append(.welcome(connection, participant, welcome, replay: replay))
         if let arrival {
             actions += submit(arrival, by: .system, opID: nil, replyTo: nil, at: now)
@@ -231,16 +229,16 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     /// An op from a client.
     public mutating func op(_ connection: Connection, _ opID: OpID, _ operation: MeetingOp, at now: Millis) -> [Action] {
         guard !stopped else { return [] }
-        guard let attachment = attached[connection] else {
+        guard let participant = attached[connection] else {
             return [.send(connection, .error(ProtocolError(.notJoined, "send hello and wait for welcome first")))]
         }
-        if isPoison(attachment.participant, opID) {
+        if isPoison(participant, opID) {
             return [
-                .log(.init(.error, "poison op refused", ["participant": "\(attachment.participant)", "op": "\(opID)"])),
+                .log(.init(.error, "poison op refused", ["participant": "\(participant)", "op": "\(opID)"])),
                 .send(connection, .reject(id: opID, Rejection(.poisonOp, "this op crashed the servers that applied it; it is refused and recorded"))),
             ]
         }
-        return submit(operation, by: .participant(attachment.participant), opID: opID, replyTo: connection, at: now)
+        return submit(operation, by: .participant(participant), opID: opID, replyTo: connection, at: now)
     }
 
     /// Whether this op crashed the processes that applied it, and is refused.
@@ -251,16 +249,15 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     /// A signal from a client: relayed to the others, never logged.
     public mutating func signal(_ connection: Connection, _ signal: Signal) -> [Action] {
         guard !stopped else { return [] }
-        guard let attachment = attached[connection] else {
+        guard let participant = attached[connection] else {
             return [.send(connection, .error(ProtocolError(.notJoined, "send hello and wait for welcome first")))]
         }
         do throws(Rejection) {
-            try log.meeting.checkSignal(signal, from: attachment.participant)
+            try log.meeting.checkSignal(signal, from: participant)
         } catch {
             return [.send(connection, .error(ProtocolError(.signalRefused, error.message)))]
         }
-        let others = attached.values.filter { $0.connection != connection }.map(\.connection)
-        return [.relay(signal, from: attachment.participant, to: others)]
+        return [.relay(signal, from: participant, to: attached.keys.filter { $0 != connection })]
     }
 
     /// A connection is gone (or could not keep up). Its participant is `reconnecting` until
@@ -268,10 +265,10 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     public mutating func detach(_ connection: Connection, at now: Millis) -> [Action] {
         awaitingAdmission[connection] = nil
         awaitingCommit.removeAll { $0.0 == connection }
-        guard !stopped, let attachment = attached.removeValue(forKey: connection) else { return [] }
-        let stillConnected = attached.values.contains { $0.participant == attachment.participant }
-        guard !stillConnected, log.meeting.participant(attachment.participant)?.presence == .connected else { return [] }
-        return submit(.presence(participant: attachment.participant, presence: .reconnecting), by: .system, opID: nil,
+        guard !stopped, let participant = attached.removeValue(forKey: connection) else { return [] }
+        let stillConnected = attached.values.contains(participant)
+        guard !stillConnected, log.meeting.participant(participant)?.presence == .connected else { return [] }
+        return submit(.presence(participant: participant, presence: .reconnecting), by: .system, opID: nil,
                       replyTo: nil, at: now)
     }
 
@@ -279,8 +276,8 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     public mutating func leave(_ connection: Connection, at now: Millis) -> [Action] {
         awaitingAdmission[connection] = nil
         awaitingCommit.removeAll { $0.0 == connection }
-        guard !stopped, let attachment = attached.removeValue(forKey: connection) else { return [] }
-        return submit(.leave(participant: attachment.participant), by: .system, opID: nil, replyTo: nil, at: now)
+        guard !stopped, let participant = attached.removeValue(forKey: connection) else { return [] }
+        return submit(.leave(participant: participant), by: .system, opID: nil, replyTo: nil, at: now)
             + [.close(connection)]
     }
 
@@ -343,7 +340,7 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
         for entry in delivered {
             if let owed = owedAcks.removeValue(forKey: entry.seq) { acks[entry.seq] = owed }
         }
-        actions.append(.deliver(delivered, to: attached.values.map { ($0.connection, $0.participant) }, acks: acks))
+        actions.append(.deliver(delivered, to: attached.entries, acks: acks))
         if log.meeting.ended {
             actions.append(.log(.init(.info, "meeting ended; closing its connections", [:])))
             actions += failAll(ProtocolError(.meetingEnded, "the meeting has ended", fatal: true))
@@ -396,11 +393,7 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
         }
         stopped = true
         // Closed without an error: the server is stopping, and the clients resume elsewhere.
-        let closing = attached.keys + awaitingAdmission.keys + awaitingCommit.map(\.0)
-        attached.removeAll()
-        awaitingAdmission.removeAll()
-        awaitingCommit.removeAll()
-        return actions + [.stop(closing: closing)]
+        return actions + [.stop(closing: forgetConnections())]
     }
 
     private mutating func stop(failing error: ProtocolError) -> [Action] {
@@ -411,19 +404,23 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
 
     /// Every attached or joining connection gets `error`.
     private mutating func failAll(_ error: ProtocolError) -> [Action] {
-        var actions = attached.values.map { Action.fail($0.connection, error) }
-        actions += awaitingAdmission.keys.map { Action.fail($0, error) }
-        actions += awaitingCommit.map { Action.fail($0.0, error) }
-        attached.removeAll()
-        awaitingAdmission.removeAll()
-        awaitingCommit.removeAll()
-        return actions
+        forgetConnections().map { .fail($0, error) }
+    }
+
+    /// Every attached or joining connection, in order, forgotten.
+    private mutating func forgetConnections() -> [Connection] {
+        defer {
+            attached.removeAll()
+            awaitingAdmission.removeAll()
+            awaitingCommit.removeAll()
+        }
+        return attached.keys + awaitingAdmission.keys + awaitingCommit.map(\.0)
     }
 
     // MARK: Checkpoints and standbys
 
     /// A snapshot to write, when enough entries were committed since the last one.
-    public mutating func checkpointDue() -> Snapshot? {
+    public func checkpointDue() -> Snapshot? {
         guard !stopped, !log.hasUncommitted, log.committedSeq - lastSnapshotSeq >= Seq(snapshotEveryEntries) else { return nil }
         return log.snapshot()
     }
@@ -454,12 +451,11 @@ public enum ReplicaStart: Equatable, Sendable {
 
 /// A line for the host's log, decided by the rules and written by the shell.
 public struct HostLogLine: Equatable, Sendable {
-    public enum Level: Sendable { case debug, info, notice, warning, error }
-    public var level: Level
+    public var level: Logger.Level
     public var message: String
     public var metadata: [String: String]
 
-    public init(_ level: Level, _ message: String, _ metadata: [String: String]) {
+    public init(_ level: Logger.Level, _ message: String, _ metadata: [String: String]) {
         self.level = level
         self.message = message
         self.metadata = metadata
@@ -496,7 +492,6 @@ struct OrderedTable<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         storage.removeAll()
     }
 
-    var count: Int { order.count }
     var keys: [Key] { order }
     var values: [Value] { order.map { storage[$0]! } }
     var entries: [(Key, Value)] { order.map { ($0, storage[$0]!) } }

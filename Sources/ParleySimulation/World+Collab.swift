@@ -218,7 +218,7 @@ extension World {
                 for follower in servers[server].subscribers[meeting] ?? [] {
                     send(.replica(meeting, follower: follower, host: server, .entries(entries)), on: .replication(from: server, to: follower))
                 }
-            case .relay, .attendance, .checkpoint, .finalCheckpoint, .log:
+            case .relay, .attendance, .finalCheckpoint, .log:
                 break
             case .stop(let closing):
                 trace("collab-\(server)", "host of \(meeting) stopped")

@@ -244,7 +244,6 @@ extension World {
         case 25..<50:
             guard servers[server].up, !servers[server].paused else { return }
             servers[server].paused = true
-            servers[server].downSinceMs = now
             report.faults["pause", default: 0] += 1
             trace("collab-\(server)", "paused")
             schedule(.wake(server), after: Int64.random(in: 100...3_000, using: &rng))
@@ -287,13 +286,11 @@ extension World {
         trace("collab-\(server)", "crashed")
         if let link = servers[server].link { send(.linkClosedAtManager(link: link, server: server), on: .up(link)) }
         let incarnation = servers[server].incarnation + 1
-        servers[server] = Server(up: false, incarnation: incarnation, downSinceMs: now)
+        servers[server] = Server(up: false, incarnation: incarnation)
         for key in connections.keys.sorted() where connections[key]!.server == server { closeConnection(key) }
     }
 
     mutating func wake(_ server: Int) {
-        guard servers[server].up, servers[server].paused else { return }
-        servers[server].downSinceMs = nil
         wake(\.servers[server], "collab-\(server)")
     }
 

@@ -14,6 +14,7 @@ struct World {
     // MARK: Events
 
     enum Event {
+        case clientStart(Int)
         case clientTick(Int)
         case clientBackoff(Int)
         case clientWork(Int)
@@ -37,8 +38,10 @@ struct World {
         case tookOver(MeetingID, server: Int, incarnation: Int, Epoch, [LogEntry], promoting: Bool)
         case storeApply(MeetingID, server: Int, incarnation: Int, [LogEntry], Epoch)
         case commitResult(MeetingID, server: Int, incarnation: Int, CommitResult)
-        case heartbeat(Int)
-        case managerTick(Int)
+        /// Timers carry the incarnation that started them: a restart starts a new chain, and
+        /// the old one must end, not run beside it.
+        case heartbeat(Int, incarnation: Int)
+        case managerTick(Int, incarnation: Int)
         case leaseRead(manager: Int, incarnation: Int)
         case leaseReadResult(manager: Int, incarnation: Int, ManagerLease?)
         case leaseClaim(manager: Int, incarnation: Int, expected: ManagerLease?, new: ManagerLease)
@@ -146,7 +149,6 @@ struct World {
         var held: [Event] = []
         /// Grows at every crash, so late answers for what it held before are dropped.
         var incarnation = 0
-        var downSinceMs: Int64?
         /// Its link to the manager, when one is open.
         var link: UInt64?
         var hosts: [MeetingID: HostState] = [:]
@@ -236,7 +238,7 @@ struct World {
         self.keepTrace = keepTrace
         rng = SplitMix64(seed: options.seed)
         servers = Array(repeating: Server(), count: options.servers)
-        managers = (0..<options.managers).map { Manager(election: ManagerElection(me: Self.managerName($0), address: "sim://manager-\($0)")) }
+        managers = (0..<options.managers).map { Self.freshManager($0, incarnation: 0) }
         meetingIDs = (0..<options.meetings).map { MeetingID("m\($0)") }
         report = SimulationReport(seed: options.seed)
         for meeting in meetingIDs {
@@ -260,6 +262,10 @@ struct World {
     static func name(_ server: Int) -> NodeName { NodeName("collab-\(server)") }
     static func managerName(_ manager: Int) -> NodeName { NodeName("manager-\(manager)") }
     static func managerIndex(_ name: NodeName) -> Int? { Int(name.rawValue.dropFirst("manager-".count)) }
+    /// A manager process as it starts: standing by, knowing nothing.
+    static func freshManager(_ manager: Int, incarnation: Int) -> Manager {
+        Manager(incarnation: incarnation, election: ManagerElection(me: managerName(manager), address: "sim://manager-\(manager)"))
+    }
     static func index(_ name: NodeName) -> Int? { Int(name.rawValue.dropFirst("collab-".count)) }
     static func address(_ server: Int) -> ServerAddress {
         ServerAddress(client: "sim://collab-\(server)", zone: "sim://collab-\(server)/zone", machine: "m\(server)")
@@ -273,27 +279,21 @@ struct World {
     // MARK: Running
 
     mutating func run() {
-        for index in servers.indices { schedule(.heartbeat(index), after: Int64(index) * 7) }
-        for index in managers.indices { schedule(.managerTick(index), after: Int64(index) * 11) }
+        for index in servers.indices { schedule(.heartbeat(index, incarnation: 0), after: Int64(index) * 7) }
+        for index in managers.indices { schedule(.managerTick(index, incarnation: 0), after: Int64(index) * 11) }
         for index in clients.indices {
             // Clients arrive once the servers have registered.
-            schedule(.clientBackoff(index), after: 300 + Int64(index) * 10)
+            schedule(.clientStart(index), after: 300 + Int64(index) * 10)
             schedule(.clientTick(index), after: Self.tickMs)
             schedule(.clientWork(index), after: Int64.random(in: 400...800, using: &rng))
         }
         if options.faults { schedule(.fault, after: Int64.random(in: 1_000...2_000, using: &rng)) }
-        var started = Set<Int>()
         let end = options.activeMs + options.settleMs
         while let next = queue.pop() {
             guard next.at <= end else { break }
             now = next.at
             report.events += 1
-            if case .clientBackoff(let index) = next.event, !started.contains(index) {
-                started.insert(index)
-                perform(client: index, clients[index].session.start())
-            } else {
-                handle(next.event)
-            }
+            handle(next.event)
             // A run with a violation has failed: its trace up to here is what to read.
             if settled || !report.violations.isEmpty { break }
         }
@@ -341,6 +341,8 @@ struct World {
 
     mutating func handle(_ event: Event) {
         switch event {
+        case .clientStart(let index):
+            perform(client: index, clients[index].session.start())
         case .clientTick(let index):
             perform(client: index, clients[index].session.tick(nowMs: now))
             schedule(.clientTick(index), after: Self.tickMs)
@@ -425,16 +427,16 @@ struct World {
                     }
                 }
             }
-        case .heartbeat(let server):
+        case .heartbeat(let server, let incarnation):
             // A timer is not held while the process is paused, only skipped: held, each
             // would start a second chain of timers on waking.
-            guard servers[server].up else { return }
+            guard servers[server].up, servers[server].incarnation == incarnation else { return }
             if !servers[server].paused { heartbeat(server) }
-            schedule(.heartbeat(server), after: Self.heartbeatMs)
-        case .managerTick(let manager):
-            guard managers[manager].up else { return }
+            schedule(.heartbeat(server, incarnation: incarnation), after: Self.heartbeatMs)
+        case .managerTick(let manager, let incarnation):
+            guard managers[manager].up, managers[manager].incarnation == incarnation else { return }
             if !managers[manager].paused { managerTick(manager) }
-            schedule(.managerTick(manager), after: Self.managerTickMs)
+            schedule(.managerTick(manager, incarnation: incarnation), after: Self.managerTickMs)
         case .leaseRead(let manager, let incarnation):
             schedule(.leaseReadResult(manager: manager, incarnation: incarnation, storeLease), after: storeLatency())
         case .leaseReadResult(let manager, let incarnation, let lease):
@@ -457,18 +459,16 @@ struct World {
         case .restart(let server):
             guard !servers[server].up else { return }
             servers[server].up = true
-            servers[server].downSinceMs = nil
             trace("collab-\(server)", "restarted, holding nothing")
-            schedule(.heartbeat(server), after: 0)
+            schedule(.heartbeat(server, incarnation: servers[server].incarnation), after: 0)
         case .managerWake(let manager):
             wake(\.managers[manager], "manager-\(manager)")
         case .managerRestart(let manager):
             guard !managers[manager].up else { return }
             let incarnation = managers[manager].incarnation
-            managers[manager] = Manager(incarnation: incarnation,
-                                        election: ManagerElection(me: Self.managerName(manager), address: "sim://manager-\(manager)"))
+            managers[manager] = Self.freshManager(manager, incarnation: incarnation)
             trace("manager-\(manager)", "restarted")
-            schedule(.managerTick(manager), after: 0)
+            schedule(.managerTick(manager, incarnation: incarnation), after: 0)
         }
     }
 

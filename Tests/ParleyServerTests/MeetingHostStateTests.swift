@@ -45,7 +45,6 @@ struct MeetingHostStateTests {
             case .relay(_, let from, let to): "relay from \(from) to \(to.sorted())"
             case .attendance(let record): "attendance \(record.participant) \(record.event.rawValue)"
             case .replicate(let entries): "replicate \(entries.map(\.seq))"
-            case .checkpoint(let snapshot): "checkpoint \(snapshot.seq)"
             case .finalCheckpoint(let snapshot): "final checkpoint \(snapshot.seq)"
             case .log: nil
             case .stop(let closing): "stop closing \(closing.sorted())"
