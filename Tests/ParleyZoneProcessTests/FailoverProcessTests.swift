@@ -28,7 +28,7 @@ struct FailoverProcessTests {
         // figure: this is a debug build beside the rest of the suite (3.03 s seen under load).
         // `parley bench failover` measures the speed, in release builds.
         #expect(report.resumeTime < .seconds(5), "clients resumed \(report.resumeTime) after the kill")
-        print("failover after SIGKILL of \(report.oldHost): every client resumed after \(report.resumeTime)")
+        print("failover after SIGKILL of \(report.oldHost): every client resumed after \(report.resumeTime), hosted on \(report.newHost)")
     }
 
     @Test("SIGSTOP of the hosting collab server past the heartbeat timeout: failover, nothing lost")
@@ -41,7 +41,7 @@ struct FailoverProcessTests {
         // counted from its last heartbeat, which may precede the stop by up to one interval
         // (seen: 0.988 s with a 1 s timeout).
         #expect(report.resumeTime >= .milliseconds(ZoneHarness.heartbeatTimeoutMs - ZoneHarness.heartbeatIntervalMs))
-        print("failover after SIGSTOP of \(report.oldHost): every client resumed after \(report.resumeTime)")
+        print("failover after SIGSTOP of \(report.oldHost): every client resumed after \(report.resumeTime), hosted on \(report.newHost)")
     }
 
     @Test("a paused host that wakes after its meeting failed over has its commit refused; the op lands once on the new host")
@@ -343,9 +343,18 @@ struct FailoverProcessTests {
 /// One failover scenario: a meeting with a standby, two clients sending numbered messages,
 /// a fault on the host halfway, then the checks every failover test shares.
 enum Scenario {
+    /// A hosting process: a name and the OS process behind it. Under load a meeting may fail
+    /// over twice (the new host misses its heartbeats too) and land on the faulted name's
+    /// restarted process, which is a different host; only the faulted process must not be it.
+    struct Host: Equatable, CustomStringConvertible {
+        var name: NodeName
+        var pid: Int?
+        var description: String { "\(name) (pid \(pid.map(String.init) ?? "none"))" }
+    }
+
     struct Report {
-        var oldHost: NodeName
-        var newHost: NodeName
+        var oldHost: Host
+        var newHost: Host
         /// From the fault until both clients had resumed.
         var resumeTime: Duration
     }
@@ -449,9 +458,17 @@ enum Scenario {
             let host = try await zone.running(oldHost)
             let resumeTime = try await exchange(alice: alice, bob: bob) { try await fault(zone, host) }
             let newHost = try await zone.waitFor("the meeting hosted again") { status in
-                status.values.first { $0.hosts(meeting) && $0.state == .running }?.name
+                status.values.first { $0.hosts(meeting) && $0.state == .running }.map { Host(name: $0.name, pid: $0.pid) }
             }
-            return Report(oldHost: oldHost, newHost: newHost, resumeTime: resumeTime)
+            if newHost.name == oldHost {
+                // A second move (legitimate under load, see `Host`): say how it came about.
+                let managers = ["manager-1", "manager-2"].map { zone.nodeLog(NodeName($0)) }
+                let moves = managers.joined(separator: "\n").split(separator: "\n").filter {
+                    $0.contains(meeting.rawValue) || $0.contains("server lost") || $0.contains("link lost")
+                }
+                print("the meeting came back to \(oldHost); the managers' lines about it:\n\(moves.suffix(40).joined(separator: "\n"))")
+            }
+            return Report(oldHost: Host(name: oldHost, pid: host.pid), newHost: newHost, resumeTime: resumeTime)
         }
     }
 }
