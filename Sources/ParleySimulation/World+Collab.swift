@@ -17,6 +17,7 @@ extension World {
             nextLink += 1
             servers[server].link = link
             linkManager[link] = manager
+            linkServer[link] = server
             trace("collab-\(server)", "registers on link \(link) holding \(holdings(server).map { "\($0.meeting) \($0.role.rawValue) \($0.epoch)" })")
             toManager(.register(holdings(server)), link: link, from: server)
             return
@@ -45,18 +46,18 @@ extension World {
                 if let link = servers[server].link { toManager(.hosting(meeting, host.log.epoch), link: link, from: server) }
                 return
             }
-            guard !servers[server].takingOver.contains(meeting) else { return }
-            servers[server].takingOver.insert(meeting)
+            guard servers[server].takingOver[meeting] == nil else { return }
             let promoting = if case .promote = order { true } else { false }
+            servers[server].takingOver[meeting] = .some(promoting ? servers[server].standbys[meeting] : nil)
             servers[server].following[meeting] = nil
-            schedule(.takeOver(meeting, server: server, incarnation: servers[server].incarnation, promoting: promoting), after: storeLatency())
+            schedule(.takeOver(meeting, server: server, incarnation: servers[server].incarnation, promoting: promoting), after: storeLatency(server: server))
         case .follow(let meeting, _, let hostName):
             guard let host = Self.index(hostName) else { return }
             servers[server].following[meeting] = host
             if let copy = servers[server].standbys[meeting] {
                 send(.subscribe(meeting, follower: server, host: host, after: copy.lastSeq), on: .replication(from: server, to: host))
             } else {
-                schedule(.loadStandby(meeting, server: server, incarnation: servers[server].incarnation), after: storeLatency())
+                schedule(.loadStandby(meeting, server: server, incarnation: servers[server].incarnation), after: storeLatency(server: server))
             }
         case .release(let meeting, _):
             servers[server].following[meeting] = nil
@@ -73,10 +74,10 @@ extension World {
     /// The store claimed the next epoch for this server and read the log: host the meeting,
     /// from the standby copy caught up with the store, or rebuilt from the store.
     mutating func tookOver(_ meeting: MeetingID, at server: Int, _ epoch: Epoch, _ entries: [LogEntry], promoting: Bool) {
-        servers[server].takingOver.remove(meeting)
+        let started = servers[server].takingOver.removeValue(forKey: meeting) ?? nil
         var log: MeetingLog
         do {
-            if promoting, var copy = servers[server].standbys[meeting] {
+            if promoting, var copy = started {
                 try copy.promote(to: epoch, catchingUp: entries.filter { $0.seq > copy.lastSeq })
                 log = copy
             } else {
@@ -174,7 +175,8 @@ extension World {
         // Taken out while it changes: changed in place in the dictionary, its log would be
         // copied whole (the dictionary still holding the old one) at every input.
         guard var state = servers[server].hosts.removeValue(forKey: meeting) else { return }
-        let actions = input(&state, now)
+        // The host stamps what it sequences with its wall clock, which may have jumped.
+        let actions = input(&state, now + servers[server].wallClockOffsetMs)
         servers[server].hosts[meeting] = state
         perform(actions, of: meeting, at: server)
         if var state = servers[server].hosts.removeValue(forKey: meeting) {
@@ -204,7 +206,7 @@ extension World {
             case .commit(let entries):
                 let epoch = servers[server].hosts[meeting]!.log.epoch
                 trace("collab-\(server)", "commit \(meeting) \(entries.map(\.seq)) under \(epoch)")
-                schedule(.storeApply(meeting, server: server, incarnation: servers[server].incarnation, entries, epoch), after: storeLatency())
+                schedule(.storeApply(meeting, server: server, incarnation: servers[server].incarnation, entries, epoch), after: storeLatency(server: server))
                 if options.brokenRule == .ackBeforeCommit {
                     // Broken on purpose: acknowledged as if stored, before the store has it.
                     host(meeting, at: server) { host, now in host.committed(at: now) }
@@ -266,6 +268,6 @@ extension World {
             result = .stored
         }
         trace("store", "\(meeting) \(entries.map(\.seq)) under \(epoch): \(result)")
-        schedule(.commitResult(meeting, server: server, incarnation: incarnation, result), after: storeLatency())
+        schedule(.commitResult(meeting, server: server, incarnation: incarnation, result), after: storeLatency(server: server))
     }
 }

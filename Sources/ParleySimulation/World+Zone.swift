@@ -22,9 +22,9 @@ extension World {
         for action in actions {
             switch action {
             case .read:
-                schedule(.leaseRead(manager: manager, incarnation: incarnation), after: storeLatency())
+                schedule(.leaseRead(manager: manager, incarnation: incarnation), after: storeLatency(manager: manager))
             case .claim(let expected, let new):
-                schedule(.leaseClaim(manager: manager, incarnation: incarnation, expected: expected, new: new), after: storeLatency())
+                schedule(.leaseClaim(manager: manager, incarnation: incarnation, expected: expected, new: new), after: storeLatency(manager: manager))
             case .lead(let term):
                 trace("manager-\(manager)", "leads under term \(term)")
                 if let other = leaders[term], other != manager {
@@ -66,7 +66,7 @@ extension World {
             won = new
         }
         trace("store", "lease claim by manager-\(manager) for term \(new.term): \(won == nil ? "refused" : "granted")")
-        schedule(.leaseClaimResult(manager: manager, incarnation: incarnation, won), after: storeLatency())
+        schedule(.leaseClaimResult(manager: manager, incarnation: incarnation, won), after: storeLatency(manager: manager))
     }
 
     mutating func managerReceives(_ message: Upward, link: UInt64, from server: Int, at manager: Int) {
@@ -192,6 +192,11 @@ extension World {
             schedule(.located(key, nil), after: delay())
             return
         }
+        if let heal = managerPartitions[manager], heal > now {
+            // The web front's call times out: the client is told to retry.
+            schedule(.located(key, nil), after: 1_000)
+            return
+        }
         atManager(manager, .locateAtManager(key)) { world in
             guard world.managers[manager].placement != nil else {
                 world.schedule(.located(key, nil), after: world.delay())
@@ -214,7 +219,8 @@ extension World {
         connection.server = server
         connections[key] = connection
         trace("client \(connection.client)", "connection \(key) to collab-\(server)")
-        schedule(.opened(key), after: delay())
+        // The handshake crosses the network too: a partition holds it until it heals.
+        schedule(.opened(key), at: max(now, heals(.toServer(key)) ?? now) + delay())
     }
 
     mutating func sendToClient(_ frame: ServerFrame, on key: ConnectionKey) {
@@ -236,47 +242,74 @@ extension World {
     mutating func injectFault() {
         let roll = Int.random(in: 0..<100, using: &rng)
         let server = Int.random(in: 0..<servers.count, using: &rng)
+        let manager = Int.random(in: 0..<managers.count, using: &rng)
+        let span = Int64.random(in: 300...3_000, using: &rng)
         switch roll {
-        case 0..<25:
+        case 0..<20:
             guard servers[server].up, servers.filter(\.up).count > 1 else { return }
             crash(server)
-            schedule(.restart(server), after: Int64.random(in: 300...3_000, using: &rng))
-        case 25..<50:
+            schedule(.restart(server), after: span)
+        case 20..<38:
             guard servers[server].up, !servers[server].paused else { return }
             servers[server].paused = true
             report.faults["pause", default: 0] += 1
             trace("collab-\(server)", "paused")
-            schedule(.wake(server), after: Int64.random(in: 100...3_000, using: &rng))
-        case 50..<55:
-            let manager = Int.random(in: 0..<managers.count, using: &rng)
+            schedule(.wake(server), after: span)
+        case 38..<43:
             guard managers[manager].up else { return }
             report.faults["manager crash", default: 0] += 1
             trace("manager-\(manager)", "crashed")
             for (server, link) in managers[manager].links.sorted(by: { $0.key < $1.key }) {
+                cut(.down(link), at: now + Int64.random(in: 0...20, using: &rng))
                 send(.linkClosedAtServer(link: link, server: server), on: .down(link))
             }
             managers[manager].up = false
             managers[manager].incarnation += 1
-            schedule(.managerRestart(manager), after: Int64.random(in: 200...2_000, using: &rng))
-        case 55..<60:
-            let manager = Int.random(in: 0..<managers.count, using: &rng)
+            schedule(.managerRestart(manager), after: span)
+        case 43..<48:
             guard managers[manager].up, !managers[manager].paused else { return }
             report.faults["manager pause", default: 0] += 1
             trace("manager-\(manager)", "paused")
             managers[manager].paused = true
-            schedule(.managerWake(manager), after: Int64.random(in: 100...3_000, using: &rng))
-        case 60..<70:
+            schedule(.managerWake(manager), after: span)
+        case 48..<56:
             guard let link = servers[server].link else { return }
             report.faults["zone link dropped", default: 0] += 1
             trace("net", "zone link \(link) of collab-\(server) dropped")
             servers[server].link = nil
+            cut(.up(link), at: now + Int64.random(in: 0...30, using: &rng))
+            cut(.down(link), at: now + Int64.random(in: 0...30, using: &rng))
             send(.linkClosedAtManager(link: link, server: server), on: .up(link))
+        case 56..<63:
+            guard (serverPartitions[server]?.until ?? 0) <= now else { return }
+            let extent: Partition.Extent = Bool.random(using: &rng) ? .zone : .everything
+            report.faults["partition of a server from \(extent == .zone ? "the zone" : "everything")", default: 0] += 1
+            trace("net", "collab-\(server) cut off from \(extent) for \(span) ms")
+            serverPartitions[server] = Partition(until: now + span, extent: extent)
+        case 63..<67:
+            guard (managerPartitions[manager] ?? 0) <= now else { return }
+            report.faults["partition of a manager", default: 0] += 1
+            trace("net", "manager-\(manager) cut off for \(span) ms")
+            managerPartitions[manager] = now + span
+        case 67..<71:
+            // Forwards or backwards, by up to an hour: NTP stepping, a VM restored.
+            let jump = Int64.random(in: 1_000...3_600_000, using: &rng) * (Bool.random(using: &rng) ? 1 : -1)
+            report.faults["wall clock jump", default: 0] += 1
+            trace("collab-\(server)", "wall clock jumps \(jump) ms")
+            servers[server].wallClockOffsetMs += jump
+        case 71..<75:
+            guard slowStoreUntil <= now else { return }
+            report.faults["slow store", default: 0] += 1
+            trace("store", "slow for \(span) ms")
+            slowStoreUntil = now + span
         default:
             let open = connections.keys.sorted().filter { connections[$0]!.open }
             guard !open.isEmpty else { return }
             let key = open[Int.random(in: 0..<open.count, using: &rng)]
             report.faults["connection dropped", default: 0] += 1
             trace("net", "connection \(key) dropped")
+            cut(.toClient(key), at: now + Int64.random(in: 0...30, using: &rng))
+            cut(.toServer(key), at: now + Int64.random(in: 0...30, using: &rng))
             closeConnection(key)
         }
     }
@@ -284,10 +317,19 @@ extension World {
     mutating func crash(_ server: Int) {
         report.faults["crash", default: 0] += 1
         trace("collab-\(server)", "crashed")
-        if let link = servers[server].link { send(.linkClosedAtManager(link: link, server: server), on: .up(link)) }
+        // What it had written may or may not leave the machine.
+        let lostAfter = now + Int64.random(in: 0...20, using: &rng)
+        if let link = servers[server].link {
+            cut(.up(link), at: lostAfter)
+            send(.linkClosedAtManager(link: link, server: server), on: .up(link))
+        }
+        for other in servers.indices where other != server { cut(.replication(from: server, to: other), at: lostAfter) }
         let incarnation = servers[server].incarnation + 1
         servers[server] = Server(up: false, incarnation: incarnation)
-        for key in connections.keys.sorted() where connections[key]!.server == server { closeConnection(key) }
+        for key in connections.keys.sorted() where connections[key]!.server == server {
+            cut(.toClient(key), at: lostAfter)
+            closeConnection(key)
+        }
     }
 
     mutating func wake(_ server: Int) {
@@ -297,6 +339,8 @@ extension World {
     // MARK: Checks at the end
 
     mutating func checkAtEnd() {
+        // Liveness: the placement the manager acts on is what the servers hold.
+        for mismatch in placementMismatches() { violation("\(options.settleMs) ms after the faults stopped: \(mismatch)") }
         for (index, client) in clients.enumerated() {
             let log = stored[client.meeting]!
             // Every acknowledged op is in the store, once, at its acknowledged seq.

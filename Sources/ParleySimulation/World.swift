@@ -51,6 +51,30 @@ struct World {
         case restart(Int)
         case managerWake(Int)
         case managerRestart(Int)
+        /// A message on an ordered stream, and when it was sent: a cut loses what was in flight.
+        indirect case onStream(Stream, sentAt: Int64, Event)
+
+        /// A close is what the other side learns when a stream breaks: never lost with it.
+        var isCloseNotice: Bool {
+            switch self {
+            case .closedToClient, .closedToServer, .linkClosedAtManager, .linkClosedAtServer: true
+            default: false
+            }
+        }
+    }
+
+    /// A process cut off from part of the network until `until`. TCP keeps its connections
+    /// through a short partition: what is sent meanwhile arrives, in order, after it heals,
+    /// unless a side gives up on the connection first.
+    struct Partition {
+        enum Extent {
+            /// From the manager and the other servers; clients and the store still reach it.
+            case zone
+            /// From everything: manager, servers, clients and the store.
+            case everything
+        }
+        var until: Int64
+        var extent: Extent
     }
 
     /// What a collab server tells the manager.
@@ -94,7 +118,7 @@ struct World {
             var at: Int64
             var order: UInt64
             var slot: Int
-            func precedes(_ other: Key) -> Bool { (at, order) < (other.at, other.order) }
+            func precedes(_ other: Key) -> Bool { at < other.at || (at == other.at && order < other.order) }
         }
 
         private var heap: [Key] = []
@@ -157,9 +181,14 @@ struct World {
         var following: [MeetingID: Int] = [:]
         /// The standby servers subscribed to each meeting hosted here.
         var subscribers: [MeetingID: [Int]] = [:]
-        var takingOver: Set<MeetingID> = []
+        /// Meetings being opened or promoted here, with the standby copy a promotion started
+        /// from: taken when the order came, as `MeetingDirectory.load` takes it, so what the
+        /// copy follows meanwhile is not part of it.
+        var takingOver: [MeetingID: MeetingLog?] = [:]
         /// The newest manager term it has taken orders under: older orders are ignored.
         var term: UInt64 = 0
+        /// How far its wall clock is off: it stamps the ops it sequences with it.
+        var wallClockOffsetMs: Int64 = 0
     }
 
     struct Manager: SimulatedProcess {
@@ -209,8 +238,16 @@ struct World {
     var nextOrder: UInt64 = 0
     var servers: [Server]
     var managers: [Manager]
-    /// Which manager each zone link goes to.
+    /// Which manager and which server each zone link joins.
     var linkManager: [UInt64: Int] = [:]
+    var linkServer: [UInt64: Int] = [:]
+    /// When each broken stream broke: what was sent before and arrives after is lost.
+    var cuts: [Stream: Int64] = [:]
+    var serverPartitions: [Int: Partition] = [:]
+    /// A partitioned manager is cut off from everything but the web front's clients.
+    var managerPartitions: [Int: Int64] = [:]
+    /// Until then every store call is slow (a vacuum, a failing disk, a replica catching up).
+    var slowStoreUntil: Int64 = 0
     /// The manager lease as the store holds it, timed on the store's clock.
     var storeLease: ManagerLease?
     /// Who led each term: one manager at most.
@@ -295,7 +332,7 @@ struct World {
             report.events += 1
             handle(next.event)
             // A run with a violation has failed: its trace up to here is what to read.
-            if settled || !report.violations.isEmpty { break }
+            if !report.violations.isEmpty || (now > options.activeMs && settled) { break }
         }
         report.simulatedMs = now
         if report.violations.isEmpty { checkAtEnd() }
@@ -304,10 +341,28 @@ struct World {
 
     /// After the active phase: every client live, nothing unanswered.
     var settled: Bool {
-        now > options.activeMs && clients.allSatisfy { client in
-            if case .live = client.session.phase { return client.session.unacked.isEmpty }
-            return false
+        for index in clients.indices {
+            guard case .live = clients[index].session.phase, clients[index].session.unacked.isEmpty else { return false }
         }
+        return placementMismatches().isEmpty
+    }
+
+    /// Where the leading manager's placement and the servers disagree: a meeting placed on a
+    /// server that does not host it, or a standby that holds no copy.
+    func placementMismatches() -> [String] {
+        guard let leader = managers.indices.filter({ managers[$0].up && managers[$0].placement != nil })
+            .max(by: { managers[$0].term < managers[$1].term }) else { return ["no manager leads"] }
+        var mismatches: [String] = []
+        for meeting in meetingIDs {
+            guard let place = managers[leader].placement!.places[meeting] else { continue }
+            if let host = Self.index(place.host), servers[host].up, servers[host].hosts[meeting] == nil {
+                mismatches.append("\(meeting) is placed on collab-\(host), which does not host it")
+            }
+            if let name = place.standby, let standby = Self.index(name), servers[standby].up, servers[standby].standbys[meeting] == nil {
+                mismatches.append("collab-\(standby) is \(meeting)'s standby in the placement, and holds no copy of it")
+            }
+        }
+        return mismatches
     }
 
     mutating func schedule(_ event: Event, after delay: Int64) { schedule(event, at: now + delay) }
@@ -317,11 +372,53 @@ struct World {
         queue.push(Scheduled(at: time, order: nextOrder, event: event))
     }
 
-    /// Schedules `event` on an ordered stream: never before what was sent on it earlier.
+    /// Schedules `event` on an ordered stream: never before what was sent on it earlier, and
+    /// not before a partition between its ends heals.
     mutating func send(_ event: Event, on stream: Stream) {
-        let at = max(streamClock[stream] ?? 0, now + delay())
+        var at = max(streamClock[stream] ?? 0, now + delay())
+        if let heals = heals(stream) { at = max(at, heals + delay()) }
         streamClock[stream] = at
-        schedule(event, at: at)
+        schedule(.onStream(stream, sentAt: now, event), at: at)
+    }
+
+    /// Breaks a stream: what is in flight on it after `at` is lost.
+    mutating func cut(_ stream: Stream, at time: Int64) {
+        cuts[stream] = max(cuts[stream] ?? time, time)
+    }
+
+    /// When a partition between the ends of `stream` heals, if one separates them now.
+    func heals(_ stream: Stream) -> Int64? {
+        var until: Int64?
+        func partitioned(server: Int?, clients: Bool) {
+            guard let server, let partition = serverPartitions[server], partition.until > now else { return }
+            if clients, partition.extent == .zone { return }
+            until = max(until ?? 0, partition.until)
+        }
+        switch stream {
+        case .toClient(let key), .toServer(let key):
+            partitioned(server: connections[key]?.server, clients: true)
+        case .up(let link), .down(let link):
+            partitioned(server: linkServer[link], clients: false)
+            if let manager = linkManager[link], let heal = managerPartitions[manager], heal > now { until = max(until ?? 0, heal) }
+        case .replication(let from, let to):
+            partitioned(server: from, clients: false)
+            partitioned(server: to, clients: false)
+        }
+        return until
+    }
+
+    /// A store call and its answer, from a server: slow while the store is, held while a
+    /// partition cuts the server off from it.
+    mutating func storeLatency(server: Int) -> Int64 {
+        let latency = storeLatency()
+        guard let partition = serverPartitions[server], partition.extent == .everything, partition.until > now else { return latency }
+        return partition.until - now + latency
+    }
+
+    mutating func storeLatency(manager: Int) -> Int64 {
+        let latency = storeLatency()
+        guard let heal = managerPartitions[manager], heal > now else { return latency }
+        return heal - now + latency
     }
 
     /// Network delay of one message.
@@ -400,7 +497,7 @@ struct World {
             atServer(follower, event) { world in world.replica(meeting, follower: follower, host: host, update) }
         case .loadStandby(let meeting, let server, let incarnation):
             // At the store: read the committed log.
-            schedule(.standbyLoaded(meeting, server: server, incarnation: incarnation, stored[meeting]!), after: storeLatency())
+            schedule(.standbyLoaded(meeting, server: server, incarnation: incarnation, stored[meeting]!), after: storeLatency(server: server))
         case .standbyLoaded(let meeting, let server, let incarnation, let entries):
             guard servers[server].incarnation == incarnation else { return }
             atServer(server, event) { world in world.standbyLoaded(meeting, at: server, entries) }
@@ -410,7 +507,7 @@ struct World {
             storeEpoch[meeting] = epoch
             trace("store", "\(meeting) epoch \(epoch) claimed by collab-\(server)")
             schedule(.tookOver(meeting, server: server, incarnation: incarnation, epoch, stored[meeting]!, promoting: promoting),
-                     after: storeLatency())
+                     after: storeLatency(server: server))
         case .tookOver(let meeting, let server, let incarnation, let epoch, let entries, let promoting):
             guard servers[server].incarnation == incarnation else { return }
             atServer(server, event) { world in world.tookOver(meeting, at: server, epoch, entries, promoting: promoting) }
@@ -438,7 +535,7 @@ struct World {
             if !managers[manager].paused { managerTick(manager) }
             schedule(.managerTick(manager, incarnation: incarnation), after: Self.managerTickMs)
         case .leaseRead(let manager, let incarnation):
-            schedule(.leaseReadResult(manager: manager, incarnation: incarnation, storeLease), after: storeLatency())
+            schedule(.leaseReadResult(manager: manager, incarnation: incarnation, storeLease), after: storeLatency(manager: manager))
         case .leaseReadResult(let manager, let incarnation, let lease):
             guard managers[manager].incarnation == incarnation else { return }
             atManager(manager, event) { world in
@@ -463,6 +560,13 @@ struct World {
             schedule(.heartbeat(server, incarnation: servers[server].incarnation), after: 0)
         case .managerWake(let manager):
             wake(\.managers[manager], "manager-\(manager)")
+        case .onStream(let stream, let sentAt, let inner):
+            if let cut = cuts[stream], sentAt <= cut, now > cut, !inner.isCloseNotice {
+                report.faults["message lost in a cut", default: 0] += 1
+                trace("net", "lost on \(stream): \(inner)")
+                return
+            }
+            handle(inner)
         case .managerRestart(let manager):
             guard !managers[manager].up else { return }
             let incarnation = managers[manager].incarnation
@@ -474,20 +578,16 @@ struct World {
 
     /// Runs `body` at `manager` now, holds the event while it is paused, drops it when it is down.
     mutating func atManager(_ manager: Int, _ event: Event, _ body: (inout World) -> Void) {
-        at(\.managers[manager], event, body)
+        guard managers[manager].up else { return }
+        if managers[manager].paused { return managers[manager].held.append(event) }
+        body(&self)
     }
 
     /// Runs `body` at `server` now, holds the event while it is paused, drops it when it is down.
+    /// (Two plain functions rather than one over key paths: this runs for most events.)
     mutating func atServer(_ server: Int, _ event: Event, _ body: (inout World) -> Void) {
-        at(\.servers[server], event, body)
-    }
-
-    private mutating func at<P: SimulatedProcess>(_ process: WritableKeyPath<World, P>, _ event: Event, _ body: (inout World) -> Void) {
-        guard self[keyPath: process].up else { return }
-        if self[keyPath: process].paused {
-            self[keyPath: process].held.append(event)
-            return
-        }
+        guard servers[server].up else { return }
+        if servers[server].paused { return servers[server].held.append(event) }
         body(&self)
     }
 
@@ -501,5 +601,7 @@ struct World {
         for event in held { schedule(event, after: 0) }
     }
 
-    mutating func storeLatency() -> Int64 { Int64.random(in: 1...(options.faults ? 30 : 3), using: &rng) }
+    mutating func storeLatency() -> Int64 {
+        now < slowStoreUntil ? Int64.random(in: 200...1_500, using: &rng) : Int64.random(in: 1...(options.faults ? 30 : 3), using: &rng)
+    }
 }

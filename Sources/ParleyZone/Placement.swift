@@ -302,7 +302,13 @@ public struct Placement: Sendable {
     public mutating func hosting(_ meeting: MeetingID, on name: NodeName, epoch: Epoch) -> [Action] {
         guard let place = places[meeting], place.host == name else {
             // Not (or no longer) ours to host: the placement moved on while it was opening.
-            return [.release(meeting, on: name)]
+            // If it made this server the standby meanwhile, the release drops the copy too
+            // (the server took it over to host): it is told to follow again, from the store.
+            var actions: [Action] = [.release(meeting, on: name)]
+            if let place = places[meeting], place.standby == name, place.movingSinceMs == nil {
+                actions.append(.follow(meeting, on: name, host: place.host))
+            }
+            return actions
         }
         return confirmHosting(meeting, place, epoch: epoch) + assignMissingStandbys() + finishedDrains()
     }

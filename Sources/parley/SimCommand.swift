@@ -8,13 +8,16 @@ struct SimCommand: ParsableCommand {
         commandName: "sim",
         abstract: "Run the meeting's failover core in a seeded, simulated world and check its guarantees.",
         discussion: """
-            Each seed runs one meeting hosted on one of several simulated servers, with clients \
-            that send ops, while servers crash, pause and restart, connections drop and commits \
-            fail. Then it checks that every acknowledged op is in the store once, at its seq, that \
-            no client saw a gap, that at most one host committed under each epoch, and that every \
-            client resumed with all its ops answered. No processes, sockets or clocks: a seed \
-            replays exactly. The exit status is 1 if any seed found a violation; each such seed \
-            is printed, and `parley sim --seed N --trace` prints its events.
+            Each seed runs a zone of simulated collab servers and managers hosting meetings, with \
+            clients that send ops, while servers and managers crash, pause and restart, \
+            connections and zone links break (losing what was in flight), servers and managers \
+            are partitioned off and healed, wall clocks jump, and the store slows down or fails \
+            commits. It checks that every acknowledged op is in the store once, at its seq, that \
+            no client saw a gap, that at most one host committed under each epoch and at most one \
+            manager led each term, and that every client resumed with all its ops answered. No \
+            processes, sockets or clocks: a seed replays exactly. The exit status is 1 if any seed \
+            found a violation; each such seed is printed, and `parley sim --seed N --trace` \
+            prints its events.
             """)
 
     @Option(help: "The first seed.")
@@ -41,12 +44,14 @@ struct SimCommand: ParsableCommand {
         let started = ContinuousClock.now
         var failed: [UInt64] = []
         var acked = 0, hostings = 0
+        var faults: [String: Int] = [:]
         for current in seed..<(seed + seeds) {
             var options = SimulationOptions(seed: current)
             options.brokenRule = breakRule.flatMap(BrokenRule.init(rawValue:))
             let report = simulate(options, keepTrace: trace)
             acked += report.opsAcked
             hostings += report.hostings
+            faults.merge(report.faults, uniquingKeysWith: +)
             if trace {
                 report.trace.forEach { print($0) }
                 print("\(report.events) events over \(report.simulatedMs) simulated ms")
@@ -61,6 +66,7 @@ struct SimCommand: ParsableCommand {
             + Double((ContinuousClock.now - started).components.seconds)
         print("\(seeds) seeds from \(seed): \(failed.count) with violations; \(acked) ops acknowledged, "
               + "\(hostings) meetings hosted (first opens and failovers); \(String(format: "%.1f", Double(seeds) / max(seconds, 0.001))) runs/s")
+        print("faults: " + faults.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         if !failed.isEmpty { throw ExitCode(1) }
     }
 }
