@@ -79,7 +79,7 @@ actor ZoneManager {
     /// Stops leading: every question in flight is answered (see
     /// ``ManagerRelays/steppedDown(reason:)``), then every link closes once its answers are
     /// written; the processes find the next leader through the lease.
-    func stepDown(reason: String) {
+    func stepDown(reason: StepDownReason) {
         guard placement != nil else { return }
         logger.warning("stepping down", metadata: ["reason": "\(reason)", "waiting": "\(relays.waiting)"])
         placement = nil
@@ -133,7 +133,7 @@ actor ZoneManager {
             }
             if let old = links[peer] {
                 old.outbox.finish()
-                if old.role == .collab { perform(placement!.lost(peer, reason: "registered again", nowMs: now)) }
+                if old.role == .collab { perform(placement!.lost(peer, reason: .registeredAgain, nowMs: now)) }
             }
             links[peer] = Link(id: linkID, role: role, outbox: outbox)
             logger.info("registered", metadata: ["peer": "\(peer)", "role": "\(role.rawValue)", "holding": "\(holding.count)"])
@@ -192,7 +192,7 @@ actor ZoneManager {
     private func closed(_ peer: NodeName, reason: String) {
         guard let link = links.removeValue(forKey: peer) else { return }
         logger.notice("link lost", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
-        if link.role == .collab, placement != nil { perform(placement!.lost(peer, reason: reason, nowMs: clock.nowMs())) }
+        if link.role == .collab, placement != nil { perform(placement!.lost(peer, reason: .linkClosed(reason), nowMs: clock.nowMs())) }
     }
 
     func tick() {
@@ -345,11 +345,11 @@ struct ManagerService: Service {
             do {
                 try await group.next()
             } catch {
-                await manager.stepDown(reason: "the zone-link server failed: \(error)")
+                await manager.stepDown(reason: .zoneLinkServerFailed("\(error)"))
                 await manager.finishChores()
                 throw error
             }
-            await manager.stepDown(reason: "shutting down")
+            await manager.stepDown(reason: .shuttingDown)
             await manager.finishChores()
         }
     }
@@ -400,7 +400,7 @@ struct ManagerService: Service {
             try? await Task.sleep(for: .milliseconds(25))
             actions = election.tick(nowMs: clock.nowMs())
         }
-        await manager.stepDown(reason: "shutting down")
+        await manager.stepDown(reason: .shuttingDown)
     }
 }
 
@@ -415,7 +415,7 @@ private func leaseCall<T: Sendable>(_ election: ManagerElection, _ manager: Zone
         group.addTask { try await call() }
         group.addTask {
             try await Task.sleep(for: .milliseconds(max(0, validUntilMs - clock.nowMs())))
-            await manager.stepDown(reason: "the store did not answer the lease renewal before the lease could lapse")
+            await manager.stepDown(reason: .storeSilent)
             return nil
         }
         defer { group.cancelAll() }

@@ -33,9 +33,8 @@ public actor ZoneAgent: Service {
     private var outbox: ZoneOutbox?
     private var locates = PendingReplies<LocateResult>()
     private var admits = PendingReplies<AdmitReply>()
-    /// The newest manager term seen; orders from older terms come from a deposed manager.
-    private var term: UInt64 = 0
-    private var connectedTo: NodeName?
+    /// Which manager's orders are carried out (see `TermFence`).
+    private var fence = TermFence()
     private let supervisor: SupervisorLink?
     /// The manager's `startCollab` orders; one waiting is enough.
     private let spawnRequests: AsyncStream<Void>
@@ -127,7 +126,7 @@ public actor ZoneAgent: Service {
         }
     }
 
-    public var manager: NodeName? { connectedTo }
+    public var manager: NodeName? { fence.link?.manager }
 
     // MARK: Link
 
@@ -164,10 +163,10 @@ public actor ZoneAgent: Service {
         let holding = await delegate.holding()
         let outbox = ZoneOutbox()
         self.outbox = outbox
-        self.term = max(self.term, term)
         locates = PendingReplies()
         admits = PendingReplies()
-        connectedTo = link.peer
+        fence.linked(to: link.peer, term: term)
+        let linkTerm = TermFence.Link(manager: link.peer, term: term)
         outbox.send(.register(name: name, role: role, address: address, holding: holding))
         logger.info("registered with the manager", metadata: ["manager": "\(link.peer)", "term": "\(term)"])
         await withTaskGroup(of: Void.self) { group in
@@ -186,14 +185,12 @@ public actor ZoneAgent: Service {
                     self.logger.notice("manager link broke", metadata: ["error": "\(error)"])
                 }
             }
-            // A link to a manager cut off by a partition neither closes nor answers: the lease
-            // in the store says who leads. Once another manager holds it (or it lapsed), this
-            // link is over, whatever the socket says.
+            // A partition may leave the link open and silent: the lease decides (`TermFence`).
             group.addTask { [store, heartbeatMs, logger] in
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(max(250, heartbeatMs * 2)))
                     guard let lease = try? await store.lease(Self.managerLease) else { continue }
-                    if lease.holder != link.peer.rawValue || lease.term != term || !lease.isLive {
+                    if linkTerm.isOutlived(byLeaseOf: NodeName(lease.holder), term: lease.term, live: lease.isLive) {
                         logger.notice("the manager lease moved on; leaving this manager", metadata: [
                             "manager": "\(link.peer)", "term": "\(term)", "lease": "\(lease.holder) (term \(lease.term))",
                         ])
@@ -206,19 +203,16 @@ public actor ZoneAgent: Service {
         }
         outbox.finish()
         self.outbox = nil
-        connectedTo = nil
+        fence.unlinked()
         locates.close("the link to the manager closed")
         admits.close("the link to the manager closed")
         logger.info("manager link closed", metadata: ["manager": "\(link.peer)"])
     }
 
     private func handle(_ message: ZoneMessage) async {
-        if let orderTerm = message.term {
-            guard orderTerm >= term else {
-                logger.notice("order from a deposed manager ignored", metadata: ["term": "\(orderTerm)", "current": "\(term)"])
-                return
-            }
-            term = orderTerm
+        if let orderTerm = message.term, !fence.admits(orderOf: orderTerm) {
+            logger.notice("order from a deposed manager ignored", metadata: ["term": "\(orderTerm)", "current": "\(fence.newestTerm)"])
+            return
         }
         switch message {
         case .located(let request, let answer):

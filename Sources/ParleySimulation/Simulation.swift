@@ -23,6 +23,8 @@ public struct SimulationOptions: Sendable, Equatable {
     /// Simulated time after the faults stop for every client to resume and every op to be answered.
     public var settleMs: Int64 = 30_000
     public var faults = true
+    /// The planned faults (by index, see ``faultPlan(for:)``) the run injects; nil: all.
+    public var faultsKept: Set<Int>?
     /// A rule broken on purpose, to show the checker catches it.
     public var brokenRule: BrokenRule?
 

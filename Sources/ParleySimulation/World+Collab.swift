@@ -16,6 +16,8 @@ extension World {
             let link = nextLink
             nextLink += 1
             servers[server].link = link
+            servers[server].fence.linked(to: Self.managerName(manager), term: storeLease!.term)
+            servers[server].beats = 0
             linkManager[link] = manager
             linkServer[link] = server
             trace("collab-\(server)", "registers on link \(link) holding \(holdings(server).map { "\($0.meeting) \($0.role.rawValue) \($0.epoch)" })")
@@ -23,6 +25,26 @@ extension World {
             return
         }
         toManager(.load, link: link, from: server)
+        servers[server].beats += 1
+        if servers[server].beats % 2 == 0 {
+            schedule(.leaseCheck(server: server, incarnation: servers[server].incarnation, link: link), after: storeLatency(server: server))
+        }
+    }
+
+    /// The lease as the store has it: a link it has moved on from is over (a partition may
+    /// keep it open and silent), and the server looks for the leader again.
+    mutating func leaseChecked(_ lease: ManagerLease?, link: UInt64, at server: Int) {
+        guard servers[server].link == link, let linked = servers[server].fence.link else { return }
+        let outlived = lease.map { linked.isOutlived(byLeaseOf: $0.holder, term: $0.term, live: $0.expiresAtMs >= now) } ?? true
+        guard outlived else { return }
+        trace("collab-\(server)", "the manager lease moved on; leaving \(linked.manager)")
+        unlink(server)
+        send(.linkClosedAtManager(link: link, server: server), on: .up(link))
+    }
+
+    mutating func unlink(_ server: Int) {
+        servers[server].link = nil
+        servers[server].fence.unlinked()
     }
 
     func holdings(_ server: Int) -> [HeldMeeting] {
@@ -243,7 +265,8 @@ extension World {
     mutating func storeApply(_ meeting: MeetingID, server: Int, incarnation: Int, _ entries: [LogEntry], _ epoch: Epoch) {
         let result: CommitResult
         let current = storeEpoch[meeting]!
-        if options.faults, Int.random(in: 0..<100, using: &rng) < 2 {
+        if commitsToFail > 0 {
+            commitsToFail -= 1
             result = .failed
             report.faults["commit failed", default: 0] += 1
         } else if epoch < current, options.brokenRule != .skipEpochCheck {

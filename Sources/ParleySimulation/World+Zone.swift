@@ -80,7 +80,7 @@ extension World {
             managers[manager].openLinks.insert(link)
             if let old = managers[manager].links[server], old != link {
                 closeLink(old, server: server, at: manager)
-                placementDid(managers[manager].placement!.lost(name, reason: "registered again", nowMs: now), at: manager)
+                placementDid(managers[manager].placement!.lost(name, reason: .registeredAgain, nowMs: now), at: manager)
             }
             managers[manager].links[server] = link
             placementDid(managers[manager].placement!.register(name, at: Self.address(server), holding: holding, nowMs: now), at: manager)
@@ -106,7 +106,7 @@ extension World {
         if managers[manager].links[server] == link {
             managers[manager].links[server] = nil
             if managers[manager].placement != nil {
-                placementDid(managers[manager].placement!.lost(Self.name(server), reason: reason, nowMs: now), at: manager)
+                placementDid(managers[manager].placement!.lost(Self.name(server), reason: .linkClosed(reason), nowMs: now), at: manager)
             }
         }
     }
@@ -239,23 +239,20 @@ extension World {
 
     // MARK: Faults
 
-    mutating func injectFault() {
-        let roll = Int.random(in: 0..<100, using: &rng)
-        let server = Int.random(in: 0..<servers.count, using: &rng)
-        let manager = Int.random(in: 0..<managers.count, using: &rng)
-        let span = Int64.random(in: 300...3_000, using: &rng)
-        switch roll {
-        case 0..<20:
+    mutating func inject(_ fault: PlannedFault) {
+        let server = fault.server, manager = fault.manager, span = fault.span
+        switch fault.kind {
+        case .crash:
             guard servers[server].up, servers.filter(\.up).count > 1 else { return }
             crash(server)
             schedule(.restart(server), after: span)
-        case 20..<38:
+        case .pause:
             guard servers[server].up, !servers[server].paused else { return }
             servers[server].paused = true
             report.faults["pause", default: 0] += 1
             trace("collab-\(server)", "paused")
             schedule(.wake(server), after: span)
-        case 38..<43:
+        case .managerCrash:
             guard managers[manager].up else { return }
             report.faults["manager crash", default: 0] += 1
             trace("manager-\(manager)", "crashed")
@@ -266,46 +263,47 @@ extension World {
             managers[manager].up = false
             managers[manager].incarnation += 1
             schedule(.managerRestart(manager), after: span)
-        case 43..<48:
+        case .managerPause:
             guard managers[manager].up, !managers[manager].paused else { return }
             report.faults["manager pause", default: 0] += 1
             trace("manager-\(manager)", "paused")
             managers[manager].paused = true
             schedule(.managerWake(manager), after: span)
-        case 48..<56:
+        case .zoneLinkDropped:
             guard let link = servers[server].link else { return }
             report.faults["zone link dropped", default: 0] += 1
             trace("net", "zone link \(link) of collab-\(server) dropped")
-            servers[server].link = nil
+            unlink(server)
             cut(.up(link), at: now + Int64.random(in: 0...30, using: &rng))
             cut(.down(link), at: now + Int64.random(in: 0...30, using: &rng))
             send(.linkClosedAtManager(link: link, server: server), on: .up(link))
-        case 56..<63:
+        case .serverPartition:
             guard (serverPartitions[server]?.until ?? 0) <= now else { return }
-            let extent: Partition.Extent = Bool.random(using: &rng) ? .zone : .everything
+            let extent = fault.partitionExtent
             report.faults["partition of a server from \(extent == .zone ? "the zone" : "everything")", default: 0] += 1
             trace("net", "collab-\(server) cut off from \(extent) for \(span) ms")
             serverPartitions[server] = Partition(until: now + span, extent: extent)
-        case 63..<67:
+        case .managerPartition:
             guard (managerPartitions[manager] ?? 0) <= now else { return }
             report.faults["partition of a manager", default: 0] += 1
             trace("net", "manager-\(manager) cut off for \(span) ms")
             managerPartitions[manager] = now + span
-        case 67..<71:
-            // Forwards or backwards, by up to an hour: NTP stepping, a VM restored.
-            let jump = Int64.random(in: 1_000...3_600_000, using: &rng) * (Bool.random(using: &rng) ? 1 : -1)
+        case .wallClockJump:
             report.faults["wall clock jump", default: 0] += 1
-            trace("collab-\(server)", "wall clock jumps \(jump) ms")
-            servers[server].wallClockOffsetMs += jump
-        case 71..<75:
+            trace("collab-\(server)", "wall clock jumps \(fault.clockJumpMs) ms")
+            servers[server].wallClockOffsetMs += fault.clockJumpMs
+        case .slowStore:
             guard slowStoreUntil <= now else { return }
             report.faults["slow store", default: 0] += 1
             trace("store", "slow for \(span) ms")
             slowStoreUntil = now + span
-        default:
+        case .failedCommits:
+            trace("store", "fails the next \(fault.failedCommits) commits")
+            commitsToFail += fault.failedCommits
+        case .connectionDropped:
             let open = connections.keys.sorted().filter { connections[$0]!.open }
             guard !open.isEmpty else { return }
-            let key = open[Int.random(in: 0..<open.count, using: &rng)]
+            let key = open[Int(fault.detail % UInt64(open.count))]
             report.faults["connection dropped", default: 0] += 1
             trace("net", "connection \(key) dropped")
             cut(.toClient(key), at: now + Int64.random(in: 0...30, using: &rng))

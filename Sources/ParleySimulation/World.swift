@@ -41,12 +41,15 @@ struct World {
         /// Timers carry the incarnation that started them: a restart starts a new chain, and
         /// the old one must end, not run beside it.
         case heartbeat(Int, incarnation: Int)
+        /// A server reads the manager lease, to leave a link the lease has moved on from.
+        case leaseCheck(server: Int, incarnation: Int, link: UInt64)
+        case leaseChecked(server: Int, incarnation: Int, link: UInt64, ManagerLease?)
         case managerTick(Int, incarnation: Int)
         case leaseRead(manager: Int, incarnation: Int)
         case leaseReadResult(manager: Int, incarnation: Int, ManagerLease?)
         case leaseClaim(manager: Int, incarnation: Int, expected: ManagerLease?, new: ManagerLease)
         case leaseClaimResult(manager: Int, incarnation: Int, ManagerLease?)
-        case fault
+        case fault(Int)
         case wake(Int)
         case restart(Int)
         case managerWake(Int)
@@ -185,8 +188,10 @@ struct World {
         /// from: taken when the order came, as `MeetingDirectory.load` takes it, so what the
         /// copy follows meanwhile is not part of it.
         var takingOver: [MeetingID: MeetingLog?] = [:]
-        /// The newest manager term it has taken orders under: older orders are ignored.
-        var term: UInt64 = 0
+        /// Which manager's orders it carries out, as `ZoneAgent` decides it.
+        var fence = TermFence()
+        /// Heartbeats sent on the current link; every other one, the lease is read too.
+        var beats = 0
         /// How far its wall clock is off: it stamps the ops it sequences with it.
         var wallClockOffsetMs: Int64 = 0
     }
@@ -248,6 +253,9 @@ struct World {
     var managerPartitions: [Int: Int64] = [:]
     /// Until then every store call is slow (a vacuum, a failing disk, a replica catching up).
     var slowStoreUntil: Int64 = 0
+    /// Commits the store is to fail next.
+    var commitsToFail = 0
+    let plan: [PlannedFault]
     /// The manager lease as the store holds it, timed on the store's clock.
     var storeLease: ManagerLease?
     /// Who led each term: one manager at most.
@@ -277,6 +285,7 @@ struct World {
         servers = Array(repeating: Server(), count: options.servers)
         managers = (0..<options.managers).map { Self.freshManager($0, incarnation: 0) }
         meetingIDs = (0..<options.meetings).map { MeetingID("m\($0)") }
+        plan = faultPlan(for: options)
         report = SimulationReport(seed: options.seed)
         for meeting in meetingIDs {
             stored[meeting] = []
@@ -324,7 +333,7 @@ struct World {
             schedule(.clientTick(index), after: Self.tickMs)
             schedule(.clientWork(index), after: Int64.random(in: 400...800, using: &rng))
         }
-        if options.faults { schedule(.fault, after: Int64.random(in: 1_000...2_000, using: &rng)) }
+        for fault in plan where options.faultsKept?.contains(fault.index) ?? true { schedule(.fault(fault.index), at: fault.atMs) }
         let end = options.activeMs + options.settleMs
         while let next = queue.pop() {
             guard next.at <= end else { break }
@@ -480,8 +489,7 @@ struct World {
             atServer(server, event) { world in
                 guard world.servers[server].link == link else { return }
                 // Orders from a deposed manager are ignored: a newer term has been seen.
-                guard term >= world.servers[server].term else { return }
-                world.servers[server].term = term
+                guard world.servers[server].fence.admits(orderOf: term) else { return }
                 world.carryOut(order, at: server)
             }
         case .linkClosedAtManager(let link, let server):
@@ -489,7 +497,7 @@ struct World {
             atManager(manager, event) { world in world.managerLinkClosed(link, server: server, at: manager, reason: "link closed") }
         case .linkClosedAtServer(let link, let server):
             atServer(server, event) { world in
-                if world.servers[server].link == link { world.servers[server].link = nil }
+                if world.servers[server].link == link { world.unlink(server) }
             }
         case .subscribe(let meeting, let follower, let host, let after):
             atServer(host, event) { world in world.subscribe(meeting, follower: follower, host: host, after: after) }
@@ -530,6 +538,11 @@ struct World {
             guard servers[server].up, servers[server].incarnation == incarnation else { return }
             if !servers[server].paused { heartbeat(server) }
             schedule(.heartbeat(server, incarnation: incarnation), after: Self.heartbeatMs)
+        case .leaseCheck(let server, let incarnation, let link):
+            schedule(.leaseChecked(server: server, incarnation: incarnation, link: link, storeLease), after: storeLatency(server: server))
+        case .leaseChecked(let server, let incarnation, let link, let lease):
+            guard servers[server].incarnation == incarnation else { return }
+            atServer(server, event) { world in world.leaseChecked(lease, link: link, at: server) }
         case .managerTick(let manager, let incarnation):
             guard managers[manager].up, managers[manager].incarnation == incarnation else { return }
             if !managers[manager].paused { managerTick(manager) }
@@ -548,9 +561,8 @@ struct World {
             atManager(manager, event) { world in
                 world.electionDid(world.managers[manager].election.claimed(won, nowMs: world.now), at: manager)
             }
-        case .fault:
-            injectFault()
-            if now < options.activeMs { schedule(.fault, after: Int64.random(in: 700...2_500, using: &rng)) }
+        case .fault(let index):
+            inject(plan[index])
         case .wake(let server):
             wake(server)
         case .restart(let server):

@@ -36,7 +36,7 @@ public struct ManagerElection: Sendable {
         /// This manager now leads under `term`: rebuild the view from the servers and the store.
         case lead(term: UInt64)
         /// Stop leading at once: another manager may lead now.
-        case stepDown(reason: String)
+        case stepDown(reason: StepDownReason)
     }
 
     public struct Timing: Equatable, Sendable {
@@ -87,7 +87,7 @@ public struct ManagerElection: Sendable {
         var actions: [Action] = []
         if case .leader(_, let validUntil) = role, nowMs >= validUntil {
             role = .standby
-            actions.append(.stepDown(reason: "could not renew the manager lease in time"))
+            actions.append(.stepDown(reason: .renewalOverdue))
         }
         guard !inFlight, lastPollMs.map({ nowMs - $0 >= timing.pollMs }) ?? true else { return actions }
         lastPollMs = nowMs
@@ -107,7 +107,7 @@ public struct ManagerElection: Sendable {
         var actions: [Action] = []
         if case .leader(let term, _) = role, stored?.holder != me || stored?.term != term {
             role = .standby
-            actions.append(.stepDown(reason: "the lease is held by \(stored.map { "\($0.holder) (term \($0.term))" } ?? "nobody")"))
+            actions.append(.stepDown(reason: .leaseHeldElsewhere(stored)))
         }
         guard !isLeader else { return actions }
         if let stored, stored.expiresAtMs >= nowMs, stored.holder != me { return actions }
@@ -127,7 +127,7 @@ public struct ManagerElection: Sendable {
             lastPollMs = nil  // read at once to learn who holds it
             if isLeader {
                 role = .standby
-                return [.stepDown(reason: "renewing the manager lease failed: another manager changed it")]
+                return [.stepDown(reason: .renewalRefused)]
             }
             return []
         }
@@ -136,7 +136,7 @@ public struct ManagerElection: Sendable {
         guard nowMs < validUntil else {
             if isLeader {
                 role = .standby
-                return [.stepDown(reason: "renewing the manager lease took too long")]
+                return [.stepDown(reason: .renewalTooSlow)]
             }
             return []
         }

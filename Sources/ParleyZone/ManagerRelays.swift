@@ -147,10 +147,10 @@ public struct ManagerRelays: Sendable {
     /// - A drain is reported not finished (`ok: false`): the next leader starts with a
     ///   placement of its own, which knows nothing of the drain, so the operator must ask
     ///   again.
-    public mutating func steppedDown(reason: String) -> [Action] {
+    public mutating func steppedDown(reason: StepDownReason) -> [Action] {
         var actions: [Action] = locates.sorted(by: { $0.key < $1.key }).map { _, asker in
             .send(.located(request: asker.request,
-                           answer: .unavailable("the zone's manager stepped down (\(reason)); retry shortly")), on: asker.link)
+                           answer: LocateResult(.unavailable(.managerSteppedDown(reason)))), on: asker.link)
         }
         actions += admissions.sorted(by: { $0.key < $1.key }).map { _, admission in
             .admitUnlicensed(request: admission.asker.request, on: admission.asker.link,

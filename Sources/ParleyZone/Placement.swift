@@ -78,7 +78,7 @@ public struct Placement: Sendable {
         /// most room (``machineForNewServer(up:)``).
         case requestServer
         /// The server is gone or hung; its link is closed and its meetings have moved.
-        case disconnect(NodeName, reason: String)
+        case disconnect(NodeName, reason: ServerLoss)
         /// Nothing is left on a draining server; the supervisor may stop it.
         case drained(NodeName)
     }
@@ -86,7 +86,7 @@ public struct Placement: Sendable {
     public enum LocateAnswer: Equatable, Sendable {
         case at(NodeName, ServerAddress)
         /// No server could take the meeting in time; the client retries after backing off.
-        case unavailable(String)
+        case unavailable(Unavailability)
     }
 
     public struct Tuning: Equatable, Sendable {
@@ -235,7 +235,7 @@ public struct Placement: Sendable {
     }
 
     /// The server's link closed, or it stopped answering: move everything it held.
-    public mutating func lost(_ name: NodeName, reason: String, nowMs: Int64) -> [Action] {
+    public mutating func lost(_ name: NodeName, reason: ServerLoss, nowMs: Int64) -> [Action] {
         guard servers.removeValue(forKey: name) != nil else { return [] }
         if reportedDrained.remove(name) != nil { drainingServers.remove(name) }
         var actions: [Action] = [.disconnect(name, reason: reason)]
@@ -257,7 +257,7 @@ public struct Placement: Sendable {
         var actions: [Action] = []
         for server in servers.values.sorted(by: { $0.name < $1.name })
         where nowMs - server.lastHeardMs > tuning.heartbeatTimeoutMs {
-            actions += lost(server.name, reason: "no heartbeat for \(nowMs - server.lastHeardMs) ms", nowMs: nowMs)
+            actions += lost(server.name, reason: .silent(forMs: nowMs - server.lastHeardMs), nowMs: nowMs)
         }
         for (meeting, place) in places.sorted(by: { $0.key < $1.key }) {
             if let since = place.movingSinceMs, nowMs - since > tuning.moveTimeoutMs {
@@ -276,7 +276,7 @@ public struct Placement: Sendable {
             waiting[meeting] = requests.filter { nowMs - $0.1 <= tuning.locateTimeoutMs }
             if waiting[meeting]?.isEmpty == true { waiting[meeting] = nil }
             for (request, _) in expired {
-                actions.append(.answer(request, .unavailable("meeting \(meeting) has no host yet; retry shortly")))
+                actions.append(.answer(request, .unavailable(.noHostYet(meeting))))
             }
         }
         // A stuck move given up with nowhere else to go may have been the last a drain waited on.

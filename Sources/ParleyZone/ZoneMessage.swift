@@ -52,7 +52,7 @@ public enum LocateResult: Codable, Equatable, Sendable {
     public init(_ answer: Placement.LocateAnswer) {
         switch answer {
         case .at(let name, let address): self = .at(name, address)
-        case .unavailable(let why): self = .unavailable(why)
+        case .unavailable(let why): self = .unavailable(why.description)
         }
     }
 }

@@ -16,8 +16,9 @@ struct SimCommand: ParsableCommand {
             no client saw a gap, that at most one host committed under each epoch and at most one \
             manager led each term, and that every client resumed with all its ops answered. No \
             processes, sockets or clocks: a seed replays exactly. The exit status is 1 if any seed \
-            found a violation; each such seed is printed, and `parley sim --seed N --trace` \
-            prints its events.
+            found a violation; each such seed is printed. `parley sim --seed N --trace` prints \
+            its events, `--shrink` finds the few planned faults it needs, and `--faults` \
+            replays those only.
             """)
 
     @Option(help: "The first seed.")
@@ -29,15 +30,34 @@ struct SimCommand: ParsableCommand {
     @Flag(help: "Print every event of the run (for one seed).")
     var trace = false
 
+    @Flag(help: "Shrink a failing seed's fault schedule to the few faults it needs, and print them (for one seed).")
+    var shrink = false
+
+    @Option(help: ArgumentHelp("Inject only these planned faults, by index (as --shrink prints them), e.g. 2,5,7, or none.", valueName: "indices"))
+    var faults: String?
+
     @Option(help: "Break a rule on purpose, to see the checker catch it: \(BrokenRule.allCases.map(\.rawValue).joined(separator: ", ")).")
     var breakRule: String?
 
     mutating func validate() throws {
         guard seeds >= 1 else { throw ValidationError("--seeds must be 1 or more") }
         if trace, seeds != 1 { throw ValidationError("--trace prints one run: use it with --seeds 1") }
+        if shrink, seeds != 1 { throw ValidationError("--shrink works on one run: use it with --seeds 1") }
+        if faults != nil, faultsKept == nil {
+            throw ValidationError("--faults takes fault indices separated by commas, e.g. 2,5,7; got \(faults!)")
+        }
         if let breakRule, BrokenRule(rawValue: breakRule) == nil {
             throw ValidationError("unknown --break-rule \(breakRule); known: \(BrokenRule.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+    }
+
+    /// The indices `--faults` names, if it parses.
+    var faultsKept: Set<Int>? {
+        guard let faults else { return nil }
+        if faults == "none" { return [] }
+        let indices = faults.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard indices.allSatisfy({ $0 != nil && $0! >= 0 }) else { return nil }
+        return Set(indices.map { $0! })
     }
 
     func run() throws {
@@ -48,6 +68,19 @@ struct SimCommand: ParsableCommand {
         for current in seed..<(seed + seeds) {
             var options = SimulationOptions(seed: current)
             options.brokenRule = breakRule.flatMap(BrokenRule.init(rawValue:))
+            options.faultsKept = faultsKept
+            if shrink {
+                let planned = faultPlan(for: options).filter { options.faultsKept?.contains($0.index) ?? true }
+                guard let shrunk = ParleySimulation.shrink(options) else {
+                    print("seed \(current) finds no violation: nothing to shrink")
+                    return
+                }
+                let kept = faultPlan(for: options).filter { shrunk.faultsKept!.contains($0.index) }
+                print("seed \(current) still fails with \(kept.count) of its \(planned.count) planned faults "
+                      + "(--seed \(current) --faults \(kept.isEmpty ? "none" : kept.map { String($0.index) }.joined(separator: ","))):")
+                kept.forEach { print("  \($0)") }
+                options = shrunk
+            }
             let report = simulate(options, keepTrace: trace)
             acked += report.opsAcked
             hostings += report.hostings
@@ -65,7 +98,8 @@ struct SimCommand: ParsableCommand {
         let seconds = Double((ContinuousClock.now - started).components.attoseconds) / 1e18
             + Double((ContinuousClock.now - started).components.seconds)
         print("\(seeds) seeds from \(seed): \(failed.count) with violations; \(acked) ops acknowledged, "
-              + "\(hostings) meetings hosted (first opens and failovers); \(String(format: "%.1f", Double(seeds) / max(seconds, 0.001))) runs/s")
+              + "\(hostings) meetings hosted (first opens and failovers)"
+              + (shrink ? "" : "; \(String(format: "%.1f", Double(seeds) / max(seconds, 0.001))) runs/s"))
         print("faults: " + faults.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         if !failed.isEmpty { throw ExitCode(1) }
     }

@@ -57,7 +57,7 @@ struct PlacementTrace: TraceMachine {
                                       nowMs: try input.nowMs())
         case "lost":
             let name = NodeName(try input.words.word("the server"))
-            actions = placement.lost(name, reason: try input.words.word("the reason, quoted"), nowMs: try input.nowMs())
+            actions = placement.lost(name, reason: .linkClosed(try input.words.word("the reason, quoted")), nowMs: try input.nowMs())
         case "tick":
             actions = placement.tick(nowMs: try input.nowMs())
         case "locate":

@@ -64,7 +64,7 @@ struct ManagerElectionTests {
         _ = election.claimed(lease(m1, term: 1, until: 1_000), nowMs: 1)
         #expect(election.tick(nowMs: 200).count == 1)  // a renewal that never comes back (the store hangs)
         #expect(election.tick(nowMs: 799) == [])
-        #expect(election.tick(nowMs: 800) == [.stepDown(reason: "could not renew the manager lease in time")])
+        #expect(election.tick(nowMs: 800) == [.stepDown(reason: .renewalOverdue)])
         #expect(!election.isLeader)
     }
 
@@ -75,7 +75,7 @@ struct ManagerElectionTests {
         _ = election.observed(nil, nowMs: 0)
         _ = election.claimed(lease(m1, term: 1, until: 1_000), nowMs: 1)
         _ = election.tick(nowMs: 200)
-        #expect(election.claimed(nil, nowMs: 250) == [.stepDown(reason: "renewing the manager lease failed: another manager changed it")])
+        #expect(election.claimed(nil, nowMs: 250) == [.stepDown(reason: .renewalRefused)])
         #expect(election.tick(nowMs: 251) == [.read])
         #expect(election.observed(lease(m2, term: 2, until: 1_300), nowMs: 260) == [])
         // A renewal answered after its trust window has passed does not count either.

@@ -26,8 +26,8 @@ struct ManagerRelaysTests {
         let first = relays.locateAsked(by: web, request: 7)
         let second = relays.locateAsked(by: web2, request: 7)
         #expect(first != second)
-        #expect(relays.located(second, .unavailable("no server")) == [
-            .send(.located(request: 7, answer: .unavailable("no server")), on: web2),
+        #expect(relays.located(second, .unavailable(.noHostYet(standup))) == [
+            .send(.located(request: 7, answer: .unavailable("meeting standup has no host yet; retry shortly")), on: web2),
         ])
         #expect(relays.located(first, .at(c1, here)) == [.send(.located(request: 7, answer: .at(c1, here)), on: web)])
         #expect(relays.located(first, .at(c1, here)) == [], "answered once")
@@ -113,7 +113,7 @@ struct ManagerRelaysTests {
         let admission = relays.admitAsked(by: collab, request: 13, meeting: standup, participant: ada, licenseService: license)
         relays.drainAsked(c2, by: ctl)
         relays.drainAsked(c1, by: ctl)
-        let reason = "could not renew the manager lease in time"
+        let reason = StepDownReason.renewalOverdue
         #expect(relays.steppedDown(reason: reason) == [
             .send(.located(request: 11, answer: .unavailable("the zone's manager stepped down (\(reason)); retry shortly")), on: web),
             .send(.located(request: 12, answer: .unavailable("the zone's manager stepped down (\(reason)); retry shortly")), on: web2),
@@ -139,7 +139,7 @@ struct ManagerRelaysTests {
     func idsNeverRepeat() {
         var relays = ManagerRelays()
         let before = relays.locateAsked(by: web, request: 1)
-        _ = relays.steppedDown(reason: "shutting down")
+        _ = relays.steppedDown(reason: .shuttingDown)
         let after = relays.locateAsked(by: web, request: 1)
         #expect(after > before)
         #expect(relays.located(before, .at(c1, here)) == [])

@@ -50,8 +50,8 @@ struct PlacementTests {
         _ = placement.locate(standup, request: LocateRequest(1), nowMs: 0)
         _ = placement.hosting(standup, on: c1, epoch: Epoch(1))
         #expect(placement.places[standup]?.standby == c2)
-        #expect(placement.lost(c1, reason: "link closed", nowMs: 100) == [
-            .disconnect(c1, reason: "link closed"),
+        #expect(placement.lost(c1, reason: .linkClosed("link closed"), nowMs: 100) == [
+            .disconnect(c1, reason: .linkClosed("link closed")),
             .promote(standup, on: c2, standby: c3),
         ])
         #expect(placement.locate(standup, request: LocateRequest(2), nowMs: 110) == [])
@@ -70,7 +70,7 @@ struct PlacementTests {
         _ = placement.heard(c2, load: ServerLoad(), nowMs: 900)
         #expect(placement.tick(nowMs: 1_000) == [], "exactly at the timeout is not yet late")
         #expect(placement.tick(nowMs: 1_001) == [
-            .disconnect(c1, reason: "no heartbeat for 1001 ms"),
+            .disconnect(c1, reason: .silent(forMs: 1001)),
             .promote(standup, on: c2, standby: nil),
         ])
     }
@@ -82,7 +82,7 @@ struct PlacementTests {
         _ = placement.hosting(standup, on: c1, epoch: Epoch(1))
         #expect(placement.places[standup]?.standby == nil)
         // The only server dies: nowhere to go yet; clients wait.
-        #expect(placement.lost(c1, reason: "exited", nowMs: 10) == [.disconnect(c1, reason: "exited")])
+        #expect(placement.lost(c1, reason: .linkClosed("exited"), nowMs: 10) == [.disconnect(c1, reason: .linkClosed("exited"))])
         #expect(placement.locate(standup, request: LocateRequest(2), nowMs: 20) == [])
         // It is restarted by the supervisor and registers, empty: the meeting is opened there.
         #expect(placement.register(c1, at: address(c1), holding: [], nowMs: 300) == [.open(standup, on: c1, standby: nil)])
@@ -158,7 +158,7 @@ struct PlacementTests {
         _ = placement.locate(standup, request: LocateRequest(1), nowMs: 0)
         _ = placement.hosting(standup, on: c1, epoch: Epoch(1))  // standby c2
         #expect(placement.drain(c1, nowMs: 10) == [.promote(standup, on: c2, standby: c3), .release(standup, on: c1)])
-        #expect(placement.lost(c1, reason: "link closed", nowMs: 11) == [.disconnect(c1, reason: "link closed")])
+        #expect(placement.lost(c1, reason: .linkClosed("link closed"), nowMs: 11) == [.disconnect(c1, reason: .linkClosed("link closed"))])
         #expect(placement.register(c1, at: address(c1), holding: [], nowMs: 12) == [])
         #expect(placement.servers[c1]?.draining == true)
         #expect(placement.hosting(standup, on: c2, epoch: Epoch(2)) == [.follow(standup, on: c3, host: c2), .drained(c1)])
@@ -185,7 +185,7 @@ struct PlacementTests {
         #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 0) == [.open(standup, on: c1, standby: c2)])
         // Drained while the open is unconfirmed; collab-1 opens it under e1 all the same.
         #expect(placement.drain(c1, nowMs: 10) == [.promote(standup, on: c2, standby: c3), .release(standup, on: c1)])
-        _ = placement.lost(c1, reason: "link closed", nowMs: 11)
+        _ = placement.lost(c1, reason: .linkClosed("link closed"), nowMs: 11)
         // collab-2's promotion claims an epoch after e1, which fences collab-1's copy.
         #expect(placement.register(c1, at: address(c1), holding: [HeldMeeting(meeting: standup, role: .host, epoch: Epoch(1))],
                                    nowMs: 12) == [.release(standup, on: c1)])
@@ -202,7 +202,7 @@ struct PlacementTests {
         #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 0) == [.open(standup, on: c1, standby: c2)])
         // Drained while the open is unconfirmed; collab-1 opens it under e1 all the same.
         #expect(placement.drain(c1, nowMs: 10) == [.promote(standup, on: c2, standby: nil), .release(standup, on: c1)])
-        _ = placement.lost(c1, reason: "link closed", nowMs: 11)
+        _ = placement.lost(c1, reason: .linkClosed("link closed"), nowMs: 11)
         // collab-2 cannot take it, and no other server can: the placement drops it.
         #expect(placement.failedToHost(standup, on: c2, nowMs: 12) == [])
         #expect(placement.places[standup] == nil)
@@ -216,8 +216,8 @@ struct PlacementTests {
         var placement = zone([c1, c2, c3])
         #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 0) == [.open(standup, on: c1, standby: c2)])
         // collab-1 opens it under e1, but its link closes before its `hosting` arrives: no epoch is known.
-        #expect(placement.lost(c1, reason: "link closed", nowMs: 10) == [
-            .disconnect(c1, reason: "link closed"),
+        #expect(placement.lost(c1, reason: .linkClosed("link closed"), nowMs: 10) == [
+            .disconnect(c1, reason: .linkClosed("link closed")),
             .promote(standup, on: c2, standby: c3),
         ])
         #expect(placement.register(c1, at: address(c1), holding: [HeldMeeting(meeting: standup, role: .host, epoch: Epoch(1))],
@@ -235,8 +235,8 @@ struct PlacementTests {
         var placement = zone([c1, c2, c3])
         _ = placement.locate(standup, request: LocateRequest(1), nowMs: 0)
         _ = placement.hosting(standup, on: c1, epoch: Epoch(1))  // standby c2
-        #expect(placement.lost(c1, reason: "link closed", nowMs: 10) == [
-            .disconnect(c1, reason: "link closed"),
+        #expect(placement.lost(c1, reason: .linkClosed("link closed"), nowMs: 10) == [
+            .disconnect(c1, reason: .linkClosed("link closed")),
             .promote(standup, on: c2, standby: c3),
         ])
         // collab-4 claimed e3 on an order this placement never gave (a previous manager's): collab-2
@@ -260,7 +260,7 @@ struct PlacementTests {
     @Test("a drain whose promotion's server is lost, leaving the meeting nowhere to go, is reported drained")
     func drainTargetLost() {
         var placement = drainWithPromotionInFlight()
-        #expect(placement.lost(c2, reason: "link closed", nowMs: 20) == [.disconnect(c2, reason: "link closed"), .drained(c1)])
+        #expect(placement.lost(c2, reason: .linkClosed("link closed"), nowMs: 20) == [.disconnect(c2, reason: .linkClosed("link closed")), .drained(c1)])
         #expect(placement.places[standup] == nil)
     }
 
@@ -295,7 +295,7 @@ struct PlacementTests {
         var placement = zone([c1, c2])
         #expect(placement.drain(c1, nowMs: 10) == [.drained(c1)])
         // The supervisor stops it; `parley ctl restart` starts it again.
-        _ = placement.lost(c1, reason: "link closed", nowMs: 20)
+        _ = placement.lost(c1, reason: .linkClosed("link closed"), nowMs: 20)
         _ = placement.register(c1, at: address(c1), holding: [], nowMs: 30)
         #expect(placement.servers[c1]?.draining == false)
         #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 31) == [.open(standup, on: c1, standby: c2)])
@@ -306,7 +306,7 @@ struct PlacementTests {
         var placement = Placement(tuning: .init(locateTimeoutMs: 500))
         #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 0) == [])
         #expect(placement.tick(nowMs: 500) == [])
-        #expect(placement.tick(nowMs: 501) == [.answer(LocateRequest(1), .unavailable("meeting standup has no host yet; retry shortly"))])
+        #expect(placement.tick(nowMs: 501) == [.answer(LocateRequest(1), .unavailable(.noHostYet(standup)))])
     }
 
     @Test("an open that is never confirmed is moved elsewhere, and a late confirmation is refused")
@@ -386,7 +386,7 @@ struct MachinePlacementTests {
         #expect(placement.locate(standup, request: LocateRequest(1), nowMs: 1) == [.open(standup, on: c1, standby: c2)])
         _ = placement.hosting(standup, on: c1, epoch: Epoch(1))
         // Machine m1 goes: collab-2 takes over; its new standby is on m3, not on m2 with it.
-        let actions = placement.lost(c1, reason: "machine m1 lost", nowMs: 100)
+        let actions = placement.lost(c1, reason: .linkClosed("machine m1 lost"), nowMs: 100)
         #expect(actions.contains(.promote(standup, on: c2, standby: c4)), "\(actions)")
     }
 

@@ -23,7 +23,7 @@ struct ZoneMessageTests {
             .follow(meeting: "m-1", host: "collab-1", hostAddress: address, term: 2),
             .release(meeting: "m-1", term: 2),
             .located(request: 9, answer: LocateResult(.at("collab-1", address))),
-            .located(request: 10, answer: LocateResult(.unavailable("no host yet"))),
+            .located(request: 10, answer: .unavailable("no host yet")),
             .subscribe(meeting: "m-1", after: 6),
             .entries(meeting: "m-1", [entry]),
             .reload(meeting: "m-1"),
