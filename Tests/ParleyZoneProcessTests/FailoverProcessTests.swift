@@ -31,18 +31,8 @@ struct FailoverProcessTests {
         print("failover after SIGKILL of \(report.oldHost): every client resumed after \(report.resumeTime), hosted on \(report.newHost)")
     }
 
-    @Test("SIGSTOP of the hosting collab server past the heartbeat timeout: failover, nothing lost")
-    func hostHung() async throws {
-        let report = try await Scenario.run { zone, host in
-            try zone.signal(host.pid, SIGSTOP)
-        }
-        #expect(report.newHost != report.oldHost)
-        // Nobody can tell a hung process from a slow one sooner than the heartbeat timeout,
-        // counted from its last heartbeat, which may precede the stop by up to one interval
-        // (seen: 0.988 s with a 1 s timeout).
-        #expect(report.resumeTime >= .milliseconds(ZoneHarness.heartbeatTimeoutMs - ZoneHarness.heartbeatIntervalMs))
-        print("failover after SIGSTOP of \(report.oldHost): every client resumed after \(report.resumeTime), hosted on \(report.newHost)")
-    }
+    // A host hung past the heartbeat timeout (SIGSTOP) is `pausedHostWakes` below with real
+    // processes, and the simulator's pause fault in thousands of seeded runs (docs/zone.md).
 
     @Test("a paused host that wakes after its meeting failed over has its commit refused; the op lands once on the new host")
     func pausedHostWakes() async throws {
