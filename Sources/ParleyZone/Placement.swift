@@ -151,8 +151,10 @@ public struct Placement: Sendable {
     /// manager's link; that link closed, so the command failed and said to retry, and the
     /// retry drains the server on the new manager.
     private var drainingServers: Set<NodeName> = []
-    /// Standby copies reported before their host registered (after a manager failover).
-    private var unplacedStandbys: [MeetingID: NodeName] = [:]
+    /// Standby copies reported before their host registered (after a manager failover), with
+    /// the epoch each copy had reached. Forgotten once the meeting is placed otherwise, or the
+    /// server is lost: a copy kept from then would name a server that holds nothing.
+    private var unplacedStandbys: [MeetingID: (server: NodeName, epoch: Epoch)] = [:]
     public let tuning: Tuning
 
     public init(tuning: Tuning = Tuning()) { self.tuning = tuning }
@@ -198,8 +200,13 @@ public struct Placement: Sendable {
                         actions += confirmHosting(held.meeting, place, epoch: held.epoch)
                     }
                 } else {
-                    let standby = unplacedStandbys.removeValue(forKey: held.meeting).flatMap { servers[$0] != nil && $0 != name ? $0 : nil }
-                    places[held.meeting] = Place(host: name, standby: standby, epoch: held.epoch, movingSinceMs: nil)
+                    let standby = unplacedStandbys.removeValue(forKey: held.meeting).flatMap { servers[$0.server] != nil && $0.server != name ? $0 : nil }
+                    places[held.meeting] = Place(host: name, standby: standby?.server, epoch: held.epoch, movingSinceMs: nil)
+                    if let standby, standby.epoch != held.epoch {
+                        // The copy followed an earlier host (each takeover claims a new epoch):
+                        // it follows this one now.
+                        actions.append(.follow(held.meeting, on: standby.server, host: name))
+                    }
                 }
             case .standby where draining:
                 // The drain released it; the release was lost with its previous link.
@@ -210,7 +217,7 @@ public struct Placement: Sendable {
                     places[held.meeting] = place
                 } else if places[held.meeting] == nil {
                     // Its host has not registered yet; it keeps this standby when it does.
-                    unplacedStandbys[held.meeting] = name
+                    unplacedStandbys[held.meeting] = (name, held.epoch)
                 } else {
                     actions.append(.release(held.meeting, on: name))
                 }
@@ -238,6 +245,7 @@ public struct Placement: Sendable {
     public mutating func lost(_ name: NodeName, reason: ServerLoss, nowMs: Int64) -> [Action] {
         guard servers.removeValue(forKey: name) != nil else { return [] }
         if reportedDrained.remove(name) != nil { drainingServers.remove(name) }
+        unplacedStandbys = unplacedStandbys.filter { $0.value.server != name }
         var actions: [Action] = [.disconnect(name, reason: reason)]
         for (meeting, place) in places.sorted(by: { $0.key < $1.key }) {
             if place.host == name {
@@ -428,6 +436,7 @@ public struct Placement: Sendable {
     /// Opens the meeting from the store on the least loaded server (no hot copy exists).
     private mutating func reopen(_ meeting: MeetingID, excluding: Set<NodeName>, nowMs: Int64) -> [Action] {
         let previous = places[meeting]
+        unplacedStandbys[meeting] = nil
         let choices = candidates(excluding: excluding)
         guard let host = choices.first else {
             places[meeting] = nil
