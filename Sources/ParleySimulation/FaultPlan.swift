@@ -3,18 +3,9 @@ import ParleyClient
 /// The faults a seed injects, decided before the run from a generator of their own: a failing
 /// run can then be replayed with some of them left out, and shrunk to the few it needs.
 public struct PlannedFault: Sendable, Equatable, CustomStringConvertible {
-    public enum Kind: String, Sendable, CaseIterable {
-        case crash = "crash of a collab server"
-        case pause = "pause of a collab server"
-        case managerCrash = "crash of a manager"
-        case managerPause = "pause of a manager"
-        case zoneLinkDropped = "zone link broken"
-        case serverPartition = "partition of a collab server"
-        case managerPartition = "partition of a manager"
-        case wallClockJump = "wall clock jump"
-        case slowStore = "slow store"
-        case failedCommits = "failed commits"
-        case connectionDropped = "client connection broken"
+    public enum Kind: Sendable {
+        case crash, pause, managerCrash, managerPause, zoneLinkDropped, serverPartition, managerPartition
+        case wallClockJump, slowStore, failedCommits, connectionDropped
 
         /// How often each strikes, out of 100.
         static let weights: [(Kind, Int)] = [

@@ -249,7 +249,7 @@ struct World {
     /// When each broken stream broke: what was sent before and arrives after is lost.
     var cuts: [Stream: Int64] = [:]
     var serverPartitions: [Int: Partition] = [:]
-    /// A partitioned manager is cut off from everything but the web front's clients.
+    /// A partitioned manager is cut off from everything: servers, the store, the web front.
     var managerPartitions: [Int: Int64] = [:]
     /// Until then every store call is slow (a vacuum, a failing disk, a replica catching up).
     var slowStoreUntil: Int64 = 0
