@@ -238,31 +238,41 @@ actor CollabNode: Service, ZoneAgentDelegate {
         following[meeting] == generation
     }
 
-    /// Keeps the standby copy of `meeting` current: load it from the store, subscribe to the
-    /// host's committed stream after its last seq, apply what arrives. Reconnects while the
-    /// order stands; reloads from the store when the host says the copy is too far behind.
+    /// Keeps the standby copy of `meeting` current while the order stands, as `StandbyFollower`
+    /// decides: load it from the store, subscribe to the host's committed stream after its last
+    /// seq, apply what arrives, and subscribe again or reload when the stream ends.
     private func follow(_ meeting: MeetingID, host: NodeName, at url: String, generation: UInt64) async {
         let logger = context.logger
-        var after: Seq?
-        while !Task.isCancelled, isCurrent(meeting, generation) {
-            do {
-                let from: Seq
-                if let after, await directory.isFollowing(meeting) {
-                    from = after
-                } else {
-                    from = try await directory.startStandby(meeting)
+        var follower = StandbyFollower()
+        var actions = follower.start()
+        while !Task.isCancelled, isCurrent(meeting, generation), !actions.isEmpty {
+            switch actions.removeFirst() {
+            case .load:
+                do {
+                    actions += follower.loaded(through: try await directory.startStandby(meeting))
+                } catch {
+                    logger.debug("standby copy could not be loaded; retrying", metadata: ["meeting": "\(meeting)", "error": "\(error)"])
+                    actions += follower.loadFailed()
                 }
-                after = from
-                let directory = directory
-                let (reload, last) = try await Self.subscribe(meeting, after: from, host: host, at: url, me: context.name,
-                                                               credentials: credentials, directory: directory, logger: logger) {
-                    await self.isCurrent(meeting, generation)
+            case .subscribe(let after):
+                do {
+                    let directory = directory
+                    let (reload, last) = try await Self.subscribe(meeting, after: after, host: host, at: url, me: context.name,
+                                                                   credentials: credentials, directory: directory, logger: logger) {
+                        await self.isCurrent(meeting, generation)
+                    }
+                    follower.applied(through: last)
+                    actions += reload ? follower.reloadAsked() : follower.linkEnded()
+                } catch {
+                    logger.debug("standby link to host failed; retrying", metadata: ["meeting": "\(meeting)", "error": "\(error)"])
+                    actions += follower.linkEnded()
                 }
-                after = reload ? nil : last
-            } catch {
-                logger.debug("standby link to host failed; retrying", metadata: ["meeting": "\(meeting)", "error": "\(error)"])
+            case .closeLink:
+                break  // `subscribe` has returned: its link is closed
+            case .wait(let ms):
+                try? await Task.sleep(for: .milliseconds(ms))
+                actions += follower.retryDue(copyHeld: await directory.isFollowing(meeting))
             }
-            try? await Task.sleep(for: .milliseconds(100))
         }
     }
 

@@ -71,18 +71,17 @@ extension World {
             guard servers[server].takingOver[meeting] == nil else { return }
             let promoting = if case .promote = order { true } else { false }
             servers[server].takingOver[meeting] = .some(promoting ? servers[server].standbys[meeting] : nil)
-            servers[server].following[meeting] = nil
+            stopFollowing(meeting, at: server)
             schedule(.takeOver(meeting, server: server, incarnation: servers[server].incarnation, promoting: promoting), after: storeLatency(server: server))
         case .follow(let meeting, _, let hostName):
             guard let host = Self.index(hostName) else { return }
-            servers[server].following[meeting] = host
-            if let copy = servers[server].standbys[meeting] {
-                send(.subscribe(meeting, follower: server, host: host, after: copy.lastSeq), on: .replication(from: server, to: host))
-            } else {
-                schedule(.loadStandby(meeting, server: server, incarnation: servers[server].incarnation), after: storeLatency(server: server))
-            }
+            // A newer order replaces the follower, as in `CollabRole`.
+            stopFollowing(meeting, at: server)
+            servers[server].followers[meeting] = Follower(host: host, id: nextFollow)
+            nextFollow += 1
+            follow(meeting, at: server) { $0.start() }
         case .release(let meeting, _):
-            servers[server].following[meeting] = nil
+            stopFollowing(meeting, at: server)
             servers[server].standbys[meeting] = nil
             // Unlisted first: a released host's stop is not one it came to by itself.
             if var state = servers[server].hosts.removeValue(forKey: meeting) {
@@ -111,7 +110,7 @@ extension World {
             return
         }
         servers[server].standbys[meeting] = nil
-        servers[server].following[meeting] = nil
+        stopFollowing(meeting, at: server)
         servers[server].hosts[meeting] = HostState(log: log, limits: ConnectionLimits(), asksAdmission: false,
                                                    snapshotEveryEntries: 1_000_000)
         report.hostings += 1
@@ -121,47 +120,90 @@ extension World {
 
     // MARK: Standby copies
 
-    mutating func standbyLoaded(_ meeting: MeetingID, at server: Int, _ entries: [LogEntry]) {
-        guard let host = servers[server].following[meeting] else { return }
+    /// Feeds the meeting's follower one input and carries out what `StandbyFollower` decides,
+    /// as `CollabRole.follow` does.
+    mutating func follow(_ meeting: MeetingID, at server: Int, _ input: (inout StandbyFollower) -> [StandbyFollower.Action]) {
+        guard var follower = servers[server].followers[meeting] else { return }
+        let actions = input(&follower.machine)
+        servers[server].followers[meeting] = follower
+        let incarnation = servers[server].incarnation
+        for action in actions {
+            guard let current = servers[server].followers[meeting] else { return }
+            switch action {
+            case .load:
+                schedule(.loadStandby(meeting, server: server, incarnation: incarnation, follow: current.id), after: storeLatency(server: server))
+            case .subscribe(let after):
+                let subscription = nextFollow
+                nextFollow += 1
+                servers[server].followers[meeting]!.subscription = subscription
+                send(.subscribe(meeting, follower: server, host: current.host, after: after, subscription: subscription),
+                     on: .replication(from: server, to: current.host))
+            case .closeLink:
+                send(.unsubscribe(meeting, follower: server, host: current.host, subscription: current.subscription),
+                     on: .replication(from: server, to: current.host))
+                servers[server].followers[meeting]!.subscription = 0
+            case .wait(let ms):
+                schedule(.followerRetry(meeting, server: server, incarnation: incarnation, follow: current.id), after: ms)
+            }
+        }
+    }
+
+    /// The follow order ends (replaced, released, or the meeting hosted here): its link closes.
+    mutating func stopFollowing(_ meeting: MeetingID, at server: Int) {
+        guard let follower = servers[server].followers.removeValue(forKey: meeting) else { return }
+        if follower.subscription != 0 {
+            send(.unsubscribe(meeting, follower: server, host: follower.host, subscription: follower.subscription),
+                 on: .replication(from: server, to: follower.host))
+        }
+    }
+
+    /// The store's log, read for a follower: the copy is rebuilt from it (`startStandby`).
+    mutating func standbyLoaded(_ meeting: MeetingID, at server: Int, follow: UInt64, _ entries: [LogEntry]) {
+        guard servers[server].followers[meeting]?.id == follow else { return }
+        guard servers[server].hosts[meeting] == nil else {
+            // Hosted here: it cannot also be a standby (MeetingDirectory refuses).
+            return self.follow(meeting, at: server) { $0.loadFailed() }
+        }
         do {
             let copy = try MeetingLog(standbyFrom: emptyLog(meeting).snapshot(), entries: entries)
             servers[server].standbys[meeting] = copy
-            send(.subscribe(meeting, follower: server, host: host, after: copy.lastSeq), on: .replication(from: server, to: host))
+            self.follow(meeting, at: server) { $0.loaded(through: copy.lastSeq) }
         } catch {
             violation("collab-\(server) cannot rebuild a standby copy of \(meeting) from the store: \(error)")
         }
     }
 
-    /// A standby asks the host for what it lacks, then the live stream.
-    mutating func subscribe(_ meeting: MeetingID, follower: Int, host: Int, after: Seq) {
+    /// A standby asks the host for what it lacks, then the live stream. A server that does not
+    /// host the meeting closes the link (as `CollabRole.serveStandby` does).
+    mutating func subscribe(_ meeting: MeetingID, follower: Int, host: Int, after: Seq, _ subscription: UInt64) {
         guard let state = servers[host].hosts[meeting], !state.stopped else {
-            // Not hosted here (any more): the standby reloads and asks again.
-            send(.replica(meeting, follower: follower, host: host, .reload), on: .replication(from: host, to: follower))
+            send(.replicaClosed(meeting, follower: follower, host: host, subscription: subscription), on: .replication(from: host, to: follower))
             return
         }
         let start = state.subscription(after: after)
-        send(.replica(meeting, follower: follower, host: host, start), on: .replication(from: host, to: follower))
-        if case .entries = start, !(servers[host].subscribers[meeting] ?? []).contains(follower) {
-            servers[host].subscribers[meeting, default: []].append(follower)
-        }
+        send(.replica(meeting, follower: follower, host: host, subscription: subscription, start), on: .replication(from: host, to: follower))
+        if case .entries = start { servers[host].subscribers[meeting, default: [:]][follower] = subscription }
     }
 
-    mutating func replica(_ meeting: MeetingID, follower: Int, host: Int, _ update: ReplicaStart) {
-        guard servers[follower].following[meeting] == host else { return }
+    mutating func replica(_ meeting: MeetingID, follower: Int, host: Int, _ subscription: UInt64, _ update: ReplicaStart) {
+        guard let current = servers[follower].followers[meeting], current.host == host, current.subscription == subscription else { return }
         switch update {
         case .entries(let entries):
-            guard var copy = servers[follower].standbys.removeValue(forKey: meeting) else { return }
+            guard var copy = servers[follower].standbys.removeValue(forKey: meeting) else {
+                return follow(meeting, at: follower) { $0.notApplied() }
+            }
             do {
                 try copy.replicate(entries)
                 servers[follower].standbys[meeting] = copy
+                if let last = entries.last?.seq { follow(meeting, at: follower) { $0.applied(through: last); return [] } }
             } catch {
+                // Left out: it may hold part of the batch (as `MeetingDirectory.replicate`).
                 trace("collab-\(follower)", "standby copy of \(meeting) does not continue: reload (\(error))")
-                servers[follower].standbys[meeting] = nil
-                schedule(.loadStandby(meeting, server: follower, incarnation: servers[follower].incarnation), after: 100)
+                follow(meeting, at: follower) { $0.notApplied() }
             }
         case .reload:
             servers[follower].standbys[meeting] = nil
-            schedule(.loadStandby(meeting, server: follower, incarnation: servers[follower].incarnation), after: 100)
+            follow(meeting, at: follower) { $0.reloadAsked() }
         }
     }
 
@@ -239,8 +281,9 @@ extension World {
                     for (key, id) in acks[entry.seq] ?? [] { sendToClient(.ack(id: id, epoch: entry.epoch, seq: entry.seq), on: key) }
                 }
             case .replicate(let entries):
-                for follower in servers[server].subscribers[meeting] ?? [] {
-                    send(.replica(meeting, follower: follower, host: server, .entries(entries)), on: .replication(from: server, to: follower))
+                for (follower, subscription) in (servers[server].subscribers[meeting] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                    send(.replica(meeting, follower: follower, host: server, subscription: subscription, .entries(entries)),
+                         on: .replication(from: server, to: follower))
                 }
             case .relay, .attendance, .finalCheckpoint, .log:
                 break
@@ -252,9 +295,11 @@ extension World {
                 if servers[server].hosts.removeValue(forKey: meeting) != nil, let link = servers[server].link {
                     toManager(.failedToHost(meeting), link: link, from: server)
                 }
-                // Its standbys' streams end: they reload and subscribe again.
-                for follower in servers[server].subscribers.removeValue(forKey: meeting) ?? [] {
-                    send(.replica(meeting, follower: follower, host: server, .reload), on: .replication(from: server, to: follower))
+                // Its standbys' links close: they subscribe again now and then (the server
+                // closes at once), until the manager tells them where the meeting went.
+                for (follower, subscription) in (servers[server].subscribers.removeValue(forKey: meeting) ?? [:]).sorted(by: { $0.key < $1.key }) {
+                    send(.replicaClosed(meeting, follower: follower, host: server, subscription: subscription),
+                         on: .replication(from: server, to: follower))
                 }
             }
         }

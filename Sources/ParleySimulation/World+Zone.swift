@@ -322,6 +322,16 @@ extension World {
             send(.linkClosedAtManager(link: link, server: server), on: .up(link))
         }
         for other in servers.indices where other != server { cut(.replication(from: server, to: other), at: lostAfter) }
+        // Its replication links close: its hosts' standbys and the hosts it followed see it.
+        for (meeting, subscribers) in servers[server].subscribers.sorted(by: { $0.key < $1.key }) {
+            for (follower, subscription) in subscribers.sorted(by: { $0.key < $1.key }) {
+                send(.replicaClosed(meeting, follower: follower, host: server, subscription: subscription), on: .replication(from: server, to: follower))
+            }
+        }
+        for (meeting, follower) in servers[server].followers.sorted(by: { $0.key < $1.key }) where follower.subscription != 0 {
+            send(.unsubscribe(meeting, follower: server, host: follower.host, subscription: follower.subscription),
+                 on: .replication(from: server, to: follower.host))
+        }
         let incarnation = servers[server].incarnation + 1
         servers[server] = Server(up: false, incarnation: incarnation)
         for key in connections.keys.sorted() where connections[key]!.server == server {

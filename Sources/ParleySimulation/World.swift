@@ -30,10 +30,14 @@ struct World {
         case toCollab(link: UInt64, server: Int, term: UInt64, Placement.Action)
         case linkClosedAtManager(link: UInt64, server: Int)
         case linkClosedAtServer(link: UInt64, server: Int)
-        case subscribe(MeetingID, follower: Int, host: Int, after: Seq)
-        case replica(MeetingID, follower: Int, host: Int, ReplicaStart)
-        case loadStandby(MeetingID, server: Int, incarnation: Int)
-        case standbyLoaded(MeetingID, server: Int, incarnation: Int, [LogEntry])
+        case subscribe(MeetingID, follower: Int, host: Int, after: Seq, subscription: UInt64)
+        case unsubscribe(MeetingID, follower: Int, host: Int, subscription: UInt64)
+        case replica(MeetingID, follower: Int, host: Int, subscription: UInt64, ReplicaStart)
+        /// The host's end of a subscription closed (it stopped hosting, or crashed).
+        case replicaClosed(MeetingID, follower: Int, host: Int, subscription: UInt64)
+        case loadStandby(MeetingID, server: Int, incarnation: Int, follow: UInt64)
+        case standbyLoaded(MeetingID, server: Int, incarnation: Int, follow: UInt64, [LogEntry])
+        case followerRetry(MeetingID, server: Int, incarnation: Int, follow: UInt64)
         case takeOver(MeetingID, server: Int, incarnation: Int, promoting: Bool)
         case tookOver(MeetingID, server: Int, incarnation: Int, Epoch, [LogEntry], promoting: Bool)
         case storeApply(MeetingID, server: Int, incarnation: Int, [LogEntry], Epoch)
@@ -60,7 +64,7 @@ struct World {
         /// A close is what the other side learns when a stream breaks: never lost with it.
         var isCloseNotice: Bool {
             switch self {
-            case .closedToClient, .closedToServer, .linkClosedAtManager, .linkClosedAtServer: true
+            case .closedToClient, .closedToServer, .linkClosedAtManager, .linkClosedAtServer, .replicaClosed, .unsubscribe: true
             default: false
             }
         }
@@ -180,10 +184,10 @@ struct World {
         var link: UInt64?
         var hosts: [MeetingID: HostState] = [:]
         var standbys: [MeetingID: MeetingLog] = [:]
-        /// Which server each standby copy follows.
-        var following: [MeetingID: Int] = [:]
-        /// The standby servers subscribed to each meeting hosted here.
-        var subscribers: [MeetingID: [Int]] = [:]
+        /// The follower of each standby copy kept here (one per follow order).
+        var followers: [MeetingID: Follower] = [:]
+        /// The standby servers subscribed to each meeting hosted here, with their subscription.
+        var subscribers: [MeetingID: [Int: UInt64]] = [:]
         /// Meetings being opened or promoted here, with the standby copy a promotion started
         /// from: taken when the order came, as `MeetingDirectory.load` takes it, so what the
         /// copy follows meanwhile is not part of it.
@@ -194,6 +198,16 @@ struct World {
         var beats = 0
         /// How far its wall clock is off: it stamps the ops it sequences with it.
         var wallClockOffsetMs: Int64 = 0
+    }
+
+    /// A follow order being carried out: the host it names, `StandbyFollower` deciding, and
+    /// the numbers that tell its timers, loads and subscriptions from those of earlier orders.
+    struct Follower {
+        var host: Int
+        var machine = StandbyFollower()
+        var id: UInt64
+        /// The current subscription; what comes on an earlier one is not for this copy.
+        var subscription: UInt64 = 0
     }
 
     struct Manager: SimulatedProcess {
@@ -266,6 +280,8 @@ struct World {
     var keys: [Int: [ConnectionID: ConnectionKey]] = [:]
     var nextKey: ConnectionKey = 1
     var nextLink: UInt64 = 1
+    /// Follow orders and subscriptions, numbered across the world.
+    var nextFollow: UInt64 = 1
     /// Delivery times stay in order on each stream (one TCP connection each way).
     var streamClock: [Stream: Int64] = [:]
     /// The store: each meeting's committed log and newest claimed epoch.
@@ -499,16 +515,34 @@ struct World {
             atServer(server, event) { world in
                 if world.servers[server].link == link { world.unlink(server) }
             }
-        case .subscribe(let meeting, let follower, let host, let after):
-            atServer(host, event) { world in world.subscribe(meeting, follower: follower, host: host, after: after) }
-        case .replica(let meeting, let follower, let host, let update):
-            atServer(follower, event) { world in world.replica(meeting, follower: follower, host: host, update) }
-        case .loadStandby(let meeting, let server, let incarnation):
+        case .subscribe(let meeting, let follower, let host, let after, let subscription):
+            atServer(host, event) { world in world.subscribe(meeting, follower: follower, host: host, after: after, subscription) }
+        case .unsubscribe(let meeting, let follower, let host, let subscription):
+            atServer(host, event) { world in
+                if world.servers[host].subscribers[meeting]?[follower] == subscription { world.servers[host].subscribers[meeting]?[follower] = nil }
+            }
+        case .replica(let meeting, let follower, let host, let subscription, let update):
+            atServer(follower, event) { world in world.replica(meeting, follower: follower, host: host, subscription, update) }
+        case .replicaClosed(let meeting, let follower, let host, let subscription):
+            atServer(follower, event) { world in
+                guard let current = world.servers[follower].followers[meeting], current.host == host,
+                      current.subscription == subscription else { return }
+                world.follow(meeting, at: follower) { $0.linkEnded() }
+            }
+        case .loadStandby(let meeting, let server, let incarnation, let follow):
             // At the store: read the committed log.
-            schedule(.standbyLoaded(meeting, server: server, incarnation: incarnation, stored[meeting]!), after: storeLatency(server: server))
-        case .standbyLoaded(let meeting, let server, let incarnation, let entries):
+            schedule(.standbyLoaded(meeting, server: server, incarnation: incarnation, follow: follow, stored[meeting]!),
+                     after: storeLatency(server: server))
+        case .standbyLoaded(let meeting, let server, let incarnation, let follow, let entries):
             guard servers[server].incarnation == incarnation else { return }
-            atServer(server, event) { world in world.standbyLoaded(meeting, at: server, entries) }
+            atServer(server, event) { world in world.standbyLoaded(meeting, at: server, follow: follow, entries) }
+        case .followerRetry(let meeting, let server, let incarnation, let follow):
+            guard servers[server].incarnation == incarnation else { return }
+            atServer(server, event) { world in
+                guard world.servers[server].followers[meeting]?.id == follow else { return }
+                let held = world.servers[server].standbys[meeting] != nil
+                world.follow(meeting, at: server) { $0.retryDue(copyHeld: held) }
+            }
         case .takeOver(let meeting, let server, let incarnation, let promoting):
             // At the store: claim the next epoch (which fences the old host), read the log.
             let epoch = Epoch(storeEpoch[meeting]!.rawValue + 1)
