@@ -64,7 +64,7 @@ struct SimCommand: ParsableCommand {
         let started = ContinuousClock.now
         var failed: [UInt64] = []
         var acked = 0, hostings = 0
-        var faults: [String: Int] = [:]
+        var struck: [String: Int] = [:]
         for current in seed..<(seed + seeds) {
             var options = SimulationOptions(seed: current)
             options.brokenRule = breakRule.flatMap(BrokenRule.init(rawValue:))
@@ -84,7 +84,7 @@ struct SimCommand: ParsableCommand {
             let report = simulate(options, keepTrace: trace)
             acked += report.opsAcked
             hostings += report.hostings
-            faults.merge(report.faults, uniquingKeysWith: +)
+            struck.merge(report.faults, uniquingKeysWith: +)
             if trace {
                 report.trace.forEach { print($0) }
                 print("\(report.events) events over \(report.simulatedMs) simulated ms")
@@ -100,7 +100,7 @@ struct SimCommand: ParsableCommand {
         print("\(seeds) seeds from \(seed): \(failed.count) with violations; \(acked) ops acknowledged, "
               + "\(hostings) meetings hosted (first opens and failovers)"
               + (shrink ? "" : "; \(String(format: "%.1f", Double(seeds) / max(seconds, 0.001))) runs/s"))
-        print("faults: " + faults.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        print("faults: " + struck.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         if !failed.isEmpty { throw ExitCode(1) }
     }
 }
