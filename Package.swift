@@ -217,7 +217,14 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict),
-        .testTarget(name: "ParleySimulationTests", dependencies: ["ParleySimulation"], swiftSettings: strict),
+        .testTarget(
+            name: "ParleySimulationTests",
+            dependencies: [
+                "ParleySimulation", "ParleyTestSupport", "parley",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict),
         .testTarget(
             name: "ParleyChaosTests",
             dependencies: [

@@ -9,12 +9,7 @@ import ParleyTestSupport
 /// check that it produces a well-formed, self-consistent result. The figures are not judged.
 @Suite("parley bench, smoke runs", MachineLoad.processes, .serialized)
 struct BenchSmokeTests {
-    static var binary: String {
-        if let given = ProcessInfo.processInfo.environment["PARLEY_BINARY"] { return given }
-        // The test bundle runs from the build products folder, where `parley` is built too.
-        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        return me.deletingLastPathComponent().appendingPathComponent("parley").path
-    }
+    static var binary: String { BuiltProducts.parley }
 
     /// `parley bench ARGUMENTS --output FILE`: the decoded result.
     static func bench(_ arguments: [String]) async throws -> BenchResult {

@@ -11,12 +11,7 @@ import ParleyTestSupport
 
 @Suite("parley chaos, end to end", MachineLoad.processes, .serialized)
 struct ChaosRunTests {
-    static var binary: String {
-        if let given = ProcessInfo.processInfo.environment["PARLEY_BINARY"] { return given }
-        // The test bundle runs from the build products folder, where `parley` is built too.
-        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        return me.deletingLastPathComponent().appendingPathComponent("parley").path
-    }
+    static var binary: String { BuiltProducts.parley }
 
     /// `parley chaos ARGUMENTS --json`: its exit status and its report.
     static func chaos(_ arguments: [String]) async throws -> (TerminationStatus, [String: Any]) {

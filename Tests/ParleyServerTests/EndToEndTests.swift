@@ -209,12 +209,7 @@ enum ServerProcess {
         var status: TerminationStatus
     }
 
-    static var binary: String {
-        if let given = ProcessInfo.processInfo.environment["PARLEY_BINARY"] { return given }
-        // The test bundle runs from the build products folder, where `parley` is built too.
-        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        return me.deletingLastPathComponent().appendingPathComponent("parley").path
-    }
+    static var binary: String { BuiltProducts.parley }
 
     /// Starts the server, waits until it listens, runs `body` with it and its port, then
     /// waits for it to exit (so `body` must stop it).

@@ -13,10 +13,7 @@ import ParleyTestSupport
 /// every token it holds has expired.
 @Suite("The sample app against a restarted server", MachineLoad.processes, .timeLimit(.minutes(3)))
 struct SampleAppTests {
-    static var appBinary: String {
-        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-            .appendingPathComponent("meeting-app").path
-    }
+    static var appBinary: String { BuiltProducts.sibling("meeting-app") }
 
     @Test("the sample app keeps its meeting through two kill -9 restarts and a token renewal")
     func sampleAppSurvivesRestarts() async throws {

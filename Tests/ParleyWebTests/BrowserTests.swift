@@ -15,12 +15,7 @@ struct BrowserTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    static var binary: String {
-        if let given = ProcessInfo.processInfo.environment["PARLEY_BINARY"] { return given }
-        // The test bundle runs from the build products folder, where `parley` is built too.
-        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        return me.deletingLastPathComponent().appendingPathComponent("parley").path
-    }
+    static var binary: String { BuiltProducts.parley }
 
     /// Single: `parley serve --single` is killed and started again on the same port. Zone:
     /// the collaboration server hosting the meeting is killed; the pages, served by the web

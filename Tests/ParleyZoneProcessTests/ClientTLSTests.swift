@@ -116,11 +116,7 @@ private func curl(_ arguments: [String]) async throws -> Data {
     return Data(result.standardOutput)
 }
 
-private var parleyBinary: String {
-    if let given = ProcessInfo.processInfo.environment["PARLEY_BINARY"] { return given }
-    // The test bundle runs from the build products folder, where `parley` is built too.
-    return URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("parley").path
-}
+private var parleyBinary: String { BuiltProducts.parley }
 
 private func waitForPortFile(_ path: String) async throws -> Int {
     let deadline = ContinuousClock.now + .seconds(30)

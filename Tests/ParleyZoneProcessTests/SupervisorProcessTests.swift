@@ -218,12 +218,7 @@ struct ZoneHarness: Sendable {
 
     var supervisorLog: String { (try? String(contentsOfFile: supervisorLogPath, encoding: .utf8)) ?? "" }
 
-    static var binary: String {
-        if let given = ProcessInfo.processInfo.environment["PARLEY_BINARY"] { return given }
-        // The test bundle runs from the build products folder, where `parley` is built too.
-        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        return me.deletingLastPathComponent().appendingPathComponent("parley").path
-    }
+    static var binary: String { BuiltProducts.parley }
 
     static let smallZone = """
         [{"name": "manager-1", "role": "manager"}, {"name": "collab-1", "role": "collab"},
