@@ -23,6 +23,12 @@ public struct SimulationOptions: Sendable, Equatable {
     /// Simulated time after the faults stop for every client to resume and every op to be answered.
     public var settleMs: Int64 = 30_000
     public var faults = true
+    /// A host checkpoints after this many committed entries.
+    public var checkpointEveryEntries = 16
+    /// Small, so that resumes from a snapshot and standby reloads happen within a run; and,
+    /// like a busy meeting's two minutes, its age keeps more entries in the tail than
+    /// `minEntries` (which sizes the op outcomes a meeting remembers for retries).
+    public var resumeWindow = ResumeWindow(minEntries: 8, minAgeMillis: 3_000, maxEntries: 24)
     /// The planned faults (by index, see ``faultPlan(for:)``) the run injects; nil: all.
     public var faultsKept: Set<Int>?
     /// A rule broken on purpose, to show the checker catches it.
@@ -41,6 +47,9 @@ public enum BrokenRule: String, Sendable, CaseIterable {
     case resumeFromWrongSeq = "resume-from-wrong-seq"
     /// The store grants every lease claim, compared or not: two managers can lead at once.
     case twoManagersOneTerm = "two-managers-one-term"
+    /// A checkpoint names the seq before the state it holds: a meeting rebuilt from it
+    /// applies that entry twice.
+    case checkpointOneSeqEarly = "checkpoint-one-seq-early"
 }
 
 public struct SimulationReport: Sendable {
@@ -51,10 +60,19 @@ public struct SimulationReport: Sendable {
     public var opsAcked = 0
     /// Meetings opened or promoted on a server (the first opens included).
     public var hostings = 0
+    /// Checkpoints the store took.
+    public var checkpointsStored = 0
+    /// Resumes answered with a snapshot: the client was behind the resume window.
+    public var resumesFromSnapshot = 0
+    /// Standby copies rebuilt from the store because their host no longer held what they lacked.
+    public var standbyReloads = 0
     public var faults: [String: Int] = [:]
     public var violations: [String] = []
     /// The events of the run, in order, with time and node (kept when asked for).
     public var trace: [String] = []
+
+    /// An empty report of `seed`; also a place to add up several runs.
+    public init(seed: UInt64) { self.seed = seed }
 }
 
 /// Runs one seed. `keepTrace` keeps the readable event trace (for a failing seed).

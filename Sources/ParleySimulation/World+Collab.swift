@@ -94,15 +94,16 @@ extension World {
 
     /// The store claimed the next epoch for this server and read the log: host the meeting,
     /// from the standby copy caught up with the store, or rebuilt from the store.
-    mutating func tookOver(_ meeting: MeetingID, at server: Int, _ epoch: Epoch, _ entries: [LogEntry], promoting: Bool) {
+    mutating func tookOver(_ meeting: MeetingID, at server: Int, _ epoch: Epoch, _ read: StoreRead, promoting: Bool) {
         let started = servers[server].takingOver.removeValue(forKey: meeting) ?? nil
         var log: MeetingLog
         do {
             if promoting, var copy = started {
-                try copy.promote(to: epoch, catchingUp: entries.filter { $0.seq > copy.lastSeq })
+                // Only the log after the copy is read (`Store.recover(_:after:)`), not the checkpoint.
+                try copy.promote(to: epoch, catchingUp: read.log[min(Int(copy.lastSeq), read.log.count)...])
                 log = copy
             } else {
-                log = try MeetingLog(recovering: emptyLog(meeting).snapshot(), entries: entries, epoch: epoch)
+                log = try rebuild(meeting, from: read, epoch: epoch)
             }
         } catch {
             violation("collab-\(server) cannot take \(meeting) over under \(epoch): \(error)")
@@ -112,7 +113,7 @@ extension World {
         servers[server].standbys[meeting] = nil
         stopFollowing(meeting, at: server)
         servers[server].hosts[meeting] = HostState(log: log, limits: ConnectionLimits(), asksAdmission: false,
-                                                   snapshotEveryEntries: 1_000_000)
+                                                   snapshotEveryEntries: options.checkpointEveryEntries)
         report.hostings += 1
         trace("collab-\(server)", "hosts \(meeting) under \(epoch) through seq \(log.committedSeq)")
         if let link = servers[server].link { toManager(.hosting(meeting, epoch), link: link, from: server) }
@@ -158,14 +159,14 @@ extension World {
     }
 
     /// The store's log, read for a follower: the copy is rebuilt from it (`startStandby`).
-    mutating func standbyLoaded(_ meeting: MeetingID, at server: Int, follow: UInt64, _ entries: [LogEntry]) {
+    mutating func standbyLoaded(_ meeting: MeetingID, at server: Int, follow: UInt64, _ read: StoreRead) {
         guard servers[server].followers[meeting]?.id == follow else { return }
         guard servers[server].hosts[meeting] == nil else {
             // Hosted here: it cannot also be a standby (MeetingDirectory refuses).
             return self.follow(meeting, at: server) { $0.loadFailed() }
         }
         do {
-            let copy = try MeetingLog(standbyFrom: emptyLog(meeting).snapshot(), entries: entries)
+            let copy = try rebuild(meeting, from: read, epoch: nil)
             servers[server].standbys[meeting] = copy
             self.follow(meeting, at: server) { $0.loaded(through: copy.lastSeq) }
         } catch {
@@ -202,6 +203,7 @@ extension World {
                 follow(meeting, at: follower) { $0.notApplied() }
             }
         case .reload:
+            report.standbyReloads += 1
             servers[follower].standbys[meeting] = nil
             follow(meeting, at: follower) { $0.reloadAsked() }
         }
@@ -247,6 +249,17 @@ extension World {
             let flush = state.stopped ? [] : state.flush()
             servers[server].hosts[meeting] = state
             perform(flush, of: meeting, at: server)
+        }
+        // As `HostLoop` does after each turn: a due checkpoint goes to the store beside the loop.
+        if var state = servers[server].hosts.removeValue(forKey: meeting) {
+            if !state.stopped, var snapshot = state.checkpointDue() {
+                state.checkpointQueued(snapshot.seq)
+                // Broken on purpose: the state after seq N, named as the state after N - 1.
+                if options.brokenRule == .checkpointOneSeqEarly { snapshot.seq -= 1 }
+                trace("collab-\(server)", "checkpoint \(meeting) at seq \(snapshot.seq)")
+                schedule(.storeCheckpoint(meeting, server: server, snapshot), after: storeLatency(server: server))
+            }
+            servers[server].hosts[meeting] = state
         }
     }
 
@@ -306,6 +319,27 @@ extension World {
     }
 
     // MARK: The store
+
+    /// A checkpoint is refused as the real stores refuse it (`StoredForm.checkSnapshot`): from
+    /// a fenced epoch, or beyond the stored log. One they would take must be the meeting the
+    /// store's log rebuilds through its seq; the newest by seq is kept.
+    mutating func storeCheckpoint(_ meeting: MeetingID, from server: Int, _ snapshot: Snapshot) {
+        let log = stored[meeting]!
+        guard snapshot.epoch >= storeEpoch[meeting]! else {
+            return trace("store", "checkpoint of \(meeting) at seq \(snapshot.seq) under \(snapshot.epoch): fenced")
+        }
+        guard Int(snapshot.seq) <= log.count else {
+            return violation("collab-\(server) checkpointed \(meeting) at seq \(snapshot.seq), beyond the \(log.count) entries stored")
+        }
+        let replayed = try? MeetingLog(standbyFrom: emptyLog(meeting).snapshot(), entries: Array(log.prefix(Int(snapshot.seq))),
+                                       window: options.resumeWindow)
+        if replayed?.meeting != snapshot.meeting {
+            return violation("collab-\(server)'s checkpoint of \(meeting) at seq \(snapshot.seq) is not the stored log replayed to there")
+        }
+        trace("store", "checkpoint of \(meeting) at seq \(snapshot.seq) under \(snapshot.epoch)")
+        report.checkpointsStored += 1
+        if snapshot.seq >= checkpoints[meeting]?.seq ?? 0 { checkpoints[meeting] = snapshot }
+    }
 
     mutating func storeApply(_ meeting: MeetingID, server: Int, incarnation: Int, _ entries: [LogEntry], _ epoch: Epoch) {
         let result: CommitResult

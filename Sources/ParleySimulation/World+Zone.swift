@@ -179,7 +179,10 @@ extension World {
                 clients[index].lastApplied = entry.seq
             case .emit(.welcome(let mode)):
                 trace("client \(index)", "welcome (\(mode.rawValue)) at seq \(clients[index].session.lastSeq)")
-                if mode == .snapshot { clients[index].lastApplied = clients[index].session.lastSeq }
+                if mode == .snapshot {
+                    if clients[index].lastApplied > 0 { report.resumesFromSnapshot += 1 }
+                    clients[index].lastApplied = clients[index].session.lastSeq
+                }
             case .emit, .renewToken, .probeWebSocket, .finished:
                 break
             }
@@ -362,8 +365,12 @@ extension World {
                     violation("client \(index)'s op \(id), acked at seq \(ack.seq), is not the entry stored there")
                 }
             }
-            let mine = log.filter { $0.issuer == .participant(client.participant) }.compactMap(\.opID)
-            if Set(mine).count != mine.count { violation("client \(index) has an op stored twice") }
+            var seen: [OpID: Seq] = [:]
+            for entry in log where entry.issuer == .participant(client.participant) {
+                guard let id = entry.opID else { continue }
+                if let first = seen[id] { violation("client \(index)'s op \(id) is stored twice: at seq \(first) and \(entry.seq)") }
+                seen[id] = entry.seq
+            }
             // Liveness: after the faults stop, every client is live again with every op answered.
             guard case .live = client.session.phase else {
                 violation("client \(index) is not live \(options.settleMs) ms after the faults stopped (\(client.session.phase))")
@@ -383,12 +390,17 @@ extension World {
                         break
                     }
                 }
-                // The live host's state is what the store rebuilds.
+                // The live host's state is what the store rebuilds: from its newest
+                // checkpoint and the log after it, and from the whole log.
                 if let host = server.hosts[meeting], !host.stopped, !host.hasUncommitted, host.log.epoch == storeEpoch[meeting]! {
-                    let rebuilt = try? MeetingLog(recovering: emptyLog(meeting).snapshot(), entries: log,
-                                                  epoch: Epoch(storeEpoch[meeting]!.rawValue + 1))
-                    if rebuilt?.meeting != host.log.meeting {
-                        violation("\(meeting) rebuilt from the store differs from collab-\(index)'s host")
+                    let next = Epoch(storeEpoch[meeting]!.rawValue + 1)
+                    let fromCheckpoint = try? rebuild(meeting, from: storeRead(meeting), epoch: next)
+                    if fromCheckpoint?.meeting != host.log.meeting {
+                        violation("\(meeting) rebuilt from the store's checkpoint at seq \(checkpoints[meeting]?.seq ?? 0) and the log after it differs from collab-\(index)'s host")
+                    }
+                    let fromLog = try? rebuild(meeting, from: StoreRead(checkpoint: nil, log: log), epoch: next)
+                    if fromLog?.meeting != host.log.meeting {
+                        violation("\(meeting) rebuilt from the store's whole log differs from collab-\(index)'s host")
                     }
                 }
             }

@@ -36,11 +36,13 @@ struct World {
         /// The host's end of a subscription closed (it stopped hosting, or crashed).
         case replicaClosed(MeetingID, follower: Int, host: Int, subscription: UInt64)
         case loadStandby(MeetingID, server: Int, incarnation: Int, follow: UInt64)
-        case standbyLoaded(MeetingID, server: Int, incarnation: Int, follow: UInt64, [LogEntry])
+        case standbyLoaded(MeetingID, server: Int, incarnation: Int, follow: UInt64, StoreRead)
         case followerRetry(MeetingID, server: Int, incarnation: Int, follow: UInt64)
         case takeOver(MeetingID, server: Int, incarnation: Int, promoting: Bool)
-        case tookOver(MeetingID, server: Int, incarnation: Int, Epoch, [LogEntry], promoting: Bool)
+        case tookOver(MeetingID, server: Int, incarnation: Int, Epoch, StoreRead, promoting: Bool)
         case storeApply(MeetingID, server: Int, incarnation: Int, [LogEntry], Epoch)
+        /// A host's checkpoint reaches the store.
+        case storeCheckpoint(MeetingID, server: Int, Snapshot)
         case commitResult(MeetingID, server: Int, incarnation: Int, CommitResult)
         /// Timers carry the incarnation that started them: a restart starts a new chain, and
         /// the old one must end, not run beside it.
@@ -93,6 +95,14 @@ struct World {
     }
 
     enum CommitResult { case stored, fenced(Epoch), failed }
+
+    /// What a server reads of a meeting from the store: its newest checkpoint and its log.
+    /// The log is read whole (arrays are shared, not copied); a reader takes what it would
+    /// have asked for: the entries after the checkpoint, or after the copy it holds.
+    struct StoreRead {
+        var checkpoint: Snapshot?
+        var log: [LogEntry]
+    }
 
     /// A process that can be down, or paused with the events that reach it held.
     protocol SimulatedProcess {
@@ -286,6 +296,8 @@ struct World {
     var streamClock: [Stream: Int64] = [:]
     /// The store: each meeting's committed log and newest claimed epoch.
     var stored: [MeetingID: [LogEntry]] = [:]
+    /// The newest checkpoint of each meeting the store holds (the store keeps the highest seq).
+    var checkpoints: [MeetingID: Snapshot] = [:]
     var storeEpoch: [MeetingID: Epoch] = [:]
     /// Which host committed under each epoch of each meeting: at most one may.
     var committers: [String: String] = [:]
@@ -335,7 +347,27 @@ struct World {
     static let emptySnapshotEpoch = Epoch(0)
 
     func emptyLog(_ meeting: MeetingID) -> MeetingLog {
-        MeetingLog(meeting: Meeting(id: meeting, title: "Simulated \(meeting)"), epoch: Self.emptySnapshotEpoch)
+        MeetingLog(meeting: Meeting(id: meeting, title: "Simulated \(meeting)"), epoch: Self.emptySnapshotEpoch,
+                   window: options.resumeWindow)
+    }
+
+    /// The meeting as the store reads it now.
+    func storeRead(_ meeting: MeetingID) -> StoreRead {
+        StoreRead(checkpoint: checkpoints[meeting], log: stored[meeting]!)
+    }
+
+    /// A copy rebuilt as `MeetingDirectory` rebuilds it: from the newest checkpoint, the log
+    /// after it, and the history before it that resuming clients may need; a standby copy
+    /// when `epoch` is nil, else a host under `epoch`.
+    func rebuild(_ meeting: MeetingID, from read: StoreRead, epoch: Epoch?) throws(MeetingLog.RecoveryError) -> MeetingLog {
+        let snapshot = read.checkpoint ?? emptyLog(meeting).snapshot()
+        let through = Int(snapshot.seq)
+        let entries = Array(read.log[min(through, read.log.count)...])
+        let history = Array(read.log[max(0, through - options.resumeWindow.minEntries)..<min(through, read.log.count)])
+        guard let epoch else {
+            return try MeetingLog(standbyFrom: snapshot, entries: entries, history: history, window: options.resumeWindow)
+        }
+        return try MeetingLog(recovering: snapshot, entries: entries, history: history, epoch: epoch, window: options.resumeWindow)
     }
 
     // MARK: Running
@@ -531,11 +563,11 @@ struct World {
             }
         case .loadStandby(let meeting, let server, let incarnation, let follow):
             // At the store: read the committed log.
-            schedule(.standbyLoaded(meeting, server: server, incarnation: incarnation, follow: follow, stored[meeting]!),
+            schedule(.standbyLoaded(meeting, server: server, incarnation: incarnation, follow: follow, storeRead(meeting)),
                      after: storeLatency(server: server))
-        case .standbyLoaded(let meeting, let server, let incarnation, let follow, let entries):
+        case .standbyLoaded(let meeting, let server, let incarnation, let follow, let read):
             guard servers[server].incarnation == incarnation else { return }
-            atServer(server, event) { world in world.standbyLoaded(meeting, at: server, follow: follow, entries) }
+            atServer(server, event) { world in world.standbyLoaded(meeting, at: server, follow: follow, read) }
         case .followerRetry(let meeting, let server, let incarnation, let follow):
             guard servers[server].incarnation == incarnation else { return }
             atServer(server, event) { world in
@@ -548,13 +580,15 @@ struct World {
             let epoch = Epoch(storeEpoch[meeting]!.rawValue + 1)
             storeEpoch[meeting] = epoch
             trace("store", "\(meeting) epoch \(epoch) claimed by collab-\(server)")
-            schedule(.tookOver(meeting, server: server, incarnation: incarnation, epoch, stored[meeting]!, promoting: promoting),
+            schedule(.tookOver(meeting, server: server, incarnation: incarnation, epoch, storeRead(meeting), promoting: promoting),
                      after: storeLatency(server: server))
-        case .tookOver(let meeting, let server, let incarnation, let epoch, let entries, let promoting):
+        case .tookOver(let meeting, let server, let incarnation, let epoch, let read, let promoting):
             guard servers[server].incarnation == incarnation else { return }
-            atServer(server, event) { world in world.tookOver(meeting, at: server, epoch, entries, promoting: promoting) }
+            atServer(server, event) { world in world.tookOver(meeting, at: server, epoch, read, promoting: promoting) }
         case .storeApply(let meeting, let server, let incarnation, let entries, let epoch):
             storeApply(meeting, server: server, incarnation: incarnation, entries, epoch)
+        case .storeCheckpoint(let meeting, let server, let snapshot):
+            storeCheckpoint(meeting, from: server, snapshot)
         case .commitResult(let meeting, let server, let incarnation, let result):
             guard servers[server].incarnation == incarnation else { return }
             atServer(server, event) { world in

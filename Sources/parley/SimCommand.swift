@@ -63,7 +63,7 @@ struct SimCommand: ParsableCommand {
     func run() throws {
         let started = ContinuousClock.now
         var failed: [UInt64] = []
-        var acked = 0, hostings = 0
+        var acked = 0, hostings = 0, checkpoints = 0, snapshotResumes = 0, reloads = 0
         var struck: [String: Int] = [:]
         for current in seed..<(seed + seeds) {
             var options = SimulationOptions(seed: current)
@@ -84,6 +84,9 @@ struct SimCommand: ParsableCommand {
             let report = simulate(options, keepTrace: trace)
             acked += report.opsAcked
             hostings += report.hostings
+            checkpoints += report.checkpointsStored
+            snapshotResumes += report.resumesFromSnapshot
+            reloads += report.standbyReloads
             struck.merge(report.faults, uniquingKeysWith: +)
             if trace {
                 report.trace.forEach { print($0) }
@@ -98,7 +101,8 @@ struct SimCommand: ParsableCommand {
         let seconds = Double((ContinuousClock.now - started).components.attoseconds) / 1e18
             + Double((ContinuousClock.now - started).components.seconds)
         print("\(seeds) seeds from \(seed): \(failed.count) with violations; \(acked) ops acknowledged, "
-              + "\(hostings) meetings hosted (first opens and failovers)"
+              + "\(hostings) meetings hosted (first opens and failovers), \(checkpoints) checkpoints, "
+              + "\(snapshotResumes) resumes from a snapshot, \(reloads) standby copies reloaded"
               + (shrink ? "" : "; \(String(format: "%.1f", Double(seeds) / max(seconds, 0.001))) runs/s"))
         print("faults: " + struck.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         if !failed.isEmpty { throw ExitCode(1) }

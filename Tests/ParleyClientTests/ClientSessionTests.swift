@@ -141,6 +141,29 @@ struct ClientSessionTests {
         ])
     }
 
+    @Test("after a resume answered with a snapshot, ops already sent are withdrawn, not resent (the server may have forgotten them); ops never sent are sent")
+    func snapshotResumeWithdrawsSentOps() throws {
+        var session = liveSession()
+        let (a, _) = try session.send(.chat(text: "a"))
+        _ = session.disconnected(c1)
+        let (b, _) = try session.send(.chat(text: "b"))
+        _ = session.backoffElapsed()
+        _ = session.connected(c2)
+        let actions = session.received(welcome(.snapshot, seq: 90, state: twoPeople()), on: c2)
+        #expect(actions == [
+            .emit(.connection(.resumed)), .emit(.welcome(.snapshot)),
+            .complete(a, .withdrawn(OpWithdrawal(opID: a, reason: .outsideResumeWindow, mayHaveCommitted: true))),
+            .send(.op(id: b, operation: .chat(text: "b")), on: c2),
+        ])
+        #expect(session.unacked.map(\.id) == [b])
+        // A later resume by replay resends what is left, as always.
+        _ = session.disconnected(c2)
+        _ = session.backoffElapsed()
+        _ = session.connected(c3)
+        #expect(session.received(welcome(.replay, seq: 90), on: c3)
+                == [.emit(.connection(.resumed)), .emit(.welcome(.replay)), .send(.op(id: b, operation: .chat(text: "b")), on: c3)])
+    }
+
     @Test("an ack completes exactly that op, once")
     func ackCompletesThatOp() throws {
         var session = liveSession()

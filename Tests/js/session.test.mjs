@@ -57,3 +57,19 @@ test('a silent connection is pinged after heartbeatIntervalMs and dropped when t
   assert.equal(dropped(session.tick(2999)), false);
   assert.equal(dropped(session.tick(3000)), true);
 });
+
+test('after a resume answered with a snapshot, ops already sent complete as outside_resume_window instead of being resent; ops never sent are sent', () => {
+  const session = liveSession();
+  const { id: sent } = session.send({ chat: { text: 'sent' } });
+  session.disconnected(1);
+  const { id: queued } = session.send({ chat: { text: 'queued' } });
+  session.backoffElapsed();
+  const cid = session.currentConnection;
+  session.connected(cid);
+  const actions = session.received({ type: 'welcome', mode: 'snapshot', seq: 90, epoch: 2, meeting: 'm-1', participant: 'p-1',
+                                     state: { id: 'm-1', title: 'T' } }, cid);
+  const completed = actions.filter((action) => action.type === 'complete');
+  assert.deepEqual(completed.map((action) => [action.id, action.outcome.code]), [[sent, 'outside_resume_window']]);
+  assert.deepEqual(actions.filter((action) => action.type === 'send').map((action) => action.frame.id), [queued]);
+  assert.deepEqual(session.unacked.map((entry) => entry.id), [queued]);
+});

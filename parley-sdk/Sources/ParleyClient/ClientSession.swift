@@ -447,9 +447,19 @@ public struct ClientSession: Sendable {
         tokenRefusalsInARow = 0
         probeDueMs = nil
         let state: ConnectionState = hasBeenWelcomed ? .resumed : .connected
+        // Behind the resume window, the server may have forgotten whether it committed what
+        // we sent: resending could apply it twice, so those ops end here (at most once).
+        var withdrawn: [Action] = []
+        if hasBeenWelcomed, welcome.mode == .snapshot {
+            for op in unacked where op.sent {
+                withdrawn.append(.complete(op.id, .withdrawn(OpWithdrawal(opID: op.id, reason: .outsideResumeWindow, mayHaveCommitted: true))))
+            }
+            unacked.removeAll { $0.sent }
+            if unacked.isEmpty { unansweredSinceMs = nil }
+        }
         hasBeenWelcomed = true
         for index in unacked.indices { unacked[index].sent = true }
-        return [.emit(.connection(state)), .emit(.welcome(welcome.mode))]
+        return [.emit(.connection(state)), .emit(.welcome(welcome.mode))] + withdrawn
             + unacked.map { .send(.op(id: $0.id, operation: $0.operation), on: connection) }
     }
 

@@ -38,8 +38,8 @@ public enum OpOutcome: Equatable, Sendable {
     case failed(CloseReason)
 }
 
-/// An op its caller gave up on before the server answered: the send was cancelled or its
-/// deadline passed. The session stops resending it.
+/// An op given up on before the server answered: its caller cancelled it or its deadline
+/// passed, or the session fell behind the resume window. The session stops resending it.
 public struct OpWithdrawal: Equatable, Sendable, CustomStringConvertible {
     /// Why the caller gave up.
     public enum Reason: String, Equatable, Sendable {
@@ -47,11 +47,15 @@ public struct OpWithdrawal: Equatable, Sendable, CustomStringConvertible {
         case cancelled
         /// The `timeout` given to ``MeetingClient/send(_:timeout:)`` passed.
         case timedOut
+        /// The session resumed from behind the resume window (the server sent a snapshot):
+        /// the server may no longer know whether it committed the op, so it is not resent.
+        /// Look for its id in the snapshot's state or the events that follow.
+        case outsideResumeWindow
     }
 
     /// The op given up on.
     public var opID: OpID
-    /// Cancelled, or timed out.
+    /// Cancelled, timed out, or left behind the resume window.
     public var reason: Reason
     /// False when the op never left this client, so it is certainly not committed. True when
     /// it was sent at least once: the server may have committed it, and if it did, it shows
@@ -67,9 +71,13 @@ public struct OpWithdrawal: Equatable, Sendable, CustomStringConvertible {
 
     /// Says why, and whether the op may still have been committed.
     public var description: String {
-        let why = reason == .cancelled ? "cancelled" : "timed out"
+        let why = switch reason {
+        case .cancelled: "cancelled"
+        case .timedOut: "timed out"
+        case .outsideResumeWindow: "not resent after a resume from behind the resume window"
+        }
         let fate = mayHaveCommitted
-            ? "it was sent, so it may still have been committed; watch the events for its id"
+            ? "it was sent, so it may still have been committed; look for its id in the meeting's state and events"
             : "it was never sent, so it is not committed"
         return "op \(opID) \(why) before the server answered: \(fate)"
     }

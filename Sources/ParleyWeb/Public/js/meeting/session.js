@@ -10,7 +10,10 @@
 // - 'entry' events come in seq order, each exactly once, with no gaps; a gap makes the
 //   session drop the connection and resume.
 // - An op keeps one id for its whole life and is resent after every welcome until the
-//   server acks or rejects it; each op is completed exactly once.
+//   server acks or rejects it; each op is completed exactly once. After a resume answered
+//   with a snapshot (we were behind the resume window) the server may have forgotten what it
+//   committed, so ops already sent are completed as 'outside_resume_window' instead of
+//   resent: an op is applied at most once.
 
 import { applyOp, normalizeMeeting } from './state.js';
 
@@ -75,7 +78,7 @@ export class ClientSession {
     /** Our copy; null before the first welcome and after a fault that makes it untrustworthy. */
     this.meeting = null;
     this.limits = { maxFrameBytes: this.policy.maxFrameBytes };
-    /** Sent or waiting to be sent, oldest first: [{id, op, retries}]. Resent in order after every welcome. */
+    /** Sent or waiting to be sent, oldest first: [{id, op, retries, sent}]. Resent in order after every welcome. */
     this.unacked = [];
     this.transport = this.policy.transport === 'long-poll' ? 'long-poll' : 'websocket';
     this.hasBeenWelcomed = false;
@@ -131,7 +134,7 @@ export class ClientSession {
       throw new FrameTooLarge(`this is too large to send (over ${this.limits.maxFrameBytes} bytes)`);
     }
     this.nextOp += 1;
-    this.unacked.push({ id, op, retries: 0 });
+    this.unacked.push({ id, op, retries: 0, sent: this.isLive });
     return { id, actions: this.isLive ? [send(frame, this.phase.cid)] : [] };
   }
 
@@ -264,9 +267,19 @@ export class ClientSession {
     if (this.transport === 'websocket') this.welcomedOnWebSocket = true;
     const resumed = this.hasBeenWelcomed;
     this.hasBeenWelcomed = true;
+    // Behind the resume window the server may no longer know whether it committed what we
+    // sent: resending could apply it twice.
+    const withdrawn = resumed && welcome.mode === 'snapshot'
+      ? this.unacked.filter((entry) => entry.sent).flatMap(({ id }) => this.complete(id, {
+        ok: false, code: 'outside_resume_window',
+        message: 'The connection was away too long to know whether this was saved; check before sending it again.',
+      }))
+      : [];
+    for (const entry of this.unacked) entry.sent = true;
     return [
       emit({ kind: 'connection', state: resumed ? 'resumed' : 'connected', transport: this.transport }),
       emit({ kind: 'welcome', mode: welcome.mode, resumed }),
+      ...withdrawn,
       ...this.unacked.map(({ id, op }) => send({ type: 'op', id, op }, cid)),
     ];
   }
