@@ -71,8 +71,20 @@ public struct SimulationReport: Sendable {
     /// The events of the run, in order, with time and node (kept when asked for).
     public var trace: [String] = []
 
-    /// An empty report of `seed`; also a place to add up several runs.
+    /// An empty report of `seed`; also a place to add up several runs (``add(_:)``).
     public init(seed: UInt64) { self.seed = seed }
+
+    /// Adds up another run's counts (not its violations or trace).
+    public mutating func add(_ run: SimulationReport) {
+        events += run.events
+        opsSent += run.opsSent
+        opsAcked += run.opsAcked
+        hostings += run.hostings
+        checkpointsStored += run.checkpointsStored
+        resumesFromSnapshot += run.resumesFromSnapshot
+        standbyReloads += run.standbyReloads
+        faults.merge(run.faults, uniquingKeysWith: +)
+    }
 }
 
 /// Runs one seed. `keepTrace` keeps the readable event trace (for a failing seed).

@@ -63,8 +63,7 @@ struct SimCommand: ParsableCommand {
     func run() throws {
         let started = ContinuousClock.now
         var failed: [UInt64] = []
-        var acked = 0, hostings = 0, checkpoints = 0, snapshotResumes = 0, reloads = 0
-        var struck: [String: Int] = [:]
+        var total = SimulationReport(seed: seed)
         for current in seed..<(seed + seeds) {
             var options = SimulationOptions(seed: current)
             options.brokenRule = breakRule.flatMap(BrokenRule.init(rawValue:))
@@ -82,12 +81,7 @@ struct SimCommand: ParsableCommand {
                 options = shrunk
             }
             let report = simulate(options, keepTrace: trace)
-            acked += report.opsAcked
-            hostings += report.hostings
-            checkpoints += report.checkpointsStored
-            snapshotResumes += report.resumesFromSnapshot
-            reloads += report.standbyReloads
-            struck.merge(report.faults, uniquingKeysWith: +)
+            total.add(report)
             if trace {
                 report.trace.forEach { print($0) }
                 print("\(report.events) events over \(report.simulatedMs) simulated ms")
@@ -100,11 +94,11 @@ struct SimCommand: ParsableCommand {
         }
         let seconds = Double((ContinuousClock.now - started).components.attoseconds) / 1e18
             + Double((ContinuousClock.now - started).components.seconds)
-        print("\(seeds) seeds from \(seed): \(failed.count) with violations; \(acked) ops acknowledged, "
-              + "\(hostings) meetings hosted (first opens and failovers), \(checkpoints) checkpoints, "
-              + "\(snapshotResumes) resumes from a snapshot, \(reloads) standby copies reloaded"
+        print("\(seeds) seeds from \(seed): \(failed.count) with violations; \(total.opsAcked) ops acknowledged, "
+              + "\(total.hostings) meetings hosted (first opens and failovers), \(total.checkpointsStored) checkpoints, "
+              + "\(total.resumesFromSnapshot) resumes from a snapshot, \(total.standbyReloads) standby copies reloaded"
               + (shrink ? "" : "; \(String(format: "%.1f", Double(seeds) / max(seconds, 0.001))) runs/s"))
-        print("faults: " + struck.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        print("faults: " + total.faults.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         if !failed.isEmpty { throw ExitCode(1) }
     }
 }

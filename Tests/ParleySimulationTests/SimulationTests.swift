@@ -31,21 +31,15 @@ struct SimulationTests {
     @Test("seeded runs of a zone with two managers under every fault (crashes, pauses, partitions, broken links losing what was in flight, wall clock jumps, slow and failed commits) keep every acknowledged op, once, in order, and every client resumes",
           arguments: slices)
     func seeds(_ slice: ClosedRange<UInt64>) async {
-        let (failures, total, faults) = await onOwnThread {
+        let (failures, total) = await onOwnThread {
             var failures: [String] = []
-            var total = SimulationReport(seed: 0)
-            var faults: [String: Int] = [:]
+            var total = SimulationReport(seed: slice.lowerBound)
             for seed in slice {
                 let report = simulate(SimulationOptions(seed: seed))
-                total.opsAcked += report.opsAcked
-                total.hostings += report.hostings
-                total.checkpointsStored += report.checkpointsStored
-                total.resumesFromSnapshot += report.resumesFromSnapshot
-                total.standbyReloads += report.standbyReloads
-                faults.merge(report.faults, uniquingKeysWith: +)
+                total.add(report)
                 if !report.violations.isEmpty { failures.append("seed \(seed): \(report.violations.prefix(3))") }
             }
-            return (failures, total, faults)
+            return (failures, total)
         }
         #expect(failures.isEmpty, "\(failures.count) seeds failed: \(failures.prefix(5))")
         // The runs did something: ops were answered, meetings moved, checkpoints were taken,
@@ -58,7 +52,7 @@ struct SimulationTests {
         let kinds = ["crash", "pause", "manager crash", "manager pause", "zone link dropped", "connection dropped",
                      "message lost in a cut", "partition of a server from the zone", "partition of a server from everything",
                      "partition of a manager", "wall clock jump", "slow store", "commit failed"]
-        #expect(kinds.filter { faults[$0, default: 0] == 0 }.isEmpty, "faults that never struck: \(faults)")
+        #expect(kinds.filter { total.faults[$0, default: 0] == 0 }.isEmpty, "faults that never struck: \(total.faults)")
     }
 
     /// Seeds that catch a bug the simulator found, kept clean. Each fails without its fix

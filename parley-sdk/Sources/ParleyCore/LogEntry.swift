@@ -123,7 +123,7 @@ public struct OpOutcomes: Codable, Equatable, Sendable {
         records.removeFirst(low)
     }
 
-    /// Every checkpoint carries up to `capacity` records (10,000 by default), so they are
+    /// Every checkpoint carries the records (10,000 by default, more in a busy meeting), so they are
     /// stored as flat columns: the distinct participants once, then per record an index
     /// into them, the op id and the seq. As an array of keyed objects they took a third of a
     /// busy server's CPU. `records` is the older layout, still read.
