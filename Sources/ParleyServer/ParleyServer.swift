@@ -177,8 +177,9 @@ public struct ParleyServer: Sendable {
         }
         // Only the front issues tokens; a zone's hosting servers get the public key alone.
         let tokens = front
-            ? try await TokenAuthority(signingIn: configuration.dataDirectory, lifetimeSeconds: configuration.tokenLifetimeSeconds)
-            : try await TokenAuthority(verifyingIn: configuration.dataDirectory)
+            ? try await TokenAuthority(signingIn: configuration.dataDirectory, lifetimeSeconds: configuration.tokenLifetimeSeconds,
+                                       clock: configuration.clock)
+            : try await TokenAuthority(verifyingIn: configuration.dataDirectory, clock: configuration.clock)
 
         var services: [any Service] = []
         var directory: MeetingDirectory?

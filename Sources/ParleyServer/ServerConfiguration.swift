@@ -19,7 +19,9 @@ public struct ServerConfiguration: Sendable {
     public var store: StoreLocation = .sqlite(directory: nil)
     /// The wall clock, in milliseconds since 1970: token lifetimes, sign-in locks, sessions.
     /// Tests pass their own.
-    public var clock: @Sendable () -> Millis = { Millis((Date().timeIntervalSince1970 * 1000).rounded()) }
+    public var clock: @Sendable () -> Millis = ServerConfiguration.wallClock
+    /// The machine's wall clock, in milliseconds since 1970: the default ``clock``.
+    public static let wallClock: @Sendable () -> Millis = { Millis((Date().timeIntervalSince1970 * 1000).rounded()) }
     public var limits: ConnectionLimits
     /// Ops queued for one meeting before new ones are refused with `server_busy`.
     public var meetingQueueDepth: Int

@@ -19,12 +19,14 @@ public struct JoinClaims: JWTPayload, Equatable {
     public var participant: ParticipantID { ParticipantID(sub.value) }
     public var meeting: MeetingID { MeetingID(mtg) }
 
-    struct Expired: Error {}
+    /// The signature alone: ``TokenAuthority`` checks the expiry against its own clock (the
+    /// server's, which tests and simulations set), so that it also gets its own error code.
+    public func verify(using algorithm: some JWTAlgorithm) throws {}
 
-    public func verify(using algorithm: some JWTAlgorithm) throws {
-        // Checked here rather than by `verifyNotExpired` so expiry gets its own error code.
-        if exp.value < Date() { throw Expired() }
-    }
+    /// Whether the token has expired at `now` (milliseconds since 1970).
+    func hasExpired(at now: Millis) -> Bool { exp.value < Self.date(now) }
+
+    static func date(_ millis: Millis) -> Date { Date(timeIntervalSince1970: Double(millis) / 1_000) }
 }
 
 /// Where a data directory keeps the join-token key pair: the private key (mode 0600), which
@@ -103,23 +105,29 @@ public enum TokenKeyError: Error, CustomStringConvertible {
 public actor TokenAuthority {
     private let keys: JWTKeyCollection
     private let lifetimeSeconds: Int
+    /// The wall clock, in milliseconds since 1970: expiries are stamped and checked with it.
+    private let clock: @Sendable () -> Millis
     public let canIssue: Bool
 
     /// Issues and verifies; creates the key pair on first start.
-    public init(signingIn dataDirectory: String, lifetimeSeconds: Int) async throws {
+    public init(signingIn dataDirectory: String, lifetimeSeconds: Int,
+                clock: @escaping @Sendable () -> Millis = ServerConfiguration.wallClock) async throws {
         let privateKey = try TokenKeys.ensure(dataDirectory: dataDirectory)
         keys = JWTKeyCollection()
         await keys.add(eddsa: EdDSA.PrivateKey(backing: privateKey), kid: "parley-1")
         self.lifetimeSeconds = lifetimeSeconds
+        self.clock = clock
         canIssue = true
     }
 
     /// Verifies only, with the public key.
-    public init(verifyingIn dataDirectory: String) async throws(TokenKeyError) {
+    public init(verifyingIn dataDirectory: String,
+                clock: @escaping @Sendable () -> Millis = ServerConfiguration.wallClock) async throws(TokenKeyError) {
         let publicKey = try TokenKeys.verifyingKey(dataDirectory: dataDirectory)
         keys = JWTKeyCollection()
         await keys.add(eddsa: EdDSA.PublicKey(backing: publicKey), kid: "parley-1")
         lifetimeSeconds = 0
+        self.clock = clock
         canIssue = false
     }
 
@@ -127,7 +135,7 @@ public actor TokenAuthority {
         precondition(canIssue, "a verify-only TokenAuthority cannot issue tokens")
         let claims = JoinClaims(
             sub: SubjectClaim(value: participant.rawValue),
-            exp: ExpirationClaim(value: Date().addingTimeInterval(TimeInterval(lifetimeSeconds))),
+            exp: ExpirationClaim(value: JoinClaims.date(clock() + Millis(lifetimeSeconds) * 1_000)),
             mtg: meeting.rawValue, name: name, role: role)
         return try await keys.sign(claims, kid: "parley-1")
     }
@@ -137,20 +145,9 @@ public actor TokenAuthority {
     /// token may keep it alive, nobody else can mint one for that participant.
     public func renew(_ token: String, graceSeconds: Int) async throws(ProtocolError) -> (String, JoinClaims) {
         precondition(canIssue, "a verify-only TokenAuthority cannot issue tokens")
-        let claims: JoinClaims
-        do {
-            claims = try await keys.verify(token, as: JoinClaims.self)
-        } catch is JoinClaims.Expired {
-            // The signature held (it is checked before the expiry): read the claims.
-            guard let expired = try? await keys.unverified(token, as: JoinClaims.self) else {
-                throw ProtocolError(.invalidToken, "the join token is not valid", fatal: true)
-            }
-            guard expired.exp.value.addingTimeInterval(TimeInterval(graceSeconds)) > Date() else {
-                throw ProtocolError(.tokenExpired, "the join token expired too long ago to be renewed; join again", fatal: true)
-            }
-            claims = expired
-        } catch {
-            throw ProtocolError(.invalidToken, "the join token is not valid", fatal: true)
+        let claims = try await genuine(token)
+        guard !claims.hasExpired(at: clock() - Millis(graceSeconds) * 1_000) else {
+            throw ProtocolError(.tokenExpired, "the join token expired too long ago to be renewed; join again", fatal: true)
         }
         do {
             let fresh = try await issue(meeting: claims.meeting, participant: claims.participant, name: claims.name,
@@ -163,10 +160,17 @@ public actor TokenAuthority {
 
     /// The token's claims, or `invalid_token` / `token_expired`.
     public func verify(_ token: String) async throws(ProtocolError) -> JoinClaims {
+        let claims = try await genuine(token)
+        guard !claims.hasExpired(at: clock()) else {
+            throw ProtocolError(.tokenExpired, "the join token has expired; ask for a new one", fatal: true)
+        }
+        return claims
+    }
+
+    /// The claims of a token signed with our key, expired or not.
+    private func genuine(_ token: String) async throws(ProtocolError) -> JoinClaims {
         do {
             return try await keys.verify(token, as: JoinClaims.self)
-        } catch is JoinClaims.Expired {
-            throw ProtocolError(.tokenExpired, "the join token has expired; ask for a new one", fatal: true)
         } catch {
             throw ProtocolError(.invalidToken, "the join token is not valid", fatal: true)
         }

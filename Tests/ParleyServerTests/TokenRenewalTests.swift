@@ -1,6 +1,7 @@
 import Foundation
 import ParleyClient
 @testable import ParleyServer
+import Synchronization
 import Testing
 import ParleyTestSupport
 
@@ -11,11 +12,20 @@ struct TokenRenewalTests {
     @Test("an expired token is renewed within the grace period, for the same participant, and refused after it")
     func renewExpired() async throws {
         let directory = try TemporaryDirectory()
-        // A lifetime of 0: every token is expired the moment it is made, with no waiting.
-        let authority = try await TokenAuthority(signingIn: directory.path, lifetimeSeconds: 0)
+        // The authority's clock is the test's: time moves without waiting.
+        let now = Mutex<Millis>(1_800_000_000_000)
+        let authority = try await TokenAuthority(signingIn: directory.path, lifetimeSeconds: 60, clock: { now.withLock { $0 } })
         let token = try await authority.issue(meeting: "m-1", participant: "p-ada", name: "Ada", role: .host)
-        await #expect(throws: ProtocolError.self) { try await authority.verify(token) }
+        #expect(try await authority.verify(token).participant == "p-ada")
+        now.withLock { $0 += 61_000 }
+        do {
+            _ = try await authority.verify(token)
+            Issue.record("a token past its lifetime was accepted")
+        } catch {
+            #expect(error.code == .tokenExpired)
+        }
         let (fresh, claims) = try await authority.renew(token, graceSeconds: 60)
+        #expect(try await authority.verify(fresh).participant == "p-ada", "the renewed token is valid now")
         #expect(claims.participant == "p-ada")
         #expect(claims.name == "Ada")
         #expect(claims.role == .host)
