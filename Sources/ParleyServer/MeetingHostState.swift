@@ -76,6 +76,11 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
 
     /// Who each attached connection speaks for.
     private var attached = OrderedTable<Connection, ParticipantID>()
+    /// Per connection resumed by replay, its participant's own ops in that replay. The client
+    /// resends what it has no ack for with the welcome, before it reads the replay; by the
+    /// time they arrive, commits may have trimmed those entries, and their outcomes, out of
+    /// the resume window. These answer them as the duplicates they are.
+    private var replayedOps: [Connection: [OpID: (seq: Seq, epoch: Epoch)]] = [:]
     /// Acks owed once the entry at that seq is committed.
     private var owedAcks: [Seq: [(Connection, OpID)]] = [:]
     /// Joins waiting for the license service's answer.
@@ -214,11 +219,17 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
         // A newer connection of the same participant replaces the old one.
         for (old, speaksFor) in attached.entries where speaksFor == participant {
             attached[old] = nil
+            replayedOps[old] = nil
             actions.append(.fail(old, ProtocolError(.replaced, "another connection of \(participant) joined; this one is closed", fatal: true)))
         }
         // Attached before the welcome goes out: a client may send an op the moment it reads
         // the welcome, and it must be routed here rather than answered not_joined.
         attached[connection] = participant
+        var own: [OpID: (seq: Seq, epoch: Epoch)] = [:]
+        for entry in replay where entry.issuer == .participant(participant) {
+            if let id = entry.opID { own[id] = (entry.seq, entry.epoch) }
+        }
+        replayedOps[connection] = own.isEmpty ? nil : own
         actions.append(.welcome(connection, participant, welcome, replay: replay))
         if let arrival {
             actions += submit(arrival, by: .system, opID: nil, replyTo: nil, at: now)
@@ -237,6 +248,9 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
                 .log(.init(.error, "poison op refused", ["participant": "\(participant)", "op": "\(opID)"])),
                 .send(connection, .reject(id: opID, Rejection(.poisonOp, "this op crashed the servers that applied it; it is refused and recorded"))),
             ]
+        }
+        if let earlier = replayedOps[connection]?[opID] {
+            return [.send(connection, .ack(id: opID, epoch: earlier.epoch, seq: earlier.seq))]
         }
         return submit(operation, by: .participant(participant), opID: opID, replyTo: connection, at: now)
     }
@@ -265,6 +279,7 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     public mutating func detach(_ connection: Connection, at now: Millis) -> [Action] {
         awaitingAdmission[connection] = nil
         awaitingCommit.removeAll { $0.0 == connection }
+        replayedOps[connection] = nil
         guard !stopped, let participant = attached.removeValue(forKey: connection) else { return [] }
         let stillConnected = attached.values.contains(participant)
         guard !stillConnected, log.meeting.participant(participant)?.presence == .connected else { return [] }
@@ -276,6 +291,7 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     public mutating func leave(_ connection: Connection, at now: Millis) -> [Action] {
         awaitingAdmission[connection] = nil
         awaitingCommit.removeAll { $0.0 == connection }
+        replayedOps[connection] = nil
         guard !stopped, let participant = attached.removeValue(forKey: connection) else { return [] }
         return submit(.leave(participant: participant), by: .system, opID: nil, replyTo: nil, at: now)
             + [.close(connection)]
@@ -411,6 +427,7 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     private mutating func forgetConnections() -> [Connection] {
         defer {
             attached.removeAll()
+            replayedOps.removeAll()
             awaitingAdmission.removeAll()
             awaitingCommit.removeAll()
         }

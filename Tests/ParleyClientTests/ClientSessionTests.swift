@@ -164,6 +164,25 @@ struct ClientSessionTests {
                 == [.emit(.connection(.resumed)), .emit(.welcome(.replay)), .send(.op(id: b, operation: .chat(text: "b")), on: c3)])
     }
 
+    @Test("the event of our own op settles it as its ack would, so it is not resent after a resume from beyond it; the ack that follows is dropped")
+    func ownEventSettlesTheOp() throws {
+        var session = liveSession()
+        let (a, _) = try session.send(.chat(text: "a"))
+        let (b, _) = try session.send(.chat(text: "b"))
+        let event = entry(3, .chat(text: "a"), by: .participant(ann), opID: a)
+        #expect(session.received(.event(.visible(event)), on: c1)
+                == [.emit(.entry(event)), .complete(a, .acked(Ack(id: a, epoch: e1, seq: 3)))])
+        #expect(session.received(.ack(id: a, epoch: e1, seq: 3), on: c1) == [])
+        // Bob's event with an op id like ours is not ours.
+        _ = session.received(.event(.visible(entry(4, .chat(text: "b"), by: .participant(bob), opID: b))), on: c1)
+        #expect(session.unacked.map(\.id) == [b])
+        _ = session.disconnected(c1)
+        _ = session.backoffElapsed()
+        _ = session.connected(c2)
+        #expect(session.received(welcome(.replay, seq: 4), on: c2)
+                == [.emit(.connection(.resumed)), .emit(.welcome(.replay)), .send(.op(id: b, operation: .chat(text: "b")), on: c2)])
+    }
+
     @Test("an ack completes exactly that op, once")
     func ackCompletesThatOp() throws {
         var session = liveSession()

@@ -256,26 +256,6 @@ struct MeetingLogWindowTests {
         #expect(driver.log.submit(.chat(text: "early"), by: by(ari), opID: "early", at: 1) == .duplicate(seq: 4, committed: true))
     }
 
-    @Test("an op still in the resume tail is remembered, however many ops the tail holds (a busy meeting's two minutes): its retry is a duplicate, on the host, on a standby, and after recovery")
-    func outcomesCoverTheTail() throws {
-        // Two ops' worth of outcomes, but a minute of tail: every chat below stays in the tail.
-        let window = ResumeWindow(minEntries: 2, minAgeMillis: 60_000, maxEntries: 1_000)
-        var driver = LogDriver(window: window)
-        let entries = driver.chats(20, advanceMillis: 100)
-        let first = try #require(entries.first)
-        #expect(driver.log.tail.first!.seq <= first.seq, "the first chat is still in the tail")
-        #expect(driver.log.submit(first.operation, by: first.issuer, opID: first.opID, at: driver.now) == .duplicate(seq: first.seq, committed: true))
-
-        var standby = try MeetingLog(standbyFrom: LogDriver(window: window).log.snapshot(), entries: [], window: window)
-        try standby.replicate(driver.log.tail.filter { $0.seq > standby.lastSeq })
-        try standby.promote(to: Epoch(2), catchingUp: [])
-        #expect(standby.submit(first.operation, by: first.issuer, opID: first.opID, at: driver.now) == .duplicate(seq: first.seq, committed: true))
-
-        var recovered = try MeetingLog(recovering: LogDriver(window: window).log.snapshot(), entries: Array(driver.log.tail.filter { $0.seq > 3 }),
-                                       epoch: Epoch(3), window: window)
-        #expect(recovered.submit(first.operation, by: first.issuer, opID: first.opID, at: driver.now) == .duplicate(seq: first.seq, committed: true))
-    }
-
     @Test("op outcomes keep at least the newest `capacity` records and forget beyond twice that")
     func outcomesBound() throws {
         var outcomes = OpOutcomes(capacity: 2)

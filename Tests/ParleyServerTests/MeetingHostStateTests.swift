@@ -52,6 +52,34 @@ struct MeetingHostStateTests {
         }
     }
 
+    @Test("an op resent with a replay welcome is answered from the replay, even once commits have trimmed it and its outcome out of the window before it arrives")
+    func resentOpAnsweredFromItsReplay() {
+        // A window of two entries, and outcomes for two ops: what leaves the tail is forgotten.
+        let window = ResumeWindow(minEntries: 2, minAgeMillis: 0, maxEntries: 2)
+        var host = State(log: MeetingLog(meeting: Meeting(id: "standup", title: "Standup"), epoch: Epoch(3), window: window),
+                         limits: ConnectionLimits(), asksAdmission: false, snapshotEveryEntries: 1_000)
+        _ = host.attach(1, Self.ada, resume: nil, at: 100)
+        _ = host.op(1, "o1", .chat(text: "one"), at: 101)
+        _ = host.flush()
+        _ = host.committed(at: 102)                                   // 1 join, 2 o1; its ack is lost
+        _ = host.detach(1, at: 103)
+        _ = host.flush()
+        _ = host.committed(at: 104)                                   // 3 Ada reconnecting
+        // Ada saw seq 1 only: she resumes from it, and the replay still holds her o1.
+        #expect(Self.describe(host.attach(2, Self.ada, resume: ResumePoint(meeting: "standup", seq: 1), at: 105))
+                == ["welcome 2 ada replay seq 1 replay 2"])
+        _ = host.flush()
+        _ = host.committed(at: 106)                                   // 4 Ada connected
+        // Bob's ops move the window on before Ada's resent o1 arrives.
+        _ = host.attach(3, Self.bob, resume: nil, at: 107)
+        for index in 1...5 { _ = host.op(3, OpID("b\(index)"), .chat(text: "b"), at: 108) }
+        _ = host.flush()
+        _ = host.committed(at: 109)
+        #expect(host.log.tail.first!.seq > 2, "o1's entry has left the window")
+        #expect(Self.describe(host.op(2, "o1", .chat(text: "one"), at: 110)) == ["ack 2 o1 epoch 3 seq 2"])
+        #expect(Self.describe(host.flush()).isEmpty, "nothing sequenced again")
+    }
+
     @Test("an op is acknowledged only once its commit is stored, after its event")
     func ackAfterCommit() {
         var host = Self.host()

@@ -59,25 +59,23 @@ struct SimulationTests {
     /// (checked in the world of this commit; adding faults changes what a seed runs):
     /// - 8 and 9: a host that stopped by itself after a failed commit stayed placed on its
     ///   server, and every client sent there was told `moved`, forever (found by seed 8 of the
-    ///   first world; 38 of seeds 1-100 fail without `MeetingDirectory.stoppedByThemselves`).
-    /// - 55239: a standby reported before its host registered was remembered after the
-    ///   meeting was placed otherwise, and handed to a later host: the placement named as
-    ///   standby a server that had since hosted the meeting and held nothing (the only one of
-    ///   seeds 1-100,000 that failed; `Placement.unplacedStandbys` is now forgotten on a
-    ///   reopen or a loss, and a copy that followed an earlier host is told to follow).
+    ///   first world; 41 of seeds 1-100 fail without `MeetingDirectory.stoppedByThemselves`).
+    /// - 69, 212, 1717 and 14948 (found once checkpoints and a small resume window came in): a
+    ///   retried op applied twice. 69 and 14948: ops resent with a replay welcome reached the
+    ///   host after it had forgotten them (26 of seeds 1-1,000 fail unless `MeetingHostState`
+    ///   answers them from the replay it sent). 212: a client resumed from behind the window
+    ///   (a snapshot) and resent an op sent before (27 of seeds 1-1,000 fail while
+    ///   `ClientSession` still resends it). 1717: a client that had seen its own op's event
+    ///   (its ack lost) resent the op after resuming from beyond it (9 of seeds 1-20,000 fail
+    ///   unless `ClientSession` settles an op on its own event).
     ///
-    /// - 69 and 212 (found once checkpoints and a small resume window came in): a retried op
-    ///   applied twice. 69: the meeting's op outcomes kept a fixed number of records, fewer
-    ///   than the resume tail held, so a client resuming by replay retried an op the host had
-    ///   forgotten (26 of seeds 1-1,000 fail without `OpOutcomes` keeping the tail's ops).
-    ///   212: a client resumed from behind the window (a snapshot) and resent an op sent
-    ///   before (11 of seeds 1-1,000 fail while `ClientSession` still resends it).
-    ///
-    /// A standby whose promotion outlived its move, released and kept as a standby holding
-    /// nothing, was found by seed 3031 and then 6131; since the followers run `StandbyFollower`
-    /// no seed of 1-20,000 reaches it, so only its golden trace
-    /// (`placement-late-hosting-from-standby`) keeps it fixed.
-    @Test("regression seeds stay clean", arguments: [UInt64(8), 9, 69, 212, 55_239])
+    /// Two bugs no seed reaches any more once the world changed, so their golden traces keep
+    /// them fixed: a standby whose promotion outlived its move, released and kept as a standby
+    /// holding nothing (seeds 3031, then 6131; `placement-late-hosting-from-standby`), and a
+    /// standby reported before its host, remembered after the meeting was placed otherwise
+    /// and handed to a later host (seed 55239, the only failure of seeds 1-100,000 at f66c60a;
+    /// `placement-unplaced-standby`; 55239 passes without the fix since checkpoints came in).
+    @Test("regression seeds stay clean", arguments: [UInt64(8), 9, 69, 212, 1_717, 14_948])
     func regressionSeeds(_ seed: UInt64) async {
         let report = await onOwnThread { simulate(SimulationOptions(seed: seed)) }
         #expect(report.violations.isEmpty, "\(report.violations.prefix(3))")

@@ -73,3 +73,19 @@ test('after a resume answered with a snapshot, ops already sent complete as outs
   assert.deepEqual(actions.filter((action) => action.type === 'send').map((action) => action.frame.id), [queued]);
   assert.deepEqual(session.unacked.map((entry) => entry.id), [queued]);
 });
+
+test('the event of our own op settles it as its ack would; the ack that follows is dropped; another participant\'s event with the same op id is not ours', () => {
+  const session = new ClientSession({ token: 'tok', opIdPrefix: 'p', random: () => 0 });
+  session.start();
+  session.connected(1);
+  const people = [{ id: 'p-1', name: 'Ann', role: 'host', presence: 'connected' }, { id: 'p-2', name: 'Bob', role: 'attendee', presence: 'connected' }];
+  session.received({ type: 'welcome', mode: 'snapshot', seq: 3, epoch: 1, meeting: 'm-1', participant: 'p-1',
+                     state: { id: 'm-1', title: 'T', participants: people } }, 1);
+  const { id: mine } = session.send({ chat: { text: 'mine' } });
+  const { id: other } = session.send({ chat: { text: 'other' } });
+  const actions = session.received({ type: 'event', seq: 4, epoch: 1, at: 1, issuer: 'p-1', opId: mine, op: { chat: { text: 'mine' } } }, 1);
+  assert.deepEqual(actions.filter((action) => action.type === 'complete'), [{ type: 'complete', id: mine, outcome: { ok: true, seq: 4, epoch: 1 } }]);
+  assert.deepEqual(session.received({ type: 'ack', id: mine, seq: 4, epoch: 1 }, 1), []);
+  session.received({ type: 'event', seq: 5, epoch: 1, at: 2, issuer: 'p-2', opId: other, op: { chat: { text: 'other' } } }, 1);
+  assert.deepEqual(session.unacked.map((entry) => entry.id), [other]);
+});

@@ -487,6 +487,12 @@ public struct ClientSession: Sendable {
             return retry(dropping: connection, .protocolFault(.inapplicable(seq: seq, error)))
         }
         lastSeq = seq
+        // Our own op, committed: done, even if its ack never comes (the connection may drop
+        // first). Resent after a resume from beyond this seq, the server could no longer
+        // tell it from a new op: it only promises to know the ops after a resume point.
+        if let participantID, entry.issuer == .participant(participantID), let id = entry.opID {
+            return [.emit(.entry(entry))] + complete(id, .acked(Ack(id: id, epoch: entry.epoch, seq: entry.seq)))
+        }
         return [.emit(.entry(entry))]
     }
 

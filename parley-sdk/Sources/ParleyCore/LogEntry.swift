@@ -54,10 +54,10 @@ public struct Snapshot: Codable, Equatable, Sendable {
 }
 
 /// The seqs of recently committed client op ids, so a retried op is applied at most once
-/// and answered with its original outcome. Bounded: the oldest records go first, but never
-/// one of an entry still in the log's resume tail (see ``record(_:seq:keepingFrom:)``). A
-/// client retries only ops it sent while inside that window: after a resume answered with a
-/// snapshot it withdraws what it had sent instead (`OpWithdrawal.Reason.outsideResumeWindow`).
+/// and answered with its original outcome. Bounded: the oldest records go first. That is
+/// enough because a client resends an op only with a welcome: a replay welcome's own ops
+/// the host answers from that replay (`MeetingHostState`), later ones are recent, and
+/// after a snapshot welcome the client withdraws what it had sent.
 public struct OpOutcomes: Codable, Equatable, Sendable {
     /// One client op. Op ids are unique per participant, not per meeting, so the key holds both.
     public struct Key: Hashable, Codable, Sendable {
@@ -98,32 +98,20 @@ public struct OpOutcomes: Codable, Equatable, Sendable {
     public func seq(for key: Key) -> Seq? { index[key] }
 
     /// Remembers that `key` was committed at `seq`. Trims the oldest records in batches, so each
-    /// call costs O(log n) amortised; records from `horizon` on are never trimmed (records are
-    /// kept in seq order).
-    /// - Parameter horizon: the first seq of the log's resume tail. A client resuming by replay
-    ///   may retry any op committed after its last seq, which is in the tail, however many
-    ///   records that is: a busy meeting's tail holds two minutes, which may be more than
-    ///   `capacity` ops.
-    public mutating func record(_ key: Key, seq: Seq, keepingFrom horizon: Seq = .max) {
+    /// call costs O(1) amortised.
+    public mutating func record(_ key: Key, seq: Seq) {
         records.append(Record(key: key, seq: seq))
         index[key] = seq
-        guard records.count > capacity * 2 else { return }
-        let excess = records.count - capacity
-        // The records before the horizon: a prefix, found by bisection.
-        var low = 0, high = excess
-        while low < high {
-            let middle = (low + high) / 2
-            if records[middle].seq < horizon { low = middle + 1 } else { high = middle }
+        if records.count > capacity * 2 {
+            // Amortised trimming keeps insertion O(1).
+            for old in records.prefix(records.count - capacity) where index[old.key] == old.seq {
+                index[old.key] = nil
+            }
+            records.removeFirst(records.count - capacity)
         }
-        // Trimming a few at a time would move every record each call: wait for a batch.
-        guard low == excess || low >= max(1, capacity / 2) else { return }
-        for old in records.prefix(low) where index[old.key] == old.seq {
-            index[old.key] = nil
-        }
-        records.removeFirst(low)
     }
 
-    /// Every checkpoint carries the records (10,000 by default, more in a busy meeting), so they are
+    /// Every checkpoint carries up to `capacity` records (10,000 by default), so they are
     /// stored as flat columns: the distinct participants once, then per record an index
     /// into them, the op id and the seq. As an array of keyed objects they took a third of a
     /// busy server's CPU. `records` is the older layout, still read.

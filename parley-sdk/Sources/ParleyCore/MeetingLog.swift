@@ -119,16 +119,16 @@ public struct MeetingLog: Sendable {
         epoch = snapshot.epoch
         lastSeq = snapshot.seq
         committedSeq = snapshot.seq
-        // Keep history only if it runs contiguously into the entries after the snapshot.
-        kept = history.last?.seq == snapshot.seq && Self.isContiguous(history) ? history : []
+        kept = []
         keptStart = 0
-        kept.reserveCapacity(kept.count + entries.count)
         for entry in entries {
             try applyCommitted(entry)
             epoch = max(epoch, entry.epoch)
-            kept.append(entry)
         }
         committedSeq = lastSeq
+        // Keep history only if it runs contiguously into the entries after the snapshot.
+        let usableHistory = history.last?.seq == snapshot.seq && Self.isContiguous(history) ? history : []
+        kept = usableHistory + entries
         trimTail()
     }
 
@@ -140,9 +140,7 @@ public struct MeetingLog: Sendable {
         } catch {
             throw .inapplicable(seq: entry.seq, error)
         }
-        if let key = Self.key(entry.issuer, entry.opID) {
-            outcomes.record(key, seq: entry.seq, keepingFrom: tail.first?.seq ?? entry.seq)
-        }
+        if let key = Self.key(entry.issuer, entry.opID) { outcomes.record(key, seq: entry.seq) }
         lastSeq = entry.seq
     }
 
@@ -205,7 +203,7 @@ public struct MeetingLog: Sendable {
         for entry in newlyDurable {
             if let key = Self.key(entry.issuer, entry.opID) {
                 inFlight[key] = nil
-                outcomes.record(key, seq: entry.seq, keepingFrom: tail.first?.seq ?? entry.seq)
+                outcomes.record(key, seq: entry.seq)
             }
         }
         trimTail()

@@ -305,6 +305,12 @@ export class ClientSession {
       return this.retry(cid, `event ${seq} does not apply: ${error.message}`);
     }
     this.lastSeq = seq;
+    // Our own op, committed: done, even if its ack never comes (the connection may drop
+    // first). Resent after a resume from beyond this seq, the server could no longer tell it
+    // from a new op: it only promises to know the ops after a resume point.
+    if (frame.opId && frame.issuer === this.participantId) {
+      return [emit({ kind: 'entry', event: frame }), ...this.complete(frame.opId, { ok: true, seq, epoch: frame.epoch })];
+    }
     return [emit({ kind: 'entry', event: frame })];
   }
 
