@@ -58,6 +58,13 @@ private func split(_ actions: [ClientSession.Action]) -> ([ClientSession.Action]
     return (rest, delays)
 }
 
+/// Drops `from` and opens `to` at once (backoff elapsed), up to the hello.
+private func reconnect(_ session: inout ClientSession, from: ConnectionID, to: ConnectionID) {
+    _ = session.disconnected(from)
+    _ = session.backoffElapsed()
+    _ = session.connected(to)
+}
+
 /// A session welcomed on c1 with a snapshot at seq 2.
 private func liveSession(transport: TransportPreference = .webSocket) -> ClientSession {
     var session = makeSession(transport: transport)
@@ -157,9 +164,7 @@ struct ClientSessionTests {
         ])
         #expect(session.unacked.map(\.id) == [b])
         // A later resume by replay resends what is left, as always.
-        _ = session.disconnected(c2)
-        _ = session.backoffElapsed()
-        _ = session.connected(c3)
+        reconnect(&session, from: c2, to: c3)
         #expect(session.received(welcome(.replay, seq: 90), on: c3)
                 == [.emit(.connection(.resumed)), .emit(.welcome(.replay)), .send(.op(id: b, operation: .chat(text: "b")), on: c3)])
     }
@@ -176,9 +181,7 @@ struct ClientSessionTests {
         // Bob's event with an op id like ours is not ours.
         _ = session.received(.event(.visible(entry(4, .chat(text: "b"), by: .participant(bob), opID: b))), on: c1)
         #expect(session.unacked.map(\.id) == [b])
-        _ = session.disconnected(c1)
-        _ = session.backoffElapsed()
-        _ = session.connected(c2)
+        reconnect(&session, from: c1, to: c2)
         #expect(session.received(welcome(.replay, seq: 4), on: c2)
                 == [.emit(.connection(.resumed)), .emit(.welcome(.replay)), .send(.op(id: b, operation: .chat(text: "b")), on: c2)])
     }

@@ -84,7 +84,10 @@ public struct ConnectionPolicy: Equatable, Sendable {
 /// - `.entry` events come in seq order, each exactly once, with no gaps; a gap or a
 ///   duplicate beyond what can be dropped makes the session reconnect and resume.
 /// - An op is sent under one id for its whole life and is resent after every welcome
-///   until the server acks or rejects it; each op is completed exactly once.
+///   until the server acks or rejects it, or its own event arrives; each op is completed
+///   exactly once. It is applied at most once: after a welcome with a snapshot (we were
+///   behind the resume window, or our copy broke), ops already sent are withdrawn as
+///   ``OpWithdrawal/Reason/outsideResumeWindow`` rather than resent.
 public struct ClientSession: Sendable {
     public struct Configuration: Equatable, Sendable {
         public var token: String
@@ -165,7 +168,7 @@ public struct ClientSession: Sendable {
     /// The local copy, as this participant may see it. `nil` before the first welcome, and
     /// after a fault that makes it untrustworthy (the next welcome brings a snapshot).
     public private(set) var meeting: Meeting?
-    /// Sent or waiting to be sent, oldest first; resent in this order after every welcome.
+    /// Sent or waiting to be sent, oldest first; resent in this order after a welcome.
     public private(set) var unacked: [PendingOp] = []
     /// The transport the next (or current) connection uses.
     public private(set) var transport: Transport
@@ -449,14 +452,11 @@ public struct ClientSession: Sendable {
         let state: ConnectionState = hasBeenWelcomed ? .resumed : .connected
         // Behind the resume window, the server may have forgotten whether it committed what
         // we sent: resending could apply it twice, so those ops end here (at most once).
-        var withdrawn: [Action] = []
-        if hasBeenWelcomed, welcome.mode == .snapshot {
-            for op in unacked where op.sent {
-                withdrawn.append(.complete(op.id, .withdrawn(OpWithdrawal(opID: op.id, reason: .outsideResumeWindow, mayHaveCommitted: true))))
+        let withdrawn = hasBeenWelcomed && welcome.mode == .snapshot
+            ? unacked.filter(\.sent).flatMap { op in
+                complete(op.id, .withdrawn(OpWithdrawal(opID: op.id, reason: .outsideResumeWindow, mayHaveCommitted: true)))
             }
-            unacked.removeAll { $0.sent }
-            if unacked.isEmpty { unansweredSinceMs = nil }
-        }
+            : []
         hasBeenWelcomed = true
         for index in unacked.indices { unacked[index].sent = true }
         return [.emit(.connection(state)), .emit(.welcome(welcome.mode))] + withdrawn
