@@ -195,7 +195,17 @@ struct HTTPAPI: Sendable {
         }
         router.post("/v1/poll/:sid") { request, context in
             let sid = try context.parameters.require("sid")
-            guard let connection = await polls.connection(sid) else { throw unknownSession(sid) }
+            let batch = try count(request, "batch", minimum: 1)
+            let connection: ClientConnection
+            do throws(PollSessions.SendError) {
+                // A batch taken already (the request was retried) is answered as before.
+                guard let taken = try await polls.connection(sid, batch: batch) else { return Response(status: .noContent) }
+                connection = taken
+            } catch .unknownSession {
+                throw unknownSession(sid)
+            } catch .outOfStep(let batch, let expected) {
+                throw APIError(.conflict, "poll_out_of_step", "batch \(batch) came before batch \(expected); open a new session and resume")
+            }
             let body = try await collect(request, upTo: configuration.maxRequestBytes, code: "request_too_large",
                                          "a batch of frames may be at most \(configuration.maxRequestBytes) bytes")
             let decoder = ClientFrameDecoder(maxFrameBytes: configuration.limits.maxFrameBytes)
@@ -221,8 +231,9 @@ struct HTTPAPI: Sendable {
                 wait = value
             }
             wait = min(wait, configuration.pollMaxWaitMillis)
+            let after = try count(request, "after", minimum: 0)
             do throws(PollSessions.ReceiveError) {
-                let frames = try await polls.receive(sid, waitMillis: wait)
+                let frames = try await polls.receive(sid, after: after, waitMillis: wait)
                 var body = ByteBuffer()
                 body.writeStaticString("[")
                 for (index, frame) in frames.enumerated() {
@@ -234,6 +245,9 @@ struct HTTPAPI: Sendable {
                                 body: .init(byteBuffer: body))
             } catch .alreadyReceiving {
                 throw APIError(.conflict, "already_receiving", "another receive is waiting on this session")
+            } catch .outOfStep(let after, let sent) {
+                throw APIError(.conflict, "poll_out_of_step",
+                               "the receive has read \(after) batches, and \(sent) were sent; open a new session and resume")
             } catch .unknownSession {
                 throw unknownSession(sid)
             }
@@ -253,6 +267,15 @@ struct HTTPAPI: Sendable {
         } catch is NIOTooManyBytesError {
             throw APIError(.contentTooLarge, code, message)
         }
+    }
+
+    /// A whole-number query parameter of a long-poll request, when given.
+    private func count(_ request: Request, _ name: String, minimum: UInt64) throws -> UInt64? {
+        guard let text = request.uri.queryParameters.get(name) else { return nil }
+        guard let value = UInt64(text), value >= minimum else {
+            throw APIError(.badRequest, "invalid_argument", "\(name) must be a whole number, \(minimum) or more")
+        }
+        return value
     }
 
     private func unknownSession(_ sid: String) -> APIError {

@@ -10,9 +10,20 @@ actor PollSessions: Service {
         let connection: ClientConnection
         var lastReceiveMillis: Millis
         var receiving: Bool
+        var delivery = PollDelivery<ByteBuffer>()
     }
 
-    enum ReceiveError: Error { case unknownSession, alreadyReceiving }
+    enum ReceiveError: Error {
+        case unknownSession, alreadyReceiving
+        /// The client's count of batches read is off by more than one lost answer.
+        case outOfStep(after: UInt64, sent: UInt64)
+    }
+
+    enum SendError: Error {
+        case unknownSession
+        /// A numbered send skipped a batch.
+        case outOfStep(batch: UInt64, expected: UInt64)
+    }
 
     private var sessions: [String: Session] = [:]
     private let gateway: Gateway
@@ -35,13 +46,33 @@ actor PollSessions: Service {
         return (sid, connection)
     }
 
-    func connection(_ sid: String) -> ClientConnection? { sessions[sid]?.connection }
+    /// The connection a send numbered `batch` (nil: unnumbered) is for, or nil when the
+    /// session has taken that batch already (a retried request).
+    func connection(_ sid: String, batch: UInt64?) throws(SendError) -> ClientConnection? {
+        guard let session = sessions[sid] else { throw .unknownSession }
+        switch sessions[sid]!.delivery.send(batch: batch) {
+        case .take: return session.connection
+        case .duplicate: return nil
+        case .outOfStep(let expected): throw .outOfStep(batch: batch ?? 0, expected: expected)
+        }
+    }
 
-    /// Waits up to `waitMillis` for frames. Returns nil if the session is gone (closed,
-    /// expired, or drained after a fatal error).
-    func receive(_ sid: String, waitMillis: Int64) async throws(ReceiveError) -> [ByteBuffer] {
+    /// Waits up to `waitMillis` for frames, for a client that has read `after` batches (nil:
+    /// it does not count). Throws `unknownSession` if the session is gone (closed, expired,
+    /// or drained after a fatal error).
+    func receive(_ sid: String, after: UInt64?, waitMillis: Int64) async throws(ReceiveError) -> [ByteBuffer] {
         guard var session = sessions[sid] else { throw .unknownSession }
         guard !session.receiving else { throw .alreadyReceiving }
+        switch session.delivery.receive(after: after) {
+        case .resend(let frames):
+            session.lastReceiveMillis = clock()
+            sessions[sid] = session
+            return frames
+        case .outOfStep(let sent):
+            throw .outOfStep(after: after ?? 0, sent: sent)
+        case .fresh:
+            break
+        }
         session.receiving = true
         sessions[sid] = session
         let outbox = session.connection.outbox
@@ -53,6 +84,7 @@ actor PollSessions: Service {
         }
         sessions[sid]?.receiving = false
         sessions[sid]?.lastReceiveMillis = clock()
+        sessions[sid]?.delivery.sending(frames)
         return frames
     }
 

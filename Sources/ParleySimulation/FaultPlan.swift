@@ -5,13 +5,13 @@ import ParleyClient
 public struct PlannedFault: Sendable, Equatable, CustomStringConvertible {
     public enum Kind: Sendable {
         case crash, pause, managerCrash, managerPause, zoneLinkDropped, serverPartition, managerPartition
-        case wallClockJump, slowStore, failedCommits, connectionDropped
+        case wallClockJump, slowStore, failedCommits, connectionDropped, requestRetried
 
         /// How often each strikes, out of 100.
         static let weights: [(Kind, Int)] = [
-            (.crash, 18), (.pause, 16), (.managerCrash, 4), (.managerPause, 4), (.zoneLinkDropped, 8),
+            (.crash, 16), (.pause, 15), (.managerCrash, 4), (.managerPause, 4), (.zoneLinkDropped, 8),
             (.serverPartition, 7), (.managerPartition, 4), (.wallClockJump, 4), (.slowStore, 4),
-            (.failedCommits, 15), (.connectionDropped, 16),
+            (.failedCommits, 14), (.connectionDropped, 13), (.requestRetried, 7),
         ]
     }
 
@@ -42,6 +42,7 @@ public struct PlannedFault: Sendable, Equatable, CustomStringConvertible {
         case .slowStore: what = "the store is slow for \(span) ms"
         case .failedCommits: what = "the store fails the next \(failedCommits) commits"
         case .connectionDropped: what = "a client connection breaks"
+        case .requestRetried: what = "the answers to \(lostAnswers) requests of a long-poll connection are lost, each request sent again"
         }
         return "#\(index) at \(atMs) ms: \(what)"
     }
@@ -50,6 +51,7 @@ public struct PlannedFault: Sendable, Equatable, CustomStringConvertible {
     /// Forwards or backwards, by up to an hour: NTP stepping, a VM restored.
     var clockJumpMs: Int64 { Int64(1_000 + detail % 3_599_001) * (detail & (1 << 40) == 0 ? 1 : -1) }
     var failedCommits: Int { 1 + Int(detail % 3) }
+    var lostAnswers: Int { 1 + Int((detail >> 8) % 3) }
 }
 
 /// The faults of `options.seed`, in time order, all of them (whatever `faultsKept` says).

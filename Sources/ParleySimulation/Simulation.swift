@@ -50,6 +50,9 @@ public enum BrokenRule: String, Sendable, CaseIterable {
     /// A checkpoint names the seq before the state it holds: a meeting rebuilt from it
     /// applies that entry twice.
     case checkpointOneSeqEarly = "checkpoint-one-seq-early"
+    /// Long-poll requests are taken as they come, their numbers ignored: a receive whose
+    /// answer was lost and which is sent again gets the next frames, and the client a gap.
+    case unnumberedLongPolls = "unnumbered-long-polls"
 }
 
 public struct SimulationReport: Sendable {

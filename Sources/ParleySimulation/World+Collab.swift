@@ -217,7 +217,7 @@ extension World {
         guard let state = servers[server].hosts[meeting], !state.stopped else {
             // Not hosted here (any more): the client asks the locator again.
             sendToClient(.error(ProtocolError(.moved, "meeting \(meeting) is not hosted here", fatal: true)), on: key)
-            closeConnection(key)
+            closeConnection(key, by: .server)
             return
         }
         switch frame {
@@ -270,14 +270,14 @@ extension World {
                 sendToClient(frame, on: key)
             case .fail(let key, let error):
                 sendToClient(.error(error), on: key)
-                if error.fatal { closeConnection(key) }
+                if error.fatal { closeConnection(key, by: .server) }
             case .welcome(let key, let participant, let welcome, let replay):
                 sendToClient(.welcome(welcome), on: key)
                 // Broken on purpose: the replay starts one entry late.
                 let replay = options.brokenRule == .resumeFromWrongSeq ? replay.dropFirst() : replay
                 for entry in replay { sendToClient(.event(DeliveredEntry(entry, for: participant)), on: key) }
             case .close(let key):
-                closeConnection(key)
+                closeConnection(key, by: .server)
             case .askAdmission(let key, _):
                 host(meeting, at: server) { host, now in host.admission(key, .admit, at: now) }
             case .commit(let entries):
@@ -302,7 +302,7 @@ extension World {
                 break
             case .stop(let closing):
                 trace("collab-\(server)", "host of \(meeting) stopped")
-                for key in closing { closeConnection(key) }
+                for key in closing { closeConnection(key, by: .server) }
                 // Stopped by itself (still listed): the manager opens the meeting again, as
                 // `CollabRole` reports it (MeetingDirectory.stoppedByThemselves).
                 if servers[server].hosts.removeValue(forKey: meeting) != nil, let link = servers[server].link {

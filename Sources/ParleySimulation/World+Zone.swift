@@ -149,21 +149,21 @@ extension World {
     mutating func perform(client index: Int, _ actions: [ClientSession.Action]) {
         for action in actions {
             switch action {
-            case .connect(let id, _):
+            case .connect(let id, let transport):
                 let key = nextKey
                 nextKey += 1
                 keys[index, default: [:]][id] = key
-                connections[key] = Connection(client: index, id: id, server: nil)
+                connections[key] = Connection(client: index, id: id, server: nil, transport: transport)
                 // The web front asks the leading manager where the meeting is.
                 schedule(.locateAtManager(key), after: delay())
             case .send(let frame, let id):
                 guard let key = keys[index]?[id], let connection = connections[key], connection.open, connection.server != nil else { continue }
-                send(.toServer(key, frame), on: .toServer(key))
+                if connection.transport == .longPolling { pollQueue(frame, on: key) } else { send(.toServer(key, frame), on: .toServer(key)) }
             case .disconnect(let id, let cause):
                 // The SDK drops a connection whose server broke the protocol (a gap, a
                 // repeat, an epoch going back): a correct server never makes it.
                 if case .protocolFault(let fault) = cause { violation("client \(index) saw the server break the protocol: \(fault)") }
-                if let key = keys[index]?[id] { closeConnection(key) }
+                if let key = keys[index]?[id] { closeConnection(key, by: .client) }
             case .scheduleReconnect(let afterMs):
                 schedule(.clientBackoff(index), after: Int64(afterMs))
             case .complete(let id, let outcome):
@@ -216,7 +216,7 @@ extension World {
     mutating func located(_ key: ConnectionKey, _ answer: Placement.LocateAnswer?) {
         guard var connection = connections[key], connection.open else { return }
         guard case .at(let name, _)? = answer, let server = Self.index(name), servers[server].up else {
-            closeConnection(key)                                   // unavailable: the client backs off
+            closeConnection(key, by: .network)                     // unavailable: the client backs off
             return
         }
         connection.server = server
@@ -226,14 +226,20 @@ extension World {
         schedule(.opened(key), at: max(now, heals(.toServer(key)) ?? now) + delay())
     }
 
+    /// A server sends a frame: on the WebSocket, or into the long-poll session's outbox.
     mutating func sendToClient(_ frame: ServerFrame, on key: ConnectionKey) {
-        guard let connection = connections[key], connection.open else { return }
+        guard let connection = connections[key] else { return }
+        if connection.transport == .longPolling { return pollEnqueue(frame, on: key) }
+        guard connection.open else { return }
         send(.toClient(key, frame), on: .toClient(key))
     }
 
-    /// Either side closes: each learns of it after the frames already on their way.
-    mutating func closeConnection(_ key: ConnectionKey) {
-        guard var connection = connections[key], connection.open else { return }
+    /// A WebSocket closes, whoever closes it: each side learns of it after the frames
+    /// already on their way. A long-poll session ends as `closePoll` says.
+    mutating func closeConnection(_ key: ConnectionKey, by closer: Closer) {
+        guard var connection = connections[key] else { return }
+        if connection.transport == .longPolling { return closePoll(key, by: closer) }
+        guard connection.open else { return }
         connection.open = false
         connections[key] = connection
         send(.closedToClient(key), on: .toClient(key))
@@ -311,7 +317,13 @@ extension World {
             trace("net", "connection \(key) dropped")
             cut(.toClient(key), at: now + Int64.random(in: 0...30, using: &rng))
             cut(.toServer(key), at: now + Int64.random(in: 0...30, using: &rng))
-            closeConnection(key)
+            closeConnection(key, by: .network)
+        case .requestRetried:
+            let polling = connections.keys.sorted().filter { connections[$0]!.open && connections[$0]!.transport == .longPolling }
+            guard !polling.isEmpty else { return }
+            let key = polling[Int(fault.detail % UInt64(polling.count))]
+            trace("net", "the next \(fault.lostAnswers) answers on long-poll connection \(key) are lost, their requests sent again")
+            connections[key]!.poll.lostAnswers += fault.lostAnswers
         }
     }
 
@@ -339,7 +351,7 @@ extension World {
         servers[server] = Server(up: false, incarnation: incarnation)
         for key in connections.keys.sorted() where connections[key]!.server == server {
             cut(.toClient(key), at: lostAfter)
-            closeConnection(key)
+            closeConnection(key, by: .network)
         }
     }
 

@@ -26,6 +26,14 @@ struct World {
         case toClient(ConnectionKey, ServerFrame)
         case closedToClient(ConnectionKey)
         case closedToServer(ConnectionKey)
+        /// Long-polling (protocol §2.2): a numbered send of frames (batch 0 opens the session
+        /// with the hello), a receive of what the server holds, their answers, the end of a
+        /// receive's wait, and the client's DELETE.
+        case pollSend(ConnectionKey, batch: UInt64, [ClientFrame])
+        case pollReceive(ConnectionKey, after: UInt64)
+        case pollAnswer(ConnectionKey, PollAnswer)
+        case pollWaitOver(ConnectionKey, server: Int, incarnation: Int, after: UInt64)
+        case pollDelete(ConnectionKey)
         case toManager(link: UInt64, server: Int, Upward)
         case toCollab(link: UInt64, server: Int, term: UInt64, Placement.Action)
         case linkClosedAtManager(link: UInt64, server: Int)
@@ -95,6 +103,14 @@ struct World {
     }
 
     enum CommitResult { case stored, fenced(Epoch), failed }
+
+    /// A long-poll request's answer: a send taken, a receive's frames, or the session gone
+    /// (404, or 409 out of step: either way the client opens a new one).
+    enum PollAnswer {
+        case sent(batch: UInt64)
+        case frames([ServerFrame])
+        case gone
+    }
 
     /// What a server reads of a meeting from the store: its newest checkpoint and its log.
     /// The log is read whole (arrays are shared, not copied); a reader takes what it would
@@ -208,6 +224,33 @@ struct World {
         var beats = 0
         /// How far its wall clock is off: it stamps the ops it sequences with it.
         var wallClockOffsetMs: Int64 = 0
+        /// Its long-poll sessions, by the connection they carry.
+        var polls: [ConnectionKey: PollSession] = [:]
+    }
+
+    /// A long-poll session as `PollSessions` keeps it: the frames waiting for a receive, the
+    /// numbering of requests, and whether a receive waits.
+    struct PollSession {
+        var delivery = PollDelivery<ServerFrame>()
+        var outbox: [ServerFrame] = []
+        var receiving = false
+        /// The server closed the connection: once the outbox is read, receives get `gone`.
+        var closed = false
+        var lastReceive: Int64
+    }
+
+    /// The client's end of a long-poll connection, as the SDK's `LongPollTransport` runs it:
+    /// one send at a time, one receive at a time.
+    struct PollRequests {
+        var queued: [ClientFrame] = []
+        var sending = false
+        /// The session is open (its hello was answered): receives run, sends are numbered.
+        var opened = false
+        var sent: UInt64 = 0
+        var read: UInt64 = 0
+        /// Answers to lose on the way, each request then sent again behind the client's
+        /// back (libcurl, a browser, a proxy): the `request retried` fault.
+        var lostAnswers = 0
     }
 
     /// A follow order being carried out: the host it names, `StandbyFollower` deciding, and
@@ -241,7 +284,22 @@ struct World {
         /// The client session's own name for it.
         var id: ConnectionID
         var server: Int?
+        /// Whether the client still uses it (for long-polling, the server's session may
+        /// outlive it, until it expires).
         var open = true
+        var transport: Transport
+        var poll = PollRequests()
+    }
+
+    /// Who ends a connection: a long-poll session ends differently at each.
+    enum Closer {
+        /// The client session drops it (a long-poll client DELETEs its session).
+        case client
+        /// The server closes it (a long-poll session is read to its end first).
+        case server
+        /// It breaks, or never opened: the client's requests fail; the server learns of it
+        /// over a WebSocket, and lets a long-poll session expire.
+        case network
     }
 
     struct Client {
@@ -257,6 +315,11 @@ struct World {
     static let tickMs: Int64 = 100
     static let heartbeatMs: Int64 = 200
     static let managerTickMs: Int64 = 50
+    /// A long-poll receive waits this long for frames; a session with no receive for
+    /// `pollExpiryMs` expires (30 s and 25 s for real; shorter, in step with the clients'
+    /// shorter heartbeats).
+    static let pollWaitMs: Int64 = 1_000
+    static let pollExpiryMs: Int64 = 3_000
 
     let options: SimulationOptions
     let keepTrace: Bool
@@ -326,6 +389,9 @@ struct World {
             for _ in 0..<options.clientsPerMeeting {
                 let index = clients.count
                 let participant = ParticipantID("p\(index)")
+                // Every other client long-polls, as behind a proxy that blocks WebSockets.
+                var policy = policy
+                if index % 2 == 1 { policy.transport = .longPolling }
                 let configuration = ClientSession.Configuration(token: participant.rawValue, opIDPrefix: "c\(index)-",
                                                                 policy: policy, jitterSeed: options.seed &+ UInt64(index))
                 clients.append(Client(session: ClientSession(configuration: configuration), participant: participant, meeting: meeting))
@@ -530,6 +596,23 @@ struct World {
             guard let connection = connections[key], let server = connection.server else { return }
             let meeting = clients[connection.client].meeting
             atServer(server, event) { world in world.host(meeting, at: server) { host, now in host.detach(key, at: now) } }
+        case .pollSend(let key, let batch, let frames):
+            guard let server = connections[key]?.server else { return }
+            atServer(server, event) { world in world.pollSent(frames, batch: batch, on: key, at: server) }
+        case .pollReceive(let key, let after):
+            guard let server = connections[key]?.server else { return }
+            atServer(server, event) { world in world.pollReceive(after: after, on: key, at: server) }
+        case .pollWaitOver(let key, let server, let incarnation, let after):
+            guard servers[server].incarnation == incarnation else { return }
+            atServer(server, event) { world in world.pollWaitOver(key, after: after, at: server) }
+        case .pollAnswer(let key, let answer):
+            pollAnswered(answer, on: key)
+        case .pollDelete(let key):
+            guard let connection = connections[key], let server = connection.server else { return }
+            atServer(server, event) { world in
+                guard world.servers[server].polls.removeValue(forKey: key) != nil else { return }
+                world.host(world.clients[connection.client].meeting, at: server) { host, now in host.detach(key, at: now) }
+            }
         case .toManager(let link, let server, let message):
             guard let manager = linkManager[link] else { return }
             atManager(manager, event) { world in world.managerReceives(message, link: link, from: server, at: manager) }
@@ -604,7 +687,10 @@ struct World {
             // A timer is not held while the process is paused, only skipped: held, each
             // would start a second chain of timers on waking.
             guard servers[server].up, servers[server].incarnation == incarnation else { return }
-            if !servers[server].paused { heartbeat(server) }
+            if !servers[server].paused {
+                heartbeat(server)
+                expirePolls(at: server)
+            }
             schedule(.heartbeat(server, incarnation: incarnation), after: Self.heartbeatMs)
         case .leaseCheck(let server, let incarnation, let link):
             schedule(.leaseChecked(server: server, incarnation: incarnation, link: link, storeLease), after: storeLatency(server: server))

@@ -55,6 +55,62 @@ struct TransportLimitTests {
         }
     }
 
+    @Test("a long-poll receive whose answer was lost is answered again, and a send retried behind the client's back is taken once")
+    func longPollRetries() async throws {
+        try await withServer { endpoint in
+            let meeting = try await endpoint.createMeeting()
+            let hello = String(decoding: FrameEncoder().encode(ClientFrame.hello(token: meeting.hostToken, resume: nil)), as: UTF8.self)
+            let (opened, _) = try await endpoint.http("POST", "/v1/poll", body: hello)
+            struct Opened: Decodable { var sid: String }
+            let sid = try JSONDecoder().decode(Opened.self, from: opened).sid
+            var read: UInt64 = 0
+            var frames = try await endpoint.receivePoll(sid, after: read)
+            read += 1
+            guard case .welcome = frames.first else { throw TestFailure("expected welcome first, got \(frames)") }
+
+            // The same send twice, as a retry makes it: one op in the log, one ack.
+            let op = #"[{"type":"op","id":"lp-1","op":{"chat":{"text":"once"}}}]"#
+            for _ in 0..<2 {
+                let (_, status) = try await endpoint.http("POST", "/v1/poll/\(sid)?batch=1", body: op)
+                #expect(status == 204)
+            }
+            frames = []
+            var lastBatch: [ServerFrame] = []
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !frames.contains(where: { if case .ack = $0 { true } else { false } }), ContinuousClock.now < deadline {
+                lastBatch = try await endpoint.receivePoll(sid, after: read)
+                read += 1
+                frames += lastBatch
+            }
+            // A later op, so that a second ack for lp-1 would have arrived before its own.
+            let (_, second) = try await endpoint.http("POST", "/v1/poll/\(sid)?batch=2",
+                                                      body: #"[{"type":"op","id":"lp-2","op":{"chat":{"text":"twice?"}}}]"#)
+            #expect(second == 204)
+
+            // The last answer is lost: asking again with the same count gets it again.
+            let again = try await endpoint.receivePoll(sid, after: read - 1)
+            #expect(again == lastBatch)
+            while !frames.contains(where: { if case .ack(OpID("lp-2"), _, _) = $0 { true } else { false } }),
+                  ContinuousClock.now < deadline {
+                frames += try await endpoint.receivePoll(sid, after: read)
+                read += 1
+            }
+            let chats = frames.compactMap(\.entry).filter { if case .chat = $0.operation { true } else { false } }
+            #expect(chats.map(\.opID) == [OpID("lp-1"), OpID("lp-2")])
+            #expect(frames.filter { if case .ack(let id, _, _) = $0 { id == OpID("lp-1") } else { false } }.count == 1)
+
+            // A count that no lost answer explains, or a send that skips one, ends the session's use.
+            let (ahead, aheadStatus) = try await endpoint.http("GET", "/v1/poll/\(sid)?waitMs=0&after=\(read + 1)")
+            #expect(aheadStatus == 409)
+            #expect(String(decoding: ahead, as: UTF8.self).contains("poll_out_of_step"))
+            let (skipped, skippedStatus) = try await endpoint.http("POST", "/v1/poll/\(sid)?batch=4", body: "[]")
+            #expect(skippedStatus == 409)
+            #expect(String(decoding: skipped, as: UTF8.self).contains("poll_out_of_step"))
+            let (_, badCount) = try await endpoint.http("GET", "/v1/poll/\(sid)?waitMs=0&after=-1")
+            #expect(badCount == 400)
+        }
+    }
+
     @Test("a client that stops reading is disconnected as a slow consumer; the meeting and its other clients go on")
     func slowConsumerIsDisconnected() async throws {
         try await withServer({ configuration in
@@ -189,8 +245,9 @@ struct TransportLimitTests {
 }
 
 extension TestEndpoint {
-    func receivePoll(_ sid: String, waitMs: Int = 2_000) async throws -> [ServerFrame] {
-        let (data, status) = try await http("GET", "/v1/poll/\(sid)?waitMs=\(waitMs)")
+    /// One receive; `after` is how many batches were read (nil: not counted).
+    func receivePoll(_ sid: String, after: UInt64? = nil, waitMs: Int = 2_000) async throws -> [ServerFrame] {
+        let (data, status) = try await http("GET", "/v1/poll/\(sid)?waitMs=\(waitMs)" + (after.map { "&after=\($0)" } ?? ""))
         guard status == 200 else { throw TestFailure("poll receive: \(status) \(String(decoding: data, as: UTF8.self))") }
         return try JSONDecoder().decode([ServerFrame].self, from: data)
     }

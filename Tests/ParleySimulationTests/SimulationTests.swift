@@ -28,7 +28,7 @@ struct SimulationTests {
     /// 1,000 seeds in two slices, each on a thread of its own, beside the rest of the run.
     static let slices: [ClosedRange<UInt64>] = [1...500, 501...1_000]
 
-    @Test("seeded runs of a zone with two managers under every fault (crashes, pauses, partitions, broken links losing what was in flight, wall clock jumps, slow and failed commits) keep every acknowledged op, once, in order, and every client resumes",
+    @Test("seeded runs of a zone with two managers, and clients on WebSocket and long-polling, under every fault (crashes, pauses, partitions, broken links losing what was in flight, lost answers retried, wall clock jumps, slow and failed commits) keep every acknowledged op, once, in order, and every client resumes",
           arguments: slices)
     func seeds(_ slice: ClosedRange<UInt64>) async {
         let (failures, total) = await onOwnThread {
@@ -51,7 +51,9 @@ struct SimulationTests {
                 "\(total.checkpointsStored) checkpoints, \(total.resumesFromSnapshot) resumes from a snapshot, \(total.standbyReloads) reloads")
         let kinds = ["crash", "pause", "manager crash", "manager pause", "zone link dropped", "connection dropped",
                      "message lost in a cut", "partition of a server from the zone", "partition of a server from everything",
-                     "partition of a manager", "wall clock jump", "slow store", "commit failed"]
+                     "partition of a manager", "wall clock jump", "slow store", "commit failed",
+                     // Long-poll answers lost and their requests sent again: taken once, sent again.
+                     "long-poll request retried", "long-poll batch sent again", "long-poll send taken once"]
         #expect(kinds.filter { total.faults[$0, default: 0] == 0 }.isEmpty, "faults that never struck: \(total.faults)")
     }
 

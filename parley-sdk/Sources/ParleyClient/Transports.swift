@@ -195,11 +195,14 @@ enum LongPollTransport {
                 // every later frame in order, one request at a time so order is kept.
                 defer { sidContinuation.finish() }
                 var sid: String?
+                // Sends are numbered so that one retried behind our back is taken once.
+                var batch: UInt64 = 0
                 for await frame in link.outbound {
                     if let sid {
                         let body = try JSONEncoder().encode([frame])
-                        let (status, data) = try await HTTP.send("POST", base.appendingPathComponent(sid), body: body,
-                                                                 session: session)
+                        batch += 1
+                        let (status, data) = try await HTTP.send("POST", numbered(base.appendingPathComponent(sid), ["batch": batch]),
+                                                                 body: body, session: session)
                         if status == 404 { throw TransportError.sessionGone }
                         guard (200..<300).contains(status) else { throw TransportError.http(status: status, describe(data)) }
                         continue
@@ -232,16 +235,19 @@ enum LongPollTransport {
                 // The receiver: long-polls until the session is gone.
                 for await sid in sids {
                     let url = base.appendingPathComponent(sid)
-                    var components = URLComponents(url: url, resolvingAgainstBaseURL: false)!
-                    components.queryItems = [URLQueryItem(name: "waitMs", value: String(waitMs))]
-                    let pollURL = components.url!
+                    // Receives say how many batches were read, so that the server sends
+                    // again a batch whose answer a retried request lost.
+                    var read: UInt64 = 0
                     while !Task.isCancelled {
+                        let pollURL = numbered(url, ["waitMs": UInt64(max(0, waitMs)), "after": read])
                         let (status, data) = try await HTTP.send("GET", pollURL, body: nil,
                                                                  timeoutSeconds: Double(waitMs) / 1000 + 10,
                                                                  session: session)
                         if status == 404 { throw TransportError.sessionGone }
                         guard status == 200 else { throw TransportError.http(status: status, describe(data)) }
-                        for frame in try JSONDecoder().decode([ServerFrame].self, from: data) {
+                        let frames = try JSONDecoder().decode([ServerFrame].self, from: data)
+                        read += 1
+                        for frame in frames {
                             await link.onFrame(frame)
                         }
                     }
@@ -250,6 +256,12 @@ enum LongPollTransport {
             try await group.next()
             group.cancelAll()
         }
+    }
+
+    private static func numbered(_ url: URL, _ query: KeyValuePairs<String, UInt64>) -> URL {
+        var components = URLComponents(url: url, resolvingAgainstBaseURL: false)!
+        components.queryItems = query.map { URLQueryItem(name: $0.key, value: String($0.value)) }
+        return components.url!
     }
 
     private static func describe(_ data: Data) -> String {

@@ -1,7 +1,11 @@
 // HTTP long-polling, the "virtual socket" of protocol §2.2, for networks that block
 // WebSockets. The first frame sent (hello) opens the session with POST /v1/poll; later
-// frames go up in batches with POST /v1/poll/{sid}, one request at a time so their order is
-// kept; frames come down with GET /v1/poll/{sid}?waitMs=N.
+// frames go up in batches with POST /v1/poll/{sid}?batch=N, one request at a time so their
+// order is kept; frames come down with GET /v1/poll/{sid}?waitMs=N&after=K.
+//
+// Both are numbered because a browser or a proxy may resend a request whose connection died
+// before the answer came: the server takes a resent batch once, and sends again a received
+// batch whose answer was lost, rather than the client seeing a gap (protocol §2.2).
 //
 // Bodies are sent as text/plain: in a zone the collaboration server is another origin, and
 // a "simple" request needs no CORS preflight. The session is never DELETEd; an abandoned
@@ -25,6 +29,9 @@ class LongPollTransport {
     this.queue = [];
     this.queuedBytes = 0;
     this.sid = null;
+    /** Batches posted, and batches received: the `batch` and `after` of the next requests. */
+    this.posted = 0;
+    this.received = 0;
     this.sending = false;
     this.closed = false;
     // Separate, so that closing after a `leave` can stop receiving but finish sending.
@@ -121,22 +128,25 @@ class LongPollTransport {
   }
 
   async post(batch) {
-    const response = await fetch(`${this.base}/${encodeURIComponent(this.sid)}`, this.request('POST', this.sendAbort, batch));
+    this.posted += 1;
+    const url = `${this.base}/${encodeURIComponent(this.sid)}?batch=${this.posted}`;
+    const response = await fetch(url, this.request('POST', this.sendAbort, batch));
     if (this.closed) return;
     if (response.status === 404) this.fail('the long-poll session expired');
     else if (!response.ok) this.fail(`sending failed with ${response.status}`);
   }
 
   async receiveLoop() {
-    const url = `${this.base}/${encodeURIComponent(this.sid)}?waitMs=${WAIT_MS}`;
+    const base = `${this.base}/${encodeURIComponent(this.sid)}?waitMs=${WAIT_MS}`;
     try {
       while (!this.closed) {
-        const response = await fetch(url, this.request('GET', this.receiveAbort));
+        const response = await fetch(`${base}&after=${this.received}`, this.request('GET', this.receiveAbort));
         if (this.closed) return;
         if (response.status === 404) return this.fail('the long-poll session expired');
         if (response.status !== 200) return this.fail(`receiving failed with ${response.status}`);
         const frames = await response.json();
         if (!Array.isArray(frames)) return this.fail('the server sent something other than a frame array');
+        this.received += 1;
         for (const frame of frames) {
           if (this.closed) return;
           this.handlers.onFrame(frame);
