@@ -22,7 +22,7 @@ public struct PlannedFault: Sendable, Equatable, CustomStringConvertible {
     /// The collab server or manager it strikes, where it strikes one.
     var server: Int
     var manager: Int
-    /// How long it lasts: a pause, a partition, a slow store, the time until a restart.
+    /// How long it lasts: a pause, a partition, a slow store.
     var span: Int64
     /// The rest of its randomness: a partition's extent, a jump's size, which connection breaks,
     /// how many commits fail.
@@ -31,9 +31,11 @@ public struct PlannedFault: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         let what: String
         switch kind {
-        case .crash: what = "collab-\(server) crashes, restarts after \(span) ms"
+        case .crash: what = "collab-\(server) crashes"
+        case .pause where freezesMachine: what = "machine m\(server) (collab-\(server) and its supervisor) freezes for \(span) ms"
         case .pause: what = "collab-\(server) pauses for \(span) ms"
-        case .managerCrash: what = "manager-\(manager) crashes, restarts after \(span) ms"
+        case .managerCrash: what = "manager-\(manager) crashes"
+        case .managerPause where freezesMachine: what = "machine m\(manager) (manager-\(manager) and its supervisor) freezes for \(span) ms"
         case .managerPause: what = "manager-\(manager) pauses for \(span) ms"
         case .zoneLinkDropped: what = "collab-\(server)'s zone link breaks"
         case .serverPartition: what = "collab-\(server) is cut off from \(partitionExtent == .zone ? "the zone" : "everything") for \(span) ms"
@@ -52,6 +54,9 @@ public struct PlannedFault: Sendable, Equatable, CustomStringConvertible {
     var clockJumpMs: Int64 { Int64(1_000 + detail % 3_599_001) * (detail & (1 << 40) == 0 ? 1 : -1) }
     var failedCommits: Int { 1 + Int(detail % 3) }
     var lostAnswers: Int { 1 + Int((detail >> 8) % 3) }
+    /// A pause of the whole machine, supervisor included (a VM paused), rather than of one
+    /// process, which its supervisor kills once it is silent for a second.
+    var freezesMachine: Bool { detail & 2 != 0 }
 }
 
 /// The faults of `options.seed`, in time order, all of them (whatever `faultsKept` says).

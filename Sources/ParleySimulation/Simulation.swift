@@ -5,13 +5,16 @@ import ParleyServer
 import ParleyZone
 
 /// One seeded run of the zone's failover core in a simulated world: the real pure machines
-/// (`Placement` in the manager, ``MeetingHostState`` and standby `MeetingLog` copies on the
-/// collab servers, the SDK's ``ClientSession`` in the clients) wired through a simulated
-/// network, store and clock. One thread, no I/O, no wall clock: the same seed replays the
-/// same run, event for event, in any process.
+/// (`ManagerElection` and `Placement` in the managers, ``MeetingHostState``, standby
+/// `MeetingLog` copies, `StandbyFollower` and `TermFence` on the collab servers,
+/// `Supervision` in each machine's supervisor, `PollDelivery` in long-poll sessions, the
+/// SDK's ``ClientSession`` in the clients) wired through a simulated network, store and
+/// clock. One thread, no I/O, no wall clock: the same seed replays the same run, event for
+/// event, in any process.
 ///
 /// The shells around the machines are the simulator's own (see `World`): they do what
-/// `ManagerRole`, `CollabRole` and `MeetingHost` do, without sockets.
+/// `ManagerRole`, `CollabRole`, `MeetingHost`, `PollSessions` and the supervisor do,
+/// without sockets.
 public struct SimulationOptions: Sendable, Equatable {
     public var seed: UInt64
     public var servers = 3

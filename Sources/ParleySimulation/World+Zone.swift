@@ -253,8 +253,11 @@ extension World {
         switch fault.kind {
         case .crash:
             guard servers[server].up, servers.filter(\.up).count > 1 else { return }
+            report.faults["crash", default: 0] += 1
             crash(server)
-            schedule(.restart(server), after: span)
+        case .pause where fault.freezesMachine:
+            guard !supervisors[server].paused else { return }
+            freeze(server, for: span)
         case .pause:
             guard servers[server].up, !servers[server].paused else { return }
             servers[server].paused = true
@@ -264,14 +267,10 @@ extension World {
         case .managerCrash:
             guard managers[manager].up else { return }
             report.faults["manager crash", default: 0] += 1
-            trace("manager-\(manager)", "crashed")
-            for (server, link) in managers[manager].links.sorted(by: { $0.key < $1.key }) {
-                cut(.down(link), at: now + Int64.random(in: 0...20, using: &rng))
-                send(.linkClosedAtServer(link: link, server: server), on: .down(link))
-            }
-            managers[manager].up = false
-            managers[manager].incarnation += 1
-            schedule(.managerRestart(manager), after: span)
+            crashManager(manager)
+        case .managerPause where fault.freezesMachine:
+            guard !supervisors[manager].paused else { return }
+            freeze(manager, for: span)
         case .managerPause:
             guard managers[manager].up, !managers[manager].paused else { return }
             report.faults["manager pause", default: 0] += 1
@@ -327,8 +326,20 @@ extension World {
         }
     }
 
+    /// A manager process dies (its supervisor restarts it).
+    mutating func crashManager(_ manager: Int) {
+        trace("manager-\(manager)", "crashed")
+        for (server, link) in managers[manager].links.sorted(by: { $0.key < $1.key }) {
+            cut(.down(link), at: now + Int64.random(in: 0...20, using: &rng))
+            send(.linkClosedAtServer(link: link, server: server), on: .down(link))
+        }
+        managers[manager].up = false
+        managers[manager].incarnation += 1
+        schedule(.processExited(machine: manager, Self.managerName(manager), pid: managers[manager].pid), after: 1)
+    }
+
+    /// A collab server process dies, holding nothing (its supervisor restarts it).
     mutating func crash(_ server: Int) {
-        report.faults["crash", default: 0] += 1
         trace("collab-\(server)", "crashed")
         // What it had written may or may not leave the machine.
         let lostAfter = now + Int64.random(in: 0...20, using: &rng)
@@ -348,6 +359,7 @@ extension World {
                  on: .replication(from: server, to: follower.host))
         }
         let incarnation = servers[server].incarnation + 1
+        schedule(.processExited(machine: server, Self.name(server), pid: servers[server].pid), after: 1)
         servers[server] = Server(up: false, incarnation: incarnation)
         for key in connections.keys.sorted() where connections[key]!.server == server {
             cut(.toClient(key), at: lostAfter)

@@ -65,9 +65,16 @@ struct World {
         case leaseClaimResult(manager: Int, incarnation: Int, ManagerLease?)
         case fault(Int)
         case wake(Int)
-        case restart(Int)
+        /// A process its supervisor spawned is up (the pid tells it from a later spawn).
+        case restart(Int, pid: Int)
         case managerWake(Int)
-        case managerRestart(Int)
+        case managerRestart(Int, pid: Int)
+        case supervisorTick(Int)
+        case supervisorWake(Int)
+        /// What a machine's supervisor hears from its processes: a heartbeat (the first
+        /// registers), and an exit.
+        case supervisorBeat(machine: Int, NodeName, pid: Int, first: Bool)
+        case processExited(machine: Int, NodeName, pid: Int)
         /// A message on an ordered stream, and when it was sent: a cut loses what was in flight.
         indirect case onStream(Stream, sentAt: Int64, Event)
 
@@ -206,6 +213,9 @@ struct World {
         var held: [Event] = []
         /// Grows at every crash, so late answers for what it held before are dropped.
         var incarnation = 0
+        /// The OS process its supervisor spawned, and whether it has registered there.
+        var pid = 0
+        var registered = false
         /// Its link to the manager, when one is open.
         var link: UInt64?
         var hosts: [MeetingID: HostState] = [:]
@@ -268,6 +278,10 @@ struct World {
         var paused = false
         var held: [Event] = []
         var incarnation = 0
+        var pid = 0
+        var registered = false
+        /// Manager ticks since its last heartbeat to its supervisor.
+        var ticksSinceBeat = 0
         var election: ManagerElection
         /// Non-nil while this manager leads.
         var placement: Placement?
@@ -330,6 +344,9 @@ struct World {
     var nextOrder: UInt64 = 0
     var servers: [Server]
     var managers: [Manager]
+    /// One per machine: machine N runs collab-N, and manager-N where there is one.
+    var supervisors: [Supervisor]
+    var nextPid = 100
     /// Which manager and which server each zone link joins.
     var linkManager: [UInt64: Int] = [:]
     var linkServer: [UInt64: Int] = [:]
@@ -375,6 +392,7 @@ struct World {
         rng = SplitMix64(seed: options.seed)
         servers = Array(repeating: Server(), count: options.servers)
         managers = (0..<options.managers).map { Self.freshManager($0, incarnation: 0) }
+        supervisors = Self.supervisors(options)
         meetingIDs = (0..<options.meetings).map { MeetingID("m\($0)") }
         plan = faultPlan(for: options)
         report = SimulationReport(seed: options.seed)
@@ -439,6 +457,7 @@ struct World {
     // MARK: Running
 
     mutating func run() {
+        startSupervisors()
         for index in servers.indices { schedule(.heartbeat(index, incarnation: 0), after: Int64(index) * 7) }
         for index in managers.indices { schedule(.managerTick(index, incarnation: 0), after: Int64(index) * 11) }
         for index in clients.indices {
@@ -690,6 +709,9 @@ struct World {
             if !servers[server].paused {
                 heartbeat(server)
                 expirePolls(at: server)
+                let first = !servers[server].registered
+                servers[server].registered = true
+                beat(Self.name(server), pid: servers[server].pid, first: first, machine: server)
             }
             schedule(.heartbeat(server, incarnation: incarnation), after: Self.heartbeatMs)
         case .leaseCheck(let server, let incarnation, let link):
@@ -699,7 +721,16 @@ struct World {
             atServer(server, event) { world in world.leaseChecked(lease, link: link, at: server) }
         case .managerTick(let manager, let incarnation):
             guard managers[manager].up, managers[manager].incarnation == incarnation else { return }
-            if !managers[manager].paused { managerTick(manager) }
+            if !managers[manager].paused {
+                managerTick(manager)
+                managers[manager].ticksSinceBeat += 1
+                if Int64(managers[manager].ticksSinceBeat) * Self.managerTickMs >= Self.heartbeatMs {
+                    managers[manager].ticksSinceBeat = 0
+                    let first = !managers[manager].registered
+                    managers[manager].registered = true
+                    beat(Self.managerName(manager), pid: managers[manager].pid, first: first, machine: manager)
+                }
+            }
             schedule(.managerTick(manager, incarnation: incarnation), after: Self.managerTickMs)
         case .leaseRead(let manager, let incarnation):
             schedule(.leaseReadResult(manager: manager, incarnation: incarnation, storeLease), after: storeLatency(manager: manager))
@@ -719,13 +750,22 @@ struct World {
             inject(plan[index])
         case .wake(let server):
             wake(server)
-        case .restart(let server):
+        case .restart(let server, let pid):
             guard !servers[server].up else { return }
             servers[server].up = true
+            servers[server].pid = pid
             trace("collab-\(server)", "restarted, holding nothing")
             schedule(.heartbeat(server, incarnation: servers[server].incarnation), after: 0)
         case .managerWake(let manager):
             wake(\.managers[manager], "manager-\(manager)")
+        case .supervisorTick(let machine):
+            supervisorTick(machine)
+        case .supervisorWake(let machine):
+            wake(\.supervisors[machine], "supervisor-\(machine)")
+        case .supervisorBeat(let machine, let name, let pid, let first):
+            handleBeat(name, pid: pid, first: first, machine: machine)
+        case .processExited(let machine, let name, let pid):
+            exited(name, pid: pid, machine: machine)
         case .onStream(let stream, let sentAt, let inner):
             if let cut = cuts[stream], sentAt <= cut, now > cut, !inner.isCloseNotice {
                 report.faults["message lost in a cut", default: 0] += 1
@@ -733,10 +773,11 @@ struct World {
                 return
             }
             handle(inner)
-        case .managerRestart(let manager):
+        case .managerRestart(let manager, let pid):
             guard !managers[manager].up else { return }
             let incarnation = managers[manager].incarnation
             managers[manager] = Self.freshManager(manager, incarnation: incarnation)
+            managers[manager].pid = pid
             trace("manager-\(manager)", "restarted")
             schedule(.managerTick(manager, incarnation: incarnation), after: 0)
         }
