@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ParleySimulation
+import Synchronization
 
 /// `parley sim`: seeded runs of the failover core in a simulated world, offline.
 struct SimCommand: ParsableCommand {
@@ -39,8 +40,12 @@ struct SimCommand: ParsableCommand {
     @Option(help: "Break a rule on purpose, to see the checker catch it: \(BrokenRule.allCases.map(\.rawValue).joined(separator: ", ")).")
     var breakRule: String?
 
+    @Option(help: "Seeds run side by side, one thread each (each run is single-threaded and replays alike on any).")
+    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+
     mutating func validate() throws {
         guard seeds >= 1 else { throw ValidationError("--seeds must be 1 or more") }
+        guard jobs >= 1 else { throw ValidationError("--jobs must be 1 or more") }
         if trace, seeds != 1 { throw ValidationError("--trace prints one run: use it with --seeds 1") }
         if shrink, seeds != 1 { throw ValidationError("--shrink works on one run: use it with --seeds 1") }
         if faults != nil, faultsKept == nil {
@@ -64,7 +69,17 @@ struct SimCommand: ParsableCommand {
         let started = ContinuousClock.now
         var failed: [UInt64] = []
         var total = SimulationReport(seed: seed)
-        for current in seed..<(seed + seeds) {
+        if !trace && !shrink {
+            let (sum, failures) = Self.runSeeds(seed..<(seed + seeds), jobs: jobs, brokenRule: breakRule.flatMap(BrokenRule.init(rawValue:)),
+                                                faultsKept: faultsKept)
+            total = sum
+            for (current, violations) in failures {
+                failed.append(current)
+                print("seed \(current): \(violations.count) violations")
+                violations.prefix(5).forEach { print("  \($0)") }
+            }
+        }
+        for current in seed..<(seed + seeds) where trace || shrink {
             var options = SimulationOptions(seed: current)
             options.brokenRule = breakRule.flatMap(BrokenRule.init(rawValue:))
             options.faultsKept = faultsKept
@@ -100,5 +115,40 @@ struct SimCommand: ParsableCommand {
               + (shrink ? "" : "; \(String(format: "%.1f", Double(seeds) / max(seconds, 0.001))) runs/s"))
         print("faults: " + total.faults.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         if !failed.isEmpty { throw ExitCode(1) }
+    }
+
+    /// Runs `range` on `jobs` threads, each taking the next seed; the failures come back in
+    /// seed order, whichever thread ran them.
+    static func runSeeds(_ range: Range<UInt64>, jobs: Int, brokenRule: BrokenRule?, faultsKept: Set<Int>?)
+        -> (SimulationReport, [(UInt64, [String])]) {
+        struct Shared {
+            var next: UInt64
+            var total: SimulationReport
+            var failures: [(UInt64, [String])] = []
+        }
+        let shared = Mutex(Shared(next: range.lowerBound, total: SimulationReport(seed: range.lowerBound)))
+        DispatchQueue.concurrentPerform(iterations: min(jobs, range.count)) { _ in
+            var total = SimulationReport(seed: range.lowerBound)
+            var failures: [(UInt64, [String])] = []
+            while true {
+                let current: UInt64? = shared.withLock { state in
+                    guard state.next < range.upperBound else { return nil }
+                    defer { state.next += 1 }
+                    return state.next
+                }
+                guard let current else { break }
+                var options = SimulationOptions(seed: current)
+                options.brokenRule = brokenRule
+                options.faultsKept = faultsKept
+                let report = simulate(options)
+                total.add(report)
+                if !report.violations.isEmpty { failures.append((current, report.violations)) }
+            }
+            shared.withLock { state in
+                state.total.add(total)
+                state.failures += failures
+            }
+        }
+        return shared.withLock { state in (state.total, state.failures.sorted { $0.0 < $1.0 }) }
     }
 }
