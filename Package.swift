@@ -187,7 +187,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "ParleyCoreTests",
-            dependencies: [core, .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: [core, "ParleyTestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict),
         .testTarget(
             name: "ParleyProtocolTests",
