@@ -171,8 +171,9 @@ extension World {
     /// Sessions whose client stopped receiving expire, as `PollSessions.run` closes them.
     mutating func expirePolls(at server: Int) {
         for key in servers[server].polls.keys.sorted() {
-            let session = servers[server].polls[key]!
-            guard !session.receiving, now - session.lastReceive > Self.pollExpiryMs else { continue }
+            // A detach below can end other sessions (a host that stops closes its connections).
+            guard let session = servers[server].polls[key], !session.receiving,
+                  now - session.lastReceive > Self.pollExpiryMs else { continue }
             servers[server].polls[key] = nil
             trace("collab-\(server)", "long-poll session of connection \(key) expired")
             guard let connection = connections[key] else { continue }
