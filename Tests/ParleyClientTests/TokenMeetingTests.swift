@@ -35,6 +35,26 @@ struct FrontRotationTests {
         #expect(fronts.next() == 0)
     }
 
+    @Test("ranked by round trip, the fastest front is asked first, then the next; fronts that did not answer come last, in the order given")
+    func ranking() {
+        #expect(FrontRotation.order([.milliseconds(80), nil, .milliseconds(12), .milliseconds(40), nil]) == [2, 3, 0, 1, 4])
+        #expect(FrontRotation.order([.milliseconds(5), .milliseconds(5)]) == [0, 1], "a tie keeps the order given")
+        let fronts = FrontRotation(count: 3)
+        #expect(fronts.claimRanking())
+        #expect(!fronts.claimRanking(), "one caller probes")
+        fronts.rank(byRoundTrip: [.milliseconds(90), .milliseconds(10), nil])
+        #expect(fronts.next() == 1)
+        fronts.answered(1)
+        #expect(fronts.next() == 1)
+        // The nearest is lost: then the next nearest, then the one that never answered.
+        #expect(fronts.next() == 0)
+        #expect(!fronts.claimRanking())
+        #expect(fronts.next() == 2)
+        // Every front has now gone unanswered in turn: time to probe again.
+        #expect(fronts.next() == 1)
+        #expect(fronts.claimRanking())
+    }
+
     @Test("the guide's example: a client given three fronts is made, its own front first")
     func guideExample() async throws {
         let token = "not.checked.here"

@@ -50,6 +50,10 @@ public actor MeetingClient {
         /// address): when the server cannot tell where the meeting is now (its machine is lost),
         /// the next connection attempt asks the next of these, in turn.
         public var otherServers: [URL] = []
+        /// With other servers, time `GET /v1/ping` on every front before the first connection
+        /// (and again once each has failed in turn), and ask the fastest first; fronts that
+        /// do not answer within ``ConnectionPolicy/connectTimeout`` come last. Off: the order given.
+        public var probeFronts = true
 
         public init(policy: ConnectionPolicy = ConnectionPolicy(), longPollWait: Duration = .seconds(25),
                     eventBufferLimit: Int = 65_536, logger: Logger = Logger(label: "parley.client"),
@@ -129,7 +133,7 @@ public actor MeetingClient {
         self.urlSession = urlSession
         connector = options.connector ?? .network(
             servers: [server] + options.otherServers, meeting: ParleyHTTP.meeting(inToken: token), longPollWait: options.longPollWait,
-            probeTimeout: options.policy.connectTimeout, session: urlSession, logger: logger)
+            probeTimeout: options.policy.connectTimeout, probeFronts: options.probeFronts, session: urlSession, logger: logger)
         origin = clock.now
     }
 

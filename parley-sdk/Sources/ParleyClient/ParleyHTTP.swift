@@ -53,10 +53,11 @@ public enum ParleyHTTP {
     }
 
     /// `GET /v1/ping`: the round trip to `server`, so a client can pick the nearest zone.
-    public static func ping(server: URL, session: URLSession? = nil) async throws(ParleyError) -> Duration {
+    public static func ping(server: URL, timeout: Duration = .seconds(5), session: URLSession? = nil) async throws(ParleyError) -> Duration {
         let url = try endpoint(server, "v1/ping")
         let started = ContinuousClock.now
-        let (status, data) = try await HTTP.send("GET", url, body: nil, timeoutSeconds: 5, session: session ?? HTTP.defaultSession)
+        let (status, data) = try await HTTP.send("GET", url, body: nil, timeoutSeconds: Double(timeout.wholeMilliseconds) / 1000,
+                                                 session: session ?? HTTP.defaultSession)
         guard (200..<300).contains(status) else { throw HTTP.httpError(status, data) }
         return ContinuousClock.now - started
     }

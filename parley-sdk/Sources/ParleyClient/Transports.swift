@@ -35,10 +35,24 @@ public struct Connector: Sendable {
     /// that can answer, the app's own first; an attempt that could not locate the meeting
     /// makes the next one ask the next front.
     static func network(servers: [URL], meeting: MeetingID?, longPollWait: Duration, probeTimeout: Duration,
-                        session: URLSession, logger: Logger) -> Connector {
+                        probeFronts: Bool, session: URLSession, logger: Logger) -> Connector {
         let fronts = FrontRotation(count: servers.count)
         // Ask where the meeting lives now; after a failover that is another server.
         @Sendable func host() async throws -> URL {
+            if probeFronts, fronts.claimRanking() {
+                // The nearest front first: time `GET /v1/ping` on each, side by side.
+                let trips = await withTaskGroup(of: (Int, Duration?).self) { group in
+                    for (index, server) in servers.enumerated() {
+                        group.addTask { (index, try? await ParleyHTTP.ping(server: server, timeout: probeTimeout, session: session)) }
+                    }
+                    var trips = [Duration?](repeating: nil, count: servers.count)
+                    for await (index, trip) in group { trips[index] = trip }
+                    return trips
+                }
+                fronts.rank(byRoundTrip: trips)
+                logger.debug("web fronts ranked by round trip", metadata: [
+                    "fronts": "\(FrontRotation.order(trips).map { "\(servers[$0].absoluteString) \(trips[$0].map { "\($0)" } ?? "no answer")" })"])
+            }
             let index = fronts.next()
             guard let meeting else { return servers[index] }
             let located = try await ParleyHTTP.locate(server: servers[index], meeting: meeting)
@@ -78,31 +92,76 @@ public struct Connector: Sendable {
 
 /// Which web front the next locate asks: the one that answered last, or, after an attempt
 /// that got no answer (its machine may be gone, or the attempt timed out), the next one.
+/// Fronts are tried in the order given until they are ranked by round trip (``rank(byRoundTrip:)``):
+/// then the nearest first, and those that did not answer the probe last.
 final class FrontRotation: Sendable {
     private struct State {
-        var current = 0
+        /// Front indices in the order they are tried.
+        var order: [Int]
+        var position = 0
         var unanswered = false
+        /// Attempts in a row that got no answer: once every front has had one, rank again.
+        var unansweredInARow = 0
+        var rankingDue = true
     }
     private let count: Int
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     init(count: Int) {
         precondition(count > 0)
         self.count = count
+        state = Mutex(State(order: Array(0..<count)))
     }
 
     func next() -> Int {
         state.withLock { state in
-            if state.unanswered { state.current = (state.current + 1) % count }
+            if state.unanswered {
+                state.position = (state.position + 1) % count
+                state.unansweredInARow += 1
+                if state.unansweredInARow >= count { state.rankingDue = true }
+            }
             state.unanswered = true
-            return state.current
+            return state.order[state.position]
         }
     }
 
     func answered(_ index: Int) {
         state.withLock { state in
-            state.current = index
+            state.position = state.order.firstIndex(of: index) ?? state.position
             state.unanswered = false
+            state.unansweredInARow = 0
+        }
+    }
+
+    /// Whether to probe the fronts before this attempt: before the first, and after every
+    /// front in turn went unanswered. True once per such time, so one caller probes.
+    func claimRanking() -> Bool {
+        state.withLock { state in
+            defer { state.rankingDue = false }
+            return state.rankingDue && count > 1
+        }
+    }
+
+    /// Orders the fronts by how fast each answered a probe (nil: it did not), fastest first;
+    /// ties and fronts that did not answer keep the order given. The next attempt asks the first.
+    func rank(byRoundTrip trips: [Duration?]) {
+        precondition(trips.count == count)
+        state.withLock { state in
+            state.order = Self.order(trips)
+            state.position = 0
+            state.unanswered = false
+            state.unansweredInARow = 0
+        }
+    }
+
+    static func order(_ trips: [Duration?]) -> [Int] {
+        trips.indices.sorted { a, b in
+            switch (trips[a], trips[b]) {
+            case let (x?, y?): x < y || (x == y && a < b)
+            case (.some, nil): true
+            case (nil, .some): false
+            case (nil, nil): a < b
+            }
         }
     }
 }
