@@ -419,12 +419,17 @@ struct World {
 
     static func name(_ server: Int) -> NodeName { NodeName("collab-\(server)") }
     static func managerName(_ manager: Int) -> NodeName { NodeName("manager-\(manager)") }
-    static func managerIndex(_ name: NodeName) -> Int? { Int(name.rawValue.dropFirst("manager-".count)) }
+    static func managerIndex(_ name: NodeName) -> Int? { number(of: name, after: "manager-") }
     /// A manager process as it starts: standing by, knowing nothing.
     static func freshManager(_ manager: Int, incarnation: Int) -> Manager {
         Manager(incarnation: incarnation, election: ManagerElection(me: managerName(manager), address: "sim://manager-\(manager)"))
     }
-    static func index(_ name: NodeName) -> Int? { Int(name.rawValue.dropFirst("collab-".count)) }
+    static func index(_ name: NodeName) -> Int? { number(of: name, after: "collab-") }
+    /// The N of a name "prefixN" (not of another prefix's: "manager-1" less "collab-" is -1).
+    static func number(of name: NodeName, after prefix: String) -> Int? {
+        guard name.rawValue.hasPrefix(prefix), let number = Int(name.rawValue.dropFirst(prefix.count)), number >= 0 else { return nil }
+        return number
+    }
     static func address(_ server: Int) -> ServerAddress {
         ServerAddress(client: "sim://collab-\(server)", zone: "sim://collab-\(server)/zone", machine: "m\(server)")
     }
