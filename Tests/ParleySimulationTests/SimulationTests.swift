@@ -74,6 +74,10 @@ struct SimulationTests {
     ///   own op's event (its ack lost) resent the op after resuming from beyond it (17 of seeds
     ///   1-5,000 fail unless `ClientSession` settles an op on its own event).
     ///
+    /// - 27457 and 38465: the simulator itself trapped. A supervisor that woke with its
+    ///   machine killed a manager that had crashed meanwhile, and read "manager-1" as collab
+    ///   server -1 (`World.number(of:after:)`).
+    ///
     /// A lost long-poll answer whose request is sent again is kept answered once by the
     /// broken rule `unnumbered-long-polls` instead, which shows the gap it causes.
     ///
@@ -83,7 +87,7 @@ struct SimulationTests {
     /// standby reported before its host, remembered after the meeting was placed otherwise
     /// and handed to a later host (seed 55239, the only failure of seeds 1-100,000 at f66c60a;
     /// `placement-unplaced-standby`; 55239 passes without the fix since checkpoints came in).
-    @Test("regression seeds stay clean", arguments: [UInt64(8), 9, 31, 102, 49, 83, 137, 458])
+    @Test("regression seeds stay clean", arguments: [UInt64(8), 9, 31, 102, 49, 83, 137, 458, 27_457, 38_465])
     func regressionSeeds(_ seed: UInt64) async {
         let report = await onOwnThread { simulate(SimulationOptions(seed: seed)) }
         #expect(report.violations.isEmpty, "\(report.violations.prefix(3))")
