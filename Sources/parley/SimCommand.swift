@@ -9,8 +9,9 @@ struct SimCommand: ParsableCommand {
         commandName: "sim",
         abstract: "Run the meeting's failover core in a seeded, simulated world and check its guarantees.",
         discussion: """
-            Each seed runs a zone of simulated collab servers and managers hosting meetings, with \
-            clients that send ops, while servers and managers crash, pause and restart, \
+            Each seed runs a zone of simulated collab servers and managers hosting meetings, a \
+            supervisor per machine, and clients on WebSocket and long-polling that send ops, while \
+            servers and managers crash, pause (alone or with their machine) and restart, \
             connections and zone links break (losing what was in flight), servers and managers \
             are partitioned off and healed, wall clocks jump, and the store slows down or fails \
             commits. It checks that every acknowledged op is in the store once, at its seq, that \
