@@ -65,7 +65,7 @@ struct World {
         case leaseClaimResult(manager: Int, incarnation: Int, ManagerLease?)
         case fault(Int)
         case wake(Int)
-        /// A process its supervisor spawned is up (the pid tells it from a later spawn).
+        /// A process its supervisor spawned is up, as the pid it was spawned with.
         case restart(Int, pid: Int)
         case managerWake(Int)
         case managerRestart(Int, pid: Int)
@@ -330,7 +330,7 @@ struct World {
     static let heartbeatMs: Int64 = 200
     static let managerTickMs: Int64 = 50
     /// A long-poll receive waits this long for frames; a session with no receive for
-    /// `pollExpiryMs` expires (30 s and 25 s for real; shorter, in step with the clients'
+    /// `pollExpiryMs` expires (25 s and 30 s for real; shorter, in step with the clients'
     /// shorter heartbeats).
     static let pollWaitMs: Int64 = 1_000
     static let pollExpiryMs: Int64 = 3_000
