@@ -121,10 +121,7 @@ extension World {
         case .outOfStep:
             pollAnswer(.gone, to: request, on: key)
         case .fresh where !session.outbox.isEmpty:
-            let frames = session.outbox
-            session.outbox = []
-            session.delivery.sending(frames)
-            pollAnswer(.frames(frames), to: request, on: key)
+            pollAnswer(.frames(session.takeBatch(at: now)), to: request, on: key)
         case .fresh where session.closed:
             servers[server].polls[key] = nil
             pollAnswer(.gone, to: request, on: key)
@@ -138,28 +135,20 @@ extension World {
     /// A receive's wait ran out: it is answered with nothing (unless frames answered it first).
     mutating func pollWaitOver(_ key: ConnectionKey, after: UInt64, at server: Int) {
         guard var session = servers[server].polls[key], session.receiving, session.delivery.sent == after else { return }
-        session.receiving = false
-        session.lastReceive = now
-        session.delivery.sending([])
+        let frames = session.takeBatch(at: now)   // none: frames answer a waiting receive as they come
         servers[server].polls[key] = session
-        pollAnswer(.frames([]), to: .pollReceive(key, after: after), on: key)
+        pollAnswer(.frames(frames), to: .pollReceive(key, after: after), on: key)
     }
 
     /// A frame for a long-poll client waits in its session's outbox; a waiting receive takes it.
     mutating func pollEnqueue(_ frame: ServerFrame, on key: ConnectionKey) {
         guard let server = connections[key]?.server, var session = servers[server].polls[key], !session.closed else { return }
         session.outbox.append(frame)
-        if session.receiving {
-            let after = session.delivery.sent
-            session.receiving = false
-            session.lastReceive = now
-            session.delivery.sending(session.outbox)
-            let frames = session.outbox
-            session.outbox = []
-            servers[server].polls[key] = session
-            return pollAnswer(.frames(frames), to: .pollReceive(key, after: after), on: key)
-        }
+        guard session.receiving else { return servers[server].polls[key] = session }
+        let after = session.delivery.sent
+        let frames = session.takeBatch(at: now)
         servers[server].polls[key] = session
+        pollAnswer(.frames(frames), to: .pollReceive(key, after: after), on: key)
     }
 
     /// A waiting receive of a closed session with nothing left to read: the session ends.
@@ -184,14 +173,26 @@ extension World {
     /// Answers `request`, unless the answer is to be lost: then the client's HTTP stack,
     /// seeing the connection die before any answer, sends the same request again.
     mutating func pollAnswer(_ answer: PollAnswer, to request: Event, on key: ConnectionKey) {
-        if connections[key]!.poll.lostAnswers > 0, case .pollSend(_, let batch, _) = request, batch == 0 {
-            // Not the hello's: a retried open makes a second session, which the sim does not model.
-        } else if connections[key]!.poll.lostAnswers > 0 {
+        // Not the hello's: a retried open makes a second session, which the sim does not model.
+        let opensSession = if case .pollSend(_, 0, _) = request { true } else { false }
+        if connections[key]!.poll.lostAnswers > 0, !opensSession {
             connections[key]!.poll.lostAnswers -= 1
             report.faults["long-poll request retried", default: 0] += 1
             trace("net", "answer to \(request) lost; the client's HTTP stack sends it again")
             return send(request, on: .toServer(key))
         }
         send(.pollAnswer(key, answer), on: .toClient(key))
+    }
+}
+
+extension World.PollSession {
+    /// The frames waiting, as the next batch: what the receive that takes them is answered.
+    mutating func takeBatch(at now: Int64) -> [ServerFrame] {
+        let frames = outbox
+        outbox = []
+        receiving = false
+        lastReceive = now
+        delivery.sending(frames)
+        return frames
     }
 }

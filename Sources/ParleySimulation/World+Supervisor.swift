@@ -79,9 +79,7 @@ extension World {
     /// A process of `machine` ended: its supervisor reaps it.
     mutating func exited(_ name: NodeName, pid: Int, machine: Int) {
         atSupervisor(machine, .processExited(machine: machine, name, pid: pid)) { world in
-            var rng = world.rng
-            let actions = world.supervisors[machine].rules.exited(name, status: .signaled(9), atMs: Int(world.now), using: &rng)
-            world.rng = rng
+            let actions = world.supervisors[machine].rules.exited(name, status: .signaled(9), atMs: Int(world.now), using: &world.rng)
             world.supervise(machine, actions)
         }
     }
