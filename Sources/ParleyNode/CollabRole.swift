@@ -75,6 +75,8 @@ actor CollabNode: Service, ZoneAgentDelegate {
     private let credentials: ZoneCredentials
     nonisolated let directory: MeetingDirectory
     private var agent: ZoneAgent?
+    /// Where clients reach this server (`ctl status` shows it).
+    private var clientURL = ""
     private let orders = OrderQueue()
     /// The follower of each standby copy, by generation: a newer follow order replaces it.
     private var following: [MeetingID: UInt64] = [:]
@@ -82,6 +84,9 @@ actor CollabNode: Service, ZoneAgentDelegate {
     private var cpu = CPUMeter()
     private let attendance: AttendanceFeed
     private let announce: @Sendable (ZoneAgent) -> Void
+    /// Followers of edge copies, started as clients arrive: run beside the orders' work.
+    private let edgeStarts: AsyncStream<@Sendable () async -> Void>.Continuation
+    private let edgeWork: AsyncStream<@Sendable () async -> Void>
 
     init(context: NodeContext, handle: ServerHandle, credentials: ZoneCredentials, attendance: AttendanceFeed,
          announce: @escaping @Sendable (ZoneAgent) -> Void) {
@@ -91,6 +96,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
         self.attendance = attendance
         self.announce = announce
         directory = handle.directory!
+        (edgeWork, edgeStarts) = AsyncStream.makeStream()
     }
 
     func run() async throws {
@@ -104,7 +110,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
         let bind = try ListenPorts.pick(context.configuration.ports, host: host, process: NodeName(context.name.rawValue + "/zone"))
         let zoneLinks = ZoneListener.application(host: host, bind: bind, credentials: credentials, serverName: "parley-collab",
                                                  port: zonePort, logger: logger) { link in
-            await CollabNode.serveStandby(link, directory: directory, logger: logger)
+            await CollabNode.serveCopy(link, directory: directory, logger: logger)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             // A listener that fails ends the process (the supervisor starts another): a host
@@ -121,11 +127,15 @@ actor CollabNode: Service, ZoneAgentDelegate {
 
     /// The agent and the manager's orders, until shutdown.
     private func serve(as address: ServerAddress) async {
+        clientURL = address.client
         let agent = ZoneAgent(name: context.name, role: .collab, address: address,
                               store: handle.store, credentials: credentials, heartbeatMs: context.configuration.heartbeat.intervalMs,
                               supervisor: context.link, delegate: self, logger: context.logger)
         self.agent = agent
         announce(agent)
+        if context.configuration.scaling.edges {
+            await directory.serveEdges { [weak self] meeting, seq in await self?.startEdge(meeting, holding: seq) }
+        }
         await context.link.reportLoad { [weak self] in await self?.statusLoad() }
         let attendance = attendance
         await withDiscardingTaskGroup { group in
@@ -136,6 +146,11 @@ actor CollabNode: Service, ZoneAgentDelegate {
                 // ignored there, since the meeting is already placed on the server that fenced it.
                 for await meeting in directory.stoppedByThemselves.cancelOnGracefulShutdown() {
                     await agent.send(.failedToHost(meeting: meeting, reason: "its host stopped by itself (a commit failed or was fenced)"))
+                }
+            }
+            group.addTask { [edgeWork] in
+                await withDiscardingTaskGroup { followers in
+                    for await follower in edgeWork { followers.addTask { await follower() } }
                 }
             }
             group.addTask {
@@ -151,6 +166,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
                 }
             }
             await directory.endReplicaFeeds()
+            edgeStarts.finish()
             group.cancelAll()
         }
     }
@@ -190,6 +206,9 @@ actor CollabNode: Service, ZoneAgentDelegate {
             "cpuPercent": .number(load.cpuPercent.rounded()),
             "hosting": .array(held.filter(\.hosting).map { .string($0.meeting.rawValue) }.sorted { "\($0)" < "\($1)" }),
             "standby": .array(held.filter { !$0.hosting }.map { .string($0.meeting.rawValue) }.sorted { "\($0)" < "\($1)" }),
+            // Copies serving participants here of meetings hosted elsewhere.
+            "edges": .array(await directory.edges().map { .string($0.rawValue) }),
+            "client": .string(clientURL),
         ])
     }
 
@@ -205,18 +224,37 @@ actor CollabNode: Service, ZoneAgentDelegate {
             following[meeting] = nil
             return { await self.host(meeting, promoting: promoting) }
         case .follow(let meeting, let host, let address, _):
-            generation += 1
-            let mine = generation
-            following[meeting] = mine
-            return { await self.follow(meeting, host: host, at: address.zone, generation: mine) }
+            let mine = nextFollower(of: meeting)
+            return { await self.follow(meeting, from: .ordered(host, url: address.zone), standby: true, holding: nil, generation: mine) }
         case .release(let meeting, _):
             following[meeting] = nil
-            await directory.release(meeting, reason: "the manager moved it")
+            let keptForClients = await directory.release(meeting, reason: "the manager moved it")
             context.link.reportNow()
-            return nil
+            // Its participants stay: the copy follows whoever hosts the meeting now, as an edge.
+            return keptForClients ? await edgeFollower(meeting, holding: nil) : nil
         default:
             return nil
         }
+    }
+
+    /// A new follower of `meeting`'s copy here; the one before it (if any) stops.
+    private func nextFollower(of meeting: MeetingID) -> UInt64 {
+        generation += 1
+        following[meeting] = generation
+        return generation
+    }
+
+    /// The work of following `meeting`'s copy here as an edge: it finds the host through
+    /// the manager, each time its link ends.
+    private func edgeFollower(_ meeting: MeetingID, holding seq: Seq?) async -> @Sendable () async -> Void {
+        let mine = nextFollower(of: meeting)
+        let held = if let seq { seq } else { await directory.copyLastSeq(meeting) }
+        return { await self.follow(meeting, from: .located, standby: false, holding: held, generation: mine) }
+    }
+
+    /// A copy opened here for participants of a meeting hosted elsewhere: follow it.
+    func startEdge(_ meeting: MeetingID, holding seq: Seq) async {
+        edgeStarts.yield(await edgeFollower(meeting, holding: seq))
     }
 
     /// Opens or promotes `meeting` here and tells the manager how that went. If the manager
@@ -227,107 +265,228 @@ actor CollabNode: Service, ZoneAgentDelegate {
             // `ctl status` lists it from now on, not from the next heartbeat.
             context.link.reportNow()
             await agent?.send(.hosting(meeting: meeting, epoch: epoch))
+            // Participants attached to the copy here keep their connections: the copy goes on,
+            // following the host here.
+            if await directory.copyServesClients(meeting) { edgeStarts.yield(await edgeFollower(meeting, holding: nil)) }
         } catch {
             context.logger.error("cannot host", metadata: ["meeting": "\(meeting)", "error": "\(error)"])
             await agent?.send(.failedToHost(meeting: meeting, reason: error.message))
         }
     }
 
-    /// Whether the follow order of `generation` still stands (not replaced, released or promoted).
+    /// Whether the follower of `generation` still stands (not replaced, released or promoted).
     private func isCurrent(_ meeting: MeetingID, _ generation: UInt64) -> Bool {
         following[meeting] == generation
     }
 
-    /// Keeps the standby copy of `meeting` current while the order stands, as `StandbyFollower`
-    /// decides: load it from the store, subscribe to the host's committed stream after its last
-    /// seq, apply what arrives, and subscribe again or reload when the stream ends.
-    private func follow(_ meeting: MeetingID, host: NodeName, at url: String, generation: UInt64) async {
+    /// Where a copy here finds its host.
+    private enum HostSource {
+        /// The manager's follow order named it (a standby): followed until another order.
+        case ordered(NodeName, url: String)
+        /// Asked of the manager each time a link ends (an edge).
+        case located
+    }
+
+    /// Where the host is for one subscription.
+    private enum HostPlace {
+        case here
+        case remote(NodeName, url: String)
+    }
+
+    private func place(of meeting: MeetingID, from source: HostSource) async -> HostPlace? {
+        if await directory.isHosting(meeting) { return .here }
+        switch source {
+        case .ordered(let host, let url):
+            return .remote(host, url: url)
+        case .located:
+            guard let agent, case .at(let name, let address)? = try? await agent.findHost(meeting, timeout: .seconds(5)),
+                  name != context.name else { return nil }
+            return .remote(name, url: address.zone)
+        }
+    }
+
+    /// Keeps the copy of `meeting` here current while this follower stands, as
+    /// `StandbyFollower` decides: load it from the store, subscribe to the host's committed
+    /// stream after its last seq, apply what arrives, and subscribe again or reload when the
+    /// stream ends. An edge's follower stops when its copy is dropped.
+    private func follow(_ meeting: MeetingID, from source: HostSource, standby: Bool, holding seq: Seq?, generation: UInt64) async {
         let logger = context.logger
         var follower = StandbyFollower()
-        var actions = follower.start()
+        var actions = seq.map { follower.holding($0) } ?? follower.start()
         while !Task.isCancelled, isCurrent(meeting, generation), !actions.isEmpty {
             switch actions.removeFirst() {
             case .load:
+                if !standby, !(await directory.isFollowing(meeting)) { return }
                 do {
-                    actions += follower.loaded(through: try await directory.startStandby(meeting))
+                    actions += follower.loaded(through: try await directory.startCopy(meeting, standby: standby))
                 } catch {
-                    logger.debug("standby copy could not be loaded; retrying", metadata: ["meeting": "\(meeting)", "error": "\(error)"])
+                    logger.debug("copy could not be loaded; retrying", metadata: ["meeting": "\(meeting)", "error": "\(error)"])
                     actions += follower.loadFailed()
                 }
             case .subscribe(let after):
+                guard let place = await place(of: meeting, from: source) else {
+                    actions += follower.linkEnded()
+                    continue
+                }
                 do {
-                    let directory = directory
-                    let (reload, last) = try await Self.subscribe(meeting, after: after, host: host, at: url, me: context.name,
-                                                                   credentials: credentials, directory: directory, logger: logger) {
-                        await self.isCurrent(meeting, generation)
+                    let stillWanted: @Sendable () async -> Bool = { await self.isCurrent(meeting, generation) }
+                    let (reload, last) = switch place {
+                    case .here:
+                        await Self.subscribeHere(meeting, after: after, directory: directory, stillWanted: stillWanted)
+                    case .remote(let host, let url):
+                        try await Self.subscribe(meeting, after: after, host: host, at: url, me: context.name,
+                                                 credentials: credentials, directory: directory, logger: logger,
+                                                 stillWanted: stillWanted)
                     }
                     follower.applied(through: last)
                     actions += reload ? follower.reloadAsked() : follower.linkEnded()
                 } catch {
-                    logger.debug("standby link to host failed; retrying", metadata: ["meeting": "\(meeting)", "error": "\(error)"])
+                    logger.debug("link to the host failed; retrying", metadata: ["meeting": "\(meeting)", "error": "\(error)"])
                     actions += follower.linkEnded()
                 }
             case .closeLink:
                 break  // `subscribe` has returned: its link is closed
             case .wait(let ms):
                 try? await Task.sleep(for: .milliseconds(ms))
-                actions += follower.retryDue(copyHeld: await directory.isFollowing(meeting))
+                let held = await directory.isFollowing(meeting)
+                if !standby, !held { return }
+                actions += follower.retryDue(copyHeld: held)
             }
         }
     }
 
-    /// One subscription over one link. Returns whether the copy must be reloaded from the
-    /// store, and the last seq applied.
+    /// What one subscription ended with: whether the copy must be reloaded from the store,
+    /// and the last seq applied.
+    private final class Outcome: Sendable {
+        let state: Mutex<(reload: Bool, last: Seq)>
+        init(after: Seq) { state = Mutex((false, after)) }
+        var value: (Bool, Seq) { state.withLock { ($0.reload, $0.last) } }
+        func reload() { state.withLock { $0.reload = true } }
+        func applied(through seq: Seq) { state.withLock { $0.last = seq } }
+    }
+
+    /// Applies one update from the host to the copy here; false when the subscription must end.
+    private static func take(_ update: ReplicaUpdate, _ meeting: MeetingID, directory: MeetingDirectory, outcome: Outcome) async -> Bool {
+        switch update {
+        case .entries(let entries):
+            guard await directory.replicate(meeting, entries) else {
+                outcome.reload()
+                return false
+            }
+            if let last = entries.last?.seq { outcome.applied(through: last) }
+        case .reload:
+            outcome.reload()
+            return false
+        case .notice(let notice):
+            await directory.copyNotice(meeting, notice)
+        }
+        return true
+    }
+
+    /// One subscription over one link to a host on another server.
     private static func subscribe(_ meeting: MeetingID, after: Seq, host: NodeName, at url: String, me: NodeName,
                                   credentials: ZoneCredentials, directory: MeetingDirectory, logger: Logger,
                                   stillWanted: @escaping @Sendable () async -> Bool) async throws -> (Bool, Seq) {
-        // (reload from the store?, last seq applied), written by the link body only.
-        let outcome = Mutex((reload: false, last: after))
+        let outcome = Outcome(after: after)
         try await ZoneLink.connect(to: url, as: me, peer: host, credentials: credentials, nowMs: wallClockMs(), logger: logger) { link in
             try await link.send(.subscribe(meeting: meeting, after: after))
-            for try await message in link.messages() {
-                guard await stillWanted() else { return }
-                switch message {
-                case .entries(let id, let entries) where id == meeting:
-                    guard await directory.replicate(meeting, entries) else {
-                        outcome.withLock { $0.reload = true }
-                        return
-                    }
-                    if let last = entries.last?.seq { outcome.withLock { $0.last = last } }
-                case .reload(let id) where id == meeting:
-                    outcome.withLock { $0.reload = true }
-                    return
-                default:
-                    continue
+            guard let requests = await directory.copyLinkStarted(meeting) else { return }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // The copy's participants' requests go up the same link.
+                group.addTask {
+                    for await request in requests { try await link.send(.copyRequest(meeting: meeting, request)) }
                 }
+                group.addTask {
+                    for try await message in link.messages() {
+                        guard await stillWanted() else { return }
+                        let update: ReplicaUpdate
+                        switch message {
+                        case .entries(let id, let entries) where id == meeting: update = .entries(entries)
+                        case .reload(let id) where id == meeting: update = .reload
+                        case .copyNotice(let id, let notice) where id == meeting: update = .notice(notice)
+                        default: continue
+                        }
+                        guard await take(update, meeting, directory: directory, outcome: outcome) else { return }
+                    }
+                }
+                try await group.next()
+                group.cancelAll()
             }
         }
-        return outcome.withLock { ($0.reload, $0.last) }
+        await directory.copyLinkEnded(meeting)
+        return outcome.value
     }
 
-    /// The host side: a standby subscribed to one of the meetings hosted here.
-    /// Entries per message to a standby: an entry holds at most one client frame (64 KiB by
+    /// One subscription to the meeting hosted on this server: a copy here that had clients
+    /// when this server took the meeting over keeps them, following the host in-process.
+    private static func subscribeHere(_ meeting: MeetingID, after: Seq, directory: MeetingDirectory,
+                                      stillWanted: @escaping @Sendable () async -> Bool) async -> (Bool, Seq) {
+        let outcome = Outcome(after: after)
+        guard let feed = await directory.subscribe(meeting, after: after) else { return outcome.value }
+        if let requests = await directory.copyLinkStarted(meeting) {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await request in requests { await directory.copyRequest(meeting, over: feed, request) }
+                }
+                group.addTask {
+                    for await update in feed.updates {
+                        guard await stillWanted(), await take(update, meeting, directory: directory, outcome: outcome) else { return }
+                    }
+                }
+                await group.next()
+                group.cancelAll()
+            }
+        }
+        feed.finish()
+        await directory.copyGone(meeting, over: feed)
+        await directory.copyLinkEnded(meeting)
+        return outcome.value
+    }
+
+    /// The meeting a copy's link subscribed to, and its feed.
+    private final class Subscription: Sendable {
+        private let state = Mutex<(MeetingID, ReplicaFeed)?>(nil)
+        var value: (MeetingID, ReplicaFeed)? {
+            get { state.withLock { $0 } }
+            set { state.withLock { $0 = newValue } }
+        }
+    }
+
+    /// The host side: a copy (standby or edge) on another server subscribed to one of the
+    /// meetings hosted here, and passes its participants' requests up the same link.
+    /// Entries per message to a copy: an entry holds at most one client frame (64 KiB by
     /// default), so a message stays near 2 MiB, well below `ZoneLink.maxMessageBytes`.
     static let entriesPerMessage = 32
 
-    static func serveStandby(_ link: ZoneLink, directory: MeetingDirectory?, logger: Logger) async {
+    static func serveCopy(_ link: ZoneLink, directory: MeetingDirectory?, logger: Logger) async {
         guard let directory else { return }
-        let (requests, request) = AsyncStream<(MeetingID, Seq)>.makeStream(bufferingPolicy: .bufferingOldest(1))
+        let (feeds, handOver) = AsyncStream<(MeetingID, ReplicaFeed)>.makeStream(bufferingPolicy: .bufferingOldest(1))
+        let subscription = Subscription()
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
-                // Keep reading after the subscription too, or the WebSocket's pongs go unread and
-                // an idle link is dropped; this also notices at once when the standby goes away.
+                // Keep reading after the subscription too: the copy's requests come this way,
+                // the WebSocket's pongs go unread otherwise (and an idle link is dropped), and
+                // this notices at once when the copy goes away.
                 do {
                     for try await message in link.messages() {
-                        if case .subscribe(let meeting, let after) = message { request.yield((meeting, after)) }
+                        switch message {
+                        case .subscribe(let meeting, let after) where subscription.value == nil:
+                            guard let feed = await directory.subscribe(meeting, after: after) else { return }
+                            subscription.value = (meeting, feed)
+                            handOver.yield((meeting, feed))
+                            logger.info("copy subscribed", metadata: ["meeting": "\(meeting)", "copy": "\(link.peer)", "after": "\(after)"])
+                        case .copyRequest(let meeting, let request):
+                            guard let (subscribed, feed) = subscription.value, subscribed == meeting else { continue }
+                            await directory.copyRequest(meeting, over: feed, request)
+                        default:
+                            continue
+                        }
                     }
                 } catch {}
-                request.finish()
+                handOver.finish()
             }
             group.addTask {
-                guard let (meeting, after) = await requests.first(where: { _ in true }),
-                      let feed = await directory.subscribe(meeting, after: after) else { return }
-                logger.info("standby subscribed", metadata: ["meeting": "\(meeting)", "standby": "\(link.peer)", "after": "\(after)"])
+                guard let (meeting, feed) = await feeds.first(where: { _ in true }) else { return }
                 do {
                     for await update in feed.updates {
                         switch update {
@@ -339,14 +498,19 @@ actor CollabNode: Service, ZoneAgentDelegate {
                                 try await link.send(.entries(meeting: meeting, batch))
                             }
                         case .reload: try await link.send(.reload(meeting: meeting))
+                        case .notice(let notice): try await link.send(.copyNotice(meeting: meeting, notice))
                         }
                     }
                 } catch {
-                    logger.debug("standby link closed", metadata: ["standby": "\(link.peer)", "error": "\(error)"])
+                    logger.debug("copy link closed", metadata: ["copy": "\(link.peer)", "error": "\(error)"])
                 }
             }
             await group.next()
             group.cancelAll()
+        }
+        if let (meeting, feed) = subscription.value {
+            feed.finish()
+            await directory.copyGone(meeting, over: feed)
         }
     }
 }

@@ -71,7 +71,8 @@ actor ZoneManager {
         placement = Placement(tuning: .init(
             heartbeatTimeoutMs: Int64(configuration.heartbeat.timeoutMs),
             connectionsPerServer: configuration.scaling.connectionsPerServer,
-            maxServers: max(configuration.scaling.maxCollabServers, collabCount)))
+            maxServers: max(configuration.scaling.maxCollabServers, collabCount),
+            connectionsPerCopy: configuration.scaling.edges ? configuration.scaling.connectionsPerCopy : nil))
         logger.notice("leading the zone", metadata: ["term": "\(term)"])
         supervisor.reportNow()
     }
@@ -166,6 +167,9 @@ actor ZoneManager {
         case .locate(let request, let meeting):
             let key = relays.locateAsked(by: linkID, request: request)
             perform(placement!.locate(meeting, request: key, nowMs: now))
+        case .findHost(let request, let meeting):
+            let key = relays.locateAsked(by: linkID, request: request)
+            perform(placement!.locate(meeting, request: key, forClient: false, nowMs: now))
         case .attendance:
             // The log service stores it; the license service counts who is present by it.
             let receivers = Set([serviceNode(.log), serviceNode(.license)].compactMap { $0 })

@@ -56,6 +56,7 @@ extension ServerConfiguration {
         self.init(host: zone.host, port: port, dataDirectory: paths.data)
         store = try zone.storeLocation()
         tls = zone.tls.map(ServerTLS.init)
+        servesEdges = zone.scaling.edges
         let clients = zone.clients
         if let value = clients.maxFrameBytes { limits.maxFrameBytes = value }
         if let value = clients.framesPerSecond { limits.framesPerSecond = value }

@@ -118,6 +118,14 @@ public actor ZoneAgent: Service {
         }
     }
 
+    /// Where is the host of `meeting`? For a copy of it here that follows the host.
+    public func findHost(_ meeting: MeetingID, timeout: Duration) async throws -> LocateResult {
+        let pending = locates
+        return try await pending.call(timeout: timeout) { id in
+            await self.send(.findHost(request: id, meeting: meeting))
+        }
+    }
+
     /// Asks the license service (through the manager) whether `participant` may join.
     public func admit(_ meeting: MeetingID, _ participant: ParticipantID, timeout: Duration) async throws -> AdmitReply {
         let pending = admits

@@ -14,8 +14,8 @@ final class ClientConnection: Sendable {
         /// Hello received; its token is being checked and its meeting found.
         case verifying
         /// Hello accepted; waiting for the meeting host to welcome or refuse.
-        case joining(MeetingHost)
-        case attached(MeetingHost, ParticipantID)
+        case joining(any MeetingEntrance)
+        case attached(any MeetingEntrance, ParticipantID)
         case closed
     }
 
@@ -76,7 +76,7 @@ final class ClientConnection: Sendable {
         }
     }
 
-    func markJoining(_ host: MeetingHost) -> Bool {
+    func markJoining(_ host: any MeetingEntrance) -> Bool {
         state.withLock { state in
             guard case .verifying = state.phase else { return false }
             state.phase = .joining(host)
@@ -271,9 +271,9 @@ final class Gateway: Service, Sendable {
             connection.fail(error, encoder)
             return
         }
-        let host: MeetingHost
+        let host: any MeetingEntrance
         do {
-            host = try await directory.host(for: claims.meeting)
+            host = try await directory.entrance(for: claims.meeting)
         } catch {
             connection.helloFailed()
             connection.fail(error, encoder)

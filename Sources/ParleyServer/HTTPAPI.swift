@@ -82,17 +82,28 @@ struct HTTPAPI: Sendable {
         router.get("/health") { _, _ in
             try json(["status": "ok"])
         }
-        if front { addFrontRoutes(router) }
+        if front {
+            addFrontRoutes(router)
+        } else if configuration.servesEdges {
+            // A collaboration server serving edges is a place to connect to in its own right:
+            // a client given its address is timed with ping and located here.
+            addPing(router)
+            addLocate(router)
+        }
         if let transports { addPollRoutes(router, transports) }
         return router
     }
 
-    private func addFrontRoutes(_ router: Router<BasicRequestContext>) {
-        // The ping service: cheap enough to probe often, so a client can pick the nearest zone.
+    /// The ping service: cheap enough to probe often, so a client can pick the nearest zone or server.
+    private func addPing(_ router: Router<BasicRequestContext>) {
         router.get("/v1/ping") { _, _ in
             struct Pong: Encodable { var pong = true; var serverTimeMs: Int64 }
             return try json(Pong(serverTimeMs: clock()))
         }
+    }
+
+    private func addFrontRoutes(_ router: Router<BasicRequestContext>) {
+        addPing(router)
         router.post("/v1/meetings") { request, context in
             try authorize(request)
             let body: CreateMeetingRequest = try await decode(request, context)
@@ -148,8 +159,13 @@ struct HTTPAPI: Sendable {
             }
         }
 
-        // The locator. A single server hosts every meeting itself; in a zone the web process
-        // answers with the collaboration server the manager placed the meeting on.
+        addLocate(router)
+    }
+
+    /// The locator. A single server hosts every meeting itself, and so does a collaboration
+    /// server serving edges (from a copy); in a zone the web process answers with the
+    /// collaboration server the manager chose.
+    private func addLocate(_ router: Router<BasicRequestContext>) {
         router.get("/v1/meetings/:id/locate") { request, context in
             let id = MeetingID(try context.parameters.require("id"))
             guard try await knownMeeting(id) else {

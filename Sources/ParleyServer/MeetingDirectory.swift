@@ -4,13 +4,15 @@ import ParleyProtocol
 import ParleyStore
 import ServiceLifecycle
 
-/// The meetings this server hosts, and the standby copies it keeps of meetings hosted
-/// elsewhere. A host loop runs inside ``run()``'s task group, so every host is owned and
-/// shut down with the server.
+/// The meetings this server hosts, and the copies it keeps of meetings hosted elsewhere
+/// (standbys, and edges that serve participants here). Host and copy loops run inside
+/// ``run()``'s task group, so every one is owned and shut down with the server.
 ///
 /// A single server loads a meeting on its first hello. In a zone the manager decides:
-/// ``open(_:)`` and ``promote(_:)`` make this server the host, ``follow`` keeps a standby
-/// copy up to date, ``release(_:)`` lets go; a hello for anything else gets `moved`.
+/// ``open(_:)`` and ``promote(_:)`` make this server the host, ``startCopy(_:standby:)``
+/// keeps a standby copy up to date, ``release(_:reason:)`` lets go. A hello for a meeting
+/// hosted elsewhere is served from a copy here when the zone has edges on
+/// (``serveEdges(follow:)``), and gets `moved` otherwise.
 public actor MeetingDirectory: Service {
     private let store: any Store
     private let commitLog: GroupCommitLog
@@ -20,12 +22,21 @@ public actor MeetingDirectory: Service {
     private let loadsOnDemand: Bool
     private var hosts: [MeetingID: MeetingHost] = [:]
     private var loading: [MeetingID: [CheckedContinuation<MeetingHost, any Error>]] = [:]
-    /// Standby copies: the host's committed stream applied to a replica log.
-    private var standbys: [MeetingID: MeetingLog] = [:]
+    /// Copies of meetings hosted elsewhere: the host's committed stream applied to a replica
+    /// log, serving the participants attached here.
+    private var copies: [MeetingID: MeetingCopy] = [:]
+    private var openingCopies: [MeetingID: [CheckedContinuation<MeetingCopy, any Error>]] = [:]
+    /// Set when this server serves participants of meetings hosted elsewhere: starts
+    /// following a copy opened for them.
+    private var followEdge: (@Sendable (MeetingID, Seq) async -> Void)?
     private var accepting = true
     private var streaming = true
-    private let started: AsyncStream<MeetingHost>
-    private let start: AsyncStream<MeetingHost>.Continuation
+    private enum Loop: Sendable {
+        case host(MeetingHost)
+        case copy(MeetingCopy)
+    }
+    private let started: AsyncStream<Loop>
+    private let start: AsyncStream<Loop>.Continuation
     /// Meetings whose host stopped by itself (a commit failed, or it was fenced), not
     /// because the manager released it. The zone must hear of it: the manager still places
     /// the meeting here, and every client it sends here would be told `moved`, forever.
@@ -52,10 +63,18 @@ public actor MeetingDirectory: Service {
     /// checkpoint before returning.
     public func run() async throws {
         await withDiscardingTaskGroup { group in
-            for await host in started.cancelOnGracefulShutdown() {
-                group.addTask {
-                    await host.run()
-                    await self.forget(host)
+            for await loop in started.cancelOnGracefulShutdown() {
+                switch loop {
+                case .host(let host):
+                    group.addTask {
+                        await host.run()
+                        await self.forget(host)
+                    }
+                case .copy(let copy):
+                    group.addTask {
+                        await copy.run()
+                        await self.forget(copy)
+                    }
                 }
             }
             // Graceful shutdown: the group waits for each host to commit and checkpoint.
@@ -66,7 +85,13 @@ public actor MeetingDirectory: Service {
     private func shutDown() {
         accepting = false
         for host in hosts.values { _ = host.submit(.shutdown) }
+        // Closed without an error: the server is stopping, and the clients resume elsewhere.
+        for copy in copies.values { copy.stop(failing: nil) }
         start.finish()
+    }
+
+    private func forget(_ copy: MeetingCopy) {
+        if copies[copy.id] === copy { copies[copy.id] = nil }
     }
 
     private func forget(_ host: MeetingHost) {
@@ -78,22 +103,70 @@ public actor MeetingDirectory: Service {
         logger.info("meeting unloaded", metadata: ["meeting": "\(host.id)"])
     }
 
-    /// The host of `id`. A single server loads the meeting from the store if it is not
-    /// running yet; a zone server only hosts what the manager placed here.
-    func host(for id: MeetingID) async throws(ProtocolError) -> MeetingHost {
+    /// Where a client of `id` attaches here: the host, or a copy. A single server loads the
+    /// meeting from the store if it is not running yet; a zone server only hosts what the
+    /// manager placed here, and serves other meetings from copies when edges are on.
+    func entrance(for id: MeetingID) async throws(ProtocolError) -> any MeetingEntrance {
         guard accepting else { throw ProtocolError(.serverBusy, "the server is shutting down; reconnect shortly", fatal: true) }
         if let host = hosts[id] { return host }
-        guard loadsOnDemand else {
+        if loadsOnDemand { return try await load(id, promoting: false) }
+        // Without edges, a standby copy serves nobody: its clients would never be told
+        // where the meeting is hosted.
+        guard followEdge != nil else {
             throw ProtocolError(.moved, "meeting \(id) is not hosted on this server; ask the locator again", fatal: true)
         }
-        return try await load(id, promoting: false)
+        if let copy = copies[id] { return copy }
+        return try await openEdge(id)
+    }
+
+    /// Serve participants of meetings hosted elsewhere from copies kept here; `follow`
+    /// starts keeping a new one current.
+    public func serveEdges(follow: @escaping @Sendable (MeetingID, _ holding: Seq) async -> Void) {
+        followEdge = follow
+    }
+
+    /// A copy for the participants attached here, loaded from the store and then followed.
+    private func openEdge(_ id: MeetingID) async throws(ProtocolError) -> MeetingCopy {
+        if openingCopies[id] != nil {
+            do {
+                return try await withCheckedThrowingContinuation { openingCopies[id, default: []].append($0) }
+            } catch let error as ProtocolError {
+                throw error
+            } catch {
+                throw ProtocolError(.internalError, "\(error)", fatal: true)
+            }
+        }
+        openingCopies[id] = []
+        let result: Result<MeetingCopy, ProtocolError>
+        var held: Seq = 0
+        do {
+            held = try await startCopy(id, standby: false)
+            if let copy = copies[id] {
+                result = .success(copy)
+            } else {
+                result = .failure(ProtocolError(.serverBusy, "the copy of meeting \(id) was dropped as it opened; reconnect", fatal: true))
+            }
+        } catch {
+            result = .failure(error)
+        }
+        for waiter in openingCopies.removeValue(forKey: id) ?? [] { waiter.resume(with: result) }
+        let copy = try result.get()
+        logger.info("edge copy opened for participants here", metadata: ["meeting": "\(id)"])
+        await followEdge?(id, held)
+        return copy
     }
 
     // MARK: The zone's orders
 
     /// What this server holds: the meetings it hosts and its standby copies, with epochs.
     public func held() -> [(meeting: MeetingID, hosting: Bool, epoch: Epoch)] {
-        hosts.values.map { ($0.id, true, $0.epoch) } + standbys.map { ($0.key, false, $0.value.epoch) }
+        hosts.values.map { ($0.id, true, $0.epoch) } + copies.values.filter(\.isStandby).map { ($0.id, false, $0.epoch) }
+    }
+
+    /// The meetings hosted elsewhere whose participants are served here, from a copy
+    /// (the standby's, or an edge's), sorted.
+    public func edges() -> [MeetingID] {
+        copies.values.filter { $0.clientCount > 0 }.map(\.id).sorted()
     }
 
     /// Load figures for the zone's placement.
@@ -114,46 +187,79 @@ public actor MeetingDirectory: Service {
         return try await load(id, promoting: true).epoch
     }
 
-    /// Stops hosting or following the meeting. Clients are sent to the locator.
-    public func release(_ id: MeetingID, reason: String) {
+    /// Stops hosting the meeting, or keeping it as a standby. Clients of the host are sent
+    /// to the locator. Returns true when a copy stays here for the participants attached
+    /// to it (it is an edge from now on, and must be followed as one).
+    public func release(_ id: MeetingID, reason: String) -> Bool {
         if let host = hosts.removeValue(forKey: id) { _ = host.submit(.release(reason: reason)) }
-        if standbys.removeValue(forKey: id) != nil {
-            logger.info("standby copy dropped", metadata: ["meeting": "\(id)", "reason": "\(reason)"])
-        }
+        guard let copy = copies[id] else { return false }
+        copy.standby.store(false, ordering: .relaxed)
+        if copy.clientCount > 0 { return true }
+        copies[id] = nil
+        copy.stop(failing: ProtocolError(.moved, "meeting \(id) moved (\(reason)); ask the locator again", fatal: true))
+        logger.info("copy dropped", metadata: ["meeting": "\(id)", "reason": "\(reason)"])
+        return false
     }
 
-    /// Starts (or restarts) a standby copy from the store. Returns the seq to subscribe after.
-    public func startStandby(_ id: MeetingID) async throws(ProtocolError) -> Seq {
-        if hosts[id] != nil { throw ProtocolError(.internalError, "meeting \(id) is hosted here; it cannot also be a standby") }
+    /// Starts a copy from the store, or rebuilds the one kept here (its clients stay
+    /// attached). Returns the seq to subscribe after.
+    public func startCopy(_ id: MeetingID, standby: Bool) async throws(ProtocolError) -> Seq {
+        if hosts[id] != nil, copies[id] == nil {
+            throw ProtocolError(.internalError, "meeting \(id) is hosted here; it needs no copy")
+        }
         let recovered = try await recover(id)
+        let log: MeetingLog
         do {
-            let log = try MeetingLog(standbyFrom: recovered.snapshot, entries: recovered.entries, history: recovered.history,
-                                     window: configuration.resumeWindow)
-            standbys[id] = log
-            return log.lastSeq
+            log = try MeetingLog(standbyFrom: recovered.snapshot, entries: recovered.entries, history: recovered.history,
+                                 window: configuration.resumeWindow)
         } catch {
-            throw ProtocolError(.internalError, "cannot rebuild a standby copy of \(id): \(error)")
+            throw ProtocolError(.internalError, "cannot rebuild a copy of \(id): \(error)")
         }
+        if let copy = copies[id] {
+            if standby { copy.standby.store(true, ordering: .relaxed) }
+            copy.rebuilt(log)
+        } else {
+            let copy = MeetingCopy(log: log, standby: standby, configuration: configuration, clock: clock, logger: logger)
+            copies[id] = copy
+            start.yield(.copy(copy))
+        }
+        return log.lastSeq
     }
 
-    /// Whether a standby copy of `id` is kept here.
-    public func isFollowing(_ id: MeetingID) -> Bool { standbys[id] != nil }
+    /// Whether a copy of `id` is kept here.
+    public func isFollowing(_ id: MeetingID) -> Bool { copies[id] != nil }
+
+    /// The last seq the copy of `id` here holds.
+    public func copyLastSeq(_ id: MeetingID) async -> Seq? { await copies[id]?.currentLog()?.lastSeq }
+
+    /// Whether participants are attached to the copy of `id` kept here.
+    public func copyServesClients(_ id: MeetingID) -> Bool { (copies[id]?.clientCount ?? 0) > 0 }
+
+    /// Whether `id` is hosted here.
+    public func isHosting(_ id: MeetingID) -> Bool { hosts[id] != nil }
 
     /// Applies entries the host streamed. False if the copy cannot take them (a gap, or it
     /// was dropped): the follower reloads or stops.
-    public func replicate(_ id: MeetingID, _ entries: [LogEntry]) -> Bool {
-        // Taken out of the dictionary, the copy is the only owner of its storage, so applying
-        // the entries does not first copy the whole meeting (tail, chat, outcomes).
-        guard var log = standbys.removeValue(forKey: id) else { return false }
-        do {
-            try log.replicate(entries)
-            standbys[id] = log
-            return true
-        } catch {
-            // Left out: it may hold part of the batch, so it is no copy of the host any more.
-            logger.warning("standby copy out of step; reloading", metadata: ["meeting": "\(id)", "error": "\(error)"])
-            return false
+    public func replicate(_ id: MeetingID, _ entries: [LogEntry]) async -> Bool {
+        guard let copy = copies[id] else { return false }
+        return await copy.replicate(entries)
+    }
+
+    /// A link to the host of `id` is up: what the copy here passes up on it. Nil without a copy.
+    public func copyLinkStarted(_ id: MeetingID) -> AsyncStream<CopyRequest>? { copies[id]?.linkStarted() }
+    public func copyLinkEnded(_ id: MeetingID) { copies[id]?.linkEnded() }
+    public func copyNotice(_ id: MeetingID, _ notice: CopyNotice) { copies[id]?.notice(notice) }
+
+    /// A copy elsewhere, following `id` over `feed`, passed up a request.
+    public func copyRequest(_ id: MeetingID, over feed: ReplicaFeed, _ request: CopyRequest) {
+        if let host = hosts[id], case .full = host.submit(.copyRequest(feed, request)), case .op(let participant, let opID, _) = request {
+            _ = feed.push(.notice(.rejected(participant: participant, id: opID, Rejection(.serverBusy, "the meeting is overloaded; not applied, retry later"))))
         }
+    }
+
+    /// The copy following `id` over `feed` is gone.
+    public func copyGone(_ id: MeetingID, over feed: ReplicaFeed) {
+        _ = hosts[id]?.submit(.copyGone(feed))
     }
 
     /// A standby elsewhere subscribes to the committed stream of a meeting hosted here.
@@ -187,7 +293,8 @@ public actor MeetingDirectory: Service {
         let result: Result<MeetingHost, ProtocolError>
         let started = ContinuousClock.now
         do {
-            result = .success(try await build(id, from: promoting ? standbys[id] : nil))
+            let standby = promoting ? await copies[id]?.currentLog() : nil
+            result = .success(try await build(id, from: standby))
         } catch {
             result = .failure(error)
         }
@@ -199,9 +306,17 @@ public actor MeetingDirectory: Service {
         let waiters = loading.removeValue(forKey: id) ?? []
         switch result {
         case .success(let host):
-            standbys[id] = nil
+            // A copy with participants attached stays, as an edge of the host here: its
+            // clients keep their connections.
+            if let copy = copies[id] {
+                copy.standby.store(false, ordering: .relaxed)
+                if copy.clientCount == 0 {
+                    copies[id] = nil
+                    copy.stop(failing: nil)
+                }
+            }
             hosts[id] = host
-            start.yield(host)
+            start.yield(.host(host))
             for waiter in waiters { waiter.resume(returning: host) }
             return host
         case .failure(let error):

@@ -22,6 +22,10 @@ enum HostInput: Sendable {
     case endReplicaFeeds
     /// The license service answered for a joining connection.
     case admission(ClientConnection, Admission)
+    /// A copy following the meeting (over `feed`) passed up what one of its participants did.
+    case copyRequest(ReplicaFeed, CopyRequest)
+    /// The copy following over `feed` is gone (its link closed).
+    case copyGone(ReplicaFeed)
 }
 
 /// What a host streams to one standby copy of its meeting.
@@ -30,6 +34,8 @@ public enum ReplicaUpdate: Sendable {
     case entries([LogEntry])
     /// The host no longer holds the entries asked for: reload from the store, then subscribe again.
     case reload
+    /// About the participants attached to the copy.
+    case notice(CopyNotice)
 }
 
 /// The committed stream of one meeting to one standby. Bounded: a standby that falls this
@@ -98,7 +104,7 @@ final class MeetingHost: Sendable {
     /// meeting is too far behind.
     func submit(_ input: HostInput) -> Inbox<HostInput>.SendResult {
         switch input {
-        case .detach, .shutdown, .leave, .release, .subscribe, .endReplicaFeeds, .admission:
+        case .detach, .shutdown, .leave, .release, .subscribe, .endReplicaFeeds, .admission, .copyGone:
             // Bookkeeping must never be dropped, or presence would go stale.
             inbox.send(input, force: true)
         default:
@@ -180,8 +186,12 @@ private struct HostLoop {
     /// Where due checkpoints go to be written without holding up the loop.
     let checkpoints: Inbox<Snapshot>
     let askAdmission: AsyncStream<(ClientConnection, ParticipantID)>.Continuation
-    /// Standby copies following the committed stream.
+    /// Copies (standbys and edges) following the committed stream.
     var replicas: [ReplicaFeed] = []
+    /// How the rules name each copy that follows, by its feed.
+    var copies: [ObjectIdentifier: CopyID] = [:]
+    var copyFeeds: [CopyID: ReplicaFeed] = [:]
+    var lastCopy: UInt64 = 0
 
     mutating func run() async {
         while !state.stopped, let batch = await host.inbox.next() {
@@ -203,6 +213,7 @@ private struct HostLoop {
         host.inbox.finish()
         for feed in replicas { feed.finish() }
         replicas.removeAll()
+        copyFeeds.removeAll()
     }
 
     mutating func handle(_ input: HostInput) async {
@@ -214,7 +225,11 @@ private struct HostLoop {
         case .admission(let connection, let decision):
             await perform(state.admission(connection, decision, at: now))
         case .op(let connection, let opID, let operation):
-            await perform(applying(operation, opID: opID, from: connection, at: now))
+            guard let participant = state.participant(of: connection) else {
+                await perform(state.op(connection, opID, operation, at: now))
+                return
+            }
+            await perform(applying(operation, opID: opID, by: participant, at: now) { $0.op(connection, opID, operation, at: now) })
         case .signal(let connection, let signal):
             await perform(state.signal(connection, signal))
         case .detach(let connection):
@@ -229,8 +244,24 @@ private struct HostLoop {
                 _ = feed.push(.reload)
                 feed.finish()
             case .entries(let entries):
-                if entries.isEmpty || feed.push(.entries(entries)) { replicas.append(feed) }
+                if entries.isEmpty || feed.push(.entries(entries)) {
+                    replicas.append(feed)
+                    lastCopy += 1
+                    copies[ObjectIdentifier(feed)] = CopyID(lastCopy)
+                    copyFeeds[CopyID(lastCopy)] = feed
+                }
             }
+        case .copyRequest(let feed, let request):
+            guard let copy = copies[ObjectIdentifier(feed)] else { return }
+            if case .op(let participant, let id, let operation) = request {
+                await perform(applying(operation, opID: id, by: participant, at: now) { $0.copyRequest(copy, request, at: now) })
+            } else {
+                await perform(state.copyRequest(copy, request, at: now))
+            }
+        case .copyGone(let feed):
+            guard let copy = copies.removeValue(forKey: ObjectIdentifier(feed)) else { return }
+            copyFeeds[copy] = nil
+            await perform(state.copyGone(copy, at: now))
         case .endReplicaFeeds:
             for feed in replicas { feed.finish() }
             replicas.removeAll()
@@ -241,22 +272,22 @@ private struct HostLoop {
 
     /// An op, applied with the process's applying note around it: a process that dies here
     /// leaves the note behind, and an op that keeps killing hosts is refused as poison.
-    private mutating func applying(_ operation: MeetingOp, opID: OpID, from connection: ClientConnection,
-                                   at now: Millis) -> [State.Action] {
+    /// Wherever the op came from (a connection here, or a copy elsewhere).
+    private mutating func applying(_ operation: MeetingOp, opID: OpID, by participant: ParticipantID, at now: Millis,
+                                   _ apply: (inout State) -> [State.Action]) -> [State.Action] {
         // A refused poison op is not applied: no note, and no test crash.
-        guard let participant = state.participant(of: connection), !state.isPoison(participant, opID) else {
-            return state.op(connection, opID, operation, at: now)
-        }
+        guard !state.isPoison(participant, opID) else { return apply(&state) }
         host.note?.applying(participant, opID)
         defer { host.note?.idle() }
         if let trigger = host.config.crashOnChatText, case .chat(let text) = operation, text == trigger {
             fatalError("test fault injection: testFaults.crashOnChatText matched op \(opID)")
         }
-        return state.op(connection, opID, operation, at: now)
+        return apply(&state)
     }
 
     mutating func perform(_ actions: [State.Action]) async {
         let encoder = host.encoder
+        let fanOut = ClientFanOut(encoder: encoder, logger: host.loggerRef)
         for action in actions {
             switch action {
             case .send(let connection, let frame):
@@ -264,15 +295,7 @@ private struct HostLoop {
             case .fail(let connection, let error):
                 connection.fail(error, encoder)
             case .welcome(let connection, let participant, let welcome, let replay):
-                connection.markAttached(participant: participant)
-                // The welcome and the replay are a backlog the client reads at its own pace;
-                // only what is committed from now on is queued (and counted) behind it.
-                let lead = ByteBuffer(bytes: encoder.encode(.welcome(welcome)))
-                connection.outbox.startBacklog(Backlog(lead: lead, entries: replay, viewer: participant))
-                host.loggerRef.info("participant attached", metadata: [
-                    "participant": "\(participant)", "mode": "\(welcome.mode.rawValue)", "from_seq": "\(welcome.seq)",
-                    "connection": "\(connection.id)",
-                ])
+                fanOut.welcome(connection, participant, welcome, replay: replay)
             case .close(let connection):
                 connection.outbox.close()
             case .askAdmission(let connection, let participant):
@@ -289,11 +312,10 @@ private struct HostLoop {
                 }
                 await perform(state.committed(at: host.now))
             case .deliver(let entries, let recipients, let acks):
-                let slow = deliver(entries, to: recipients, acks: acks, encoder)
+                let slow = fanOut.deliver(entries, to: recipients, acks: acks)
                 for connection in slow { await perform(state.detach(connection, at: host.now)) }
             case .relay(let signal, let from, let recipients):
-                let frame = ByteBuffer(bytes: encoder.encode(.signal(from: from, signal)))
-                let slow = recipients.filter { !enqueue(frame, to: $0) }
+                let slow = fanOut.relay(signal, from: from, to: recipients)
                 for connection in slow { await perform(state.detach(connection, at: host.now)) }
             case .attendance(let record):
                 host.config.attendance?(record)
@@ -301,6 +323,12 @@ private struct HostLoop {
                 if !replicas.isEmpty {
                     let update = ReplicaUpdate.entries(entries)
                     replicas.removeAll { !$0.push(update) }
+                }
+            case .notify(let copy, let notice):
+                if let feed = copyFeeds[copy], !feed.push(.notice(notice)) {
+                    // Cut off: the copy follows again, and says again who is attached to it.
+                    copyFeeds[copy] = nil
+                    replicas.removeAll { $0 === feed }
                 }
             case .finalCheckpoint(let snapshot):
                 _ = await host.writeCheckpoint(snapshot)
@@ -310,35 +338,6 @@ private struct HostLoop {
                 for connection in closing { connection.outbox.close() }
             }
         }
-    }
-
-    /// Each entry encoded once (twice if private), queued to every recipient, then its acks.
-    /// Returns the connections that could not keep up.
-    private func deliver(_ entries: ArraySlice<LogEntry>, to recipients: [(ClientConnection, ParticipantID)],
-                         acks: [Seq: [(ClientConnection, OpID)]], _ encoder: FrameEncoder) -> [ClientConnection] {
-        var slow: [ClientConnection] = []
-        for entry in entries {
-            let whole = ByteBuffer(bytes: encoder.encode(.event(.visible(entry))))
-            let redacted: ByteBuffer? = entry.operation.privateRecipient == nil ? nil
-                : ByteBuffer(bytes: encoder.encode(.event(.redacted(seq: entry.seq, epoch: entry.epoch, at: entry.at))))
-            for (connection, participant) in recipients where !slow.contains(where: { $0 === connection }) {
-                let frame = redacted == nil || entry.isVisible(to: participant) ? whole : redacted!
-                if !enqueue(frame, to: connection) { slow.append(connection) }
-            }
-            for (connection, opID) in acks[entry.seq] ?? [] {
-                connection.send(.ack(id: opID, epoch: entry.epoch, seq: entry.seq), encoder)
-            }
-        }
-        return slow
-    }
-
-    /// A client that cannot keep up is dropped, not allowed to grow memory.
-    private func enqueue(_ frame: ByteBuffer, to connection: ClientConnection) -> Bool {
-        guard connection.outbox.enqueue(frame) else {
-            host.loggerRef.notice("slow consumer disconnected", metadata: ["connection": "\(connection.id)"])
-            return false
-        }
-        return true
     }
 }
 

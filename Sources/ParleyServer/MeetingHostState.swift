@@ -14,18 +14,7 @@ import ParleyProtocol
 /// this host's epoch. At most one commit is in flight; what is sequenced meanwhile goes in
 /// the next.
 public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
-    /// Who a token says is joining.
-    public struct Joiner: Equatable, Sendable {
-        public var participant: ParticipantID
-        public var name: String
-        public var role: Role
-
-        public init(participant: ParticipantID, name: String, role: Role) {
-            self.participant = participant
-            self.name = name
-            self.role = role
-        }
-    }
+    public typealias Joiner = MeetingJoiner
 
     public enum Action: Sendable {
         /// Send one frame to one connection.
@@ -50,8 +39,10 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
         case relay(Signal, from: ParticipantID, to: [Connection])
         /// A join or leave was committed.
         case attendance(Attendance)
-        /// Committed entries for every standby copy, in seq order.
+        /// Committed entries for every copy (standby or edge), in seq order.
         case replicate([LogEntry])
+        /// Tell the copy on another server about its participants.
+        case notify(CopyID, CopyNotice)
         /// Write this checkpoint before stopping (graceful shutdown).
         case finalCheckpoint(Snapshot)
         case log(HostLogLine)
@@ -75,12 +66,10 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     private let snapshotEveryEntries: Int
 
     /// Who each attached connection speaks for.
-    private var attached = OrderedTable<Connection, ParticipantID>()
-    /// Per connection resumed by replay, its participant's own ops in that replay. The client
-    /// resends what it has no ack for with the welcome, before it reads the replay; by the
-    /// time they arrive, commits may have trimmed those entries, and their outcomes, out of
-    /// the resume window. These answer them as the duplicates they are.
-    private var replayedOps: [Connection: [OpID: (seq: Seq, epoch: Epoch)]] = [:]
+    private var attached = AttachedClients<Connection>()
+    /// The copies on other servers each participant is attached to (one, unless a
+    /// replacement is on its way), in the order they attached.
+    private var remote: [ParticipantID: [CopyID]] = [:]
     /// Acks owed once the entry at that seq is committed.
     private var owedAcks: [Seq: [(Connection, OpID)]] = [:]
     /// Joins waiting for the license service's answer.
@@ -118,21 +107,14 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     }
 
     private mutating func attach(_ connection: Connection, _ joining: Joining, at now: Millis) -> [Action] {
-        let meeting = log.meeting.id
-        if let resume = joining.resume, resume.meeting != meeting {
-            return [.fail(connection, ProtocolError(.meetingMismatch, "resume point is for meeting \(resume.meeting), this token is for \(meeting)", fatal: true))]
-        }
-        // An ended meeting takes nobody back, not even a participant it still lists as connected.
-        if log.meeting.ended {
-            return [.fail(connection, ProtocolError(.meetingEnded, "meeting \(meeting) has ended", fatal: true))]
-        }
+        if let refusal = log.refusal(resuming: joining.resume) { return [.fail(connection, refusal)] }
         // A participant resumes from a seq that this meeting committed, or not at all.
         if let resume = joining.resume, resume.seq > log.committedSeq {
             return [.fail(connection, ProtocolError(.seqFromFuture, "seq \(resume.seq) is ahead of this meeting's last committed seq \(log.committedSeq)", fatal: true))]
         }
-        if let arrival = arrival(of: joining.joiner) {
+        if let arrival = log.arrival(of: joining.joiner) {
             // Dry run first, so a refused join never sees a welcome.
-            if let refusal = refusal(of: arrival, at: now) { return [.fail(connection, refusal)] }
+            if let refusal = log.refusal(of: arrival, at: now) { return [.fail(connection, .refusing(refusal))] }
             // The zone's participant limit spans every server: the license service decides,
             // while the meeting goes on.
             if case .join = arrival, asksAdmission, !joining.admitted {
@@ -150,36 +132,13 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
         guard !stopped, var joining = awaitingAdmission.removeValue(forKey: connection) else { return [] }
         if case .refuse(let why) = decision {
             return [
-                .log(.init(.notice, "join refused by the license service", ["participant": "\(joining.joiner.participant)", "reason": why])),
-                .fail(connection, ProtocolError(.joinRefused, why, fatal: true, reason: "zone_full")),
+                .log(.licenseRefused(joining.joiner.participant, why)),
+                .fail(connection, .licenseRefused(why)),
             ]
         }
         joining.admitted = true
         // The meeting may have changed while the answer was on its way: check again.
         return attach(connection, joining, at: now)
-    }
-
-    /// Whom the joiner's arrival adds or brings back, if anyone: nil if already connected.
-    private func arrival(of joiner: Joiner) -> MeetingOp? {
-        switch log.meeting.participant(joiner.participant)?.presence {
-        // The token's role, not the one the participant ends up with (``Meeting/roleOnJoining(_:)``):
-        // a host token is admitted into a locked or full meeting even when it joins as attendee.
-        case nil, .left?: .join(participant: joiner.participant, name: joiner.name, role: joiner.role)
-        case .reconnecting?: .presence(participant: joiner.participant, presence: .connected)
-        case .connected?: nil
-        }
-    }
-
-    /// The error a join or return would be refused with, from a dry run on a copy of the meeting.
-    private func refusal(of arrival: MeetingOp, at now: Millis) -> ProtocolError? {
-        var probe = log.meeting
-        do throws(Rejection) {
-            try probe.apply(arrival, by: .system, at: now, seq: log.lastSeq + 1)
-            return nil
-        } catch {
-            let code: ProtocolErrorCode = error.code == .meetingEnded ? .meetingEnded : .joinRefused
-            return ProtocolError(code, error.message, fatal: true, reason: error.code.rawValue)
-        }
     }
 
     /// Welcomes those waiting, once nothing sequenced is uncommitted; otherwise commits first.
@@ -200,41 +159,35 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
         let participant = joining.joiner.participant
         // The meeting may have changed since the checks (a commit, another connection of
         // the same participant): the arrival is decided, and a join tried, again now.
-        let arrival = arrival(of: joining.joiner)
-        if let arrival, let refusal = refusal(of: arrival, at: now) { return [.fail(connection, refusal)] }
+        let arrival = log.arrival(of: joining.joiner)
+        if let arrival, let refusal = log.refusal(of: arrival, at: now) { return [.fail(connection, .refusing(refusal))] }
         let welcome: Welcome
-        var replay: ArraySlice<LogEntry> = []
-        switch log.resume(after: joining.resume?.seq) {
-        case .replay(let entries):
-            welcome = Welcome(meeting: log.meeting.id, participant: participant, epoch: log.epoch, mode: .replay,
-                              seq: joining.resume?.seq ?? 0, state: nil, limits: limits)
-            replay = entries[...]
-        case .snapshot(let snapshot):
-            welcome = Welcome(meeting: log.meeting.id, participant: participant, epoch: log.epoch, mode: .snapshot,
-                              seq: snapshot.seq, state: snapshot.meeting.visible(to: participant), limits: limits)
-        case .fromFuture(let latest):
-            return [.fail(connection, ProtocolError(.seqFromFuture, "ahead of the last committed seq \(latest)", fatal: true))]
+        let replay: ArraySlice<LogEntry>
+        do throws(ProtocolError) {
+            (welcome, replay) = try log.welcome(participant, resume: joining.resume, limits: limits)
+        } catch {
+            return [.fail(connection, error)]
         }
-        var actions: [Action] = []
-        // A newer connection of the same participant replaces the old one.
-        for (old, speaksFor) in attached.entries where speaksFor == participant {
-            attached[old] = nil
-            replayedOps[old] = nil
-            actions.append(.fail(old, ProtocolError(.replaced, "another connection of \(participant) joined; this one is closed", fatal: true)))
-        }
-        // Attached before the welcome goes out: a client may send an op the moment it reads
-        // the welcome, and it must be routed here rather than answered not_joined.
-        attached[connection] = participant
-        var own: [OpID: (seq: Seq, epoch: Epoch)] = [:]
-        for entry in replay where entry.issuer == .participant(participant) {
-            if let id = entry.opID { own[id] = (entry.seq, entry.epoch) }
-        }
-        replayedOps[connection] = own.isEmpty ? nil : own
+        // A newer connection of the same participant replaces the old one, here or on a copy.
+        var actions = attached.attach(connection, as: participant, replay: replay).map { Action.fail($0, .replaced(participant)) }
+        actions += replaceRemote(participant)
         actions.append(.welcome(connection, participant, welcome, replay: replay))
         if let arrival {
             actions += submit(arrival, by: .system, opID: nil, replyTo: nil, at: now)
         }
         return actions
+    }
+
+    /// The participant attached here or on another copy: the copies that had it close theirs.
+    private mutating func replaceRemote(_ participant: ParticipantID, keeping copy: CopyID? = nil) -> [Action] {
+        let others = (remote[participant] ?? []).filter { $0 != copy }
+        remote[participant] = copy.map { [$0] }
+        return others.map { .notify($0, .replaced(participant: participant)) }
+    }
+
+    /// Whether the participant is attached anywhere: here, or on a copy.
+    private func isAttached(_ participant: ParticipantID) -> Bool {
+        attached.contains(participant) || remote[participant] != nil
     }
 
     /// An op from a client.
@@ -249,10 +202,10 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
                 .send(connection, .reject(id: opID, Rejection(.poisonOp, "this op crashed the servers that applied it; it is refused and recorded"))),
             ]
         }
-        if let earlier = replayedOps[connection]?[opID] {
+        if let earlier = attached.replayed(opID, on: connection) {
             return [.send(connection, .ack(id: opID, epoch: earlier.epoch, seq: earlier.seq))]
         }
-        return submit(operation, by: .participant(participant), opID: opID, replyTo: connection, at: now)
+        return submit(operation, by: .participant(participant), opID: opID, replyTo: .connection(connection), at: now)
     }
 
     /// Whether this op crashed the processes that applied it, and is refused.
@@ -271,7 +224,7 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
         } catch {
             return [.send(connection, .error(ProtocolError(.signalRefused, error.message)))]
         }
-        return [.relay(signal, from: participant, to: attached.keys.filter { $0 != connection })]
+        return relay(signal, from: participant, except: connection, exceptCopy: nil)
     }
 
     /// A connection is gone (or could not keep up). Its participant is `reconnecting` until
@@ -279,10 +232,13 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     public mutating func detach(_ connection: Connection, at now: Millis) -> [Action] {
         awaitingAdmission[connection] = nil
         awaitingCommit.removeAll { $0.0 == connection }
-        replayedOps[connection] = nil
-        guard !stopped, let participant = attached.removeValue(forKey: connection) else { return [] }
-        let stillConnected = attached.values.contains(participant)
-        guard !stillConnected, log.meeting.participant(participant)?.presence == .connected else { return [] }
+        guard !stopped, let participant = attached.detach(connection) else { return [] }
+        return markReconnectingIfGone(participant, at: now)
+    }
+
+    /// A participant no longer attached anywhere is `reconnecting` until it comes back or leaves.
+    private mutating func markReconnectingIfGone(_ participant: ParticipantID, at now: Millis) -> [Action] {
+        guard !isAttached(participant), log.meeting.participant(participant)?.presence == .connected else { return [] }
         return submit(.presence(participant: participant, presence: .reconnecting), by: .system, opID: nil,
                       replyTo: nil, at: now)
     }
@@ -291,30 +247,120 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     public mutating func leave(_ connection: Connection, at now: Millis) -> [Action] {
         awaitingAdmission[connection] = nil
         awaitingCommit.removeAll { $0.0 == connection }
-        replayedOps[connection] = nil
-        guard !stopped, let participant = attached.removeValue(forKey: connection) else { return [] }
+        guard !stopped, let participant = attached.detach(connection) else { return [] }
         return submit(.leave(participant: participant), by: .system, opID: nil, replyTo: nil, at: now)
             + [.close(connection)]
     }
 
-    private mutating func submit(_ operation: MeetingOp, by issuer: Issuer, opID: OpID?, replyTo connection: Connection?,
+    /// Who hears the outcome of an op.
+    private enum Reply {
+        case connection(Connection)
+        /// A participant on a copy elsewhere: the copy acknowledges from the committed
+        /// stream, so only what the stream will not show is told.
+        case copy(CopyID, ParticipantID)
+    }
+
+    private mutating func submit(_ operation: MeetingOp, by issuer: Issuer, opID: OpID?, replyTo reply: Reply?,
                                  at now: Millis) -> [Action] {
         switch log.submit(operation, by: issuer, opID: opID, at: now) {
         case .sequenced(let entry):
-            if let connection, let opID { owedAcks[entry.seq, default: []].append((connection, opID)) }
+            if case .connection(let connection)? = reply, let opID { owedAcks[entry.seq, default: []].append((connection, opID)) }
             return []
         case .duplicate(let seq, let committed):
-            guard let connection, let opID else { return [] }
-            if committed {
+            guard let reply, let opID else { return [] }
+            switch reply {
+            case .connection(let connection):
+                if committed {
+                    let epoch = log.tail.first { $0.seq == seq }?.epoch ?? log.epoch
+                    return [.send(connection, .ack(id: opID, epoch: epoch, seq: seq))]
+                }
+                owedAcks[seq, default: []].append((connection, opID))
+                return []
+            case .copy(let copy, let participant):
+                // Not committed yet: its entry reaches the copy in the stream, with its id.
+                guard committed else { return [] }
                 let epoch = log.tail.first { $0.seq == seq }?.epoch ?? log.epoch
-                return [.send(connection, .ack(id: opID, epoch: epoch, seq: seq))]
+                return [.notify(copy, .acked(participant: participant, id: opID, epoch: epoch, seq: seq))]
             }
-            owedAcks[seq, default: []].append((connection, opID))
-            return []
         case .rejected(let rejection):
-            if let connection, let opID { return [.send(connection, .reject(id: opID, rejection))] }
-            return [.log(.init(.debug, "system operation refused", ["op": "\(operation.kind)", "reason": "\(rejection)"]))]
+            switch (reply, opID) {
+            case (.connection(let connection)?, let opID?):
+                return [.send(connection, .reject(id: opID, rejection))]
+            case (.copy(let copy, let participant)?, let opID?):
+                return [.notify(copy, .rejected(participant: participant, id: opID, rejection))]
+            default:
+                return [.log(.init(.debug, "system operation refused", ["op": "\(operation.kind)", "reason": "\(rejection)"]))]
+            }
         }
+    }
+
+    /// A signal, to everyone here and on every copy but where it came from.
+    private func relay(_ signal: Signal, from participant: ParticipantID, except connection: Connection?,
+                       exceptCopy: CopyID?) -> [Action] {
+        var copies: [CopyID] = []
+        for (_, held) in remote.sorted(by: { $0.key < $1.key }) {
+            for copy in held where copy != exceptCopy && !copies.contains(copy) { copies.append(copy) }
+        }
+        return [.relay(signal, from: participant, to: attached.connections.filter { $0 != connection })]
+            + copies.map { .notify($0, .signal(from: participant, signal)) }
+    }
+
+    // MARK: Participants on copies elsewhere
+
+    /// A copy on another server passed up what one of its participants did.
+    public mutating func copyRequest(_ copy: CopyID, _ request: CopyRequest, at now: Millis) -> [Action] {
+        guard !stopped else { return [] }
+        switch request {
+        case .arrive(let participant, let name, let role):
+            let joiner = Joiner(participant: participant, name: name, role: role)
+            let arrival = log.arrival(of: joiner)
+            if let arrival, let refusal = log.refusal(of: arrival, at: now) {
+                return [.notify(copy, .refused(participant: participant, refusal))]
+            }
+            var actions = attached.connections(of: participant).map { old in
+                attached.detach(old)
+                return Action.fail(old, .replaced(participant))
+            }
+            actions += replaceRemote(participant, keeping: copy)
+            if let arrival { actions += submit(arrival, by: .system, opID: nil, replyTo: nil, at: now) }
+            return actions
+        case .op(let participant, let id, let operation):
+            // The copy vouches for its participant; the meeting's rules decide the rest, as
+            // for an op from a connection here (a participant that left is refused).
+            if isPoison(participant, id) {
+                return [
+                    .log(.init(.error, "poison op refused", ["participant": "\(participant)", "op": "\(id)"])),
+                    .notify(copy, .rejected(participant: participant, id: id, Rejection(.poisonOp, "this op crashed the servers that applied it; it is refused and recorded"))),
+                ]
+            }
+            return submit(operation, by: .participant(participant), opID: id, replyTo: .copy(copy, participant), at: now)
+        case .signal(let participant, let signal):
+            do throws(Rejection) {
+                try log.meeting.checkSignal(signal, from: participant)
+            } catch {
+                return []  // the copy checked it against a state this one has moved on from
+            }
+            return relay(signal, from: participant, except: nil, exceptCopy: copy)
+        case .depart(let participant, let leaving):
+            let wasHere = remote[participant]?.contains(copy) == true
+            remote[participant]?.removeAll { $0 == copy }
+            if remote[participant]?.isEmpty == true { remote[participant] = nil }
+            if leaving { return submit(.leave(participant: participant), by: .system, opID: nil, replyTo: nil, at: now) }
+            return wasHere ? markReconnectingIfGone(participant, at: now) : []
+        }
+    }
+
+    /// The link to a copy is gone: its participants are `reconnecting` unless they are
+    /// attached elsewhere. The copy says again who is attached to it when it is back.
+    public mutating func copyGone(_ copy: CopyID, at now: Millis) -> [Action] {
+        guard !stopped else { return [] }
+        var actions: [Action] = []
+        for participant in remote.keys.sorted() where remote[participant]?.contains(copy) == true {
+            remote[participant]?.removeAll { $0 == copy }
+            if remote[participant]?.isEmpty == true { remote[participant] = nil }
+            actions += markReconnectingIfGone(participant, at: now)
+        }
+        return actions
     }
 
     // MARK: Commit and fan-out
@@ -426,12 +472,11 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     /// Every attached or joining connection, in order, forgotten.
     private mutating func forgetConnections() -> [Connection] {
         defer {
-            attached.removeAll()
-            replayedOps.removeAll()
             awaitingAdmission.removeAll()
             awaitingCommit.removeAll()
+            remote.removeAll()
         }
-        return attached.keys + awaitingAdmission.keys + awaitingCommit.map(\.0)
+        return attached.removeAll() + awaitingAdmission.keys + awaitingCommit.map(\.0)
     }
 
     // MARK: Checkpoints and standbys

@@ -237,6 +237,8 @@ final class Outbox: Sendable {
 
 /// A many-writer, one-reader queue of inputs for a meeting host. The reader takes everything
 /// queued at once, which is what lets the host commit a whole batch in one write.
+enum InboxSendResult { case queued, full, finished }
+
 final class Inbox<Element: Sendable>: Sendable {
     private struct State {
         var items: [Element] = []
@@ -249,7 +251,7 @@ final class Inbox<Element: Sendable>: Sendable {
 
     init(capacity: Int) { self.capacity = capacity }
 
-    enum SendResult { case queued, full, finished }
+    typealias SendResult = InboxSendResult
 
     /// Inputs waiting right now (the load report's queue depth).
     var depth: Int { state.withLock { $0.items.count } }

@@ -51,6 +51,9 @@ public struct ServerConfiguration: Sendable {
     public var admission: (@Sendable (MeetingID, ParticipantID) async -> Admission)?
     /// In a zone: told every committed join and leave, for the log service.
     public var attendance: (@Sendable (Attendance) -> Void)?
+    /// In a zone with edges on: this server serves participants of meetings hosted elsewhere
+    /// from copies it keeps, and answers ping and locate for them itself.
+    public var servesEdges = false
     /// Poison-op detection, in a zone (nil on a single server): see ``PoisonGuard``.
     public var poison: PoisonGuard?
     /// Fault injection for tests of poison ops: applying a chat message with exactly this

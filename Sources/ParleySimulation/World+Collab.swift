@@ -293,6 +293,8 @@ extension World {
                     for (key, participant) in recipients { sendToClient(.event(DeliveredEntry(entry, for: participant)), on: key) }
                     for (key, id) in acks[entry.seq] ?? [] { sendToClient(.ack(id: id, epoch: entry.epoch, seq: entry.seq), on: key) }
                 }
+            case .notify:
+                break  // no edges in the simulated zone yet: every client attaches to its host
             case .replicate(let entries):
                 for (follower, subscription) in (servers[server].subscribers[meeting] ?? [:]).sorted(by: { $0.key < $1.key }) {
                     send(.replica(meeting, follower: follower, host: server, subscription: subscription, .entries(entries)),

@@ -98,14 +98,20 @@ public struct Placement: Sendable {
         public var moveTimeoutMs: Int64
         public var connectionsPerServer: Int
         public var maxServers: Int
+        /// With edges on, a meeting's participants go to the servers that hold a copy of it
+        /// already (host, standby, edges), the least loaded first, until each has this many
+        /// client connections; then one more server becomes an edge. Nil: edges are off, and
+        /// every participant goes to the host.
+        public var connectionsPerCopy: Int?
 
         public init(heartbeatTimeoutMs: Int64 = 1_000, locateTimeoutMs: Int64 = 5_000, moveTimeoutMs: Int64 = 3_000,
-                    connectionsPerServer: Int = 2_000, maxServers: Int = 4) {
+                    connectionsPerServer: Int = 2_000, maxServers: Int = 4, connectionsPerCopy: Int? = nil) {
             self.heartbeatTimeoutMs = heartbeatTimeoutMs
             self.locateTimeoutMs = locateTimeoutMs
             self.moveTimeoutMs = moveTimeoutMs
             self.connectionsPerServer = connectionsPerServer
             self.maxServers = maxServers
+            self.connectionsPerCopy = connectionsPerCopy
         }
     }
 
@@ -125,6 +131,9 @@ public struct Placement: Sendable {
         public var epoch: Epoch?
         /// Set while an open or promote is not yet confirmed: when it was sent.
         public var movingSinceMs: Int64?
+        /// Other servers the locator sent the meeting's participants to (edges on): they keep
+        /// copies, so the next participants go there first.
+        public var edges: [NodeName] = []
 
         public init(host: NodeName, standby: NodeName?, epoch: Epoch?, movingSinceMs: Int64?) {
             self.host = host
@@ -136,7 +145,14 @@ public struct Placement: Sendable {
 
     public private(set) var servers: [NodeName: Server] = [:]
     public private(set) var places: [MeetingID: Place] = [:]
-    private var waiting: [MeetingID: [(LocateRequest, Int64)]] = [:]
+    /// Locates waiting for a meeting to be placed.
+    private struct Asked: Sendable {
+        var request: LocateRequest
+        var sinceMs: Int64
+        /// For a participant (who may be sent to an edge), or for a copy looking for the host.
+        var forClient: Bool
+    }
+    private var waiting: [MeetingID: [Asked]] = [:]
     private var serverRequestedAtMs: Int64?
     private var reportedDrained: Set<NodeName> = []
     /// Servers this placement was asked to drain. One lost before its drain is reported stays
@@ -279,12 +295,12 @@ public struct Placement: Sendable {
             }
         }
         for (meeting, requests) in waiting.sorted(by: { $0.key < $1.key }) {
-            let expired = requests.filter { nowMs - $0.1 > tuning.locateTimeoutMs }
+            let expired = requests.filter { nowMs - $0.sinceMs > tuning.locateTimeoutMs }
             guard !expired.isEmpty else { continue }
-            waiting[meeting] = requests.filter { nowMs - $0.1 <= tuning.locateTimeoutMs }
+            waiting[meeting] = requests.filter { nowMs - $0.sinceMs <= tuning.locateTimeoutMs }
             if waiting[meeting]?.isEmpty == true { waiting[meeting] = nil }
-            for (request, _) in expired {
-                actions.append(.answer(request, .unavailable(.noHostYet(meeting))))
+            for asked in expired {
+                actions.append(.answer(asked.request, .unavailable(.noHostYet(meeting))))
             }
         }
         // A stuck move given up with nowhere else to go may have been the last a drain waited on.
@@ -293,17 +309,56 @@ public struct Placement: Sendable {
 
     // MARK: Meetings
 
-    /// Where should a client of `meeting` connect? Places the meeting if it has no host.
-    public mutating func locate(_ meeting: MeetingID, request: LocateRequest, nowMs: Int64) -> [Action] {
+    /// Where should a client of `meeting` connect (`forClient`), or where is its host (for
+    /// a copy on another server)? Places the meeting if it has no host.
+    public mutating func locate(_ meeting: MeetingID, request: LocateRequest, forClient: Bool = true, nowMs: Int64) -> [Action] {
+        let asked = Asked(request: request, sinceMs: nowMs, forClient: forClient)
         if let place = places[meeting] {
-            if place.movingSinceMs == nil, let server = servers[place.host] {
-                return [.answer(request, .at(place.host, server.address))]
+            if place.movingSinceMs == nil, servers[place.host] != nil {
+                return [answer(asked, meeting)]
             }
-            waiting[meeting, default: []].append((request, nowMs))
+            waiting[meeting, default: []].append(asked)
             return []
         }
-        waiting[meeting, default: []].append((request, nowMs))
+        waiting[meeting, default: []].append(asked)
         return reopen(meeting, excluding: [], nowMs: nowMs)
+    }
+
+    /// The answer for a placed meeting: its host, or with edges on, for a participant, the
+    /// server chosen by ``clientServer(_:)``.
+    private mutating func answer(_ asked: Asked, _ meeting: MeetingID) -> Action {
+        let host = places[meeting]!.host
+        let name = asked.forClient ? clientServer(meeting) : host
+        return .answer(asked.request, .at(name, servers[name]!.address))
+    }
+
+    /// Where the meeting's next participant goes with edges on: the least loaded server that
+    /// holds a copy already, while it has room (``Tuning/connectionsPerCopy``); else the
+    /// least loaded other server, which becomes an edge. The answer counts as a connection
+    /// there at once, so a burst of joins between heartbeats spreads too.
+    private mutating func clientServer(_ meeting: MeetingID) -> NodeName {
+        guard let place = places[meeting], let perCopy = tuning.connectionsPerCopy else { return places[meeting]!.host }
+        let usable = { (name: NodeName) -> Server? in
+            guard let server = self.servers[name], !server.draining else { return nil }
+            return server
+        }
+        let holders = ([place.host] + [place.standby].compactMap { $0 } + place.edges).compactMap(usable)
+        let leastLoaded = { (servers: [Server]) in
+            servers.min { ($0.load.connections, $0.name) < ($1.load.connections, $1.name) }
+        }
+        var chosen = leastLoaded(holders)
+        if (chosen?.load.connections ?? .max) >= perCopy {
+            let others = servers.values.filter { server in
+                !server.draining && !holders.contains { $0.name == server.name } && server.load.connections < tuning.connectionsPerServer
+            }
+            if let edge = leastLoaded(Array(others)) {
+                places[meeting]!.edges.append(edge.name)
+                chosen = edge
+            }
+        }
+        let name = chosen?.name ?? place.host
+        servers[name]?.load.connections += 1
+        return name
     }
 
     /// The server now hosts the meeting under `epoch` (after an open or a promote).
@@ -448,9 +503,9 @@ public struct Placement: Sendable {
     }
 
     private mutating func answerWaiting(_ meeting: MeetingID) -> [Action] {
-        guard let place = places[meeting], place.movingSinceMs == nil, let server = servers[place.host],
+        guard let place = places[meeting], place.movingSinceMs == nil, servers[place.host] != nil,
               let requests = waiting.removeValue(forKey: meeting) else { return [] }
-        return requests.map { .answer($0.0, .at(place.host, server.address)) }
+        return requests.map { answer($0, meeting) }
     }
 
     /// Answers every locate that can be answered, and opens the meetings still waiting for a

@@ -39,6 +39,13 @@ public struct StandbyFollower: Equatable, Sendable {
 
     public func start() -> [Action] { [.load] }
 
+    /// Starts with a copy that holds everything through `seq` already (opened for a client,
+    /// or kept when its role changed): subscribe without loading it again.
+    public mutating func holding(_ seq: Seq) -> [Action] {
+        guard phase == .loading, held == nil else { return [] }
+        return loaded(through: seq)
+    }
+
     public mutating func loaded(through seq: Seq) -> [Action] {
         guard phase == .loading else { return [] }
         held = seq

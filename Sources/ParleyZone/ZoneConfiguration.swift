@@ -62,6 +62,13 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         public var connectionsPerServer: Int = 2_000
         /// The most collaboration servers the zone will run, counting those in `processes`.
         public var maxCollabServers: Int = 4
+        /// Edges: any collaboration server serves any meeting's participants from a copy it
+        /// keeps of the meeting, which follows the host; the locator spreads one meeting's
+        /// participants over servers, and a host failover is only a pause for those on edges.
+        public var edges: Bool = false
+        /// With edges on, the locator sends a meeting's participants to the servers holding a
+        /// copy of it already until each has this many client connections, then adds another.
+        public var connectionsPerCopy: Int = 200
         public init() {}
     }
 
@@ -277,6 +284,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         }
         if restart.maxRestarts < 1 || restart.windowSeconds < 1 { problems.append("restart.maxRestarts and restart.windowSeconds must be at least 1") }
         if scaling.connectionsPerServer < 1 { problems.append("scaling.connectionsPerServer must be at least 1") }
+        if scaling.connectionsPerCopy < 1 { problems.append("scaling.connectionsPerCopy must be at least 1") }
         if scaling.maxCollabServers < count(.collab) {
             problems.append("scaling.maxCollabServers (\(scaling.maxCollabServers)) is below the \(count(.collab)) collab processes configured")
         }
@@ -380,6 +388,8 @@ extension ZoneConfiguration.Scaling {
         self.init()
         connectionsPerServer = try container.decodeIfPresent(Int.self, forKey: .connectionsPerServer) ?? connectionsPerServer
         maxCollabServers = try container.decodeIfPresent(Int.self, forKey: .maxCollabServers) ?? maxCollabServers
+        edges = try container.decodeIfPresent(Bool.self, forKey: .edges) ?? edges
+        connectionsPerCopy = try container.decodeIfPresent(Int.self, forKey: .connectionsPerCopy) ?? connectionsPerCopy
     }
 }
 

@@ -14,6 +14,9 @@ public enum ZoneMessage: Codable, Equatable, Sendable {
     case failedToHost(meeting: MeetingID, reason: String)
     /// The web process asks where a meeting's clients should connect.
     case locate(request: UInt64, meeting: MeetingID)
+    /// A server keeping a copy of the meeting (an edge) asks where its host is; answered
+    /// with `located`.
+    case findHost(request: UInt64, meeting: MeetingID)
 
     /// A join or leave for the log service (the manager passes it on).
     case attendance(Attendance)
@@ -42,6 +45,10 @@ public enum ZoneMessage: Codable, Equatable, Sendable {
     case entries(meeting: MeetingID, [LogEntry])
     /// The host no longer holds the entries asked for: reload from the store, then subscribe again.
     case reload(meeting: MeetingID)
+    /// A copy passes up what one of the participants attached to it did.
+    case copyRequest(meeting: MeetingID, CopyRequest)
+    /// The host tells a copy about one of its participants.
+    case copyNotice(meeting: MeetingID, CopyNotice)
 }
 
 /// The locator's answer as it travels from the manager to the web process.

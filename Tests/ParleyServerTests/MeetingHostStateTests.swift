@@ -45,6 +45,7 @@ struct MeetingHostStateTests {
             case .relay(_, let from, let to): "relay from \(from) to \(to.sorted())"
             case .attendance(let record): "attendance \(record.participant) \(record.event.rawValue)"
             case .replicate(let entries): "replicate \(entries.map(\.seq))"
+            case .notify(let copy, let notice): "notify \(copy) \(notice)"
             case .finalCheckpoint(let snapshot): "final checkpoint \(snapshot.seq)"
             case .log: nil
             case .stop(let closing): "stop closing \(closing.sorted())"

@@ -231,13 +231,16 @@ struct ZoneHarness: Sendable {
          {"name": "web", "role": "web"}, {"name": "services", "role": "services"}]
         """
 
+    static let standardScaling = #"{"maxCollabServers": 2}"#
+
     static func configurationJSON(processes: String = smallZone, extra: String = "", killAfterMs: Int? = nil,
-                                  heartbeat: (intervalMs: Int, timeoutMs: Int) = (heartbeatIntervalMs, heartbeatTimeoutMs)) -> String {
+                                  heartbeat: (intervalMs: Int, timeoutMs: Int) = (heartbeatIntervalMs, heartbeatTimeoutMs),
+                                  scaling: String = standardScaling) -> String {
         """
         {"publicPort": 0, \(extra)
          "processes": \(processes),
          "heartbeat": {"intervalMs": \(heartbeat.intervalMs), "timeoutMs": \(heartbeat.timeoutMs)\(killAfterMs.map { ", \"killAfterMs\": \($0)" } ?? "")},
-         "scaling": {"maxCollabServers": 2},
+         "scaling": \(scaling),
          "poisonAfterCrashes": \(poisonAfterCrashes),
          "restart": {"initialBackoffMs": 50, "maxBackoffMs": \(maxBackoffMs), "maxRestarts": \(maxRestarts),
                      "windowSeconds": 60, "stableAfterSeconds": 30}}
@@ -255,6 +258,7 @@ struct ZoneHarness: Sendable {
         enableTestFaults: Bool = false,
         killAfterMs: Int? = nil,
         heartbeat: (intervalMs: Int, timeoutMs: Int) = (heartbeatIntervalMs, heartbeatTimeoutMs),
+        scaling: String = standardScaling,
         stopWithSIGTERM: Bool = true,
         _ body: (ZoneHarness) async throws -> Value,
         checkingExit: (TerminationStatus) -> Void = { #expect($0 == .exited(0)) }
@@ -264,7 +268,8 @@ struct ZoneHarness: Sendable {
         let data = directory.path + "/data"
         let configFile = directory.path + "/zone.json"
         let nodeCount = (try JSONSerialization.jsonObject(with: Data(processes.utf8)) as? [Any])?.count ?? 0
-        try configurationJSON(processes: processes, extra: extraConfiguration, killAfterMs: killAfterMs, heartbeat: heartbeat).write(toFile: configFile, atomically: true, encoding: .utf8)
+        try configurationJSON(processes: processes, extra: extraConfiguration, killAfterMs: killAfterMs, heartbeat: heartbeat,
+                              scaling: scaling).write(toFile: configFile, atomically: true, encoding: .utf8)
         let logPath = directory.path + "/supervisor.log"
         let log = try FileDescriptor.open(FilePath(logPath), .writeOnly, options: [.create, .append],
                                           permissions: [.ownerReadWrite])

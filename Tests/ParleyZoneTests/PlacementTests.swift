@@ -36,6 +36,42 @@ struct PlacementTests {
         #expect(placement.locate(standup, request: LocateRequest(3), nowMs: 30) == [.answer(LocateRequest(3), .at(c2, address(c2)))])
     }
 
+    @Test("with edges on, one meeting's participants fill its host and standby up to connectionsPerCopy each, then another server becomes an edge; a copy looking for the host is always told the host")
+    func edgesSpreadOneMeeting() {
+        let c4: NodeName = "collab-4"
+        var placement = zone([c1, c2, c3, c4], tuning: .init(connectionsPerCopy: 2))
+        _ = placement.locate(standup, request: LocateRequest(0), nowMs: 0)
+        let host = placement.places[standup]!.host
+        let standby = placement.places[standup]!.standby!
+        _ = placement.hosting(standup, on: host, epoch: Epoch(1))
+        // Request 0 was answered with the host and counted there.
+        var sentTo: [NodeName] = []
+        for request in 1...5 {
+            guard case .answer(_, .at(let name, _))? = placement.locate(standup, request: LocateRequest(UInt64(request)), nowMs: 1).first else {
+                Issue.record("locate \(request) was not answered")
+                return
+            }
+            sentTo.append(name)
+        }
+        #expect(Set(sentTo.prefix(3)) == [host, standby], "host and standby take two each before anyone else: \(sentTo)")
+        let edge = sentTo[3]
+        #expect(edge != host && edge != standby)
+        #expect(placement.places[standup]!.edges == [edge])
+        #expect(sentTo[4] == edge, "the new edge is filled next, not yet another server")
+        #expect(placement.locate(standup, request: LocateRequest(9), forClient: false, nowMs: 2) == [.answer(LocateRequest(9), .at(host, address(host)))])
+    }
+
+    @Test("with edges off, every participant goes to the host")
+    func edgesOff() {
+        var placement = zone([c1, c2, c3])
+        _ = placement.locate(standup, request: LocateRequest(0), nowMs: 0)
+        let host = placement.places[standup]!.host
+        _ = placement.hosting(standup, on: host, epoch: Epoch(1))
+        for request in 1...5 {
+            #expect(placement.locate(standup, request: LocateRequest(UInt64(request)), nowMs: 1) == [.answer(LocateRequest(UInt64(request)), .at(host, address(host)))])
+        }
+    }
+
     @Test("meetings spread: the second meeting goes to the server that hosts fewer")
     func spread() {
         var placement = zone([c1, c2])

@@ -210,6 +210,12 @@ public struct MeetingLog: Sendable {
         return newlyDurable
     }
 
+    /// Where a participant's op was committed, if this log still remembers it: a copy of
+    /// the meeting answers a resent op from this, as its host would.
+    public func committedSeq(of participant: ParticipantID, opID: OpID) -> Seq? {
+        outcomes.seq(for: OpOutcomes.Key(participant: participant, opID: opID))
+    }
+
     /// What a client that has seen everything up to `seq` needs next.
     /// - Parameter seq: `nil` for a client that has seen nothing of this meeting yet.
     public func resume(after seq: Seq?) -> ResumePlan {

@@ -1,0 +1,205 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import ParleyClient
+import ParleyCore
+import ParleyZone
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+import ParleyTestSupport
+#endif
+
+/// Edges with real processes: one meeting whose participants sit on three collaboration
+/// servers (its host, its standby, and an edge), real SIGKILLs, and afterwards the exact
+/// history every client saw.
+@Suite("Edges: one meeting served from several servers, and failures behind them", MachineLoad.processes, .serialized, .timeLimit(.minutes(3)))
+struct EdgeProcessTests {
+    static let processes = """
+        [{"name": "manager-1", "role": "manager"},
+         {"name": "collab-1", "role": "collab"}, {"name": "collab-2", "role": "collab"}, {"name": "collab-3", "role": "collab"},
+         {"name": "web", "role": "web"}, {"name": "services", "role": "services"}]
+        """
+    /// Edges on; the locator keeps sending participants to the host (the tests place them
+    /// on other servers themselves, by connecting there).
+    static let scaling = #"{"maxCollabServers": 3, "edges": true, "connectionsPerCopy": 1000}"#
+
+    /// The meeting's host, standby and the third server, with the client URL of each.
+    struct Servers {
+        var host: ProcessStatus
+        var standby: ProcessStatus
+        var edge: ProcessStatus
+    }
+
+    /// A new meeting with Alice (its host participant) connected through the web front, on
+    /// the server the locator chose; then which servers hold the meeting.
+    struct Started {
+        var web: URL
+        var meeting: MeetingID
+        var alice: MeetingClient
+        var servers: Servers
+
+        /// A token for another participant, from the web front.
+        func token(_ name: String) async throws -> String {
+            try await ParleyHTTP.issueToken(server: web, meeting: meeting, name: name).token
+        }
+    }
+
+    static func start(_ title: String, in zone: ZoneHarness) async throws -> Started {
+        let web = try await zone.publicURL()
+        let created = try await ParleyHTTP.createMeeting(server: web, title: title)
+        let alice = try MeetingClient(server: web, token: created.hostToken, options: Scenario.options(.webSocket))
+        try await alice.connect()
+        return Started(web: web, meeting: created.meeting.id, alice: alice, servers: try await servers(of: created.meeting.id, in: zone))
+    }
+
+    static func servers(of meeting: MeetingID, in zone: ZoneHarness) async throws -> Servers {
+        let (host, standbyName) = try await zone.hostAndStandby(of: meeting)
+        let status = try await zone.status()
+        guard let standby = status[standbyName],
+              let edge = status.values.first(where: { $0.role == .collab && $0.name != host.name && $0.name != standbyName })
+        else { throw HarnessFailure("no third collab server in \(status.keys.sorted())") }
+        return Servers(host: host, standby: standby, edge: edge)
+    }
+
+    @Test("participants on the host, the standby and an edge chat with one history; SIGKILL of the host: those on the standby and the edge keep their connections, and every acknowledged op is there exactly once")
+    func hostKilledBehindEdges() async throws {
+        try await ZoneHarness.run(processes: Self.processes, scaling: Self.scaling) { zone in
+            let started = try await Self.start("Edges", in: zone)
+            let (meeting, alice, servers) = (started.meeting, started.alice, started.servers)
+            // Bob on the standby over WebSocket, Carol on the edge over long-polling.
+            let bob = try MeetingClient(server: try servers.standby.clientURL(), token: try await started.token("Bob"),
+                                        options: Scenario.options(.webSocket))
+            let carol = try MeetingClient(server: try servers.edge.clientURL(), token: try await started.token("Carol"),
+                                          options: Scenario.options(.longPolling))
+            try await bob.connect()
+            try await carol.connect()
+            // Carol is served from a copy on the edge, Bob from the standby's copy.
+            _ = try await zone.waitFor("both copies serving participants") { status in
+                status[servers.edge.name]?.servesEdge(meeting) == true && status[servers.standby.name]?.servesEdge(meeting) == true ? true : nil
+            }
+            let host = try await zone.running(servers.host.name)
+            let outcome: EdgeExchange.Outcome
+            do {
+                outcome = try await EdgeExchange.run([("alice", alice), ("bob", bob), ("carol", carol)]) {
+                    try zone.signal(host.pid, SIGKILL)
+                }
+            } catch {
+                for name in ["collab-1", "collab-2", "collab-3"] { print("=== \(name)\n\(zone.nodeLog(NodeName(name)).suffix(8000))") }
+                throw error
+            }
+            #expect(outcome.epochs.last > outcome.epochs.first, "the meeting failed over: \(outcome.epochs)")
+            #expect(outcome.reconnects["bob"] == 0, "Bob's server took the meeting over; his connection stayed")
+            #expect(outcome.reconnects["carol"] == 0, "Carol's edge followed the new host; her connection stayed")
+            #expect((outcome.reconnects["alice"] ?? 0) >= 1, "Alice was on the killed host")
+            print("host \(servers.host.name) killed: alice reconnected \(outcome.reconnects["alice"] ?? 0) times, bob \(outcome.reconnects["bob"] ?? 0), carol \(outcome.reconnects["carol"] ?? 0)")
+        }
+    }
+
+    @Test("SIGKILL of the edge a client is on: it moves to another edge and resumes from its last seq, with nothing lost or repeated")
+    func clientMovesBetweenEdges() async throws {
+        try await ZoneHarness.run(processes: Self.processes, scaling: Self.scaling) { zone in
+            let started = try await Self.start("Moving", in: zone)
+            let (alice, servers) = (started.alice, started.servers)
+            // Carol knows two servers: the edge first, the standby after it.
+            var options = Scenario.options(.webSocket)
+            options.otherServers = [try servers.standby.clientURL()]
+            options.probeFronts = false
+            let carol = try MeetingClient(server: try servers.edge.clientURL(), token: try await started.token("Carol"), options: options)
+            try await carol.connect()
+            let edge = try await zone.running(servers.edge.name)
+            let outcome = try await EdgeExchange.run([("alice", alice), ("carol", carol)]) {
+                try zone.signal(edge.pid, SIGKILL)
+            }
+            #expect((outcome.reconnects["carol"] ?? 0) >= 1, "Carol's edge was killed")
+            #expect(outcome.epochs.last == outcome.epochs.first, "the host was never touched")
+            #expect(outcome.reconnects["alice"] == 0)
+        }
+    }
+}
+
+/// Clients send chats before, during and after a fault; then every client's history is
+/// checked: the same for all, in seq order, every acknowledged op exactly once at its seq,
+/// every op there in the order each client sent them.
+enum EdgeExchange {
+    struct Outcome {
+        var reconnects: [String: Int]
+        /// Of the first and the last chat.
+        var epochs: (first: Epoch, last: Epoch)
+    }
+
+    static let before = 6
+    static let during = 8
+
+    static func run(_ clients: [(String, MeetingClient)], fault: @escaping @Sendable () async throws -> Void) async throws -> Outcome {
+        let watchers = clients.map { _ in Watcher() }
+        let acks: [Ack] = try await withThrowingTaskGroup(of: [Ack].self) { group in
+            for (index, (_, client)) in clients.enumerated() {
+                group.addTask { await watchers[index].record(client.events); return [] }
+            }
+            func send(_ client: MeetingClient, _ name: String, _ range: Range<Int>) async throws -> [Ack] {
+                var acks: [Ack] = []
+                for index in range {
+                    acks.append(try await client.send(.chat(text: "\(name)-\(index)")))
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                return acks
+            }
+            var acks: [Ack] = []
+            for (name, client) in clients { acks += try await send(client, name, 0..<before) }
+            for (name, client) in clients {
+                group.addTask { try await send(client, name, before..<(before + during)) }
+            }
+            try await Task.sleep(for: .milliseconds(60))
+            try await fault()
+            var finished = 0
+            for try await batch in group where !batch.isEmpty {
+                acks += batch
+                finished += 1
+                if finished == clients.count { break }
+            }
+            for (name, client) in clients { acks += try await send(client, name, (before + during)..<(before + during + 1)) }
+            let total = clients.count * (before + during + 1)
+            for watcher in watchers { try await watcher.waitForChats(total, timeout: .seconds(30)) }
+            for (_, client) in clients { await client.leave() }
+            group.cancelAll()
+            return acks
+        }
+        let first = await watchers[0].chats
+        for (index, (name, _)) in clients.enumerated() {
+            let chats = await watchers[index].chats
+            #expect(chats == first, "\(name) saw another history than \(clients[0].0)")
+        }
+        #expect(zip(first, first.dropFirst()).allSatisfy { $0.seq < $1.seq })
+        for ack in acks {
+            let matches = first.filter { $0.opID == ack.id }
+            #expect(matches.count == 1, "op \(ack.id) appears \(matches.count) times")
+            #expect(matches.first?.seq == ack.seq)
+        }
+        for (name, _) in clients {
+            #expect(first.map(\.text).filter { $0.hasPrefix(name + "-") } == (0...(before + during)).map { "\(name)-\($0)" })
+        }
+        #expect(zip(first, first.dropFirst()).allSatisfy { $0.epoch <= $1.epoch })
+        var reconnects: [String: Int] = [:]
+        for (index, (name, _)) in clients.enumerated() { reconnects[name] = await watchers[index].reconnects }
+        return Outcome(reconnects: reconnects, epochs: (first.first!.epoch, first.last!.epoch))
+    }
+}
+
+extension ProcessStatus {
+    /// Where this collaboration server takes clients.
+    func clientURL() throws -> URL {
+        guard case .object(let load)? = load, case .string(let url)? = load["client"], let parsed = URL(string: url) else {
+            throw HarnessFailure("\(name) reports no client address")
+        }
+        return parsed
+    }
+
+    /// Whether participants of `meeting` are served here from a copy.
+    func servesEdge(_ meeting: MeetingID) -> Bool {
+        guard case .object(let load)? = load, case .array(let list)? = load["edges"] else { return false }
+        return list.contains(.string(meeting.rawValue))
+    }
+}
