@@ -27,6 +27,8 @@ public actor ZoneTarget: SignalledTarget {
     private var socketPath: String { ZonePaths(data: data).controlSocket }
     private var supervisor: ChildProcess?
     private var revived: [String] = []
+    /// The zone's configuration; nil runs the standard one.
+    private let configuration: ZoneConfiguration?
 
     /// - Parameters:
     ///   - executable: the `parley` binary.
@@ -34,18 +36,38 @@ public actor ZoneTarget: SignalledTarget {
     ///     `data/logs/`), the supervisor's log and its port file.
     ///   - roles: the roles a fault may hit.
     ///   - hostingOnly: hit only collaboration servers hosting a meeting.
-    public init(executable: String, directory: String, roles: Set<NodeRole> = [.collab, .manager], hostingOnly: Bool = false) {
+    ///   - configuration: the zone's configuration (written to `directory/zone.json`); nil
+    ///     runs the standard one.
+    public init(executable: String, directory: String, roles: Set<NodeRole> = [.collab, .manager], hostingOnly: Bool = false,
+                configuration: ZoneConfiguration? = nil) {
         self.executable = executable
         self.directory = directory
         self.roles = roles
         self.hostingOnly = hostingOnly
+        self.configuration = configuration
+    }
+
+    /// The standard zone with one more collaboration server and edges on: each meeting's
+    /// participants are spread over its host, its standby and an edge.
+    public static func edgesConfiguration() -> ZoneConfiguration {
+        var configuration = ZoneConfiguration()
+        configuration.processes.append(ZoneConfiguration.ProcessSpec(name: "collab-3", role: .collab))
+        configuration.scaling.maxCollabServers = 3
+        configuration.scaling.edges = true
+        configuration.scaling.connectionsPerCopy = 1
+        return configuration
     }
 
     public func start() async throws -> URL {
-        let started = try await ChildProcess.start(
-            executable: executable,
-            arguments: ["serve", "--data", data, "--port", "0", "--port-file", portFile, "--log-level", "info"],
-            logPath: logPath)
+        var arguments = ["serve", "--data", data, "--port", "0", "--port-file", portFile, "--log-level", "info"]
+        if let configuration {
+            let path = directory + "/zone.json"
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(configuration).write(to: URL(fileURLWithPath: path))
+            arguments += ["--config", path]
+        }
+        let started = try await ChildProcess.start(executable: executable, arguments: arguments, logPath: logPath)
         supervisor = started
         guard let port = await waitForPortFile(portFile, child: started, timeout: .seconds(60)) else {
             throw ChaosError.target("parley serve did not report its port within 60 s; see \(logPath)")

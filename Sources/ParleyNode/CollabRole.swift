@@ -42,7 +42,14 @@ struct CollabService: Service {
                                     metadata: ["crashOnChatText": "\(trigger)"])
             configuration.crashOnChatText = trigger
         }
+        if context.configuration.testFaults?.corruptByChat == true {
+            let text = "corrupt \(context.name)"
+            context.logger.critical("TEST FAULT INJECTION IS ON: a chat whose text is exactly this is kept in this server's state under another text",
+                                    metadata: ["corruptChatText": "\(text)"])
+            configuration.corruptChatText = text
+        }
         let logger = context.logger
+
         configuration.admission = { meeting, participant in
             guard let agent = agentSlot.withLock({ $0 }) else { return .admit }
             // Leaves committed here before this join reach the license service first.
@@ -151,6 +158,12 @@ actor CollabNode: Service, ZoneAgentDelegate {
             group.addTask { [edgeWork] in
                 await withDiscardingTaskGroup { followers in
                     for await follower in edgeWork { followers.addTask { await follower() } }
+                }
+            }
+            group.addTask { [directory] in
+                // A copy here found the host's state wrong: the manager demotes the host.
+                for await vote in directory.hostsOutvoted.cancelOnGracefulShutdown() {
+                    await agent.send(.hostOutvoted(meeting: vote.meeting, seq: vote.seq, hostDigest: vote.host.hex, copyDigest: vote.copy.hex))
                 }
             }
             group.addTask {
@@ -379,6 +392,11 @@ actor CollabNode: Service, ZoneAgentDelegate {
             return false
         case .notice(let notice):
             await directory.copyNotice(meeting, notice)
+        case .digest(let seq, let digest):
+            guard await directory.copyDigest(meeting, digest, at: seq) else {
+                outcome.reload()
+                return false
+            }
         }
         return true
     }
@@ -404,6 +422,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
                         case .entries(let id, let entries) where id == meeting: update = .entries(entries)
                         case .reload(let id) where id == meeting: update = .reload
                         case .copyNotice(let id, let notice) where id == meeting: update = .notice(notice)
+                        case .digest(let id, let seq, let digest) where id == meeting: update = .digest(seq: seq, MeetingDigest(hex: digest))
                         default: continue
                         }
                         guard await take(update, meeting, directory: directory, outcome: outcome) else { return }
@@ -499,6 +518,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
                             }
                         case .reload: try await link.send(.reload(meeting: meeting))
                         case .notice(let notice): try await link.send(.copyNotice(meeting: meeting, notice))
+                        case .digest(let seq, let digest): try await link.send(.digest(meeting: meeting, seq: seq, digest: digest.hex))
                         }
                     }
                 } catch {

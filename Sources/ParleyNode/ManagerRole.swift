@@ -167,6 +167,12 @@ actor ZoneManager {
         case .locate(let request, let meeting):
             let key = relays.locateAsked(by: linkID, request: request)
             perform(placement!.locate(meeting, request: key, nowMs: now))
+        case .hostOutvoted(let meeting, let seq, let hostDigest, let copyDigest):
+            logger.error("a copy outvoted the meeting's host: its state disagreed at a checkpoint; promoting the standby", metadata: [
+                "meeting": "\(meeting)", "seq": "\(seq)", "reported_by": "\(peer)",
+                "host_digest": "\(hostDigest)", "copy_digest": "\(copyDigest)",
+            ])
+            perform(placement!.hostOutvoted(meeting, nowMs: now))
         case .findHost(let request, let meeting):
             let key = relays.locateAsked(by: linkID, request: request)
             perform(placement!.locate(meeting, request: key, forClient: false, nowMs: now))

@@ -19,6 +19,9 @@ enum CopyInput: Sendable {
     /// be rebuilt from the store).
     case entries([LogEntry], took: CheckedContinuation<Bool, Never>)
     case notice(CopyNotice)
+    /// The host's digest at checkpoint `seq`; answers whether the copy stands (false: it
+    /// must be rebuilt from the store).
+    case digest(MeetingDigest, seq: Seq, took: CheckedContinuation<Bool, Never>)
     /// A link to the host is up: pass requests up into this.
     case linkStarted(AsyncStream<CopyRequest>.Continuation)
     case linkEnded
@@ -48,8 +51,12 @@ final class MeetingCopy: MeetingEntrance {
     private let heldEpoch: Mutex<Epoch>
     /// Whether the manager keeps this copy as the meeting's standby (its promotion candidate).
     let standby: Atomic<Bool>
+    /// Where a vote that outvoted the host goes (the zone demotes it).
+    fileprivate let outvoted: AsyncStream<HostOutvoted>.Continuation
 
-    init(log: MeetingLog, standby: Bool, configuration: ServerConfiguration, clock: @escaping @Sendable () -> Millis, logger: Logger) {
+    init(log: MeetingLog, standby: Bool, configuration: ServerConfiguration, clock: @escaping @Sendable () -> Millis, logger: Logger,
+         outvoted: AsyncStream<HostOutvoted>.Continuation) {
+        self.outvoted = outvoted
         id = log.meeting.id
         inbox = Inbox(capacity: configuration.meetingQueueDepth)
         initialLog = Mutex(log)
@@ -59,7 +66,7 @@ final class MeetingCopy: MeetingEntrance {
         self.clock = clock
         var logger = logger
         logger[metadataKey: "meeting"] = "\(log.meeting.id)"
-        logger[metadataKey: "copy"] = "edge"
+        logger[metadataKey: "served_from"] = "copy"
         self.logger = logger
     }
 
@@ -86,6 +93,13 @@ final class MeetingCopy: MeetingEntrance {
     }
 
     func notice(_ notice: CopyNotice) { _ = inbox.send(.notice(notice), force: true) }
+
+    /// Hands the host's digest at `seq` to the loop; false when the copy must be rebuilt.
+    func hostDigest(_ digest: MeetingDigest, at seq: Seq) async -> Bool {
+        await withCheckedContinuation { took in
+            if case .finished = inbox.send(.digest(digest, seq: seq, took: took), force: true) { took.resume(returning: false) }
+        }
+    }
 
     /// A link to the host is up: returns what to pass up on it, until ``linkEnded()``.
     func linkStarted() -> AsyncStream<CopyRequest> {
@@ -141,6 +155,7 @@ final class MeetingCopy: MeetingEntrance {
         return left
     }
     fileprivate var now: Millis { clock() }
+    fileprivate var corruptChatText: String? { configuration.corruptChatText }
     fileprivate var loggerRef: Logger { logger }
     fileprivate func counted(_ n: Int, epoch: Epoch) {
         clients.store(n, ordering: .relaxed)
@@ -167,7 +182,7 @@ private struct CopyLoop {
         // Whatever is still queued is answered, so nobody waits on a copy that is gone.
         for input in await copy.finishInbox() {
             switch input {
-            case .entries(_, let took): took.resume(returning: false)
+            case .entries(_, let took), .digest(_, _, let took): took.resume(returning: false)
             case .currentLog(let reply): reply.resume(returning: state.log)
             case .linkStarted(let link): link.finish()
             default: break
@@ -192,9 +207,15 @@ private struct CopyLoop {
             }
         case .entries(let entries, let took):
             let actions = state.entries(entries, at: now)
-            let rebuild = actions.contains { if case .rebuild = $0 { true } else { false } }
             perform(actions)
-            took.resume(returning: !rebuild)
+            if let change = TestCorruption.change(copy.corruptChatText, in: entries, logger: copy.loggerRef) {
+                state.corruptStateForTesting(change)
+            }
+            took.resume(returning: !actions.contains { if case .rebuild = $0 { true } else { false } })
+        case .digest(let digest, let seq, let took):
+            let actions = state.hostDigest(digest, at: seq)
+            perform(actions)
+            took.resume(returning: !actions.contains { if case .rebuild = $0 { true } else { false } })
         case .notice(let notice):
             perform(state.notice(notice))
         case .linkStarted(let link):
@@ -239,10 +260,25 @@ private struct CopyLoop {
                 uplink = nil
                 state.linkEnded()
             case .rebuild:
-                break  // the follower rebuilds the copy when `replicate` says it did not take the entries
+                break  // the follower rebuilds the copy when `replicate` or `hostDigest` answers false
+            case .hostOutvoted(let seq, let host, let mine):
+                copy.outvoted.yield(HostOutvoted(meeting: copy.id, seq: seq, host: host, copy: mine))
             case .log(let line):
                 copy.loggerRef.log(level: line.level, "\(line.message)", metadata: line.metadata.mapValues { .string($0) })
             }
+        }
+    }
+}
+
+/// Test fault injection (`testFaults.corruptChatText`): the chat with that text is kept in
+/// the state under another, as a bug would, so that the copies' digests disagree.
+enum TestCorruption {
+    /// The change to make when `entries` hold the chat with `text`; nil otherwise.
+    static func change(_ text: String?, in entries: some Collection<LogEntry>, logger: Logger) -> ((inout Meeting) -> Void)? {
+        guard let text, entries.contains(where: { if case .chat(text) = $0.operation { true } else { false } }) else { return nil }
+        logger.critical("TEST FAULT: corrupting this server's state of the meeting", metadata: ["chat": "\(text)"])
+        return { meeting in
+            for index in meeting.chat.indices where meeting.chat[index].text == text { meeting.chat[index].text += " (corrupted)" }
         }
     }
 }

@@ -38,6 +38,10 @@ public struct MeetingCopyState<Connection: Hashable & Sendable>: Sendable {
         case relay(Signal, from: ParticipantID, to: [Connection])
         /// Pass this up to the host, over the link the copy follows it on.
         case forward(CopyRequest)
+        /// The host's state disagreed with this copy's at checkpoint `seq`, and the state
+        /// rebuilt from the last agreed checkpoint sided with the copy: the zone must demote
+        /// the host.
+        case hostOutvoted(seq: Seq, host: MeetingDigest, copy: MeetingDigest)
         /// The copy no longer follows on from the host's stream: rebuild it from the store
         /// and report it with ``rebuilt(_:at:)``.
         case rebuild
@@ -77,12 +81,18 @@ public struct MeetingCopyState<Connection: Hashable & Sendable>: Sendable {
     /// Whether a link to the host is up: requests go up only then, and all of them again
     /// when the next one starts.
     public private(set) var linked = false
+    /// The last checkpoint this copy and its host agreed on (or where the copy was loaded
+    /// from the store: `voted` false), with the state then: a disagreement is settled from it.
+    private var agreed: (seq: Seq, meeting: Meeting, voted: Bool)
+    /// Set by a vote that disagreed, until one agrees again (which is logged).
+    private var disagreedAt: Seq?
     public private(set) var stopped = false
 
     public init(log: MeetingLog, limits: ConnectionLimits, asksAdmission: Bool) {
         self.log = log
         self.limits = limits
         self.asksAdmission = asksAdmission
+        agreed = (log.committedSeq, log.meeting, false)
     }
 
     public var meeting: MeetingID { log.meeting.id }
@@ -240,12 +250,14 @@ public struct MeetingCopyState<Connection: Hashable & Sendable>: Sendable {
         guard !stopped else { return [] }
         let before = log.lastSeq
         log = newLog
+        agreed = (newLog.committedSeq, newLog.meeting, false)
+        let rebuiltLine = Action.log(.init(.notice, "copy rebuilt from the store", ["last_seq": "\(newLog.committedSeq)", "had": "\(before)"]))
         let tail = newLog.tail.prefix { $0.seq <= newLog.committedSeq }
         if newLog.committedSeq >= before, newLog.committedSeq == before || (tail.first.map { $0.seq <= before + 1 } ?? false) {
-            return caughtUp(tail.filter { $0.seq > before }, at: now)
+            return [rebuiltLine] + caughtUp(tail.filter { $0.seq > before }, at: now)
         }
         let error = ProtocolError(.moved, "this server's copy of the meeting was rebuilt; reconnect to resume", fatal: true)
-        return removeAllClients().map { .fail($0, error) }
+        return [rebuiltLine] + removeAllClients().map { .fail($0, error) }
     }
 
     /// Delivers `new`, the entries the copy took beyond what its clients had, with the acks now due.
@@ -275,6 +287,50 @@ public struct MeetingCopyState<Connection: Hashable & Sendable>: Sendable {
         awaitingSeq.removeAll { ($0.1.resume?.seq ?? 0) <= log.committedSeq }
         for (connection, joining) in ready { actions += attach(connection, joining, at: now) }
         return actions
+    }
+
+    // MARK: Voting
+
+    /// The host's digest of its state at checkpoint `seq`. The copy votes with its own; a
+    /// disagreement is settled by a third vote, the state rebuilt from the last checkpoint
+    /// both agreed on plus the committed entries since (``DigestVerdict``).
+    public mutating func hostDigest(_ digest: MeetingDigest, at seq: Seq) -> [Action] {
+        guard !stopped, log.committedSeq == seq else { return [] }
+        let mine = MeetingDigest(of: log.meeting)
+        let rebuilt = mine == digest ? nil : rebuiltSinceAgreement(through: seq).map(MeetingDigest.init(of:))
+        let facts = ["seq": "\(seq)", "host_digest": digest.hex, "copy_digest": mine.hex, "rebuilt_digest": rebuilt?.hex ?? "-"]
+        if mine != digest, disagreedAt == nil { disagreedAt = seq }
+        switch DigestVerdict.settle(host: digest, copy: mine, rebuilt: rebuilt, baseVoted: agreed.voted) {
+        case .agreed:
+            agreed = (seq, log.meeting, true)
+            guard let since = disagreedAt else { return [] }
+            disagreedAt = nil
+            return [.log(.init(.notice, "this copy agrees with its host again", ["seq": "\(seq)", "disagreed_at": "\(since)"]))]
+        case .copyOutvoted:
+            return [.log(.init(.error, "this copy's state disagreed with its host's at a checkpoint and was outvoted; rebuilding it from the store", facts)),
+                    .rebuild]
+        case .hostOutvoted:
+            agreed = (seq, log.meeting, true)
+            return [.log(.init(.error, "the host's state disagreed with this copy's at a checkpoint, and the log sides with the copy; the host must be demoted", facts)),
+                    .hostOutvoted(seq: seq, host: digest, copy: mine)]
+        case .undecided:
+            return [.log(.init(.error, "this copy's state disagreed with its host's at a checkpoint and no two votes agree; rebuilding it from the store", facts)),
+                    .rebuild]
+        }
+    }
+
+    /// The state at `seq` rebuilt from the last agreed checkpoint and the committed entries
+    /// since; nil when the copy no longer holds all of them.
+    private func rebuiltSinceAgreement(through seq: Seq) -> Meeting? {
+        let entries = log.tail.filter { $0.seq > agreed.seq && $0.seq <= seq }
+        guard entries.count == Int(seq - agreed.seq) else { return nil }
+        let base = Snapshot(meeting: agreed.meeting, seq: agreed.seq, epoch: log.epoch, outcomes: OpOutcomes(capacity: 1))
+        return (try? MeetingLog(standbyFrom: base, entries: entries))?.meeting
+    }
+
+    /// Test fault injection only: see ``MeetingLog/corruptStateForTesting(_:)``.
+    public mutating func corruptStateForTesting(_ change: (inout Meeting) -> Void) {
+        log.corruptStateForTesting(change)
     }
 
     /// What the host told the copy about one of its participants.

@@ -43,6 +43,9 @@ public actor MeetingDirectory: Service {
     /// Found by `parley sim` (seed 8).
     public nonisolated let stoppedByThemselves: AsyncStream<MeetingID>
     private let stoppedByItself: AsyncStream<MeetingID>.Continuation
+    /// Copies here that outvoted their host (see ``DigestVerdict``): the zone demotes it.
+    public nonisolated let hostsOutvoted: AsyncStream<HostOutvoted>
+    private let hostOutvoted: AsyncStream<HostOutvoted>.Continuation
 
     init(store: any Store, commitLog: GroupCommitLog, configuration: ServerConfiguration, loadsOnDemand: Bool,
          clock: @escaping @Sendable () -> Millis, logger: Logger) {
@@ -55,6 +58,7 @@ public actor MeetingDirectory: Service {
         (started, start) = AsyncStream.makeStream()
         // At most one per meeting hosted here is waiting at a time in practice; bounded anyway.
         (stoppedByThemselves, stoppedByItself) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1_024))
+        (hostsOutvoted, hostOutvoted) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1_024))
     }
 
     var hostedCount: Int { hosts.count }
@@ -219,7 +223,8 @@ public actor MeetingDirectory: Service {
             if standby { copy.standby.store(true, ordering: .relaxed) }
             copy.rebuilt(log)
         } else {
-            let copy = MeetingCopy(log: log, standby: standby, configuration: configuration, clock: clock, logger: logger)
+            let copy = MeetingCopy(log: log, standby: standby, configuration: configuration, clock: clock, logger: logger,
+                                   outvoted: hostOutvoted)
             copies[id] = copy
             start.yield(.copy(copy))
         }
@@ -243,6 +248,13 @@ public actor MeetingDirectory: Service {
     public func replicate(_ id: MeetingID, _ entries: [LogEntry]) async -> Bool {
         guard let copy = copies[id] else { return false }
         return await copy.replicate(entries)
+    }
+
+    /// The host's digest at checkpoint `seq`, for the copy of `id` here to vote on. False if
+    /// the copy must be rebuilt from the store (it was outvoted, or no two votes agreed).
+    public func copyDigest(_ id: MeetingID, _ digest: MeetingDigest, at seq: Seq) async -> Bool {
+        guard let copy = copies[id] else { return false }
+        return await copy.hostDigest(digest, at: seq)
     }
 
     /// A link to the host of `id` is up: what the copy here passes up on it. Nil without a copy.
@@ -384,7 +396,7 @@ public actor MeetingDirectory: Service {
                     "meeting": "\(id)", "epoch": "\(epoch)", "last_seq": "\(log.lastSeq)",
                 ])
                 return MeetingHost(log: log, store: store, commitLog: commitLog, configuration: configuration,
-                                   poisoned: poisoned, clock: clock, logger: logger)
+                                   poisoned: poisoned, checkpointAtOnce: true, clock: clock, logger: logger)
             } catch {
                 logger.warning("standby copy unusable; loading from the store", metadata: ["meeting": "\(id)", "error": "\(error)"])
             }

@@ -36,6 +36,9 @@ public enum ReplicaUpdate: Sendable {
     case reload
     /// About the participants attached to the copy.
     case notice(CopyNotice)
+    /// The host's state digest at checkpoint `seq`, right after the entries through `seq`:
+    /// the copy votes with its own (``DigestVerdict``).
+    case digest(seq: Seq, MeetingDigest)
 }
 
 /// The committed stream of one meeting to one standby. Bounded: a standby that falls this
@@ -83,8 +86,12 @@ final class MeetingHost: Sendable {
     private let clock: @Sendable () -> Millis
     private let logger: Logger
 
+    /// Whether the host checkpoints as soon as it can (see ``MeetingHostState``).
+    private let checkpointAtOnce: Bool
+
     init(log: MeetingLog, store: any Store, commitLog: GroupCommitLog, configuration: ServerConfiguration,
-         poisoned: Set<OpOutcomes.Key> = [], clock: @escaping @Sendable () -> Millis, logger: Logger) {
+         poisoned: Set<OpOutcomes.Key> = [], checkpointAtOnce: Bool = false, clock: @escaping @Sendable () -> Millis, logger: Logger) {
+        self.checkpointAtOnce = checkpointAtOnce
         id = log.meeting.id
         self.poisoned = poisoned
         note = configuration.poison.flatMap { ApplyingNote(guard: $0, meeting: log.meeting.id) }
@@ -138,7 +145,7 @@ final class MeetingHost: Sendable {
             }
             let state = MeetingHostState<ClientConnection>(
                 log: log, limits: configuration.limits, poisoned: poisoned, asksAdmission: configuration.admission != nil,
-                snapshotEveryEntries: configuration.snapshotEveryEntries)
+                snapshotEveryEntries: configuration.snapshotEveryEntries, checkpointAtOnce: checkpointAtOnce)
             var loop = HostLoop(state: state, host: self, checkpoints: checkpoints, askAdmission: askAdmission)
             await loop.run()
             checkpoints.finish()
@@ -208,6 +215,12 @@ private struct HostLoop {
             }
             if !state.stopped, let snapshot = state.checkpointDue(), case .queued = checkpoints.send(snapshot) {
                 state.checkpointQueued(snapshot.seq)
+                // On the loop, so that it goes out between the entries through its seq and
+                // the next: each copy compares it with its state at exactly that seq.
+                if !replicas.isEmpty {
+                    let update = ReplicaUpdate.digest(seq: snapshot.seq, MeetingDigest(of: snapshot.meeting))
+                    replicas.removeAll { !$0.push(update) }
+                }
             }
         }
         host.inbox.finish()
@@ -311,6 +324,9 @@ private struct HostLoop {
                     continue
                 }
                 await perform(state.committed(at: host.now))
+                if let change = TestCorruption.change(host.config.corruptChatText, in: entries, logger: host.loggerRef) {
+                    state.corruptStateForTesting(change)
+                }
             case .deliver(let entries, let recipients, let acks):
                 let slow = fanOut.deliver(entries, to: recipients, acks: acks)
                 for connection in slow { await perform(state.detach(connection, at: host.now)) }

@@ -79,11 +79,18 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     /// The last seq of the commit in flight.
     private var committing: Seq?
     private var lastSnapshotSeq: Seq
+    /// A checkpoint is due as soon as nothing is uncommitted, whatever the count.
+    private var checkpointOwed: Bool
     private var shuttingDown = false
     public private(set) var stopped = false
 
+    /// - Parameter checkpointAtOnce: checkpoint as soon as nothing is uncommitted. A host
+    ///   that took the meeting over does: its predecessor may have been demoted for a state
+    ///   that went wrong, and a copy rebuilt from the store must not start from a checkpoint
+    ///   written from that state.
     public init(log: MeetingLog, limits: ConnectionLimits, poisoned: Set<OpOutcomes.Key> = [], asksAdmission: Bool,
-         snapshotEveryEntries: Int) {
+         snapshotEveryEntries: Int, checkpointAtOnce: Bool = false) {
+        checkpointOwed = checkpointAtOnce && log.committedSeq > 0
         self.log = log
         self.limits = limits
         self.poisoned = poisoned
@@ -479,17 +486,24 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
         return attached.removeAll() + awaitingAdmission.keys + awaitingCommit.map(\.0)
     }
 
+    /// Test fault injection only: see ``MeetingLog/corruptStateForTesting(_:)``.
+    public mutating func corruptStateForTesting(_ change: (inout Meeting) -> Void) {
+        log.corruptStateForTesting(change)
+    }
+
     // MARK: Checkpoints and standbys
 
     /// A snapshot to write, when enough entries were committed since the last one.
     public func checkpointDue() -> Snapshot? {
-        guard !stopped, !log.hasUncommitted, log.committedSeq - lastSnapshotSeq >= Seq(snapshotEveryEntries) else { return nil }
+        guard !stopped, !log.hasUncommitted,
+              checkpointOwed || log.committedSeq - lastSnapshotSeq >= Seq(snapshotEveryEntries) else { return nil }
         return log.snapshot()
     }
 
     /// The snapshot at `seq` went to the writer (if the writer was busy, it is due again next turn).
     public mutating func checkpointQueued(_ seq: Seq) {
         lastSnapshotSeq = max(lastSnapshotSeq, seq)
+        checkpointOwed = false
     }
 
     /// How a standby that holds everything through `after` catches up.

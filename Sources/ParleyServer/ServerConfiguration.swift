@@ -60,6 +60,10 @@ public struct ServerConfiguration: Sendable {
     /// text crashes the process. Set only from a zone's `testFaults`, which a zone refuses
     /// unless started with `--enable-test-faults`.
     public var crashOnChatText: String?
+    /// Fault injection for tests of copies voting: a chat with exactly this text is kept in
+    /// this server's state (hosted meetings and copies alike) under another text. Set only
+    /// from a zone's `testFaults`.
+    public var corruptChatText: String?
 
     public init(
         host: String = "127.0.0.1",

@@ -388,6 +388,17 @@ public struct Placement: Sendable {
         return actions
     }
 
+    /// A copy of the meeting outvoted its host: the host's state disagreed with the copy's
+    /// at a checkpoint, and the state rebuilt from the last agreed checkpoint plus the
+    /// committed entries sided with the copy. The standby takes over (its new epoch fences
+    /// the host) and the host lets go. Without a standby, or while the meeting moves,
+    /// nothing changes: the report is logged, and the next checkpoint votes again.
+    public mutating func hostOutvoted(_ meeting: MeetingID, nowMs: Int64) -> [Action] {
+        guard let place = places[meeting], place.movingSinceMs == nil, let standby = place.standby,
+              let server = servers[standby], !server.draining else { return [] }
+        return failOver(meeting, place, nowMs: nowMs) + [.release(meeting, on: place.host)]
+    }
+
     /// The server could not open or promote the meeting; try elsewhere.
     public mutating func failedToHost(_ meeting: MeetingID, on name: NodeName, nowMs: Int64) -> [Action] {
         guard let place = places[meeting], place.host == name else { return [] }

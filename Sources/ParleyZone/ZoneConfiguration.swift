@@ -97,7 +97,14 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         /// A chat op whose text is exactly this crashes the collaboration server applying it
         /// (to test poison-op quarantine).
         public var crashOnChatText: String?
-        public init(crashOnChatText: String? = nil) { self.crashOnChatText = crashOnChatText }
+        /// When true, a chat op whose text is exactly `corrupt NAME` is kept in the state of
+        /// the collaboration server NAME under another text, as a bug would: its copy of the
+        /// meeting (or the meeting it hosts) disagrees with the others at the next checkpoint.
+        public var corruptByChat: Bool?
+        public init(crashOnChatText: String? = nil, corruptByChat: Bool? = nil) {
+            self.crashOnChatText = crashOnChatText
+            self.corruptByChat = corruptByChat
+        }
     }
 
     /// One machine of a cluster: a zone whose processes run on several machines, each under

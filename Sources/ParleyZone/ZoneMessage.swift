@@ -12,6 +12,9 @@ public enum ZoneMessage: Codable, Equatable, Sendable {
     case load(ServerLoad)
     case hosting(meeting: MeetingID, epoch: Epoch)
     case failedToHost(meeting: MeetingID, reason: String)
+    /// A copy of the meeting found its host's state wrong at checkpoint `seq`: the host's
+    /// digest, and the copy's, which the state rebuilt from the log agreed with.
+    case hostOutvoted(meeting: MeetingID, seq: Seq, hostDigest: String, copyDigest: String)
     /// The web process asks where a meeting's clients should connect.
     case locate(request: UInt64, meeting: MeetingID)
     /// A server keeping a copy of the meeting (an edge) asks where its host is; answered
@@ -45,6 +48,8 @@ public enum ZoneMessage: Codable, Equatable, Sendable {
     case entries(meeting: MeetingID, [LogEntry])
     /// The host no longer holds the entries asked for: reload from the store, then subscribe again.
     case reload(meeting: MeetingID)
+    /// The host's state digest at checkpoint `seq`, for its copies to compare theirs with.
+    case digest(meeting: MeetingID, seq: Seq, digest: String)
     /// A copy passes up what one of the participants attached to it did.
     case copyRequest(meeting: MeetingID, CopyRequest)
     /// The host tells a copy about one of its participants.

@@ -73,6 +73,9 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(name: .customLong("data"), help: "Directory for the target's data and logs (default: a fresh temporary directory, removed afterwards unless --keep).")
     var dataDirectory: String?
 
+    @Flag(help: "With --target zone: three collaboration servers and edges on, so each meeting's clients are spread over its host, its standby and an edge (docs/zone.md, Edges).")
+    var edges = false
+
     @Flag(help: "Keep the temporary data directory and its logs.")
     var keep = false
 
@@ -88,6 +91,7 @@ struct ChaosCommand: AsyncParsableCommand {
     func validate() throws {
         guard ["zone", "single", "cluster"].contains(target) else { throw ValidationError("--target must be 'zone', 'single' or 'cluster'") }
         guard machines >= 3 else { throw ValidationError("--machines must be at least 3") }
+        guard !edges || target == "zone" else { throw ValidationError("--edges needs --target zone") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
         _ = try faultKinds()
         guard maxPauseMs >= 1 else { throw ValidationError("--max-pause-ms must be at least 1") }
@@ -129,7 +133,8 @@ struct ChaosCommand: AsyncParsableCommand {
                 ? "parley chaos: machines on loopback addresses (127.0.0.1 to 127.0.0.\(machines)): no partitions without network namespaces (root)\n"
                 : "parley chaos: machines in network namespaces on \(network!.cidr)\n").utf8))
         default:
-            target = ZoneTarget(executable: currentExecutable(), directory: directory)
+            target = ZoneTarget(executable: currentExecutable(), directory: directory,
+                                configuration: edges ? ZoneTarget.edgesConfiguration() : nil)
         }
         let watchdog = Watchdog(after: .seconds(duration + settle + Self.watchdogSlackSeconds), directory: directory)
         var report: ChaosReport

@@ -26,6 +26,8 @@ struct MeetingCopyStateTests {
         var copyID = CopyID(1)
         var now: Millis = 1_000
         var commitsHeld = false
+        /// What the copy's votes decided, in order.
+        var verdicts: [String] = []
 
         enum Downward {
             case entries([LogEntry])
@@ -79,7 +81,9 @@ struct MeetingCopyStateTests {
                 case .deliver(let entries, let to, let acks): deliver(entries, to: to, acks: acks)
                 case .relay(_, let from, let to): for c in to { seen[c, default: []].append("signal from \(from)") }
                 case .forward(let request): upward.append(request)
-                case .close, .askAdmission, .rebuild, .log: break
+                case .hostOutvoted(let seq, _, _): verdicts.append("host outvoted at \(seq)")
+                case .rebuild: verdicts.append("rebuild")
+                case .close, .askAdmission, .log: break
                 }
             }
         }
@@ -254,6 +258,66 @@ struct MeetingCopyStateTests {
         pair.settle()
         #expect(pair.host.log.meeting.participant("bob")?.presence == .connected)
         #expect(pair.seen[100]?.suffix(2) == ["2 bob reconnecting", "3 bob connected"])
+    }
+
+    /// Alice on the host sends three chats; the copy follows. Returns the host's digest
+    /// at the last seq, as the host's loop would publish it at a checkpoint there.
+    static func chatted(_ pair: inout Pair, corrupt: (inout Pair) -> Void = { _ in }) -> (MeetingDigest, Seq) {
+        pair.take(pair.host.attach(1, Self.ada, resume: nil, at: pair.tick()))
+        for index in 1...3 { pair.take(pair.host.op(1, OpID("a\(index)"), .chat(text: "chat \(index)"), at: pair.tick())) }
+        pair.take(pair.host.flush())
+        pair.settle()
+        corrupt(&pair)
+        return (MeetingDigest(of: pair.host.log.meeting), pair.host.log.committedSeq)
+    }
+
+    static func garble(_ meeting: inout Meeting) { meeting.chat[1].text = "garbled" }
+
+    @Test("copies vote at a checkpoint: a copy that agrees with its host does nothing")
+    func digestsAgree() {
+        var pair = Pair()
+        let (digest, seq) = Self.chatted(&pair)
+        pair.take(pair.copy.hostDigest(digest, at: seq))
+        #expect(pair.verdicts.isEmpty)
+    }
+
+    @Test("a copy whose state went wrong is outvoted by the host and the state rebuilt from the last agreed checkpoint plus the log: it is rebuilt")
+    func corruptedCopyOutvoted() {
+        var pair = Pair()
+        let (digest, seq) = Self.chatted(&pair) { $0.copy.corruptStateForTesting(Self.garble) }
+        pair.take(pair.copy.hostDigest(digest, at: seq))
+        #expect(pair.verdicts == ["rebuild"])
+    }
+
+    @Test("a host whose state went wrong after a checkpoint both agreed on is outvoted by the copy and the state rebuilt from that checkpoint: the copy reports it for demotion")
+    func corruptedHostOutvoted() {
+        var pair = Pair()
+        let (first, firstSeq) = Self.chatted(&pair)
+        pair.take(pair.copy.hostDigest(first, at: firstSeq))
+        #expect(pair.verdicts.isEmpty, "agreed at \(firstSeq)")
+        pair.take(pair.host.op(1, "a9", .chat(text: "after"), at: pair.tick()))
+        pair.take(pair.host.flush())
+        pair.settle()
+        pair.host.corruptStateForTesting(Self.garble)
+        let seq = pair.host.log.committedSeq
+        pair.take(pair.copy.hostDigest(MeetingDigest(of: pair.host.log.meeting), at: seq))
+        #expect(pair.verdicts == ["host outvoted at \(seq)"])
+    }
+
+    @Test("without a checkpoint both agreed on (the copy was loaded from the store, which a wrong host may have checkpointed), a disagreement never outvotes the host: the copy rebuilds from the store")
+    func unvotedBaseNeverOutvotesTheHost() {
+        var pair = Pair()
+        let (digest, seq) = Self.chatted(&pair) { $0.host.corruptStateForTesting(Self.garble) }
+        pair.take(pair.copy.hostDigest(digest, at: seq))
+        #expect(pair.verdicts == ["rebuild"])
+    }
+
+    @Test("a digest for another seq than the copy holds is not voted on")
+    func digestAtAnotherSeq() {
+        var pair = Pair()
+        let (_, seq) = Self.chatted(&pair) { $0.copy.corruptStateForTesting(Self.garble) }
+        pair.take(pair.copy.hostDigest(MeetingDigest(hex: "00"), at: seq - 1))
+        #expect(pair.verdicts.isEmpty)
     }
 
     @Test("a refused op comes back to the copy's client as a reject; a goodbye said while the link is down reaches the next host")

@@ -120,6 +120,67 @@ struct EdgeProcessTests {
     }
 }
 
+extension EdgeProcessTests {
+    @Test("copies vote at checkpoints: an edge's copy corrupted on purpose is outvoted and rebuilt from the store; then a host corrupted on purpose is outvoted, and its standby takes the meeting over")
+    func corruptedCopiesAreOutvoted() async throws {
+        try await ZoneHarness.run(processes: Self.processes, extraConfiguration: #""testFaults": {"corruptByChat": true}, "clients": {"snapshotEveryEntries": 10},"#,
+                                  enableTestFaults: true, scaling: Self.scaling) { zone in
+            let started = try await Self.start("Votes", in: zone)
+            let (alice, servers) = (started.alice, started.servers)
+            let carol = try MeetingClient(server: try servers.edge.clientURL(), token: try await started.token("Carol"),
+                                          options: Scenario.options(.webSocket))
+            try await carol.connect()
+            func chats(_ count: Int, _ name: String) async throws {
+                for index in 0..<count { _ = try await alice.send(.chat(text: "\(name) \(index)")) }
+            }
+            // The edge's copy keeps this chat under another text; the next checkpoint finds it.
+            let corrupt = "corrupt \(servers.edge.name)"
+            _ = try await alice.send(.chat(text: corrupt))
+            try await chats(12, "after")
+            let edgeLog = try await zone.waitForNodeLog(servers.edge.name, "copy rebuilt from the store")
+            #expect(edgeLog.contains("was outvoted; rebuilding it from the store"), "the edge's copy was outvoted")
+            #expect(edgeLog.contains("host_digest=") && edgeLog.contains("copy_digest="), "both digests are logged")
+            // A newcomer on the edge gets the state from the rebuilt copy: the chat as sent.
+            let dave = try MeetingClient(server: try servers.edge.clientURL(), token: try await started.token("Dave"),
+                                         options: Scenario.options(.webSocket))
+            try await dave.connect()
+            let texts = await dave.meeting?.chat.map(\.text) ?? []
+            #expect(texts.contains(corrupt), "\(texts)")
+            #expect(!texts.contains { $0.hasSuffix("(corrupted)") }, "\(texts)")
+            // Now the host's state goes wrong: the copies outvote it, and the standby takes over.
+            _ = try await alice.send(.chat(text: "corrupt \(servers.host.name)"))
+            try await chats(12, "later")
+            _ = try await zone.waitFor("the standby hosting") { status in
+                status[servers.standby.name]?.hosts(started.meeting) == true ? true : nil
+            }
+            // Carol, on the edge, carries on under the new host.
+            let ack = try await carol.send(.chat(text: "still here"))
+            #expect(ack.epoch > Epoch(1))
+            // Checkpoints under the new host agree: the host was demoted for one checkpoint
+            // only (both copies may report it), and nobody since; the edge agrees with the
+            // new host at a later checkpoint.
+            func seqs(_ log: String, _ line: String) -> [Int] {
+                log.split(separator: "\n").filter { $0.contains(line) }.compactMap { $0.firstMatch(of: /\sseq=(\d+)/).flatMap { Int($0.1) } }
+            }
+            let demotedAt = try #require(seqs(zone.nodeLog("manager-1"), "a copy outvoted the meeting's host").first)
+            try await chats(12, "finally")
+            let deadline = ContinuousClock.now + .seconds(15)
+            while !seqs(zone.nodeLog(servers.edge.name), "this copy agrees with its host again").contains(where: { $0 > demotedAt }) {
+                guard ContinuousClock.now < deadline else {
+                    let lines = zone.nodeLog(servers.edge.name).split(separator: "\n").filter { $0.contains("copy") }
+                    throw HarnessFailure("the edge never agreed with the new host:\n\(lines.suffix(20).joined(separator: "\n"))")
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let reported = Set(seqs(zone.nodeLog("manager-1"), "a copy outvoted the meeting's host"))
+            #expect(reported == [demotedAt], "demotions reported at seqs \(reported.sorted())")
+            await dave.leave()
+            await carol.leave()
+            await alice.leave()
+        }
+    }
+}
+
 /// Clients send chats before, during and after a fault; then every client's history is
 /// checked: the same for all, in seq order, every acknowledged op exactly once at its seq,
 /// every op there in the order each client sent them.

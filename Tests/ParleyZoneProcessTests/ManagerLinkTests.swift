@@ -129,11 +129,13 @@ struct StepDownProcessTests {
 }
 
 extension ZoneHarness {
-    /// Waits until `name`'s own log contains `text`.
-    func waitForNodeLog(_ name: NodeName, _ text: String, timeout: Duration = .seconds(15)) async throws {
+    /// Waits until `name`'s own log contains `text`; returns the log.
+    @discardableResult
+    func waitForNodeLog(_ name: NodeName, _ text: String, timeout: Duration = .seconds(15)) async throws -> String {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if nodeLog(name).contains(text) { return }
+            let log = nodeLog(name)
+            if log.contains(text) { return log }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw HarnessFailure("\(name)'s log did not say '\(text)' within \(timeout)")

@@ -210,6 +210,12 @@ public struct MeetingLog: Sendable {
         return newlyDurable
     }
 
+    /// Test fault injection only (a zone's `testFaults`): changes the state behind the log's
+    /// back, as a bug or a bit flip would, so that the copies' digests disagree.
+    public mutating func corruptStateForTesting(_ change: (inout Meeting) -> Void) {
+        change(&meeting)
+    }
+
     /// Where a participant's op was committed, if this log still remembers it: a copy of
     /// the meeting answers a resent op from this, as its host would.
     public func committedSeq(of participant: ParticipantID, opID: OpID) -> Seq? {
