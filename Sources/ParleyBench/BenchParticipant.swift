@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import ParleyCore
 import ParleyProtocol
@@ -111,9 +112,15 @@ final class BenchParticipant: Sendable {
     /// Joins every one of `participants`, `concurrency` at a time; the first failure ends it.
     static func joinAll(_ participants: [BenchParticipant], concurrency: Int, timeoutMs: Int, server: BenchServer,
                         group: any EventLoopGroup) async throws {
-        _ = try await boundedMap(participants, concurrency: concurrency) { participant in
+        try await joinAll(participants.map { ($0, server.url) }, concurrency: concurrency, timeoutMs: timeoutMs, group: group)
+    }
+
+    /// Joins each participant at its own server.
+    static func joinAll(_ participants: [(BenchParticipant, URL)], concurrency: Int, timeoutMs: Int,
+                        group: any EventLoopGroup) async throws {
+        _ = try await boundedMap(participants, concurrency: concurrency) { participant, server in
             do {
-                try await participant.join(group: group, host: server.host, port: server.port, timeoutMs: timeoutMs)
+                try await participant.join(group: group, host: server.host ?? "127.0.0.1", port: server.port ?? 80, timeoutMs: timeoutMs)
             } catch {
                 throw BenchError.setup("a participant of meeting \(participant.meeting + 1) could not join: \(error)")
             }

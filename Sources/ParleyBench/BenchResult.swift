@@ -17,6 +17,7 @@ public struct BenchResult: Codable, Sendable {
     public var joins: JoinStormResult?
     public var idle: IdleMemoryResult?
     public var failover: FailoverResult?
+    public var largeMeeting: LargeMeetingResult?
 
     public init(benchmark: String, startedAt: Date, build: String, command: String) {
         self.benchmark = benchmark

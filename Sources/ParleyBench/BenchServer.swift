@@ -55,12 +55,15 @@ public struct BenchServer: Sendable {
 struct BenchMeetings {
     /// Per meeting, its participants' tokens (the first is the host's).
     var tokens: [[String]]
+    /// The meetings, in the same order.
+    var ids: [MeetingID] = []
 
     /// Creates `meetings` meetings with `participants` tokens each, issuing tokens
     /// `concurrency` at a time.
     static func create(on server: BenchServer, meetings: Int, participants: Int, title: String,
                        concurrency: Int = 16) async throws -> BenchMeetings {
         var tokens: [[String]] = []
+        var ids: [MeetingID] = []
         for index in 0..<meetings {
             let created: CreatedMeeting
             do {
@@ -71,8 +74,9 @@ struct BenchMeetings {
             let others = try await issueTokens(on: server, meeting: created.meeting.id, count: participants - 1,
                                                concurrency: concurrency)
             tokens.append([created.hostToken] + others)
+            ids.append(created.meeting.id)
         }
-        return BenchMeetings(tokens: tokens)
+        return BenchMeetings(tokens: tokens, ids: ids)
     }
 
     static func issueTokens(on server: BenchServer, meeting: MeetingID, count: Int, concurrency: Int) async throws -> [String] {

@@ -46,14 +46,7 @@ public enum FanOutBench {
         let logger = configuration.logger
         let group = MultiThreadedEventLoopGroup.singleton
 
-        let ledger = DeliveryLedger()
-        let frames = FrameCounter()
-        let sink = BenchParticipant.Sink(
-            benchEvent: { message, at in ledger.delivered(message, at: at) },
-            ack: { message in ledger.acked(message) },
-            reject: { code in ledger.problem(code: code) },
-            error: { code in ledger.problem(code: code) },
-            frame: { frames.increment() })
+        let (ledger, frames, sink) = instruments()
         /// Meetings full of joined participants, once the server has fanned their joins out.
         func seat(_ title: String) async throws -> [[BenchParticipant]] {
             let meetings = try await BenchMeetings.create(on: server, meetings: configuration.meetings,
@@ -103,6 +96,20 @@ public enum FanOutBench {
             result.halfPeak = .init(step: result.steps.count - 1)
         }
         return result
+    }
+
+    /// The ledger every delivery is recorded in, a count of frames received, and the sink
+    /// participants report both to.
+    static func instruments() -> (DeliveryLedger, FrameCounter, BenchParticipant.Sink) {
+        let ledger = DeliveryLedger()
+        let frames = FrameCounter()
+        let sink = BenchParticipant.Sink(
+            benchEvent: { message, at in ledger.delivered(message, at: at) },
+            ack: { message in ledger.acked(message) },
+            reject: { code in ledger.problem(code: code) },
+            error: { code in ledger.problem(code: code) },
+            frame: { frames.increment() })
+        return (ledger, frames, sink)
     }
 
     static func close(_ participants: [[BenchParticipant]]) async {

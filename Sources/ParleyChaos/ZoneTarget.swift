@@ -136,6 +136,19 @@ public actor ZoneTarget: SignalledTarget {
         supervisor = nil
     }
 
+    /// The pid of the collaboration server hosting `meeting`, and each collaboration server's
+    /// client connections, as the processes last reported them.
+    public func hosting(_ meeting: String) async throws -> (pid: Int32?, connections: [String: Int]) {
+        var pid: Int32?
+        var connections: [String: Int] = [:]
+        for process in try await status() where process.role == .collab {
+            guard case .object(let load)? = process.load else { continue }
+            if case .number(let count)? = load["connections"] { connections[process.name.rawValue] = Int(count) }
+            if case .array(let hosted)? = load["hosting"], hosted.contains(.string(meeting)) { pid = process.pid.map(Int32.init) }
+        }
+        return (pid, connections)
+    }
+
     private func status() async throws -> [ProcessStatus] {
         try await command(.status).status ?? []
     }

@@ -99,9 +99,9 @@ public struct Placement: Sendable {
         public var connectionsPerServer: Int
         public var maxServers: Int
         /// With edges on, a meeting's participants go to the servers that hold a copy of it
-        /// already (host, standby, edges), the least loaded first, until each has this many
-        /// client connections; then one more server becomes an edge. Nil: edges are off, and
-        /// every participant goes to the host.
+        /// already (host, standby, edges), evenly, until the locator has sent each this many
+        /// of them; then one more server becomes an edge. Nil: edges are off, and every
+        /// participant goes to the host.
         public var connectionsPerCopy: Int?
 
         public init(heartbeatTimeoutMs: Int64 = 1_000, locateTimeoutMs: Int64 = 5_000, moveTimeoutMs: Int64 = 3_000,
@@ -134,6 +134,8 @@ public struct Placement: Sendable {
         /// Other servers the locator sent the meeting's participants to (edges on): they keep
         /// copies, so the next participants go there first.
         public var edges: [NodeName] = []
+        /// How many of the meeting's participants the locator sent to each server (edges on).
+        public var sent: [NodeName: Int] = [:]
 
         public init(host: NodeName, standby: NodeName?, epoch: Epoch?, movingSinceMs: Int64?) {
             self.host = host
@@ -332,33 +334,26 @@ public struct Placement: Sendable {
         return .answer(asked.request, .at(name, servers[name]!.address))
     }
 
-    /// Where the meeting's next participant goes with edges on: the least loaded server that
-    /// holds a copy already, while it has room (``Tuning/connectionsPerCopy``); else the
-    /// least loaded other server, which becomes an edge. The answer counts as a connection
-    /// there at once, so a burst of joins between heartbeats spreads too.
+    /// Where the meeting's next participant goes with edges on: the server holding a copy
+    /// already (host, standby, edges) that the locator sent the fewest of its participants,
+    /// while that is under ``Tuning/connectionsPerCopy``; past that, the least loaded other
+    /// server, which becomes an edge. Counted per meeting as the answers go out, not from
+    /// heartbeats: in a burst of joins the heartbeats lag behind by a second.
     private mutating func clientServer(_ meeting: MeetingID) -> NodeName {
-        guard let place = places[meeting], let perCopy = tuning.connectionsPerCopy else { return places[meeting]!.host }
-        let usable = { (name: NodeName) -> Server? in
-            guard let server = self.servers[name], !server.draining else { return nil }
-            return server
-        }
-        let holders = ([place.host] + [place.standby].compactMap { $0 } + place.edges).compactMap(usable)
-        let leastLoaded = { (servers: [Server]) in
-            servers.min { ($0.load.connections, $0.name) < ($1.load.connections, $1.name) }
-        }
-        var chosen = leastLoaded(holders)
-        if (chosen?.load.connections ?? .max) >= perCopy {
-            let others = servers.values.filter { server in
-                !server.draining && !holders.contains { $0.name == server.name } && server.load.connections < tuning.connectionsPerServer
-            }
-            if let edge = leastLoaded(Array(others)) {
-                places[meeting]!.edges.append(edge.name)
-                chosen = edge
+        guard var place = places[meeting], let perCopy = tuning.connectionsPerCopy else { return places[meeting]!.host }
+        let usable = { (name: NodeName) in self.servers[name].map { !$0.draining } ?? false }
+        let holders = ([place.host] + [place.standby].compactMap { $0 } + place.edges).filter(usable)
+        var chosen = holders.min { (place.sent[$0, default: 0], $0) < (place.sent[$1, default: 0], $1) } ?? place.host
+        if place.sent[chosen, default: 0] >= perCopy {
+            let others = servers.values.filter { !$0.draining && !holders.contains($0.name) && $0.load.connections < tuning.connectionsPerServer }
+            if let edge = others.min(by: { ($0.load.connections, $0.name) < ($1.load.connections, $1.name) }) {
+                place.edges.append(edge.name)
+                chosen = edge.name
             }
         }
-        let name = chosen?.name ?? place.host
-        servers[name]?.load.connections += 1
-        return name
+        place.sent[chosen, default: 0] += 1
+        places[meeting] = place
+        return chosen
     }
 
     /// The server now hosts the meeting under `epoch` (after an open or a promote).

@@ -66,8 +66,8 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         /// keeps of the meeting, which follows the host; the locator spreads one meeting's
         /// participants over servers, and a host failover is only a pause for those on edges.
         public var edges: Bool = false
-        /// With edges on, the locator sends a meeting's participants to the servers holding a
-        /// copy of it already until each has this many client connections, then adds another.
+        /// With edges on, the locator sends a meeting's participants evenly to the servers
+        /// holding a copy of it already until it has sent each this many, then adds another.
         public var connectionsPerCopy: Int = 200
         public init() {}
     }

@@ -20,7 +20,7 @@ struct BenchCommand: AsyncParsableCommand {
             release mode for real figures: swift build -c release --product parley. \
             scripts/bench.sh runs the whole suite and writes docs/performance.md.
             """,
-        subcommands: [FanOut.self, Joins.self, Idle.self, Failover.self])
+        subcommands: [FanOut.self, Joins.self, Idle.self, Failover.self, LargeMeeting.self])
 
     /// Where the load goes and where the result is written; shared by the subcommands.
     struct Target: ParsableArguments {
@@ -256,6 +256,58 @@ struct BenchCommand: AsyncParsableCommand {
                 }
             }
             result.failover = try await FailoverBench.run(configuration(), executable: currentExecutable(), directory: directory)
+            try writeResult(result, to: output)
+        }
+    }
+}
+
+extension BenchCommand {
+    struct LargeMeeting: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "large-meeting",
+            abstract: "One large meeting spread over several collaboration servers (edges), against the same meeting on one server.",
+            discussion: """
+                Starts a zone ('parley serve') with --collabs collaboration servers twice: first with every \
+                participant on the meeting's host, then with edges on, so that the locator spreads them \
+                evenly over the host, its standby and edges (docs/zone.md, "Edges"). Each participant \
+                asks the locator where to connect, as a client does. Then, as in 'fan-out', chat \
+                messages at increasing offered rates, each run stopping after its first rate not \
+                sustained. Reported per step: deliveries per second, publish-to-last-recipient latency, \
+                and the host's CPU time per message.
+                """)
+
+        @Option(help: "Participants in the meeting.") var participants = 5_000
+        @Option(help: "Collaboration servers in the zone.") var collabs = 4
+        @Option(help: "Bytes of chat text per message.") var messageBytes = 128
+        @Option(help: "Seconds per offered rate.") var stepSeconds = 10.0
+        @Option(help: "Offered deliveries per second (messages/s × participants), comma-separated, in order.")
+        var deliveries = "25000,50000,100000,200000,400000"
+        @Option(help: "Write the JSON result to this file (default: standard output).") var output: String?
+        @Option(help: "Log level of the run's messages (standard error).") var logLevel = "info"
+
+        func validate() throws {
+            _ = try BenchCommand.rates(deliveries, name: "deliveries")
+            try refuse(try configuration().problems())
+        }
+
+        func configuration() throws -> LargeMeetingConfiguration {
+            var configuration = LargeMeetingConfiguration()
+            configuration.participants = participants
+            configuration.collabs = collabs
+            configuration.messageBytes = messageBytes
+            configuration.stepSeconds = stepSeconds
+            configuration.offeredDeliveries = try BenchCommand.rates(deliveries, name: "deliveries")
+            configuration.logger = makeLogger(label: "parley.bench", level: logLevel)
+            return configuration
+        }
+
+        func run() async throws {
+            bootstrapLogging(level: logLevel)
+            var result = BenchResult(benchmark: "large-meeting", startedAt: Date(), build: BenchCommand.buildKind,
+                                     command: BenchCommand.commandLine)
+            let directory = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            result.largeMeeting = try await LargeMeetingBench.run(try configuration(), executable: currentExecutable(), directory: directory)
             try writeResult(result, to: output)
         }
     }

@@ -62,6 +62,26 @@ struct BenchSmokeTests {
         #expect(abs(fanout.steps[half.step].offeredDeliveriesPerSecond - peak.deliveriesPerSecond / 2) < 1)
     }
 
+    @Test("large meeting: the same meeting on one server, then spread over the servers by the locator; every message reaches everyone",
+          .timeLimit(.minutes(3)))
+    func largeMeeting() async throws {
+        let result = try await Self.bench(["large-meeting", "--participants", "12", "--collabs", "3", "--step-seconds", "1",
+                                           "--deliveries", "60", "--log-level", "error"])
+        #expect(result.benchmark == "large-meeting")
+        let large = try #require(result.largeMeeting)
+        #expect(large.participants == 12 && large.collabs == 3)
+        // One server: all twelve on the host. Spread: four on each of the three servers.
+        #expect(large.oneServer.connections.values.sorted() == [0, 0, 12], "\(large.oneServer.connections)")
+        #expect(large.spread.connections.values.sorted() == [4, 4, 4], "\(large.spread.connections)")
+        for run in [large.oneServer, large.spread] {
+            let step = try #require(run.steps.first)
+            #expect(step.messagesSent > 0)
+            #expect(step.messagesDelivered == step.messagesSent, "a message did not reach everyone: \(step)")
+            #expect(step.deliveries == step.messagesSent * 12)
+            #expect(run.hostCpuMicrosPerMessage.count == run.steps.count)
+        }
+    }
+
     @Test("join storm: every join of a gentle ladder is welcomed, with its latency", .timeLimit(.minutes(2)))
     func joins() async throws {
         let result = try await Self.bench(["joins", "--participants-per-meeting", "5", "--rates", "10,20",
