@@ -94,9 +94,10 @@ struct HTTPAPI: Sendable {
         return router
     }
 
-    /// The ping service: cheap enough to probe often, so a client can pick the nearest zone or server.
+    /// The ping service: cheap enough to probe often, so a client can pick the nearest zone or
+    /// server. Any origin may read it: a meeting page served by one front times the others.
     private func addPing(_ router: Router<BasicRequestContext>) {
-        router.get("/v1/ping") { _, _ in
+        router.group().add(middleware: AnyOrigin()).get("/v1/ping") { _, _ in
             struct Pong: Encodable { var pong = true; var serverTimeMs: Int64 }
             return try json(Pong(serverTimeMs: clock()))
         }
@@ -166,7 +167,9 @@ struct HTTPAPI: Sendable {
     /// server serving edges (from a copy); in a zone the web process answers with the
     /// collaboration server the manager chose.
     private func addLocate(_ router: Router<BasicRequestContext>) {
-        router.get("/v1/meetings/:id/locate") { request, context in
+        // Any origin may ask: a meeting page served by one front may locate through another
+        // (`web.otherFronts`), and the answer is only an address.
+        router.group().add(middleware: AnyOrigin()).get("/v1/meetings/:id/locate") { request, context in
             let id = MeetingID(try context.parameters.require("id"))
             guard try await knownMeeting(id) else {
                 throw APIError(.notFound, "unknown_meeting", "there is no meeting \(id)")

@@ -22,6 +22,10 @@ public struct WebSettings: Codable, Equatable, Sendable {
     public var converterMemoryMiB: Int = 1_024
     /// Page images are rendered to fit in this many pixels on their longer side.
     public var pageImagePixels: Int = 1_600
+    /// Other web fronts of the same deployment (`https://host:port`, one per zone or
+    /// machine): the meeting page times `GET /v1/ping` on each and on its own, asks the
+    /// fastest where to connect, and falls back to the next when one does not answer.
+    public var otherFronts: [String] = []
 
     public init() {}
 
@@ -38,6 +42,7 @@ public struct WebSettings: Codable, Equatable, Sendable {
         converterTimeoutSeconds = try container.decodeIfPresent(Int.self, forKey: .converterTimeoutSeconds) ?? converterTimeoutSeconds
         converterMemoryMiB = try container.decodeIfPresent(Int.self, forKey: .converterMemoryMiB) ?? converterMemoryMiB
         pageImagePixels = try container.decodeIfPresent(Int.self, forKey: .pageImagePixels) ?? pageImagePixels
+        otherFronts = try container.decodeIfPresent([String].self, forKey: .otherFronts) ?? otherFronts
     }
 
     /// Every problem, worded for the operator; keys are prefixed `web.`.
@@ -52,6 +57,9 @@ public struct WebSettings: Codable, Equatable, Sendable {
         ]
         for (key, value) in positive where value < 1 { problems.append("web.\(key) must be at least 1") }
         if converterMemoryMiB < 64 { problems.append("web.converterMemoryMiB must be at least 64") }
+        for front in otherFronts where !(front.hasPrefix("http://") || front.hasPrefix("https://")) || front.hasSuffix("/") {
+            problems.append("web.otherFronts: '\(front)' must be an http:// or https:// origin without a trailing slash")
+        }
         return problems
     }
 }

@@ -147,6 +147,24 @@ struct AccountHTTPTests {
         }
     }
 
+    @Test("the meeting page is told the other fronts to choose from (web.otherFronts); ping and locate answer any origin, so it may ask them")
+    func otherFrontsOnThePage() async throws {
+        var settings = WebServer.fastSettings
+        settings.otherFronts = ["https://m2.example:8443", "https://m3.example:8443"]
+        try await WebServer.with(settings) { server in
+            let ann = Visitor(server)
+            try await ann.register("ann", name: "Ann")
+            let center = try await ann.get("/center")
+            let created = try await ann.post("/center/meetings", [("_csrf", center.csrf ?? ""), ("title", "Fronts"), ("action", "start")])
+            let page = try await ann.get(try #require(created.location))
+            #expect(page.body.contains(#""otherFronts":["https:\/\/m2.example:8443","https:\/\/m3.example:8443"]"#), "\(page.body)")
+            let ping = try await ann.get("/v1/ping")
+            #expect(ping.status == 200)
+            #expect(ping.headers["access-control-allow-origin"] == "*")
+        }
+        #expect(WebSettings(otherFrontsForTest: ["m2.example"]).problems() == ["web.otherFronts: 'm2.example' must be an http:// or https:// origin without a trailing slash"])
+    }
+
     @Test("guests need the meeting password when there is one; a guest seat is good for its own meeting only")
     func guests() async throws {
         try await WebServer.with { server in
@@ -283,5 +301,12 @@ struct JoinTokenKeyTests {
         defer { try? FileManager.default.removeItem(atPath: other) }
         _ = try await TokenAuthority(signingIn: other, lifetimeSeconds: 60)
         await #expect(throws: ProtocolError.self) { try await TokenAuthority(verifyingIn: other).verify(token) }
+    }
+}
+
+extension WebSettings {
+    init(otherFrontsForTest fronts: [String]) {
+        self.init()
+        otherFronts = fronts
     }
 }

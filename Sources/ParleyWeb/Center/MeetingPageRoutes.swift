@@ -30,6 +30,8 @@ struct MeetingPageRoutes: Sendable {
         var guest: Bool
         /// Guests' participant ids start with this, so the page can mark them in the attendee list.
         var guestPrefix: String
+        /// Other web fronts the page may locate the meeting through (`web.otherFronts`).
+        var otherFronts: [String]
     }
 
     /// The web zone gives guests ids `g-…` (accounts' are `a-…`, the API's `p-…`).
@@ -99,7 +101,8 @@ struct MeetingPageRoutes: Sendable {
     private func shell(_ record: MeetingRecord, participant: ParticipantID, name: String, role: Role, guest: Bool) async throws -> Response {
         let token = try await web.tokens.issue(meeting: record.id, participant: participant, name: name, role: role)
         let bootstrap = Bootstrap(meeting: record.id.rawValue, title: record.title, token: token, participant: participant.rawValue,
-                                  name: name, role: role, guest: guest, guestPrefix: Self.guestPrefix + "-")
+                                  name: name, role: role, guest: guest, guestPrefix: Self.guestPrefix + "-",
+                                  otherFronts: web.settings.otherFronts)
         return HTMLPage(title: record.title, body: """
             <div id="app"></div>
             <noscript>The meeting page needs JavaScript.</noscript>

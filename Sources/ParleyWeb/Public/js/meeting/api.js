@@ -2,6 +2,8 @@
 // authenticates with the meeting token in an Authorization header, never a cookie, so a
 // page on another site cannot make them on the user's behalf (CSRF).
 
+import { FrontChoice } from './fronts.js';
+
 /** An HTTP error with the server's stable `code` and its message for people. */
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -42,29 +44,53 @@ export class Api {
    * @param {string} meetingId
    * @param {string} token the meeting token (a JWT), sent as a Bearer credential.
    * @param {string} [origin] where the web zone is; the page's own origin by default.
+   * @param {string[]} [otherFronts] other fronts the meeting may be located through
+   *   (`web.otherFronts`): the fastest to answer a ping is asked first.
+   * @param {object} [options] `fetch` and `now` for tests.
    */
-  constructor(meetingId, token, origin = location.origin) {
+  constructor(meetingId, token, origin = location.origin, otherFronts = [], { fetch = globalThis.fetch.bind(globalThis), now } = {}) {
     this.meetingId = meetingId;
     this.token = token;
     this.origin = origin;
+    this.fetch = fetch;
+    this.fronts = new FrontChoice([origin, ...otherFronts], { fetch, ...(now ? { now } : {}) });
   }
 
-  meetingUrl(path) {
-    return `${this.origin}/v1/meetings/${encodeURIComponent(this.meetingId)}${path}`;
+  meetingUrl(path, origin = this.origin) {
+    return `${origin}/v1/meetings/${encodeURIComponent(this.meetingId)}${path}`;
   }
 
   /**
-   * Where the meeting is hosted now (protocol §3). Asked again before every connection,
-   * because the answer changes when a meeting fails over or moves.
+   * Where to connect now (protocol §3). Asked again before every connection, because the
+   * answer changes when a meeting fails over or moves. With other fronts, the fastest is
+   * asked first, and one that cannot be reached or answers 5xx is passed over for the next.
    * @returns {Promise<string>} the server's base URL.
    * @throws ApiError: 404 unknown_meeting is final; 503 unavailable means "back off and ask again".
    */
   async locate(signal) {
-    const response = await fetch(this.meetingUrl('/locate'), { cache: 'no-store', signal });
-    if (!response.ok) throw await failure(response, 'The meeting could not be located');
-    const body = await response.json();
-    if (typeof body?.url !== 'string') throw new ApiError(response.status, 'malformed_response', 'The locator answered without a URL');
-    return body.url;
+    let last;
+    for (const origin of await this.fronts.order()) {
+      let response;
+      try {
+        response = await this.fetch(this.meetingUrl('/locate', origin), { cache: 'no-store', signal });
+      } catch (error) {
+        if (signal?.aborted) throw error;
+        last = error;
+        this.fronts.failed(origin);
+        continue;
+      }
+      if (response.status >= 500) {
+        last = await failure(response, 'The meeting could not be located');
+        this.fronts.failed(origin);
+        continue;
+      }
+      if (!response.ok) throw await failure(response, 'The meeting could not be located');
+      const body = await response.json();
+      if (typeof body?.url !== 'string') throw new ApiError(response.status, 'malformed_response', 'The locator answered without a URL');
+      this.fronts.succeeded();
+      return body.url;
+    }
+    throw last ?? new ApiError(0, 'unreachable', 'No front answered');
   }
 
   /**

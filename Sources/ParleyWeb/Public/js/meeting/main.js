@@ -31,7 +31,7 @@ const CLOSED_TEXT = {
 class MeetingPage {
   constructor(root, boot, transport) {
     this.boot = boot;
-    this.api = new Api(boot.meeting, boot.token);
+    this.api = new Api(boot.meeting, boot.token, location.origin, Array.isArray(boot.otherFronts) ? boot.otherFronts : []);
     this.pages = new PageImages(this.api);
     this.connection = new Connection({ api: this.api, token: boot.token, transport, onEvent: (event) => this.onEvent(event) });
     this.status = { state: 'connecting', message: '', detail: '', transport: this.connection.transportKind };
