@@ -93,6 +93,8 @@ actor CollabNode: Service, ZoneAgentDelegate {
     private let announce: @Sendable (ZoneAgent) -> Void
     /// Followers of edge copies, started as clients arrive: run beside the orders' work.
     private let edgeStarts: AsyncStream<@Sendable () async -> Void>.Continuation
+    /// One replication link to each host this server follows meetings of.
+    private let copyLinks: CopyLinks
     private let edgeWork: AsyncStream<@Sendable () async -> Void>
 
     init(context: NodeContext, handle: ServerHandle, credentials: ZoneCredentials, attendance: AttendanceFeed,
@@ -104,6 +106,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
         self.announce = announce
         directory = handle.directory!
         (edgeWork, edgeStarts) = AsyncStream.makeStream()
+        copyLinks = CopyLinks(me: context.name, credentials: credentials, logger: context.logger)
     }
 
     func run() async throws {
@@ -117,7 +120,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
         let bind = try ListenPorts.pick(context.configuration.ports, host: host, process: NodeName(context.name.rawValue + "/zone"))
         let zoneLinks = ZoneListener.application(host: host, bind: bind, credentials: credentials, serverName: "parley-collab",
                                                  port: zonePort, logger: logger) { link in
-            await CollabNode.serveCopy(link, directory: directory, logger: logger)
+            await CollabNode.serveCopies(link, directory: directory, logger: logger)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             // A listener that fails ends the process (the supervisor starts another): a host
@@ -155,6 +158,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
                     await agent.send(.failedToHost(meeting: meeting, reason: "its host stopped by itself (a commit failed or was fenced)"))
                 }
             }
+            group.addTask { [copyLinks] in await copyLinks.run() }
             group.addTask { [edgeWork] in
                 await withDiscardingTaskGroup { followers in
                     for await follower in edgeWork { followers.addTask { await follower() } }
@@ -180,6 +184,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
             }
             await directory.endReplicaFeeds()
             edgeStarts.finish()
+            await copyLinks.finish()
             group.cancelAll()
         }
     }
@@ -341,22 +346,16 @@ actor CollabNode: Service, ZoneAgentDelegate {
                     actions += follower.linkEnded()
                     continue
                 }
-                do {
-                    let stillWanted: @Sendable () async -> Bool = { await self.isCurrent(meeting, generation) }
-                    let (reload, last) = switch place {
-                    case .here:
-                        await Self.subscribeHere(meeting, after: after, directory: directory, stillWanted: stillWanted)
-                    case .remote(let host, let url):
-                        try await Self.subscribe(meeting, after: after, host: host, at: url, me: context.name,
-                                                 credentials: credentials, directory: directory, logger: logger,
-                                                 stillWanted: stillWanted)
-                    }
-                    follower.applied(through: last)
-                    actions += reload ? follower.reloadAsked() : follower.linkEnded()
-                } catch {
-                    logger.debug("link to the host failed; retrying", metadata: ["meeting": "\(meeting)", "error": "\(error)"])
-                    actions += follower.linkEnded()
+                let stillWanted: @Sendable () async -> Bool = { await self.isCurrent(meeting, generation) }
+                let (reload, last) = switch place {
+                case .here:
+                    await Self.subscribeHere(meeting, after: after, directory: directory, stillWanted: stillWanted)
+                case .remote(let host, let url):
+                    await Self.subscribe(meeting, after: after, host: host, at: url, links: copyLinks, directory: directory,
+                                         stillWanted: stillWanted)
                 }
+                follower.applied(through: last)
+                actions += reload ? follower.reloadAsked() : follower.linkEnded()
             case .closeLink:
                 break  // `subscribe` has returned: its link is closed
             case .wait(let ms):
@@ -401,36 +400,15 @@ actor CollabNode: Service, ZoneAgentDelegate {
         return true
     }
 
-    /// One subscription over one link to a host on another server.
-    private static func subscribe(_ meeting: MeetingID, after: Seq, host: NodeName, at url: String, me: NodeName,
-                                  credentials: ZoneCredentials, directory: MeetingDirectory, logger: Logger,
-                                  stillWanted: @escaping @Sendable () async -> Bool) async throws -> (Bool, Seq) {
+    /// One subscription to a host on another server, over the link to it that every copy
+    /// here of that host's meetings shares (``CopyLinks``).
+    private static func subscribe(_ meeting: MeetingID, after: Seq, host: NodeName, at url: String, links: CopyLinks,
+                                  directory: MeetingDirectory, stillWanted: @escaping @Sendable () async -> Bool) async -> (Bool, Seq) {
         let outcome = Outcome(after: after)
-        try await ZoneLink.connect(to: url, as: me, peer: host, credentials: credentials, nowMs: wallClockMs(), logger: logger) { link in
-            try await link.send(.subscribe(meeting: meeting, after: after))
-            guard let requests = await directory.copyLinkStarted(meeting) else { return }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                // The copy's participants' requests go up the same link.
-                group.addTask {
-                    for await request in requests { try await link.send(.copyRequest(meeting: meeting, request)) }
-                }
-                group.addTask {
-                    for try await message in link.messages() {
-                        guard await stillWanted() else { return }
-                        let update: ReplicaUpdate
-                        switch message {
-                        case .entries(let id, let entries) where id == meeting: update = .entries(entries)
-                        case .reload(let id) where id == meeting: update = .reload
-                        case .copyNotice(let id, let notice) where id == meeting: update = .notice(notice)
-                        case .digest(let id, let seq, let digest) where id == meeting: update = .digest(seq: seq, MeetingDigest(hex: digest))
-                        default: continue
-                        }
-                        guard await take(update, meeting, directory: directory, outcome: outcome) else { return }
-                    }
-                }
-                try await group.next()
-                group.cancelAll()
-            }
+        guard let requests = await directory.copyLinkStarted(meeting) else { return outcome.value }
+        await links.follow(meeting, after: after, host: host, url: url, requests: requests) { update in
+            guard await stillWanted() else { return false }
+            return await take(update, meeting, directory: directory, outcome: outcome)
         }
         await directory.copyLinkEnded(meeting)
         return outcome.value
@@ -462,76 +440,97 @@ actor CollabNode: Service, ZoneAgentDelegate {
         return outcome.value
     }
 
-    /// The meeting a copy's link subscribed to, and its feed.
-    private final class Subscription: Sendable {
-        private let state = Mutex<(MeetingID, ReplicaFeed)?>(nil)
-        var value: (MeetingID, ReplicaFeed)? {
-            get { state.withLock { $0 } }
-            set { state.withLock { $0 = newValue } }
-        }
-    }
-
-    /// The host side: a copy (standby or edge) on another server subscribed to one of the
-    /// meetings hosted here, and passes its participants' requests up the same link.
+    /// The host side of one link from a collaboration server that keeps copies (standbys,
+    /// edges) of meetings hosted here: any number of subscriptions, one per meeting, each
+    /// with its own flow-control window (``CopyLinks``), and the copies' requests.
     /// Entries per message to a copy: an entry holds at most one client frame (64 KiB by
     /// default), so a message stays near 2 MiB, well below `ZoneLink.maxMessageBytes`.
     static let entriesPerMessage = 32
 
-    static func serveCopy(_ link: ZoneLink, directory: MeetingDirectory?, logger: Logger) async {
+    /// One subscription served on a link.
+    private struct Served {
+        var subscription: UInt64
+        var feed: ReplicaFeed
+        var credits: CopyCredits
+    }
+
+    static func serveCopies(_ link: ZoneLink, directory: MeetingDirectory?, logger: Logger) async {
         guard let directory else { return }
-        let (feeds, handOver) = AsyncStream<(MeetingID, ReplicaFeed)>.makeStream(bufferingPolicy: .bufferingOldest(1))
-        let subscription = Subscription()
-        await withTaskGroup(of: Void.self) { group in
+        let (outgoing, outbox) = AsyncStream<ZoneMessage>.makeStream()
+        await withDiscardingTaskGroup { group in
             group.addTask {
-                // Keep reading after the subscription too: the copy's requests come this way,
-                // the WebSocket's pongs go unread otherwise (and an idle link is dropped), and
-                // this notices at once when the copy goes away.
                 do {
-                    for try await message in link.messages() {
-                        switch message {
-                        case .subscribe(let meeting, let after) where subscription.value == nil:
-                            guard let feed = await directory.subscribe(meeting, after: after) else { return }
-                            subscription.value = (meeting, feed)
-                            handOver.yield((meeting, feed))
-                            logger.info("copy subscribed", metadata: ["meeting": "\(meeting)", "copy": "\(link.peer)", "after": "\(after)"])
-                        case .copyRequest(let meeting, let request):
-                            guard let (subscribed, feed) = subscription.value, subscribed == meeting else { continue }
-                            await directory.copyRequest(meeting, over: feed, request)
-                        default:
-                            continue
-                        }
-                    }
-                } catch {}
-                handOver.finish()
-            }
-            group.addTask {
-                guard let (meeting, feed) = await feeds.first(where: { _ in true }) else { return }
-                do {
-                    for await update in feed.updates {
-                        switch update {
-                        case .entries(let entries):
-                            // A catch-up can be the whole resume window: cut it so that every
-                            // message stays far below the link's frame limit.
-                            for start in stride(from: 0, to: entries.count, by: Self.entriesPerMessage) {
-                                let batch = Array(entries[start..<min(start + Self.entriesPerMessage, entries.count)])
-                                try await link.send(.entries(meeting: meeting, batch))
-                            }
-                        case .reload: try await link.send(.reload(meeting: meeting))
-                        case .notice(let notice): try await link.send(.copyNotice(meeting: meeting, notice))
-                        case .digest(let seq, let digest): try await link.send(.digest(meeting: meeting, seq: seq, digest: digest.hex))
-                        }
-                    }
+                    for await message in outgoing { try await link.send(message) }
                 } catch {
                     logger.debug("copy link closed", metadata: ["copy": "\(link.peer)", "error": "\(error)"])
                 }
             }
-            await group.next()
-            group.cancelAll()
+            var served: [MeetingID: Served] = [:]
+            // Keep reading: the copies' requests and credits come this way, the WebSocket's
+            // pongs go unread otherwise, and this notices at once when the copy server goes.
+            do {
+                for try await message in link.messages() {
+                    switch message {
+                    case .subscribe(let meeting, let after, let subscription):
+                        if let previous = served.removeValue(forKey: meeting) { end(previous) }
+                        outbox.yield(.subscribed(meeting: meeting, subscription: subscription))
+                        guard let feed = await directory.subscribe(meeting, after: after) else {
+                            outbox.yield(.unsubscribe(meeting: meeting, subscription: subscription))
+                            continue
+                        }
+                        let credits = CopyCredits(window: CopyLinks.window)
+                        served[meeting] = Served(subscription: subscription, feed: feed, credits: credits)
+                        logger.info("copy subscribed", metadata: ["meeting": "\(meeting)", "copy": "\(link.peer)", "after": "\(after)"])
+                        group.addTask {
+                            await pump(meeting, subscription, feed, credits, outbox: outbox)
+                            await directory.copyGone(meeting, over: feed)
+                        }
+                    case .copyRequest(let meeting, let request):
+                        guard let subscription = served[meeting] else { continue }
+                        await directory.copyRequest(meeting, over: subscription.feed, request)
+                    case .credit(let meeting, let count):
+                        served[meeting]?.credits.grant(count)
+                    case .unsubscribe(let meeting, let subscription):
+                        if served[meeting]?.subscription == subscription, let ended = served.removeValue(forKey: meeting) { end(ended) }
+                    default:
+                        continue
+                    }
+                }
+            } catch {}
+            for subscription in served.values { end(subscription) }
+            outbox.finish()
         }
-        if let (meeting, feed) = subscription.value {
-            feed.finish()
-            await directory.copyGone(meeting, over: feed)
+    }
+
+    /// Nothing more of it goes out: its pump stops and the copy is gone from the host.
+    private static func end(_ served: Served) {
+        served.credits.close()
+        served.feed.finish()
+    }
+
+    /// One meeting's committed stream onto the link, within its window. When the feed ends
+    /// by the host's doing (it stopped hosting, or cut off a copy that fell behind), the copy
+    /// is told, and subscribes again.
+    private static func pump(_ meeting: MeetingID, _ subscription: UInt64, _ feed: ReplicaFeed, _ credits: CopyCredits,
+                             outbox: AsyncStream<ZoneMessage>.Continuation) async {
+        for await update in feed.updates {
+            var messages: [ZoneMessage] = []
+            switch update {
+            case .entries(let entries):
+                // A catch-up can be the whole resume window: cut it so that every message
+                // stays far below the link's frame limit.
+                for start in stride(from: 0, to: entries.count, by: Self.entriesPerMessage) {
+                    messages.append(.entries(meeting: meeting, Array(entries[start..<min(start + Self.entriesPerMessage, entries.count)])))
+                }
+            case .reload: messages = [.reload(meeting: meeting)]
+            case .notice(let notice): messages = [.copyNotice(meeting: meeting, notice)]
+            case .digest(let seq, let digest): messages = [.digest(meeting: meeting, seq: seq, digest: digest.hex)]
+            }
+            for message in messages {
+                guard await credits.send(message, with: { outbox.yield($0) }) else { return }
+            }
         }
+        _ = await credits.send(.unsubscribe(meeting: meeting, subscription: subscription), with: { outbox.yield($0) })
     }
 }
 

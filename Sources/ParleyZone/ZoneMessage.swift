@@ -42,9 +42,17 @@ public enum ZoneMessage: Codable, Equatable, Sendable {
     /// the one with the most room.
     case startCollab
 
-    // A standby and its host.
-    /// The standby asks for every committed entry after `after`, then the live stream.
-    case subscribe(meeting: MeetingID, after: Seq)
+    // A copy (standby or edge) and its host, over one link per pair of servers shared by
+    // every meeting the one follows of the other.
+    /// The copy asks for every committed entry after `after`, then the live stream. The host
+    /// answers `subscribed` with the same number first: what it sends of the meeting from
+    /// then on is for this subscription. A second one for the same meeting replaces the first.
+    case subscribe(meeting: MeetingID, after: Seq, subscription: UInt64)
+    case subscribed(meeting: MeetingID, subscription: UInt64)
+    /// Either side ends the subscription (the host: it no longer streams the meeting).
+    case unsubscribe(meeting: MeetingID, subscription: UInt64)
+    /// The copy took this many of the meeting's messages: the host may send as many more.
+    case credit(meeting: MeetingID, Int)
     case entries(meeting: MeetingID, [LogEntry])
     /// The host no longer holds the entries asked for: reload from the store, then subscribe again.
     case reload(meeting: MeetingID)

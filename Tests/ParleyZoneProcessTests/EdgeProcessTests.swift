@@ -181,6 +181,37 @@ extension EdgeProcessTests {
     }
 }
 
+extension EdgeProcessTests {
+    @Test("every copy one server keeps of another's meetings shares one replication link: four meetings, each with a standby and an edge, make one link per pair of servers")
+    func oneLinkPerPairOfServers() async throws {
+        try await ZoneHarness.run(processes: Self.processes, scaling: Self.scaling) { zone in
+            var clients: [MeetingClient] = []
+            var meetings: [MeetingID] = []
+            for index in 1...4 {
+                let started = try await Self.start("Shared \(index)", in: zone)
+                // A participant on the meeting's edge, so that every server keeps copies.
+                let carol = try MeetingClient(server: try started.servers.edge.clientURL(), token: try await started.token("Carol"),
+                                              options: Scenario.options(.webSocket))
+                try await carol.connect()
+                _ = try await carol.send(.chat(text: "hello \(index)"))
+                clients += [started.alice, carol]
+                meetings.append(started.meeting)
+            }
+            // Each copy is a subscription on its host; each host a server links to once.
+            var subscriptions = 0
+            for name in ["collab-1", "collab-2", "collab-3"] {
+                let log = zone.nodeLog(NodeName(name))
+                subscriptions += log.components(separatedBy: "copy subscribed").count - 1
+                let links = log.split(separator: "\n").filter { $0.contains("replication link opened") }
+                    .compactMap { $0.firstMatch(of: /host=(\S+)/).map { String($0.1) } }
+                #expect(links.count == Set(links).count, "\(name) opened more than one link to one host: \(links)")
+            }
+            #expect(subscriptions >= 8, "a standby and an edge copy for each of the 4 meetings: \(subscriptions) subscriptions")
+            for client in clients { await client.leave() }
+        }
+    }
+}
+
 /// Clients send chats before, during and after a fault; then every client's history is
 /// checked: the same for all, in seq order, every acknowledged op exactly once at its seq,
 /// every op there in the order each client sent them.
