@@ -166,7 +166,9 @@ actor ZoneManager {
             perform(placement!.failedToHost(meeting, on: peer, nowMs: now))
         case .locate(let request, let meeting):
             let key = relays.locateAsked(by: linkID, request: request)
-            perform(placement!.locate(meeting, request: key, nowMs: now))
+            // In a cluster, participants go to servers on the machine of the front they asked
+            // first, when edges let them (region affinity).
+            perform(placement!.locate(meeting, request: key, near: configuration.machine(of: peer), nowMs: now))
         case .hostOutvoted(let meeting, let seq, let hostDigest, let copyDigest):
             logger.error("a copy outvoted the meeting's host: its state disagreed at a checkpoint; promoting the standby", metadata: [
                 "meeting": "\(meeting)", "seq": "\(seq)", "reported_by": "\(peer)",

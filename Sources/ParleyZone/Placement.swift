@@ -153,6 +153,8 @@ public struct Placement: Sendable {
         var sinceMs: Int64
         /// For a participant (who may be sent to an edge), or for a copy looking for the host.
         var forClient: Bool
+        /// The machine of the front that asked (in a cluster): the participant is near it.
+        var near: String?
     }
     private var waiting: [MeetingID: [Asked]] = [:]
     private var serverRequestedAtMs: Int64?
@@ -313,8 +315,11 @@ public struct Placement: Sendable {
 
     /// Where should a client of `meeting` connect (`forClient`), or where is its host (for
     /// a copy on another server)? Places the meeting if it has no host.
-    public mutating func locate(_ meeting: MeetingID, request: LocateRequest, forClient: Bool = true, nowMs: Int64) -> [Action] {
-        let asked = Asked(request: request, sinceMs: nowMs, forClient: forClient)
+    /// - Parameter near: the machine the participant asked through (its front's), if known:
+    ///   with edges on, servers there are preferred.
+    public mutating func locate(_ meeting: MeetingID, request: LocateRequest, forClient: Bool = true, near: String? = nil,
+                                nowMs: Int64) -> [Action] {
+        let asked = Asked(request: request, sinceMs: nowMs, forClient: forClient, near: near)
         if let place = places[meeting] {
             if place.movingSinceMs == nil, servers[place.host] != nil {
                 return [answer(asked, meeting)]
@@ -330,7 +335,7 @@ public struct Placement: Sendable {
     /// server chosen by ``clientServer(_:)``.
     private mutating func answer(_ asked: Asked, _ meeting: MeetingID) -> Action {
         let host = places[meeting]!.host
-        let name = asked.forClient ? clientServer(meeting) : host
+        let name = asked.forClient ? clientServer(meeting, near: asked.near) : host
         return .answer(asked.request, .at(name, servers[name]!.address))
     }
 
@@ -338,15 +343,23 @@ public struct Placement: Sendable {
     /// already (host, standby, edges) that the locator sent the fewest of its participants,
     /// while that is under ``Tuning/connectionsPerCopy``; past that, the least loaded other
     /// server, which becomes an edge. Counted per meeting as the answers go out, not from
-    /// heartbeats: in a burst of joins the heartbeats lag behind by a second.
-    private mutating func clientServer(_ meeting: MeetingID) -> NodeName {
+    /// heartbeats: in a burst of joins the heartbeats lag behind by a second. In a cluster,
+    /// servers on the machine `near` (the participant's front's) come first, at each step.
+    private mutating func clientServer(_ meeting: MeetingID, near: String?) -> NodeName {
         guard var place = places[meeting], let perCopy = tuning.connectionsPerCopy else { return places[meeting]!.host }
-        let usable = { (name: NodeName) in self.servers[name].map { !$0.draining } ?? false }
+        let servers = self.servers
+        let usable = { (name: NodeName) in servers[name].map { !$0.draining } ?? false }
+        let far = { (name: NodeName) in near == nil || servers[name]?.address.machine == near ? 0 : 1 }
         let holders = ([place.host] + [place.standby].compactMap { $0 } + place.edges).filter(usable)
-        var chosen = holders.min { (place.sent[$0, default: 0], $0) < (place.sent[$1, default: 0], $1) } ?? place.host
-        if place.sent[chosen, default: 0] >= perCopy {
+        let roomy = holders.filter { place.sent[$0, default: 0] < perCopy }
+        var chosen = (roomy.isEmpty ? holders : roomy).min {
+            (far($0), place.sent[$0, default: 0], $0) < (far($1), place.sent[$1, default: 0], $1)
+        } ?? place.host
+        // Past its share, or not near while a server near could become an edge.
+        if place.sent[chosen, default: 0] >= perCopy || far(chosen) == 1 {
             let others = servers.values.filter { !$0.draining && !holders.contains($0.name) && $0.load.connections < tuning.connectionsPerServer }
-            if let edge = others.min(by: { ($0.load.connections, $0.name) < ($1.load.connections, $1.name) }) {
+            if let edge = others.min(by: { (far($0.name), $0.load.connections, $0.name) < (far($1.name), $1.load.connections, $1.name) }),
+               place.sent[chosen, default: 0] >= perCopy || far(edge.name) == 0 {
                 place.edges.append(edge.name)
                 chosen = edge.name
             }

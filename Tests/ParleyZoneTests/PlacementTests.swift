@@ -61,6 +61,33 @@ struct PlacementTests {
         #expect(placement.locate(standup, request: LocateRequest(9), forClient: false, nowMs: 2) == [.answer(LocateRequest(9), .at(host, address(host)))])
     }
 
+    @Test("with edges on in a cluster, a participant asking through a front on machine m2 goes to a server on m2: one holding a copy if there is one, else one that becomes an edge there")
+    func edgesNearTheFront() {
+        var placement = Placement(tuning: .init(connectionsPerCopy: 100))
+        let machines: [NodeName: String] = [c1: "m1", c2: "m1", c3: "m2"]
+        for name in [c1, c2, c3] {
+            _ = placement.register(name, at: ServerAddress(client: "http://\(name):1", zone: "http://\(name):2", machine: machines[name]),
+                                   holding: [], nowMs: 0)
+        }
+        _ = placement.locate(standup, request: LocateRequest(0), nowMs: 0)
+        let host = placement.places[standup]!.host
+        _ = placement.hosting(standup, on: host, epoch: Epoch(1))
+        let holders = [host, placement.places[standup]!.standby!]
+        // The host and its standby are on m1 (or one of them is c3, on m2).
+        let asked = placement.locate(standup, request: LocateRequest(1), near: "m2", nowMs: 1)
+        guard case .answer(_, .at(let server, _))? = asked.first else {
+            Issue.record("not answered: \(asked)")
+            return
+        }
+        #expect(server == c3, "sent to \(server), holders \(holders)")
+        // Through a front on m1, the next goes to a holder on m1.
+        guard case .answer(_, .at(let other, _))? = placement.locate(standup, request: LocateRequest(2), near: "m1", nowMs: 2).first else {
+            Issue.record("not answered")
+            return
+        }
+        #expect(machines[other] == "m1")
+    }
+
     @Test("with edges off, every participant goes to the host")
     func edgesOff() {
         var placement = zone([c1, c2, c3])
