@@ -235,10 +235,11 @@ final class Outbox: Sendable {
     }
 }
 
-/// A many-writer, one-reader queue of inputs for a meeting host. The reader takes everything
-/// queued at once, which is what lets the host commit a whole batch in one write.
+/// What became of an input handed to an ``Inbox``.
 enum InboxSendResult { case queued, full, finished }
 
+/// A many-writer, one-reader queue of inputs for a meeting host (or copy). The reader takes
+/// everything queued at once, which is what lets the host commit a whole batch in one write.
 final class Inbox<Element: Sendable>: Sendable {
     private struct State {
         var items: [Element] = []
