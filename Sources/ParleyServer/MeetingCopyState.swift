@@ -157,7 +157,7 @@ public struct MeetingCopyState<Connection: Hashable & Sendable>: Sendable {
         actions.append(.welcome(connection, joiner.participant, welcome, replay: replay))
         joiners[joiner.participant] = joiner
         leaving.removeAll { $0 == joiner.participant }
-        if linked { actions.append(.forward(.arrive(participant: joiner.participant, name: joiner.name, role: joiner.role, again: false))) }
+        if linked { actions.append(.forward(.arrive(participant: joiner.participant, name: joiner.name, role: joiner.role))) }
         return actions
     }
 
@@ -222,7 +222,7 @@ public struct MeetingCopyState<Connection: Hashable & Sendable>: Sendable {
         var announced: Set<ParticipantID> = []
         for (_, participant) in attached.entries where announced.insert(participant).inserted {
             guard let joiner = joiners[participant] else { continue }
-            actions.append(.forward(.arrive(participant: participant, name: joiner.name, role: joiner.role, again: true)))
+            actions.append(.forward(.arrive(participant: participant, name: joiner.name, role: joiner.role)))
         }
         actions += leaving.map { .forward(.depart(participant: $0, leaving: true)) }
         actions += pending.map { .forward(.op(participant: $0.participant, id: $0.id, $0.operation)) }

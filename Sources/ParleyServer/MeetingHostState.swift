@@ -318,12 +318,7 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
     public mutating func copyRequest(_ copy: CopyID, _ request: CopyRequest, at now: Millis) -> [Action] {
         guard !stopped else { return [] }
         switch request {
-        case .arrive(let participant, let name, let role, let again):
-            // Said again as a link starts, while the participant is attached elsewhere: the
-            // client moved while the copy was cut off, and the copy's connection is the stale one.
-            if again, attached.contains(participant) || (remote[participant] ?? []).contains(where: { $0 != copy }) {
-                return [.notify(copy, .replaced(participant: participant))]
-            }
+        case .arrive(let participant, let name, let role):
             let joiner = Joiner(participant: participant, name: name, role: role)
             let arrival = log.arrival(of: joiner)
             if let arrival, let refusal = log.refusal(of: arrival, at: now) {

@@ -8,12 +8,9 @@
 /// carries the op's id), or from the host's answer when there is no new entry for it.
 public enum CopyRequest: Codable, Equatable, Sendable {
     /// `participant` is attached to the copy (a join, or a return): the host sequences the
-    /// join or the presence change, as it does for its own connections, and a connection of
-    /// the same participant elsewhere is replaced. Also sent for every attached participant
-    /// whenever the copy's link to a host starts, with `again` set: then a connection of the
-    /// participant elsewhere is the newer one (the client moved while this link was down),
-    /// and it is the copy's that is replaced.
-    case arrive(participant: ParticipantID, name: String, role: Role, again: Bool)
+    /// join or the presence change, as it does for its own connections. Also sent again for
+    /// every attached participant whenever the copy's link to a host starts.
+    case arrive(participant: ParticipantID, name: String, role: Role)
     /// An op from one of the copy's participants, under the id the client gave it.
     case op(participant: ParticipantID, id: OpID, MeetingOp)
     /// A signal from one of the copy's participants, for everyone elsewhere.
