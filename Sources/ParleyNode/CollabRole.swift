@@ -243,9 +243,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
             return { await self.host(meeting, promoting: promoting) }
         case .follow(let meeting, let host, let address, _):
             let mine = nextFollower(of: meeting)
-            // An edge copy here becomes the standby as it is, without loading it again.
-            let held = await directory.adoptAsStandby(meeting)
-            return { await self.follow(meeting, from: .ordered(host, url: address.zone), standby: true, holding: held, generation: mine) }
+            return { await self.follow(meeting, from: .ordered(host, url: address.zone), standby: true, holding: nil, generation: mine) }
         case .release(let meeting, _):
             following[meeting] = nil
             let keptForClients = await directory.release(meeting, reason: "the manager moved it")
@@ -369,10 +367,6 @@ actor CollabNode: Service, ZoneAgentDelegate {
         }
     }
 
-    /// An edge copy no participant has used for this long is dropped, as its stream next
-    /// moves (a copy of a meeting where nothing happens costs an idle subscription only).
-    static let edgeIdleMs: Int64 = 30_000
-
     /// What one subscription ended with: whether the copy must be reloaded from the store,
     /// and the last seq applied.
     private final class Outcome: Sendable {
@@ -411,12 +405,12 @@ actor CollabNode: Service, ZoneAgentDelegate {
     private static func subscribe(_ meeting: MeetingID, after: Seq, host: NodeName, at url: String, links: CopyLinks,
                                   directory: MeetingDirectory, stillWanted: @escaping @Sendable () async -> Bool) async -> (Bool, Seq) {
         let outcome = Outcome(after: after)
-        guard let (requests, number) = await directory.copyLinkStarted(meeting) else { return outcome.value }
+        guard let requests = await directory.copyLinkStarted(meeting) else { return outcome.value }
         await links.follow(meeting, after: after, host: host, url: url, requests: requests) { update in
-            guard await stillWanted(), !(await directory.dropIfIdle(meeting, after: CollabNode.edgeIdleMs)) else { return false }
+            guard await stillWanted() else { return false }
             return await take(update, meeting, directory: directory, outcome: outcome)
         }
-        await directory.copyLinkEnded(meeting, link: number)
+        await directory.copyLinkEnded(meeting)
         return outcome.value
     }
 
@@ -426,16 +420,14 @@ actor CollabNode: Service, ZoneAgentDelegate {
                                       stillWanted: @escaping @Sendable () async -> Bool) async -> (Bool, Seq) {
         let outcome = Outcome(after: after)
         guard let feed = await directory.subscribe(meeting, after: after) else { return outcome.value }
-        let link = await directory.copyLinkStarted(meeting)
-        if let (requests, _) = link {
+        if let requests = await directory.copyLinkStarted(meeting) {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await request in requests { await directory.copyRequest(meeting, over: feed, request) }
                 }
                 group.addTask {
                     for await update in feed.updates {
-                        guard await stillWanted(), !(await directory.dropIfIdle(meeting, after: CollabNode.edgeIdleMs)),
-                              await take(update, meeting, directory: directory, outcome: outcome) else { return }
+                        guard await stillWanted(), await take(update, meeting, directory: directory, outcome: outcome) else { return }
                     }
                 }
                 await group.next()
@@ -444,7 +436,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
         }
         feed.finish()
         await directory.copyGone(meeting, over: feed)
-        if let (_, number) = link { await directory.copyLinkEnded(meeting, link: number) }
+        await directory.copyLinkEnded(meeting)
         return outcome.value
     }
 

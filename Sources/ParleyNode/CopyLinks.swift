@@ -216,10 +216,7 @@ final class PeerLink: Sendable {
             // subscription any more; it ends, and the copy subscribes again.
             return state.routes.removeValue(forKey: meeting)
         }
-        if let overflowed {
-            overflowed.updates.finish()
-            send(.unsubscribe(meeting: meeting, subscription: overflowed.subscription))
-        }
+        overflowed?.updates.finish()
     }
 }
 

@@ -22,14 +22,12 @@ enum CopyInput: Sendable {
     /// The host's digest at checkpoint `seq`; answers whether the copy stands (false: it
     /// must be rebuilt from the store).
     case digest(MeetingDigest, seq: Seq, took: CheckedContinuation<Bool, Never>)
-    /// A link to the host is up: pass requests up into this. Numbered, so that the end of
-    /// an older link (its follower was replaced) does not end a newer one.
-    case linkStarted(AsyncStream<CopyRequest>.Continuation, link: UInt64)
-    case linkEnded(link: UInt64)
+    /// A link to the host is up: pass requests up into this.
+    case linkStarted(AsyncStream<CopyRequest>.Continuation)
+    case linkEnded
     /// The copy, rebuilt from the store.
     case rebuilt(MeetingLog)
-    /// What the copy holds now (a promotion here starts from it); nil while the copy was
-    /// outvoted and waits to be rebuilt.
+    /// What the copy holds now (a promotion here starts from it).
     case currentLog(CheckedContinuation<MeetingLog?, Never>)
     /// Drop the copy: its clients get `error`, or are closed quietly when it is nil.
     case stop(ProtocolError?)
@@ -49,9 +47,6 @@ final class MeetingCopy: MeetingEntrance {
     private let logger: Logger
     /// Clients attached or joining, as the loop last counted them.
     private let clients = Atomic<Int>(0)
-    private let lastLink = Atomic<UInt64>(0)
-    /// Since when no client has been attached or joining (clock ms); -1 while one is.
-    private let emptySince: Atomic<Int64>
     /// The newest epoch in what the copy holds, as the loop last saw it.
     private let heldEpoch: Mutex<Epoch>
     /// Whether the manager keeps this copy as the meeting's standby (its promotion candidate).
@@ -67,7 +62,6 @@ final class MeetingCopy: MeetingEntrance {
         initialLog = Mutex(log)
         self.standby = Atomic(standby)
         heldEpoch = Mutex(log.epoch)
-        emptySince = Atomic(clock())
         self.configuration = configuration
         self.clock = clock
         var logger = logger
@@ -107,18 +101,16 @@ final class MeetingCopy: MeetingEntrance {
         }
     }
 
-    /// A link to the host is up: returns what to pass up on it, until ``linkEnded(_:)`` with
-    /// the number returned.
-    func linkStarted() -> (AsyncStream<CopyRequest>, link: UInt64) {
-        // A link that falls this far behind is cut off (the stream ends), and the follower
-        // links again; the copy says everything again then.
+    /// A link to the host is up: returns what to pass up on it, until ``linkEnded()``.
+    func linkStarted() -> AsyncStream<CopyRequest> {
+        // Bounded by what the copy's clients may have in flight; a link that falls this far
+        // behind is cut off (the stream ends) and the follower links again.
         let (requests, uplink) = AsyncStream<CopyRequest>.makeStream(bufferingPolicy: .bufferingOldest(configuration.meetingQueueDepth * 4))
-        let link = lastLink.add(1, ordering: .relaxed).newValue
-        if case .finished = inbox.send(.linkStarted(uplink, link: link), force: true) { uplink.finish() }
-        return (requests, link)
+        if case .finished = inbox.send(.linkStarted(uplink), force: true) { uplink.finish() }
+        return requests
     }
 
-    func linkEnded(_ link: UInt64) { _ = inbox.send(.linkEnded(link: link), force: true) }
+    func linkEnded() { _ = inbox.send(.linkEnded, force: true) }
     func rebuilt(_ log: MeetingLog) { _ = inbox.send(.rebuilt(log), force: true) }
     func stop(failing error: ProtocolError?) { _ = inbox.send(.stop(error), force: true) }
 
@@ -168,17 +160,6 @@ final class MeetingCopy: MeetingEntrance {
     fileprivate func counted(_ n: Int, epoch: Epoch) {
         clients.store(n, ordering: .relaxed)
         heldEpoch.withLock { $0 = epoch }
-        if n > 0 {
-            emptySince.store(-1, ordering: .relaxed)
-        } else if emptySince.load(ordering: .relaxed) < 0 {
-            emptySince.store(clock(), ordering: .relaxed)
-        }
-    }
-
-    /// How long no client has been attached or joining; nil while one is.
-    func emptyFor(now: Millis) -> Int64? {
-        let since = emptySince.load(ordering: .relaxed)
-        return since < 0 ? nil : now - since
     }
 }
 
@@ -191,30 +172,21 @@ private struct CopyLoop {
     let fanOut: ClientFanOut
     let askAdmission: AsyncStream<(ClientConnection, ParticipantID)>.Continuation
     var uplink: AsyncStream<CopyRequest>.Continuation?
-    var uplinkNumber: UInt64 = 0
 
     mutating func run() async {
         while !state.stopped, let batch = await copy.next() {
-            for input in batch {
-                if state.stopped { answerGone(input) } else { handle(input) }
-            }
+            for input in batch where !state.stopped { handle(input) }
             copy.counted(state.clientCount, epoch: state.log.epoch)
         }
         uplink?.finish()
-        for input in await copy.finishInbox() { answerGone(input) }
-    }
-
-    /// An input for a copy that has stopped: answered, so that nobody waits on a copy that
-    /// is gone (a follower for its `took`, a promotion for the log, a hello for its welcome).
-    private func answerGone(_ input: CopyInput) {
-        switch input {
-        case .entries(_, let took), .digest(_, _, let took): took.resume(returning: false)
-        case .currentLog(let reply): reply.resume(returning: nil)
-        case .linkStarted(let link, _): link.finish()
-        case .client(.attach(let connection, _, _)):
-            connection.fail(ProtocolError(.moved, "this server no longer keeps a copy of the meeting; ask the locator again", fatal: true),
-                            fanOut.encoder)
-        default: break
+        // Whatever is still queued is answered, so nobody waits on a copy that is gone.
+        for input in await copy.finishInbox() {
+            switch input {
+            case .entries(_, let took), .digest(_, _, let took): took.resume(returning: false)
+            case .currentLog(let reply): reply.resume(returning: state.log)
+            case .linkStarted(let link): link.finish()
+            default: break
+            }
         }
     }
 
@@ -246,20 +218,18 @@ private struct CopyLoop {
             took.resume(returning: !actions.contains { if case .rebuild = $0 { true } else { false } })
         case .notice(let notice):
             perform(state.notice(notice))
-        case .linkStarted(let link, let number):
+        case .linkStarted(let link):
             uplink?.finish()
             uplink = link
-            uplinkNumber = number
             perform(state.linkStarted())
-        case .linkEnded(let number):
-            guard number == uplinkNumber else { return }  // an older link's end; a newer one is up
+        case .linkEnded:
             uplink?.finish()
             uplink = nil
             state.linkEnded()
         case .rebuilt(let log):
             perform(state.rebuilt(log, at: now))
         case .currentLog(let reply):
-            reply.resume(returning: state.awaitsRebuild ? nil : state.log)
+            reply.resume(returning: state.log)
         case .stop(let error):
             perform(state.stop(failing: error))
         }

@@ -142,28 +142,21 @@ public actor MeetingDirectory: Service {
         }
         openingCopies[id] = []
         let result: Result<MeetingCopy, ProtocolError>
-        // Set when this call made the copy: only then does it need a follower of its own.
-        var made: Seq?
+        var held: Seq = 0
         do {
-            let log = try await copyLog(id)
+            held = try await startCopy(id, standby: false)
             if let copy = copies[id] {
-                // A standby order made one meanwhile: it is followed already.
                 result = .success(copy)
-            } else if hosts[id] != nil {
-                result = .failure(ProtocolError(.moved, "meeting \(id) is hosted here now; reconnect", fatal: true))
             } else {
-                result = .success(makeCopy(log, standby: false))
-                made = log.lastSeq
+                result = .failure(ProtocolError(.serverBusy, "the copy of meeting \(id) was dropped as it opened; reconnect", fatal: true))
             }
         } catch {
             result = .failure(error)
         }
         for waiter in openingCopies.removeValue(forKey: id) ?? [] { waiter.resume(with: result) }
         let copy = try result.get()
-        if let made {
-            logger.info("edge copy opened for participants here", metadata: ["meeting": "\(id)", "last_seq": "\(made)"])
-            await followEdge?(id, made)
-        }
+        logger.info("edge copy opened for participants here", metadata: ["meeting": "\(id)"])
+        await followEdge?(id, held)
         return copy
     }
 
@@ -218,59 +211,28 @@ public actor MeetingDirectory: Service {
         if hosts[id] != nil, copies[id] == nil {
             throw ProtocolError(.internalError, "meeting \(id) is hosted here; it needs no copy")
         }
-        let log = try await copyLog(id)
+        let recovered = try await recover(id)
+        let log: MeetingLog
+        do {
+            log = try MeetingLog(standbyFrom: recovered.snapshot, entries: recovered.entries, history: recovered.history,
+                                 window: configuration.resumeWindow)
+        } catch {
+            throw ProtocolError(.internalError, "cannot rebuild a copy of \(id): \(error)")
+        }
         if let copy = copies[id] {
             if standby { copy.standby.store(true, ordering: .relaxed) }
             copy.rebuilt(log)
         } else {
-            _ = makeCopy(log, standby: standby)
+            let copy = MeetingCopy(log: log, standby: standby, configuration: configuration, clock: clock, logger: logger,
+                                   outvoted: hostOutvoted)
+            copies[id] = copy
+            start.yield(.copy(copy))
         }
         return log.lastSeq
     }
 
-    /// The manager made the copy here of `id` (an edge) its standby: it is followed as one
-    /// from now on, without loading it again. Returns the seq it holds; nil without a copy.
-    public func adoptAsStandby(_ id: MeetingID) async -> Seq? {
-        guard let copy = copies[id] else { return nil }
-        copy.standby.store(true, ordering: .relaxed)
-        return await copy.currentLog()?.lastSeq
-    }
-
-    /// The meeting as the store has it, as a copy that follows its host. Refused once the
-    /// server is stopping (the copy would never run).
-    private func copyLog(_ id: MeetingID) async throws(ProtocolError) -> MeetingLog {
-        let recovered = try await recover(id)
-        guard accepting else { throw ProtocolError(.serverBusy, "the server is shutting down; reconnect shortly", fatal: true) }
-        do {
-            return try MeetingLog(standbyFrom: recovered.snapshot, entries: recovered.entries, history: recovered.history,
-                                  window: configuration.resumeWindow)
-        } catch {
-            throw ProtocolError(.internalError, "cannot rebuild a copy of \(id): \(error)")
-        }
-    }
-
-    private func makeCopy(_ log: MeetingLog, standby: Bool) -> MeetingCopy {
-        let copy = MeetingCopy(log: log, standby: standby, configuration: configuration, clock: clock, logger: logger,
-                               outvoted: hostOutvoted)
-        copies[copy.id] = copy
-        start.yield(.copy(copy))
-        return copy
-    }
-
     /// Whether a copy of `id` is kept here.
     public func isFollowing(_ id: MeetingID) -> Bool { copies[id] != nil }
-
-    /// Drops the copy of `id` here if it is an edge no participant has used for `ms`: its
-    /// follower then stops. True if it was dropped.
-    public func dropIfIdle(_ id: MeetingID, after ms: Int64) -> Bool {
-        guard let copy = copies[id], !copy.isStandby, copy.clientCount == 0, let idle = copy.emptyFor(now: clock()), idle >= ms else {
-            return false
-        }
-        copies[id] = nil
-        copy.stop(failing: nil)
-        logger.info("edge copy dropped: no participant here", metadata: ["meeting": "\(id)", "idle_ms": "\(idle)"])
-        return true
-    }
 
     /// The last seq the copy of `id` here holds.
     public func copyLastSeq(_ id: MeetingID) async -> Seq? { await copies[id]?.currentLog()?.lastSeq }
@@ -295,18 +257,16 @@ public actor MeetingDirectory: Service {
         return await copy.hostDigest(digest, at: seq)
     }
 
-    /// A link to the host of `id` is up: what the copy here passes up on it, and the link's
-    /// number for ``copyLinkEnded(_:link:)``. Nil without a copy.
-    public func copyLinkStarted(_ id: MeetingID) -> (requests: AsyncStream<CopyRequest>, link: UInt64)? { copies[id]?.linkStarted() }
-    public func copyLinkEnded(_ id: MeetingID, link: UInt64) { copies[id]?.linkEnded(link) }
+    /// A link to the host of `id` is up: what the copy here passes up on it. Nil without a copy.
+    public func copyLinkStarted(_ id: MeetingID) -> AsyncStream<CopyRequest>? { copies[id]?.linkStarted() }
+    public func copyLinkEnded(_ id: MeetingID) { copies[id]?.linkEnded() }
     public func copyNotice(_ id: MeetingID, _ notice: CopyNotice) { copies[id]?.notice(notice) }
 
     /// A copy elsewhere, following `id` over `feed`, passed up a request.
     public func copyRequest(_ id: MeetingID, over feed: ReplicaFeed, _ request: CopyRequest) {
-        // Never refused for a full queue: an arrival or departure lost would leave presence
-        // wrong, and an op answered "busy" may be one an earlier host committed. What a
-        // copy can pass up is bounded by its link's buffer.
-        _ = hosts[id]?.submit(.copyRequest(feed, request))
+        if let host = hosts[id], case .full = host.submit(.copyRequest(feed, request)), case .op(let participant, let opID, _) = request {
+            _ = feed.push(.notice(.rejected(participant: participant, id: opID, Rejection(.serverBusy, "the meeting is overloaded; not applied, retry later"))))
+        }
     }
 
     /// The copy following `id` over `feed` is gone.

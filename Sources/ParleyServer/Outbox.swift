@@ -235,11 +235,10 @@ final class Outbox: Sendable {
     }
 }
 
-/// What became of an input handed to an ``Inbox``.
+/// A many-writer, one-reader queue of inputs for a meeting host. The reader takes everything
+/// queued at once, which is what lets the host commit a whole batch in one write.
 enum InboxSendResult { case queued, full, finished }
 
-/// A many-writer, one-reader queue of inputs for a meeting host (or copy). The reader takes
-/// everything queued at once, which is what lets the host commit a whole batch in one write.
 final class Inbox<Element: Sendable>: Sendable {
     private struct State {
         var items: [Element] = []
