@@ -27,7 +27,8 @@ enum CopyInput: Sendable {
     case linkEnded
     /// The copy, rebuilt from the store.
     case rebuilt(MeetingLog)
-    /// What the copy holds now (a promotion here starts from it).
+    /// What the copy holds now (a promotion here starts from it); nil while the copy was
+    /// outvoted and waits to be rebuilt.
     case currentLog(CheckedContinuation<MeetingLog?, Never>)
     /// Drop the copy: its clients get `error`, or are closed quietly when it is nil.
     case stop(ProtocolError?)
@@ -175,18 +176,26 @@ private struct CopyLoop {
 
     mutating func run() async {
         while !state.stopped, let batch = await copy.next() {
-            for input in batch where !state.stopped { handle(input) }
+            for input in batch {
+                if state.stopped { answerGone(input) } else { handle(input) }
+            }
             copy.counted(state.clientCount, epoch: state.log.epoch)
         }
         uplink?.finish()
-        // Whatever is still queued is answered, so nobody waits on a copy that is gone.
-        for input in await copy.finishInbox() {
-            switch input {
-            case .entries(_, let took), .digest(_, _, let took): took.resume(returning: false)
-            case .currentLog(let reply): reply.resume(returning: state.log)
-            case .linkStarted(let link): link.finish()
-            default: break
-            }
+        for input in await copy.finishInbox() { answerGone(input) }
+    }
+
+    /// An input for a copy that has stopped: answered, so that nobody waits on a copy that
+    /// is gone (a follower for its `took`, a promotion for the log, a hello for its welcome).
+    private func answerGone(_ input: CopyInput) {
+        switch input {
+        case .entries(_, let took), .digest(_, _, let took): took.resume(returning: false)
+        case .currentLog(let reply): reply.resume(returning: nil)
+        case .linkStarted(let link): link.finish()
+        case .client(.attach(let connection, _, _)):
+            connection.fail(ProtocolError(.moved, "this server no longer keeps a copy of the meeting; ask the locator again", fatal: true),
+                            fanOut.encoder)
+        default: break
         }
     }
 
@@ -229,7 +238,7 @@ private struct CopyLoop {
         case .rebuilt(let log):
             perform(state.rebuilt(log, at: now))
         case .currentLog(let reply):
-            reply.resume(returning: state.log)
+            reply.resume(returning: state.awaitsRebuild ? nil : state.log)
         case .stop(let error):
             perform(state.stop(failing: error))
         }

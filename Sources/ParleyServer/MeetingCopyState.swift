@@ -86,6 +86,9 @@ public struct MeetingCopyState<Connection: Hashable & Sendable>: Sendable {
     private var agreed: (seq: Seq, meeting: Meeting, voted: Bool)
     /// Set by a vote that disagreed, until one agrees again (which is logged).
     private var disagreedAt: Seq?
+    /// The copy was outvoted or fell out of step, and waits to be rebuilt from the store:
+    /// nothing may be promoted from it meanwhile.
+    public private(set) var awaitsRebuild = false
     public private(set) var stopped = false
 
     public init(log: MeetingLog, limits: ConnectionLimits, asksAdmission: Bool) {
@@ -238,7 +241,12 @@ public struct MeetingCopyState<Connection: Hashable & Sendable>: Sendable {
         do throws(MeetingLog.RecoveryError) {
             try log.replicate(entries)
         } catch {
-            return [.log(.init(.warning, "copy out of step with its host; rebuilding it", ["error": "\(error)"])), .rebuild]
+            // What was applied before the entry that did not fit is committed: the clients
+            // get it, so that they stay where the copy is when it is rebuilt.
+            let applied = entries.filter { $0.seq > before && $0.seq <= log.lastSeq }
+            awaitsRebuild = true
+            return caughtUp(applied, at: now)
+                + [.log(.init(.warning, "copy out of step with its host; rebuilding it", ["error": "\(error)"])), .rebuild]
         }
         return caughtUp(entries.filter { $0.seq > before }, at: now)
     }
@@ -250,6 +258,7 @@ public struct MeetingCopyState<Connection: Hashable & Sendable>: Sendable {
         guard !stopped else { return [] }
         let before = log.lastSeq
         log = newLog
+        awaitsRebuild = false
         agreed = (newLog.committedSeq, newLog.meeting, false)
         let rebuiltLine = Action.log(.init(.notice, "copy rebuilt from the store", ["last_seq": "\(newLog.committedSeq)", "had": "\(before)"]))
         let tail = newLog.tail.prefix { $0.seq <= newLog.committedSeq }
@@ -307,6 +316,7 @@ public struct MeetingCopyState<Connection: Hashable & Sendable>: Sendable {
             disagreedAt = nil
             return [.log(.init(.notice, "this copy agrees with its host again", ["seq": "\(seq)", "disagreed_at": "\(since)"]))]
         case .copyOutvoted:
+            awaitsRebuild = true
             return [.log(.init(.error, "this copy's state disagreed with its host's at a checkpoint and was outvoted; rebuilding it from the store", facts)),
                     .rebuild]
         case .hostOutvoted:
@@ -314,6 +324,7 @@ public struct MeetingCopyState<Connection: Hashable & Sendable>: Sendable {
             return [.log(.init(.error, "the host's state disagreed with this copy's at a checkpoint, and the log sides with the copy; the host must be demoted", facts)),
                     .hostOutvoted(seq: seq, host: digest, copy: mine)]
         case .undecided:
+            awaitsRebuild = true
             return [.log(.init(.error, "this copy's state disagreed with its host's at a checkpoint and no two votes agree; rebuilding it from the store", facts)),
                     .rebuild]
         }

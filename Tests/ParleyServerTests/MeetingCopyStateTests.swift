@@ -287,6 +287,7 @@ struct MeetingCopyStateTests {
         let (digest, seq) = Self.chatted(&pair) { $0.copy.corruptStateForTesting(Self.garble) }
         pair.take(pair.copy.hostDigest(digest, at: seq))
         #expect(pair.verdicts == ["rebuild"])
+        #expect(pair.copy.awaitsRebuild, "an outvoted copy is never promoted from")
     }
 
     @Test("a host whose state went wrong after a checkpoint both agreed on is outvoted by the copy and the state rebuilt from that checkpoint: the copy reports it for demotion")
@@ -310,6 +311,23 @@ struct MeetingCopyStateTests {
         let (digest, seq) = Self.chatted(&pair) { $0.host.corruptStateForTesting(Self.garble) }
         pair.take(pair.copy.hostDigest(digest, at: seq))
         #expect(pair.verdicts == ["rebuild"])
+    }
+
+    @Test("a batch that stops following on part-way: what the copy took is delivered before it asks to be rebuilt, so its clients are where it is (review of stop 27)")
+    func partlyTakenBatchIsDelivered() {
+        var pair = Pair()
+        pair.take(pair.copy.attach(100, Self.bob, resume: nil, at: pair.tick()))
+        pair.settle()
+        let held = pair.copy.log.lastSeq
+        let next = LogEntry(seq: held + 1, epoch: Epoch(1), at: 5_000, issuer: .participant("bob"), opID: "b7",
+                            operation: .chat(text: "taken"))
+        var gapped = next
+        gapped.seq = held + 3
+        pair.take(pair.copy.entries([next, gapped], at: pair.tick()))
+        #expect(pair.copy.log.lastSeq == held + 1)
+        #expect(pair.seen[100]?.last == "\(held + 1) chat taken", "the entry taken was delivered: \(pair.seen[100] ?? [])")
+        #expect(pair.verdicts == ["rebuild"])
+        #expect(pair.copy.awaitsRebuild, "nothing may be promoted from it until it is rebuilt")
     }
 
     @Test("a digest for another seq than the copy holds is not voted on")
