@@ -405,12 +405,12 @@ actor CollabNode: Service, ZoneAgentDelegate {
     private static func subscribe(_ meeting: MeetingID, after: Seq, host: NodeName, at url: String, links: CopyLinks,
                                   directory: MeetingDirectory, stillWanted: @escaping @Sendable () async -> Bool) async -> (Bool, Seq) {
         let outcome = Outcome(after: after)
-        guard let requests = await directory.copyLinkStarted(meeting) else { return outcome.value }
+        guard let (requests, number) = await directory.copyLinkStarted(meeting) else { return outcome.value }
         await links.follow(meeting, after: after, host: host, url: url, requests: requests) { update in
             guard await stillWanted() else { return false }
             return await take(update, meeting, directory: directory, outcome: outcome)
         }
-        await directory.copyLinkEnded(meeting)
+        await directory.copyLinkEnded(meeting, link: number)
         return outcome.value
     }
 
@@ -420,7 +420,8 @@ actor CollabNode: Service, ZoneAgentDelegate {
                                       stillWanted: @escaping @Sendable () async -> Bool) async -> (Bool, Seq) {
         let outcome = Outcome(after: after)
         guard let feed = await directory.subscribe(meeting, after: after) else { return outcome.value }
-        if let requests = await directory.copyLinkStarted(meeting) {
+        let link = await directory.copyLinkStarted(meeting)
+        if let (requests, _) = link {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await request in requests { await directory.copyRequest(meeting, over: feed, request) }
@@ -436,7 +437,7 @@ actor CollabNode: Service, ZoneAgentDelegate {
         }
         feed.finish()
         await directory.copyGone(meeting, over: feed)
-        await directory.copyLinkEnded(meeting)
+        if let (_, number) = link { await directory.copyLinkEnded(meeting, link: number) }
         return outcome.value
     }
 

@@ -216,7 +216,10 @@ final class PeerLink: Sendable {
             // subscription any more; it ends, and the copy subscribes again.
             return state.routes.removeValue(forKey: meeting)
         }
-        overflowed?.updates.finish()
+        if let overflowed {
+            overflowed.updates.finish()
+            send(.unsubscribe(meeting: meeting, subscription: overflowed.subscription))
+        }
     }
 }
 

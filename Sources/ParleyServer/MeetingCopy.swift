@@ -22,9 +22,10 @@ enum CopyInput: Sendable {
     /// The host's digest at checkpoint `seq`; answers whether the copy stands (false: it
     /// must be rebuilt from the store).
     case digest(MeetingDigest, seq: Seq, took: CheckedContinuation<Bool, Never>)
-    /// A link to the host is up: pass requests up into this.
-    case linkStarted(AsyncStream<CopyRequest>.Continuation)
-    case linkEnded
+    /// A link to the host is up: pass requests up into this. Numbered, so that the end of
+    /// an older link (its follower was replaced) does not end a newer one.
+    case linkStarted(AsyncStream<CopyRequest>.Continuation, link: UInt64)
+    case linkEnded(link: UInt64)
     /// The copy, rebuilt from the store.
     case rebuilt(MeetingLog)
     /// What the copy holds now (a promotion here starts from it); nil while the copy was
@@ -48,6 +49,7 @@ final class MeetingCopy: MeetingEntrance {
     private let logger: Logger
     /// Clients attached or joining, as the loop last counted them.
     private let clients = Atomic<Int>(0)
+    private let lastLink = Atomic<UInt64>(0)
     /// The newest epoch in what the copy holds, as the loop last saw it.
     private let heldEpoch: Mutex<Epoch>
     /// Whether the manager keeps this copy as the meeting's standby (its promotion candidate).
@@ -102,16 +104,18 @@ final class MeetingCopy: MeetingEntrance {
         }
     }
 
-    /// A link to the host is up: returns what to pass up on it, until ``linkEnded()``.
-    func linkStarted() -> AsyncStream<CopyRequest> {
-        // Bounded by what the copy's clients may have in flight; a link that falls this far
-        // behind is cut off (the stream ends) and the follower links again.
+    /// A link to the host is up: returns what to pass up on it, until ``linkEnded(_:)`` with
+    /// the number returned.
+    func linkStarted() -> (AsyncStream<CopyRequest>, link: UInt64) {
+        // A link that falls this far behind is cut off (the stream ends), and the follower
+        // links again; the copy says everything again then.
         let (requests, uplink) = AsyncStream<CopyRequest>.makeStream(bufferingPolicy: .bufferingOldest(configuration.meetingQueueDepth * 4))
-        if case .finished = inbox.send(.linkStarted(uplink), force: true) { uplink.finish() }
-        return requests
+        let link = lastLink.add(1, ordering: .relaxed).newValue
+        if case .finished = inbox.send(.linkStarted(uplink, link: link), force: true) { uplink.finish() }
+        return (requests, link)
     }
 
-    func linkEnded() { _ = inbox.send(.linkEnded, force: true) }
+    func linkEnded(_ link: UInt64) { _ = inbox.send(.linkEnded(link: link), force: true) }
     func rebuilt(_ log: MeetingLog) { _ = inbox.send(.rebuilt(log), force: true) }
     func stop(failing error: ProtocolError?) { _ = inbox.send(.stop(error), force: true) }
 
@@ -173,6 +177,7 @@ private struct CopyLoop {
     let fanOut: ClientFanOut
     let askAdmission: AsyncStream<(ClientConnection, ParticipantID)>.Continuation
     var uplink: AsyncStream<CopyRequest>.Continuation?
+    var uplinkNumber: UInt64 = 0
 
     mutating func run() async {
         while !state.stopped, let batch = await copy.next() {
@@ -191,7 +196,7 @@ private struct CopyLoop {
         switch input {
         case .entries(_, let took), .digest(_, _, let took): took.resume(returning: false)
         case .currentLog(let reply): reply.resume(returning: nil)
-        case .linkStarted(let link): link.finish()
+        case .linkStarted(let link, _): link.finish()
         case .client(.attach(let connection, _, _)):
             connection.fail(ProtocolError(.moved, "this server no longer keeps a copy of the meeting; ask the locator again", fatal: true),
                             fanOut.encoder)
@@ -227,11 +232,13 @@ private struct CopyLoop {
             took.resume(returning: !actions.contains { if case .rebuild = $0 { true } else { false } })
         case .notice(let notice):
             perform(state.notice(notice))
-        case .linkStarted(let link):
+        case .linkStarted(let link, let number):
             uplink?.finish()
             uplink = link
+            uplinkNumber = number
             perform(state.linkStarted())
-        case .linkEnded:
+        case .linkEnded(let number):
+            guard number == uplinkNumber else { return }  // an older link's end; a newer one is up
             uplink?.finish()
             uplink = nil
             state.linkEnded()

@@ -257,16 +257,18 @@ public actor MeetingDirectory: Service {
         return await copy.hostDigest(digest, at: seq)
     }
 
-    /// A link to the host of `id` is up: what the copy here passes up on it. Nil without a copy.
-    public func copyLinkStarted(_ id: MeetingID) -> AsyncStream<CopyRequest>? { copies[id]?.linkStarted() }
-    public func copyLinkEnded(_ id: MeetingID) { copies[id]?.linkEnded() }
+    /// A link to the host of `id` is up: what the copy here passes up on it, and the link's
+    /// number for ``copyLinkEnded(_:link:)``. Nil without a copy.
+    public func copyLinkStarted(_ id: MeetingID) -> (requests: AsyncStream<CopyRequest>, link: UInt64)? { copies[id]?.linkStarted() }
+    public func copyLinkEnded(_ id: MeetingID, link: UInt64) { copies[id]?.linkEnded(link) }
     public func copyNotice(_ id: MeetingID, _ notice: CopyNotice) { copies[id]?.notice(notice) }
 
     /// A copy elsewhere, following `id` over `feed`, passed up a request.
     public func copyRequest(_ id: MeetingID, over feed: ReplicaFeed, _ request: CopyRequest) {
-        if let host = hosts[id], case .full = host.submit(.copyRequest(feed, request)), case .op(let participant, let opID, _) = request {
-            _ = feed.push(.notice(.rejected(participant: participant, id: opID, Rejection(.serverBusy, "the meeting is overloaded; not applied, retry later"))))
-        }
+        // Never refused for a full queue: an arrival or departure lost would leave presence
+        // wrong, and an op answered "busy" may be one an earlier host committed. What a
+        // copy can pass up is bounded by its link's buffer.
+        _ = hosts[id]?.submit(.copyRequest(feed, request))
     }
 
     /// The copy following `id` over `feed` is gone.

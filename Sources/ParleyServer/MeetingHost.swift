@@ -111,7 +111,7 @@ final class MeetingHost: Sendable {
     /// meeting is too far behind.
     func submit(_ input: HostInput) -> Inbox<HostInput>.SendResult {
         switch input {
-        case .detach, .shutdown, .leave, .release, .subscribe, .endReplicaFeeds, .admission, .copyGone:
+        case .detach, .shutdown, .leave, .release, .subscribe, .endReplicaFeeds, .admission, .copyGone, .copyRequest:
             // Bookkeeping must never be dropped, or presence would go stale.
             inbox.send(input, force: true)
         default:
