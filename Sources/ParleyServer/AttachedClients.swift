@@ -29,7 +29,6 @@ struct AttachedClients<Connection: Hashable & Sendable>: Sendable {
     subscript(connection: Connection) -> ParticipantID? { speaksFor[connection] }
     var entries: [(Connection, ParticipantID)] { speaksFor.entries }
     var connections: [Connection] { speaksFor.keys }
-    var isEmpty: Bool { speaksFor.keys.isEmpty }
 
     func contains(_ participant: ParticipantID) -> Bool { speaksFor.values.contains(participant) }
 

@@ -225,11 +225,11 @@ private struct CopyLoop {
             if let change = TestCorruption.change(copy.corruptChatText, in: entries, logger: copy.loggerRef) {
                 state.corruptStateForTesting(change)
             }
-            took.resume(returning: !actions.contains { if case .rebuild = $0 { true } else { false } })
+            took.resume(returning: !Self.asksRebuild(actions))
         case .digest(let digest, let seq, let took):
             let actions = state.hostDigest(digest, at: seq)
             perform(actions)
-            took.resume(returning: !actions.contains { if case .rebuild = $0 { true } else { false } })
+            took.resume(returning: !Self.asksRebuild(actions))
         case .notice(let notice):
             perform(state.notice(notice))
         case .linkStarted(let link, let number):
@@ -249,6 +249,12 @@ private struct CopyLoop {
         case .stop(let error):
             perform(state.stop(failing: error))
         }
+    }
+
+    /// Whether the state asked for the copy to be rebuilt: the follower learns it from the
+    /// answer to `replicate` or `hostDigest`, and rebuilds it.
+    static func asksRebuild(_ actions: [State.Action]) -> Bool {
+        actions.contains { if case .rebuild = $0 { true } else { false } }
     }
 
     mutating func perform(_ actions: [State.Action]) {

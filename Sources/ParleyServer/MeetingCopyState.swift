@@ -101,7 +101,6 @@ public struct MeetingCopyState<Connection: Hashable & Sendable>: Sendable {
     public var meeting: MeetingID { log.meeting.id }
     /// Clients attached or joining.
     public var clientCount: Int { attached.connections.count + awaitingAdmission.keys.count + awaitingSeq.count }
-    public func participant(of connection: Connection) -> ParticipantID? { attached[connection] }
 
     // MARK: Clients
 
