@@ -94,14 +94,24 @@ actor PollSessions: Service {
         return true
     }
 
-    /// Races the outbox against a timer. Frames taken by the losing side are kept, never
-    /// dropped: both results are merged.
+    /// Races the outbox against a timer and the server's graceful shutdown. Frames taken by
+    /// the losing side are kept, never dropped: both results are merged.
+    ///
+    /// A stopping HTTP server waits for every request in progress, and it stops before the
+    /// meetings that would end these waits: a poll held to its timer would hold the whole
+    /// process that long. It is answered at once instead, and the client's next poll finds
+    /// the server gone and resumes elsewhere.
     private static func wait(_ outbox: Outbox, millis: Int64) async -> ([ByteBuffer], closed: Bool) {
         enum Outcome: Sendable { case frames([ByteBuffer]?), timeout }
         return await withTaskGroup(of: Outcome.self) { group in
             group.addTask { .frames(await outbox.next()) }
             group.addTask {
                 try? await Task.sleep(for: .milliseconds(millis))
+                return .timeout
+            }
+            group.addTask {
+                // Throws when cancelled, once another outcome came first.
+                try? await gracefulShutdown()
                 return .timeout
             }
             var frames: [ByteBuffer] = []

@@ -121,6 +121,34 @@ struct EndToEndTests {
         }
     }
 
+    @Test("SIGTERM answers a long poll that is waiting, instead of holding the stop for the poll's whole wait")
+    func gracefulStopAnswersWaitingPoll() async throws {
+        let directory = try TemporaryDirectory()
+        let data = directory.path + "/data"
+        let portFile = directory.path + "/port"
+        // The server holds a poll at most 30 s by default: a stop that waited for it would
+        // take about that long.
+        let pollWait = Duration.seconds(30)
+        let stopped = try await ServerProcess.run(data: data, port: 0, portFile: portFile) { server, port in
+            let base = URL(string: "http://127.0.0.1:\(port)")!
+            let created = try await ParleyHTTP.createMeeting(server: base, title: "Stop while polling")
+            var options = Self.options(.longPolling)
+            options.longPollWait = pollWait
+            let client = try MeetingClient(server: base, token: created.hostToken, options: options)
+            try await client.connect()
+            // Acknowledged: the next poll is out and waits, since nothing else happens.
+            _ = try await client.send(.chat(text: "before the stop"))
+            try await Task.sleep(for: .milliseconds(300))
+            let signalled = ContinuousClock.now
+            try server.send(signal: .terminate)
+            return (signalled, client)
+        }
+        let took = ContinuousClock.now - stopped.value.0
+        await stopped.value.1.leave()
+        #expect(stopped.status == .exited(0))
+        #expect(took < pollWait / 2, "the stop took \(took); it waited for the poll")
+    }
+
     static func options(_ transport: TransportPreference) -> MeetingClient.Options {
         var options = MeetingClient.Options(policy: ConnectionPolicy(transport: transport))
         options.policy.backoffInitial = .milliseconds(50)
