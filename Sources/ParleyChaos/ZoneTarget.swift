@@ -48,13 +48,16 @@ public actor ZoneTarget: SignalledTarget {
     }
 
     /// The standard zone with one more collaboration server and edges on: each meeting's
-    /// participants are spread over its host, its standby and an edge.
+    /// participants are spread over its host, its standby and an edge. Edge copies left
+    /// unused (their clients moved after a fault) are dropped after 2 s, so that dropping
+    /// them races with the faults and the clients coming back.
     public static func edgesConfiguration() -> ZoneConfiguration {
         var configuration = ZoneConfiguration()
         configuration.processes.append(ZoneConfiguration.ProcessSpec(name: "collab-3", role: .collab))
         configuration.scaling.maxCollabServers = 3
         configuration.scaling.edges = true
         configuration.scaling.connectionsPerCopy = 1
+        configuration.scaling.edgeUnusedSeconds = 2
         return configuration
     }
 

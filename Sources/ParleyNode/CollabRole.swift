@@ -164,6 +164,21 @@ actor CollabNode: Service, ZoneAgentDelegate {
                     for await follower in edgeWork { followers.addTask { await follower() } }
                 }
             }
+            if context.configuration.scaling.edges {
+                let unusedMs = Int64(context.configuration.scaling.edgeUnusedSeconds) * 1_000
+                group.addTask { [directory] in
+                    // Looked at four times a period: a copy goes within 1.25 periods of its
+                    // last participant.
+                    while (try? await Task.sleep(for: .milliseconds(max(250, unusedMs / 4)))) != nil {
+                        await directory.dropUnusedEdges(unusedForMs: unusedMs)
+                    }
+                }
+                group.addTask { [directory] in
+                    for await meeting in directory.edgesDropped.cancelOnGracefulShutdown() {
+                        await agent.send(.edgeDropped(meeting: meeting))
+                    }
+                }
+            }
             group.addTask { [directory] in
                 // A copy here found the host's state wrong: the manager demotes the host.
                 for await vote in directory.hostsOutvoted.cancelOnGracefulShutdown() {
@@ -226,6 +241,9 @@ actor CollabNode: Service, ZoneAgentDelegate {
             "standby": .array(held.filter { !$0.hosting }.map { .string($0.meeting.rawValue) }.sorted { "\($0)" < "\($1)" }),
             // Copies serving participants here of meetings hosted elsewhere.
             "edges": .array(await directory.edges().map { .string($0.rawValue) }),
+            // Every copy kept here, used or not (an unused edge copy is dropped after
+            // `scaling.edgeUnusedSeconds`).
+            "copies": .array(await directory.copiesKept().map { .string($0.rawValue) }),
             "client": .string(clientURL),
         ])
     }

@@ -175,6 +175,9 @@ actor ZoneManager {
                 "host_digest": "\(hostDigest)", "copy_digest": "\(copyDigest)",
             ])
             perform(placement!.hostOutvoted(meeting, nowMs: now))
+        case .edgeDropped(let meeting):
+            logger.info("edge copy dropped, unused", metadata: ["meeting": "\(meeting)", "on": "\(peer)"])
+            placement!.edgeDropped(meeting, on: peer)
         case .findHost(let request, let meeting):
             let key = relays.locateAsked(by: linkID, request: request)
             perform(placement!.locate(meeting, request: key, forClient: false, nowMs: now))

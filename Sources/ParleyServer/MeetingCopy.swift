@@ -33,6 +33,8 @@ enum CopyInput: Sendable {
     case currentLog(CheckedContinuation<MeetingLog?, Never>)
     /// Drop the copy: its clients get `error`, or are closed quietly when it is nil.
     case stop(ProtocolError?)
+    /// Drop the copy if it is an edge no participant uses.
+    case stopIfUnused
 }
 
 /// The adapter around ``MeetingCopyState``: one loop owns the copy, its clients and its
@@ -49,6 +51,8 @@ final class MeetingCopy: MeetingEntrance {
     private let logger: Logger
     /// Clients attached or joining, as the loop last counted them.
     private let clients = Atomic<Int>(0)
+    /// Since when (clock ms) the loop last counted no client; -1 while it counts some.
+    private let unusedSince: Atomic<Int64>
     private let lastLink = Atomic<UInt64>(0)
     /// The newest epoch in what the copy holds, as the loop last saw it.
     private let heldEpoch: Mutex<Epoch>
@@ -65,6 +69,7 @@ final class MeetingCopy: MeetingEntrance {
         initialLog = Mutex(log)
         self.standby = Atomic(standby)
         heldEpoch = Mutex(log.epoch)
+        unusedSince = Atomic(clock())
         self.configuration = configuration
         self.clock = clock
         var logger = logger
@@ -76,6 +81,11 @@ final class MeetingCopy: MeetingEntrance {
     var clientCount: Int { clients.load(ordering: .relaxed) }
     var epoch: Epoch { heldEpoch.withLock { $0 } }
     var isStandby: Bool { standby.load(ordering: .relaxed) }
+    /// How long no participant has been attached or joining (ms); nil while one is.
+    func unusedFor(now: Millis) -> Int64? {
+        let since = unusedSince.load(ordering: .relaxed)
+        return since < 0 ? nil : now - since
+    }
 
     func submit(_ input: HostInput) -> InboxSendResult {
         switch input {
@@ -118,6 +128,8 @@ final class MeetingCopy: MeetingEntrance {
     func linkEnded(_ link: UInt64) { _ = inbox.send(.linkEnded(link: link), force: true) }
     func rebuilt(_ log: MeetingLog) { _ = inbox.send(.rebuilt(log), force: true) }
     func stop(failing error: ProtocolError?) { _ = inbox.send(.stop(error), force: true) }
+    /// Drops the copy unless it is the standby, or a participant is attached or joining.
+    func stopIfUnused() { _ = inbox.send(.stopIfUnused, force: true) }
 
     /// What the copy holds now; nil if it is gone.
     func currentLog() async -> MeetingLog? {
@@ -164,6 +176,12 @@ final class MeetingCopy: MeetingEntrance {
     fileprivate var loggerRef: Logger { logger }
     fileprivate func counted(_ n: Int, epoch: Epoch) {
         clients.store(n, ordering: .relaxed)
+        // Only the loop writes these.
+        if n > 0 {
+            unusedSince.store(-1, ordering: .relaxed)
+        } else if unusedSince.load(ordering: .relaxed) < 0 {
+            unusedSince.store(clock(), ordering: .relaxed)
+        }
         heldEpoch.withLock { $0 = epoch }
     }
 }
@@ -248,6 +266,11 @@ private struct CopyLoop {
             reply.resume(returning: state.awaitsRebuild ? nil : state.log)
         case .stop(let error):
             perform(state.stop(failing: error))
+        case .stopIfUnused:
+            // The standby stays whether or not anyone uses it: it is the failover.
+            if !copy.isStandby, state.stopIfUnused() {
+                copy.loggerRef.info("edge copy dropped: no participant used it for a while")
+            }
         }
     }
 

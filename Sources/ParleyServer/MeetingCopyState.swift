@@ -394,6 +394,16 @@ public struct MeetingCopyState<Connection: Hashable & Sendable>: Sendable {
 
     // MARK: Stopping
 
+    /// Stops the copy if no participant is attached or joining: an edge copy nobody uses
+    /// would follow its host for nothing. Returns whether it stopped. Decided here, in
+    /// order with the attaches, so that a participant arriving as the copy is dropped is
+    /// either counted (the copy stays) or finds it gone (and asks the locator again).
+    public mutating func stopIfUnused() -> Bool {
+        guard !stopped, clientCount == 0 else { return false }
+        stopped = true
+        return true
+    }
+
     /// The copy is dropped (the meeting moved away for good, or the server is stopping with
     /// `error` nil): its clients resume elsewhere.
     public mutating func stop(failing error: ProtocolError?) -> [Action] {

@@ -46,6 +46,10 @@ public actor MeetingDirectory: Service {
     /// Copies here that outvoted their host (see ``DigestVerdict``): the zone demotes it.
     public nonisolated let hostsOutvoted: AsyncStream<HostOutvoted>
     private let hostOutvoted: AsyncStream<HostOutvoted>.Continuation
+    /// Meetings whose edge copy here was dropped, unused: the locator stops counting this
+    /// server among the meeting's copies.
+    public nonisolated let edgesDropped: AsyncStream<MeetingID>
+    private let edgeDropped: AsyncStream<MeetingID>.Continuation
 
     init(store: any Store, commitLog: GroupCommitLog, configuration: ServerConfiguration, loadsOnDemand: Bool,
          clock: @escaping @Sendable () -> Millis, logger: Logger) {
@@ -59,6 +63,7 @@ public actor MeetingDirectory: Service {
         // At most one per meeting hosted here is waiting at a time in practice; bounded anyway.
         (stoppedByThemselves, stoppedByItself) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1_024))
         (hostsOutvoted, hostOutvoted) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1_024))
+        (edgesDropped, edgeDropped) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1_024))
     }
 
     var hostedCount: Int { hosts.count }
@@ -95,7 +100,18 @@ public actor MeetingDirectory: Service {
     }
 
     private func forget(_ copy: MeetingCopy) {
-        if copies[copy.id] === copy { copies[copy.id] = nil }
+        guard copies[copy.id] === copy else { return }
+        copies[copy.id] = nil
+        if accepting, !copy.isStandby { edgeDropped.yield(copy.id) }
+    }
+
+    /// Drops every edge copy no participant has used for `unusedForMs`. Each copy decides in
+    /// its own loop, after the attaches already queued to it.
+    public func dropUnusedEdges(unusedForMs: Int64) {
+        let now = clock()
+        for copy in copies.values where !copy.isStandby {
+            if let unused = copy.unusedFor(now: now), unused >= unusedForMs { copy.stopIfUnused() }
+        }
     }
 
     private func forget(_ host: MeetingHost) {
@@ -172,6 +188,9 @@ public actor MeetingDirectory: Service {
     public func edges() -> [MeetingID] {
         copies.values.filter { $0.clientCount > 0 }.map(\.id).sorted()
     }
+
+    /// Every meeting a copy is kept of here (standbys and edges, used or not), sorted.
+    public func copiesKept() -> [MeetingID] { copies.keys.sorted() }
 
     /// Load figures for the zone's placement.
     public func load() -> (meetings: Int, queueDepth: Int) {

@@ -407,6 +407,16 @@ public struct Placement: Sendable {
         return failOver(meeting, place, nowMs: nowMs) + [.release(meeting, on: place.host)]
     }
 
+    /// The edge copy of `meeting` on `name` was dropped, as no participant used it: the
+    /// locator no longer counts the server among the meeting's copies, nor the participants
+    /// it sent there (they all left). A later participant sent there opens a new copy.
+    public mutating func edgeDropped(_ meeting: MeetingID, on name: NodeName) {
+        guard var place = places[meeting], place.host != name, place.standby != name else { return }
+        place.edges.removeAll { $0 == name }
+        place.sent[name] = nil
+        places[meeting] = place
+    }
+
     /// The server could not open or promote the meeting; try elsewhere.
     public mutating func failedToHost(_ meeting: MeetingID, on name: NodeName, nowMs: Int64) -> [Action] {
         guard let place = places[meeting], place.host == name else { return [] }

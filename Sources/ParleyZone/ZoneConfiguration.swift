@@ -69,6 +69,9 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         /// With edges on, the locator sends a meeting's participants evenly to the servers
         /// holding a copy of it already until it has sent each this many, then adds another.
         public var connectionsPerCopy: Int = 200
+        /// With edges on, a server drops its copy of a meeting hosted elsewhere once none of
+        /// the meeting's participants has been attached to it for this long.
+        public var edgeUnusedSeconds: Int = 30
         public init() {}
     }
 
@@ -292,6 +295,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         if restart.maxRestarts < 1 || restart.windowSeconds < 1 { problems.append("restart.maxRestarts and restart.windowSeconds must be at least 1") }
         if scaling.connectionsPerServer < 1 { problems.append("scaling.connectionsPerServer must be at least 1") }
         if scaling.connectionsPerCopy < 1 { problems.append("scaling.connectionsPerCopy must be at least 1") }
+        if scaling.edgeUnusedSeconds < 1 { problems.append("scaling.edgeUnusedSeconds must be at least 1") }
         if scaling.maxCollabServers < count(.collab) {
             problems.append("scaling.maxCollabServers (\(scaling.maxCollabServers)) is below the \(count(.collab)) collab processes configured")
         }
@@ -397,6 +401,7 @@ extension ZoneConfiguration.Scaling {
         maxCollabServers = try container.decodeIfPresent(Int.self, forKey: .maxCollabServers) ?? maxCollabServers
         edges = try container.decodeIfPresent(Bool.self, forKey: .edges) ?? edges
         connectionsPerCopy = try container.decodeIfPresent(Int.self, forKey: .connectionsPerCopy) ?? connectionsPerCopy
+        edgeUnusedSeconds = try container.decodeIfPresent(Int.self, forKey: .edgeUnusedSeconds) ?? edgeUnusedSeconds
     }
 }
 

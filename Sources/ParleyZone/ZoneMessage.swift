@@ -15,6 +15,9 @@ public enum ZoneMessage: Codable, Equatable, Sendable {
     /// A copy of the meeting found its host's state wrong at checkpoint `seq`: the host's
     /// digest, and the copy's, which the state rebuilt from the log agreed with.
     case hostOutvoted(meeting: MeetingID, seq: Seq, hostDigest: String, copyDigest: String)
+    /// The server dropped its edge copy of the meeting: no participant used it for
+    /// `scaling.edgeUnusedSeconds`.
+    case edgeDropped(meeting: MeetingID)
     /// The web process asks where a meeting's clients should connect.
     case locate(request: UInt64, meeting: MeetingID)
     /// A server keeping a copy of the meeting (an edge) asks where its host is; answered

@@ -351,4 +351,22 @@ struct MeetingCopyStateTests {
         pair.failOver()
         #expect(pair.host.log.meeting.participant("bob")?.presence == .left)
     }
+
+    @Test("an edge copy stops when unused only: not while a participant is attached, and at once when the last one has gone; the host sees them leave")
+    func unusedCopyStops() {
+        var pair = Pair()
+        pair.take(pair.copy.attach(100, Self.bob, resume: nil, at: pair.tick()))
+        pair.settle()
+        let whileAttached = pair.copy.stopIfUnused()
+        #expect(!whileAttached, "bob is attached")
+        #expect(!pair.copy.stopped)
+        pair.take(pair.copy.leave(100, at: pair.tick()))
+        pair.settle()
+        let afterLeaving = pair.copy.stopIfUnused()
+        let again = pair.copy.stopIfUnused()
+        #expect(afterLeaving)
+        #expect(pair.copy.stopped)
+        #expect(!again, "it stops once")
+        #expect(pair.host.log.meeting.participant("bob")?.presence == .left)
+    }
 }

@@ -121,6 +121,41 @@ struct EdgeProcessTests {
 }
 
 extension EdgeProcessTests {
+    @Test("an edge copy no participant uses any more is dropped after scaling.edgeUnusedSeconds, and the manager forgets it; a participant who arrives there later gets a new copy with the whole history")
+    func unusedEdgeIsDropped() async throws {
+        let scaling = #"{"maxCollabServers": 3, "edges": true, "connectionsPerCopy": 1000, "edgeUnusedSeconds": 1}"#
+        try await ZoneHarness.run(processes: Self.processes, scaling: scaling) { zone in
+            let started = try await Self.start("Dropping", in: zone)
+            let (meeting, alice, servers) = (started.meeting, started.alice, started.servers)
+            let edgeURL = try servers.edge.clientURL()
+            let carol = try MeetingClient(server: edgeURL, token: try await started.token("Carol"), options: Scenario.options(.webSocket))
+            try await carol.connect()
+            _ = try await carol.send(.chat(text: "carol-0"))
+            _ = try await zone.waitFor("the edge keeps a copy for Carol") { $0[servers.edge.name]?.keepsCopy(meeting) == true ? true : nil }
+            await carol.leave()
+            _ = try await zone.waitFor("the unused copy dropped") { $0[servers.edge.name]?.keepsCopy(meeting) == false ? true : nil }
+            _ = try await zone.waitForNodeLog("manager-1", "edge copy dropped, unused")
+            #expect(try await zone.status()[servers.standby.name]?.keepsCopy(meeting) == true, "the standby is kept, unused or not")
+
+            let dave = try MeetingClient(server: edgeURL, token: try await started.token("Dave"), options: Scenario.options(.webSocket))
+            let aliceSaw = Watcher()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await aliceSaw.record(alice.events) }
+                try await dave.connect()
+                let ack = try await dave.send(.chat(text: "dave-0"))
+                // Alice's events from the start: Carol's chat, then Dave's.
+                try await aliceSaw.waitForChats(2, timeout: .seconds(15))
+                #expect(await aliceSaw.chats.map(\.text) == ["carol-0", "dave-0"])
+                #expect(await aliceSaw.chats.last?.seq == ack.seq)
+                group.cancelAll()
+            }
+            #expect(await dave.meeting?.chat.map(\.text) == ["carol-0", "dave-0"], "Dave's new copy holds the whole history")
+            _ = try await zone.waitFor("a new copy on the edge for Dave") { $0[servers.edge.name]?.keepsCopy(meeting) == true ? true : nil }
+            await dave.leave()
+            await alice.leave()
+        }
+    }
+
     @Test("copies vote at checkpoints: an edge's copy corrupted on purpose is outvoted and rebuilt from the store; then a host corrupted on purpose is outvoted, and its standby takes the meeting over")
     func corruptedCopiesAreOutvoted() async throws {
         try await ZoneHarness.run(processes: Self.processes, extraConfiguration: #""testFaults": {"corruptByChat": true}, "clients": {"snapshotEveryEntries": 10},"#,
@@ -287,6 +322,12 @@ extension ProcessStatus {
             throw HarnessFailure("\(name) reports no client address")
         }
         return parsed
+    }
+
+    /// Whether a copy of `meeting` is kept here, used or not.
+    func keepsCopy(_ meeting: MeetingID) -> Bool {
+        guard case .object(let load)? = load, case .array(let list)? = load["copies"] else { return false }
+        return list.contains(.string(meeting.rawValue))
     }
 
     /// Whether participants of `meeting` are served here from a copy.

@@ -61,6 +61,34 @@ struct PlacementTests {
         #expect(placement.locate(standup, request: LocateRequest(9), forClient: false, nowMs: 2) == [.answer(LocateRequest(9), .at(host, address(host)))])
     }
 
+    @Test("an edge dropped unused no longer counts among the meeting's copies: the next participants fill the host and standby first again; a report from the host or standby changes nothing")
+    func droppedEdgeIsForgotten() {
+        var placement = zone([c1, c2, c3], tuning: .init(connectionsPerCopy: 1))
+        _ = placement.locate(standup, request: LocateRequest(0), nowMs: 0)
+        let host = placement.places[standup]!.host
+        let standby = placement.places[standup]!.standby!
+        _ = placement.hosting(standup, on: host, epoch: Epoch(1))
+        _ = placement.locate(standup, request: LocateRequest(1), nowMs: 1)
+        _ = placement.locate(standup, request: LocateRequest(2), nowMs: 1)
+        guard let edge = placement.places[standup]!.edges.first else {
+            Issue.record("no edge after three participants with one per copy")
+            return
+        }
+        placement.edgeDropped(standup, on: host)
+        placement.edgeDropped(standup, on: standby)
+        #expect(placement.places[standup]!.sent[host] == 1 && placement.places[standup]!.sent[standby] == 1)
+        placement.edgeDropped(standup, on: edge)
+        #expect(placement.places[standup]!.edges.isEmpty)
+        #expect(placement.places[standup]!.sent[edge] == nil)
+        // Host and standby are past their share: the dropped server becomes an edge again.
+        guard case .answer(_, .at(let next, _))? = placement.locate(standup, request: LocateRequest(3), nowMs: 2).first else {
+            Issue.record("locate 3 was not answered")
+            return
+        }
+        #expect(next == edge)
+        #expect(placement.places[standup]!.edges == [edge])
+    }
+
     @Test("with edges on in a cluster, a participant asking through a front on machine m2 goes to a server on m2: one holding a copy if there is one, else one that becomes an edge there")
     func edgesNearTheFront() {
         var placement = Placement(tuning: .init(connectionsPerCopy: 100))
