@@ -5,6 +5,7 @@ import PackageDescription
 //   parley-sdk/: ParleyCore (model, log, resume; pure)  <-  ParleyProtocol (wire frames)
 //                <-  ParleyClient (the Swift SDK)  <-  ParleyTesting (a fake Parley for apps' tests)
 //   ParleyCore, ParleyProtocol  <-  ParleyStore (durable log)  <-  ParleyServer (transport adapters)  <-  parley (CLI)
+//   ParleyMetrics (what processes measure, and /metrics)  <-  ParleyStore, ParleyServer, ParleySupervisor, ParleyNode
 //   ParleyCore  <-  ParleyZone (zone rules: configuration, supervision, placement, leases; pure)
 //   ParleyZone  <-  ParleySupervisor (spawns and watches the zone's processes)
 //   ParleyZone + ParleyServer  <-  ParleyNode (a logical server: its zone agent and its role)
@@ -49,16 +50,31 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
+        // What every process measures (swift-metrics, exported by swift-prometheus), and the
+        // listener that serves it as `/metrics`.
+        .target(
+            name: "ParleyMetrics",
+            dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         .target(
             name: "ParleyStore",
             dependencies: [
-                core,
+                core, "ParleyMetrics",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -70,7 +86,8 @@ let package = Package(
         .target(
             name: "ParleyServer",
             dependencies: [
-                core, wire, "ParleyStore",
+                core, wire, "ParleyStore", "ParleyMetrics",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -109,7 +126,7 @@ let package = Package(
         .target(
             name: "ParleySupervisor",
             dependencies: [
-                "ParleyZone",
+                "ParleyZone", "ParleyMetrics",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -124,7 +141,8 @@ let package = Package(
         .target(
             name: "ParleyNode",
             dependencies: [
-                "ParleyZone", "ParleyServer", "ParleyStore", wire, "ParleyWeb",
+                "ParleyZone", "ParleyServer", "ParleyStore", wire, "ParleyWeb", "ParleyMetrics",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -168,7 +186,9 @@ let package = Package(
             name: "parley",
             dependencies: [
                 "ParleyServer", sdk, "ParleySupervisor", "ParleyNode", "ParleyChaos", "ParleyWeb", "ParleyBench", "ParleySimulation",
+                "ParleyMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict),
         // The sample app (Examples/MeetingApp, a package of its own on the SDK alone), built

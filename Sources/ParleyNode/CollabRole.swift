@@ -27,7 +27,9 @@ struct CollabService: Service {
         let context = context
         let agentSlot = Mutex<ZoneAgent?>(nil)
         let attendance = AttendanceFeed()
+        let serverMetrics = ServerMetrics(context.metrics)
         let hooks = ZoneHooks(services: { handle in
+            context.beforeScrape.set { await handle.sampleMetrics(serverMetrics) }
             let node = CollabNode(context: context, handle: handle, credentials: credentials, attendance: attendance) { agent in
                 agentSlot.withLock { $0 = agent }
             }
@@ -35,6 +37,7 @@ struct CollabService: Service {
         })
         let clientPort = try ListenPorts.pick(context.configuration.ports, host: context.configuration.host, process: context.name)
         var configuration = try ServerConfiguration(zone: context.configuration, paths: context.paths, port: clientPort)
+        configuration.metrics = serverMetrics
         configuration.poison = PoisonGuard(directory: context.paths.applyingDirectory, process: context.name.rawValue,
                                            afterCrashes: context.configuration.poisonAfterCrashes)
         if let trigger = context.configuration.testFaults?.crashOnChatText {

@@ -1,8 +1,10 @@
+import CoreMetrics
 import FoundationEssentials
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import ParleyCore
+import ParleyMetrics
 import ParleyServer
 import ParleyStore
 import ParleyZone
@@ -33,6 +35,9 @@ actor ZoneManager {
     private var relays = ManagerRelays()
     private let chores: AsyncStream<Chore>.Continuation
     let choreStream: AsyncStream<Chore>
+    private let metrics: ManagerMetrics
+    /// When each promotion in flight was ordered (clock ms), until its `hosting` arrives.
+    private var promotingSince: [MeetingID: Int64] = [:]
 
     private struct Link {
         let id: ManagerRelays.LinkID
@@ -45,7 +50,9 @@ actor ZoneManager {
         case requestServer
     }
 
-    init(name: NodeName, configuration: ZoneConfiguration, supervisor: SupervisorLink, clock: MonotonicClockMs, logger: Logger) {
+    init(name: NodeName, configuration: ZoneConfiguration, supervisor: SupervisorLink, clock: MonotonicClockMs,
+         metrics: ProcessMetrics = .off, logger: Logger) {
+        self.metrics = ManagerMetrics(metrics)
         self.name = name
         self.configuration = configuration
         self.supervisor = supervisor
@@ -74,6 +81,7 @@ actor ZoneManager {
             maxServers: max(configuration.scaling.maxCollabServers, collabCount),
             connectionsPerCopy: configuration.scaling.edges ? configuration.scaling.connectionsPerCopy : nil))
         logger.notice("leading the zone", metadata: ["term": "\(term)"])
+        metrics.led(term: term)
         supervisor.reportNow()
     }
 
@@ -84,6 +92,8 @@ actor ZoneManager {
         guard placement != nil else { return }
         logger.warning("stepping down", metadata: ["reason": "\(reason)", "waiting": "\(relays.waiting)"])
         placement = nil
+        promotingSince.removeAll()
+        metrics.steppedDown()
         supervisor.reportNow()
         relay(relays.steppedDown(reason: reason))
         for open in openLinks.values { open.outbox.finish() }
@@ -160,6 +170,9 @@ actor ZoneManager {
             perform(placement!.heard(peer, load: load, nowMs: now))
         case .hosting(let meeting, let epoch):
             logger.info("hosting confirmed", metadata: ["meeting": "\(meeting)", "on": "\(peer)", "epoch": "\(epoch)"])
+            if let since = promotingSince.removeValue(forKey: meeting) {
+                metrics.promotionDuration.record(duration: .milliseconds(clock.nowMs() - since))
+            }
             perform(placement!.hosting(meeting, on: peer, epoch: epoch))
         case .failedToHost(let meeting, let reason):
             logger.warning("could not host", metadata: ["meeting": "\(meeting)", "on": "\(peer)", "reason": "\(reason)"])
@@ -223,8 +236,11 @@ actor ZoneManager {
             case .open(let meeting, let server, let standby):
                 logger.info("open", metadata: ["meeting": "\(meeting)", "on": "\(server)", "standby": "\(standby.map(\.rawValue) ?? "-")"])
                 send(.open(meeting: meeting, standby: standby, term: term), to: server)
+                metrics.placements.increment()
             case .promote(let meeting, let server, let standby):
                 logger.notice("promote standby", metadata: ["meeting": "\(meeting)", "on": "\(server)"])
+                metrics.failovers.increment()
+                promotingSince[meeting] = clock.nowMs()
                 send(.promote(meeting: meeting, standby: standby, term: term), to: server)
             case .follow(let meeting, let server, let host):
                 guard let address = placement?.servers[host]?.address else { continue }
@@ -320,7 +336,8 @@ struct ManagerService: Service {
         let credentials = try ZoneCredentials.load(paths: context.paths, configuration: configuration)
         // One monotonic clock for every duration this manager measures (see MonotonicClockMs).
         let clock = MonotonicClockMs()
-        let manager = ZoneManager(name: context.name, configuration: configuration, supervisor: context.link, clock: clock, logger: logger)
+        let manager = ZoneManager(name: context.name, configuration: configuration, supervisor: context.link, clock: clock,
+                                  metrics: context.metrics, logger: logger)
         await context.link.reportLoad { await manager.statusLoad() }
         let port = PortAnnouncement()
         let bind = try ListenPorts.pick(configuration.ports, host: configuration.host, process: context.name)
@@ -461,5 +478,38 @@ struct MonotonicClockMs: Sendable {
     func nowMs() -> Int64 {
         let elapsed = (ContinuousClock.now - start).components
         return elapsed.seconds * 1_000 + elapsed.attoseconds / 1_000_000_000_000_000
+    }
+}
+
+/// What a manager records (docs/operations.md, "Metrics").
+struct ManagerMetrics: Sendable {
+    let placements: CoreMetrics.Counter
+    let failovers: CoreMetrics.Counter
+    let promotionDuration: CoreMetrics.Timer
+    private let acquired: CoreMetrics.Counter
+    private let lost: CoreMetrics.Counter
+    private let term: CoreMetrics.Meter
+    private let leading: CoreMetrics.Meter
+
+    init(_ metrics: ProcessMetrics) {
+        placements = metrics.counter(.placements)
+        failovers = metrics.counter(.failovers)
+        promotionDuration = metrics.timer(.promotionDuration)
+        acquired = metrics.counter(.leaseChanges, [("change", "acquired")])
+        lost = metrics.counter(.leaseChanges, [("change", "lost")])
+        term = metrics.gauge(.managerTerm)
+        leading = metrics.gauge(.managerLeading)
+        leading.set(0)
+    }
+
+    func led(term: UInt64) {
+        acquired.increment()
+        self.term.set(Int64(term))
+        leading.set(1)
+    }
+
+    func steppedDown() {
+        lost.increment()
+        leading.set(0)
     }
 }

@@ -1,9 +1,11 @@
 import FoundationEssentials
 import Logging
+import ParleyMetrics
 import ParleyServer
 import ParleyStore
 import ParleyZone
 import ServiceLifecycle
+import Synchronization
 
 // This file is where the logical servers' roles plug in. `parley node` (NodeCommand) builds a
 // ``NodeContext`` and runs, in one service group: the supervisor link first, then the
@@ -22,9 +24,14 @@ public struct NodeContext: Sendable {
     /// Heartbeats, load reports (``SupervisorLink/reportLoad(_:)``) and ``SupervisorLink/requestSpawn(role:)``.
     public var link: SupervisorLink
     public var logger: Logger
+    /// What this process records, and its `/metrics` listener serves.
+    public var metrics: ProcessMetrics
+    /// What the role reads just before each scrape (figures that are a state, not a count).
+    public let beforeScrape = MetricsSampling()
 
     public init(name: NodeName, role: NodeRole, configuration: ZoneConfiguration, paths: ZonePaths,
-                link: SupervisorLink, logger: Logger) {
+                link: SupervisorLink, metrics: ProcessMetrics = .off, logger: Logger) {
+        self.metrics = metrics
         self.name = name
         self.role = role
         self.configuration = configuration
@@ -40,12 +47,13 @@ public struct NodeContext: Sendable {
 public enum NodeRoles {
     /// The services that make up a node of `context.role`.
     public static func services(for context: NodeContext) -> [any Service] {
-        switch context.role {
-        case .manager: [ManagerService(context: context)]
-        case .collab: [CollabService(context: context)]
-        case .web: [WebService(context: context)]
-        case .services: [ServicesNode(context: context)]
+        let role: any Service = switch context.role {
+        case .manager: ManagerService(context: context)
+        case .collab: CollabService(context: context)
+        case .web: WebService(context: context)
+        case .services: ServicesNode(context: context)
         }
+        return [MetricsListener(context: context), role]
     }
 }
 
@@ -87,4 +95,12 @@ extension ServerTLS {
     public init(_ zone: ZoneConfiguration.ClientTLS) {
         self.init(certificatePath: zone.certificate, keyPath: zone.key)
     }
+}
+
+/// The role's reading of its state figures before a scrape, set once the role is up.
+public final class MetricsSampling: Sendable {
+    private let sample = Mutex<(@Sendable () async -> Void)?>(nil)
+    public init() {}
+    public func set(_ sample: @escaping @Sendable () async -> Void) { self.sample.withLock { $0 = sample } }
+    public func run() async { await sample.withLock { $0 }?() }
 }

@@ -45,6 +45,7 @@ public actor SupervisorLink: Service {
     private nonisolated let pid: Int
     private let logger: Logger
     private var load: (@Sendable () async -> JSONValue?)?
+    private var metricsURL: String?
     /// Asks the current session for a heartbeat now (see ``reportNow()``).
     private nonisolated let nudge = Mutex<AsyncStream<Void>.Continuation?>(nil)
     private var outbox: AsyncStream<ControlMessage>.Continuation?
@@ -69,6 +70,12 @@ public actor SupervisorLink: Service {
     /// What each heartbeat carries as `load`; called once per heartbeat, so keep it cheap.
     public func reportLoad(_ load: @escaping @Sendable () async -> JSONValue?) {
         self.load = load
+    }
+
+    /// Where this process serves its metrics: shown with its load (`metrics`).
+    public func metricsServed(at url: String) {
+        metricsURL = url
+        reportNow()
     }
 
     /// Sends a heartbeat with the load now rather than at the next interval: what the load
@@ -165,7 +172,13 @@ public actor SupervisorLink: Service {
         }
     }
 
-    private func currentLoad() async -> JSONValue? { await load?() }
+    private func currentLoad() async -> JSONValue? {
+        let load = await load?()
+        guard let metricsURL else { return load }
+        guard case .object(var fields) = load ?? .object([:]) else { return load }
+        fields["metrics"] = .string(metricsURL)
+        return .object(fields)
+    }
 
     private func heartbeat(load: JSONValue?) {
         outbox?.yield(.heartbeat(load: load))

@@ -22,18 +22,22 @@ final class ClientConnection: Sendable {
     private struct State {
         var phase: Phase = .awaitingHello
         var bucket: TokenBucket
+        /// The hello asked to resume from a seq (counted by how it is welcomed).
+        var resuming = false
     }
 
     let id: UInt64
     let outbox: Outbox
     let transport: String
+    private let metrics: ServerMetrics
     private let state: Mutex<State>
     /// Until the transport reports the connection gone (counted once).
     private let live = Atomic<Bool>(true)
 
-    init(id: UInt64, transport: String, limits: ConnectionLimits, encoder: FrameEncoder) {
+    init(id: UInt64, transport: String, limits: ConnectionLimits, encoder: FrameEncoder, metrics: ServerMetrics = .off) {
         self.id = id
         self.transport = transport
+        self.metrics = metrics
         let overflow = ByteBuffer(bytes: encoder.encode(.error(ProtocolError(
             .slowConsumer, "you fell more than \(limits.sendQueueFrames) frames behind; reconnect and resume", fatal: true))))
         outbox = Outbox(capacity: limits.sendQueueFrames, overflowFrame: overflow)
@@ -43,11 +47,13 @@ final class ClientConnection: Sendable {
     var phase: Phase { state.withLock { $0.phase } }
 
     func send(_ frame: ServerFrame, _ encoder: FrameEncoder) {
+        if case .reject(_, let rejection) = frame { metrics.refused(rejection.code.rawValue) }
         outbox.enqueue(ByteBuffer(bytes: encoder.encode(frame)))
     }
 
     /// Sends an error; a fatal one closes the connection after it.
     func fail(_ error: ProtocolError, _ encoder: FrameEncoder) {
+        metrics.refused(error.code.rawValue)
         let frame = ByteBuffer(bytes: encoder.encode(.error(error)))
         if error.fatal {
             state.withLock { $0.phase = .closed }
@@ -76,12 +82,18 @@ final class ClientConnection: Sendable {
         }
     }
 
-    func markJoining(_ host: any MeetingEntrance) -> Bool {
+    func markJoining(_ host: any MeetingEntrance, resuming: Bool) -> Bool {
         state.withLock { state in
             guard case .verifying = state.phase else { return false }
             state.phase = .joining(host)
+            state.resuming = resuming
             return true
         }
+    }
+
+    /// The meeting welcomed this connection `mode`; a resume is counted by it.
+    func welcomed(_ mode: ResumeMode) {
+        if state.withLock({ $0.resuming }) { metrics.resumed(mode) }
     }
 
     func markAttached(participant: ParticipantID) {
@@ -118,6 +130,8 @@ final class Gateway: Service, Sendable {
     let logger: Logger
     private let ids = Atomic<UInt64>(0)
     private let openConnections = Atomic<Int>(0)
+    /// Every connection not gone yet, for the send-queue figures.
+    private let live = Mutex<[UInt64: ClientConnection]>([:])
     private let encoder = FrameEncoder()
     /// Hellos from WebSockets, waiting to be verified by ``run()``.
     private let hellos: Inbox<PendingHello>
@@ -181,7 +195,16 @@ final class Gateway: Service, Sendable {
     func makeConnection(transport: String) -> ClientConnection {
         let id = ids.wrappingAdd(1, ordering: .relaxed).newValue
         openConnections.add(1, ordering: .relaxed)
-        return ClientConnection(id: id, transport: transport, limits: configuration.limits, encoder: encoder)
+        configuration.metrics.connectionOpened(transport)
+        let connection = ClientConnection(id: id, transport: transport, limits: configuration.limits, encoder: encoder,
+                                          metrics: configuration.metrics)
+        live.withLock { $0[id] = connection }
+        return connection
+    }
+
+    /// Frames queued to each client now.
+    func sendQueueDepths() -> [Int] {
+        live.withLock { $0.values.map(\.outbox.depth) }
     }
 
     /// Handles one frame's bytes without waiting; a hello is verified by ``run()``. Never
@@ -279,7 +302,7 @@ final class Gateway: Service, Sendable {
             connection.fail(error, encoder)
             return
         }
-        guard connection.markJoining(host) else { return }
+        guard connection.markJoining(host, resuming: resume != nil) else { return }
         if case .full = host.submit(.attach(connection, claims, resume)) {
             connection.fail(ProtocolError(.serverBusy, "the meeting is overloaded; retry shortly", fatal: true), encoder)
         }
@@ -293,7 +316,11 @@ final class Gateway: Service, Sendable {
         case .awaitingHello, .verifying, .closed:
             break
         }
-        if connection.markGone() { openConnections.subtract(1, ordering: .relaxed) }
+        if connection.markGone() {
+            openConnections.subtract(1, ordering: .relaxed)
+            configuration.metrics.connectionClosed(connection.transport)
+            live.withLock { _ = $0.removeValue(forKey: connection.id) }
+        }
         sockets.withLock { _ = $0?.removeValue(forKey: connection.id) }
         connection.outbox.close()
     }

@@ -9,11 +9,13 @@ import ParleyProtocol
 struct ClientFanOut {
     let encoder: FrameEncoder
     let logger: Logger
+    let metrics: ServerMetrics
 
     /// The welcome and the replay are a backlog the client reads at its own pace; only what
     /// comes from now on is queued (and counted) behind it.
     func welcome(_ connection: ClientConnection, _ participant: ParticipantID, _ welcome: Welcome, replay: ArraySlice<LogEntry>) {
         connection.markAttached(participant: participant)
+        connection.welcomed(welcome.mode)
         let lead = ByteBuffer(bytes: encoder.encode(.welcome(welcome)))
         connection.outbox.startBacklog(Backlog(lead: lead, entries: replay, viewer: participant))
         logger.info("participant attached", metadata: [
@@ -35,6 +37,7 @@ struct ClientFanOut {
                 let frame = redacted == nil || entry.isVisible(to: participant) ? whole : redacted!
                 if !enqueue(frame, to: connection) { slow.append(connection) }
             }
+            metrics.deliveries.increment(by: Int64(recipients.count - slow.count))
             for (connection, opID) in acks[entry.seq] ?? [] {
                 connection.send(.ack(id: opID, epoch: entry.epoch, seq: entry.seq), encoder)
             }
@@ -51,6 +54,7 @@ struct ClientFanOut {
     /// A client that cannot keep up is dropped, not allowed to grow memory.
     private func enqueue(_ frame: ByteBuffer, to connection: ClientConnection) -> Bool {
         guard connection.outbox.enqueue(frame) else {
+            metrics.slowConsumersDropped.increment()
             logger.notice("slow consumer disconnected", metadata: ["connection": "\(connection.id)"])
             return false
         }

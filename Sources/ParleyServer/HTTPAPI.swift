@@ -79,6 +79,8 @@ struct HTTPAPI: Sendable {
 
     func router() -> Router<BasicRequestContext> {
         let router = Router()
+        // Requests, errors and durations by route pattern (never by path: ids stay out of labels).
+        if configuration.metrics.process.isOn { router.add(middleware: MetricsMiddleware()) }
         router.get("/health") { _, _ in
             try json(["status": "ok"])
         }

@@ -156,7 +156,7 @@ final class MeetingCopy: MeetingEntrance {
                 }
             }
             var loop = CopyLoop(state: MeetingCopyState(log: log, limits: configuration.limits, asksAdmission: configuration.admission != nil),
-                                copy: self, fanOut: ClientFanOut(encoder: FrameEncoder(), logger: logger), askAdmission: askAdmission)
+                                copy: self, fanOut: ClientFanOut(encoder: FrameEncoder(), logger: logger, metrics: configuration.metrics), askAdmission: askAdmission)
             await loop.run()
             askAdmission.finish()
             group.cancelAll()

@@ -189,6 +189,12 @@ public actor MeetingDirectory: Service {
         copies.values.filter { $0.clientCount > 0 }.map(\.id).sorted()
     }
 
+    /// Meetings hosted here, standby copies, and other copies (edges).
+    public func heldCounts() -> (hosted: Int, standbys: Int, edges: Int) {
+        let standbys = copies.values.filter(\.isStandby).count
+        return (hosts.count, standbys, copies.count - standbys)
+    }
+
     /// Every meeting a copy is kept of here (standbys and edges, used or not), sorted.
     public func copiesKept() -> [MeetingID] { copies.keys.sorted() }
 

@@ -300,7 +300,7 @@ private struct HostLoop {
 
     mutating func perform(_ actions: [State.Action]) async {
         let encoder = host.encoder
-        let fanOut = ClientFanOut(encoder: encoder, logger: host.loggerRef)
+        let fanOut = ClientFanOut(encoder: encoder, logger: host.loggerRef, metrics: host.config.metrics)
         for action in actions {
             switch action {
             case .send(let connection, let frame):
@@ -314,9 +314,14 @@ private struct HostLoop {
             case .askAdmission(let connection, let participant):
                 askAdmission.yield((connection, participant))
             case .commit(let entries):
+                let metrics = host.config.metrics
+                let started = ContinuousClock.now
                 do {
                     try await host.commits.commit(state.meeting, entries)
+                    metrics.commitDuration.record(duration: ContinuousClock.now - started)
+                    metrics.opsCommitted.increment(by: Int64(entries.count))
                 } catch .fenced(_, _, let current) {
+                    metrics.fencedCommits.increment()
                     await perform(state.fenced(current: current))
                     continue
                 } catch {

@@ -77,6 +77,9 @@ final class Outbox: Sendable {
         self.overflowFrame = overflowFrame
     }
 
+    /// Frames queued and not taken yet (a backlog not counted: it is read from history).
+    var depth: Int { state.withLock { $0.frames.count } }
+
     /// Queues a frame. Returns false if the outbox is closed or just overflowed.
     @discardableResult
     func enqueue(_ frame: ByteBuffer) -> Bool {

@@ -7,9 +7,9 @@ import Logging
 import NIOCore
 import NIOWebSocket
 import ParleyCore
+import ParleyMetrics
 import ParleyProtocol
 import ParleyStore
-import ServiceLifecycle
 import ServiceLifecycle
 import Synchronization
 
@@ -54,6 +54,13 @@ public struct ServerHandle: Sendable {
 
     /// The port the server listens on, once it does.
     public func boundPort() async throws -> Int { try await port.value() }
+
+    /// Reads the figures that are a state (meetings held, send queues) into `metrics`, just
+    /// before a scrape.
+    public func sampleMetrics(_ metrics: ServerMetrics) async {
+        let (hosted, standbys, edges) = await directory?.heldCounts() ?? (0, 0, 0)
+        metrics.sample(hosted: hosted, standbys: standbys, edges: edges, sendQueues: gateway?.sendQueueDepths() ?? [])
+    }
 }
 
 /// The bound port, announced once the HTTP server is up.
@@ -186,7 +193,7 @@ public struct ParleyServer: Sendable {
         var gateway: Gateway?
         var transports: HTTPAPI.Transports?
         if hosts {
-            let commitLog = GroupCommitLog(store: store)
+            let commitLog = GroupCommitLog(store: store, metrics: configuration.metrics.process)
             let meetings = MeetingDirectory(store: store, commitLog: commitLog, configuration: configuration,
                                             loadsOnDemand: hooks == nil, clock: clock, logger: logger)
             let clients = Gateway(directory: meetings, tokens: tokens, configuration: configuration, clock: clock, logger: logger)
@@ -205,6 +212,10 @@ public struct ParleyServer: Sendable {
         let router = api.router()
         if front, let frontRoutes {
             try await frontRoutes(router, FrontContext(store: store, tokens: tokens, configuration: configuration, clock: clock, logger: logger))
+        }
+        if let path = configuration.metricsPath {
+            let metrics = configuration.metrics
+            MetricsEndpoint.route(on: router, path: path, metrics: metrics.process) { await handle.sampleMetrics(metrics) }
         }
         let clientGateway = gateway
         let pingInterval = TimeAmount.seconds(Int64(max(1, configuration.webSocketPingSeconds)))

@@ -51,6 +51,11 @@ public struct ServerConfiguration: Sendable {
     public var admission: (@Sendable (MeetingID, ParticipantID) async -> Admission)?
     /// In a zone: told every committed join and leave, for the log service.
     public var attendance: (@Sendable (Attendance) -> Void)?
+    /// Where this server's figures go (`.off`: nowhere); see docs/operations.md.
+    public var metrics = ServerMetrics.off
+    /// `parley serve --single`: the path on the client port that serves the metrics (nil:
+    /// none). A zone's processes serve theirs on a listener of their own.
+    public var metricsPath: String?
     /// In a zone with edges on: this server serves participants of meetings hosted elsewhere
     /// from copies it keeps, and answers ping and locate for them itself.
     public var servesEdges = false

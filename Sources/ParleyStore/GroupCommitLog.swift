@@ -1,3 +1,5 @@
+import CoreMetrics
+import ParleyMetrics
 import ParleyCore
 
 /// Group commit in front of any `Store`: concurrent commits, for any meetings, share one
@@ -30,6 +32,8 @@ public actor GroupCommitLog {
     public private(set) var stats = Stats()
 
     private let store: any Store
+    private let batchEntries: Recorder
+    private let commitErrors: Counter
     private var queue: [Request] = []
     private var leading = false
     private var nextID: UInt64 = 0
@@ -50,9 +54,11 @@ public actor GroupCommitLog {
 
     /// - Parameter maxBatchEntries: the most entries one `append` carries; a single commit
     ///   larger than this goes alone.
-    public init(store: any Store, maxBatchEntries: Int = 4_096) {
+    public init(store: any Store, maxBatchEntries: Int = 4_096, metrics: ProcessMetrics = .off) {
         precondition(maxBatchEntries > 0)
         self.store = store
+        batchEntries = metrics.histogram(.commitBatchEntries)
+        commitErrors = metrics.counter(.storeCommitErrors)
         self.maxBatchEntries = maxBatchEntries
     }
 
@@ -118,6 +124,7 @@ public actor GroupCommitLog {
             for index in live { batch[requests[index].meeting, default: []] += requests[index].entries }
             do throws(StoreError) {
                 try await store.append(batch)
+                batchEntries.record(batch.values.reduce(0) { $0 + $1.count })
                 stats.batches += 1
                 stats.commits += live.count
                 for index in live {
@@ -126,6 +133,8 @@ public actor GroupCommitLog {
                 }
                 live = []
             } catch {
+                // A fenced append is a host that lost its meeting, not a store in trouble.
+                if case .fenced = error {} else { commitErrors.increment() }
                 // Retry the others without the meeting the error names, if there are others.
                 let culprit = error.meeting.flatMap { batch.count > 1 && batch[$0] != nil ? $0 : nil }
                 for index in live where culprit == nil || requests[index].meeting == culprit {

@@ -155,6 +155,15 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         }
     }
 
+    /// Every process serves its metrics in the Prometheus text format on a listener of its
+    /// own (a port from `ports`, or one the system chooses), at `path`; `parley ctl status`
+    /// shows each one's address (`metrics`). See docs/operations.md.
+    public struct MetricsSettings: Codable, Equatable, Sendable {
+        public var enabled: Bool = true
+        public var path: String = "/metrics"
+        public init() {}
+    }
+
     public struct License: Codable, Equatable, Sendable {
         /// Participants present at once across the whole zone.
         public var maxParticipants: Int = 10_000
@@ -173,6 +182,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
     public var clients = Clients()
     public var web = WebSettings()
     public var store = StoreSettings()
+    public var metrics = MetricsSettings()
     /// TLS for clients; nil serves them plain HTTP.
     public var tls: ClientTLS?
     /// The ports every other listener of the zone takes (collab servers' client and zone
@@ -295,6 +305,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         if restart.maxRestarts < 1 || restart.windowSeconds < 1 { problems.append("restart.maxRestarts and restart.windowSeconds must be at least 1") }
         if scaling.connectionsPerServer < 1 { problems.append("scaling.connectionsPerServer must be at least 1") }
         if scaling.connectionsPerCopy < 1 { problems.append("scaling.connectionsPerCopy must be at least 1") }
+        if !metrics.path.hasPrefix("/") { problems.append("metrics.path must start with / (it is '\(metrics.path)')") }
         if scaling.edgeUnusedSeconds < 1 { problems.append("scaling.edgeUnusedSeconds must be at least 1") }
         if scaling.maxCollabServers < count(.collab) {
             problems.append("scaling.maxCollabServers (\(scaling.maxCollabServers)) is below the \(count(.collab)) collab processes configured")
@@ -361,6 +372,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         clients = try container.decodeIfPresent(Clients.self, forKey: .clients) ?? standard.clients
         web = try container.decodeIfPresent(WebSettings.self, forKey: .web) ?? standard.web
         store = try container.decodeIfPresent(StoreSettings.self, forKey: .store) ?? standard.store
+        metrics = try container.decodeIfPresent(MetricsSettings.self, forKey: .metrics) ?? standard.metrics
         tls = try container.decodeIfPresent(ClientTLS.self, forKey: .tls)
         ports = try container.decodeIfPresent(PortRange.self, forKey: .ports)
         machines = try container.decodeIfPresent([Machine].self, forKey: .machines) ?? standard.machines
@@ -371,6 +383,15 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
 }
 
 // Sections may be partial too: a missing key keeps its standard value.
+extension ZoneConfiguration.MetricsSettings {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        enabled = try container.decodeIfPresent(Bool.self, forKey: .enabled) ?? enabled
+        path = try container.decodeIfPresent(String.self, forKey: .path) ?? path
+    }
+}
+
 extension ZoneConfiguration.Heartbeat {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)

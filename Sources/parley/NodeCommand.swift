@@ -1,5 +1,7 @@
 import ArgumentParser
 import Logging
+import Metrics
+import ParleyMetrics
 import ParleyNode
 import ParleyZone
 import ServiceLifecycle
@@ -56,7 +58,11 @@ struct NodeCommand: AsyncParsableCommand {
         let paths = ZonePaths(data: dataDirectory)
         let link = SupervisorLink(name: name, socketPath: paths.controlSocket,
                                   options: .init(heartbeatIntervalMs: configuration.heartbeat.intervalMs), logger: logger)
-        let context = NodeContext(name: name, role: role, configuration: configuration, paths: paths, link: link, logger: logger)
+        let metrics = configuration.metrics.enabled ? ProcessMetrics.prometheus() : .off
+        // Libraries record through the process-wide factory (Hummingbird's HTTP metrics).
+        if metrics.isOn { MetricsSystem.bootstrap(metrics.factory) }
+        let context = NodeContext(name: name, role: role, configuration: configuration, paths: paths, link: link,
+                                  metrics: metrics, logger: logger)
         // The link starts first and stops last, so the supervisor hears from the process
         // until its role has shut down.
         let services: [any Service] = [link] + NodeRoles.services(for: context)

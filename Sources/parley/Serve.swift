@@ -1,6 +1,8 @@
 import ArgumentParser
 import FoundationEssentials
 import Logging
+import Metrics
+import ParleyMetrics
 import ParleyProtocol
 import ParleyServer
 import ParleyStore
@@ -122,6 +124,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Memory limit of a document converter process, in MiB.")
     var converterMemoryMib = WebSettings().converterMemoryMiB
 
+    @Option(help: ArgumentHelp("With --single: serve the metrics (Prometheus text format) at this path on the client port; 'off' serves none. A zone configures its own (the configuration's metrics section).", valueName: "path"))
+    var metricsPath = "/metrics"
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -193,6 +198,14 @@ struct Serve: AsyncParsableCommand {
         configuration.fsyncEveryCommit = !noFsync
         configuration.store = try StoreLocation.resolve(flag: store, environment: ProcessInfo.processInfo.environment)
         configuration.tls = clientTLS
+        if metricsPath != "off" {
+            guard metricsPath.hasPrefix("/") else { throw ValidationError("--metrics-path must start with / (or be 'off')") }
+            let metrics = ProcessMetrics.prometheus()
+            // Libraries record through the process-wide factory (Hummingbird's HTTP metrics).
+            MetricsSystem.bootstrap(metrics.factory)
+            configuration.metrics = ServerMetrics(metrics)
+            configuration.metricsPath = metricsPath
+        }
         let portFile = portFile
         try await ParleyServer(configuration: configuration, frontRoutes: WebZone.routes(settings: web),
                                logger: logger).run { port in

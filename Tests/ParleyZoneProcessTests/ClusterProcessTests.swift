@@ -216,8 +216,9 @@ struct ClusterProcessTests {
             let range = try #require(configuration.ports)
             for (name, located) in try await cluster.status() where located.process.role == .collab || located.process.role == .manager {
                 let ports = listeningPorts(of: Int32(try #require(located.process.pid)))
-                // A collab server listens for clients and for its standbys; a manager for zone links.
-                #expect(ports.count == (located.process.role == .collab ? 2 : 1), "\(name) listens on \(ports)")
+                // A collab server listens for clients and for its standbys; a manager for zone
+                // links; each also serves its metrics on a port of its own.
+                #expect(ports.count == (located.process.role == .collab ? 3 : 2), "\(name) listens on \(ports)")
                 #expect(ports.allSatisfy { (range.first...range.last).contains($0) }, "\(name) listens on \(ports)")
             }
             for client in [alice, bob, carol, dave] { await client.close() }

@@ -1,0 +1,30 @@
+import Hummingbird
+import ParleyMetrics
+import ParleyServer
+import ParleyZone
+import ServiceLifecycle
+
+/// A zone process's `/metrics` listener: a port of its own (from `ports`, or one the system
+/// chooses), apart from the ports clients and peers use, so that only the operator's
+/// scraper needs to reach it. The address goes to the supervisor with the load.
+struct MetricsListener: Service {
+    let context: NodeContext
+
+    func run() async throws {
+        let settings = context.configuration.metrics
+        guard settings.enabled, context.metrics.isOn else {
+            // A service that returns ends its group: wait for the process to stop instead.
+            try? await gracefulShutdown()
+            return
+        }
+        let host = context.configuration.host
+        let bind = try ListenPorts.pick(context.configuration.ports, host: host, process: NodeName(context.name.rawValue + "/metrics"))
+        let (link, path, sampling) = (context.link, settings.path, context.beforeScrape)
+        let app = MetricsEndpoint.application(host: host, bind: bind, path: path, metrics: context.metrics, port: { port in
+            await link.metricsServed(at: "http://\(host):\(port)\(path)")
+        }, logger: context.logger) {
+            await sampling.run()
+        }
+        try await app.run()
+    }
+}
