@@ -1,4 +1,5 @@
 import ParleyZone
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -13,10 +14,15 @@ import Darwin
 /// listener then fails to start and the supervisor starts the process again, which looks
 /// again. Each process starting at its own place in the range makes that rare.
 enum ListenPorts {
+    /// Ports this process picked already: its listeners pick before any of them binds (the
+    /// metrics listener binds at once, the client port only once the store is open), so a
+    /// port that is free now may be one another listener here is about to take.
+    private static let picked = Mutex<Set<Int>>([])
+
     static func pick(_ range: PortRange?, host: String, process: NodeName) throws(PortRangeExhausted) -> Int {
         guard let range else { return 0 }
         for port in range.order(for: process.rawValue) where canBind(host: host, port: port) {
-            return port
+            if picked.withLock({ $0.insert(port).inserted }) { return port }
         }
         throw PortRangeExhausted(range: range, host: host)
     }

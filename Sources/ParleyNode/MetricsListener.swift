@@ -18,13 +18,26 @@ struct MetricsListener: Service {
             return
         }
         let host = context.configuration.host
-        let bind = try ListenPorts.pick(context.configuration.ports, host: host, process: NodeName(context.name.rawValue + "/metrics"))
+        let bind: Int
+        do {
+            bind = try ListenPorts.pick(context.configuration.ports, host: host, process: NodeName(context.name.rawValue + "/metrics"))
+        } catch {
+            // Metrics are not worth stopping a meeting host for: say so, and go on without.
+            context.logger.error("metrics not served: no free port", metadata: ["error": "\(error)"])
+            try? await gracefulShutdown()
+            return
+        }
         let (link, path, sampling) = (context.link, settings.path, context.beforeScrape)
         let app = MetricsEndpoint.application(host: host, bind: bind, path: path, metrics: context.metrics, port: { port in
             await link.metricsServed(at: "http://\(host):\(port)\(path)")
         }, logger: context.logger) {
             await sampling.run()
         }
-        try await app.run()
+        do {
+            try await app.run()
+        } catch {
+            context.logger.error("metrics listener stopped", metadata: ["error": "\(error)"])
+            try? await gracefulShutdown()
+        }
     }
 }

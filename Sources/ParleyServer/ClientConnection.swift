@@ -303,8 +303,15 @@ final class Gateway: Service, Sendable {
             return
         }
         guard connection.markJoining(host, resuming: resume != nil) else { return }
-        if case .full = host.submit(.attach(connection, claims, resume)) {
+        switch host.submit(.attach(connection, claims, resume)) {
+        case .full:
             connection.fail(ProtocolError(.serverBusy, "the meeting is overloaded; retry shortly", fatal: true), encoder)
+        case .finished:
+            // The host or copy stopped between being found and taking the attach (an unused
+            // edge copy dropped, a meeting released): nobody would ever welcome this client.
+            connection.fail(ProtocolError(.moved, "the meeting is not served here any more; ask the locator again", fatal: true), encoder)
+        case .queued:
+            break
         }
     }
 

@@ -53,11 +53,16 @@ struct ClientFanOut {
 
     /// A client that cannot keep up is dropped, not allowed to grow memory.
     private func enqueue(_ frame: ByteBuffer, to connection: ClientConnection) -> Bool {
-        guard connection.outbox.enqueue(frame) else {
+        switch connection.outbox.offer(frame) {
+        case .queued:
+            return true
+        case .overflowed:
             metrics.slowConsumersDropped.increment()
             logger.notice("slow consumer disconnected", metadata: ["connection": "\(connection.id)"])
             return false
+        case .closed:
+            // Gone already (it left, or was failed): not a slow consumer.
+            return false
         }
-        return true
     }
 }

@@ -82,23 +82,29 @@ final class Outbox: Sendable {
 
     /// Queues a frame. Returns false if the outbox is closed or just overflowed.
     @discardableResult
-    func enqueue(_ frame: ByteBuffer) -> Bool {
-        let (accepted, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
-            guard !state.closed else { return (false, nil) }
+    func enqueue(_ frame: ByteBuffer) -> Bool { offer(frame) == .queued }
+
+    enum Offer { case queued, overflowed, closed }
+
+    /// Queues a frame, and says what became of it: queued, or refused because this frame
+    /// overflowed the outbox (it is closed now), or because it was closed already.
+    func offer(_ frame: ByteBuffer) -> Offer {
+        let (outcome, waiter) = state.withLock { state -> (Offer, CheckedContinuation<Void, Never>?) in
+            guard !state.closed else { return (.closed, nil) }
             if state.frames.count >= capacity {
                 state.backlog = nil
                 state.frames = [overflowFrame]
                 state.closed = true
                 defer { state.waiter = nil }
-                return (false, state.waiter)
+                return (.overflowed, state.waiter)
             }
             state.frames.append(frame)
             defer { state.waiter = nil }
-            return (true, state.waiter)
+            return (.queued, state.waiter)
         }
         waiter?.resume()
         notifyIfNeeded()
-        return accepted
+        return outcome
     }
 
     /// Puts frames owed from history ahead of everything queued from now on. Frames queued

@@ -186,7 +186,8 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
     /// TLS for clients; nil serves them plain HTTP.
     public var tls: ClientTLS?
     /// The ports every other listener of the zone takes (collab servers' client and zone
-    /// ports, the managers' zone ports), so that a firewall can allow exactly them; nil lets
+    /// ports, the managers' zone ports, every process's metrics port), so that a firewall
+    /// can allow exactly them; nil lets
     /// the system choose.
     public var ports: PortRange?
     /// The machines of a cluster; empty for a zone on one machine.
