@@ -82,6 +82,9 @@ public enum MetricName: String, CaseIterable, Sendable {
     case leaseChanges = "parley_lease_changes_total"
     case managerTerm = "parley_manager_term"
     case managerLeading = "parley_manager_leading"
+    // The supervisor.
+    case processRestarts = "parley_process_restarts_total"
+    case processesGivenUp = "parley_processes_given_up_total"
 
     public enum Kind: String, Sendable {
         case counter, gauge, histogram
@@ -104,6 +107,8 @@ public enum MetricName: String, CaseIterable, Sendable {
         case .resumes: ["mode"]
         case .rejections: ["code"]
         case .leaseChanges: ["change"]
+        case .processRestarts: ["process", "reason"]
+        case .processesGivenUp: ["process"]
         default: []
         }
     }

@@ -1,4 +1,6 @@
+import FoundationEssentials
 import Hummingbird
+import Logging
 import ParleyMetrics
 import ParleyServer
 import ParleyZone
@@ -37,6 +39,46 @@ struct MetricsListener: Service {
             try await app.run()
         } catch {
             context.logger.error("metrics listener stopped", metadata: ["error": "\(error)"])
+            try? await gracefulShutdown()
+        }
+    }
+}
+
+/// The supervisor's `/metrics` listener, run beside it by `parley zone`: the same kind of
+/// listener as a zone process's. Its address goes to `DATA/zone/supervisor-metrics-url`,
+/// where `parley ctl status` finds it.
+public struct SupervisorMetricsListener: Service {
+    let configuration: ZoneConfiguration
+    let paths: ZonePaths
+    let metrics: ProcessMetrics
+    let logger: Logger
+
+    public init(configuration: ZoneConfiguration, paths: ZonePaths, metrics: ProcessMetrics, logger: Logger) {
+        self.configuration = configuration
+        self.paths = paths
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try? FileManager.default.removeItem(atPath: paths.supervisorMetricsURL)
+        let settings = configuration.metrics
+        guard settings.enabled, metrics.isOn,
+              let bind = try? ListenPorts.pick(configuration.ports, host: configuration.host, process: "supervisor/metrics")
+        else {
+            try? await gracefulShutdown()
+            return
+        }
+        let (host, path, file, logger) = (configuration.host, settings.path, paths.supervisorMetricsURL, logger)
+        let app = MetricsEndpoint.application(host: host, bind: bind, path: path, metrics: metrics, port: { port in
+            let url = "http://\(host):\(port)\(path)"
+            logger.info("supervisor metrics served", metadata: ["url": "\(url)"])
+            FileManager.default.createFile(atPath: file, contents: Data("\(url)\n".utf8))
+        }, logger: logger) {}
+        do {
+            try await app.run()
+        } catch {
+            logger.error("supervisor metrics listener stopped", metadata: ["error": "\(error)"])
             try? await gracefulShutdown()
         }
     }

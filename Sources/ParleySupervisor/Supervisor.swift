@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Logging
 import NIOCore
+import ParleyMetrics
 import NIOPosix
 import ParleyZone
 import ServiceLifecycle
@@ -52,11 +53,15 @@ public actor Supervisor: Service {
     private var killReasons: [NodeName: KillReason] = [:]
     private var connections: [Int: Connection] = [:]
     private var nextConnectionID = 0
+    public nonisolated let metrics: ProcessMetrics
+    /// Why the exit being handled came about, for the restart it leads to (metrics).
+    private var exitReason = "exited"
 
     /// - Parameters:
     ///   - executable: the `parley` binary to run the processes with.
     public init(configuration: ZoneConfiguration, dataDirectory: String, executable: String,
-                options: Options = Options(), logger: Logger) {
+                options: Options = Options(), metrics: ProcessMetrics = .off, logger: Logger) {
+        self.metrics = metrics
         precondition(configuration.problems(testFaultsEnabled: true).isEmpty, "validate the configuration before starting a zone")
         self.configuration = configuration
         self.paths = ZonePaths(data: dataDirectory)
@@ -137,7 +142,9 @@ public actor Supervisor: Service {
             "process": "\(name)", "pid": "\(before?.pid.map(String.init) ?? "-")",
             "uptimeMs": "\(before?.uptimeMs.map(String.init) ?? "-")",
         ]
+        exitReason = Self.reason(status)
         if let reason = killReasons.removeValue(forKey: name) {
+            exitReason = if case .ignoredStop = reason { "ignored_stop" } else { "hung" }
             logger.warning("\(name) \(status) (\(reason))", metadata: metadata)
         } else if before?.state == .stopping {
             logger.info("\(name) stopped: \(status)", metadata: metadata)
@@ -149,7 +156,17 @@ public actor Supervisor: Service {
 
     private func spawnFailed(_ name: NodeName, error: any Error) {
         logger.error("\(name) could not be spawned: \(error)", metadata: ["process": "\(name)", "executable": "\(executable)"])
+        exitReason = "spawn_failed"
         perform(supervision.spawnFailed(name, reason: "\(error)", atMs: nowMs(), using: &generator))
+    }
+
+    /// The `reason` label of a restart after `exit`.
+    private static func reason(_ exit: ProcessExit) -> String {
+        switch exit {
+        case .exited(let code): code == 0 ? "exited" : "failed"
+        case .signaled: "signaled"
+        case .spawnError: "spawn_failed"
+        }
     }
 
     // MARK: - Actions
@@ -161,6 +178,8 @@ public actor Supervisor: Service {
                 spawner.yield(spec)
             case .restartLater(let name, let delayMs, let exit):
                 logger.notice("restarting \(name) in \(delayMs) ms", metadata: ["process": "\(name)", "after": "\(exit)"])
+                // Process names are the configured ones and collab-N up to maxCollabServers.
+                metrics.counter(.processRestarts, [("process", name.rawValue), ("reason", exitReason)]).increment()
             case .terminate(let name, let pid):
                 logger.info("stopping \(name): SIGTERM", metadata: ["process": "\(name)", "pid": "\(pid)"])
                 send(.stop, to: name)
@@ -171,6 +190,7 @@ public actor Supervisor: Service {
                 signal(pid, SIGKILL)
             case .giveUp(let name, let message):
                 logger.critical("\(message)", metadata: ["process": "\(name)"])
+                metrics.counter(.processesGivenUp, [("process", name.rawValue)]).increment()
             case .zoneStopped:
                 spawner.finish()
             }

@@ -28,6 +28,8 @@ public struct ZonePaths: Sendable, Equatable {
     public var resolvedConfiguration: String { zoneDirectory + "/zone.json" }
     /// The web process writes the URL clients use (`http://host:port`) here once it listens.
     public var publicURL: String { zoneDirectory + "/public-url" }
+    /// Where the supervisor serves its metrics, written once it does (`ctl status` shows it).
+    public var supervisorMetricsURL: String { zoneDirectory + "/supervisor-metrics-url" }
     /// One log file per process, appended across restarts.
     public func log(of name: NodeName) -> String { data + "/logs/\(name.rawValue).log" }
     /// The op a collaboration server is applying right now; read after a crash to find poison ops.

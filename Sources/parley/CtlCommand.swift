@@ -45,13 +45,18 @@ struct CtlCommand: AsyncParsableCommand {
         func run() async throws {
             var processes = try await zone.send(.status).status ?? []
             processes += try await otherMachines()
+            let paths = ZonePaths(data: zone.dataDirectory)
+            let supervisorMetrics = (try? String(contentsOfFile: paths.supervisorMetricsURL, encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                let report = StatusReport(leader: StatusTable.leader(processes), processes: processes)
+                let report = StatusReport(leader: StatusTable.leader(processes), processes: processes,
+                                          supervisor: .init(metrics: supervisorMetrics))
                 print(String(decoding: try encoder.encode(report), as: UTF8.self))
             } else {
                 print(StatusTable.render(processes), terminator: "")
+                if let supervisorMetrics { print("supervisor metrics: \(supervisorMetrics)") }
             }
         }
 
@@ -163,15 +168,29 @@ struct StatusReport: Encodable {
         var term: Int
     }
 
+    /// This machine's supervisor: where it serves its metrics (null when it does not).
+    struct Supervisor: Encodable, Equatable {
+        var metrics: String?
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(metrics, forKey: .metrics)
+        }
+
+        private enum CodingKeys: String, CodingKey { case metrics }
+    }
+
     var leader: Leader?
     var processes: [ProcessStatus]
+    var supervisor = Supervisor()
 
-    private enum CodingKeys: String, CodingKey { case leader, processes }
+    private enum CodingKeys: String, CodingKey { case leader, processes, supervisor }
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(leader, forKey: .leader)
         try container.encode(processes, forKey: .processes)
+        try container.encode(supervisor, forKey: .supervisor)
     }
 }
 

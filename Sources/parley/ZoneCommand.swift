@@ -1,7 +1,9 @@
 import ArgumentParser
 import FoundationEssentials
 import Logging
+import Metrics
 import ParleyCore
+import ParleyMetrics
 import ParleyNode
 import ParleyServer
 import ParleyStore
@@ -103,10 +105,14 @@ struct ZoneCommand: AsyncParsableCommand {
         // private half, the collaboration servers read only the public half.
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         try TokenKeys.ensure(dataDirectory: dataDirectory)
+        let metrics = configuration.metrics.enabled ? ProcessMetrics.prometheus() : .off
+        if metrics.isOn { MetricsSystem.bootstrap(metrics.factory) }
         let supervisor = Supervisor(configuration: configuration, dataDirectory: dataDirectory,
-                                    executable: currentExecutable(), logger: logger)
+                                    executable: currentExecutable(), metrics: metrics, logger: logger)
+        let metricsListener = SupervisorMetricsListener(configuration: configuration, paths: paths, metrics: metrics, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: supervisor, successTerminationBehavior: .gracefullyShutdownGroup)],
+            services: [.init(service: metricsListener),
+                       .init(service: supervisor, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         // The zone's run, and a watcher that announces the public address once the web process

@@ -56,6 +56,15 @@ struct MetricsProcessTests {
             #expect((manager.value("parley_promotion_duration_seconds_count") ?? 0) >= 1)
             #expect(manager.value("parley_lease_changes_total", ["change": "acquired"]) == 1)
 
+            // The supervisor started the killed host again, and says why.
+            let supervisorURL = try String(contentsOfFile: zone.data + "/zone/supervisor-metrics-url", encoding: .utf8)
+            let supervisor = try await Exposition.scrape(URL(string: supervisorURL.trimmingCharacters(in: .whitespacesAndNewlines))!)
+            _ = try await zone.waitFor("the killed host running again") { $0[host.name]?.state == .running ? true : nil }
+            let restarted = try await Exposition.scrape(URL(string: supervisorURL.trimmingCharacters(in: .whitespacesAndNewlines))!)
+            #expect(restarted.value("parley_process_restarts_total", ["process": host.name.rawValue, "reason": "signaled"]) == 1,
+                    "\(restarted.text)")
+            #expect(supervisor.value("parley_processes_given_up_total") == nil, "nothing given up")
+
             // Every running process serves its metrics; none names a meeting.
             for process in status.values where process.state == .running {
                 let scraped = try await Exposition.scrape(process)
@@ -94,9 +103,13 @@ struct Exposition {
         guard case .object(let load)? = process.load, case .string(let address)? = load["metrics"], let url = URL(string: address) else {
             throw HarnessFailure("\(process.name) reports no metrics address: \(String(describing: process.load))")
         }
+        return try await scrape(url)
+    }
+
+    static func scrape(_ url: URL) async throws -> Exposition {
         let (data, response) = try await URLSession.shared.data(from: url)
         let http = response as? HTTPURLResponse
-        guard http?.statusCode == 200 else { throw HarnessFailure("\(address) answered \(http?.statusCode ?? 0)") }
+        guard http?.statusCode == 200 else { throw HarnessFailure("\(url) answered \(http?.statusCode ?? 0)") }
         #expect(http?.value(forHTTPHeaderField: "Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
         return Exposition(text: String(decoding: data, as: UTF8.self))
     }
