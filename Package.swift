@@ -110,7 +110,8 @@ let package = Package(
         .target(
             name: "ParleyWeb",
             dependencies: [
-                core, wire, "ParleyStore", "ParleyServer", "ParleyZone",
+                core, wire, "ParleyStore", "ParleyServer", "ParleyZone", "ParleyMetrics",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -28,6 +28,10 @@ public struct ProcessMetrics: Sendable {
             .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
             .seconds(1), .milliseconds(2_500), .seconds(5), .seconds(10),
         ]
+        factory.durationHistogramBuckets[MetricName.conversionDuration.rawValue] = [
+            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10),
+            .seconds(30), .seconds(60), .seconds(120),
+        ]
         factory.valueHistogramBuckets[MetricName.commitBatchEntries.rawValue] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_024, 4_096]
         return ProcessMetrics(factory: factory, registry: registry)
     }
@@ -85,6 +89,12 @@ public enum MetricName: String, CaseIterable, Sendable {
     // The supervisor.
     case processRestarts = "parley_process_restarts_total"
     case processesGivenUp = "parley_processes_given_up_total"
+    // The web process (and a single server's web zone).
+    case signIns = "parley_sign_ins_total"
+    case lockouts = "parley_lockouts_total"
+    case uploads = "parley_uploads_total"
+    case conversionDuration = "parley_conversion_duration_seconds"
+    case conversionFallbacks = "parley_conversion_fallbacks_total"
 
     public enum Kind: String, Sendable {
         case counter, gauge, histogram
@@ -93,7 +103,7 @@ public enum MetricName: String, CaseIterable, Sendable {
     public var kind: Kind {
         switch self {
         case .connections, .meetings, .sendQueueFrames, .managerTerm, .managerLeading: .gauge
-        case .commitDuration, .commitBatchEntries, .promotionDuration: .histogram
+        case .commitDuration, .commitBatchEntries, .promotionDuration, .conversionDuration: .histogram
         default: .counter
         }
     }
@@ -109,6 +119,10 @@ public enum MetricName: String, CaseIterable, Sendable {
         case .leaseChanges: ["change"]
         case .processRestarts: ["process", "reason"]
         case .processesGivenUp: ["process"]
+        case .signIns: ["outcome"]
+        case .uploads: ["outcome"]
+        case .conversionDuration: ["converter"]
+        case .conversionFallbacks: ["failed"]
         default: []
         }
     }

@@ -55,8 +55,10 @@ struct WebService: Service {
             }
             return .unavailable("no manager is reachable (\(problem)); retry shortly")
         }
-        let configuration = try ServerConfiguration(zone: context.configuration, paths: context.paths,
+        var configuration = try ServerConfiguration(zone: context.configuration, paths: context.paths,
                                                 port: context.configuration.publicPort)
+        // Its HTTP requests, sign-ins, uploads and conversions.
+        configuration.metrics = ServerMetrics(context.metrics)
         try await ParleyServer(configuration: configuration, mode: .zoneFront(hooks, locate: locate),
                                frontRoutes: WebZone.routes(settings: context.configuration.web), logger: context.logger).run()
     }

@@ -17,6 +17,7 @@ struct WebContext: Sendable {
     let settings: WebSettings
     let clock: @Sendable () -> Millis
     let logger: Logger
+    var metrics = WebMetrics.off
 
     /// Form bodies are small; anything bigger is not one of ours.
     static let maxFormBytes = 64 << 10

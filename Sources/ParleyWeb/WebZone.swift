@@ -16,14 +16,14 @@ public enum WebZone {
                 meetings: front.store, accounts: front.store, tokens: front.tokens, passwords: Passwords(cost: settings.passwordCost),
                 cookies: try WebCookies(dataDirectory: data, secure: settings.secureCookies, sessionSeconds: settings.sessionSeconds),
                 lockout: SignInLockout(maxFailures: settings.maxFailedSignIns, lockMillis: Int64(settings.lockoutSeconds) * 1000),
-                settings: settings, clock: front.clock, logger: front.logger)
+                settings: settings, clock: front.clock, logger: front.logger, metrics: WebMetrics(metrics: front.configuration.metrics.process))
             AccountRoutes(web: web).add(to: router)
             CenterRoutes(web: web).add(to: router)
             MeetingPageRoutes(web: web).add(to: router)
             // A store shared between machines keeps the documents too; on one machine (SQLite)
             // they are files in the data directory.
             DocumentRoutes(dataDirectory: data, shared: front.store as? any DocumentRows, tokens: front.tokens, settings: settings,
-                           logger: front.logger)
+                           logger: front.logger, metrics: WebMetrics(metrics: front.configuration.metrics.process))
                 .add(to: router)
             // The page code: plain JavaScript modules and CSS, revalidated by ETag so a new
             // build is picked up at once.

@@ -1,5 +1,9 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import ParleyCore
+import ParleyMetrics
 import ParleyProtocol
 import ParleyServer
 @testable import ParleyWeb
@@ -55,7 +59,8 @@ struct AccountHTTPTests {
         // The server's clock moves only when the test says, so the lock lasts exactly as long
         // as the test means, however slow the machine.
         let clock = TestClock()
-        try await WebServer.with(settings, clock: clock.read) { server in
+        let metrics = ProcessMetrics.prometheus()
+        try await WebServer.with(settings, clock: clock.read, metrics: metrics) { server in
             let owner = Visitor(server)
             #expect(try await owner.register("ann", name: "Ann", password: "right password").location == "/center")
             let attacker = Visitor(server)
@@ -76,6 +81,13 @@ struct AccountHTTPTests {
             let after = try await Visitor(server).signIn("ann", password: "right password")
             #expect(after.status == 302 && after.location == "/center")
             #expect(server.logs.contains("account lock ended"))
+            // And counted, as /metrics shows them.
+            let (scraped, _) = try await URLSession.shared.data(from: server.base.appendingPathComponent("metrics"))
+            let lines = Set(String(decoding: scraped, as: UTF8.self).split(separator: "\n").map(String.init))
+            for line in [#"parley_sign_ins_total{outcome="wrong_password"} 3"#, #"parley_sign_ins_total{outcome="locked"} 1"#,
+                         #"parley_sign_ins_total{outcome="signed_in"} 1"#, "parley_lockouts_total 1"] {
+                #expect(lines.contains(line), "no \(line) in /metrics")
+            }
         }
     }
 

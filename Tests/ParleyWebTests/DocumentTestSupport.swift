@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 import Logging
 import ParleyCore
+import ParleyMetrics
 import ParleyServer
 import ParleyStore
 import ParleyTestSupport
@@ -340,19 +341,20 @@ enum DocumentServer {
     /// Runs `body` against a server on `data` (a fresh directory if nil). With `converters`,
     /// the documents routes alone, with those converters; without, the whole web zone.
     static func run(settings: WebSettings, data: String? = nil, converters: [PDFConverter]? = nil,
-                    searchPath: String? = ProcessInfo.processInfo.environment["PATH"],
+                    searchPath: String? = ProcessInfo.processInfo.environment["PATH"], metrics: ProcessMetrics? = nil,
                     _ body: @Sendable (DocumentClient, RecordedLog, String) async throws -> Void) async throws {
         let routes: FrontRoutes
         if let converters {
             routes = { router, front in
                 DocumentRoutes(dataDirectory: front.configuration.dataDirectory, tokens: front.tokens, settings: settings,
-                               logger: front.logger, converters: converters, searchPath: searchPath)
+                               logger: front.logger, converters: converters, searchPath: searchPath,
+                               metrics: WebMetrics(metrics: front.configuration.metrics.process))
                     .add(to: router)
             }
         } else {
             routes = WebZone.routes(settings: settings)
         }
-        try await runTestServer(routes: routes, data: data) { base, log, directory in
+        try await runTestServer(routes: routes, data: data, metrics: metrics) { base, log, directory in
             try await body(DocumentClient(base: base), log, directory)
         }
     }
@@ -362,7 +364,7 @@ enum DocumentServer {
 /// (a fresh directory, removed afterwards, if nil); then stops the server. `body` gets the
 /// server's base URL, its log and its data directory.
 func runTestServer<T>(routes: @escaping FrontRoutes, data: String? = nil, store: StoreLocation = .sqlite(directory: nil),
-                      apiKey: String? = nil, clock: (@Sendable () -> Millis)? = nil,
+                      apiKey: String? = nil, clock: (@Sendable () -> Millis)? = nil, metrics: ProcessMetrics? = nil,
                       _ body: (String, RecordedLog, String) async throws -> T) async throws -> T {
     let temporary = data == nil ? try DocumentTemporaryDirectory() : nil
     defer { temporary?.remove() }
@@ -372,6 +374,10 @@ func runTestServer<T>(routes: @escaping FrontRoutes, data: String? = nil, store:
     configuration.apiKey = apiKey
     configuration.store = store
     if let clock { configuration.clock = clock }
+    if let metrics {
+        configuration.metrics = ServerMetrics(metrics)
+        configuration.metricsPath = "/metrics"
+    }
     let server = ParleyServer(configuration: configuration, frontRoutes: routes, logger: log.logger())
     let (ports, sink) = AsyncStream<Int>.makeStream()
     return try await withThrowingTaskGroup(of: Void.self) { group in

@@ -1,6 +1,7 @@
 import Foundation
-@testable import ParleyWeb
+import ParleyMetrics
 import ParleyServer
+@testable import ParleyWeb
 import ParleyZone
 import Synchronization
 import Testing
@@ -329,12 +330,22 @@ struct DocumentFallbackTests {
         let scripts = try DocumentTemporaryDirectory()
         defer { scripts.remove() }
         let crash = try scripts.script("crash", "kill -SEGV $$")
-        try await DocumentServer.run(settings: DocumentServer.settings(), converters: [Self.fake(crash), .mupdf]) { client, log, _ in
+        let metrics = ProcessMetrics.prometheus()
+        try await DocumentServer.run(settings: DocumentServer.settings(), converters: [Self.fake(crash), .mupdf],
+                                     metrics: metrics) { client, log, _ in
             let meeting = try await client.createMeeting()
             let response = try await client.upload(DocumentPDF.pages(2), to: meeting)
             #expect(response.status == 201, "\(response.text)")
             #expect(log.contains("crashed (signal 11); trying mupdf"), "\(log.all)")
+            let refused = try await client.upload(Array("not a document".utf8), to: meeting)
+            #expect(refused.status != 201)
         }
+        // The fallback, the conversion by the second converter, and both uploads, counted.
+        let lines = metrics.exposition().split(separator: "\n")
+        #expect(lines.contains(#"parley_conversion_fallbacks_total{failed="fake"} 1"#))
+        #expect(lines.contains(#"parley_conversion_duration_seconds_count{converter="mupdf"} 1"#))
+        #expect(lines.contains(#"parley_uploads_total{outcome="stored"} 1"#))
+        #expect(lines.contains(#"parley_uploads_total{outcome="refused"} 1"#))
     }
 
     @Test("a first converter that counts but renders nothing hands over to mupdf")

@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 import Logging
 import ParleyCore
+import ParleyMetrics
 import ParleyServer
 import ParleyTestSupport
 import ParleyWeb
@@ -19,8 +20,8 @@ struct WebServer {
 
     /// Runs `body` against a fresh server, then stops it and removes its data.
     static func with<T>(_ settings: WebSettings = WebServer.fastSettings, clock: (@Sendable () -> Millis)? = nil,
-                        _ body: (WebServer) async throws -> T) async throws -> T {
-        try await runTestServer(routes: WebZone.routes(settings: settings), clock: clock) { base, logs, data in
+                        metrics: ProcessMetrics? = nil, _ body: (WebServer) async throws -> T) async throws -> T {
+        try await runTestServer(routes: WebZone.routes(settings: settings), clock: clock, metrics: metrics) { base, logs, data in
             try await body(WebServer(base: URL(string: base)!, data: data, logs: logs))
         }
     }

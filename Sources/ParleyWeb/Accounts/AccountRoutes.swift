@@ -97,6 +97,7 @@ struct AccountRoutes: Sendable {
         guard let account = try await web.storeCall({ try await web.accounts.account(username: username) }) else {
             try await web.passwords.verifyNothing(password)
             web.logger.notice("sign-in failed: no such account", metadata: ["username": "\(username.prefix(64))"])
+            web.metrics.signIn(.noAccount)
             return refused("wrong username or password", .unauthorized)
         }
         let now = web.now()
@@ -105,6 +106,7 @@ struct AccountRoutes: Sendable {
         switch web.lockout.admit(state, now: now) {
         case .locked(let until):
             web.logger.notice("sign-in refused: account locked", metadata: ["account": "\(account.id)", "lockedUntil": "\(Self.time(until))"])
+            web.metrics.signIn(.locked)
             return locked(until)
         case .checkPassword(let current, let lockEnded):
             if let lockEnded {
@@ -117,15 +119,19 @@ struct AccountRoutes: Sendable {
         case .signedIn(let state):
             try await web.storeCall { try await web.accounts.setSignInState(account: account.id, failedSignIns: state.failures, lockedUntil: nil) }
             web.logger.info("signed in", metadata: ["account": "\(account.id)"])
+            web.metrics.signIn(.signedIn)
             return try await startSession(for: account, next: next)
         case .failed(let state):
             try await web.storeCall { try await web.accounts.setSignInState(account: account.id, failedSignIns: state.failures, lockedUntil: nil) }
             web.logger.notice("sign-in failed: wrong password", metadata: ["account": "\(account.id)", "failures": "\(state.failures)"])
+            web.metrics.signIn(.wrongPassword)
             return refused("wrong username or password", .unauthorized)
         case .lockedNow(let state, let until):
             try await web.storeCall {
                 try await web.accounts.setSignInState(account: account.id, failedSignIns: state.failures, lockedUntil: until)
             }
+            web.metrics.signIn(.wrongPassword)
+            web.metrics.lockedOut()
             web.logger.warning("account locked after failed sign-ins", metadata: [
                 "account": "\(account.id)", "failures": "\(state.failures)", "lockedUntil": "\(Self.time(until))",
             ])

@@ -264,6 +264,7 @@ struct PDFConversion: Sendable {
     let maxPages: Int
     let pixels: Int
     let logger: Logger
+    var metrics = WebMetrics.off
     /// Told each step, for the uploader's progress report.
     var progress: @Sendable (ConversionProgress) async -> Void = { _ in }
 
@@ -282,6 +283,7 @@ struct PDFConversion: Sendable {
         var plan = ConversionPlan(converters: converters.map(\.name), maxPages: maxPages)
         var action = plan.start()
         var deadline = ContinuousClock.now + limits.timeout
+        var attemptStarted = ContinuousClock.now
         // Each converter takes at most two steps; the bound guards against a plan that loops.
         for _ in 0...(2 * converters.count + 1) {
             // The server is stopping: the converters were killed, which says nothing about
@@ -294,6 +296,7 @@ struct PDFConversion: Sendable {
             case .run(.count(let index)):
                 let converter = converters[index]
                 deadline = ContinuousClock.now + limits.timeout
+                attemptStarted = ContinuousClock.now
                 let directory = workDirectory + "/\(index)-\(converter.name)"
                 do {
                     try FileManager.default.createDirectory(atPath: directory + "/pages", withIntermediateDirectories: true)
@@ -334,6 +337,7 @@ struct PDFConversion: Sendable {
                 }
                 action = advance(&plan, outcome, converter, document)
                 if case .succeed = action {
+                    metrics.converted(by: converter.name, in: ContinuousClock.now - attemptStarted)
                     return .success(Rendered(pages: images, converter: converter.name))
                 }
                 // The failed attempt's output is of no further use; free the disk now.
@@ -398,6 +402,7 @@ struct PDFConversion: Sendable {
         let next = plan.finished(outcome)
         if plan.failures.count > failuresBefore, let reason = plan.failures.last?.reason {
             let then = if case .run(.count(let index)) = next { "trying \(converters[index].name)" } else { "no converter left" }
+            if case .run(.count) = next { metrics.fellBack(from: converter.name) }
             logger.warning("converter \(converter.name) failed on document \(document): \(reason); \(then)",
                            metadata: ["document": "\(document)", "converter": "\(converter.name)"])
         }

@@ -39,22 +39,25 @@ struct DocumentRoutes: Sendable {
     /// there, so any web front serves them and none is lost with a machine.
     let shared: (any DocumentRows)?
     let progress = UploadProgress()
+    let metrics: WebMetrics
 
     /// Conversions that run at once (each is a process using a core), and that may wait
     /// for their turn; further uploads get `server_busy`.
     static let concurrentConversions = 2
     static let waitingConversions = 8
 
-    init(dataDirectory: String, shared: (any DocumentRows)?, tokens: TokenAuthority, settings: WebSettings, logger: Logger) {
+    init(dataDirectory: String, shared: (any DocumentRows)?, tokens: TokenAuthority, settings: WebSettings, logger: Logger,
+         metrics: WebMetrics = .off) {
         self.init(dataDirectory: dataDirectory, shared: shared, tokens: tokens, settings: settings, logger: logger,
-                  converters: PDFConverter.standard)
+                  converters: PDFConverter.standard, metrics: metrics)
     }
 
     /// - Parameters:
     ///   - converters: tried in this order for each PDF.
     ///   - searchPath: where converter tools are looked up; nil for this process's `PATH`.
     init(dataDirectory: String, shared: (any DocumentRows)? = nil, tokens: TokenAuthority, settings: WebSettings, logger: Logger,
-         converters: [PDFConverter], searchPath: String? = ProcessInfo.processInfo.environment["PATH"]) {
+         converters: [PDFConverter], searchPath: String? = ProcessInfo.processInfo.environment["PATH"], metrics: WebMetrics = .off) {
+        self.metrics = metrics
         self.dataDirectory = dataDirectory
         self.shared = shared
         self.tokens = tokens
@@ -80,8 +83,11 @@ struct DocumentRoutes: Sendable {
         }
         router.post("/v1/meetings/:id/documents") { request, context in
             do {
-                return try await upload(request, meeting: try context.parameters.require("id"))
+                let response = try await upload(request, meeting: try context.parameters.require("id"))
+                metrics.upload(.stored)
+                return response
             } catch let error as DocumentError {
+                metrics.upload(error == .storageFailed ? .failed : .refused)
                 throw error.apiError
             }
         }
@@ -183,7 +189,7 @@ struct DocumentRoutes: Sendable {
                 if let tracked { await progress.update(tracked, .waiting) }
                 let rendered = try await slots.withSlot {
                     await PDFConversion(converters: converters, runner: runner, limits: ConverterLimits(settings: settings),
-                                        maxPages: maxPages, pixels: settings.pageImagePixels, logger: logger,
+                                        maxPages: maxPages, pixels: settings.pageImagePixels, logger: logger, metrics: metrics,
                                         progress: { step in
                                             switch step {
                                             case .counting: await report(.counting)
