@@ -279,7 +279,7 @@ let package = Package(
         .testTarget(
             name: "ParleyServerTests",
             dependencies: [
-                "ParleyServer", "ParleyStore", "ParleyTestSupport", sdk, "parley", "meeting-app",
+                "ParleyServer", "ParleyStore", "ParleyTestSupport", "ParleySupervisor", sdk, "parley", "meeting-app",
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),

@@ -1,3 +1,4 @@
+import FoundationEssentials
 import Hummingbird
 import Logging
 
@@ -19,11 +20,33 @@ public enum MetricsEndpoint {
 
     /// A listener of its own, for processes whose other ports are for clients or peers.
     /// - Parameter port: announced once listening.
+    /// With `readiness`, it also answers `/health` (200) and `/ready` (200, or 503 with the
+    /// reasons): for processes with no HTTP port of their own (managers, services).
     public static func application(host: String, bind: Int, path: String, metrics: ProcessMetrics, port: @escaping @Sendable (Int) async -> Void,
-                                   logger: Logger, collect: @escaping @Sendable () async -> Void) -> some ApplicationProtocol {
+                                   logger: Logger, readiness: (@Sendable () async -> [String])? = nil,
+                                   collect: @escaping @Sendable () async -> Void) -> some ApplicationProtocol {
         let router = Router()
         route(on: router, path: path, metrics: metrics, collect: collect)
+        if let readiness {
+            router.get("/health") { _, _ in try json(ReadyBody(status: "ok", reasons: nil), .ok) }
+            router.get("/ready") { _, _ in
+                let problems = await readiness()
+                return try problems.isEmpty ? json(ReadyBody(status: "ready", reasons: nil), .ok)
+                    : json(ReadyBody(status: "not_ready", reasons: problems), .serviceUnavailable)
+            }
+        }
         return Application(router: router, configuration: .init(address: .hostname(host, port: bind), serverName: "parley-metrics"),
                            onServerRunning: { channel in await port(channel.localAddress?.port ?? 0) }, logger: logger)
+    }
+
+    /// The same body as the client port's `/ready` (`ReadyAnswer`).
+    private struct ReadyBody: Encodable {
+        var status: String
+        var reasons: [String]?
+    }
+
+    private static func json(_ body: ReadyBody, _ status: HTTPResponse.Status) throws -> Response {
+        Response(status: status, headers: [.contentType: "application/json"],
+                 body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(body))))
     }
 }

@@ -30,6 +30,7 @@ struct CollabService: Service {
         let serverMetrics = ServerMetrics(context.metrics)
         let hooks = ZoneHooks(services: { handle in
             context.beforeScrape.set { await handle.sampleMetrics(serverMetrics) }
+            context.readyWith(store: handle.store) { agentSlot.withLock { $0 } }
             let node = CollabNode(context: context, handle: handle, credentials: credentials, attendance: attendance) { agent in
                 agentSlot.withLock { $0 = agent }
             }
@@ -38,6 +39,10 @@ struct CollabService: Service {
         let clientPort = try ListenPorts.pick(context.configuration.ports, host: context.configuration.host, process: context.name)
         var configuration = try ServerConfiguration(zone: context.configuration, paths: context.paths, port: clientPort)
         configuration.metrics = serverMetrics
+        // `/ready` on the client port: the store (checked there), and a manager link.
+        configuration.readiness = {
+            await agentSlot.withLock({ $0 })?.isRegistered == true ? [] : ["not registered with a manager: no zone link"]
+        }
         configuration.poison = PoisonGuard(directory: context.paths.applyingDirectory, process: context.name.rawValue,
                                            afterCrashes: context.configuration.poisonAfterCrashes)
         if let trigger = context.configuration.testFaults?.crashOnChatText {

@@ -31,6 +31,7 @@ struct WebService: Service {
                                       heartbeatMs: context.configuration.heartbeat.intervalMs, supervisor: context.link, delegate: Bystander(),
                                       logger: context.logger)
                 slot.withLock { $0 = agent }
+                context.readyWith(store: handle.store) { slot.withLock { $0 } }
                 return [agent, PublicURLFile(context: context, handle: handle)]
             })
         let locate: @Sendable (MeetingID) async -> Location = { meeting in
@@ -59,6 +60,10 @@ struct WebService: Service {
                                                 port: context.configuration.publicPort)
         // Its HTTP requests, sign-ins, uploads and conversions.
         configuration.metrics = ServerMetrics(context.metrics)
+        // `/ready` on the public port: the store (checked there), and a manager to locate meetings.
+        configuration.readiness = {
+            await slot.withLock({ $0 })?.isRegistered == true ? [] : ["no manager is known: meetings cannot be located"]
+        }
         try await ParleyServer(configuration: configuration, mode: .zoneFront(hooks, locate: locate),
                                frontRoutes: WebZone.routes(settings: context.configuration.web), logger: context.logger).run()
     }
@@ -118,6 +123,7 @@ actor ServicesNode: Service, ZoneAgentDelegate {
                               heartbeatMs: context.configuration.heartbeat.intervalMs, supervisor: context.link,
                               delegate: self, logger: context.logger)
         self.agent = agent
+        context.readyWith(store: store) { agent }
         try await agent.run()
     }
 

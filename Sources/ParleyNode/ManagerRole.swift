@@ -339,6 +339,8 @@ struct ManagerService: Service {
         let manager = ZoneManager(name: context.name, configuration: configuration, supervisor: context.link, clock: clock,
                                   metrics: context.metrics, logger: logger)
         await context.link.reportLoad { await manager.statusLoad() }
+        // A manager that cannot reach the store can neither lead nor take the lease over.
+        context.readiness.set { await Readiness.storeProblem(store).map { [$0] } ?? [] }
         let port = PortAnnouncement()
         let bind = try ListenPorts.pick(configuration.ports, host: configuration.host, process: context.name)
         let app = ZoneListener.application(host: configuration.host, bind: bind, credentials: credentials, serverName: "parley-manager",

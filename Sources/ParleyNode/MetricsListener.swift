@@ -30,10 +30,13 @@ struct MetricsListener: Service {
             return
         }
         let (link, path, sampling) = (context.link, settings.path, context.beforeScrape)
+        let readiness = context.readiness
         let app = MetricsEndpoint.application(host: host, bind: bind, path: path, metrics: context.metrics, port: { port in
             await link.metricsServed(at: "http://\(host):\(port)\(path)")
-        }, logger: context.logger) {
-            await sampling.run()
+        }, logger: context.logger, readiness: {
+            await readiness.call() ?? ["the process is starting"]
+        }) {
+            _ = await sampling.call()
         }
         do {
             try await app.run()

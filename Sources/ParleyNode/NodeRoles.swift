@@ -27,7 +27,9 @@ public struct NodeContext: Sendable {
     /// What this process records, and its `/metrics` listener serves.
     public var metrics: ProcessMetrics
     /// What the role reads just before each scrape (figures that are a state, not a count).
-    public let beforeScrape = MetricsSampling()
+    public let beforeScrape = RoleHook<Void>()
+    /// Why the role cannot do its job now (empty: it can): `/ready`, and `ready` in its load.
+    public let readiness = RoleHook<[String]>()
 
     public init(name: NodeName, role: NodeRole, configuration: ZoneConfiguration, paths: ZonePaths,
                 link: SupervisorLink, metrics: ProcessMetrics = .off, logger: Logger) {
@@ -97,10 +99,24 @@ extension ServerTLS {
     }
 }
 
-/// The role's reading of its state figures before a scrape, set once the role is up.
-public final class MetricsSampling: Sendable {
-    private let sample = Mutex<(@Sendable () async -> Void)?>(nil)
+/// Something the role answers for the process's own listeners (the metrics to read before
+/// a scrape, its readiness), set once the role is up; nil until then.
+public final class RoleHook<Value: Sendable>: Sendable {
+    private let hook = Mutex<(@Sendable () async -> Value)?>(nil)
     public init() {}
-    public func set(_ sample: @escaping @Sendable () async -> Void) { self.sample.withLock { $0 = sample } }
-    public func run() async { await sample.withLock { $0 }?() }
+    public func set(_ hook: @escaping @Sendable () async -> Value) { self.hook.withLock { $0 = hook } }
+    public func call() async -> Value? { await hook.withLock { $0 }?() }
+}
+
+extension NodeContext {
+    /// Readiness for a role that needs its store and a manager link: the store answers, and
+    /// the zone agent is registered with the leading manager.
+    func readyWith(store: any Store, agent: @escaping @Sendable () -> ZoneAgent?) {
+        readiness.set {
+            var problems: [String] = []
+            if let problem = await Readiness.storeProblem(store) { problems.append(problem) }
+            if await agent()?.isRegistered != true { problems.append("not registered with a manager: no zone link") }
+            return problems
+        }
+    }
 }

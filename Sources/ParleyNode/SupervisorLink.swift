@@ -46,6 +46,7 @@ public actor SupervisorLink: Service {
     private let logger: Logger
     private var load: (@Sendable () async -> JSONValue?)?
     private var metricsURL: String?
+    private var readiness: (@Sendable () async -> [String]?)?
     /// Asks the current session for a heartbeat now (see ``reportNow()``).
     private nonisolated let nudge = Mutex<AsyncStream<Void>.Continuation?>(nil)
     private var outbox: AsyncStream<ControlMessage>.Continuation?
@@ -70,6 +71,12 @@ public actor SupervisorLink: Service {
     /// What each heartbeat carries as `load`; called once per heartbeat, so keep it cheap.
     public func reportLoad(_ load: @escaping @Sendable () async -> JSONValue?) {
         self.load = load
+    }
+
+    /// Why the process cannot do its job now (empty: it can; nil: not known yet): shown with
+    /// its load (`ready`, and `notReady` with the reasons).
+    public func reportReadiness(_ readiness: @escaping @Sendable () async -> [String]?) {
+        self.readiness = readiness
     }
 
     /// Where this process serves its metrics: shown with its load (`metrics`).
@@ -174,9 +181,13 @@ public actor SupervisorLink: Service {
 
     private func currentLoad() async -> JSONValue? {
         let load = await load?()
-        guard let metricsURL else { return load }
-        guard case .object(var fields) = load ?? .object([:]) else { return load }
-        fields["metrics"] = .string(metricsURL)
+        let problems = await readiness?()
+        guard metricsURL != nil || problems != nil, case .object(var fields) = load ?? .object([:]) else { return load }
+        if let metricsURL { fields["metrics"] = .string(metricsURL) }
+        if let problems {
+            fields["ready"] = .bool(problems.isEmpty)
+            if !problems.isEmpty { fields["notReady"] = .array(problems.map(JSONValue.string)) }
+        }
         return .object(fields)
     }
 

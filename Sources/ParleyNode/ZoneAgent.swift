@@ -165,6 +165,9 @@ public actor ZoneAgent: Service {
         }
     }
 
+    /// Whether this process is registered with a manager now (its link is up).
+    public var isRegistered: Bool { outbox != nil }
+
     private func session(_ link: ZoneLink, term: UInt64) async {
         // Asked before the outbox opens: nothing may be sent ahead of the registration (the
         // manager ends a link whose first message is not one).

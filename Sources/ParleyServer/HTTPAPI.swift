@@ -81,8 +81,14 @@ struct HTTPAPI: Sendable {
         let router = Router()
         // Requests, errors and durations by route pattern (never by path: ids stay out of labels).
         if configuration.metrics.process.isOn { router.add(middleware: MetricsMiddleware()) }
+        // Liveness: the process answers.
         router.get("/health") { _, _ in
             try json(["status": "ok"])
+        }
+        // Readiness: it can do its job (docs/operations.md, "Health and readiness").
+        router.get("/ready") { _, _ in
+            let problems = await readinessProblems()
+            return try json(ReadyAnswer(problems), status: problems.isEmpty ? .ok : .serviceUnavailable)
         }
         if front {
             addFrontRoutes(router)
@@ -352,6 +358,14 @@ struct HTTPAPI: Sendable {
         case is Int.Type, is Int64.Type: "a whole number"
         default: "\(type)"
         }
+    }
+
+    /// Why this server cannot do its job now; empty when it can.
+    func readinessProblems() async -> [String] {
+        var problems: [String] = []
+        if let problem = await Readiness.storeProblem(store) { problems.append(problem) }
+        problems += await configuration.readiness?() ?? []
+        return problems
     }
 
     private func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {

@@ -51,6 +51,9 @@ public struct ServerConfiguration: Sendable {
     public var admission: (@Sendable (MeetingID, ParticipantID) async -> Admission)?
     /// In a zone: told every committed join and leave, for the log service.
     public var attendance: (@Sendable (Attendance) -> Void)?
+    /// In a zone: why the role cannot do its job now (no manager link, say), beyond the
+    /// store, which `/ready` always checks. Empty when it can.
+    public var readiness: (@Sendable () async -> [String])?
     /// Where this server's figures go (`.off`: nowhere); see docs/operations.md.
     public var metrics = ServerMetrics.off
     /// `parley serve --single`: the path on the client port that serves the metrics (nil:

@@ -235,6 +235,11 @@ enum StatusTable {
         for process in processes {
             if let detail = process.detail { text += "\n\(process.name): \(detail)\n" }
         }
+        for process in processes where process.pid != nil {
+            // Running, but unable to do its job (`/ready` answers 503).
+            guard case .object(let load)? = process.load, case .bool(false)? = load["ready"] else { continue }
+            text += "\n\(process.name): not ready: \(meetings(process.load, "notReady").joined(separator: "; "))\n"
+        }
         if processes.contains(where: { $0.role == .manager }) {
             text += "\n" + (leader(processes).map { "leader: \($0.name) (term \($0.term))" } ?? "leader: none (an election is under way)") + "\n"
         }

@@ -63,6 +63,7 @@ struct NodeCommand: AsyncParsableCommand {
         if metrics.isOn { MetricsSystem.bootstrap(metrics.factory) }
         let context = NodeContext(name: name, role: role, configuration: configuration, paths: paths, link: link,
                                   metrics: metrics, logger: logger)
+        await link.reportReadiness { await context.readiness.call() }
         // The link starts first and stops last, so the supervisor hears from the process
         // until its role has shut down.
         let services: [any Service] = [link] + NodeRoles.services(for: context)

@@ -1,6 +1,10 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import ParleyClient
 import ParleyCore
+import ParleySupervisor
 import Subprocess
 import SystemPackage
 import Testing
@@ -119,6 +123,41 @@ struct EndToEndTests {
             let bobResumed = await bobSaw.resumed
             #expect(aliceResumed && bobResumed)
         }
+    }
+
+    @Test("/ready answers 503 with the reason while the server's PostgreSQL is stopped, and 200 again once it is back; /health stays 200 throughout")
+    func readinessFollowsTheStore() async throws {
+        let directory = try TemporaryDirectory()
+        // Durable: an immediate stop is a crash, and the schema must survive it.
+        let database = try await LocalPostgres.start(in: directory.path + "/db", port: try freeLoopbackPort(), durable: true)
+        try database.stopWhenGone(pid: getpid())
+        try await database.createDatabase("parley")
+        let url = database.url(database: "parley", options: "sslmode=disable&connect_timeout=1&statement_timeout=2")
+        let stopped = try await ServerProcess.run(data: directory.path + "/data", port: 0, portFile: directory.path + "/port",
+                                                  extraArguments: ["--store", url]) { server, port in
+            let base = URL(string: "http://127.0.0.1:\(port)")!
+            func get(_ path: String) async throws -> (Int, String) {
+                let (data, response) = try await URLSession.shared.data(from: base.appendingPathComponent(path))
+                return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+            }
+            #expect(try await get("ready").0 == 200)
+            try await database.stop(mode: "immediate")
+            let (down, reason) = try await get("ready")
+            #expect(down == 503)
+            #expect(reason.contains("not_ready") && reason.contains("store"), "\(reason)")
+            #expect(try await get("health").0 == 200, "alive, only not ready")
+            try await database.startServer()
+            // The pool reconnects by itself; bounded, as a load balancer would poll.
+            var (back, said) = (0, "")
+            for _ in 0..<150 where back != 200 {
+                (back, said) = try await get("ready")
+                if back != 200 { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(back == 200, "ready again once PostgreSQL is back: \(said)")
+            try server.send(signal: .terminate)
+        }
+        #expect(stopped.status == .exited(0))
+        try? await database.stop(mode: "immediate")
     }
 
     @Test("SIGTERM answers a long poll that is waiting, instead of holding the stop for the poll's whole wait")

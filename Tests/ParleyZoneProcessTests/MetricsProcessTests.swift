@@ -65,10 +65,25 @@ struct MetricsProcessTests {
                     "\(restarted.text)")
             #expect(supervisor.value("parley_processes_given_up_total") == nil, "nothing given up")
 
-            // Every running process serves its metrics; none names a meeting.
-            for process in status.values where process.state == .running {
+            // Every process (the restarted host too, once it reports) is ready: it says so with
+            // its load, and on its listener's /ready.
+            let ready = try await zone.waitFor("every process ready") { status in
+                let running = status.values.filter { $0.state == .running }
+                return running.count == status.count && running.allSatisfy { process in
+                    guard case .object(let load)? = process.load, case .bool(true)? = load["ready"] else { return false }
+                    return true
+                } ? running : nil
+            }
+            // Every process serves its metrics; none names a meeting.
+            for process in ready {
                 let scraped = try await Exposition.scrape(process)
                 #expect(!scraped.text.contains(meeting.rawValue), "\(process.name) labels a series with the meeting id")
+            }
+            for process in ready {
+                guard case .object(let load)? = process.load, case .string(let address)? = load["metrics"],
+                      let url = URL(string: address.replacingOccurrences(of: "/metrics", with: "/ready")) else { continue }
+                let (body, response) = try await URLSession.shared.data(from: url)
+                #expect((response as? HTTPURLResponse)?.statusCode == 200, "\(process.name): \(String(decoding: body, as: UTF8.self))")
             }
             await alice.leave()
         }
