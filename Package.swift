@@ -5,7 +5,7 @@ import PackageDescription
 //   parley-sdk/: ParleyCore (model, log, resume; pure)  <-  ParleyProtocol (wire frames)
 //                <-  ParleyClient (the Swift SDK)  <-  ParleyTesting (a fake Parley for apps' tests)
 //   ParleyCore, ParleyProtocol  <-  ParleyStore (durable log)  <-  ParleyServer (transport adapters)  <-  parley (CLI)
-//   ParleyMetrics (what processes measure, and /metrics)  <-  ParleyStore, ParleyServer, ParleySupervisor, ParleyNode
+//   ParleyTelemetry (what processes measure, and /metrics)  <-  ParleyStore, ParleyServer, ParleySupervisor, ParleyNode
 //   ParleyCore  <-  ParleyZone (zone rules: configuration, supervision, placement, leases; pure)
 //   ParleyZone  <-  ParleySupervisor (spawns and watches the zone's processes)
 //   ParleyZone + ParleyServer  <-  ParleyNode (a logical server: its zone agent and its role)
@@ -61,7 +61,7 @@ let package = Package(
         // What every process measures (swift-metrics, exported by swift-prometheus), and the
         // listener that serves it as `/metrics`.
         .target(
-            name: "ParleyMetrics",
+            name: "ParleyTelemetry",
             dependencies: [
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -73,7 +73,7 @@ let package = Package(
         .target(
             name: "ParleyStore",
             dependencies: [
-                core, "ParleyMetrics",
+                core, "ParleyTelemetry",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -86,7 +86,7 @@ let package = Package(
         .target(
             name: "ParleyServer",
             dependencies: [
-                core, wire, "ParleyStore", "ParleyMetrics",
+                core, wire, "ParleyStore", "ParleyTelemetry",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -110,7 +110,7 @@ let package = Package(
         .target(
             name: "ParleyWeb",
             dependencies: [
-                core, wire, "ParleyStore", "ParleyServer", "ParleyZone", "ParleyMetrics",
+                core, wire, "ParleyStore", "ParleyServer", "ParleyZone", "ParleyTelemetry",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
@@ -127,7 +127,7 @@ let package = Package(
         .target(
             name: "ParleySupervisor",
             dependencies: [
-                "ParleyZone", "ParleyMetrics",
+                "ParleyZone", "ParleyTelemetry",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -142,7 +142,7 @@ let package = Package(
         .target(
             name: "ParleyNode",
             dependencies: [
-                "ParleyZone", "ParleyServer", "ParleyStore", wire, "ParleyWeb", "ParleyMetrics",
+                "ParleyZone", "ParleyServer", "ParleyStore", wire, "ParleyWeb", "ParleyTelemetry",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -187,7 +187,7 @@ let package = Package(
             name: "parley",
             dependencies: [
                 "ParleyServer", sdk, "ParleySupervisor", "ParleyNode", "ParleyChaos", "ParleyWeb", "ParleyBench", "ParleySimulation",
-                "ParleyMetrics",
+                "ParleyTelemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],

@@ -4,9 +4,9 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import ParleyCore
-import ParleyMetrics
 import ParleyServer
 import ParleyStore
+import ParleyTelemetry
 import ParleyZone
 import ServiceLifecycle
 

@@ -1,8 +1,8 @@
 import FoundationEssentials
 import Hummingbird
 import Logging
-import ParleyMetrics
 import ParleyServer
+import ParleyTelemetry
 import ParleyZone
 import ServiceLifecycle
 

@@ -1,8 +1,8 @@
 import FoundationEssentials
 import Logging
-import ParleyMetrics
 import ParleyServer
 import ParleyStore
+import ParleyTelemetry
 import ParleyZone
 import ServiceLifecycle
 import Synchronization

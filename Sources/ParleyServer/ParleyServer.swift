@@ -7,9 +7,9 @@ import Logging
 import NIOCore
 import NIOWebSocket
 import ParleyCore
-import ParleyMetrics
 import ParleyProtocol
 import ParleyStore
+import ParleyTelemetry
 import ServiceLifecycle
 import Synchronization
 

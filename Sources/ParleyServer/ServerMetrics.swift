@@ -1,6 +1,6 @@
 import CoreMetrics
-import ParleyMetrics
 import ParleyProtocol
+import ParleyTelemetry
 import Synchronization
 
 /// What a server records (docs/operations.md, "Metrics"), each handle made once.

@@ -1,6 +1,6 @@
 import CoreMetrics
-import ParleyMetrics
 import ParleyCore
+import ParleyTelemetry
 
 /// Group commit in front of any `Store`: concurrent commits, for any meetings, share one
 /// `append` (one transaction, one fsync).

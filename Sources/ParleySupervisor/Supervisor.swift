@@ -1,8 +1,8 @@
 import FoundationEssentials
 import Logging
 import NIOCore
-import ParleyMetrics
 import NIOPosix
+import ParleyTelemetry
 import ParleyZone
 import ServiceLifecycle
 import Subprocess

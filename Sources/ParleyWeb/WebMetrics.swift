@@ -1,5 +1,5 @@
 import CoreMetrics
-import ParleyMetrics
+import ParleyTelemetry
 
 /// What the web zone records (docs/operations.md, "Metrics"). Converter names come from
 /// the fixed list of converters, so they may be labels.

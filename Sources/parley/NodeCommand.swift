@@ -1,8 +1,8 @@
 import ArgumentParser
 import Logging
 import Metrics
-import ParleyMetrics
 import ParleyNode
+import ParleyTelemetry
 import ParleyZone
 import ServiceLifecycle
 

@@ -2,10 +2,10 @@ import ArgumentParser
 import FoundationEssentials
 import Logging
 import Metrics
-import ParleyMetrics
 import ParleyProtocol
 import ParleyServer
 import ParleyStore
+import ParleyTelemetry
 import ParleyWeb
 import ParleyZone
 

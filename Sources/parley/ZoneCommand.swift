@@ -3,11 +3,11 @@ import FoundationEssentials
 import Logging
 import Metrics
 import ParleyCore
-import ParleyMetrics
 import ParleyNode
 import ParleyServer
 import ParleyStore
 import ParleySupervisor
+import ParleyTelemetry
 import ParleyZone
 import ServiceLifecycle
 

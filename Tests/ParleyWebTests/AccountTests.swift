@@ -3,13 +3,13 @@ import Foundation
 import FoundationNetworking
 #endif
 import ParleyCore
-import ParleyMetrics
 import ParleyProtocol
 import ParleyServer
+import ParleyTelemetry
+import ParleyTestSupport
 @testable import ParleyWeb
 import ParleyZone
 import Testing
-import ParleyTestSupport
 
 @Suite("Sign-in lock-out rule")
 struct SignInLockoutTests {

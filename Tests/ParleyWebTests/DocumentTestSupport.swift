@@ -4,9 +4,9 @@ import FoundationNetworking
 #endif
 import Logging
 import ParleyCore
-import ParleyMetrics
 import ParleyServer
 import ParleyStore
+import ParleyTelemetry
 import ParleyTestSupport
 @testable import ParleyWeb
 import ParleyZone

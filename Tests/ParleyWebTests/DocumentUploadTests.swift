@@ -1,6 +1,6 @@
 import Foundation
-import ParleyMetrics
 import ParleyServer
+import ParleyTelemetry
 @testable import ParleyWeb
 import ParleyZone
 import Synchronization

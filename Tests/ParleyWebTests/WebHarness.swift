@@ -4,8 +4,8 @@ import FoundationNetworking
 #endif
 import Logging
 import ParleyCore
-import ParleyMetrics
 import ParleyServer
+import ParleyTelemetry
 import ParleyTestSupport
 import ParleyWeb
 import ParleyZone

@@ -4,7 +4,7 @@ import FoundationNetworking
 #endif
 import ParleyClient
 import ParleyCore
-import ParleyMetrics
+import ParleyTelemetry
 import ParleyZone
 import Testing
 
