@@ -58,6 +58,12 @@ public protocol AccountStore: Sendable {
     func account(username: String) async throws(StoreError) -> Account?
     func account(id: String) async throws(StoreError) -> Account?
     func setSignInState(account: String, failedSignIns: Int, lockedUntil: Millis?) async throws(StoreError)
+    /// Counts one failed sign-in, in one atomic step, so that concurrent failures all count:
+    /// the count goes up by one (or starts again at one if a lock has run out by `now`), and
+    /// reaching `maxFailures` locks the account until `lockUntil` (a lock already running is
+    /// kept). Returns the count and lock after this failure; nil without such an account.
+    func recordFailedSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError)
+        -> (failures: Int, lockedUntil: Millis?)?
 
     /// Sessions are stored by a hash of their cookie, so a copy of the database signs nobody in.
     func createSession(tokenHash: String, account: String, expiresAt: Millis) async throws(StoreError)
@@ -100,6 +106,23 @@ extension SQLiteStore: AccountStore {
         try await write { db in
             try db.execute(sql: "UPDATE accounts SET failed_sign_ins = ?, locked_until = ? WHERE id = ?",
                            arguments: [failedSignIns, lockedUntil, account])
+        }
+    }
+
+    public func recordFailedSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError)
+        -> (failures: Int, lockedUntil: Millis?)?
+    {
+        try await write { db in
+            // The right-hand sides all see the row as it was: one step, whoever else fails now.
+            let counted = "CASE WHEN locked_until IS NOT NULL AND locked_until <= :now THEN 1 ELSE failed_sign_ins + 1 END"
+            let row = try Row.fetchOne(db, sql: """
+                UPDATE accounts SET
+                  failed_sign_ins = \(counted),
+                  locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until > :now THEN locked_until
+                                      WHEN \(counted) >= :max THEN :until ELSE NULL END
+                WHERE id = :id RETURNING failed_sign_ins, locked_until
+                """, arguments: ["now": now, "max": maxFailures, "until": lockUntil, "id": account])
+            return row.map { (failures: $0["failed_sign_ins"] as Int, lockedUntil: $0["locked_until"] as Millis?) }
         }
     }
 

@@ -276,6 +276,21 @@ public actor InMemoryStore: Store, AccountStore {
         accounts[account]?.lockedUntil = lockedUntil
     }
 
+    public func recordFailedSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError)
+        -> (failures: Int, lockedUntil: Millis?)?
+    {
+        await delay()
+        guard var record = accounts[account] else { return nil }
+        if let until = record.lockedUntil, until > now {
+            record.failedSignIns += 1
+        } else {
+            record.failedSignIns = record.lockedUntil == nil ? record.failedSignIns + 1 : 1
+            record.lockedUntil = record.failedSignIns >= maxFailures ? lockUntil : nil
+        }
+        accounts[account] = record
+        return (record.failedSignIns, record.lockedUntil)
+    }
+
     public func createSession(tokenHash: String, account: String, expiresAt: Millis) async throws(StoreError) {
         await delay()
         // Expired sessions go whenever a new one is made, so the table stays small.

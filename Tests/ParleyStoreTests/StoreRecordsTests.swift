@@ -39,6 +39,28 @@ struct StoreRecordsTests {
         }
     }
 
+    @Test("failed sign-ins are counted in one step each: eight at once count eight and lock at the fifth; a lock that ran out starts the count again",
+          arguments: StoreKind.allCases)
+    func failedSignInsCountAtomically(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store, _ in
+            #expect(try await store.createAccount(Account(id: "acc-eve", username: "eve", displayName: "Eve", passwordHash: "h", createdAt: 1)))
+            #expect(try await store.recordFailedSignIn(account: "nobody", maxFailures: 5, lockUntil: 2_000, now: 1_000) == nil)
+            let results = try await withThrowingTaskGroup(of: (failures: Int, lockedUntil: Millis?)?.self) { group in
+                for _ in 0..<8 {
+                    group.addTask { try await store.recordFailedSignIn(account: "acc-eve", maxFailures: 5, lockUntil: 61_000, now: 1_000) }
+                }
+                return try await group.reduce(into: []) { $0.append($1!) }
+            }
+            #expect(results.map(\.failures).sorted() == Array(1...8), "each failure counted once")
+            #expect(results.filter { $0.lockedUntil == nil }.count == 4, "the first four leave it unlocked")
+            #expect(try await store.account(id: "acc-eve")?.lockedUntil == 61_000)
+            // After the lock: the count starts again, as `SignInLockout` (the web's rule) says:
+            // one failure, no lock.
+            let after = try await store.recordFailedSignIn(account: "acc-eve", maxFailures: 5, lockUntil: 200_000, now: 61_000)
+            #expect(after?.failures == 1 && after?.lockedUntil == nil)
+        }
+    }
+
     @Test("accounts are unique by username; sessions expire; listings show what an account owns or is invited to",
           arguments: StoreKind.allCases)
     func accounts(_ kind: StoreKind) async throws {

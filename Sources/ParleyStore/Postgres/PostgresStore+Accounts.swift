@@ -32,6 +32,28 @@ extension PostgresStore: AccountStore {
         }
     }
 
+    public func recordFailedSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError)
+        -> (failures: Int, lockedUntil: Millis?)?
+    {
+        try await withConnection { connection in
+            // One statement: the row is locked while it is updated, and the right-hand sides
+            // see it as it was, so concurrent failures each count.
+            let rows = try await connection.query("""
+                UPDATE accounts SET
+                  failed_sign_ins = CASE WHEN locked_until IS NOT NULL AND locked_until <= \(now) THEN 1 ELSE failed_sign_ins + 1 END,
+                  locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until > \(now) THEN locked_until
+                                      WHEN (CASE WHEN locked_until IS NOT NULL AND locked_until <= \(now) THEN 1 ELSE failed_sign_ins + 1 END)
+                                           >= \(maxFailures) THEN \(lockUntil) ELSE NULL END
+                WHERE id = \(account) RETURNING failed_sign_ins, locked_until
+                """)
+            for row in rows {
+                let (failures, lockedUntil) = try row.decode((Int, Int64?).self)
+                return (failures: failures, lockedUntil: lockedUntil)
+            }
+            return nil
+        }
+    }
+
     public func createSession(tokenHash: String, account: String, expiresAt: Millis) async throws(StoreError) {
         try await withTransaction { connection in
             // Expired sessions go whenever a new one is made, so the table stays small.

@@ -102,41 +102,42 @@ struct AccountRoutes: Sendable {
         }
         let now = web.now()
         let state = SignInLockout.State(failures: account.failedSignIns, lockedUntil: account.lockedUntil)
-        let checked: SignInLockout.State
         switch web.lockout.admit(state, now: now) {
         case .locked(let until):
             web.logger.notice("sign-in refused: account locked", metadata: ["account": "\(account.id)", "lockedUntil": "\(Self.time(until))"])
             web.metrics.signIn(.locked)
             return locked(until)
-        case .checkPassword(let current, let lockEnded):
+        case .checkPassword(_, let lockEnded):
+            // The count starts again: the store does it with the next failure, or a success.
             if let lockEnded {
                 web.logger.notice("account lock ended", metadata: ["account": "\(account.id)", "lockedUntil": "\(Self.time(lockEnded))"])
             }
-            checked = current
         }
         let matched = try await web.passwords.verify(password, against: account.passwordHash)
-        switch web.lockout.record(passwordMatched: matched, checked, now: now) {
-        case .signedIn(let state):
-            try await web.storeCall { try await web.accounts.setSignInState(account: account.id, failedSignIns: state.failures, lockedUntil: nil) }
+        if matched {
+            try await web.storeCall { try await web.accounts.setSignInState(account: account.id, failedSignIns: 0, lockedUntil: nil) }
             web.logger.info("signed in", metadata: ["account": "\(account.id)"])
             web.metrics.signIn(.signedIn)
             return try await startSession(for: account, next: next)
-        case .failed(let state):
-            try await web.storeCall { try await web.accounts.setSignInState(account: account.id, failedSignIns: state.failures, lockedUntil: nil) }
-            web.logger.notice("sign-in failed: wrong password", metadata: ["account": "\(account.id)", "failures": "\(state.failures)"])
-            web.metrics.signIn(.wrongPassword)
+        }
+        // Counted in the store in one step: two wrong passwords at once count twice, so
+        // guessing in parallel locks the account as soon as guessing one after another does.
+        let lockUntil = now + web.lockout.lockMillis
+        let counted = try await web.storeCall {
+            try await web.accounts.recordFailedSignIn(account: account.id, maxFailures: web.lockout.maxFailures, lockUntil: lockUntil, now: now)
+        }
+        web.metrics.signIn(.wrongPassword)
+        guard let counted, let until = counted.lockedUntil, until > now else {
+            web.logger.notice("sign-in failed: wrong password", metadata: ["account": "\(account.id)", "failures": "\(counted?.failures ?? 0)"])
             return refused("wrong username or password", .unauthorized)
-        case .lockedNow(let state, let until):
-            try await web.storeCall {
-                try await web.accounts.setSignInState(account: account.id, failedSignIns: state.failures, lockedUntil: until)
-            }
-            web.metrics.signIn(.wrongPassword)
+        }
+        if until == lockUntil {
             web.metrics.lockedOut()
             web.logger.warning("account locked after failed sign-ins", metadata: [
-                "account": "\(account.id)", "failures": "\(state.failures)", "lockedUntil": "\(Self.time(until))",
+                "account": "\(account.id)", "failures": "\(counted.failures)", "lockedUntil": "\(Self.time(until))",
             ])
-            return locked(until)
         }
+        return locked(until)
     }
 
     private func startSession(for account: Account, next: String) async throws -> Response {

@@ -45,6 +45,9 @@ public struct SignInLockout: Equatable, Sendable {
         return .checkPassword(State(), lockEnded: until)
     }
 
+    /// The rule for one checked password. The stores apply the same rule to a failure in one
+    /// atomic step (`AccountStore.recordFailedSignIn`), so that concurrent failures all
+    /// count; `StoreRecordsTests.failedSignInsCountAtomically` checks each store does.
     public func record(passwordMatched: Bool, _ state: State, now: Millis) -> Outcome {
         if passwordMatched { return .signedIn(State()) }
         let failures = state.failures + 1
