@@ -30,6 +30,10 @@ public struct NodeContext: Sendable {
     public let beforeScrape = RoleHook<Void>()
     /// Why the role cannot do its job now (empty: it can): `/ready`, and `ready` in its load.
     public let readiness = RoleHook<[String]>()
+    /// The last answer of ``readiness``, kept by ``ReadinessMonitor``: what the heartbeat
+    /// reports. A heartbeat must never wait on the store: a store that hangs would make the
+    /// supervisor kill the process as hung (found by the PostgreSQL failover cluster test).
+    public let lastReadiness = Latest<[String]>()
 
     public init(name: NodeName, role: NodeRole, configuration: ZoneConfiguration, paths: ZonePaths,
                 link: SupervisorLink, metrics: ProcessMetrics = .off, logger: Logger) {
@@ -55,7 +59,7 @@ public enum NodeRoles {
         case .web: WebService(context: context)
         case .services: ServicesNode(context: context)
         }
-        return [MetricsListener(context: context), role]
+        return [MetricsListener(context: context), ReadinessMonitor(context: context), role]
     }
 }
 
@@ -119,4 +123,28 @@ extension NodeContext {
             return problems
         }
     }
+}
+
+/// Asks the role whether it is ready once per heartbeat interval, in a task of its own, and
+/// keeps the answer for the heartbeat (``NodeContext/lastReadiness``).
+struct ReadinessMonitor: Service {
+    let context: NodeContext
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let problems = await context.readiness.call()
+                context.lastReadiness.set(problems)
+                try? await Task.sleep(for: .milliseconds(context.configuration.heartbeat.intervalMs))
+            }
+        }
+    }
+}
+
+/// The latest value something reported, read without waiting on whatever produces it.
+public final class Latest<Value: Sendable>: Sendable {
+    private let latest = Mutex<Value?>(nil)
+    public init() {}
+    public func set(_ value: Value?) { latest.withLock { $0 = value } }
+    public var value: Value? { latest.withLock { $0 } }
 }

@@ -94,6 +94,7 @@ public actor Supervisor: Service {
                 }
             }
             group.addTask { await self.tickLoop() }
+            group.addTask { await self.rotateLogs() }
             group.addTask {
                 do {
                     try await gracefulShutdown()
@@ -125,6 +126,26 @@ public actor Supervisor: Service {
             perform(supervision.tick(nowMs: nowMs()))
         }
     }
+
+    /// Every second, off the actor (a copy of a large file takes a while): each process's log
+    /// file rotated once it is too large (``LogRotation``).
+    private nonisolated func rotateLogs() async {
+        let settings = configuration.logs
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            for name in await names() {
+                do {
+                    if try LogRotation.rotateIfLarger(paths.log(of: name), maxBytes: settings.maxFileBytes, keep: settings.keepFiles) {
+                        logger.info("log of \(name) rotated", metadata: ["process": "\(name)", "keep": "\(settings.keepFiles)"])
+                    }
+                } catch {
+                    logger.warning("cannot rotate the log of \(name): \(error)", metadata: ["process": "\(name)"])
+                }
+            }
+        }
+    }
+
+    private func names() -> [NodeName] { supervision.status(nowMs: nowMs()).map(\.name) }
 
     private func stopZone() {
         logger.notice("stopping the zone: web, then collab, then services, then managers")

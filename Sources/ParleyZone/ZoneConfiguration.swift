@@ -164,6 +164,19 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         public init() {}
     }
 
+    /// How every process writes its log, and how the supervisor keeps the per-process files
+    /// (`DATA/logs/NAME.log`) from growing without bound.
+    public struct LogSettings: Codable, Equatable, Sendable {
+        /// `text` (for people) or `json` (one object per line, for a log pipeline);
+        /// `--log-format` overrides it.
+        public var format: String = "text"
+        /// A process's log file is rotated once it is larger than this.
+        public var maxFileBytes: Int = 50 << 20
+        /// Rotated files kept (`NAME.log.1` the newest); older ones are deleted.
+        public var keepFiles: Int = 5
+        public init() {}
+    }
+
     public struct License: Codable, Equatable, Sendable {
         /// Participants present at once across the whole zone.
         public var maxParticipants: Int = 10_000
@@ -183,6 +196,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
     public var web = WebSettings()
     public var store = StoreSettings()
     public var metrics = MetricsSettings()
+    public var logs = LogSettings()
     /// TLS for clients; nil serves them plain HTTP.
     public var tls: ClientTLS?
     /// The ports every other listener of the zone takes (collab servers' client and zone
@@ -306,6 +320,9 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         if restart.maxRestarts < 1 || restart.windowSeconds < 1 { problems.append("restart.maxRestarts and restart.windowSeconds must be at least 1") }
         if scaling.connectionsPerServer < 1 { problems.append("scaling.connectionsPerServer must be at least 1") }
         if scaling.connectionsPerCopy < 1 { problems.append("scaling.connectionsPerCopy must be at least 1") }
+        if !["text", "json"].contains(logs.format) { problems.append("logs.format must be text or json (it is '\(logs.format)')") }
+        if logs.maxFileBytes < 4_096 { problems.append("logs.maxFileBytes must be at least 4096 (it is \(logs.maxFileBytes))") }
+        if logs.keepFiles < 1 { problems.append("logs.keepFiles must be at least 1 (it is \(logs.keepFiles))") }
         if !metrics.path.hasPrefix("/") { problems.append("metrics.path must start with / (it is '\(metrics.path)')") }
         if scaling.edgeUnusedSeconds < 1 { problems.append("scaling.edgeUnusedSeconds must be at least 1") }
         if scaling.maxCollabServers < count(.collab) {
@@ -374,6 +391,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         web = try container.decodeIfPresent(WebSettings.self, forKey: .web) ?? standard.web
         store = try container.decodeIfPresent(StoreSettings.self, forKey: .store) ?? standard.store
         metrics = try container.decodeIfPresent(MetricsSettings.self, forKey: .metrics) ?? standard.metrics
+        logs = try container.decodeIfPresent(LogSettings.self, forKey: .logs) ?? standard.logs
         tls = try container.decodeIfPresent(ClientTLS.self, forKey: .tls)
         ports = try container.decodeIfPresent(PortRange.self, forKey: .ports)
         machines = try container.decodeIfPresent([Machine].self, forKey: .machines) ?? standard.machines
@@ -384,6 +402,16 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
 }
 
 // Sections may be partial too: a missing key keeps its standard value.
+extension ZoneConfiguration.LogSettings {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        format = try container.decodeIfPresent(String.self, forKey: .format) ?? format
+        maxFileBytes = try container.decodeIfPresent(Int.self, forKey: .maxFileBytes) ?? maxFileBytes
+        keepFiles = try container.decodeIfPresent(Int.self, forKey: .keepFiles) ?? keepFiles
+    }
+}
+
 extension ZoneConfiguration.MetricsSettings {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)

@@ -49,12 +49,13 @@ struct NodeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        bootstrapLogging(level: logLevel)
+        // The supervisor resolved the configuration (with its --log-format) and checked it.
+        let configuration = try ZoneConfiguration.load(from: config, testFaultsEnabled: enableTestFaults)
+        bootstrapLogging(level: logLevel, format: LogFormat(rawValue: configuration.logs.format) ?? .text)
         let name = NodeName(name)
         let role = NodeRole(rawValue: role)!
         var logger = Logger(label: "parley.node")
         logger[metadataKey: "node"] = "\(name)"
-        let configuration = try ZoneConfiguration.load(from: config, testFaultsEnabled: enableTestFaults)
         let paths = ZonePaths(data: dataDirectory)
         let link = SupervisorLink(name: name, socketPath: paths.controlSocket,
                                   options: .init(heartbeatIntervalMs: configuration.heartbeat.intervalMs), logger: logger)
@@ -63,7 +64,7 @@ struct NodeCommand: AsyncParsableCommand {
         if metrics.isOn { MetricsSystem.bootstrap(metrics.factory) }
         let context = NodeContext(name: name, role: role, configuration: configuration, paths: paths, link: link,
                                   metrics: metrics, logger: logger)
-        await link.reportReadiness { await context.readiness.call() }
+        await link.reportReadiness { context.lastReadiness.value }
         // The link starts first and stops last, so the supervisor hears from the process
         // until its role has shut down.
         let services: [any Service] = [link] + NodeRoles.services(for: context)

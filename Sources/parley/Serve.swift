@@ -130,6 +130,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Option(help: logFormatHelp)
+    var logFormat: String?
+
     @Flag(help: .hidden) var enableTestFaults = false
 
     func validate() throws {
@@ -145,6 +148,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--pending-hellos and --web-socket-ping-seconds must be positive")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        _ = try parley.logFormat(logFormat)
         let problems = web.problems()
         guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
     }
@@ -177,13 +181,14 @@ struct Serve: AsyncParsableCommand {
             zone.host = host
             if let port { zone.publicPort = port }
             if let clientTLS { zone.tls = .init(certificate: clientTLS.certificatePath, key: clientTLS.keyPath) }
+            if let logFormat { zone.logs.format = logFormat }
             let problems = zone.problems(testFaultsEnabled: enableTestFaults)
             guard problems.isEmpty else { throw ConfigurationProblems(source: "given", problems: problems) }
-            bootstrapLogging(level: logLevel)
+            bootstrapLogging(level: logLevel, format: try parley.logFormat(nil, configured: zone.logs.format))
             try await ZoneCommand.runZone(zone, dataDirectory: dataDirectory, store: store, machine: machine, portFile: portFile)
             return
         }
-        bootstrapLogging(level: logLevel)
+        bootstrapLogging(level: logLevel, format: try parley.logFormat(logFormat))
         let logger = Logger(label: "parley")
         var configuration = ServerConfiguration(
             host: host, port: port ?? 8080, dataDirectory: dataDirectory,

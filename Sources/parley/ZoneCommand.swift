@@ -48,21 +48,26 @@ struct ZoneCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Option(help: logFormatHelp)
+    var logFormat: String?
+
     @Flag(help: .hidden) var enableTestFaults = false
 
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        _ = try parley.logFormat(logFormat)
     }
 
     func run() async throws {
-        let configuration = try ZoneConfiguration.load(from: config, testFaultsEnabled: enableTestFaults)
+        var configuration = try ZoneConfiguration.load(from: config, testFaultsEnabled: enableTestFaults)
+        if let logFormat { configuration.logs.format = logFormat }
         if printConfig {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             print(String(decoding: try encoder.encode(configuration), as: UTF8.self))
             return
         }
-        bootstrapLogging(level: logLevel)
+        bootstrapLogging(level: logLevel, format: try parley.logFormat(nil, configured: configuration.logs.format))
         try await Self.runZone(configuration, dataDirectory: dataDirectory, store: store, machine: machine, portFile: nil)
     }
 
@@ -246,13 +251,31 @@ func makeLogger(label: String, level: String) -> Logger {
     return logger
 }
 
-func bootstrapLogging(level: String) {
+func bootstrapLogging(level: String, format: LogFormat = .text) {
     let level = Logger.Level(rawValue: level) ?? .info
     LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = level
-        return handler
+        switch format {
+        case .text:
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        case .json:
+            var handler = JSONLogHandler(label: label)
+            handler.logLevel = level
+            return handler
+        }
     }
+}
+
+/// The `--log-format` option's help, the same on every command that runs a server.
+let logFormatHelp = ArgumentHelp("How log lines are written: text (for people) or json (one object per line, for a log pipeline). In a zone this overrides the configuration's logs.format, for every process.", valueName: "format")
+
+/// `--log-format`, checked.
+func logFormat(_ flag: String?, configured: String = "text") throws -> LogFormat {
+    guard let format = LogFormat(rawValue: flag ?? configured) else {
+        throw ValidationError("--log-format must be text or json (it is '\(flag ?? configured)')")
+    }
+    return format
 }
 
 /// This binary's absolute path, for the supervisor to start `parley node` with.
