@@ -82,6 +82,8 @@ extension ServerConfiguration {
         if let value = clients.snapshotEveryEntries { snapshotEveryEntries = value }
         if let value = clients.tokenLifetimeSeconds { tokenLifetimeSeconds = value }
         if let value = clients.fsyncEveryCommit { fsyncEveryCommit = value }
+        if let value = clients.headerTimeoutSeconds { headerTimeoutSeconds = value }
+        if let value = clients.httpIdleTimeoutSeconds { httpIdleTimeoutSeconds = value }
         apiKey = clients.apiKey ?? ProcessInfo.processInfo.environment["PARLEY_API_KEY"]
     }
 }

@@ -223,7 +223,9 @@ public struct ParleyServer: Sendable {
             router: router,
             server: HTTPServerBuilder { responder in
                 let channel = ServerChannel(responder: responder, gateway: clientGateway, secure: tls != nil,
-                                            maxMessageBytes: maxInbound, pingInterval: pingInterval)
+                                            maxMessageBytes: maxInbound, pingInterval: pingInterval,
+                                            headTimeout: .seconds(Int64(configuration.headerTimeoutSeconds)),
+                                            idleTimeout: .seconds(configuration.httpIdleTimeoutSeconds))
                 guard let tls else { return channel }
                 return try TLSChannel(channel, tlsConfiguration: tls)
             },

@@ -39,8 +39,15 @@ struct ServerChannel: ServerChildChannel, HTTPChannelHandler {
     /// Largest WebSocket message accepted, after reassembling its fragments.
     let maxMessageBytes: Int
     let pingInterval: TimeAmount
+    /// The first request's head must be complete within this (``RequestHeadDeadline``).
+    let headTimeout: TimeAmount
+    /// An HTTP connection with no request in progress for this long is closed.
+    let idleTimeout: Duration
 
-    init(responder: @escaping Responder, gateway: Gateway?, secure: Bool, maxMessageBytes: Int, pingInterval: TimeAmount) {
+    init(responder: @escaping Responder, gateway: Gateway?, secure: Bool, maxMessageBytes: Int, pingInterval: TimeAmount,
+         headTimeout: TimeAmount, idleTimeout: Duration) {
+        self.headTimeout = headTimeout
+        self.idleTimeout = idleTimeout
         self.responder = Self.redirectingLateUpgrades(responder)
         self.gateway = gateway
         self.secure = secure
@@ -82,7 +89,7 @@ struct ServerChannel: ServerChildChannel, HTTPChannelHandler {
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: secure))
-                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
                         let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
                         return attempted.value ? .refusedUpgrade(http) : .http(http)
@@ -93,6 +100,8 @@ struct ServerChannel: ServerChildChannel, HTTPChannelHandler {
             configuration.enablePipelining = false
             configuration.enableErrorHandling = false
             configuration.enableResponseHeaderValidation = false
+            // Before the decoder, so it sees the bytes as they come.
+            try channel.pipeline.syncOperations.addHandler(RequestHeadDeadline(timeout: headTimeout))
             let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
             return Value(negotiated: negotiated, channel: channel)
         }

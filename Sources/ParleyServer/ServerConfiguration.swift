@@ -54,6 +54,12 @@ public struct ServerConfiguration: Sendable {
     /// In a zone: why the role cannot do its job now (no manager link, say), beyond the
     /// store, which `/ready` always checks. Empty when it can.
     public var readiness: (@Sendable () async -> [String])?
+    /// A new connection's first request head must be complete within this many seconds
+    /// (slowloris: headers sent a byte at a time hold a connection no longer).
+    public var headerTimeoutSeconds = 10
+    /// An HTTP connection with no request in progress for this many seconds is closed.
+    /// (A WebSocket is not an HTTP connection any more: its pings decide.)
+    public var httpIdleTimeoutSeconds = 60
     /// Where this server's figures go (`.off`: nowhere); see docs/operations.md.
     public var metrics = ServerMetrics.off
     /// `parley serve --single`: the path on the client port that serves the metrics (nil:

@@ -35,7 +35,9 @@ public enum MetricsEndpoint {
                     : json(ReadyBody(status: "not_ready", reasons: problems), .serviceUnavailable)
             }
         }
-        return Application(router: router, configuration: .init(address: .hostname(host, port: bind), serverName: "parley-metrics"),
+        // A scraper's connection left idle is closed after a minute.
+        return Application(router: router, server: .http1(configuration: .init(idleTimeout: .seconds(60))),
+                           configuration: .init(address: .hostname(host, port: bind), serverName: "parley-metrics"),
                            onServerRunning: { channel in await port(channel.localAddress?.port ?? 0) }, logger: logger)
     }
 

@@ -90,6 +90,10 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         /// If set, creating meetings and issuing tokens requires `Authorization: Bearer <apiKey>`.
         public var apiKey: String?
         public var fsyncEveryCommit: Bool?
+        /// A new connection's first request head must be complete within this (10 s).
+        public var headerTimeoutSeconds: Int?
+        /// An HTTP connection with no request in progress is closed after this (60 s).
+        public var httpIdleTimeoutSeconds: Int?
         public init() {}
     }
 
@@ -320,6 +324,10 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         if restart.maxRestarts < 1 || restart.windowSeconds < 1 { problems.append("restart.maxRestarts and restart.windowSeconds must be at least 1") }
         if scaling.connectionsPerServer < 1 { problems.append("scaling.connectionsPerServer must be at least 1") }
         if scaling.connectionsPerCopy < 1 { problems.append("scaling.connectionsPerCopy must be at least 1") }
+        for (key, value) in [("clients.headerTimeoutSeconds", clients.headerTimeoutSeconds),
+                             ("clients.httpIdleTimeoutSeconds", clients.httpIdleTimeoutSeconds)] {
+            if let value, value < 1 { problems.append("\(key) must be at least 1 (it is \(value))") }
+        }
         if !["text", "json"].contains(logs.format) { problems.append("logs.format must be text or json (it is '\(logs.format)')") }
         if logs.maxFileBytes < 4_096 { problems.append("logs.maxFileBytes must be at least 4096 (it is \(logs.maxFileBytes))") }
         if logs.keepFiles < 1 { problems.append("logs.keepFiles must be at least 1 (it is \(logs.keepFiles))") }
