@@ -340,7 +340,8 @@ struct ManagerService: Service {
                                   metrics: context.metrics, logger: logger)
         await context.link.reportLoad { await manager.statusLoad() }
         // A manager that cannot reach the store can neither lead nor take the lease over.
-        context.readiness.set { await Readiness.storeProblem(store).map { [$0] } ?? [] }
+        let probe = StoreProbe(store: store)
+        context.readiness.set { await probe.problem().map { [$0] } ?? [] }
         let port = PortAnnouncement()
         let bind = try ListenPorts.pick(configuration.ports, host: configuration.host, process: context.name)
         let app = ZoneListener.application(host: configuration.host, bind: bind, credentials: credentials, serverName: "parley-manager",

@@ -118,9 +118,10 @@ extension NodeContext {
     /// Readiness for a role that needs its store and a manager link: the store answers, and
     /// the zone agent is registered with the leading manager.
     func readyWith(store: any Store, agent: @escaping @Sendable () -> ZoneAgent?) {
+        let probe = StoreProbe(store: store)
         readiness.set {
             var problems: [String] = []
-            if let problem = await Readiness.storeProblem(store) { problems.append(problem) }
+            if let problem = await probe.problem() { problems.append(problem) }
             if await agent()?.isRegistered != true { problems.append("not registered with a manager: no zone link") }
             return problems
         }
@@ -137,7 +138,8 @@ struct ReadinessMonitor: Service {
             while !Task.isCancelled {
                 let problems = await context.readiness.call()
                 context.lastReadiness.set(problems)
-                try? await Task.sleep(for: .milliseconds(context.configuration.heartbeat.intervalMs))
+                // Once a second at most: each look is a store query, from every process.
+                try? await Task.sleep(for: .milliseconds(max(1_000, context.configuration.heartbeat.intervalMs)))
             }
         }
     }

@@ -79,6 +79,7 @@ struct HTTPAPI: Sendable {
 
     func router() -> Router<BasicRequestContext> {
         let router = Router()
+        let probe = StoreProbe(store: store)
         // Requests, errors and durations by route pattern (never by path: ids stay out of labels).
         if configuration.metrics.process.isOn { router.add(middleware: MetricsMiddleware()) }
         // Liveness: the process answers.
@@ -87,7 +88,7 @@ struct HTTPAPI: Sendable {
         }
         // Readiness: it can do its job (docs/operations.md, "Health and readiness").
         router.get("/ready") { _, _ in
-            let problems = await readinessProblems()
+            let problems = await readinessProblems(probe)
             return try json(ReadyAnswer(problems), status: problems.isEmpty ? .ok : .serviceUnavailable)
         }
         if front {
@@ -361,9 +362,9 @@ struct HTTPAPI: Sendable {
     }
 
     /// Why this server cannot do its job now; empty when it can.
-    func readinessProblems() async -> [String] {
+    func readinessProblems(_ probe: StoreProbe) async -> [String] {
         var problems: [String] = []
-        if let problem = await Readiness.storeProblem(store) { problems.append(problem) }
+        if let problem = await probe.problem() { problems.append(problem) }
         problems += await configuration.readiness?() ?? []
         return problems
     }

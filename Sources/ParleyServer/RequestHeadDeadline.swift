@@ -15,6 +15,10 @@ final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     private var deadline: Scheduled<Void>?
     /// The last bytes seen, to find a "\r\n\r\n" split across reads.
     private var tail: [UInt8] = []
+    /// Whether a byte other than CR or LF has come: the HTTP parser skips blank lines before
+    /// a request line, so blank lines alone must not count as a finished head (a client
+    /// would send "\r\n\r\n" first, then its headers a byte at a time).
+    private var started = false
     private var done = false
 
     init(timeout: TimeAmount) { self.timeout = timeout }
@@ -36,7 +40,12 @@ final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         if !done {
-            tail += buffer.readableBytesView
+            var bytes = buffer.readableBytesView[...]
+            if !started {
+                bytes = bytes.drop { $0 == 13 || $0 == 10 }
+                started = !bytes.isEmpty
+            }
+            tail += bytes
             if tail.count >= 4, tail.indices.dropLast(3).contains(where: { tail[$0..<($0 + 4)].elementsEqual([13, 10, 13, 10]) }) {
                 done = true
                 deadline?.cancel()

@@ -50,6 +50,14 @@ public struct MeetingListing: Equatable, Sendable {
     }
 }
 
+/// What ``AccountStore/beginSignIn(account:maxFailures:lockUntil:now:)`` decided.
+public enum SignInAttempt: Equatable, Sendable {
+    /// Check the password; `attempt` failures in a row, this one included, so far.
+    case check(attempt: Int)
+    /// Refuse without checking the password. `now` is whether this attempt set the lock.
+    case locked(until: Millis, now: Bool)
+}
+
 /// Accounts, sign-in sessions and meeting listings of the web zone, in the same database
 /// as the meetings.
 public protocol AccountStore: Sendable {
@@ -58,12 +66,18 @@ public protocol AccountStore: Sendable {
     func account(username: String) async throws(StoreError) -> Account?
     func account(id: String) async throws(StoreError) -> Account?
     func setSignInState(account: String, failedSignIns: Int, lockedUntil: Millis?) async throws(StoreError)
-    /// Counts one failed sign-in, in one atomic step, so that concurrent failures all count:
-    /// the count goes up by one (or starts again at one if a lock has run out by `now`), and
-    /// reaching `maxFailures` locks the account until `lockUntil` (a lock already running is
-    /// kept). Returns the count and lock after this failure; nil without such an account.
-    func recordFailedSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError)
-        -> (failures: Int, lockedUntil: Millis?)?
+    /// Counts a sign-in attempt before its password is checked, in one atomic step, so that
+    /// attempts in flight at once all count: nil without such an account; `.locked` if a
+    /// lock runs at `now` (nothing counted), or if this attempt is beyond `maxFailures` in a
+    /// row (the account is locked until `lockUntil` by it); else `.check`: the count now
+    /// (one after a lock that ran out).
+    func beginSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> SignInAttempt?
+    /// The password matched: the count starts again, unless another attempt locked the
+    /// account meanwhile (then false, and the sign-in must be refused).
+    func signInSucceeded(account: String, now: Millis) async throws(StoreError) -> Bool
+    /// The password did not match: if the count has reached `maxFailures`, lock until
+    /// `lockUntil`. True if this call set the lock (to log and count it once).
+    func signInFailed(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> Bool
 
     /// Sessions are stored by a hash of their cookie, so a copy of the database signs nobody in.
     func createSession(tokenHash: String, account: String, expiresAt: Millis) async throws(StoreError)
@@ -109,20 +123,42 @@ extension SQLiteStore: AccountStore {
         }
     }
 
-    public func recordFailedSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError)
-        -> (failures: Int, lockedUntil: Millis?)?
-    {
+    public func beginSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> SignInAttempt? {
         try await write { db in
-            // The right-hand sides all see the row as it was: one step, whoever else fails now.
-            let counted = "CASE WHEN locked_until IS NOT NULL AND locked_until <= :now THEN 1 ELSE failed_sign_ins + 1 END"
-            let row = try Row.fetchOne(db, sql: """
-                UPDATE accounts SET
-                  failed_sign_ins = \(counted),
-                  locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until > :now THEN locked_until
-                                      WHEN \(counted) >= :max THEN :until ELSE NULL END
-                WHERE id = :id RETURNING failed_sign_ins, locked_until
-                """, arguments: ["now": now, "max": maxFailures, "until": lockUntil, "id": account])
-            return row.map { (failures: $0["failed_sign_ins"] as Int, lockedUntil: $0["locked_until"] as Millis?) }
+            guard let row = try Row.fetchOne(db, sql: "SELECT failed_sign_ins, locked_until FROM accounts WHERE id = ?", arguments: [account])
+            else { return nil }
+            // One write transaction: no other attempt reads or writes between these lines.
+            let failures: Int = row["failed_sign_ins"]
+            let lockedUntil: Millis? = row["locked_until"]
+            return try SQLiteStore.begin(db, account: account, failures: failures, lockedUntil: lockedUntil, maxFailures: maxFailures,
+                                         lockUntil: lockUntil, now: now)
+        }
+    }
+
+    private static func begin(_ db: Database, account: String, failures: Int, lockedUntil: Millis?, maxFailures: Int,
+                              lockUntil: Millis, now: Millis) throws -> SignInAttempt {
+        if let lockedUntil, lockedUntil > now { return .locked(until: lockedUntil, now: false) }
+        let attempt = lockedUntil == nil ? failures + 1 : 1
+        let lock = attempt > maxFailures ? lockUntil : nil
+        try db.execute(sql: "UPDATE accounts SET failed_sign_ins = ?, locked_until = ? WHERE id = ?", arguments: [attempt, lock, account])
+        return lock.map { .locked(until: $0, now: true) } ?? .check(attempt: attempt)
+    }
+
+    public func signInSucceeded(account: String, now: Millis) async throws(StoreError) -> Bool {
+        try await write { db in
+            try db.execute(sql: "UPDATE accounts SET failed_sign_ins = 0, locked_until = NULL WHERE id = ? AND (locked_until IS NULL OR locked_until <= ?)",
+                           arguments: [account, now])
+            return db.changesCount > 0
+        }
+    }
+
+    public func signInFailed(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> Bool {
+        try await write { db in
+            try db.execute(sql: """
+                UPDATE accounts SET locked_until = ?
+                WHERE id = ? AND failed_sign_ins >= ? AND (locked_until IS NULL OR locked_until <= ?)
+                """, arguments: [lockUntil, account, maxFailures, now])
+            return db.changesCount > 0
         }
     }
 

@@ -276,19 +276,33 @@ public actor InMemoryStore: Store, AccountStore {
         accounts[account]?.lockedUntil = lockedUntil
     }
 
-    public func recordFailedSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError)
-        -> (failures: Int, lockedUntil: Millis?)?
-    {
+    public func beginSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> SignInAttempt? {
         await delay()
         guard var record = accounts[account] else { return nil }
-        if let until = record.lockedUntil, until > now {
-            record.failedSignIns += 1
-        } else {
-            record.failedSignIns = record.lockedUntil == nil ? record.failedSignIns + 1 : 1
-            record.lockedUntil = record.failedSignIns >= maxFailures ? lockUntil : nil
-        }
+        if let until = record.lockedUntil, until > now { return .locked(until: until, now: false) }
+        record.failedSignIns = record.lockedUntil == nil ? record.failedSignIns + 1 : 1
+        record.lockedUntil = record.failedSignIns > maxFailures ? lockUntil : nil
         accounts[account] = record
-        return (record.failedSignIns, record.lockedUntil)
+        return record.lockedUntil.map { .locked(until: $0, now: true) } ?? .check(attempt: record.failedSignIns)
+    }
+
+    public func signInSucceeded(account: String, now: Millis) async throws(StoreError) -> Bool {
+        await delay()
+        guard var record = accounts[account] else { return false }
+        if let until = record.lockedUntil, until > now { return false }
+        record.failedSignIns = 0
+        record.lockedUntil = nil
+        accounts[account] = record
+        return true
+    }
+
+    public func signInFailed(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> Bool {
+        await delay()
+        guard var record = accounts[account], record.failedSignIns >= maxFailures else { return false }
+        if let until = record.lockedUntil, until > now { return false }
+        record.lockedUntil = lockUntil
+        accounts[account] = record
+        return true
     }
 
     public func createSession(tokenHash: String, account: String, expiresAt: Millis) async throws(StoreError) {

@@ -45,6 +45,7 @@ public struct JSONLogHandler: LogHandler {
             var written = 0
             while written < bytes.count {
                 let result = write(2, bytes.baseAddress! + written, bytes.count - written)
+                if result < 0, errno == EINTR { continue }
                 if result <= 0 { return }
                 written += result
             }

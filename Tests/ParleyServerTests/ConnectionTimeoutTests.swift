@@ -20,6 +20,13 @@ struct ConnectionTimeoutTests {
             let slowTook = ContinuousClock.now - slowStarted
             #expect(slowTook >= .milliseconds(900) && slowTook < .seconds(5), "closed after \(slowTook)")
 
+            // Blank lines first (the parser skips them) do not count as a finished head.
+            let sly = try RawConnection(port: server.port)
+            try sly.send("\r\n\r\nGET /health HTTP/1.1\r\nHost: parley\r\n")
+            let slyStarted = ContinuousClock.now
+            #expect(sly.readUntilClosed().isEmpty)
+            #expect(ContinuousClock.now - slyStarted < .seconds(5), "blank lines first bought more time")
+
             // A complete request is answered, and the connection kept alive until idle.
             let idle = try RawConnection(port: server.port)
             try idle.send("GET /health HTTP/1.1\r\nHost: parley\r\n\r\n")

@@ -91,6 +91,25 @@ struct AccountHTTPTests {
         }
     }
 
+    @Test("guesses sent at once get no more tries than guesses one after another: of eight wrong passwords at once with a limit of five, the account ends locked, and the right password is refused")
+    func parallelGuessesLock() async throws {
+        var settings = WebServer.fastSettings
+        settings.maxFailedSignIns = 5
+        try await WebServer.with(settings) { server in
+            #expect(try await Visitor(server).register("ann", name: "Ann", password: "right password").location == "/center")
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for attempt in 0..<8 { group.addTask { try await Visitor(server).signIn("ann", password: "guess \(attempt)").status } }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            // Five are checked (wrong: 401, or 403 for the one that locks, if it locks before
+            // an attempt beyond the limit does); the other three are refused unchecked (403).
+            let wrong = statuses.filter { $0 == 401 }.count
+            #expect((4...5).contains(wrong) && statuses.filter { $0 == 403 }.count == 8 - wrong, "\(statuses)")
+            #expect(try await Visitor(server).signIn("ann", password: "right password").status == 403)
+            #expect(server.logs.all.filter { $0.contains("account locked after failed sign-ins") }.count == 1, "logged once")
+        }
+    }
+
     @Test("session cookies are HttpOnly and SameSite; signing out ends the session")
     func cookies() async throws {
         try await WebServer.with { server in

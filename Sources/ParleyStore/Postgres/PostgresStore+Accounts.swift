@@ -32,25 +32,40 @@ extension PostgresStore: AccountStore {
         }
     }
 
-    public func recordFailedSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError)
-        -> (failures: Int, lockedUntil: Millis?)?
-    {
-        try await withConnection { connection in
-            // One statement: the row is locked while it is updated, and the right-hand sides
-            // see it as it was, so concurrent failures each count.
-            let rows = try await connection.query("""
-                UPDATE accounts SET
-                  failed_sign_ins = CASE WHEN locked_until IS NOT NULL AND locked_until <= \(now) THEN 1 ELSE failed_sign_ins + 1 END,
-                  locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until > \(now) THEN locked_until
-                                      WHEN (CASE WHEN locked_until IS NOT NULL AND locked_until <= \(now) THEN 1 ELSE failed_sign_ins + 1 END)
-                                           >= \(maxFailures) THEN \(lockUntil) ELSE NULL END
-                WHERE id = \(account) RETURNING failed_sign_ins, locked_until
-                """)
-            for row in rows {
-                let (failures, lockedUntil) = try row.decode((Int, Int64?).self)
-                return (failures: failures, lockedUntil: lockedUntil)
+    public func beginSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> SignInAttempt? {
+        try await withTransaction { connection in
+            // FOR UPDATE: concurrent attempts on one account take turns here.
+            var current: (Int, Int64?)?
+            for row in try await connection.query("SELECT failed_sign_ins, locked_until FROM accounts WHERE id = \(account) FOR UPDATE") {
+                current = try row.decode((Int, Int64?).self)
             }
-            return nil
+            guard let (failures, lockedUntil) = current else { return nil }
+            if let lockedUntil, lockedUntil > now { return .locked(until: lockedUntil, now: false) }
+            let attempt = lockedUntil == nil ? failures + 1 : 1
+            let lock: Int64? = attempt > maxFailures ? lockUntil : nil
+            try await connection.query("UPDATE accounts SET failed_sign_ins = \(attempt), locked_until = \(lock) WHERE id = \(account)")
+            return lock.map { .locked(until: $0, now: true) } ?? .check(attempt: attempt)
+        }
+    }
+
+    public func signInSucceeded(account: String, now: Millis) async throws(StoreError) -> Bool {
+        try await withConnection { connection in
+            let rows = try await connection.query("""
+                UPDATE accounts SET failed_sign_ins = 0, locked_until = NULL
+                WHERE id = \(account) AND (locked_until IS NULL OR locked_until <= \(now)) RETURNING id
+                """)
+            return !rows.isEmpty
+        }
+    }
+
+    public func signInFailed(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> Bool {
+        try await withConnection { connection in
+            let rows = try await connection.query("""
+                UPDATE accounts SET locked_until = \(lockUntil)
+                WHERE id = \(account) AND failed_sign_ins >= \(maxFailures) AND (locked_until IS NULL OR locked_until <= \(now))
+                RETURNING id
+                """)
+            return !rows.isEmpty
         }
     }
 

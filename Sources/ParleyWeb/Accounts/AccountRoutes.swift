@@ -101,43 +101,56 @@ struct AccountRoutes: Sendable {
             return refused("wrong username or password", .unauthorized)
         }
         let now = web.now()
-        let state = SignInLockout.State(failures: account.failedSignIns, lockedUntil: account.lockedUntil)
-        switch web.lockout.admit(state, now: now) {
-        case .locked(let until):
+        // The pure rule, on what was read, only to log a lock that has run out; the store
+        // decides, in one step per attempt.
+        if case .checkPassword(_, let lockEnded?) = web.lockout.admit(
+            SignInLockout.State(failures: account.failedSignIns, lockedUntil: account.lockedUntil), now: now) {
+            web.logger.notice("account lock ended", metadata: ["account": "\(account.id)", "lockedUntil": "\(Self.time(lockEnded))"])
+        }
+        // Counted before the password is checked: attempts in flight at once all count, and
+        // those beyond `maxFailures` in a row are refused without a check, so guessing in
+        // parallel gets no more tries than guessing one after another.
+        let (maxFailures, lockUntil) = (web.lockout.maxFailures, now + web.lockout.lockMillis)
+        let attempt = try await web.storeCall {
+            try await web.accounts.beginSignIn(account: account.id, maxFailures: maxFailures, lockUntil: lockUntil, now: now)
+        }
+        switch attempt {
+        case nil:
+            return refused("wrong username or password", .unauthorized)
+        case .locked(let until, let lockedNow)?:
+            if lockedNow { lockedOut(account, until: until) }
             web.logger.notice("sign-in refused: account locked", metadata: ["account": "\(account.id)", "lockedUntil": "\(Self.time(until))"])
             web.metrics.signIn(.locked)
             return locked(until)
-        case .checkPassword(_, let lockEnded):
-            // The count starts again: the store does it with the next failure, or a success.
-            if let lockEnded {
-                web.logger.notice("account lock ended", metadata: ["account": "\(account.id)", "lockedUntil": "\(Self.time(lockEnded))"])
+        case .check(let failures)?:
+            if try await web.passwords.verify(password, against: account.passwordHash) {
+                // Unless an attempt beside this one locked the account meanwhile.
+                guard try await web.storeCall({ try await web.accounts.signInSucceeded(account: account.id, now: now) }) else {
+                    web.metrics.signIn(.locked)
+                    let current = try await web.storeCall { try await web.accounts.account(id: account.id) }
+                    return locked(current?.lockedUntil ?? lockUntil)
+                }
+                web.logger.info("signed in", metadata: ["account": "\(account.id)"])
+                web.metrics.signIn(.signedIn)
+                return try await startSession(for: account, next: next)
             }
-        }
-        let matched = try await web.passwords.verify(password, against: account.passwordHash)
-        if matched {
-            try await web.storeCall { try await web.accounts.setSignInState(account: account.id, failedSignIns: 0, lockedUntil: nil) }
-            web.logger.info("signed in", metadata: ["account": "\(account.id)"])
-            web.metrics.signIn(.signedIn)
-            return try await startSession(for: account, next: next)
-        }
-        // Counted in the store in one step: two wrong passwords at once count twice, so
-        // guessing in parallel locks the account as soon as guessing one after another does.
-        let lockUntil = now + web.lockout.lockMillis
-        let counted = try await web.storeCall {
-            try await web.accounts.recordFailedSignIn(account: account.id, maxFailures: web.lockout.maxFailures, lockUntil: lockUntil, now: now)
-        }
-        web.metrics.signIn(.wrongPassword)
-        guard let counted, let until = counted.lockedUntil, until > now else {
-            web.logger.notice("sign-in failed: wrong password", metadata: ["account": "\(account.id)", "failures": "\(counted?.failures ?? 0)"])
+            web.metrics.signIn(.wrongPassword)
+            if try await web.storeCall({ try await web.accounts.signInFailed(account: account.id, maxFailures: maxFailures,
+                                                                             lockUntil: lockUntil, now: now) }) {
+                lockedOut(account, until: lockUntil)
+                return locked(lockUntil)
+            }
+            web.logger.notice("sign-in failed: wrong password", metadata: ["account": "\(account.id)", "failures": "\(failures)"])
             return refused("wrong username or password", .unauthorized)
         }
-        if until == lockUntil {
-            web.metrics.lockedOut()
-            web.logger.warning("account locked after failed sign-ins", metadata: [
-                "account": "\(account.id)", "failures": "\(counted.failures)", "lockedUntil": "\(Self.time(until))",
-            ])
-        }
-        return locked(until)
+    }
+
+    /// This attempt locked the account: logged and counted once.
+    private func lockedOut(_ account: Account, until: Millis) {
+        web.metrics.lockedOut()
+        web.logger.warning("account locked after failed sign-ins", metadata: [
+            "account": "\(account.id)", "failures": "\(web.lockout.maxFailures)", "lockedUntil": "\(Self.time(until))",
+        ])
     }
 
     private func startSession(for account: Account, next: String) async throws -> Response {

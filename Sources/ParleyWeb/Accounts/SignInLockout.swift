@@ -45,9 +45,10 @@ public struct SignInLockout: Equatable, Sendable {
         return .checkPassword(State(), lockEnded: until)
     }
 
-    /// The rule for one checked password. The stores apply the same rule to a failure in one
-    /// atomic step (`AccountStore.recordFailedSignIn`), so that concurrent failures all
-    /// count; `StoreRecordsTests.failedSignInsCountAtomically` checks each store does.
+    /// The rule for one checked password, as a person signing in one attempt after another
+    /// sees it. The stores apply it per attempt in atomic steps (`AccountStore.beginSignIn`,
+    /// `signInFailed`, `signInSucceeded`), so that attempts made at once all count;
+    /// `StoreRecordsTests.parallelSignInAttempts` checks each store does.
     public func record(passwordMatched: Bool, _ state: State, now: Millis) -> Outcome {
         if passwordMatched { return .signedIn(State()) }
         let failures = state.failures + 1

@@ -89,6 +89,10 @@ struct DocumentRoutes: Sendable {
             } catch let error as DocumentError {
                 metrics.upload(error == .storageFailed ? .failed : .refused)
                 throw error.apiError
+            } catch {
+                // The body could not be read (the uploader went away), or the like.
+                metrics.upload(.failed)
+                throw error
             }
         }
         router.get("/v1/meetings/:id/uploads/:upload") { request, context in
