@@ -128,8 +128,9 @@ extension NodeContext {
     }
 }
 
-/// Asks the role whether it is ready once per heartbeat interval, in a task of its own, and
-/// keeps the answer for the heartbeat (``NodeContext/lastReadiness``).
+/// Asks the role whether it is ready about once a second (or once per heartbeat interval,
+/// if longer), in a task of its own, and keeps the answer for the heartbeat
+/// (``NodeContext/lastReadiness``).
 struct ReadinessMonitor: Service {
     let context: NodeContext
 
