@@ -5,6 +5,7 @@ import NIOCore
 import ParleyCore
 import ParleyProtocol
 import ParleyStore
+import ParleyTelemetry
 
 /// An HTTP error with a stable code, rendered as `{"code": ..., "message": ...}`.
 public struct APIError: HTTPResponseError {

@@ -74,13 +74,3 @@ public actor StoreProbe {
     }
 }
 
-/// The body of `GET /ready`: `{"status": "ready"}`, or `{"status": "not_ready", "reasons": [...]}`.
-public struct ReadyAnswer: Codable, Equatable, Sendable {
-    public var status: String
-    public var reasons: [String]?
-
-    public init(_ problems: [String]) {
-        status = problems.isEmpty ? "ready" : "not_ready"
-        reasons = problems.isEmpty ? nil : problems
-    }
-}

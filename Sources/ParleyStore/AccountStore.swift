@@ -50,12 +50,15 @@ public struct MeetingListing: Equatable, Sendable {
     }
 }
 
-/// What ``AccountStore/beginSignIn(account:maxFailures:lockUntil:now:)`` decided.
-public enum SignInAttempt: Equatable, Sendable {
-    /// Check the password; `attempt` failures in a row, this one included, so far.
-    case check(attempt: Int)
-    /// Refuse without checking the password. `now` is whether this attempt set the lock.
-    case locked(until: Millis, now: Bool)
+/// An account's sign-in state, as stored: failed attempts in a row, and a lock.
+public struct SignInState: Equatable, Sendable {
+    public var failures: Int
+    public var lockedUntil: Millis?
+
+    public init(failures: Int = 0, lockedUntil: Millis? = nil) {
+        self.failures = failures
+        self.lockedUntil = lockedUntil
+    }
 }
 
 /// Accounts, sign-in sessions and meeting listings of the web zone, in the same database
@@ -65,19 +68,12 @@ public protocol AccountStore: Sendable {
     func createAccount(_ account: Account) async throws(StoreError) -> Bool
     func account(username: String) async throws(StoreError) -> Account?
     func account(id: String) async throws(StoreError) -> Account?
-    func setSignInState(account: String, failedSignIns: Int, lockedUntil: Millis?) async throws(StoreError)
-    /// Counts a sign-in attempt before its password is checked, in one atomic step, so that
-    /// attempts in flight at once all count: nil without such an account; `.locked` if a
-    /// lock runs at `now` (nothing counted), or if this attempt is beyond `maxFailures` in a
-    /// row (the account is locked until `lockUntil` by it); else `.check`: the count now
-    /// (one after a lock that ran out).
-    func beginSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> SignInAttempt?
-    /// The password matched: the count starts again, unless another attempt locked the
-    /// account meanwhile (then false, and the sign-in must be refused).
-    func signInSucceeded(account: String, now: Millis) async throws(StoreError) -> Bool
-    /// The password did not match: if the count has reached `maxFailures`, lock until
-    /// `lockUntil`. True if this call set the lock (to log and count it once).
-    func signInFailed(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> Bool
+    /// Applies `change` to the account's sign-in state in one atomic step: no other change
+    /// to it comes between the read and the write, so sign-in attempts made at once all
+    /// count. Returns what `change` returned; nil without such an account. The rule itself
+    /// is the web's (`SignInLockout`); the store only makes it atomic.
+    func changeSignInState<T: Sendable>(account: String, _ change: @escaping @Sendable (inout SignInState) -> T)
+        async throws(StoreError) -> T?
 
     /// Sessions are stored by a hash of their cookie, so a copy of the database signs nobody in.
     func createSession(tokenHash: String, account: String, expiresAt: Millis) async throws(StoreError)
@@ -116,49 +112,18 @@ extension SQLiteStore: AccountStore {
         try await read { db in try Row.fetchOne(db, sql: "SELECT * FROM accounts WHERE id = ?", arguments: [id]).map(Self.account) }
     }
 
-    public func setSignInState(account: String, failedSignIns: Int, lockedUntil: Millis?) async throws(StoreError) {
-        try await write { db in
-            try db.execute(sql: "UPDATE accounts SET failed_sign_ins = ?, locked_until = ? WHERE id = ?",
-                           arguments: [failedSignIns, lockedUntil, account])
-        }
-    }
-
-    public func beginSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> SignInAttempt? {
+    public func changeSignInState<T: Sendable>(account: String, _ change: @escaping @Sendable (inout SignInState) -> T)
+        async throws(StoreError) -> T?
+    {
+        // One write transaction: no other writer comes between the read and the write.
         try await write { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT failed_sign_ins, locked_until FROM accounts WHERE id = ?", arguments: [account])
             else { return nil }
-            // One write transaction: no other attempt reads or writes between these lines.
-            let failures: Int = row["failed_sign_ins"]
-            let lockedUntil: Millis? = row["locked_until"]
-            return try SQLiteStore.begin(db, account: account, failures: failures, lockedUntil: lockedUntil, maxFailures: maxFailures,
-                                         lockUntil: lockUntil, now: now)
-        }
-    }
-
-    private static func begin(_ db: Database, account: String, failures: Int, lockedUntil: Millis?, maxFailures: Int,
-                              lockUntil: Millis, now: Millis) throws -> SignInAttempt {
-        if let lockedUntil, lockedUntil > now { return .locked(until: lockedUntil, now: false) }
-        let attempt = lockedUntil == nil ? failures + 1 : 1
-        let lock = attempt > maxFailures ? lockUntil : nil
-        try db.execute(sql: "UPDATE accounts SET failed_sign_ins = ?, locked_until = ? WHERE id = ?", arguments: [attempt, lock, account])
-        return lock.map { .locked(until: $0, now: true) } ?? .check(attempt: attempt)
-    }
-
-    public func signInSucceeded(account: String, now: Millis) async throws(StoreError) -> Bool {
-        try await write { db in
-            try db.execute(sql: "UPDATE accounts SET failed_sign_ins = 0, locked_until = NULL WHERE id = ? AND (locked_until IS NULL OR locked_until <= ?)",
-                           arguments: [account, now])
-            return db.changesCount > 0
-        }
-    }
-
-    public func signInFailed(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> Bool {
-        try await write { db in
-            try db.execute(sql: """
-                UPDATE accounts SET locked_until = ?
-                WHERE id = ? AND failed_sign_ins >= ? AND (locked_until IS NULL OR locked_until <= ?)
-                """, arguments: [lockUntil, account, maxFailures, now])
-            return db.changesCount > 0
+            var state = SignInState(failures: row["failed_sign_ins"], lockedUntil: row["locked_until"])
+            let result = change(&state)
+            try db.execute(sql: "UPDATE accounts SET failed_sign_ins = ?, locked_until = ? WHERE id = ?",
+                           arguments: [state.failures, state.lockedUntil, account])
+            return result
         }
     }
 

@@ -270,39 +270,16 @@ public actor InMemoryStore: Store, AccountStore {
         return accounts[id]
     }
 
-    public func setSignInState(account: String, failedSignIns: Int, lockedUntil: Millis?) async throws(StoreError) {
-        await delay()
-        accounts[account]?.failedSignIns = failedSignIns
-        accounts[account]?.lockedUntil = lockedUntil
-    }
-
-    public func beginSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> SignInAttempt? {
+    public func changeSignInState<T: Sendable>(account: String, _ change: @escaping @Sendable (inout SignInState) -> T)
+        async throws(StoreError) -> T?
+    {
         await delay()
         guard var record = accounts[account] else { return nil }
-        if let until = record.lockedUntil, until > now { return .locked(until: until, now: false) }
-        record.failedSignIns = record.lockedUntil == nil ? record.failedSignIns + 1 : 1
-        record.lockedUntil = record.failedSignIns > maxFailures ? lockUntil : nil
+        var state = SignInState(failures: record.failedSignIns, lockedUntil: record.lockedUntil)
+        let result = change(&state)
+        (record.failedSignIns, record.lockedUntil) = (state.failures, state.lockedUntil)
         accounts[account] = record
-        return record.lockedUntil.map { .locked(until: $0, now: true) } ?? .check(attempt: record.failedSignIns)
-    }
-
-    public func signInSucceeded(account: String, now: Millis) async throws(StoreError) -> Bool {
-        await delay()
-        guard var record = accounts[account] else { return false }
-        if let until = record.lockedUntil, until > now { return false }
-        record.failedSignIns = 0
-        record.lockedUntil = nil
-        accounts[account] = record
-        return true
-    }
-
-    public func signInFailed(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> Bool {
-        await delay()
-        guard var record = accounts[account], record.failedSignIns >= maxFailures else { return false }
-        if let until = record.lockedUntil, until > now { return false }
-        record.lockedUntil = lockUntil
-        accounts[account] = record
-        return true
+        return result
     }
 
     public func createSession(tokenHash: String, account: String, expiresAt: Millis) async throws(StoreError) {

@@ -28,11 +28,10 @@ public enum MetricsEndpoint {
         let router = Router()
         route(on: router, path: path, metrics: metrics, collect: collect)
         if let readiness {
-            router.get("/health") { _, _ in try json(ReadyBody(status: "ok", reasons: nil), .ok) }
+            router.get("/health") { _, _ in try json(ReadyAnswer(status: "ok"), .ok) }
             router.get("/ready") { _, _ in
                 let problems = await readiness()
-                return try problems.isEmpty ? json(ReadyBody(status: "ready", reasons: nil), .ok)
-                    : json(ReadyBody(status: "not_ready", reasons: problems), .serviceUnavailable)
+                return try json(ReadyAnswer(problems), problems.isEmpty ? .ok : .serviceUnavailable)
             }
         }
         // A scraper's connection left idle is closed after a minute.
@@ -41,14 +40,24 @@ public enum MetricsEndpoint {
                            onServerRunning: { channel in await port(channel.localAddress?.port ?? 0) }, logger: logger)
     }
 
-    /// The same body as the client port's `/ready` (`ReadyAnswer`).
-    private struct ReadyBody: Encodable {
-        var status: String
-        var reasons: [String]?
-    }
-
-    private static func json(_ body: ReadyBody, _ status: HTTPResponse.Status) throws -> Response {
+    private static func json(_ body: ReadyAnswer, _ status: HTTPResponse.Status) throws -> Response {
         Response(status: status, headers: [.contentType: "application/json"],
                  body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(body))))
+    }
+}
+
+/// The body of `GET /ready` wherever it is served: `{"status": "ready"}`, or
+/// `{"status": "not_ready", "reasons": [...]}` (and `{"status": "ok"}` for `/health`).
+public struct ReadyAnswer: Codable, Equatable, Sendable {
+    public var status: String
+    public var reasons: [String]?
+
+    public init(status: String, reasons: [String]? = nil) {
+        self.status = status
+        self.reasons = reasons
+    }
+
+    public init(_ problems: [String]) {
+        self.init(status: problems.isEmpty ? "ready" : "not_ready", reasons: problems.isEmpty ? nil : problems)
     }
 }

@@ -39,35 +39,27 @@ struct StoreRecordsTests {
         }
     }
 
-    @Test("sign-in attempts are counted before the password check, one step each: of eight at once, five are checked and three refused, one of them locking the account; a lock holds against a success, and after it the count starts again",
+    @Test("a change of the sign-in state is one atomic step: eight increments at once see 1 to 8, each once; nil without the account",
           arguments: StoreKind.allCases)
-    func parallelSignInAttempts(_ kind: StoreKind) async throws {
+    func signInStateChangesAtomically(_ kind: StoreKind) async throws {
         try await withStore(kind) { store, _ in
             #expect(try await store.createAccount(Account(id: "acc-eve", username: "eve", displayName: "Eve", passwordHash: "h", createdAt: 1)))
-            #expect(try await store.beginSignIn(account: "nobody", maxFailures: 5, lockUntil: 2_000, now: 1_000) == nil)
-            let attempts = try await withThrowingTaskGroup(of: SignInAttempt?.self) { group in
+            #expect(try await store.changeSignInState(account: "nobody") { $0.failures += 1 } == nil)
+            let seen = try await withThrowingTaskGroup(of: Int?.self) { group in
                 for _ in 0..<8 {
-                    group.addTask { try await store.beginSignIn(account: "acc-eve", maxFailures: 5, lockUntil: 61_000, now: 1_000) }
+                    group.addTask {
+                        try await store.changeSignInState(account: "acc-eve") { state in
+                            state.failures += 1
+                            if state.failures == 5 { state.lockedUntil = 61_000 }
+                            return state.failures
+                        }
+                    }
                 }
-                return try await group.reduce(into: [SignInAttempt]()) { $0.append($1!) }
+                return try await group.reduce(into: [Int]()) { $0.append($1!) }
             }
-            let checked = attempts.compactMap { if case .check(let n) = $0 { n } else { nil } }
-            #expect(checked.sorted() == [1, 2, 3, 4, 5], "\(attempts)")
-            #expect(attempts.filter { $0 == .locked(until: 61_000, now: true) }.count == 1, "one attempt set the lock")
-            #expect(attempts.filter { $0 == .locked(until: 61_000, now: false) }.count == 2)
-            // A right password checked meanwhile does not lift the lock; a wrong one does not set it again.
-            #expect(try await store.signInSucceeded(account: "acc-eve", now: 2_000) == false)
-            #expect(try await store.signInFailed(account: "acc-eve", maxFailures: 5, lockUntil: 62_000, now: 2_000) == false)
+            #expect(seen.sorted() == Array(1...8), "each change saw the one before it")
+            #expect(try await store.account(id: "acc-eve")?.failedSignIns == 8)
             #expect(try await store.account(id: "acc-eve")?.lockedUntil == 61_000)
-            // After the lock: the count starts again, and a success clears it.
-            #expect(try await store.beginSignIn(account: "acc-eve", maxFailures: 5, lockUntil: 200_000, now: 61_000) == .check(attempt: 1))
-            #expect(try await store.signInSucceeded(account: "acc-eve", now: 61_000))
-            #expect(try await store.account(id: "acc-eve")?.failedSignIns == 0)
-            // Five failures one after another: the fifth locks, once.
-            for attempt in 1...5 {
-                #expect(try await store.beginSignIn(account: "acc-eve", maxFailures: 5, lockUntil: 90_000, now: 62_000) == .check(attempt: attempt))
-                #expect(try await store.signInFailed(account: "acc-eve", maxFailures: 5, lockUntil: 90_000, now: 62_000) == (attempt == 5))
-            }
         }
     }
 
@@ -85,7 +77,7 @@ struct StoreRecordsTests {
             #expect(try await store.account(id: "acc-bob") == bob)
             #expect(try await store.account(id: "nobody") == nil)
 
-            try await store.setSignInState(account: "acc-ada", failedSignIns: 3, lockedUntil: 9_000)
+            _ = try await store.changeSignInState(account: "acc-ada") { $0 = SignInState(failures: 3, lockedUntil: 9_000) }
             #expect(try await store.account(id: "acc-ada")?.lockedUntil == 9_000)
             #expect(try await store.account(id: "acc-ada")?.failedSignIns == 3)
 

@@ -5,6 +5,7 @@ import FoundationNetworking
 import ParleyCore
 import ParleyProtocol
 import ParleyServer
+import ParleyStore
 import ParleyTelemetry
 import ParleyTestSupport
 @testable import ParleyWeb
@@ -15,24 +16,40 @@ import Testing
 struct SignInLockoutTests {
     let rule = SignInLockout(maxFailures: 3, lockMillis: 60_000)
 
-    @Test("the Nth failure in a row locks until now + lock; a success before that resets the count")
+    @Test("one after another: the Nth wrong password locks until now + lock; a success before that starts the count again")
     func locksAfterN() {
-        var state = SignInLockout.State()
-        for failure in 1...2 {
-            guard case .failed(let next) = rule.record(passwordMatched: false, state, now: 1_000) else { Issue.record("locked too early"); return }
-            #expect(next.failures == failure)
-            state = next
+        var state = SignInState()
+        for attempt in 1...2 {
+            #expect(rule.begin(&state, now: 1_000) == .check(attempt: attempt, lockEnded: nil))
+            #expect(rule.failed(&state, now: 1_000) == nil, "not locked yet")
         }
-        #expect(rule.record(passwordMatched: true, state, now: 1_000) == .signedIn(SignInLockout.State()))
-        #expect(rule.record(passwordMatched: false, state, now: 5_000) == .lockedNow(SignInLockout.State(failures: 3, lockedUntil: 65_000), until: 65_000))
+        var succeeding = state
+        #expect(rule.begin(&succeeding, now: 1_000) == .check(attempt: 3, lockEnded: nil))
+        #expect(rule.succeeded(&succeeding, now: 1_000) == nil)
+        #expect(succeeding == SignInState())
+        #expect(rule.begin(&state, now: 5_000) == .check(attempt: 3, lockEnded: nil))
+        #expect(rule.failed(&state, now: 5_000) == 65_000, "the third failure locks")
+        #expect(state == SignInState(failures: 3, lockedUntil: 65_000))
+    }
+
+    @Test("at once: attempts beyond N are refused unchecked, the first of them setting the lock; a right password checked meanwhile does not lift it")
+    func parallelAttempts() {
+        var state = SignInState()
+        let attempts = (0..<5).map { _ in rule.begin(&state, now: 1_000) }
+        #expect(attempts == [.check(attempt: 1, lockEnded: nil), .check(attempt: 2, lockEnded: nil), .check(attempt: 3, lockEnded: nil),
+                             .locked(until: 61_000, lockedNow: true), .locked(until: 61_000, lockedNow: false)])
+        #expect(rule.succeeded(&state, now: 1_000) == 61_000, "refused: locked by an attempt beside it")
+        #expect(rule.failed(&state, now: 1_000) == nil, "locked already; not again")
+        #expect(state == SignInState(failures: 4, lockedUntil: 61_000))
     }
 
     @Test("while locked the password is not checked; after the lock the count starts again and the end is reported")
     func lockEnds() {
-        let locked = SignInLockout.State(failures: 3, lockedUntil: 65_000)
-        #expect(rule.admit(locked, now: 64_999) == .locked(until: 65_000))
-        #expect(rule.admit(locked, now: 65_000) == .checkPassword(SignInLockout.State(), lockEnded: 65_000))
-        #expect(rule.admit(SignInLockout.State(failures: 2), now: 0) == .checkPassword(SignInLockout.State(failures: 2), lockEnded: nil))
+        var locked = SignInState(failures: 3, lockedUntil: 65_000)
+        #expect(rule.begin(&locked, now: 64_999) == .locked(until: 65_000, lockedNow: false))
+        #expect(locked == SignInState(failures: 3, lockedUntil: 65_000), "nothing counted while locked")
+        #expect(rule.begin(&locked, now: 65_000) == .check(attempt: 1, lockEnded: 65_000))
+        #expect(locked == SignInState(failures: 1))
     }
 }
 

@@ -25,47 +25,21 @@ extension PostgresStore: AccountStore {
         try await accounts("SELECT \(unescaped: Self.accountColumns) FROM accounts WHERE id = \(id)").first
     }
 
-    public func setSignInState(account: String, failedSignIns: Int, lockedUntil: Millis?) async throws(StoreError) {
-        try await withConnection { connection in
-            try await connection.query(
-                "UPDATE accounts SET failed_sign_ins = \(failedSignIns), locked_until = \(lockedUntil) WHERE id = \(account)")
-        }
-    }
-
-    public func beginSignIn(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> SignInAttempt? {
+    public func changeSignInState<T: Sendable>(account: String, _ change: @escaping @Sendable (inout SignInState) -> T)
+        async throws(StoreError) -> T?
+    {
         try await withTransaction { connection in
-            // FOR UPDATE: concurrent attempts on one account take turns here.
-            var current: (Int, Int64?)?
+            // FOR UPDATE: concurrent changes of one account's state take turns here.
+            var current: SignInState?
             for row in try await connection.query("SELECT failed_sign_ins, locked_until FROM accounts WHERE id = \(account) FOR UPDATE") {
-                current = try row.decode((Int, Int64?).self)
+                let (failures, lockedUntil) = try row.decode((Int, Int64?).self)
+                current = SignInState(failures: failures, lockedUntil: lockedUntil)
             }
-            guard let (failures, lockedUntil) = current else { return nil }
-            if let lockedUntil, lockedUntil > now { return .locked(until: lockedUntil, now: false) }
-            let attempt = lockedUntil == nil ? failures + 1 : 1
-            let lock: Int64? = attempt > maxFailures ? lockUntil : nil
-            try await connection.query("UPDATE accounts SET failed_sign_ins = \(attempt), locked_until = \(lock) WHERE id = \(account)")
-            return lock.map { .locked(until: $0, now: true) } ?? .check(attempt: attempt)
-        }
-    }
-
-    public func signInSucceeded(account: String, now: Millis) async throws(StoreError) -> Bool {
-        try await withConnection { connection in
-            let rows = try await connection.query("""
-                UPDATE accounts SET failed_sign_ins = 0, locked_until = NULL
-                WHERE id = \(account) AND (locked_until IS NULL OR locked_until <= \(now)) RETURNING id
-                """)
-            return !rows.isEmpty
-        }
-    }
-
-    public func signInFailed(account: String, maxFailures: Int, lockUntil: Millis, now: Millis) async throws(StoreError) -> Bool {
-        try await withConnection { connection in
-            let rows = try await connection.query("""
-                UPDATE accounts SET locked_until = \(lockUntil)
-                WHERE id = \(account) AND failed_sign_ins >= \(maxFailures) AND (locked_until IS NULL OR locked_until <= \(now))
-                RETURNING id
-                """)
-            return !rows.isEmpty
+            guard var state = current else { return nil }
+            let result = change(&state)
+            try await connection.query(
+                "UPDATE accounts SET failed_sign_ins = \(state.failures), locked_until = \(state.lockedUntil) WHERE id = \(account)")
+            return result
         }
     }
 

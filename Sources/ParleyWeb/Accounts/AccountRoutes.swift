@@ -101,19 +101,9 @@ struct AccountRoutes: Sendable {
             return refused("wrong username or password", .unauthorized)
         }
         let now = web.now()
-        // The pure rule, on what was read, only to log a lock that has run out; the store
-        // decides, in one step per attempt.
-        if case .checkPassword(_, let lockEnded?) = web.lockout.admit(
-            SignInLockout.State(failures: account.failedSignIns, lockedUntil: account.lockedUntil), now: now) {
-            web.logger.notice("account lock ended", metadata: ["account": "\(account.id)", "lockedUntil": "\(Self.time(lockEnded))"])
-        }
-        // Counted before the password is checked: attempts in flight at once all count, and
-        // those beyond `maxFailures` in a row are refused without a check, so guessing in
-        // parallel gets no more tries than guessing one after another.
-        let (maxFailures, lockUntil) = (web.lockout.maxFailures, now + web.lockout.lockMillis)
-        let attempt = try await web.storeCall {
-            try await web.accounts.beginSignIn(account: account.id, maxFailures: maxFailures, lockUntil: lockUntil, now: now)
-        }
+        // Each step of the rule is one atomic change of the stored state (`SignInLockout`).
+        let (rule, id) = (web.lockout, account.id)
+        let attempt = try await web.storeCall { try await web.accounts.changeSignInState(account: id) { rule.begin(&$0, now: now) } }
         switch attempt {
         case nil:
             return refused("wrong username or password", .unauthorized)
@@ -122,23 +112,24 @@ struct AccountRoutes: Sendable {
             web.logger.notice("sign-in refused: account locked", metadata: ["account": "\(account.id)", "lockedUntil": "\(Self.time(until))"])
             web.metrics.signIn(.locked)
             return locked(until)
-        case .check(let failures)?:
+        case .check(let failures, let lockEnded)?:
+            if let lockEnded {
+                web.logger.notice("account lock ended", metadata: ["account": "\(account.id)", "lockedUntil": "\(Self.time(lockEnded))"])
+            }
             if try await web.passwords.verify(password, against: account.passwordHash) {
-                // Unless an attempt beside this one locked the account meanwhile.
-                guard try await web.storeCall({ try await web.accounts.signInSucceeded(account: account.id, now: now) }) else {
+                // Refused if an attempt beside this one locked the account meanwhile.
+                if let until = try await web.storeCall({ try await web.accounts.changeSignInState(account: id) { rule.succeeded(&$0, now: now) } }) ?? nil {
                     web.metrics.signIn(.locked)
-                    let current = try await web.storeCall { try await web.accounts.account(id: account.id) }
-                    return locked(current?.lockedUntil ?? lockUntil)
+                    return locked(until)
                 }
                 web.logger.info("signed in", metadata: ["account": "\(account.id)"])
                 web.metrics.signIn(.signedIn)
                 return try await startSession(for: account, next: next)
             }
             web.metrics.signIn(.wrongPassword)
-            if try await web.storeCall({ try await web.accounts.signInFailed(account: account.id, maxFailures: maxFailures,
-                                                                             lockUntil: lockUntil, now: now) }) {
-                lockedOut(account, until: lockUntil)
-                return locked(lockUntil)
+            if let until = try await web.storeCall({ try await web.accounts.changeSignInState(account: id) { rule.failed(&$0, now: now) } }) ?? nil {
+                lockedOut(account, until: until)
+                return locked(until)
             }
             web.logger.notice("sign-in failed: wrong password", metadata: ["account": "\(account.id)", "failures": "\(failures)"])
             return refused("wrong username or password", .unauthorized)

@@ -1,8 +1,15 @@
 import ParleyCore
+import ParleyStore
 
-/// The lock-out rule for sign-ins, as a pure state machine: after `maxFailures` failed
-/// sign-ins in a row an account is locked for `lockMillis`; while locked, the password is
-/// not even checked. A success, or the end of a lock, starts the count again.
+/// The lock-out rule for sign-ins, as a pure state machine over an account's stored
+/// ``SignInState``: after `maxFailures` failed attempts in a row an account is locked for
+/// `lockMillis`; while locked, the password is not even checked. A success, or the end of a
+/// lock, starts the count again.
+///
+/// An attempt is counted when it begins, before its password is checked: the store applies
+/// each step in one atomic change (`AccountStore.changeSignInState`), so that attempts made
+/// at once all count, and those beyond `maxFailures` are refused unchecked. Guessing in
+/// parallel gets no more tries than guessing one after another.
 public struct SignInLockout: Equatable, Sendable {
     public var maxFailures: Int
     public var lockMillis: Int64
@@ -12,48 +19,41 @@ public struct SignInLockout: Equatable, Sendable {
         self.lockMillis = lockMillis
     }
 
-    /// An account's sign-in state, as stored.
-    public struct State: Equatable, Sendable {
-        public var failures: Int
-        public var lockedUntil: Millis?
-
-        public init(failures: Int = 0, lockedUntil: Millis? = nil) {
-            self.failures = failures
-            self.lockedUntil = lockedUntil
-        }
+    /// What becomes of an attempt as it begins.
+    public enum Attempt: Equatable, Sendable {
+        /// Check the password: the `attempt`th in a row. `lockEnded` is when a lock that has
+        /// run out by now ended, to log.
+        case check(attempt: Int, lockEnded: Millis?)
+        /// Refuse without checking the password. `lockedNow`: this attempt, one beyond the
+        /// limit, set the lock.
+        case locked(until: Millis, lockedNow: Bool)
     }
 
-    /// What to do with a sign-in attempt before looking at its password.
-    public enum Admission: Equatable, Sendable {
-        /// Check the password. `lockEnded` is when a lock that has now run out ended, to log.
-        case checkPassword(State, lockEnded: Millis?)
-        /// Refuse without checking the password.
-        case locked(until: Millis)
+    public func begin(_ state: inout SignInState, now: Millis) -> Attempt {
+        if let until = state.lockedUntil, now < until { return .locked(until: until, lockedNow: false) }
+        let lockEnded = state.lockedUntil
+        state.failures = lockEnded == nil ? state.failures + 1 : 1
+        state.lockedUntil = nil
+        guard state.failures > maxFailures else { return .check(attempt: state.failures, lockEnded: lockEnded) }
+        state.lockedUntil = now + lockMillis
+        return .locked(until: now + lockMillis, lockedNow: true)
     }
 
-    /// What a checked password changes.
-    public enum Outcome: Equatable, Sendable {
-        case signedIn(State)
-        case failed(State)
-        /// This failure locked the account.
-        case lockedNow(State, until: Millis)
+    /// The attempt's password was wrong (it was counted as it began). Returns when the
+    /// account is locked from now on, if this failure locked it.
+    public func failed(_ state: inout SignInState, now: Millis) -> Millis? {
+        if let until = state.lockedUntil, now < until { return nil }  // locked meanwhile already
+        guard state.failures >= maxFailures else { return nil }
+        state.lockedUntil = now + lockMillis
+        return now + lockMillis
     }
 
-    public func admit(_ state: State, now: Millis) -> Admission {
-        guard let until = state.lockedUntil else { return .checkPassword(state, lockEnded: nil) }
-        if now < until { return .locked(until: until) }
-        return .checkPassword(State(), lockEnded: until)
-    }
-
-    /// The rule for one checked password, as a person signing in one attempt after another
-    /// sees it. The stores apply it per attempt in atomic steps (`AccountStore.beginSignIn`,
-    /// `signInFailed`, `signInSucceeded`), so that attempts made at once all count;
-    /// `StoreRecordsTests.parallelSignInAttempts` checks each store does.
-    public func record(passwordMatched: Bool, _ state: State, now: Millis) -> Outcome {
-        if passwordMatched { return .signedIn(State()) }
-        let failures = state.failures + 1
-        guard failures >= maxFailures else { return .failed(State(failures: failures, lockedUntil: nil)) }
-        let until = now + lockMillis
-        return .lockedNow(State(failures: failures, lockedUntil: until), until: until)
+    /// The attempt's password matched: the count starts again, and nil is returned. If
+    /// another attempt locked the account meanwhile, the lock stands, and its end is
+    /// returned: the sign-in is refused.
+    public func succeeded(_ state: inout SignInState, now: Millis) -> Millis? {
+        if let until = state.lockedUntil, now < until { return until }
+        state = SignInState()
+        return nil
     }
 }
