@@ -6,7 +6,7 @@ import PackageDescription
 //                <-  ParleyClient (the Swift SDK)  <-  ParleyTesting (a fake Parley for apps' tests)
 //   ParleyCore, ParleyProtocol  <-  ParleyStore (durable log)  <-  ParleyServer (transport adapters)  <-  parley (CLI)
 //   ParleyTelemetry (what processes measure, and /metrics)  <-  ParleyStore, ParleyServer, ParleySupervisor, ParleyNode
-//   ParleyCore  <-  ParleyZone (zone rules: configuration, supervision, placement, leases; pure)
+//   ParleyCore  <-  ParleyZone (zone rules: configuration (read with swift-configuration), supervision, placement, leases; pure)
 //   ParleyZone  <-  ParleySupervisor (spawns and watches the zone's processes)
 //   ParleyZone + ParleyServer  <-  ParleyNode (a logical server: its zone agent and its role)
 //   ParleyServer + ParleyZone  <-  ParleyWeb (accounts, meeting center, meeting page, documents)
@@ -54,6 +54,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        // One configuration system: flags over environment over file over defaults.
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
@@ -106,7 +108,8 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strict),
-        .target(name: "ParleyZone", dependencies: [core], swiftSettings: strict),
+        .target(name: "ParleyZone", dependencies: [core, .product(name: "Configuration", package: "swift-configuration")],
+                swiftSettings: strict),
         .target(
             name: "ParleyWeb",
             dependencies: [
@@ -189,6 +192,7 @@ let package = Package(
                 "ParleyServer", sdk, "ParleySupervisor", "ParleyNode", "ParleyChaos", "ParleyWeb", "ParleyBench", "ParleySimulation",
                 "ParleyTelemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict),
@@ -225,7 +229,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "ParleyZoneTests",
-            dependencies: ["ParleyZone"],
+            dependencies: ["ParleyZone", .product(name: "Configuration", package: "swift-configuration")],
             exclude: ["Traces"],  // golden traces, read from the source tree by GoldenTraceTests
             swiftSettings: strict),
         .testTarget(
@@ -271,6 +275,7 @@ let package = Package(
             name: "ParleyWebTests",
             dependencies: [
                 "ParleyWeb", "ParleyServer", "ParleyStore", "ParleyZone", "ParleyTestSupport", wire, core, sdk, "parley",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -66,7 +66,7 @@ public enum NodeRoles {
 extension ServerConfiguration {
     /// A zone server's configuration: the zone's address and client limits, the shared data
     /// directory, and `port` (0 for servers the locator points to; the public port for web).
-    init(zone: ZoneConfiguration, paths: ZonePaths, port: Int) throws(StoreError) {
+    public init(zone: ZoneConfiguration, paths: ZonePaths, port: Int) throws(StoreError) {
         self.init(host: zone.host, port: port, dataDirectory: paths.data)
         store = try zone.storeLocation()
         tls = zone.tls.map(ServerTLS.init)
@@ -84,7 +84,7 @@ extension ServerConfiguration {
         if let value = clients.fsyncEveryCommit { fsyncEveryCommit = value }
         if let value = clients.headerTimeoutSeconds { headerTimeoutSeconds = value }
         if let value = clients.httpIdleTimeoutSeconds { httpIdleTimeoutSeconds = value }
-        apiKey = clients.apiKey ?? ProcessInfo.processInfo.environment["PARLEY_API_KEY"]
+        apiKey = clients.apiKey
     }
 }
 

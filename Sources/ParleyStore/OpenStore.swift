@@ -4,16 +4,6 @@ import Logging
 public typealias ZoneStore = Store & AccountStore
 
 extension StoreLocation {
-    /// The store URL in effect: `--store`, else `PARLEY_STORE_URL` from `environment`, else
-    /// the configuration's `store.url`, else SQLite in the data directory.
-    /// - Throws: ``StoreError/misconfigured(_:)`` for a URL that does not parse.
-    public static func resolve(flag: String?, environment: [String: String], configured: String? = nil) throws(StoreError) -> StoreLocation {
-        for url in [flag, environment[environmentKey], configured] {
-            if let url, !url.isEmpty { return try StoreLocation(url: url) }
-        }
-        return .sqlite(directory: nil)
-    }
-
     /// Checks that the store can be used, as a process starting on it will: opens it (a
     /// PostgreSQL store is connected to, its credentials and schema checked and migrated),
     /// and lets it go.

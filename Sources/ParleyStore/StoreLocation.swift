@@ -15,8 +15,6 @@ public enum StoreLocation: Equatable, Sendable, CustomStringConvertible {
     case sqlite(directory: String?)
     case postgres(PostgresURL)
 
-    public static let environmentKey = "PARLEY_STORE_URL"
-
     /// - Throws: ``StoreError/misconfigured(_:)`` naming what is wrong with the URL.
     public init(url: String) throws(StoreError) {
         let trimmed = url.trimmingCharacters(in: .whitespaces)

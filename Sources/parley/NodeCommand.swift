@@ -49,8 +49,9 @@ struct NodeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        // The supervisor resolved the configuration (with its --log-format) and checked it.
-        let configuration = try ZoneConfiguration.load(from: config, testFaultsEnabled: enableTestFaults)
+        // The supervisor resolved the configuration (its flags and environment over its file)
+        // and checked it: read the file alone, so that nothing here overrides what it chose.
+        let configuration = try ZoneConfiguration.load(from: config, environment: [:], testFaultsEnabled: enableTestFaults)
         bootstrapLogging(level: logLevel, format: LogFormat(rawValue: configuration.logs.format) ?? .text)
         let name = NodeName(name)
         let role = NodeRole(rawValue: role)!

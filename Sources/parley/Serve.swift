@@ -1,8 +1,10 @@
 import ArgumentParser
+import Configuration
 import FoundationEssentials
 import Logging
 import Metrics
 import ParleyProtocol
+import ParleyNode
 import ParleyServer
 import ParleyStore
 import ParleyTelemetry
@@ -21,14 +23,15 @@ struct Serve: AsyncParsableCommand {
             web process and the services, each its own process, restarted when they die, with every
             meeting kept hot on a second server so that it fails over without losing anything.
             Clients use http://HOST:PORT (https:// with --tls-cert and --tls-key). '--config FILE' changes the zone; 'parley ctl' watches it.
-            In a zone, the client limits below come from the configuration's "clients" section
-            instead (same names: maxFrameBytes, framesPerSecond, burst, sendQueueFrames,
-            meetingQueueDepth, pendingHellos, webSocketPingSeconds, snapshotEveryEntries,
-            tokenLifetimeSeconds, apiKey, fsyncEveryCommit); PARLEY_API_KEY applies to both.
 
-            '--single' runs everything in this one process instead. The web zone's settings (accounts,
-            lock-out, uploads, document converters) are options below with '--single', and the
-            configuration's "web" section in a zone.
+            '--single' runs everything in this one process instead, with the same settings (its
+            processes aside).
+
+            Every setting is read from, highest first: the options below (each names the key it
+            sets), PARLEY_... environment variables (clients.maxFrameBytes is
+            PARLEY_CLIENTS_MAX_FRAME_BYTES), the --config file, the standard values. A key no
+            setting has, a value of the wrong type or out of range stops Parley before it starts,
+            naming the key ('parley zone --print-config' shows them all).
 
             Meetings, their logs and checkpoints live in DATA/parley.sqlite, or in PostgreSQL with
             '--store postgres://...' (or PARLEY_STORE_URL, or store.url in the configuration); the
@@ -52,8 +55,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp(machineHelp, valueName: "name"))
     var machine: String?
 
-    @Option(help: "Address to listen on.")
-    var host = "127.0.0.1"
+    @Option(help: "Address to listen on (default 127.0.0.1). In a zone, overrides host.")
+    var host: String?
 
     @Option(help: "Port clients connect to; 0 picks a free one. In a zone, overrides publicPort.")
     var port: Int?
@@ -67,65 +70,65 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The private key (PEM) of --tls-cert. In a zone, overrides tls.key.", valueName: "pem"))
     var tlsKey: String?
 
-    @Option(help: "Largest accepted client frame, in bytes.")
-    var maxFrameBytes = ConnectionLimits().maxFrameBytes
+    @Option(help: "Largest accepted client frame, in bytes (default \(ConnectionLimits().maxFrameBytes)); clients.maxFrameBytes.")
+    var maxFrameBytes: Int?
 
-    @Option(help: "Ops and signals per second allowed per connection, sustained.")
-    var framesPerSecond = ConnectionLimits().framesPerSecond
+    @Option(help: "Ops and signals per second allowed per connection, sustained (default \(ConnectionLimits().framesPerSecond)); clients.framesPerSecond.")
+    var framesPerSecond: Int?
 
-    @Option(help: "Ops and signals a connection may send at once above the sustained rate.")
-    var burst = ConnectionLimits().burst
+    @Option(help: "Ops and signals a connection may send at once above the sustained rate (default \(ConnectionLimits().burst)); clients.burst.")
+    var burst: Int?
 
-    @Option(help: "Frames queued for one client before it is disconnected as a slow consumer.")
-    var sendQueueFrames = ConnectionLimits().sendQueueFrames
+    @Option(help: "Frames queued for one client before it is disconnected as a slow consumer (default \(ConnectionLimits().sendQueueFrames)); clients.sendQueueFrames.")
+    var sendQueueFrames: Int?
 
-    @Option(help: "Inputs queued for one meeting before new ops are refused with server_busy.")
-    var meetingQueueDepth = ServerConfiguration().meetingQueueDepth
+    @Option(help: "Inputs queued for one meeting before new ops are refused with server_busy (default \(ServerConfiguration().meetingQueueDepth)); clients.meetingQueueDepth.")
+    var meetingQueueDepth: Int?
 
-    @Option(help: "WebSocket joins waiting for their token to be checked before more are refused with server_busy.")
-    var pendingHellos = ServerConfiguration().pendingHellos
+    @Option(help: "WebSocket joins waiting for their token to be checked before more are refused with server_busy (default \(ServerConfiguration().pendingHellos)); clients.pendingHellos.")
+    var pendingHellos: Int?
 
-    @Option(help: "Seconds a client WebSocket may stay silent before it gets a ping; silent as long again, it is closed.")
-    var webSocketPingSeconds = ServerConfiguration().webSocketPingSeconds
+    @Option(help: "Seconds a client WebSocket may stay silent before it gets a ping; silent as long again, it is closed (default \(ServerConfiguration().webSocketPingSeconds)); clients.webSocketPingSeconds.")
+    var webSocketPingSeconds: Int?
 
-    @Option(help: "Log entries between checkpoints of a meeting.")
-    var snapshotEvery = ServerConfiguration().snapshotEveryEntries
+    @Option(help: "Log entries between checkpoints of a meeting (default \(ServerConfiguration().snapshotEveryEntries)); clients.snapshotEveryEntries.")
+    var snapshotEvery: Int?
 
-    @Option(help: "Lifetime of issued join tokens, in seconds.")
-    var tokenLifetime = ServerConfiguration().tokenLifetimeSeconds
+    @Option(help: "Lifetime of issued join tokens, in seconds (default \(ServerConfiguration().tokenLifetimeSeconds)); clients.tokenLifetimeSeconds.")
+    var tokenLifetime: Int?
 
-    @Option(help: "Require 'Authorization: Bearer KEY' to create meetings and issue tokens (also PARLEY_API_KEY).")
+    @Option(help: "Require 'Authorization: Bearer KEY' to create meetings and issue tokens; clients.apiKey, PARLEY_CLIENTS_API_KEY (or PARLEY_API_KEY).")
     var apiKey: String?
 
-    @Flag(help: "Use SQLite synchronous=NORMAL: faster, but a power loss (not a crash) may lose the last commits.")
+    @Flag(help: "Use SQLite synchronous=NORMAL: faster, but a power loss (not a crash) may lose the last commits; clients.fsyncEveryCommit false.")
     var noFsync = false
 
-    @Option(help: "bcrypt cost for new password hashes (4...31).")
-    var passwordCost = WebSettings().passwordCost
+    @Option(help: "bcrypt cost for new password hashes, 4...31 (default \(WebSettings().passwordCost)); web.passwordCost.")
+    var passwordCost: Int?
 
-    @Option(help: "Failed sign-ins in a row that lock an account.")
-    var maxFailedSignIns = WebSettings().maxFailedSignIns
+    @Option(help: "Failed sign-ins in a row that lock an account (default \(WebSettings().maxFailedSignIns)); web.maxFailedSignIns.")
+    var maxFailedSignIns: Int?
 
-    @Option(help: "How long a locked account stays locked, in seconds.")
-    var lockoutSeconds = WebSettings().lockoutSeconds
+    @Option(help: "How long a locked account stays locked, in seconds (default \(WebSettings().lockoutSeconds)); web.lockoutSeconds.")
+    var lockoutSeconds: Int?
 
-    @Flag(help: "Mark cookies Secure (when clients reach Parley over HTTPS).")
+    @Flag(help: "Mark cookies Secure (when clients reach Parley over HTTPS); web.secureCookies.")
     var secureCookies = false
 
-    @Option(help: "Largest document upload, in bytes.")
-    var maxUploadBytes = WebSettings().maxUploadBytes
+    @Option(help: "Largest document upload, in bytes (default \(WebSettings().maxUploadBytes)); web.maxUploadBytes.")
+    var maxUploadBytes: Int?
 
-    @Option(help: "Most pages an uploaded PDF may have.")
-    var maxDocumentPages = WebSettings().maxDocumentPages
+    @Option(help: "Most pages an uploaded PDF may have (default \(WebSettings().maxDocumentPages)); web.maxDocumentPages.")
+    var maxDocumentPages: Int?
 
-    @Option(help: "Time limit for converting one document, per converter, in seconds.")
-    var converterTimeout = WebSettings().converterTimeoutSeconds
+    @Option(help: "Time limit for converting one document, per converter, in seconds (default \(WebSettings().converterTimeoutSeconds)); web.converterTimeoutSeconds.")
+    var converterTimeout: Int?
 
-    @Option(help: "Memory limit of a document converter process, in MiB.")
-    var converterMemoryMib = WebSettings().converterMemoryMiB
+    @Option(help: "Memory limit of a document converter process, in MiB (default \(WebSettings().converterMemoryMiB)); web.converterMemoryMiB.")
+    var converterMemoryMib: Int?
 
-    @Option(help: ArgumentHelp("With --single: serve the metrics (Prometheus text format) at this path on the client port; 'off' serves none. A zone configures its own (the configuration's metrics section).", valueName: "path"))
-    var metricsPath = "/metrics"
+    @Option(help: ArgumentHelp("Serve the metrics (Prometheus text format) at this path (default /metrics; with --single on the client port, in a zone on each process's metrics port); 'off' serves none. metrics.path and metrics.enabled.", valueName: "path"))
+    var metricsPath: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
@@ -140,17 +143,48 @@ struct Serve: AsyncParsableCommand {
         if single, config != nil { throw ValidationError("--config describes a zone; it cannot be used with --single") }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together: give both, or neither") }
         if single, machine != nil { throw ValidationError("--machine names a machine of a cluster; it cannot be used with --single") }
-        guard maxFrameBytes >= 1024 else { throw ValidationError("--max-frame-bytes must be at least 1024") }
-        guard framesPerSecond > 0, burst > 0 else { throw ValidationError("--frames-per-second and --burst must be positive") }
-        guard sendQueueFrames >= 16 else { throw ValidationError("--send-queue-frames must be at least 16") }
-        guard snapshotEvery > 0 else { throw ValidationError("--snapshot-every must be positive") }
-        guard pendingHellos > 0, webSocketPingSeconds > 0 else {
-            throw ValidationError("--pending-hellos and --web-socket-ping-seconds must be positive")
+        if let metricsPath, metricsPath != "off", !metricsPath.hasPrefix("/") {
+            throw ValidationError("--metrics-path must start with / (or be 'off')")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
         _ = try parley.logFormat(logFormat)
-        let problems = web.problems()
-        guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
+    }
+
+    /// The settings these options give, by the configuration key each one sets: the highest
+    /// of the configuration's sources, in a zone and with `--single` alike.
+    var settings: [String: ConfigContent] {
+        var flags: [String: ConfigContent] = [:]
+        func set(_ key: String, _ value: Int?) { if let value { flags[key] = .int(value) } }
+        func set(_ key: String, _ value: String?) { if let value { flags[key] = .string(value) } }
+        set("host", host)
+        set("publicPort", port)
+        set("store.url", store)
+        set("logs.format", logFormat)
+        if let clientTLS {
+            set("tls.certificate", clientTLS.certificatePath)
+            set("tls.key", clientTLS.keyPath)
+        }
+        set("clients.maxFrameBytes", maxFrameBytes)
+        set("clients.framesPerSecond", framesPerSecond)
+        set("clients.burst", burst)
+        set("clients.sendQueueFrames", sendQueueFrames)
+        set("clients.meetingQueueDepth", meetingQueueDepth)
+        set("clients.pendingHellos", pendingHellos)
+        set("clients.webSocketPingSeconds", webSocketPingSeconds)
+        set("clients.snapshotEveryEntries", snapshotEvery)
+        set("clients.tokenLifetimeSeconds", tokenLifetime)
+        set("clients.apiKey", apiKey)
+        if noFsync { flags["clients.fsyncEveryCommit"] = .bool(false) }
+        set("web.passwordCost", passwordCost)
+        set("web.maxFailedSignIns", maxFailedSignIns)
+        set("web.lockoutSeconds", lockoutSeconds)
+        if secureCookies { flags["web.secureCookies"] = .bool(true) }
+        set("web.maxUploadBytes", maxUploadBytes)
+        set("web.maxDocumentPages", maxDocumentPages)
+        set("web.converterTimeoutSeconds", converterTimeout)
+        set("web.converterMemoryMiB", converterMemoryMib)
+        if metricsPath == "off" { flags["metrics.enabled"] = .bool(false) } else { set("metrics.path", metricsPath) }
+        return flags
     }
 
     /// TLS for clients from `--tls-cert` and `--tls-key`, as absolute paths: a zone's
@@ -161,58 +195,25 @@ struct Serve: AsyncParsableCommand {
         return ServerTLS(certificatePath: absolute(tlsCert), keyPath: absolute(tlsKey))
     }
 
-    /// The web zone's settings for `--single` (a zone reads them from its configuration).
-    var web: WebSettings {
-        var web = WebSettings()
-        web.passwordCost = passwordCost
-        web.maxFailedSignIns = maxFailedSignIns
-        web.lockoutSeconds = lockoutSeconds
-        web.secureCookies = secureCookies
-        web.maxUploadBytes = maxUploadBytes
-        web.maxDocumentPages = maxDocumentPages
-        web.converterTimeoutSeconds = converterTimeout
-        web.converterMemoryMiB = converterMemoryMib
-        return web
-    }
-
     func run() async throws {
+        let zone = try ZoneConfiguration.load(from: config, flags: settings, testFaultsEnabled: enableTestFaults)
+        bootstrapLogging(level: logLevel, format: try parley.logFormat(nil, configured: zone.logs.format))
         guard single else {
-            var zone = try ZoneConfiguration.load(from: config, testFaultsEnabled: enableTestFaults)
-            zone.host = host
-            if let port { zone.publicPort = port }
-            if let clientTLS { zone.tls = .init(certificate: clientTLS.certificatePath, key: clientTLS.keyPath) }
-            if let logFormat { zone.logs.format = logFormat }
-            let problems = zone.problems(testFaultsEnabled: enableTestFaults)
-            guard problems.isEmpty else { throw ConfigurationProblems(source: "given", problems: problems) }
-            bootstrapLogging(level: logLevel, format: try parley.logFormat(nil, configured: zone.logs.format))
-            try await ZoneCommand.runZone(zone, dataDirectory: dataDirectory, store: store, machine: machine, portFile: portFile)
+            try await ZoneCommand.runZone(zone, dataDirectory: dataDirectory, machine: machine, portFile: portFile)
             return
         }
-        bootstrapLogging(level: logLevel, format: try parley.logFormat(logFormat))
+        // One process: the zone's client, web, store, TLS and metrics settings, its processes ignored.
         let logger = Logger(label: "parley")
-        var configuration = ServerConfiguration(
-            host: host, port: port ?? 8080, dataDirectory: dataDirectory,
-            limits: ConnectionLimits(maxFrameBytes: maxFrameBytes, framesPerSecond: framesPerSecond, burst: burst,
-                                     sendQueueFrames: sendQueueFrames))
-        configuration.meetingQueueDepth = meetingQueueDepth
-        configuration.pendingHellos = pendingHellos
-        configuration.webSocketPingSeconds = webSocketPingSeconds
-        configuration.snapshotEveryEntries = snapshotEvery
-        configuration.tokenLifetimeSeconds = tokenLifetime
-        configuration.apiKey = apiKey ?? ProcessInfo.processInfo.environment["PARLEY_API_KEY"]
-        configuration.fsyncEveryCommit = !noFsync
-        configuration.store = try StoreLocation.resolve(flag: store, environment: ProcessInfo.processInfo.environment)
-        configuration.tls = clientTLS
-        if metricsPath != "off" {
-            guard metricsPath.hasPrefix("/") else { throw ValidationError("--metrics-path must start with / (or be 'off')") }
+        var configuration = try ServerConfiguration(zone: zone, paths: ZonePaths(data: dataDirectory), port: zone.publicPort)
+        if zone.metrics.enabled {
             let metrics = ProcessMetrics.prometheus()
             // Libraries record through the process-wide factory (Hummingbird's HTTP metrics).
             MetricsSystem.bootstrap(metrics.factory)
             configuration.metrics = ServerMetrics(metrics)
-            configuration.metricsPath = metricsPath
+            configuration.metricsPath = zone.metrics.path
         }
         let portFile = portFile
-        try await ParleyServer(configuration: configuration, frontRoutes: WebZone.routes(settings: web),
+        try await ParleyServer(configuration: configuration, frontRoutes: WebZone.routes(settings: zone.web),
                                logger: logger).run { port in
             if let portFile { writeWhole("\(port)\n", to: portFile) }
         }

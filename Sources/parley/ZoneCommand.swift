@@ -1,4 +1,5 @@
 import ArgumentParser
+import Configuration
 import FoundationEssentials
 import Logging
 import Metrics
@@ -59,8 +60,10 @@ struct ZoneCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var configuration = try ZoneConfiguration.load(from: config, testFaultsEnabled: enableTestFaults)
-        if let logFormat { configuration.logs.format = logFormat }
+        var flags: [String: ConfigContent] = [:]
+        if let store { flags["store.url"] = .string(store) }
+        if let logFormat { flags["logs.format"] = .string(logFormat) }
+        let configuration = try ZoneConfiguration.load(from: config, flags: flags, testFaultsEnabled: enableTestFaults)
         if printConfig {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -68,21 +71,18 @@ struct ZoneCommand: AsyncParsableCommand {
             return
         }
         bootstrapLogging(level: logLevel, format: try parley.logFormat(nil, configured: configuration.logs.format))
-        try await Self.runZone(configuration, dataDirectory: dataDirectory, store: store, machine: machine, portFile: nil)
+        try await Self.runZone(configuration, dataDirectory: dataDirectory, machine: machine, portFile: nil)
     }
 
     /// Runs the supervisor until SIGTERM/SIGINT. With `portFile`, writes the public port
     /// there once the web process listens.
-    static func runZone(_ configuration: ZoneConfiguration, dataDirectory: String, store: String?, machine: String?,
+    static func runZone(_ configuration: ZoneConfiguration, dataDirectory: String, machine: String?,
                         portFile: String?) async throws {
         let logger = Logger(label: "parley.zone")
         let paths = ZonePaths(data: dataDirectory)
         // Every process opens the store the supervisor checked here: a URL that does not parse,
         // a database that cannot be reached or refuses us, stops the zone before it starts.
         var configuration = configuration
-        let environment = ProcessInfo.processInfo.environment
-        configuration.store.url = [store, environment[StoreLocation.environmentKey]].compactMap { $0 }.first { !$0.isEmpty }
-            ?? configuration.store.url
         let location = try configuration.storeLocation()
         if configuration.machines.count > 1, case .sqlite = location {
             throw ConfigurationProblems(source: "given", problems: [
@@ -218,28 +218,23 @@ let storeHelp = """
     """
 
 /// A configuration the operator can fix from the message alone.
-struct ConfigurationProblems: Error, CustomStringConvertible {
-    var source: String
-    var problems: [String]
-    var description: String {
-        "the zone configuration \(source) cannot be used:\n" + problems.map { "  - \($0)" }.joined(separator: "\n")
-    }
-}
-
 extension ZoneConfiguration {
-    /// The standard configuration, or `path`'s over it; throws every problem at once.
-    static func load(from path: String?, testFaultsEnabled: Bool = false) throws -> ZoneConfiguration {
-        guard let path else { return .standard }
-        let configuration: ZoneConfiguration
-        do {
-            let data = try Data(contentsOf: URL(fileURLWithPath: path))
-            configuration = try JSONDecoder().decode(ZoneConfiguration.self, from: data)
-        } catch {
-            throw ConfigurationProblems(source: "in \(path)", problems: ["it is not a readable zone configuration: \(error)"])
+    /// The configuration a command runs with: its `flags` (by key), over this process's
+    /// `PARLEY_…` environment, over the file at `path`, over the standard values.
+    /// - Throws: ``ConfigurationProblems``, every mistake at once.
+    static func load(from path: String?, flags: [String: ConfigContent] = [:],
+                     environment: [String: String] = ProcessInfo.processInfo.environment,
+                     testFaultsEnabled: Bool = false) throws -> ZoneConfiguration {
+        var file: (name: String, contents: Data)?
+        if let path {
+            do {
+                file = (path, try Data(contentsOf: URL(fileURLWithPath: path)))
+            } catch {
+                throw ConfigurationProblems(source: "in \(path)", problems: ["it cannot be read: \(error)"])
+            }
         }
-        let problems = configuration.problems(testFaultsEnabled: testFaultsEnabled)
-        guard problems.isEmpty else { throw ConfigurationProblems(source: "in \(path)", problems: problems) }
-        return configuration
+        return try read(ConfigurationSources(flags: flags, environment: environment, file: file),
+                        testFaultsEnabled: testFaultsEnabled)
     }
 }
 

@@ -7,14 +7,10 @@ import Testing
 /// Choosing and opening a store: URLs, and one clear line for each way it can go wrong.
 @Suite("Opening a store", MachineLoad.server)
 struct StoreOpeningTests {
-    @Test("store URLs: SQLite by default, PostgreSQL with several hosts and options; the password never printed")
+    @Test("store URLs: SQLite, PostgreSQL with several hosts and options; the password never printed")
     func urls() throws {
-        #expect(try StoreLocation.resolve(flag: nil, environment: [:]) == .sqlite(directory: nil))
-        #expect(try StoreLocation.resolve(flag: nil, environment: ["PARLEY_STORE_URL": "sqlite:///var/lib/p"], configured: "sqlite:///c")
-                    == .sqlite(directory: "/var/lib/p"), "the environment wins over the configuration file")
-        #expect(try StoreLocation.resolve(flag: nil, environment: [:], configured: "sqlite:///c") == .sqlite(directory: "/c"))
-        #expect(try StoreLocation.resolve(flag: "sqlite:", environment: ["PARLEY_STORE_URL": "sqlite:///x"])
-                    == .sqlite(directory: nil), "--store wins over the environment")
+        #expect(try StoreLocation(url: "sqlite:") == .sqlite(directory: nil))
+        #expect(try StoreLocation(url: "sqlite:///c") == .sqlite(directory: "/c"))
         let location = try StoreLocation(url: "postgres://parley:s3cr%40t@db1:5433,db2/meetings?sslmode=require&statement_timeout=3")
         guard case .postgres(let url) = location else { Issue.record("not postgres"); return }
         #expect(url.user == "parley" && url.password == "s3cr@t" && url.database == "meetings")

@@ -166,7 +166,7 @@ struct SupervisorProcessTests {
             "no zone is running with data directory \(directory.path): cannot connect to \(directory.path)/zone/control.sock"))
     }
 
-    @Test("parley zone --print-config prints the standard zone; a bad file is refused with every problem listed")
+    @Test("parley zone --print-config prints the standard zone; a bad configuration is refused with every problem listed, by key")
     func printAndRefuseConfiguration() async throws {
         let printed = try await ZoneHarness.parley(["zone", "--print-config"])
         #expect(printed.status == .exited(0))
@@ -181,11 +181,44 @@ struct SupervisorProcessTests {
         #expect(refused.status != .exited(0))
         for problem in [
             "a zone needs at least one manager process", "a zone needs at least one collab process",
-            "heartbeat.timeoutMs must exceed heartbeat.intervalMs, and both be positive",
+            "heartbeat.timeoutMs (100) must exceed heartbeat.intervalMs (500)",
         ] {
             #expect(refused.error.contains("  - \(problem)"), "missing: \(problem)")
         }
         #expect(!FileManager.default.fileExists(atPath: directory.path + "/data/zone/control.sock"))
+
+        // Each kind of mistake, from each source, stops the process before it starts, naming the key.
+        let mistakes = directory.path + "/mistakes.json"
+        try #"{"heartbeat": {"intervalMS": 300}, "scaling": {"edges": "yes"}, "logs": {"keepFiles": 0}}"#
+            .write(toFile: mistakes, atomically: true, encoding: .utf8)
+        for command in [["zone"], ["serve"]] {
+            let result = try await ZoneHarness.parley(command + ["--data", directory.path + "/data", "--config", mistakes])
+            #expect(result.status != .exited(0))
+            for problem in [
+                "heartbeat.intervalMS in \(mistakes) is not a setting (did you mean heartbeat.intervalMs?)",
+                "scaling.edges in \(mistakes): expected true or false",
+            ] {
+                #expect(result.error.contains("  - \(problem)"), "\(command): missing \(problem) in \(result.error)")
+            }
+        }
+        let outOfRange = try await ZoneHarness.parley(["zone", "--data", directory.path + "/data"],
+                                                      environment: ["PARLEY_LOGS_KEEP_FILES": "0"])
+        #expect(outOfRange.status != .exited(0))
+        #expect(outOfRange.error.contains("  - logs.keepFiles must be at least 1 (it is 0)"))
+        let single = try await ZoneHarness.parley(["serve", "--single", "--data", directory.path + "/data", "--send-queue-frames", "8"],
+                                                  environment: ["PARLEY_CLIENTS_BURST": "many"])
+        #expect(single.status != .exited(0))
+        #expect(single.error.contains("  - PARLEY_CLIENTS_BURST: expected an integer"), "\(single.error)")
+        #expect(!FileManager.default.fileExists(atPath: directory.path + "/data/parley.sqlite"))
+        // Flags over environment over file: the printed configuration shows which won.
+        let layered = directory.path + "/layered.json"
+        try #"{"publicPort": 9101, "clients": {"burst": 7}, "heartbeat": {"timeoutMs": 3000}}"#
+            .write(toFile: layered, atomically: true, encoding: .utf8)
+        let printedLayers = try await ZoneHarness.parley(["zone", "--print-config", "--config", layered, "--store", "sqlite:///flag"],
+                                                         environment: ["PARLEY_PUBLIC_PORT": "9102", "PARLEY_STORE_URL": "sqlite:///env"])
+        let resolved = try JSONDecoder().decode(ZoneConfiguration.self, from: Data(printedLayers.output.utf8))
+        #expect(resolved.publicPort == 9102 && resolved.store.url == "sqlite:///flag")
+        #expect(resolved.clients.burst == 7 && resolved.heartbeat.timeoutMs == 3000 && resolved.heartbeat.intervalMs == 200)
 
         // Fault injection only with the flag a test passes: an operator cannot turn it on by
         // copying a configuration.
@@ -373,8 +406,11 @@ struct ZoneHarness: Sendable {
 
     struct Output { var status: TerminationStatus; var output: String; var error: String }
 
-    static func parley(_ arguments: [String]) async throws -> Output {
+    static func parley(_ arguments: [String], environment: [String: String] = [:]) async throws -> Output {
         let result = try await Subprocess.run(.path(FilePath(binary)), arguments: Arguments(arguments),
+                                              environment: .inherit.updating(Dictionary(uniqueKeysWithValues: environment.map {
+                                                  (Environment.Key(stringLiteral: $0.key), Optional($0.value))
+                                              })),
                                               output: .string(limit: 1 << 20), error: .string(limit: 1 << 20))
         return Output(status: result.terminationStatus, output: result.standardOutput, error: result.standardError)
     }

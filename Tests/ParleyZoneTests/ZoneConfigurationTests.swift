@@ -1,6 +1,26 @@
+import Configuration
 import FoundationEssentials
 import ParleyZone
 import Testing
+
+/// The configuration `json` (a file named zone.json), `environment` and `flags` describe.
+func readConfiguration(_ json: String?, environment: [String: String] = [:], flags: [String: ConfigContent] = [:],
+                       testFaultsEnabled: Bool = false) throws(ConfigurationProblems) -> ZoneConfiguration {
+    try ZoneConfiguration.read(ConfigurationSources(flags: flags, environment: environment,
+                                                    file: json.map { ("zone.json", Data($0.utf8)) }),
+                               testFaultsEnabled: testFaultsEnabled)
+}
+
+/// What is wrong with that configuration; empty when it is fine.
+func configurationProblems(_ json: String?, environment: [String: String] = [:],
+                           flags: [String: ConfigContent] = [:]) -> [String] {
+    do {
+        _ = try readConfiguration(json, environment: environment, flags: flags)
+        return []
+    } catch {
+        return error.problems
+    }
+}
 
 @Suite("Zone configuration")
 struct ZoneConfigurationTests {
@@ -19,7 +39,7 @@ struct ZoneConfigurationTests {
             {"publicPort": 9000, "heartbeat": {"timeoutMs": 2000}, "restart": {"maxRestarts": 3},
              "clients": {"maxFrameBytes": 4096, "apiKey": "k"}}
             """#
-        let configuration = try JSONDecoder().decode(ZoneConfiguration.self, from: Data(json.utf8))
+        let configuration = try readConfiguration(json)
         var expected = ZoneConfiguration.standard
         expected.publicPort = 9000
         expected.heartbeat.timeoutMs = 2000
@@ -39,14 +59,13 @@ struct ZoneConfigurationTests {
           {"name": "svc a", "role": "services", "services": ["log", "ping"]}
         ], "heartbeat": {"intervalMs": 500, "timeoutMs": 400, "killAfterMs": 300}, "clients": {"burst": 0, "maxFrameBytes": 100}}
         """#
-        let problems = try JSONDecoder().decode(ZoneConfiguration.self, from: Data(json.utf8)).problems()
-        #expect(problems == [
+        #expect(configurationProblems(json) == [
             "process name 'collab-1' is used twice",
             "process 'web' lists services but its role is web",
             "process name 'svc a' may only use letters, digits, '-' and '_'",
             "a zone needs at least one manager process",
             "the license service must run in exactly one process, found 0",
-            "heartbeat.timeoutMs must exceed heartbeat.intervalMs, and both be positive",
+            "heartbeat.timeoutMs (400) must exceed heartbeat.intervalMs (500)",
             "heartbeat.killAfterMs must be at least heartbeat.timeoutMs",
             "clients.burst must be at least 1",
             "clients.maxFrameBytes must be at least 1024",
@@ -56,12 +75,11 @@ struct ZoneConfigurationTests {
     @Test("test fault injection is refused unless the zone is started with --enable-test-faults")
     func testFaultsNeedTheFlag() throws {
         let json = #"{"testFaults": {"crashOnChatText": "boom"}}"#
-        let configuration = try JSONDecoder().decode(ZoneConfiguration.self, from: Data(json.utf8))
+        let configuration = try readConfiguration(json, testFaultsEnabled: true)
         #expect(configuration.testFaults?.crashOnChatText == "boom")
-        #expect(configuration.problems() == [
+        #expect(configurationProblems(json) == [
             "testFaults makes processes crash on purpose and is for tests only: remove it, or start the zone with --enable-test-faults",
         ])
-        #expect(configuration.problems(testFaultsEnabled: true) == [])
         #expect(ZoneConfiguration.standard.testFaults == nil)
     }
 
@@ -73,7 +91,7 @@ struct ZoneConfigurationTests {
                {"name": "m1", "address": "10.0.0.1", "processes": ["manager-1", "collab-1", "web", "services"]},
                {"name": "m2", "address": "10.0.0.2", "processes": ["manager-2", "collab-2"]}]}
             """#
-        let cluster = try JSONDecoder().decode(ZoneConfiguration.self, from: Data(json.utf8))
+        let cluster = try readConfiguration(json)
         #expect(cluster.problems() == [])
         #expect(cluster.machine(of: "collab-2") == "m2")
         let share = try cluster.share(of: "m2")
@@ -110,6 +128,97 @@ struct ZoneConfigurationTests {
         var oneMachine = ZoneConfiguration()
         oneMachine.processes.append(.init(name: "web-2", role: .web))
         #expect(oneMachine.problems() == ["a zone needs exactly one web process, found 2"])
+    }
+
+    @Test("flags win over the environment, which wins over the file, which wins over the standard values")
+    func precedence() throws {
+        let file = #"{"publicPort": 9001, "heartbeat": {"intervalMs": 300}, "store": {"url": "sqlite:///file"}}"#
+        let environment = ["PARLEY_PUBLIC_PORT": "9002", "PARLEY_STORE_URL": "sqlite:///env", "PATH": "/usr/bin"]
+        let flags: [String: ConfigContent] = ["publicPort": .int(9003)]
+        let all = try readConfiguration(file, environment: environment, flags: flags)
+        #expect(all.publicPort == 9003)
+        #expect(all.store.url == "sqlite:///env")
+        #expect(all.heartbeat.intervalMs == 300)
+        #expect(all.heartbeat.timeoutMs == ZoneConfiguration.standard.heartbeat.timeoutMs)
+        #expect(try readConfiguration(file, environment: environment).publicPort == 9002)
+        #expect(try readConfiguration(file).publicPort == 9001)
+        #expect(try readConfiguration(nil).publicPort == ZoneConfiguration.standard.publicPort)
+        // The environment sets nested keys and lists too, and PARLEY_API_KEY still sets the API key.
+        let fromEnvironment = try readConfiguration(nil, environment: [
+            "PARLEY_CLIENTS_MAX_FRAME_BYTES": "4096", "PARLEY_WEB_OTHER_FRONTS": "https://a.example,https://b.example",
+            "PARLEY_API_KEY": "legacy", "PARLEY_SCALING_EDGES": "true",
+        ])
+        #expect(fromEnvironment.clients.maxFrameBytes == 4096)
+        #expect(fromEnvironment.web.otherFronts == ["https://a.example", "https://b.example"])
+        #expect(fromEnvironment.clients.apiKey == "legacy")
+        #expect(fromEnvironment.scaling.edges)
+        #expect(try readConfiguration(nil, environment: ["PARLEY_API_KEY": "legacy", "PARLEY_CLIENTS_API_KEY": "new"]).clients.apiKey == "new")
+    }
+
+    @Test("a list in the file replaces the standard one whole; a process without services runs all of them")
+    func listsAreWhole() throws {
+        let json = #"""
+            {"processes": [{"name": "m", "role": "manager"}, {"name": "c", "role": "collab"},
+                           {"name": "w", "role": "web"}, {"name": "s", "role": "services"}]}
+            """#
+        let configuration = try readConfiguration(json)
+        #expect(configuration.processes.map(\.name) == ["m", "c", "w", "s"])
+        #expect(configuration.process(named: "s")?.runs == ZoneService.allCases)
+        #expect(configuration.process(named: "s")?.services == [])
+    }
+
+    @Test("an unknown key is refused with its full path, and the key it most likely meant")
+    func unknownKeys() {
+        let json = #"""
+            {"heartbeat": {"intervalMS": 300}, "colour": "blue", "clients": {"maxFrameByte": 4096},
+             "processes": [{"name": "manager-1", "role": "manager", "rol": "x"},
+                           {"name": "collab-1", "role": "collab"}, {"name": "web", "role": "web"},
+                           {"name": "services", "role": "services"}]}
+            """#
+        #expect(configurationProblems(json) == [
+            "clients.maxFrameByte in zone.json is not a setting (did you mean clients.maxFrameBytes?)",
+            "colour in zone.json is not a setting",
+            "heartbeat.intervalMS in zone.json is not a setting (did you mean heartbeat.intervalMs?)",
+            "processes[0].rol in zone.json is not a setting (did you mean processes[0].role?)",
+        ])
+        #expect(configurationProblems(nil, environment: ["PARLEY_HEARTBEAT_INTERVAL": "300", "PARLEY_WEB_PUBLIC": "/x"]) == [
+            "the environment variable PARLEY_HEARTBEAT_INTERVAL is not a setting "
+                + "(a zone setting such as heartbeat.intervalMs is PARLEY_HEARTBEAT_INTERVAL_MS)",
+        ])
+    }
+
+    @Test("a value of the wrong type is refused, naming the key as it was written and what was expected")
+    func wrongTypes() {
+        let json = #"""
+            {"heartbeat": {"intervalMs": "fast"}, "scaling": {"edges": 1}, "publicPort": 80.5,
+             "web": {"otherFronts": "https://a.example"}, "processes": [{"name": "c", "role": "collabb"}]}
+            """#
+        // Every mistake at once, in the order the keys are read.
+        #expect(configurationProblems(json) == [
+            "publicPort in zone.json: expected an integer",
+            "processes[0].role in zone.json: Cannot initialize NodeRole from invalid String value collabb",
+            "heartbeat.intervalMs in zone.json: expected an integer",
+            "scaling.edges in zone.json: expected true or false",
+            "web.otherFronts in zone.json: expected a list of strings",
+        ])
+        #expect(configurationProblems(nil, environment: ["PARLEY_HEARTBEAT_TIMEOUT_MS": "soon"]) == [
+            "PARLEY_HEARTBEAT_TIMEOUT_MS: expected an integer",
+        ])
+        #expect(configurationProblems("[1, 2]") == ["it must be a JSON object ({ ... }) at the top"])
+        #expect(configurationProblems(#"{"publicPort": 80,"#).count == 1)
+        #expect(configurationProblems(#"{"processes": [{"name": "a", "role": "web"}, "b"]}"#) == [
+            "processes in zone.json: a list may hold strings or objects, not a mix or other kinds",
+        ])
+    }
+
+    @Test("a value out of range, or settings that contradict each other, are refused naming the key")
+    func outOfRange() {
+        #expect(configurationProblems(#"{"heartbeat": {"intervalMs": 500, "timeoutMs": 400}}"#) == [
+            "heartbeat.timeoutMs (400) must exceed heartbeat.intervalMs (500)",
+        ])
+        #expect(configurationProblems(nil, environment: ["PARLEY_LOGS_KEEP_FILES": "0"]) == ["logs.keepFiles must be at least 1 (it is 0)"])
+        #expect(configurationProblems(nil, flags: ["clients.sendQueueFrames": .int(8)]) == ["clients.sendQueueFrames must be at least 16"])
+        #expect(configurationProblems(#"{"tls": {"certificate": "c.pem"}}"#) == ["tls.key in zone.json is required"])
     }
 }
 

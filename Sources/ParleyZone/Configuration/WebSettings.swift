@@ -29,22 +29,6 @@ public struct WebSettings: Codable, Equatable, Sendable {
 
     public init() {}
 
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        self.init()
-        passwordCost = try container.decodeIfPresent(Int.self, forKey: .passwordCost) ?? passwordCost
-        maxFailedSignIns = try container.decodeIfPresent(Int.self, forKey: .maxFailedSignIns) ?? maxFailedSignIns
-        lockoutSeconds = try container.decodeIfPresent(Int.self, forKey: .lockoutSeconds) ?? lockoutSeconds
-        sessionSeconds = try container.decodeIfPresent(Int.self, forKey: .sessionSeconds) ?? sessionSeconds
-        secureCookies = try container.decodeIfPresent(Bool.self, forKey: .secureCookies) ?? secureCookies
-        maxUploadBytes = try container.decodeIfPresent(Int.self, forKey: .maxUploadBytes) ?? maxUploadBytes
-        maxDocumentPages = try container.decodeIfPresent(Int.self, forKey: .maxDocumentPages) ?? maxDocumentPages
-        converterTimeoutSeconds = try container.decodeIfPresent(Int.self, forKey: .converterTimeoutSeconds) ?? converterTimeoutSeconds
-        converterMemoryMiB = try container.decodeIfPresent(Int.self, forKey: .converterMemoryMiB) ?? converterMemoryMiB
-        pageImagePixels = try container.decodeIfPresent(Int.self, forKey: .pageImagePixels) ?? pageImagePixels
-        otherFronts = try container.decodeIfPresent([String].self, forKey: .otherFronts) ?? otherFronts
-    }
-
     /// Every problem, worded for the operator; keys are prefixed `web.`.
     public func problems() -> [String] {
         var problems: [String] = []

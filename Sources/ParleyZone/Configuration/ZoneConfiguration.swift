@@ -1,8 +1,10 @@
 /// What a zone runs and how it is watched: the processes, their heartbeats, how they are
 /// restarted, and when more collaboration servers are added.
 ///
-/// `parley serve` uses ``standard`` unless `--config FILE` names a JSON file. A file may
-/// leave out any key; the standard value is used for it.
+/// `parley serve` reads it with ``read(_:testFaultsEnabled:)``: flags over `PARLEY_…`
+/// environment variables over the `--config` file over ``standard``. Any key may be left out.
+/// (The synthesized `Codable` is for a whole configuration, as the supervisor hands it to its
+/// processes; a partial one is read through ``ConfigurationSources``.)
 public struct ZoneConfiguration: Codable, Equatable, Sendable {
     /// One logical server to run.
     public struct ProcessSpec: Codable, Equatable, Sendable {
@@ -15,13 +17,6 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
             self.name = name
             self.role = role
             self.services = services
-        }
-
-        public init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            name = try container.decode(NodeName.self, forKey: .name)
-            role = try container.decode(NodeRole.self, forKey: .role)
-            services = try container.decodeIfPresent([ZoneService].self, forKey: .services) ?? []
         }
 
         /// The services this process runs.
@@ -315,8 +310,10 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
                 problems.append("ports (\(ports.first)-\(ports.last)) must not include publicPort \(publicPort)")
             }
         }
-        if heartbeat.intervalMs <= 0 || heartbeat.timeoutMs <= heartbeat.intervalMs {
-            problems.append("heartbeat.timeoutMs must exceed heartbeat.intervalMs, and both be positive")
+        if heartbeat.intervalMs <= 0 {
+            problems.append("heartbeat.intervalMs must be at least 1 (it is \(heartbeat.intervalMs))")
+        } else if heartbeat.timeoutMs <= heartbeat.intervalMs {
+            problems.append("heartbeat.timeoutMs (\(heartbeat.timeoutMs)) must exceed heartbeat.intervalMs (\(heartbeat.intervalMs))")
         }
         if restart.initialBackoffMs <= 0 || restart.maxBackoffMs < restart.initialBackoffMs {
             problems.append("restart.maxBackoffMs must be at least restart.initialBackoffMs, and both positive")
@@ -343,12 +340,13 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         }
         let positive: [(String, Int?)] = [
             ("maxFrameBytes", clients.maxFrameBytes), ("framesPerSecond", clients.framesPerSecond), ("burst", clients.burst),
-            ("sendQueueFrames", clients.sendQueueFrames), ("meetingQueueDepth", clients.meetingQueueDepth),
+            ("meetingQueueDepth", clients.meetingQueueDepth),
             ("pendingHellos", clients.pendingHellos), ("webSocketPingSeconds", clients.webSocketPingSeconds),
             ("snapshotEveryEntries", clients.snapshotEveryEntries), ("tokenLifetimeSeconds", clients.tokenLifetimeSeconds),
         ]
         for (key, value) in positive where (value ?? 1) < 1 { problems.append("clients.\(key) must be at least 1") }
         if let bytes = clients.maxFrameBytes, bytes < 1_024 { problems.append("clients.maxFrameBytes must be at least 1024") }
+        if let frames = clients.sendQueueFrames, frames < 16 { problems.append("clients.sendQueueFrames must be at least 16") }
         problems += web.problems()
         problems += machineProblems()
         return problems
@@ -383,90 +381,5 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         }
         if let machine, !names.contains(machine) { problems.append("machine '\(machine)' is not among the machines") }
         return problems
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        let standard = ZoneConfiguration()
-        host = try container.decodeIfPresent(String.self, forKey: .host) ?? standard.host
-        publicPort = try container.decodeIfPresent(Int.self, forKey: .publicPort) ?? standard.publicPort
-        processes = try container.decodeIfPresent([ProcessSpec].self, forKey: .processes) ?? standard.processes
-        heartbeat = try container.decodeIfPresent(Heartbeat.self, forKey: .heartbeat) ?? standard.heartbeat
-        restart = try container.decodeIfPresent(Restart.self, forKey: .restart) ?? standard.restart
-        scaling = try container.decodeIfPresent(Scaling.self, forKey: .scaling) ?? standard.scaling
-        license = try container.decodeIfPresent(License.self, forKey: .license) ?? standard.license
-        clients = try container.decodeIfPresent(Clients.self, forKey: .clients) ?? standard.clients
-        web = try container.decodeIfPresent(WebSettings.self, forKey: .web) ?? standard.web
-        store = try container.decodeIfPresent(StoreSettings.self, forKey: .store) ?? standard.store
-        metrics = try container.decodeIfPresent(MetricsSettings.self, forKey: .metrics) ?? standard.metrics
-        logs = try container.decodeIfPresent(LogSettings.self, forKey: .logs) ?? standard.logs
-        tls = try container.decodeIfPresent(ClientTLS.self, forKey: .tls)
-        ports = try container.decodeIfPresent(PortRange.self, forKey: .ports)
-        machines = try container.decodeIfPresent([Machine].self, forKey: .machines) ?? standard.machines
-        machine = try container.decodeIfPresent(String.self, forKey: .machine)
-        poisonAfterCrashes = try container.decodeIfPresent(Int.self, forKey: .poisonAfterCrashes) ?? standard.poisonAfterCrashes
-        testFaults = try container.decodeIfPresent(TestFaults.self, forKey: .testFaults)
-    }
-}
-
-// Sections may be partial too: a missing key keeps its standard value.
-extension ZoneConfiguration.LogSettings {
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        self.init()
-        format = try container.decodeIfPresent(String.self, forKey: .format) ?? format
-        maxFileBytes = try container.decodeIfPresent(Int.self, forKey: .maxFileBytes) ?? maxFileBytes
-        keepFiles = try container.decodeIfPresent(Int.self, forKey: .keepFiles) ?? keepFiles
-    }
-}
-
-extension ZoneConfiguration.MetricsSettings {
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        self.init()
-        enabled = try container.decodeIfPresent(Bool.self, forKey: .enabled) ?? enabled
-        path = try container.decodeIfPresent(String.self, forKey: .path) ?? path
-    }
-}
-
-extension ZoneConfiguration.Heartbeat {
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        self.init()
-        intervalMs = try container.decodeIfPresent(Int.self, forKey: .intervalMs) ?? intervalMs
-        timeoutMs = try container.decodeIfPresent(Int.self, forKey: .timeoutMs) ?? timeoutMs
-        killAfterMs = try container.decodeIfPresent(Int.self, forKey: .killAfterMs)
-    }
-}
-
-extension ZoneConfiguration.Restart {
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        self.init()
-        initialBackoffMs = try container.decodeIfPresent(Int.self, forKey: .initialBackoffMs) ?? initialBackoffMs
-        maxBackoffMs = try container.decodeIfPresent(Int.self, forKey: .maxBackoffMs) ?? maxBackoffMs
-        maxRestarts = try container.decodeIfPresent(Int.self, forKey: .maxRestarts) ?? maxRestarts
-        windowSeconds = try container.decodeIfPresent(Int.self, forKey: .windowSeconds) ?? windowSeconds
-        stableAfterSeconds = try container.decodeIfPresent(Int.self, forKey: .stableAfterSeconds) ?? stableAfterSeconds
-    }
-}
-
-extension ZoneConfiguration.Scaling {
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        self.init()
-        connectionsPerServer = try container.decodeIfPresent(Int.self, forKey: .connectionsPerServer) ?? connectionsPerServer
-        maxCollabServers = try container.decodeIfPresent(Int.self, forKey: .maxCollabServers) ?? maxCollabServers
-        edges = try container.decodeIfPresent(Bool.self, forKey: .edges) ?? edges
-        connectionsPerCopy = try container.decodeIfPresent(Int.self, forKey: .connectionsPerCopy) ?? connectionsPerCopy
-        edgeUnusedSeconds = try container.decodeIfPresent(Int.self, forKey: .edgeUnusedSeconds) ?? edgeUnusedSeconds
-    }
-}
-
-extension ZoneConfiguration.License {
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        self.init()
-        maxParticipants = try container.decodeIfPresent(Int.self, forKey: .maxParticipants) ?? maxParticipants
     }
 }
