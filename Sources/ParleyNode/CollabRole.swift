@@ -252,6 +252,12 @@ actor CollabNode: Service, ZoneAgentDelegate {
             // Every copy kept here, used or not (an unused edge copy is dropped after
             // `scaling.edgeUnusedSeconds`).
             "copies": .array(await directory.copiesKept().map { .string($0.rawValue) }),
+            // Per meeting hosted here: participants connected anywhere, and its last seq (the
+            // zone page turns two of these into an op rate).
+            "activity": .object(Dictionary(uniqueKeysWithValues: await directory.hostedActivity().map { activity in
+                (activity.meeting.rawValue, JSONValue.object(["participants": .number(Double(activity.participants)),
+                                                              "seq": .number(Double(activity.seq))]))
+            })),
             "client": .string(clientURL),
         ])
     }

@@ -65,7 +65,10 @@ struct WebService: Service {
             await slot.withLock({ $0 })?.isRegistered == true ? [] : ["no manager is known: meetings cannot be located"]
         }
         try await ParleyServer(configuration: configuration, mode: .zoneFront(hooks, locate: locate),
-                               frontRoutes: WebZone.routes(settings: context.configuration.web), logger: context.logger).run()
+                               frontRoutes: WebZone.routes(settings: context.configuration.web) { [context] store in
+                                   SupervisorConsole(paths: context.paths, configuration: context.configuration, store: store,
+                                                     logger: context.logger)
+                               }, logger: context.logger).run()
     }
 }
 

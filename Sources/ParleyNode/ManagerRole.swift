@@ -38,6 +38,9 @@ actor ZoneManager {
     private let metrics: ManagerMetrics
     /// When each promotion in flight was ordered (clock ms), until its `hosting` arrives.
     private var promotingSince: [MeetingID: Int64] = [:]
+    /// The last failovers this manager saw through, newest last, for the operator's zone page.
+    private var recentFailovers: [(meeting: MeetingID, to: NodeName, sinceMs: Int64, tookMs: Int64)] = []
+    static let recentFailoversKept = 20
 
     private struct Link {
         let id: ManagerRelays.LinkID
@@ -67,7 +70,11 @@ actor ZoneManager {
     /// What `parley ctl status` shows for a manager: whether it leads, and the term of the
     /// lease it leads (or last led) under.
     func statusLoad() -> JSONValue {
-        .object(["leader": .bool(placement != nil), "term": .number(Double(term))])
+        .object(["leader": .bool(placement != nil), "term": .number(Double(term)), "failovers": .array(recentFailovers.map { failover in
+            // The clock is monotonic: the page is told how long ago, not when.
+            .object(["meeting": .string(failover.meeting.rawValue), "to": .string(failover.to.rawValue),
+                     "agoMs": .number(Double(clock.nowMs() - failover.sinceMs)), "durationMs": .number(Double(failover.tookMs))])
+        })])
     }
 
     // MARK: Election
@@ -171,7 +178,10 @@ actor ZoneManager {
         case .hosting(let meeting, let epoch):
             logger.info("hosting confirmed", metadata: ["meeting": "\(meeting)", "on": "\(peer)", "epoch": "\(epoch)"])
             if let since = promotingSince.removeValue(forKey: meeting) {
-                metrics.promotionDuration.record(duration: .milliseconds(clock.nowMs() - since))
+                let tookMs = clock.nowMs() - since
+                metrics.promotionDuration.record(duration: .milliseconds(tookMs))
+                recentFailovers.append((meeting, peer, since, tookMs))
+                if recentFailovers.count > Self.recentFailoversKept { recentFailovers.removeFirst() }
             }
             perform(placement!.hosting(meeting, on: peer, epoch: epoch))
         case .failedToHost(let meeting, let reason):

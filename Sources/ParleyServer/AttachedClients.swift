@@ -29,6 +29,7 @@ struct AttachedClients<Connection: Hashable & Sendable>: Sendable {
     subscript(connection: Connection) -> ParticipantID? { speaksFor[connection] }
     var entries: [(Connection, ParticipantID)] { speaksFor.entries }
     var connections: [Connection] { speaksFor.keys }
+    var count: Int { speaksFor.count }
 
     func contains(_ participant: ParticipantID) -> Bool { speaksFor.values.contains(participant) }
 

@@ -189,6 +189,15 @@ public actor MeetingDirectory: Service {
         copies.values.filter { $0.clientCount > 0 }.map(\.id).sorted()
     }
 
+    /// For each meeting hosted here: participants connected to it (on any server) and its
+    /// last sequence number, for the operator's zone page.
+    public func hostedActivity() -> [(meeting: MeetingID, participants: Int, seq: Seq)] {
+        hosts.values.map { host in
+            let observed = host.observed
+            return (host.id, observed.participants, observed.seq)
+        }
+    }
+
     /// Meetings hosted here, standby copies, and other copies (edges).
     public func heldCounts() -> (hosted: Int, standbys: Int, edges: Int) {
         let standbys = copies.values.filter(\.isStandby).count

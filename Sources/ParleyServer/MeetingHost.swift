@@ -88,6 +88,19 @@ final class MeetingHost: Sendable {
 
     /// Whether the host checkpoints as soon as it can (see ``MeetingHostState``).
     private let checkpointAtOnce: Bool
+    /// What the operator's zone page shows, as of the loop's last batch (only the loop writes).
+    private let participantCount = Atomic<Int>(0)
+    private let lastSeq = Atomic<UInt64>(0)
+
+    /// Participants connected (here or to copies) and the last sequenced entry.
+    var observed: (participants: Int, seq: Seq) {
+        (participantCount.load(ordering: .relaxed), lastSeq.load(ordering: .relaxed))
+    }
+
+    fileprivate func observed(participants: Int, seq: Seq) {
+        participantCount.store(participants, ordering: .relaxed)
+        lastSeq.store(seq, ordering: .relaxed)
+    }
 
     init(log: MeetingLog, store: any Store, commitLog: GroupCommitLog, configuration: ServerConfiguration,
          poisoned: Set<OpOutcomes.Key> = [], checkpointAtOnce: Bool = false, clock: @escaping @Sendable () -> Millis, logger: Logger) {
@@ -213,6 +226,7 @@ private struct HostLoop {
                 if actions.isEmpty { break }
                 await perform(actions)
             }
+            host.observed(participants: state.connectedParticipants, seq: state.log.lastSeq)
             if !state.stopped, let snapshot = state.checkpointDue(), case .queued = checkpoints.send(snapshot) {
                 state.checkpointQueued(snapshot.seq)
                 // On the loop, so that it goes out between the entries through its seq and

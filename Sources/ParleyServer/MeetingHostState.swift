@@ -101,6 +101,9 @@ public struct MeetingHostState<Connection: Hashable & Sendable>: Sendable {
 
     public var meeting: MeetingID { log.meeting.id }
     public var hasUncommitted: Bool { log.hasUncommitted }
+    /// Participants connected to the meeting, here or to a copy on another server (one being
+    /// replaced by a new connection counts twice, briefly). O(1): read after every batch.
+    public var connectedParticipants: Int { attached.count + remote.count }
 
     /// The participant an attached connection speaks for.
     public func participant(of connection: Connection) -> ParticipantID? { attached[connection] }
@@ -562,6 +565,8 @@ struct OrderedTable<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         order.removeAll { $0 == key }
         return value
     }
+
+    var count: Int { storage.count }
 
     mutating func removeAll() {
         order.removeAll()

@@ -30,25 +30,39 @@ struct WebContext: Sendable {
         return try await storeCall { try await accounts.sessionAccount(tokenHash: WebCookies.hash(value), now: now()) }
     }
 
-    /// A url-encoded form, after checking its CSRF token against the request's cookies.
+    /// A url-encoded form, after checking its CSRF token against the request's cookies; a
+    /// refusal is answered with a page that says why.
     func form<Form: Decodable & CSRFProtected>(_ request: Request, as _: Form.Type, back: String) async throws -> Form {
+        do {
+            return try await checkedForm(request, as: Form.self)
+        } catch .tooLarge {
+            throw PageError(.problem(.contentTooLarge, code: "form_too_large", message: "the form is larger than \(Self.maxFormBytes) bytes", back: back))
+        } catch .malformed {
+            throw PageError(.problem(.badRequest, code: "malformed_form", message: "the form could not be read", back: back))
+        } catch .csrf {
+            throw PageError(.problem(.forbidden, code: "csrf_failed",
+                                     message: "this form did not come from this browser's Parley page, or it has expired; reload the page and try again",
+                                     back: back))
+        }
+    }
+
+    /// A url-encoded form whose CSRF token matches the request's cookies.
+    func checkedForm<Form: Decodable & CSRFProtected>(_ request: Request, as _: Form.Type) async throws(FormRefusal) -> Form {
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: Self.maxFormBytes)
         } catch {
-            throw PageError(.problem(.contentTooLarge, code: "form_too_large", message: "the form is larger than \(Self.maxFormBytes) bytes", back: back))
+            throw .tooLarge
         }
         let form: Form
         do {
             form = try URLEncodedFormDecoder().decode(Form.self, from: String(buffer: body))
         } catch {
-            throw PageError(.problem(.badRequest, code: "malformed_form", message: "the form could not be read", back: back))
+            throw .malformed
         }
         guard cookies.csrfMatches(form._csrf, request: request) else {
             logger.notice("form refused: CSRF token missing or not this browser's", metadata: ["path": "\(request.uri.path)"])
-            throw PageError(.problem(.forbidden, code: "csrf_failed",
-                                     message: "this form did not come from this browser's Parley page, or it has expired; reload the page and try again",
-                                     back: back))
+            throw .csrf
         }
         return form
     }
@@ -62,6 +76,11 @@ struct WebContext: Sendable {
             throw PageError(.problem(.internalServerError, code: "internal_error", message: "the server could not reach its database"))
         }
     }
+}
+
+/// Why a form was not taken.
+enum FormRefusal: Error {
+    case tooLarge, malformed, csrf
 }
 
 /// A form that carries a CSRF token.

@@ -9,7 +9,10 @@ import ParleyZone
 /// front server (`parley serve --single`, or a zone's web process).
 public enum WebZone {
     /// The routes to give ``ParleyServer`` as its `frontRoutes`.
-    public static func routes(settings: WebSettings) -> FrontRoutes {
+    /// `console`: what the operator's zone page (`/admin`) asks of the zone, given the
+    /// server's store; nil with `--single`.
+    public static func routes(settings: WebSettings,
+                              console: (@Sendable (any ZoneStore) -> any ZoneConsole)? = nil) -> FrontRoutes {
         { router, front in
             let data = front.configuration.dataDirectory
             let web = WebContext(
@@ -20,6 +23,7 @@ public enum WebZone {
             AccountRoutes(web: web).add(to: router)
             CenterRoutes(web: web).add(to: router)
             MeetingPageRoutes(web: web).add(to: router)
+            AdminRoutes(web: web, console: console?(front.store)).add(to: router)
             // A store shared between machines keeps the documents too; on one machine (SQLite)
             // they are files in the data directory.
             DocumentRoutes(dataDirectory: data, shared: front.store as? any DocumentRows, tokens: front.tokens, settings: settings,

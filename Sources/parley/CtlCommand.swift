@@ -43,9 +43,16 @@ struct CtlCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            var processes = try await zone.send(.status).status ?? []
-            processes += try await otherMachines()
             let paths = ZonePaths(data: zone.dataDirectory)
+            let configuration = FileManager.default.contents(atPath: paths.resolvedConfiguration)
+                .flatMap { try? JSONDecoder().decode(ZoneConfiguration.self, from: $0) }
+            let processes: [ProcessStatus]
+            do {
+                processes = try await ZoneStatusReports.gather(paths: paths, configuration: configuration, store: nil,
+                                                               logger: Logger(label: "parley.ctl"))
+            } catch ControlClientError.cannotConnect {
+                throw CtlFailure("no zone is running with data directory \(zone.dataDirectory): cannot connect to \(paths.controlSocket)")
+            }
             let supervisorMetrics = (try? String(contentsOfFile: paths.supervisorMetricsURL, encoding: .utf8))?
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             if json {
@@ -58,31 +65,6 @@ struct CtlCommand: AsyncParsableCommand {
                 print(StatusTable.render(processes), terminator: "")
                 if let supervisorMetrics { print("supervisor metrics: \(supervisorMetrics)") }
             }
-        }
-
-        /// In a cluster, the processes of every other machine, as their supervisors last
-        /// published them to the shared store; a machine silent for over 3 s is said to be so.
-        private func otherMachines() async throws -> [ProcessStatus] {
-            let paths = ZonePaths(data: zone.dataDirectory)
-            guard let data = FileManager.default.contents(atPath: paths.resolvedConfiguration),
-                  let configuration = try? JSONDecoder().decode(ZoneConfiguration.self, from: data),
-                  let here = configuration.machine else { return [] }
-            let published = try await configuration.storeLocation().withStore(dataDirectory: zone.dataDirectory,
-                                                                                 logger: Logger(label: "parley.ctl")) { store in
-                try await store.publishedProcesses()
-            }
-            let order = configuration.machines.map(\.name)
-            return published.filter { $0.machine != here }
-                .sorted { (order.firstIndex(of: $0.machine) ?? .max, $0.name) < (order.firstIndex(of: $1.machine) ?? .max, $1.name) }
-                .compactMap { row in
-                    guard var status = try? JSONDecoder().decode(ProcessStatus.self, from: Data(row.status.utf8)) else { return nil }
-                    status.machine = row.machine
-                    if row.ageMs > 3_000 {
-                        status.detail = "no report from machine \(row.machine) for \(StatusTable.duration(Int(row.ageMs))): "
-                            + "as it was last seen (is the machine down or cut off?)"
-                    }
-                    return status
-                }
         }
     }
 }
@@ -247,15 +229,7 @@ enum StatusTable {
     }
 
     /// "3 conn, 2 mtg, 4% cpu" for processes that report a load.
-    static func load(_ value: JSONValue?) -> String {
-        guard case .object(let load)? = value else { return "-" }
-        func number(_ key: String) -> Int? { if case .number(let value)? = load[key] { Int(value) } else { nil } }
-        if case .bool(let leads)? = load["leader"] {
-            return leads ? "leader, term \(number("term") ?? 0)" : "standby manager"
-        }
-        guard let connections = number("connections"), let meetings = number("meetings") else { return "-" }
-        return "\(connections) conn, \(meetings) mtg, \(number("cpuPercent") ?? 0)% cpu"
-    }
+    static func load(_ value: JSONValue?) -> String { ZoneOverview.loadSummary(value) }
 
     static func meetings(_ value: JSONValue?, _ key: String) -> [String] {
         guard case .object(let load)? = value, case .array(let list)? = load[key] else { return [] }

@@ -35,4 +35,21 @@ struct BrowserTests {
         #expect(result.terminationStatus.isSuccess, "the browser test failed; screenshots in \(artifacts)\n\(output)")
         #expect(output.contains("browser test passed"))
     }
+
+    /// The operator's zone page against a real zone: refused to a non-administrator, live
+    /// processes and meetings, a restart through the confirmation dialog that fails the
+    /// meeting over (listed with its duration), and a forged action refused (Tests/browser/admin_test.py).
+    @Test("the zone page: 403 for others; live processes, meetings and failovers; restart with confirmation and CSRF")
+    func adminPage() async throws {
+        let script = Self.repository.appendingPathComponent("Tests/browser/admin_test.py").path
+        let artifacts = Self.repository.appendingPathComponent("test-artifacts/browser/admin").path
+        let result = try await NetworkChanges.lock.exclusively {
+            try await Subprocess.run(
+                .name("python3"), arguments: Arguments([script, "--parley", Self.binary, "--artifacts", artifacts]),
+                output: .string(limit: 1 << 20), error: .string(limit: 1 << 20))
+        }
+        let output = result.standardOutput + result.standardError
+        #expect(result.terminationStatus.isSuccess, "the admin browser test failed; screenshots in \(artifacts)\n\(output)")
+        #expect(output.contains("admin browser test passed"))
+    }
 }

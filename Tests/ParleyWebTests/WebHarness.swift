@@ -5,6 +5,7 @@ import FoundationNetworking
 import Logging
 import ParleyCore
 import ParleyServer
+import ParleyStore
 import ParleyTelemetry
 import ParleyTestSupport
 import ParleyWeb
@@ -20,8 +21,12 @@ struct WebServer {
 
     /// Runs `body` against a fresh server, then stops it and removes its data.
     static func with<T>(_ settings: WebSettings = WebServer.fastSettings, clock: (@Sendable () -> Millis)? = nil,
-                        metrics: ProcessMetrics? = nil, _ body: (WebServer) async throws -> T) async throws -> T {
-        try await runTestServer(routes: WebZone.routes(settings: settings), clock: clock, metrics: metrics) { base, logs, data in
+                        metrics: ProcessMetrics? = nil, console: (any ZoneConsole)? = nil,
+                        _ body: (WebServer) async throws -> T) async throws -> T {
+        var makeConsole: (@Sendable (any ZoneStore) -> any ZoneConsole)?
+        if let console { makeConsole = { _ in console } }
+        let routes = WebZone.routes(settings: settings, console: makeConsole)
+        return try await runTestServer(routes: routes, clock: clock, metrics: metrics) { base, logs, data in
             try await body(WebServer(base: URL(string: base)!, data: data, logs: logs))
         }
     }

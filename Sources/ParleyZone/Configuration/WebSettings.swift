@@ -26,6 +26,8 @@ public struct WebSettings: Codable, Equatable, Sendable {
     /// machine): the meeting page times `GET /v1/ping` on each and on its own, asks the
     /// fastest where to connect, and falls back to the next when one does not answer.
     public var otherFronts: [String] = []
+    /// The accounts (usernames) that may use the operator's zone page, `/admin`.
+    public var admins: [String] = []
 
     public init() {}
 
