@@ -5,7 +5,7 @@ import PackageDescription
 //   parley-sdk/: ParleyCore (model, log, resume; pure)  <-  ParleyProtocol (wire frames)
 //                <-  ParleyClient (the Swift SDK)  <-  ParleyTesting (a fake Parley for apps' tests)
 //   ParleyCore, ParleyProtocol  <-  ParleyStore (durable log)  <-  ParleyServer (transport adapters)  <-  parley (CLI)
-//   ParleyTelemetry (what processes measure, and /metrics)  <-  ParleyStore, ParleyServer, ParleySupervisor, ParleyNode
+//   ParleyTelemetry (what processes measure, /metrics, and their spans)  <-  ParleyStore, ParleyServer, ParleySupervisor, ParleyNode
 //   ParleyCore  <-  ParleyZone (zone rules: configuration (read with swift-configuration), supervision, placement, leases; pure)
 //   ParleyZone  <-  ParleySupervisor (spawns and watches the zone's processes)
 //   ParleyZone + ParleyServer  <-  ParleyNode (a logical server: its zone agent and its role)
@@ -52,6 +52,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // Spans for an op's path and for failovers, exported over OTLP/HTTP when configured
+        // (gRPC left out: it would double the dependencies' build).
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         // One configuration system: flags over environment over file over defaults.
@@ -68,6 +72,9 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -90,6 +97,7 @@ let package = Package(
             dependencies: [
                 core, wire, "ParleyStore", "ParleyTelemetry",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -147,6 +155,7 @@ let package = Package(
             dependencies: [
                 "ParleyZone", "ParleyServer", "ParleyStore", wire, "ParleyWeb", "ParleyTelemetry",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -236,6 +245,8 @@ let package = Package(
             name: "ParleyZoneProcessTests",
             dependencies: [
                 "ParleySupervisor", "ParleyNode", "ParleyServer", "ParleyStore", "ParleyTestSupport", "ParleyChaos", sdk, "parley",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -285,6 +296,8 @@ let package = Package(
             name: "ParleyServerTests",
             dependencies: [
                 "ParleyServer", "ParleyStore", "ParleyTestSupport", "ParleySupervisor", sdk, "parley", "meeting-app",
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import HTTPTypes
 import Logging
+import Tracing
 import ParleyCore
 import ParleyProtocol
 import ParleyServer
@@ -39,6 +40,7 @@ struct CollabService: Service {
         let clientPort = try ListenPorts.pick(context.configuration.ports, host: context.configuration.host, process: context.name)
         var configuration = try ServerConfiguration(zone: context.configuration, paths: context.paths, port: clientPort)
         configuration.metrics = serverMetrics
+        configuration.tracing = context.tracing
         // `/ready` on the client port: the store (checked there), and a manager link.
         configuration.readiness = {
             await agentSlot.withLock({ $0 })?.isRegistered == true ? [] : ["not registered with a manager: no zone link"]
@@ -269,10 +271,12 @@ actor CollabNode: Service, ZoneAgentDelegate {
     /// runs for as long as the order stands.
     private func carryOut(_ order: ZoneMessage) async -> (@Sendable () async -> Void)? {
         switch order {
-        case .open(let meeting, _, _), .promote(let meeting, _, _):
-            let promoting = if case .promote = order { true } else { false }
+        case .open(let meeting, _, _):
             following[meeting] = nil
-            return { await self.host(meeting, promoting: promoting) }
+            return { await self.host(meeting, promoting: false, trace: nil) }
+        case .promote(let meeting, _, _, let trace):
+            following[meeting] = nil
+            return { await self.host(meeting, promoting: true, trace: trace) }
         case .follow(let meeting, let host, let address, _):
             let mine = nextFollower(of: meeting)
             return { await self.follow(meeting, from: .ordered(host, url: address.zone), standby: true, holding: nil, generation: mine) }
@@ -309,9 +313,20 @@ actor CollabNode: Service, ZoneAgentDelegate {
 
     /// Opens or promotes `meeting` here and tells the manager how that went. If the manager
     /// released it meanwhile, its answer to `hosting` is another release.
-    private func host(_ meeting: MeetingID, promoting: Bool) async {
+    /// `trace`: the manager's failover span, under which this server's `parley.promotion`
+    /// span (from the order to the first ack) is recorded.
+    private func host(_ meeting: MeetingID, promoting: Bool, trace: [String: String]?) async {
+        let tracing = context.tracing
+        var span: (any Span)?
+        if promoting, tracing.isOn {
+            let promotion = tracing.tracer.startSpan("parley.promotion", context: tracing.tracer.context(from: trace), ofKind: .consumer)
+            promotion.attributes["parley.meeting"] = meeting.rawValue
+            promotion.attributes["parley.server"] = context.name.rawValue
+            span = promotion
+        }
         do {
-            let epoch = promoting ? try await directory.promote(meeting) : try await directory.open(meeting)
+            let epoch = promoting ? try await directory.promote(meeting, span: span) : try await directory.open(meeting)
+            span?.addEvent(SpanEvent(name: "hosting", attributes: ["parley.epoch": .int(Int64(epoch.rawValue))]))
             // `ctl status` lists it from now on, not from the next heartbeat.
             context.link.reportNow()
             await agent?.send(.hosting(meeting: meeting, epoch: epoch))
@@ -319,6 +334,8 @@ actor CollabNode: Service, ZoneAgentDelegate {
             // following the host here.
             if await directory.copyServesClients(meeting) { edgeStarts.yield(await edgeFollower(meeting, holding: nil)) }
         } catch {
+            span?.setStatus(SpanStatus(code: .error, message: error.message))
+            span?.end()
             context.logger.error("cannot host", metadata: ["meeting": "\(meeting)", "error": "\(error)"])
             await agent?.send(.failedToHost(meeting: meeting, reason: error.message))
         }

@@ -3,6 +3,7 @@ import FoundationEssentials
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
+import Tracing
 import ParleyCore
 import ParleyServer
 import ParleyStore
@@ -40,6 +41,12 @@ actor ZoneManager {
     private var promotingSince: [MeetingID: Int64] = [:]
     /// The last failovers this manager saw through, newest last, for the operator's zone page.
     private var recentFailovers: [(meeting: MeetingID, to: NodeName, sinceMs: Int64, tookMs: Int64)] = []
+    /// Each failover in flight, traced (`parley.failover`) from the loss that caused it, if
+    /// any, to the new host's confirmation.
+    private var failoverSpans: [MeetingID: any Span] = [:]
+    /// The server lost in the actions being performed, if one was: its failovers start there.
+    private var lossBeingHandled: (server: NodeName, reason: String, atMs: Int64)?
+    private let tracing: ProcessTracing
     static let recentFailoversKept = 20
 
     private struct Link {
@@ -54,8 +61,9 @@ actor ZoneManager {
     }
 
     init(name: NodeName, configuration: ZoneConfiguration, supervisor: SupervisorLink, clock: MonotonicClockMs,
-         metrics: ProcessMetrics = .off, logger: Logger) {
+         metrics: ProcessMetrics = .off, tracing: ProcessTracing = .off, logger: Logger) {
         self.metrics = ManagerMetrics(metrics)
+        self.tracing = tracing
         self.name = name
         self.configuration = configuration
         self.supervisor = supervisor
@@ -100,6 +108,11 @@ actor ZoneManager {
         logger.warning("stepping down", metadata: ["reason": "\(reason)", "waiting": "\(relays.waiting)"])
         placement = nil
         promotingSince.removeAll()
+        for span in failoverSpans.values {
+            span.setStatus(SpanStatus(code: .error, message: "the manager stepped down"))
+            span.end()
+        }
+        failoverSpans.removeAll()
         metrics.steppedDown()
         supervisor.reportNow()
         relay(relays.steppedDown(reason: reason))
@@ -177,6 +190,10 @@ actor ZoneManager {
             perform(placement!.heard(peer, load: load, nowMs: now))
         case .hosting(let meeting, let epoch):
             logger.info("hosting confirmed", metadata: ["meeting": "\(meeting)", "on": "\(peer)", "epoch": "\(epoch)"])
+            if let span = failoverSpans.removeValue(forKey: meeting) {
+                span.addEvent(SpanEvent(name: "hosting confirmed", attributes: ["parley.epoch": .int(Int64(epoch.rawValue))]))
+                span.end()
+            }
             if let since = promotingSince.removeValue(forKey: meeting) {
                 let tookMs = clock.nowMs() - since
                 metrics.promotionDuration.record(duration: .milliseconds(tookMs))
@@ -238,9 +255,32 @@ actor ZoneManager {
         perform(placement!.tick(nowMs: clock.nowMs()))
     }
 
+    /// The `parley.failover` span of a promotion just ordered, when tracing is on: started at
+    /// the loss being handled (its detection), if the promotion comes of one.
+    private func startFailoverSpan(_ meeting: MeetingID, to server: NodeName) -> (any Span)? {
+        guard tracing.isOn else { return nil }
+        failoverSpans.removeValue(forKey: meeting)?.end()
+        let nowMs = clock.nowMs()
+        let lostAgoMs = lossBeingHandled.map { max(0, nowMs - $0.atMs) } ?? 0
+        // The manager's clock is monotonic; a span's instants are wall-clock nanoseconds.
+        let started = DefaultTracerClock.now.nanosecondsSinceEpoch - UInt64(lostAgoMs) * 1_000_000
+        let span = tracing.tracer.startSpan("parley.failover", ofKind: .producer, at: TraceInstant(nanosecondsSinceEpoch: started))
+        span.attributes["parley.meeting"] = meeting.rawValue
+        span.attributes["parley.to"] = server.rawValue
+        if let loss = lossBeingHandled {
+            span.attributes["parley.from"] = loss.server.rawValue
+            span.addEvent(SpanEvent(name: "server lost", at: TraceInstant(nanosecondsSinceEpoch: started),
+                                    attributes: ["parley.reason": .string(loss.reason)]))
+        }
+        span.addEvent("promote ordered")
+        failoverSpans[meeting] = span
+        return span
+    }
+
     // MARK: Actions
 
     private func perform(_ actions: [Placement.Action]) {
+        defer { lossBeingHandled = nil }
         for action in actions {
             switch action {
             case .open(let meeting, let server, let standby):
@@ -251,7 +291,9 @@ actor ZoneManager {
                 logger.notice("promote standby", metadata: ["meeting": "\(meeting)", "on": "\(server)"])
                 metrics.failovers.increment()
                 promotingSince[meeting] = clock.nowMs()
-                send(.promote(meeting: meeting, standby: standby, term: term), to: server)
+                let span = startFailoverSpan(meeting, to: server)
+                send(.promote(meeting: meeting, standby: standby, term: term, trace: span.flatMap { tracing.tracer.fields(of: $0) }),
+                     to: server)
             case .follow(let meeting, let server, let host):
                 guard let address = placement?.servers[host]?.address else { continue }
                 send(.follow(meeting: meeting, host: host, hostAddress: address, term: term), to: server)
@@ -263,6 +305,7 @@ actor ZoneManager {
                 requestServer()
             case .disconnect(let server, let reason):
                 logger.warning("server lost; its meetings move", metadata: ["server": "\(server)", "reason": "\(reason)"])
+                lossBeingHandled = (server, "\(reason)", clock.nowMs())
                 links.removeValue(forKey: server)?.outbox.finish()
             case .drained(let server):
                 logger.notice("drained", metadata: ["server": "\(server)"])
@@ -347,7 +390,7 @@ struct ManagerService: Service {
         // One monotonic clock for every duration this manager measures (see MonotonicClockMs).
         let clock = MonotonicClockMs()
         let manager = ZoneManager(name: context.name, configuration: configuration, supervisor: context.link, clock: clock,
-                                  metrics: context.metrics, logger: logger)
+                                  metrics: context.metrics, tracing: context.tracing, logger: logger)
         await context.link.reportLoad { await manager.statusLoad() }
         // A manager that cannot reach the store can neither lead nor take the lease over.
         let probe = StoreProbe(store: store)
@@ -525,4 +568,10 @@ struct ManagerMetrics: Sendable {
         lost.increment()
         leading.set(0)
     }
+}
+
+/// A wall-clock instant for a span that started before it was created.
+struct TraceInstant: TracerInstant {
+    var nanosecondsSinceEpoch: UInt64
+    static func < (lhs: Self, rhs: Self) -> Bool { lhs.nanosecondsSinceEpoch < rhs.nanosecondsSinceEpoch }
 }

@@ -26,6 +26,8 @@ public struct NodeContext: Sendable {
     public var logger: Logger
     /// What this process records, and its `/metrics` listener serves.
     public var metrics: ProcessMetrics
+    /// Where its spans go (`tracing` in the configuration); off by default.
+    public var tracing: ProcessTracing
     /// What the role reads just before each scrape (figures that are a state, not a count).
     public let beforeScrape = RoleHook<Void>()
     /// Why the role cannot do its job now (empty: it can): `/ready`, and `ready` in its load.
@@ -36,8 +38,9 @@ public struct NodeContext: Sendable {
     public let lastReadiness = Latest<[String]>()
 
     public init(name: NodeName, role: NodeRole, configuration: ZoneConfiguration, paths: ZonePaths,
-                link: SupervisorLink, metrics: ProcessMetrics = .off, logger: Logger) {
+                link: SupervisorLink, metrics: ProcessMetrics = .off, tracing: ProcessTracing = .off, logger: Logger) {
         self.metrics = metrics
+        self.tracing = tracing
         self.name = name
         self.role = role
         self.configuration = configuration
@@ -59,7 +62,8 @@ public enum NodeRoles {
         case .web: WebService(context: context)
         case .services: ServicesNode(context: context)
         }
-        return [MetricsListener(context: context), ReadinessMonitor(context: context), role]
+        // The span exporter stops after the role, so that the role's last spans go out.
+        return (context.tracing.exporter.map { [$0] } ?? []) + [MetricsListener(context: context), ReadinessMonitor(context: context), role]
     }
 }
 

@@ -253,7 +253,7 @@ extension ZoneMessage {
     /// The manager term an order carries.
     var term: UInt64? {
         switch self {
-        case .open(_, _, let term), .promote(_, _, let term), .follow(_, _, _, let term), .release(_, let term): term
+        case .open(_, _, let term), .promote(_, _, let term, _), .follow(_, _, _, let term), .release(_, let term): term
         default: nil
         }
     }

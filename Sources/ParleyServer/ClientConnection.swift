@@ -1,4 +1,5 @@
 import Logging
+import Tracing
 import NIOCore
 import ParleyCore
 import ParleyProtocol
@@ -261,7 +262,7 @@ final class Gateway: Service, Sendable {
                     connection.send(.reject(id: id, Rejection(.rateLimited, "more than \(configuration.limits.framesPerSecond) frames per second; not applied, retry later")), encoder)
                     return nil
                 }
-                input = .op(connection, id, operation)
+                input = .op(connection, id, operation, opSpan(operation, meeting: host.id))
             case .signal(let signal):
                 guard connection.takeRateToken(nowMillis: clock()) else {
                     connection.fail(ProtocolError(.rateLimited, "more than \(configuration.limits.framesPerSecond) frames per second; signal dropped"), encoder)
@@ -274,7 +275,9 @@ final class Gateway: Service, Sendable {
                 return nil
             }
             if case .full = host.submit(input) {
-                if case .op(_, let id, _) = input {
+                if case .op(_, let id, _, let span) = input {
+                    span?.addEvent("refused: server_busy")
+                    span?.end()
                     connection.send(.reject(id: id, Rejection(.serverBusy, "the meeting is overloaded; not applied, retry later")), encoder)
                 } else {
                     connection.fail(ProtocolError(.serverBusy, "the meeting is overloaded"), encoder)
@@ -282,6 +285,15 @@ final class Gateway: Service, Sendable {
             }
         }
         return nil
+    }
+
+    /// The `parley.op` span of an op just received, when tracing is on.
+    private func opSpan(_ operation: MeetingOp, meeting: MeetingID) -> (any Span)? {
+        guard configuration.tracing.isOn else { return nil }
+        let span = configuration.tracing.tracer.startSpan("parley.op", ofKind: .server)
+        span.attributes["parley.meeting"] = meeting.rawValue
+        span.attributes["parley.op.kind"] = operation.kind
+        return span
     }
 
     private func hello(token: String, resume: ResumePoint?, on connection: ClientConnection) async {

@@ -1,4 +1,5 @@
 import Logging
+import Tracing
 import ParleyCore
 import ParleyProtocol
 import Synchronization
@@ -231,7 +232,11 @@ private struct CopyLoop {
                 let joiner = MeetingJoiner(participant: claims.participant, name: claims.name, role: claims.role)
                 perform(state.attach(connection, joiner, resume: resume, at: now))
             case .admission(let connection, let decision): perform(state.admission(connection, decision, at: now))
-            case .op(let connection, let id, let operation): perform(state.op(connection, id, operation, at: now))
+            case .op(let connection, let id, let operation, let span):
+                // Traced as far as here: the host this copy forwards it to does not see the span.
+                span?.addEvent("forwarded to the host")
+                span?.end()
+                perform(state.op(connection, id, operation, at: now))
             case .signal(let connection, let signal): perform(state.signal(connection, signal))
             case .detach(let connection): perform(state.detach(connection, at: now))
             case .leave(let connection): perform(state.leave(connection, at: now))

@@ -1,4 +1,5 @@
 import Logging
+import Tracing
 import ParleyCore
 import ParleyProtocol
 import ParleyStore
@@ -220,9 +221,17 @@ public actor MeetingDirectory: Service {
 
     /// Takes the meeting over from its standby copy here (or from the store without one)
     /// under a new epoch, which fences the previous host. Returns the epoch.
-    public func promote(_ id: MeetingID) async throws(ProtocolError) -> Epoch {
-        if let host = hosts[id] { return host.epoch }
-        return try await load(id, promoting: true).epoch
+    /// `span` (the `parley.promotion` span), when given, gets a `first ack` event and ends
+    /// when the new host first acknowledges an op.
+    public func promote(_ id: MeetingID, span: (any Span)? = nil) async throws(ProtocolError) -> Epoch {
+        if let host = hosts[id] {
+            span?.end()
+            return host.epoch
+        }
+        let host = try await load(id, promoting: true)
+        // Before anyone is told it hosts the meeting, so no ack can come first.
+        if let span { host.endAtFirstAck(span) }
+        return host.epoch
     }
 
     /// Stops hosting the meeting, or keeping it as a standby. Clients of the host are sent

@@ -4,11 +4,14 @@ import ParleyCore
 import ParleyProtocol
 import ParleyStore
 import Synchronization
+import ParleyTelemetry
+import Tracing
 
 /// What a connection asks of the meeting it is in.
 enum HostInput: Sendable {
     case attach(ClientConnection, JoinClaims, ResumePoint?)
-    case op(ClientConnection, OpID, MeetingOp)
+    /// With its `parley.op` span when tracing is on, started when the frame arrived.
+    case op(ClientConnection, OpID, MeetingOp, (any Span)?)
     case signal(ClientConnection, Signal)
     case detach(ClientConnection)
     case leave(ClientConnection)
@@ -95,6 +98,24 @@ final class MeetingHost: Sendable {
     /// Participants connected (here or to copies) and the last sequenced entry.
     var observed: (participants: Int, seq: Seq) {
         (participantCount.load(ordering: .relaxed), lastSeq.load(ordering: .relaxed))
+    }
+
+    /// The promotion span that ends at this host's first ack (see ``MeetingDirectory/promote(_:span:)``).
+    private let promotionSpan = Mutex<(any Span)?>(nil)
+    private let awaitingFirstAck = Atomic<Bool>(false)
+
+    func endAtFirstAck(_ span: any Span) {
+        promotionSpan.withLock { $0 = span }
+        awaitingFirstAck.store(true, ordering: .releasing)
+    }
+
+    /// Called by the loop when it acknowledges ops; ends the promotion span the first time.
+    fileprivate func acknowledged(_ count: Int) {
+        guard awaitingFirstAck.load(ordering: .acquiring), count > 0 else { return }
+        awaitingFirstAck.store(false, ordering: .relaxed)
+        guard let span = promotionSpan.withLock({ state in defer { state = nil }; return state }) else { return }
+        span.addEvent(SpanEvent(name: "first ack", attributes: ["parley.acks": .int(Int64(count))]))
+        span.end()
     }
 
     fileprivate func observed(participants: Int, seq: Seq) {
@@ -212,11 +233,14 @@ private struct HostLoop {
     var copies: [ObjectIdentifier: CopyID] = [:]
     var copyFeeds: [CopyID: ReplicaFeed] = [:]
     var lastCopy: UInt64 = 0
+    /// The spans of this batch's ops, ended once it is committed and fanned out.
+    var opSpans = OpSpans()
 
     mutating func run() async {
         while !state.stopped, let batch = await host.inbox.next() {
             for input in batch {
                 await handle(input)
+                if case .op(_, _, _, let span?) = input { opSpans.applied(span) }
                 if state.stopped { break }
             }
             // One commit for the whole batch. Fan-out can drop slow consumers, which
@@ -226,6 +250,7 @@ private struct HostLoop {
                 if actions.isEmpty { break }
                 await perform(actions)
             }
+            opSpans.endBatch()
             host.observed(participants: state.connectedParticipants, seq: state.log.lastSeq)
             if !state.stopped, let snapshot = state.checkpointDue(), case .queued = checkpoints.send(snapshot) {
                 state.checkpointQueued(snapshot.seq)
@@ -251,7 +276,7 @@ private struct HostLoop {
             await perform(state.attach(connection, joiner, resume: resume, at: now))
         case .admission(let connection, let decision):
             await perform(state.admission(connection, decision, at: now))
-        case .op(let connection, let opID, let operation):
+        case .op(let connection, let opID, let operation, _):
             guard let participant = state.participant(of: connection) else {
                 await perform(state.op(connection, opID, operation, at: now))
                 return
@@ -330,15 +355,20 @@ private struct HostLoop {
             case .commit(let entries):
                 let metrics = host.config.metrics
                 let started = ContinuousClock.now
+                let commitSpan = opSpans.startCommit(entries, meeting: state.meeting, tracing: host.config.tracing)
+                defer { commitSpan?.end() }
                 do {
                     try await host.commits.commit(state.meeting, entries)
                     metrics.commitDuration.record(duration: ContinuousClock.now - started)
                     metrics.opsCommitted.increment(by: Int64(entries.count))
+                    opSpans.committed()
                 } catch .fenced(_, _, let current) {
                     metrics.fencedCommits.increment()
+                    opSpans.commitFailed(commitSpan, "fenced by epoch \(current)")
                     await perform(state.fenced(current: current))
                     continue
                 } catch {
+                    opSpans.commitFailed(commitSpan, "\(error)")
                     await perform(state.commitFailed("\(error)"))
                     continue
                 }
@@ -348,6 +378,8 @@ private struct HostLoop {
                 }
             case .deliver(let entries, let recipients, let acks):
                 let slow = fanOut.deliver(entries, to: recipients, acks: acks)
+                opSpans.delivered(to: recipients.count)
+                if !acks.isEmpty { host.acknowledged(acks.values.reduce(0) { $0 + $1.count }) }
                 for connection in slow { await perform(state.detach(connection, at: host.now)) }
             case .relay(let signal, let from, let recipients):
                 let slow = fanOut.relay(signal, from: from, to: recipients)
@@ -380,4 +412,55 @@ private struct HostLoop {
 extension ClientConnection: Hashable {
     static func == (lhs: ClientConnection, rhs: ClientConnection) -> Bool { lhs === rhs }
     func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+}
+
+/// The `parley.op` spans of the ops in one batch of a host's loop: each gets an event when it
+/// is applied, when the batch is committed (the `parley.commit` span, which links to them)
+/// and when its entries are fanned out, and ends with the batch.
+struct OpSpans {
+    private var spans: [any Span] = []
+    private var committedYet = false
+    private var deliveredYet = false
+
+    mutating func applied(_ span: any Span) {
+        span.addEvent("applied")
+        spans.append(span)
+    }
+
+    func startCommit(_ entries: [LogEntry], meeting: MeetingID, tracing: ProcessTracing) -> (any Span)? {
+        guard tracing.isOn else { return nil }
+        let span = tracing.tracer.startSpan("parley.commit", ofKind: .internal)
+        span.attributes["parley.meeting"] = meeting.rawValue
+        span.attributes["parley.batch.entries"] = entries.count
+        if let first = entries.first, let last = entries.last {
+            span.attributes["parley.seq.first"] = Int(first.seq)
+            span.attributes["parley.seq.last"] = Int(last.seq)
+        }
+        for op in spans { span.addLink(SpanLink(context: op.context, attributes: [:])) }
+        return span
+    }
+
+    mutating func committed() {
+        guard !committedYet else { return }
+        committedYet = true
+        for span in spans { span.addEvent("committed") }
+    }
+
+    func commitFailed(_ commit: (any Span)?, _ why: String) {
+        commit?.setStatus(SpanStatus(code: .error, message: why))
+        for span in spans { span.addEvent(SpanEvent(name: "commit failed", attributes: ["reason": .string(why)])) }
+    }
+
+    mutating func delivered(to recipients: Int) {
+        guard committedYet, !deliveredYet else { return }
+        deliveredYet = true
+        for span in spans { span.addEvent(SpanEvent(name: "delivered", attributes: ["parley.recipients": .int(Int64(recipients))])) }
+    }
+
+    mutating func endBatch() {
+        for span in spans { span.end() }
+        spans.removeAll(keepingCapacity: true)
+        committedYet = false
+        deliveredYet = false
+    }
 }

@@ -2,6 +2,7 @@ import FoundationEssentials
 import ParleyCore
 import ParleyProtocol
 import ParleyStore
+import ParleyTelemetry
 
 /// Everything an operator can set on one server. Every limit is explicit here.
 public struct ServerConfiguration: Sendable {
@@ -62,6 +63,8 @@ public struct ServerConfiguration: Sendable {
     public var httpIdleTimeoutSeconds = 60
     /// Where this server's figures go (`.off`: nowhere); see docs/operations.md.
     public var metrics = ServerMetrics.off
+    /// Spans for each op's path (`parley.op`, `parley.commit`); off by default.
+    public var tracing = ProcessTracing.off
     /// `parley serve --single`: the path on the client port that serves the metrics (nil:
     /// none). A zone's processes serve theirs on a listener of their own.
     public var metricsPath: String?

@@ -35,7 +35,8 @@ public enum ZoneMessage: Codable, Equatable, Sendable {
 
     // The manager to a server.
     case open(meeting: MeetingID, standby: NodeName?, term: UInt64)
-    case promote(meeting: MeetingID, standby: NodeName?, term: UInt64)
+    /// `trace`: the manager's failover span, as W3C trace-context fields, when it traces.
+    case promote(meeting: MeetingID, standby: NodeName?, term: UInt64, trace: [String: String]? = nil)
     case follow(meeting: MeetingID, host: NodeName, hostAddress: ServerAddress, term: UInt64)
     case release(meeting: MeetingID, term: UInt64)
     case located(request: UInt64, answer: LocateResult)

@@ -10,6 +10,7 @@ import ParleyStore
 import ParleyTelemetry
 import ParleyWeb
 import ParleyZone
+import ServiceLifecycle
 
 #if canImport(Glibc)
 import Glibc
@@ -212,10 +213,20 @@ struct Serve: AsyncParsableCommand {
             configuration.metrics = ServerMetrics(metrics)
             configuration.metricsPath = zone.metrics.path
         }
+        configuration.tracing = try zone.tracing.make(process: "single", logger: logger)
         let portFile = portFile
-        try await ParleyServer(configuration: configuration, frontRoutes: WebZone.routes(settings: zone.web),
-                               logger: logger).run { port in
-            if let portFile { writeWhole("\(port)\n", to: portFile) }
+        let server = ParleyServer(configuration: configuration, frontRoutes: WebZone.routes(settings: zone.web), logger: logger)
+        guard let exporter = configuration.tracing.exporter else {
+            try await server.run { port in if let portFile { writeWhole("\(port)\n", to: portFile) } }
+            return
+        }
+        // The span exporter runs beside the server, and sends the last spans once it stops.
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            let exporting = ServiceGroup(configuration: .init(services: [.init(service: exporter)], logger: logger))
+            tasks.addTask { try await exporting.run() }
+            try await server.run { port in if let portFile { writeWhole("\(port)\n", to: portFile) } }
+            await exporting.triggerGracefulShutdown()
+            try await tasks.waitForAll()
         }
     }
 }

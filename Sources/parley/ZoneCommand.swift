@@ -218,6 +218,16 @@ let storeHelp = """
     """
 
 /// A configuration the operator can fix from the message alone.
+extension ZoneConfiguration.TracingSettings {
+    /// Where this process's spans go: nowhere unless `enabled`.
+    func make(process: String, logger: Logger) throws -> ProcessTracing {
+        guard enabled else { return .off }
+        logger.notice("tracing on", metadata: ["endpoint": "\(endpoint)", "protocol": "\(`protocol`)", "sample_ratio": "\(sampleRatio)"])
+        return try ProcessTracing.otlp(endpoint: endpoint, json: `protocol` == "http/json", sampleRatio: sampleRatio,
+                                       exportDelayMs: exportDelayMs, process: process, logger: logger)
+    }
+}
+
 extension ZoneConfiguration {
     /// The configuration a command runs with: its `flags` (by key), over this process's
     /// `PARLEY_…` environment, over the file at `path`, over the standard values.

@@ -214,7 +214,19 @@ struct ClusterProcessTests {
             #expect(everywhere["collab-m3-1"] == "m3", "processes: \(everywhere)")
             #expect(everywhere.keys.filter { $0.hasPrefix("collab-") }.count == 3, "exactly one more: \(everywhere)")
             let range = try #require(configuration.ports)
-            for (name, located) in try await cluster.status() where located.process.role == .collab || located.process.role == .manager {
+            // A process reports running once it is registered with its supervisor, before its
+            // listeners are bound; ready, once its role is up (a collab server registered with
+            // the manager). The one just added can be between the two.
+            let deadline = ContinuousClock.now + .seconds(20)
+            var status = try await cluster.status()
+            while ContinuousClock.now < deadline, !status.values.allSatisfy({ located in
+                guard case .object(let load)? = located.process.load, case .bool(true)? = load["ready"] else { return false }
+                return true
+            }) {
+                try await Task.sleep(for: .milliseconds(200))
+                status = try await cluster.status()
+            }
+            for (name, located) in status where located.process.role == .collab || located.process.role == .manager {
                 let ports = listeningPorts(of: Int32(try #require(located.process.pid)))
                 // A collab server listens for clients and for its standbys; a manager for zone
                 // links; each also serves its metrics on a port of its own.

@@ -85,6 +85,18 @@ struct SettingsDecoder: Decoder {
         }
     }
 
+    /// A number: JSON's `1` is an integer to swift-configuration, and is as good as `1.0` here.
+    func number() -> Double {
+        read(.double, zero: 0) { reader, key in
+            do {
+                return try reader.requiredDouble(forKey: key)
+            } catch {
+                guard let whole = try? reader.requiredInt(forKey: key) else { throw error }
+                return Double(whole)
+            }
+        }
+    }
+
     private func convert(_ text: String, to type: ConfigType) -> Any? {
         switch type {
         case .string: text
@@ -179,7 +191,7 @@ struct SettingsDecoder: Decoder {
             decoder.child(key.stringValue).read(.int, zero: 0) { try $0.requiredInt(forKey: $1) }
         }
         func decode(_ type: Double.Type, forKey key: Key) throws -> Double {
-            decoder.child(key.stringValue).read(.double, zero: 0) { try $0.requiredDouble(forKey: $1) }
+            decoder.child(key.stringValue).number()
         }
         func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { Int8(clamping: try decode(Int.self, forKey: key)) }
         func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { Int16(clamping: try decode(Int.self, forKey: key)) }
@@ -286,9 +298,7 @@ struct SettingsDecoder: Decoder {
             decoder.read(.string, zero: "") { try $0.requiredString(forKey: $1) }
         }
         func decode(_ type: Int.Type) throws -> Int { decoder.read(.int, zero: 0) { try $0.requiredInt(forKey: $1) } }
-        func decode(_ type: Double.Type) throws -> Double {
-            decoder.read(.double, zero: 0) { try $0.requiredDouble(forKey: $1) }
-        }
+        func decode(_ type: Double.Type) throws -> Double { decoder.number() }
         func decode(_ type: Int8.Type) throws -> Int8 { Int8(clamping: try decode(Int.self)) }
         func decode(_ type: Int16.Type) throws -> Int16 { Int16(clamping: try decode(Int.self)) }
         func decode(_ type: Int32.Type) throws -> Int32 { Int32(clamping: try decode(Int.self)) }

@@ -176,6 +176,21 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         public init() {}
     }
 
+    /// Spans (OpenTelemetry) for each op's path and for failovers, exported over OTLP/HTTP to
+    /// a collector. Off by default. See docs/operations.md, "Tracing".
+    public struct TracingSettings: Codable, Equatable, Sendable {
+        public var enabled: Bool = false
+        /// The collector's OTLP/HTTP address; spans are posted to `endpoint/v1/traces`.
+        public var endpoint: String = "http://127.0.0.1:4318"
+        /// `http/protobuf` or `http/json`.
+        public var `protocol`: String = "http/protobuf"
+        /// The share of traces kept, 0...1: an op's trace is sampled where it starts.
+        public var sampleRatio: Double = 1.0
+        /// How often a batch of finished spans is sent.
+        public var exportDelayMs: Int = 1_000
+        public init() {}
+    }
+
     public struct License: Codable, Equatable, Sendable {
         /// Participants present at once across the whole zone.
         public var maxParticipants: Int = 10_000
@@ -196,6 +211,7 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
     public var store = StoreSettings()
     public var metrics = MetricsSettings()
     public var logs = LogSettings()
+    public var tracing = TracingSettings()
     /// TLS for clients; nil serves them plain HTTP.
     public var tls: ClientTLS?
     /// The ports every other listener of the zone takes (collab servers' client and zone
@@ -328,6 +344,14 @@ public struct ZoneConfiguration: Codable, Equatable, Sendable {
         if !["text", "json"].contains(logs.format) { problems.append("logs.format must be text or json (it is '\(logs.format)')") }
         if logs.maxFileBytes < 4_096 { problems.append("logs.maxFileBytes must be at least 4096 (it is \(logs.maxFileBytes))") }
         if logs.keepFiles < 1 { problems.append("logs.keepFiles must be at least 1 (it is \(logs.keepFiles))") }
+        if !["http/protobuf", "http/json"].contains(tracing.protocol) {
+            problems.append("tracing.protocol must be http/protobuf or http/json (it is '\(tracing.protocol)')")
+        }
+        if !(0...1).contains(tracing.sampleRatio) { problems.append("tracing.sampleRatio must be 0...1 (it is \(tracing.sampleRatio))") }
+        if tracing.exportDelayMs < 10 { problems.append("tracing.exportDelayMs must be at least 10 (it is \(tracing.exportDelayMs))") }
+        if !(tracing.endpoint.hasPrefix("http://") || tracing.endpoint.hasPrefix("https://")) {
+            problems.append("tracing.endpoint must be an http:// or https:// address (it is '\(tracing.endpoint)')")
+        }
         if !metrics.path.hasPrefix("/") { problems.append("metrics.path must start with / (it is '\(metrics.path)')") }
         if scaling.edgeUnusedSeconds < 1 { problems.append("scaling.edgeUnusedSeconds must be at least 1") }
         if scaling.maxCollabServers < count(.collab) {
