@@ -124,6 +124,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Memory limit of a document converter process, in MiB.")
     var converterMemoryMib = WebSettings().converterMemoryMiB
 
+    @Flag(help: "Convert documents without the sandbox (bubblewrap) when it cannot run here; otherwise uploads are then refused.")
+    var allowUnsandboxedConversion = false
+
     @Option(help: ArgumentHelp("With --single: serve the metrics (Prometheus text format) at this path on the client port; 'off' serves none. A zone configures its own (the configuration's metrics section).", valueName: "path"))
     var metricsPath = "/metrics"
 
@@ -172,6 +175,7 @@ struct Serve: AsyncParsableCommand {
         web.maxDocumentPages = maxDocumentPages
         web.converterTimeoutSeconds = converterTimeout
         web.converterMemoryMiB = converterMemoryMib
+        web.allowUnsandboxedConversion = allowUnsandboxedConversion
         return web
     }
 
