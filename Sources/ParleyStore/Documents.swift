@@ -39,4 +39,11 @@ public protocol DocumentRows: Sendable {
     func storeDocument(_ document: StoredDocument) async throws(StoreError)
     /// The page, only if it belongs to one of `meeting`'s documents.
     func documentPage(meeting: String, page: String) async throws(StoreError) -> StoredDocument.Page?
+    /// The page ids of `meeting`'s document `document`, in no particular order; nil if
+    /// there is no such document.
+    func documentPageIDs(meeting: String, document: String) async throws(StoreError) -> [String]?
+    /// The bytes `meeting`'s documents take: page images and manifests.
+    func documentBytes(meeting: String) async throws(StoreError) -> Int
+    /// Removes the document and its pages at once; false if there was none.
+    func deleteDocument(meeting: String, document: String) async throws(StoreError) -> Bool
 }

@@ -13,6 +13,12 @@ public enum WebZone {
     /// server's store; nil with `--single`.
     public static func routes(settings: WebSettings,
                               console: (@Sendable (any ZoneStore) -> any ZoneConsole)? = nil) -> FrontRoutes {
+        routes(settings: settings, console: console, probe: ConverterIsolation.probe)
+    }
+
+    /// - Parameter probe: whether the converter sandbox works here (tests give the answer).
+    static func routes(settings: WebSettings, console: (@Sendable (any ZoneStore) -> any ZoneConsole)? = nil,
+                       probe: @escaping ConverterIsolation.Probe) -> FrontRoutes {
         { router, front in
             let data = front.configuration.dataDirectory
             let web = WebContext(
@@ -26,8 +32,11 @@ public enum WebZone {
             AdminRoutes(web: web, console: console?(front.store)).add(to: router)
             // A store shared between machines keeps the documents too; on one machine (SQLite)
             // they are files in the data directory.
-            DocumentRoutes(dataDirectory: data, shared: front.store as? any DocumentRows, tokens: front.tokens, settings: settings,
-                           logger: front.logger, metrics: WebMetrics(metrics: front.configuration.metrics.process))
+            let isolation = await ConverterIsolation.startup(settings: settings, dataDirectory: data, logger: front.logger,
+                                                             probe: probe)
+            DocumentRoutes(dataDirectory: data, meetings: front.store, shared: front.store as? any DocumentRows, tokens: front.tokens,
+                           settings: settings, logger: front.logger, isolation: isolation,
+                           metrics: WebMetrics(metrics: front.configuration.metrics.process))
                 .add(to: router)
             // The page code: plain JavaScript modules and CSS, revalidated by ETag so a new
             // build is picked up at once.

@@ -128,6 +128,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Memory limit of a document converter process, in MiB (default \(WebSettings().converterMemoryMiB)); web.converterMemoryMiB.")
     var converterMemoryMib: Int?
 
+    @Flag(help: "Convert documents without the sandbox (bubblewrap) when it cannot run here; otherwise uploads are then refused; web.allowUnsandboxedConversion.")
+    var allowUnsandboxedConversion = false
+
     @Option(help: ArgumentHelp("Serve the metrics (Prometheus text format) at this path (default /metrics; with --single on the client port, in a zone on each process's metrics port); 'off' serves none. metrics.path and metrics.enabled.", valueName: "path"))
     var metricsPath: String?
 
@@ -180,6 +183,7 @@ struct Serve: AsyncParsableCommand {
         set("web.maxFailedSignIns", maxFailedSignIns)
         set("web.lockoutSeconds", lockoutSeconds)
         if secureCookies { flags["web.secureCookies"] = .bool(true) }
+        if allowUnsandboxedConversion { flags["web.allowUnsandboxedConversion"] = .bool(true) }
         set("web.maxUploadBytes", maxUploadBytes)
         set("web.maxDocumentPages", maxDocumentPages)
         set("web.converterTimeoutSeconds", converterTimeout)

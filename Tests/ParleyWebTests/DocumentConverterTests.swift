@@ -13,6 +13,15 @@ import Glibc
 struct DocumentConverterProcessTests {
     let runner = ConverterRunner(searchPath: ProcessInfo.processInfo.environment["PATH"])
 
+    /// Runs `tool`, without arguments, as a converter runs: on a source file and an output
+    /// directory of its own in `directory`, with its logs at `directory/name.out|err`.
+    func runTool(_ tool: String, in directory: DocumentTemporaryDirectory, runner: ConverterRunner? = nil, limits: ConverterLimits,
+                 deadline: ContinuousClock.Instant, name: String) async throws -> ConverterRunner.Run {
+        let job = try directory.job(name)
+        return await (runner ?? self.runner).run(.init(tool: tool) { _ in [] }, job: job, limits: limits, deadline: deadline,
+                                                 logPrefix: directory.path + "/" + name)
+    }
+
     func limits(timeoutMs: Int = 10_000, memoryMiB: Int = 256) -> ConverterLimits {
         var settings = WebSettings()
         settings.converterMemoryMiB = memoryMiB
@@ -26,8 +35,7 @@ struct DocumentConverterProcessTests {
         let directory = try DocumentTemporaryDirectory()
         defer { directory.remove() }
         let tool = try directory.script("count", "echo 'Pages: 7'; echo 'a warning' >&2; exit 0")
-        let run = await runner.run(tool: tool, arguments: [], limits: limits(), deadline: .now + .seconds(10),
-                                   logPrefix: directory.path + "/count")
+        let run = try await runTool(tool, in: directory, limits: limits(), deadline: .now + .seconds(10), name: "count")
         #expect(run.end == .exited(0))
         #expect(PageCountOutput.parse(run.output) == 7)
         #expect(run.errorTail == "a warning")
@@ -45,8 +53,7 @@ struct DocumentConverterProcessTests {
             wait
             """)
         let started = ContinuousClock.now
-        let run = await runner.run(tool: tool, arguments: [], limits: limits(timeoutMs: 500), deadline: .now + .milliseconds(500),
-                                   logPrefix: directory.path + "/hang")
+        let run = try await runTool(tool, in: directory, limits: limits(timeoutMs: 500), deadline: .now + .milliseconds(500), name: "hang")
         let elapsed = ContinuousClock.now - started
         #expect(run.end == .timedOut)
         // The upper bound is loose: a loaded 2-core machine took 6.5 s. Without the deadline
@@ -68,8 +75,7 @@ struct DocumentConverterProcessTests {
         let directory = try DocumentTemporaryDirectory()
         defer { directory.remove() }
         let tool = try directory.script("crash", "echo 'about to fail' >&2; kill -SEGV $$")
-        let run = await runner.run(tool: tool, arguments: [], limits: limits(), deadline: .now + .seconds(10),
-                                   logPrefix: directory.path + "/crash")
+        let run = try await runTool(tool, in: directory, limits: limits(), deadline: .now + .seconds(10), name: "crash")
         #expect(run.end == .signaled(SIGSEGV))
         let described = ConverterRunner.describe(run, tool: "crash", package: "x", limits: limits())
         #expect(described == "crash crashed (signal 11): about to fail")
@@ -81,13 +87,11 @@ struct DocumentConverterProcessTests {
         defer { directory.remove() }
         // dd allocates its 120 MiB block at once (fast even on a loaded machine); the limit is 64 MiB.
         let tool = try directory.script("greedy", #"dd if=/dev/zero of=/dev/null bs=120M count=1 status=none && echo "held 120000000""#)
-        let run = await runner.run(tool: tool, arguments: [], limits: limits(memoryMiB: 64), deadline: .now + .seconds(60),
-                                   logPrefix: directory.path + "/greedy")
+        let run = try await runTool(tool, in: directory, limits: limits(memoryMiB: 64), deadline: .now + .seconds(60), name: "greedy")
         #expect(run.end != .exited(0))
         #expect(!run.output.contains("held"))
         // The same program without the tight limit works, so the limit is what stopped it.
-        let roomy = await runner.run(tool: tool, arguments: [], limits: limits(memoryMiB: 2_048), deadline: .now + .seconds(60),
-                                     logPrefix: directory.path + "/roomy")
+        let roomy = try await runTool(tool, in: directory, limits: limits(memoryMiB: 2_048), deadline: .now + .seconds(60), name: "roomy")
         #expect(roomy.end == .exited(0))
         #expect(roomy.output == "held 120000000")
     }
@@ -97,18 +101,20 @@ struct DocumentConverterProcessTests {
         let directory = try DocumentTemporaryDirectory()
         defer { directory.remove() }
         let empty = ConverterRunner(searchPath: directory.path)
-        let run = await empty.run(tool: "pdftoppm", arguments: [], limits: limits(), deadline: .now + .seconds(10),
-                                  logPrefix: directory.path + "/missing")
+        let run = try await runTool("pdftoppm", in: directory, runner: empty, limits: limits(), deadline: .now + .seconds(10), name: "missing")
         #expect(run.end == .notFound("pdftoppm"))
         #expect(ConverterRunner.describe(run, tool: "pdftoppm", package: "poppler-utils", limits: limits())
             == "pdftoppm not found; install poppler-utils")
     }
 
-    @Test("poppler and mupdf each render every page of a PDF to fit the pixel bound")
-    func realConverters() async throws {
+    @Test("poppler and mupdf each render every page of a PDF to fit the pixel bound, unconfined and in the sandbox",
+          arguments: [false, true])
+    func realConverters(sandboxed: Bool) async throws {
         for converter in PDFConverter.standard {
             let directory = try DocumentTemporaryDirectory()
             defer { directory.remove() }
+            let runner = sandboxed ? ConverterRunner(searchPath: runner.searchPath, sandbox: try await TestSandbox.probed(data: directory.path))
+                : runner
             let source = directory.path + "/source.pdf"
             try Data(DocumentPDF.pages(3, mediaBox: "0 0 200000 100000")).write(to: URL(fileURLWithPath: source))
             let conversion = PDFConversion(converters: [converter], runner: runner, limits: limits(), maxPages: 5, pixels: 120,

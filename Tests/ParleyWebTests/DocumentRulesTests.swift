@@ -1,4 +1,6 @@
+import ParleyCore
 @testable import ParleyWeb
+import Synchronization
 import Testing
 
 @Suite("Document rules")
@@ -95,6 +97,14 @@ struct DocumentRulesTests {
             (.tooManyPages(count: 9, limit: 5), 422, "too_many_pages"),
             (.conversionFailed(converters: ["a", "b"]), 422, "conversion_failed"),
             (.busy, 503, "server_busy"),
+            (.tooManyUploads, 503, "server_busy"),
+            (.sandboxUnavailable, 503, "converter_sandbox_unavailable"),
+            (.notPresenter, 403, "not_presenter"),
+            (.meetingEnded, 409, "meeting_ended"),
+            (.unknownMeeting, 404, "unknown_meeting"),
+            (.quotaExceeded(limitBytes: 200 << 20, usedBytes: 1), 413, "meeting_quota_exceeded"),
+            (.unknownDocument, 404, "unknown_document"),
+            (.documentShown, 409, "document_shown"),
             (.storageFailed, 500, "internal_error"),
         ]
         for (error, status, code) in table {
@@ -104,7 +114,159 @@ struct DocumentRulesTests {
         #expect(DocumentError.uploadTooLarge(limitBytes: 25 << 20).message.contains("25 MiB"))
         #expect(DocumentError.tooManyPages(count: 9, limit: 5).message.contains("9 pages"))
         #expect(DocumentError.conversionFailed(converters: ["poppler", "mupdf"]).message.contains("(poppler, mupdf) failed"))
+        #expect(DocumentError.quotaExceeded(limitBytes: 200 << 20, usedBytes: 150 << 20 + 300 << 10).message
+            .contains("at most 200 MiB and 150.3 MiB are taken"))
     }
+}
+
+@Suite("Who may change a meeting's documents")
+struct DocumentPermissionTests {
+    static let host = ParticipantID("p-host"), ada = ParticipantID("p-ada"), bo = ParticipantID("p-bo")
+
+    /// A meeting with a host (presenting), and Ada and Bo as attendees.
+    static func meeting() throws -> Meeting {
+        var meeting = Meeting(id: MeetingID("m-1"), title: "Documents")
+        var seq: Seq = 0
+        for (id, name, role) in [(host, "Host", Role.host), (ada, "Ada", .attendee), (bo, "Bo", .attendee)] {
+            seq += 1
+            try meeting.apply(.join(participant: id, name: name, role: role), by: .system, at: 0, seq: seq)
+        }
+        return meeting
+    }
+
+    func allowed(_ participant: ParticipantID, _ tokenRole: Role, in meeting: Meeting) -> DocumentError? {
+        do {
+            try DocumentPermission.check(participant, tokenRole: tokenRole, in: meeting)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test("in the meeting, the host and the presenter may, whatever their tokens say; attendees may not")
+    func present() throws {
+        var meeting = try Self.meeting()
+        #expect(allowed(Self.host, .host, in: meeting) == nil)
+        #expect(allowed(Self.ada, .attendee, in: meeting) == .notPresenter)
+        #expect(allowed(Self.ada, .presenter, in: meeting) == .notPresenter, "the meeting's role, not the token's")
+        try meeting.apply(.setPresenter(to: Self.ada), by: .participant(Self.host), at: 0, seq: 4)
+        #expect(allowed(Self.ada, .attendee, in: meeting) == nil, "made presenter")
+        #expect(allowed(Self.host, .host, in: meeting) == nil, "the host, not presenting")
+        try meeting.apply(.handOverHost(to: Self.bo), by: .participant(Self.host), at: 0, seq: 5)
+        #expect(allowed(Self.host, .host, in: meeting) == .notPresenter, "handed over")
+        #expect(allowed(Self.bo, .attendee, in: meeting) == nil, "the new host")
+    }
+
+    @Test("not in the meeting, one is what one's token would make one on joining now")
+    func absent() throws {
+        var meeting = try Self.meeting()
+        let newcomer = ParticipantID("p-new")
+        #expect(allowed(newcomer, .attendee, in: meeting) == .notPresenter)
+        #expect(allowed(newcomer, .presenter, in: meeting) == nil)
+        #expect(allowed(newcomer, .host, in: meeting) == .notPresenter, "a second host token joins as an attendee")
+        try meeting.apply(.leave(participant: Self.host), by: .system, at: 0, seq: 4)
+        #expect(allowed(Self.host, .attendee, in: meeting) == .notPresenter, "gone, with an attendee's token")
+        #expect(allowed(Self.ada, .attendee, in: meeting) == nil, "Ada inherited the host role")
+        let empty = Meeting(id: MeetingID("m-2"), title: "Nobody yet")
+        #expect(allowed(newcomer, .host, in: empty) == nil, "the host may upload before joining")
+    }
+
+    @Test("an ended meeting takes no documents; the document shown cannot be deleted, any other can")
+    func endedAndShown() throws {
+        var meeting = try Self.meeting()
+        try meeting.apply(.addDocument(id: DocumentID("d-1"), title: "One", pages: [PageID("pg-1"), PageID("pg-2")]),
+                          by: .participant(Self.host), at: 0, seq: 4)
+        #expect(throws: DocumentError.documentShown) { try DocumentPermission.checkDeletable(pages: ["pg-2", "pg-1"], in: meeting) }
+        #expect(throws: Never.self) { try DocumentPermission.checkDeletable(pages: ["pg-3"], in: meeting) }
+        #expect(throws: Never.self) { try DocumentPermission.checkDeletable(pages: ["pg-1"], in: Meeting(id: MeetingID("m-2"), title: "x")) }
+        try meeting.apply(.end, by: .participant(Self.host), at: 0, seq: 5)
+        #expect(allowed(Self.host, .host, in: meeting) == .meetingEnded)
+    }
+}
+
+@Suite("Upload limits")
+struct UploadLimitTests {
+    @Test("two uploads to one meeting cannot both take the last of its quota; another meeting's are apart")
+    func sharedQuota() {
+        var ledger = QuotaLedger()
+        ledger.begin(1, meeting: "m-a")
+        ledger.begin(2, meeting: "m-a")
+        ledger.begin(3, meeting: "m-b")
+        // Both read the store (600 of 1000 taken) before either claims.
+        let version = ledger.version(of: "m-a")
+        #expect(ledger.claim(1, bytes: 300, storedBytes: 600, readAt: version, limitBytes: 1000) == .fits)
+        #expect(ledger.claim(2, bytes: 300, storedBytes: 600, readAt: version, limitBytes: 1000) == .exceeded(usedBytes: 900))
+        #expect(ledger.claim(2, bytes: 100, storedBytes: 600, readAt: version, limitBytes: 1000) == .fits, "exactly full is fine")
+        #expect(ledger.claim(3, bytes: 1000, storedBytes: 0, readAt: ledger.version(of: "m-b"), limitBytes: 1000) == .fits)
+        // Upload 1 grows its claim (its pages are larger than its source): 1 and 2's others count, not its own.
+        #expect(ledger.claim(1, bytes: 301, storedBytes: 600, readAt: version, limitBytes: 1000) == .exceeded(usedBytes: 700))
+        #expect(ledger.claim(1, bytes: 200, storedBytes: 600, readAt: version, limitBytes: 1000) == .fits)
+    }
+
+    @Test("a reading of the store taken before another upload finished is stale; the ledger forgets a meeting with no upload left")
+    func staleReadings() {
+        var ledger = QuotaLedger()
+        ledger.begin(1, meeting: "m-a")
+        ledger.begin(2, meeting: "m-a")
+        let before = ledger.version(of: "m-a")
+        #expect(ledger.claim(1, bytes: 500, storedBytes: 0, readAt: before, limitBytes: 1000) == .fits)
+        // 1 stores its 500 bytes and ends: 2's reading (0 stored) no longer counts them.
+        ledger.end(1)
+        #expect(ledger.claim(2, bytes: 600, storedBytes: 0, readAt: before, limitBytes: 1000) == .stale)
+        #expect(ledger.claim(2, bytes: 600, storedBytes: 500, readAt: ledger.version(of: "m-a"), limitBytes: 1000)
+            == .exceeded(usedBytes: 500))
+        let beforeDeletion = ledger.version(of: "m-a")
+        ledger.changed("m-a")
+        #expect(ledger.claim(2, bytes: 600, storedBytes: 0, readAt: beforeDeletion, limitBytes: 1000) == .stale)
+        #expect(ledger.trackedMeetings == 1)
+        ledger.end(2)
+        #expect(ledger.trackedMeetings == 0)
+    }
+
+    @Test("the quota reads the store again after a stale reading, and gives up with server_busy if it never settles")
+    func quotaRereads() async {
+        let quota = DocumentQuota(limitBytes: 1000)
+        let first = quota.begin(meeting: "m-a")
+        let second = quota.begin(meeting: "m-a")
+        let readings = ReadingCounter()
+        // While `second` reads, `first` ends once: one stale reading, then a good one.
+        await #expect(throws: Never.self) {
+            try await quota.claim(second, meeting: "m-a", bytes: 100) { () async throws(DocumentError) in
+                if readings.next() == 1 { quota.end(first) }
+                return 0
+            }
+        }
+        #expect(readings.count == 2)
+        await #expect(throws: DocumentError.tooManyUploads) {
+            try await quota.claim(second, meeting: "m-a", bytes: 100) { () async throws(DocumentError) in
+                quota.changed(meeting: "m-a")
+                return 0
+            }
+        }
+        await #expect(throws: DocumentError.quotaExceeded(limitBytes: 1000, usedBytes: 950)) {
+            try await quota.claim(second, meeting: "m-a", bytes: 100) { () async throws(DocumentError) in 950 }
+        }
+        quota.end(second)
+        #expect(quota.trackedMeetings == 0)
+    }
+
+    @Test("the upload gate lets in its limit and refuses the next at once, until one leaves")
+    func gate() throws {
+        let gate = UploadGate(limit: 2)
+        try gate.enter()
+        try gate.enter()
+        #expect(throws: DocumentError.tooManyUploads) { try gate.enter() }
+        gate.leave()
+        try gate.enter()
+        #expect(gate.count == 2)
+    }
+}
+
+/// Counts calls, from any task.
+final class ReadingCounter: Sendable {
+    private let value = Mutex(0)
+    func next() -> Int { value.withLock { $0 += 1; return $0 } }
+    var count: Int { value.withLock { $0 } }
 }
 
 @Suite("Conversion plan")

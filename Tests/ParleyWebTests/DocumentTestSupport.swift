@@ -206,6 +206,15 @@ struct DocumentTemporaryDirectory: Sendable {
         return file
     }
 
+    /// A job for a converter named `name`: a small PDF as its source and an empty output
+    /// directory, both in this directory.
+    func job(_ name: String) throws -> PDFConverter.Job {
+        let job = PDFConverter.Job(source: path + "/\(name).pdf", outputDirectory: path + "/\(name)-pages", pages: 1, pixels: 64)
+        try Data(DocumentPDF.pages(1)).write(to: URL(fileURLWithPath: job.source))
+        try FileManager.default.createDirectory(atPath: job.outputDirectory, withIntermediateDirectories: true)
+        return job
+    }
+
     /// A converter that says a PDF has three pages and, like pdftoppm, writes one file per
     /// page in order, each only once the test lets it (``open(page:)``), so every step lasts
     /// until the test has seen it, however loaded the machine.
@@ -340,15 +349,20 @@ enum DocumentServer {
 
     /// Runs `body` against a server on `data` (a fresh directory if nil). With `converters`,
     /// the documents routes alone, with those converters; without, the whole web zone.
+    /// How the tests' own converters run unless a test says otherwise: unconfined, since
+    /// they talk to the test through files in its temporary directory.
+    static let unconfined = ConverterIsolation.unconfined(SandboxUnavailable("a test's own converters run unconfined"))
+
     static func run(settings: WebSettings, data: String? = nil, converters: [PDFConverter]? = nil,
-                    searchPath: String? = ProcessInfo.processInfo.environment["PATH"], metrics: ProcessMetrics? = nil,
+                    searchPath: String? = ProcessInfo.processInfo.environment["PATH"], isolation: ConverterIsolation = unconfined,
+                    metrics: ProcessMetrics? = nil,
                     _ body: @Sendable (DocumentClient, RecordedLog, String) async throws -> Void) async throws {
         let routes: FrontRoutes
         if let converters {
             routes = { router, front in
-                DocumentRoutes(dataDirectory: front.configuration.dataDirectory, tokens: front.tokens, settings: settings,
-                               logger: front.logger, converters: converters, searchPath: searchPath,
-                               metrics: WebMetrics(metrics: front.configuration.metrics.process))
+                DocumentRoutes(dataDirectory: front.configuration.dataDirectory, meetings: front.store, tokens: front.tokens,
+                               settings: settings, logger: front.logger, converters: converters, searchPath: searchPath,
+                               isolation: isolation, metrics: WebMetrics(metrics: front.configuration.metrics.process))
                     .add(to: router)
             }
         } else {
@@ -414,8 +428,64 @@ func documentProcesses(mentioning text: String) -> [String] {
     }
 }
 
+/// Live processes mentioning `text` once those being killed have had `within` to go. A
+/// sandbox's processes are killed with its bwrap, but the kernel finishes them off a moment
+/// after bwrap is reaped (a converter holding much memory takes a few hundred milliseconds).
+func documentProcessesLeft(mentioning text: String, within: Duration = .seconds(5)) async -> [String] {
+    let deadline = ContinuousClock.now + within
+    var left = documentProcesses(mentioning: text)
+    while !left.isEmpty, ContinuousClock.now < deadline {
+        try? await Task.sleep(for: .milliseconds(20))
+        left = documentProcesses(mentioning: text)
+    }
+    return left
+}
+
 /// Every file under `path`, relative to it.
 func documentFiles(under path: String) -> [String] {
     guard let enumerator = FileManager.default.enumerator(atPath: path) else { return [] }
     return (enumerator.allObjects as? [String] ?? []).sorted()
+}
+
+/// The converter sandbox as the server probes it at startup.
+enum TestSandbox {
+    /// The working sandbox for a server on `data`; throws with bwrap's reason where it
+    /// cannot run (then the tests that need it fail, saying why).
+    static func probed(data: String) async throws -> ConverterSandbox {
+        switch await ConverterIsolation.probe(DocumentServer.settings(), data, ProcessInfo.processInfo.environment["PATH"]) {
+        case .success(let sandbox): return sandbox
+        case .failure(let why): throw TestFailure("the converter sandbox does not work here: \(why)")
+        }
+    }
+}
+
+/// A TCP listener on 127.0.0.1 that never accepts: a connection to it completes in the
+/// kernel's backlog, so whether one can be made is all it tells.
+final class LoopbackListener: Sendable {
+    let descriptor: Int32
+    let port: Int
+
+    init() throws {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw TestFailure("socket: errno \(errno)") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                bind(descriptor, address, length) == 0 && listen(descriptor, 16) == 0
+                    && getsockname(descriptor, address, &length) == 0
+            }
+        }
+        guard bound else {
+            Glibc.close(descriptor)
+            throw TestFailure("cannot listen on 127.0.0.1: errno \(errno)")
+        }
+        self.descriptor = descriptor
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    func close() { Glibc.close(descriptor) }
 }

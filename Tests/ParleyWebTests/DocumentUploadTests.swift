@@ -8,8 +8,8 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
-import ParleyTestSupport
 #endif
+import ParleyTestSupport
 
 /// Uploads and page fetches over real HTTP, against a real server, with the real
 /// converters (poppler-utils and mupdf-tools) unless a test replaces them.
@@ -156,7 +156,7 @@ struct DocumentUploadTests {
             #expect(elapsed < .seconds(10), "two converters at 1 s each, not the minutes the bomb needs: \(elapsed)")
             #expect(log.contains("pdftoppm ran past the 1 s limit and was killed"), "\(log.all)")
             #expect(log.contains("mutool ran past the 1 s limit and was killed"), "\(log.all)")
-            #expect(documentProcesses(mentioning: data).isEmpty, "no converter still runs")
+            #expect(await documentProcessesLeft(mentioning: data).isEmpty, "no converter still runs")
             #expect(documentFiles(under: data + "/documents/.incoming").isEmpty, "no temporary files are left")
             #expect(!FileManager.default.fileExists(atPath: data + "/documents/" + meeting.id))
         }
@@ -170,7 +170,7 @@ struct DocumentUploadTests {
             #expect(response.status == 422)
             #expect(response.error?.code == "conversion_failed")
             #expect(log.contains("ran past the 1 s limit"))
-            #expect(documentProcesses(mentioning: data).isEmpty)
+            #expect(await documentProcessesLeft(mentioning: data).isEmpty)
         }
     }
 
@@ -404,6 +404,89 @@ struct DocumentFallbackTests {
     }
 }
 
+/// How much a meeting may hold and how many uploads run at once, over real HTTP.
+@Suite("Document upload limits", MachineLoad.server, .serialized, .timeLimit(.minutes(2)))
+struct DocumentUploadLimitTests {
+    /// A converter that notes each run in `scripts/runs` and renders one page of `pageBytes`.
+    static func bigPage(_ scripts: DocumentTemporaryDirectory, pageBytes: Int) throws -> PDFConverter {
+        let page = DocumentImages.png + Array(repeating: 0, count: pageBytes - DocumentImages.png.count)
+        try Data(page).write(to: URL(fileURLWithPath: scripts.path + "/big.png"))
+        let count = try scripts.script("count", "echo run >> \"\(scripts.path)/runs\"; echo 'Pages: 1'")
+        let render = try scripts.script("render", "cp \"\(scripts.path)/big.png\" \"$1/p-1.png\"")
+        return PDFConverter(name: "big", package: "nothing", count: .init(tool: count) { [$0.source] },
+                            render: .init(tool: render) { [$0.outputDirectory] })
+    }
+
+    @Test("a meeting's documents stay within meetingDocumentBytes: an upload that cannot fit is refused before conversion, one whose pages do not fit after it; another meeting has its own")
+    func quota() async throws {
+        let scripts = try DocumentTemporaryDirectory()
+        defer { scripts.remove() }
+        var settings = DocumentServer.settings()
+        settings.meetingDocumentBytes = 1 << 20
+        try await DocumentServer.run(settings: settings, converters: [try Self.bigPage(scripts, pageBytes: 600 << 10)]) { client, _, data in
+            let a = try await client.createMeeting("A"), b = try await client.createMeeting("B")
+            let runs = { ((try? String(contentsOfFile: scripts.path + "/runs", encoding: .utf8)) ?? "").split(separator: "\n").count }
+            let store = DocumentStore(dataDirectory: data)
+            #expect(try await client.upload(DocumentPDF.pages(1), to: a).status == 201)
+            let stored = store.storedBytes(meeting: a.id)
+            #expect(stored > 600 << 10 && stored < 1 << 20, "the page, the source and the manifest: \(stored)")
+            #expect(runs() == 1)
+
+            // 500 KiB of PDF cannot fit whatever its pages: no converter runs.
+            let padded = DocumentPDF.pages(1) + Array(repeating: UInt8(ascii: " "), count: 500 << 10)
+            let early = try await client.upload(padded, to: a)
+            #expect(early.status == 413 && early.error?.code == "meeting_quota_exceeded", "\(early.text)")
+            #expect(early.error?.message.contains("at most 1 MiB") == true, "\(early.text)")
+            #expect(runs() == 1, "refused before conversion")
+
+            // A small PDF fits, its 600 KiB page does not: refused once converted, nothing kept.
+            let late = try await client.upload(DocumentPDF.pages(1), to: a)
+            #expect(late.status == 413 && late.error?.code == "meeting_quota_exceeded", "\(late.text)")
+            #expect(runs() == 2)
+            #expect(store.storedBytes(meeting: a.id) == stored)
+            #expect(documentFiles(under: store.incomingRoot).isEmpty)
+
+            #expect(try await client.upload(DocumentPDF.pages(1), to: b).status == 201, "B's quota is its own")
+        }
+    }
+
+    @Test("beyond maxConcurrentUploads an upload is refused with server_busy at once, before its body is read")
+    func concurrentUploads() async throws {
+        let scripts = try DocumentTemporaryDirectory()
+        defer { scripts.remove() }
+        var settings = DocumentServer.settings()
+        settings.maxConcurrentUploads = 1
+        try await DocumentServer.run(settings: settings, converters: [try scripts.gatedConverter(name: "slow")]) { client, _, _ in
+            let meeting = try await client.createMeeting()
+            let documents = "/v1/meetings/\(meeting.id)/documents"
+            async let first = client.send("POST", documents, token: meeting.hostToken,
+                                          headers: ["Content-Type": "application/pdf", "X-Parley-Upload": "up-1"], body: DocumentPDF.pages(3))
+            // The first is in progress once it reports converting, and stays so until its pages are let through.
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                let polled = try await client.send("GET", "/v1/meetings/\(meeting.id)/uploads/up-1", token: meeting.hostToken)
+                if polled.status == 200, polled.text.contains("converting") { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let refused = try await client.upload(DocumentImages.png, to: meeting, contentType: "image/png")
+            #expect(refused.status == 503 && refused.error?.code == "server_busy", "\(refused.text)")
+            #expect(refused.error?.message.contains("being uploaded") == true)
+
+            // A head announcing 10 MiB, and not a byte of it: answered all the same.
+            let raw = try RawConnection(port: try #require(URL(string: client.base)?.port))
+            try raw.send("POST \(documents) HTTP/1.1\r\nHost: parley\r\nAuthorization: Bearer \(meeting.hostToken)\r\n"
+                + "Content-Type: application/pdf\r\nContent-Length: \(10 << 20)\r\n\r\n")
+            defer { raw.close() }
+            let answer = await raw.readResponse()
+            #expect(answer.hasPrefix("HTTP/1.1 503") && answer.contains("server_busy"), "\(answer.prefix(400).debugDescription)")
+
+            for page in 1...3 { scripts.open(page: page) }
+            #expect(try await first.status == 201)
+            #expect(try await client.upload(DocumentImages.png, to: meeting, contentType: "image/png").status == 201, "the place is free again")
+        }
+    }
+}
+
 /// The progress report a page reads while its upload converts (`GET …/uploads/{upload}`).
 @Suite("Document upload progress", MachineLoad.server, .serialized, .timeLimit(.minutes(2)))
 struct DocumentProgressTests {
@@ -515,7 +598,7 @@ struct DocumentMalformedInputTests {
 
             let deep = try await client.upload(Self.deepNesting, to: meeting)
             #expect(deep.status == 201, "\(deep.text)")
-            #expect(documentProcesses(mentioning: data).isEmpty)
+            #expect(await documentProcessesLeft(mentioning: data).isEmpty)
             #expect(documentFiles(under: data + "/documents/.incoming").isEmpty)
         }
     }
@@ -548,7 +631,7 @@ struct DocumentMalformedInputTests {
                     #expect(response.error != nil, "round \(round): a JSON error")
                 }
             }
-            #expect(documentProcesses(mentioning: data).isEmpty)
+            #expect(await documentProcessesLeft(mentioning: data).isEmpty)
             #expect(documentFiles(under: data + "/documents/.incoming").isEmpty)
         }
     }

@@ -191,38 +191,89 @@ struct SDKDocumentTests {
         }
     }
 
-    @Test("anyone may upload, but only the presenter or host adds the upload to the meeting with .addDocument(uploaded)")
-    func addToMeeting() async throws {
+    @Test("only the host and the presenter may upload, as the meeting has them now: an attendee made presenter may, a host who handed over may not")
+    func onlyHostAndPresenterUpload() async throws {
         try await Self.withMeeting { server, meeting in
             let id = meeting.meeting.id
-            let attendeeToken = try await ParleyHTTP.issueToken(server: server, meeting: id, name: "Ada").token
-            let uploaded = try await ParleyHTTP.uploadDocument(server: server, meeting: id, token: attendeeToken,
-                                                               data: Data(DocumentImages.png), title: "Ada's sketch.png")
-            #expect(MeetingOp.addDocument(uploaded) == .addDocument(id: uploaded.document, title: "Ada's sketch.png",
-                                                                     pages: uploaded.pages))
+            let ada = try await ParleyHTTP.issueToken(server: server, meeting: id, name: "Ada")
+            let upload = { (token: String) async throws in
+                try await ParleyHTTP.uploadDocument(server: server, meeting: id, token: token, data: Data(DocumentImages.png),
+                                                    title: "Ada's sketch.png")
+            }
+            let notPresenter = { (token: String, sourceLocation: SourceLocation) async in
+                let failure = await Self.httpFailure({ try await upload(token) }, sourceLocation: sourceLocation)
+                #expect(failure?.status == 403, sourceLocation: sourceLocation)
+                #expect(failure?.code == .other("not_presenter"), "\(String(describing: failure))", sourceLocation: sourceLocation)
+            }
+            // Before joining, an attendee's token says what she would be: an attendee.
+            await notPresenter(ada.token, #_sourceLocation)
+            _ = try await upload(meeting.hostToken)
 
-            let attendee = try MeetingClient(server: server, token: attendeeToken, options: Self.clientOptions)
+            let attendee = try MeetingClient(server: server, token: ada.token, options: Self.clientOptions)
             let host = try MeetingClient(server: server, token: meeting.hostToken, options: Self.clientOptions)
             try await attendee.connect()
             try await host.connect()
-            await #expect(throws: ParleyError.rejected(Rejection(.notPresenter, "only the presenter or host can add documents"))) {
-                try await attendee.send(.addDocument(uploaded))
-            }
-            let ack = try await host.send(.addDocument(uploaded))
+            await notPresenter(ada.token, #_sourceLocation)
 
-            // Both copies of the meeting show it once the entry has arrived.
-            for client in [host, attendee] {
-                let deadline = ContinuousClock.now + .seconds(10)
-                while await client.lastSeq < ack.seq, ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(20))
-                }
-                let added = await client.meeting?.documents.last
-                #expect(added?.id == uploaded.document)
-                #expect(added?.title == "Ada's sketch.png")
-                #expect(added?.pages == uploaded.pages)
-                #expect(added?.isWhiteboard == false)
-            }
+            // Made presenter, she may, and the meeting takes her document.
+            _ = try await host.send(.setPresenter(to: ada.participant))
+            let uploaded = try await upload(ada.token)
+            _ = try await attendee.send(.addDocument(uploaded))
+            // The host, presenting or not, may.
+            _ = try await upload(meeting.hostToken)
+
+            // Handed over, the host role goes with its rights, whatever the old host's token says.
+            _ = try await host.send(.handOverHost(to: ada.participant))
+            await notPresenter(meeting.hostToken, #_sourceLocation)
+            _ = try await upload(ada.token)
             await attendee.close()
+            await host.close()
+        }
+    }
+
+    @Test("a document can be deleted by the host, except while one of its pages is shown; its pages are then gone and the quota freed")
+    func deletion() async throws {
+        var settings = DocumentServer.settings()
+        settings.meetingDocumentBytes = 1 << 20
+        try await Self.withMeeting(settings) { server, meeting in
+            let id = meeting.meeting.id
+            let client = DocumentClient(base: server.absoluteString)
+            let room = DocumentMeeting(id: id.rawValue, hostToken: meeting.hostToken)
+            // Two documents of 600 KiB each do not fit in 1 MiB together.
+            let big = DocumentImages.png + Array(repeating: 0, count: 600 << 10)
+            let shown = try await ParleyHTTP.uploadDocument(server: server, meeting: id, token: meeting.hostToken, data: Data(DocumentImages.png))
+            let other = try await ParleyHTTP.uploadDocument(server: server, meeting: id, token: meeting.hostToken, data: Data(big))
+            #expect(try await client.upload(big, to: room, contentType: "image/png").error?.code == "meeting_quota_exceeded")
+
+            let host = try MeetingClient(server: server, token: meeting.hostToken, options: Self.clientOptions)
+            try await host.connect()
+            _ = try await host.send(.addDocument(shown))
+            _ = try await host.send(.addDocument(other))
+            _ = try await host.send(.turnPage(to: shown.pages[0]))
+
+            let path = { (document: DocumentID) in "/v1/meetings/\(id.rawValue)/documents/\(document.rawValue)" }
+            let inUse = try await client.send("DELETE", path(shown.document), token: meeting.hostToken)
+            #expect(inUse.status == 409 && inUse.error?.code == "document_shown", "\(inUse.text)")
+            let attendee = try await ParleyHTTP.issueToken(server: server, meeting: id, name: "Ada").token
+            let forbidden = try await client.send("DELETE", path(other.document), token: attendee)
+            #expect(forbidden.status == 403 && forbidden.error?.code == "not_presenter", "\(forbidden.text)")
+
+            let deleted = try await client.send("DELETE", path(other.document), token: meeting.hostToken)
+            #expect(deleted.status == 204, "\(deleted.text)")
+            #expect(try await client.page(other.pages[0].rawValue, of: room).error?.code == "unknown_page")
+            let again = try await client.send("DELETE", path(other.document), token: meeting.hostToken)
+            #expect(again.status == 404 && again.error?.code == "unknown_document")
+            for bad in ["d-0123456789abcdef", "d-0123456789ABCDEF", "%2E%2E%2Fkeys"] {
+                let response = try await client.send("DELETE", "/v1/meetings/\(id.rawValue)/documents/\(bad)", token: meeting.hostToken)
+                #expect(response.status == 404 && response.error?.code == "unknown_document", "\(bad): \(response.text)")
+            }
+            // The space is free again.
+            #expect(try await client.upload(big, to: room, contentType: "image/png").status == 201)
+
+            // Once the presenter turns elsewhere, the document that was shown may go too.
+            _ = try await host.send(.addWhiteboard(id: DocumentID("d-whiteboard"), title: "Board"))
+            _ = try await host.send(.turnPage(to: Meeting.firstWhiteboardPage(of: DocumentID("d-whiteboard"))))
+            #expect(try await client.send("DELETE", path(shown.document), token: meeting.hostToken).status == 204)
             await host.close()
         }
     }

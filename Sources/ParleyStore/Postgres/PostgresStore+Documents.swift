@@ -31,4 +31,35 @@ extension PostgresStore: DocumentRows {
             }
         }
     }
+
+    public func documentPageIDs(meeting: String, document: String) async throws(StoreError) -> [String]? {
+        try await withConnection { connection in
+            let rows = try await connection.query("""
+                SELECT p.page FROM documents d LEFT JOIN document_pages p ON p.meeting = d.meeting AND p.document = d.document
+                WHERE d.meeting = \(meeting) AND d.document = \(document)
+                """)
+            guard !rows.isEmpty else { return nil }
+            return try rows.compactMap { try $0.decode(String?.self) }
+        }
+    }
+
+    public func documentBytes(meeting: String) async throws(StoreError) -> Int {
+        try await withConnection { connection in
+            let rows = try await connection.query("""
+                SELECT (SELECT coalesce(sum(octet_length(bytes)), 0) FROM document_pages WHERE meeting = \(meeting))
+                     + (SELECT coalesce(sum(octet_length(manifest)), 0) FROM documents WHERE meeting = \(meeting))
+                """)
+            return Int(try rows.first?.decode(Int64.self) ?? 0)
+        }
+    }
+
+    public func deleteDocument(meeting: String, document: String) async throws(StoreError) -> Bool {
+        try await withConnection { connection in
+            // The pages go with it (ON DELETE CASCADE), in the same statement.
+            let rows = try await connection.query("""
+                DELETE FROM documents WHERE meeting = \(meeting) AND document = \(document) RETURNING document
+                """)
+            return !rows.isEmpty
+        }
+    }
 }

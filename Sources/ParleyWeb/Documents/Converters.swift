@@ -79,12 +79,23 @@ struct ConverterLimits: Sendable {
 /// Runs one converter program in its own process group under ``ConverterLimits``: address
 /// space (`ulimit -v`), CPU time, file size, no core dumps, and a wall-clock deadline after
 /// which the whole group is killed (SIGKILL). The limits are set by `/bin/sh`, which then
-/// `exec`s the program, so the pid that is watched is the converter's own.
+/// `exec`s the program, so the pid that is watched is the converter's own; or, with a
+/// ``ConverterSandbox``, `exec`s bwrap, which the limits bind too. Killing bwrap ends
+/// everything inside (`--die-with-parent`, and a PID namespace dies with its first
+/// process), but by the kernel's hand, a moment after bwrap itself is reaped: a converter
+/// freeing a lot of memory may outlive the run by a few hundred milliseconds.
 ///
 /// Always returns (never throws): every way a run can end is a ``Run/End`` the caller reports.
 struct ConverterRunner: Sendable {
     /// `PATH` to look tools up on; nil for the default.
     var searchPath: String?
+    /// Where converters run confined; nil: unconfined.
+    var sandbox: ConverterSandbox?
+
+    init(searchPath: String?, sandbox: ConverterSandbox? = nil) {
+        self.searchPath = searchPath
+        self.sandbox = sandbox
+    }
 
     struct Run: Sendable {
         enum End: Equatable, Sendable {
@@ -110,12 +121,27 @@ struct ConverterRunner: Sendable {
         shift 3; exec "$@"
         """
 
-    /// Runs `tool arguments…` with standard output and error going to `logPrefix.out` and
-    /// `logPrefix.err`.
-    func run(tool: String, arguments: [String], limits: ConverterLimits, deadline: ContinuousClock.Instant,
+    /// Runs `command` on `job`, with standard output and error going to `logPrefix.out` and
+    /// `logPrefix.err` (opened here, outside any sandbox).
+    func run(_ command: PDFConverter.Command, job: PDFConverter.Job, limits: ConverterLimits, deadline: ContinuousClock.Instant,
              logPrefix: String) async -> Run {
-        guard let executable = ToolLocator.locate(tool, searchPath: searchPath, isExecutable: { access($0, X_OK) == 0 })
-        else { return Run(end: .notFound(tool), output: "", errorTail: "") }
+        guard let found = ToolLocator.locate(command.tool, searchPath: searchPath, isExecutable: { access($0, X_OK) == 0 })
+        else { return Run(end: .notFound(command.tool), output: "", errorTail: "") }
+        let commandLine: [String]
+        if let sandbox {
+            // Resolved: inside, a link may point at a path the sandbox does not show.
+            let executable = URL(fileURLWithPath: found).resolvingSymlinksInPath().path
+            commandLine = sandbox.commandLine(executable: executable, arguments: command.arguments(sandbox.inside(job)), job: job)
+        } else {
+            commandLine = [found] + command.arguments(job)
+        }
+        var run = await run(commandLine, limits: limits, deadline: deadline, logPrefix: logPrefix)
+        if sandbox != nil { run.end = ConverterSandbox.end(run.end) }
+        return run
+    }
+
+    private func run(_ commandLine: [String], limits: ConverterLimits, deadline: ContinuousClock.Instant,
+                     logPrefix: String) async -> Run {
         let outputPath = logPrefix + ".out"
         let errorPath = logPrefix + ".err"
         let output: FileDescriptor
@@ -148,8 +174,8 @@ struct ConverterRunner: Sendable {
         let configuration = Configuration(
             executable: .path(FilePath("/bin/sh")),
             arguments: Arguments(["-c", Self.wrapperScript, "parley-converter",
-                                  "\(limits.memoryMiB * 1024)", "\(cpuSeconds)", "\((limits.fileBytes + 511) / 512)",
-                                  executable] + arguments),
+                                  "\(limits.memoryMiB * 1024)", "\(cpuSeconds)", "\((limits.fileBytes + 511) / 512)"]
+                                 + commandLine),
             environment: environment,
             workingDirectory: directory,
             platformOptions: platform)
@@ -305,8 +331,7 @@ struct PDFConversion: Sendable {
                 }
                 let job = PDFConverter.Job(source: source, outputDirectory: directory + "/pages", pages: 0, pixels: pixels)
                 await progress(.counting)
-                let run = await runner.run(tool: converter.count.tool, arguments: converter.count.arguments(job),
-                                           limits: limits, deadline: deadline, logPrefix: directory + "/count")
+                let run = await runner.run(converter.count, job: job, limits: limits, deadline: deadline, logPrefix: directory + "/count")
                 let outcome: ConversionPlan.Outcome
                 if run.end == .exited(0), let pages = PageCountOutput.parse(run.output) {
                     outcome = .counted(pages)
@@ -367,8 +392,7 @@ struct PDFConversion: Sendable {
         await progress(.rendering(page: 1, pages: pages))
         return await withTaskGroup(of: ConverterRunner.Run?.self) { group in
             group.addTask {
-                await runner.run(tool: converter.render.tool, arguments: converter.render.arguments(job),
-                                 limits: limits, deadline: deadline, logPrefix: logPrefix)
+                await runner.run(converter.render, job: job, limits: limits, deadline: deadline, logPrefix: logPrefix)
             }
             group.addTask {
                 var reported = 1

@@ -17,6 +17,15 @@ import ParleyZone
 /// - `GET /v1/meetings/{id}/pages/{pageId}` with the same kind of token: the image,
 ///   cacheable forever (a page id never changes content), with an ETag for revalidation.
 ///
+/// - `DELETE /v1/meetings/{id}/documents/{document}` with the same kind of token: removes
+///   the document and its pages, freeing the meeting's quota. 204.
+///
+/// Uploads and deletions are for the meeting's host and presenter only
+/// (``DocumentPermission``). Each meeting's documents share `meetingDocumentBytes`
+/// (``DocumentQuota``); at most `maxConcurrentUploads` uploads are in progress at once
+/// (``UploadGate``), and converters run in the sandbox (``ConverterIsolation``) or, when it
+/// is unavailable and the operator did not allow otherwise, uploads are refused.
+///
 /// - `GET /v1/meetings/{id}/uploads/{upload}` with the same token: while an upload sent
 ///   with `X-Parley-Upload: <upload>` runs, how far it has got (``UploadProgress/Report``);
 ///   404 `unknown_upload` before it starts and after it ends.
@@ -26,6 +35,8 @@ import ParleyZone
 /// exactly like pages that do not exist.
 struct DocumentRoutes: Sendable {
     let dataDirectory: String
+    /// Where meetings are committed: who is host and presenter is read from there.
+    let meetings: any Store
     let tokens: TokenAuthority
     let settings: WebSettings
     let logger: Logger
@@ -40,33 +51,37 @@ struct DocumentRoutes: Sendable {
     let shared: (any DocumentRows)?
     let progress = UploadProgress()
     let metrics: WebMetrics
+    let isolation: ConverterIsolation
+    let gate: UploadGate
+    let quota: DocumentQuota
 
     /// Conversions that run at once (each is a process using a core), and that may wait
     /// for their turn; further uploads get `server_busy`.
     static let concurrentConversions = 2
     static let waitingConversions = 8
 
-    init(dataDirectory: String, shared: (any DocumentRows)?, tokens: TokenAuthority, settings: WebSettings, logger: Logger,
-         metrics: WebMetrics = .off) {
-        self.init(dataDirectory: dataDirectory, shared: shared, tokens: tokens, settings: settings, logger: logger,
-                  converters: PDFConverter.standard, metrics: metrics)
-    }
-
     /// - Parameters:
     ///   - converters: tried in this order for each PDF.
     ///   - searchPath: where converter tools are looked up; nil for this process's `PATH`.
-    init(dataDirectory: String, shared: (any DocumentRows)? = nil, tokens: TokenAuthority, settings: WebSettings, logger: Logger,
-         converters: [PDFConverter], searchPath: String? = ProcessInfo.processInfo.environment["PATH"], metrics: WebMetrics = .off) {
+    ///   - isolation: how converters run, as ``ConverterIsolation/startup(settings:dataDirectory:logger:searchPath:probe:)`` decided.
+    init(dataDirectory: String, meetings: any Store, shared: (any DocumentRows)? = nil, tokens: TokenAuthority,
+         settings: WebSettings, logger: Logger, converters: [PDFConverter] = PDFConverter.standard,
+         searchPath: String? = ProcessInfo.processInfo.environment["PATH"], isolation: ConverterIsolation,
+         metrics: WebMetrics = .off) {
         self.metrics = metrics
         self.dataDirectory = dataDirectory
+        self.meetings = meetings
         self.shared = shared
         self.tokens = tokens
         self.settings = settings
         self.logger = logger
         self.converters = converters
-        self.runner = ConverterRunner(searchPath: searchPath)
+        self.isolation = isolation
+        self.runner = ConverterRunner(searchPath: searchPath, sandbox: isolation.sandbox)
         self.slots = ConversionSlots(running: Self.concurrentConversions, waiting: Self.waitingConversions)
         self.store = DocumentStore(dataDirectory: dataDirectory)
+        self.gate = UploadGate(limit: settings.maxConcurrentUploads)
+        self.quota = DocumentQuota(limitBytes: settings.meetingDocumentBytes)
     }
 
     /// The most pages a PDF may have: the web settings' limit, but never more than a
@@ -93,6 +108,14 @@ struct DocumentRoutes: Sendable {
                 // The body could not be read (the uploader went away), or the like.
                 metrics.upload(.failed)
                 throw error
+            }
+        }
+        router.delete("/v1/meetings/:id/documents/:document") { request, context in
+            do {
+                return try await delete(request, meeting: try context.parameters.require("id"),
+                                        document: try context.parameters.require("document"))
+            } catch let error as DocumentError {
+                throw error.apiError
             }
         }
         router.get("/v1/meetings/:id/uploads/:upload") { request, context in
@@ -128,14 +151,23 @@ struct DocumentRoutes: Sendable {
         var pages: [String]
     }
 
+    /// Every refusal that needs no byte of the body comes first, and none reads it: the
+    /// sandbox, the number of uploads in progress, who is uploading, the declared size.
     private func upload(_ request: Request, meeting: String) async throws -> Response {
         let claims = try await authorize(request, meeting: meeting)
+        if case .refused = isolation { throw DocumentError.sandboxUnavailable }
+        try gate.enter()
+        defer { gate.leave() }
+        try DocumentPermission.check(claims.participant, tokenRole: claims.role, in: try await committedMeeting(meeting))
+        // The claim on the meeting's quota stands until the document is stored (or not).
+        let upload = quota.begin(meeting: meeting)
+        defer { quota.end(upload) }
         // Progress is reported only for an upload the page named; a bad name is ignored, not refused.
         let tracked = request.headers[Self.uploadHeader].flatMap { UploadProgress.isValidID($0) ? $0 : nil }
             .map { UploadProgress.key(meeting: meeting, participant: claims.participant.rawValue, upload: $0) }
         if let tracked { await progress.begin(tracked) }
         do {
-            let response = try await receive(request, meeting: meeting, claims: claims, tracked: tracked)
+            let response = try await receive(request, meeting: meeting, claims: claims, upload: upload, tracked: tracked)
             if let tracked { await progress.end(tracked) }
             return response
         } catch {
@@ -144,15 +176,23 @@ struct DocumentRoutes: Sendable {
         }
     }
 
-    private func receive(_ request: Request, meeting: String, claims: JoinClaims, tracked: String?) async throws -> Response {
+    private func receive(_ request: Request, meeting: String, claims: JoinClaims, upload: Int, tracked: String?) async throws -> Response {
         let progress = self.progress
         let report: @Sendable (UploadProgress.Report) async -> Void = { step in
             if let tracked { await progress.update(tracked, step) }
         }
+        // Claims `bytes` of the meeting's quota for this upload (replacing its claim so far).
+        let claim = { (bytes: Int) async throws(DocumentError) in
+            try await quota.claim(upload, meeting: meeting, bytes: bytes) { () async throws(DocumentError) in
+                try await storedBytes(meeting)
+            }
+        }
         // Refuse what is declared too large before reading any of it; collect(upTo:) stops
         // reading one chunk past the limit for bodies that do not say their length.
-        if let declared = request.headers[.contentLength].flatMap(Int.init), declared > settings.maxUploadBytes {
-            throw DocumentError.uploadTooLarge(limitBytes: settings.maxUploadBytes)
+        let declared = request.headers[.contentLength].flatMap(Int.init)
+        if let declared {
+            guard declared <= settings.maxUploadBytes else { throw DocumentError.uploadTooLarge(limitBytes: settings.maxUploadBytes) }
+            try await claim(declared)
         }
         let body: ByteBuffer
         do {
@@ -162,6 +202,8 @@ struct DocumentRoutes: Sendable {
         }
         let bytes = body.readableBytesView
         guard !bytes.isEmpty else { throw DocumentError.unsupportedDocument("the upload is empty") }
+        // The source alone must fit before a converter spends time on it.
+        if declared != bytes.count { try await claim(bytes.count) }
         guard let kind = DocumentKind.sniff(bytes) else {
             throw DocumentError.unsupportedDocument("the file is not a PDF, PNG or JPEG (whatever its name or type says)")
         }
@@ -214,15 +256,19 @@ struct DocumentRoutes: Sendable {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             let manifestBytes = try encoder.encode(manifest)
+            // What it will take, as the store counts it, must fit in the quota: known only now.
             if let shared {
-                try await shared.storeDocument(StoredDocument(
+                let stored = StoredDocument(
                     meeting: claims.meeting.rawValue, document: document, manifest: manifestBytes, createdAt: manifest.createdAtMs,
                     pages: try manifest.pages.map { page in
                         StoredDocument.Page(id: page.id, contentType: page.contentType,
                                             bytes: Array(try Data(contentsOf: URL(fileURLWithPath: staged + "/" + page.file))))
-                    }))
+                    })
+                try await claim(stored.pages.reduce(manifestBytes.count) { $0 + $1.bytes.count })
+                try await shared.storeDocument(stored)
             } else {
                 try DocumentStore.write(manifestBytes, to: staged + "/document.json")
+                try await claim(DocumentStore.fileBytes(in: staged))
                 try store.install(staged: staged, meeting: claims.meeting.rawValue, document: document)
             }
         } catch let error as DocumentError {
@@ -245,6 +291,78 @@ struct DocumentRoutes: Sendable {
         let answer = try JSONEncoder().encode(Uploaded(document: document, title: title, pages: manifest.pages.map(\.id)))
         return Response(status: .created, headers: [.contentType: "application/json"],
                         body: .init(byteBuffer: ByteBuffer(bytes: answer)))
+    }
+
+    // MARK: - Deletion
+
+    private func delete(_ request: Request, meeting: String, document: String) async throws(DocumentError) -> Response {
+        let claims = try await authorize(request, meeting: meeting)
+        let state = try await committedMeeting(meeting)
+        try DocumentPermission.check(claims.participant, tokenRole: claims.role, in: state)
+        guard DocumentIDs.isDocumentID(document), let pages = try await pageIDs(of: document, meeting: meeting) else {
+            throw .unknownDocument
+        }
+        try DocumentPermission.checkDeletable(pages: pages, in: state)
+        let removed: Bool
+        do {
+            if let shared {
+                removed = try await shared.deleteDocument(meeting: meeting, document: document)
+            } else {
+                removed = try store.remove(document, meeting: meeting)
+            }
+        } catch {
+            logger.error("cannot delete document \(document): \(error)", metadata: ["meeting": "\(meeting)"])
+            throw .storageFailed
+        }
+        // Deleted by someone else meanwhile: the same answer as a document that never was.
+        guard removed else { throw .unknownDocument }
+        quota.changed(meeting: meeting)
+        logger.info("document deleted", metadata: [
+            "meeting": "\(meeting)", "document": "\(document)", "participant": "\(claims.participant)", "pages": "\(pages.count)",
+        ])
+        return Response(status: .noContent)
+    }
+
+    // MARK: - What the stores hold
+
+    /// The meeting as committed now: who is host and presenter, which page is shown.
+    private func committedMeeting(_ meeting: String) async throws(DocumentError) -> Meeting {
+        let id = MeetingID(meeting)
+        do {
+            let recovered = try await meetings.recover(id, historyLimit: 0)
+            let record = recovered.record
+            let snapshot = recovered.snapshot ?? Snapshot(meeting: Meeting(id: id, title: record.title, settings: record.settings),
+                                                          seq: 0, epoch: Epoch(0), outcomes: OpOutcomes(capacity: 1))
+            return try MeetingLog(standbyFrom: snapshot, entries: recovered.entries).meeting
+        } catch StoreError.unknownMeeting {
+            throw .unknownMeeting
+        } catch {
+            logger.error("cannot read meeting \(meeting) to check who may change its documents: \(error)",
+                         metadata: ["meeting": "\(meeting)"])
+            throw .storageFailed
+        }
+    }
+
+    /// The bytes the meeting's documents take in the store that keeps them.
+    private func storedBytes(_ meeting: String) async throws(DocumentError) -> Int {
+        guard let shared else { return store.storedBytes(meeting: meeting) }
+        do {
+            return try await shared.documentBytes(meeting: meeting)
+        } catch {
+            logger.error("cannot read the size of meeting \(meeting)'s documents: \(error)", metadata: ["meeting": "\(meeting)"])
+            throw .storageFailed
+        }
+    }
+
+    /// The page ids of a stored document; nil if the meeting has no such document.
+    private func pageIDs(of document: String, meeting: String) async throws(DocumentError) -> [String]? {
+        guard let shared else { return store.manifest(document, meeting: meeting)?.pages.map(\.id) }
+        do {
+            return try await shared.documentPageIDs(meeting: meeting, document: document)
+        } catch {
+            logger.error("cannot read document \(document): \(error)", metadata: ["meeting": "\(meeting)"])
+            throw .storageFailed
+        }
     }
 
     // MARK: - Pages

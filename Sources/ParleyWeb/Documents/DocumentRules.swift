@@ -134,6 +134,35 @@ enum ToolLocator {
     }
 }
 
+/// Who may upload and delete a meeting's documents: exactly who may add one to the meeting
+/// (the `addDocument` rule in ParleyCore's `Meeting+Rules`), the host and the presenter,
+/// as the meeting's committed state has them now, not as their token had them when it was
+/// issued: an attendee made presenter may, a host who handed over may not.
+///
+/// Someone not in the meeting (not joined yet, or left) is judged by the role their token
+/// would give them on joining now: a host token while nobody else is host, or a presenter
+/// token. So an upload may come before the join, as the SDK allows.
+enum DocumentPermission {
+    static func check(_ participant: ParticipantID, tokenRole: Role, in meeting: Meeting) throws(DocumentError) {
+        guard !meeting.ended else { throw .meetingEnded }
+        let allowed: Bool
+        if let present = meeting.participant(participant), present.presence != .left {
+            allowed = present.role == .host || present.isPresenter
+        } else {
+            allowed = [.host, .presenter].contains(meeting.roleOnJoining(tokenRole))
+        }
+        guard allowed else { throw .notPresenter }
+    }
+
+    /// Whether deleting a document whose pages are `pages` would pull the page everyone is
+    /// looking at from under them: that one is refused (`document_shown`) until the
+    /// presenter turns elsewhere. Any other may go; its pages then answer `unknown_page`, and
+    /// the meeting page says the page could not be loaded if someone turns to it.
+    static func checkDeletable(pages: [String], in meeting: Meeting) throws(DocumentError) {
+        if let current = meeting.currentPage, pages.contains(current.rawValue) { throw .documentShown }
+    }
+}
+
 /// Every way an upload or a page fetch can be refused. Each has a stable `code` (the
 /// browser page and SDKs switch on it) and a message a person can act on.
 enum DocumentError: Error, Equatable, Sendable {
@@ -153,17 +182,34 @@ enum DocumentError: Error, Equatable, Sendable {
     case unknownUpload
     /// More conversions are running and waiting than the server allows.
     case busy
+    /// More uploads are in progress than `maxConcurrentUploads`.
+    case tooManyUploads
+    /// The converter sandbox does not work here and converting without it is not allowed.
+    case sandboxUnavailable
+    /// Only the host and the presenter may upload and delete (``DocumentPermission``).
+    case notPresenter
+    case meetingEnded
+    /// The token is genuine but its meeting is not in the store.
+    case unknownMeeting
+    /// The meeting's documents would take more than `limitBytes`; `usedBytes` are taken
+    /// (stored, or being uploaded meanwhile).
+    case quotaExceeded(limitBytes: Int, usedBytes: Int)
+    /// No document of this meeting has that id.
+    case unknownDocument
+    /// The document holds the page everyone is looking at.
+    case documentShown
     case storageFailed
 
     var status: Int {
         switch self {
         case .missingToken, .invalidToken, .tokenExpired: 401
-        case .wrongMeeting: 403
-        case .unknownPage, .unknownUpload: 404
-        case .uploadTooLarge: 413
+        case .wrongMeeting, .notPresenter: 403
+        case .unknownPage, .unknownUpload, .unknownMeeting, .unknownDocument: 404
+        case .meetingEnded, .documentShown: 409
+        case .uploadTooLarge, .quotaExceeded: 413
         case .unsupportedDocument: 415
         case .tooManyPages, .conversionFailed: 422
-        case .busy: 503
+        case .busy, .tooManyUploads, .sandboxUnavailable: 503
         case .storageFailed: 500
         }
     }
@@ -179,7 +225,14 @@ enum DocumentError: Error, Equatable, Sendable {
         case .conversionFailed: "conversion_failed"
         case .unknownPage: "unknown_page"
         case .unknownUpload: "unknown_upload"
-        case .busy: "server_busy"
+        case .busy, .tooManyUploads: "server_busy"
+        case .sandboxUnavailable: "converter_sandbox_unavailable"
+        case .notPresenter: "not_presenter"
+        case .meetingEnded: "meeting_ended"
+        case .unknownMeeting: "unknown_meeting"
+        case .quotaExceeded: "meeting_quota_exceeded"
+        case .unknownDocument: "unknown_document"
+        case .documentShown: "document_shown"
         case .storageFailed: "internal_error"
         }
     }
@@ -206,14 +259,34 @@ enum DocumentError: Error, Equatable, Sendable {
             "no upload of yours by that name is running"
         case .busy:
             "too many documents are being converted right now; try again in a minute"
+        case .tooManyUploads:
+            "too many documents are being uploaded right now; try again in a minute"
+        case .sandboxUnavailable:
+            "this server cannot convert documents safely right now (its converter sandbox does not work); its operator's log says why"
+        case .notPresenter:
+            "only the meeting's host or presenter can upload or delete documents"
+        case .meetingEnded:
+            "the meeting has ended"
+        case .unknownMeeting:
+            "there is no such meeting"
+        case .quotaExceeded(let limit, let used):
+            "this meeting's documents may take at most \(Self.describe(bytes: limit)) and \(Self.describe(bytes: used)) are taken; this upload does not fit: delete a document first"
+        case .unknownDocument:
+            "there is no such document in this meeting"
+        case .documentShown:
+            "the document is being shown in the meeting; turn to a page of another document first"
         case .storageFailed:
             "the document could not be stored; see the server log"
         }
     }
 
+    /// In MiB from 1 MiB, else in KiB from 1 KiB: whole when exact, else to a tenth.
     static func describe(bytes: Int) -> String {
-        if bytes >= 1 << 20, bytes % (1 << 20) == 0 { return "\(bytes >> 20) MiB" }
-        if bytes >= 1 << 10, bytes % (1 << 10) == 0 { return "\(bytes >> 10) KiB" }
+        for (shift, unit) in [(20, "MiB"), (10, "KiB")] where bytes >= 1 << shift {
+            if bytes % (1 << shift) == 0 { return "\(bytes >> shift) \(unit)" }
+            let tenths = (bytes * 10 + (1 << (shift - 1))) >> shift
+            return "\(tenths / 10).\(tenths % 10) \(unit)"
+        }
         return "\(bytes) bytes"
     }
 }

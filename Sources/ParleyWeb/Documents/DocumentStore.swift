@@ -94,6 +94,43 @@ struct DocumentStore: Sendable {
         return try? JSONDecoder().decode(DocumentManifest.self, from: data)
     }
 
+    /// The bytes `meeting`'s documents take: every file of every document (pages, manifest,
+    /// the uploaded PDF). What the meeting's quota counts on one machine.
+    func storedBytes(meeting: String) -> Int {
+        guard DocumentIDs.isSafeMeetingID(meeting) else { return 0 }
+        let meetingDirectory = root + "/" + meeting
+        guard let documents = try? FileManager.default.contentsOfDirectory(atPath: meetingDirectory) else { return 0 }
+        return documents.filter { DocumentIDs.isDocumentID($0) }.reduce(0) { $0 + Self.fileBytes(in: meetingDirectory + "/" + $1) }
+    }
+
+    /// The sizes of the regular files in `directory` (a document's), added up.
+    static func fileBytes(in directory: String) -> Int {
+        var total = 0
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
+            var info = stat()
+            if stat(directory + "/" + name, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { total += Int(info.st_size) }
+        }
+        return total
+    }
+
+    /// Removes `meeting`'s document `document`; false if there is none. It disappears in
+    /// one step (a rename into `.incoming`, synced), so a page is served whole or not at
+    /// all; the files are removed after.
+    func remove(_ document: String, meeting: String) throws -> Bool {
+        guard DocumentIDs.isDocumentID(document), DocumentIDs.isSafeMeetingID(meeting) else { return false }
+        let meetingDirectory = root + "/" + meeting
+        let discarded = try makeIncoming()
+        guard rename(meetingDirectory + "/" + document, discarded + "/" + document) == 0 else {
+            let failure = errno
+            try? FileManager.default.removeItem(atPath: discarded)
+            if failure == ENOENT { return false }
+            throw StoreFailure("cannot move \(meetingDirectory)/\(document) away: errno \(failure)")
+        }
+        try Self.sync(meetingDirectory)
+        try FileManager.default.removeItem(atPath: discarded)
+        return true
+    }
+
     /// Removes work directories that a crashed process left in `.incoming`: those not
     /// touched for `olderThanSeconds`, which is far longer than any conversion may run, so
     /// a live conversion of another process sharing the data directory is never removed.

@@ -22,6 +22,15 @@ public struct WebSettings: Codable, Equatable, Sendable {
     public var converterMemoryMiB: Int = 1_024
     /// Page images are rendered to fit in this many pixels on their longer side.
     public var pageImagePixels: Int = 1_600
+    /// Run the converters without the sandbox (bubblewrap) when it cannot run here. Off: the
+    /// server then refuses uploads, since a converter is a parser of hostile input.
+    public var allowUnsandboxedConversion: Bool = false
+    /// Disk a meeting's documents may take, in bytes, as the store holds them (pages, and
+    /// on one machine the uploaded PDFs too).
+    public var meetingDocumentBytes: Int = 200 << 20
+    /// Uploads in progress at once on this web process. Each holds its body in memory (up to
+    /// `maxUploadBytes`), so this bounds what uploads take; further ones get `server_busy`.
+    public var maxConcurrentUploads: Int = 8
     /// Other web fronts of the same deployment (`https://host:port`, one per zone or
     /// machine): the meeting page times `GET /v1/ping` on each and on its own, asks the
     /// fastest where to connect, and falls back to the next when one does not answer.
@@ -39,10 +48,12 @@ public struct WebSettings: Codable, Equatable, Sendable {
             ("maxFailedSignIns", maxFailedSignIns), ("lockoutSeconds", lockoutSeconds), ("sessionSeconds", sessionSeconds),
             ("maxUploadBytes", maxUploadBytes), ("maxDocumentPages", maxDocumentPages),
             ("converterTimeoutSeconds", converterTimeoutSeconds), ("converterMemoryMiB", converterMemoryMiB),
-            ("pageImagePixels", pageImagePixels),
+            ("pageImagePixels", pageImagePixels), ("meetingDocumentBytes", meetingDocumentBytes),
         ]
         for (key, value) in positive where value < 1 { problems.append("web.\(key) must be at least 1") }
         if converterMemoryMiB < 64 { problems.append("web.converterMemoryMiB must be at least 64") }
+        // Every upload in progress may hold maxUploadBytes in memory.
+        if !(1...256).contains(maxConcurrentUploads) { problems.append("web.maxConcurrentUploads must be 1...256") }
         for front in otherFronts where !(front.hasPrefix("http://") || front.hasPrefix("https://")) || front.hasSuffix("/") {
             problems.append("web.otherFronts: '\(front)' must be an http:// or https:// origin without a trailing slash")
         }
