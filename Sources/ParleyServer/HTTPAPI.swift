@@ -78,8 +78,8 @@ struct HTTPAPI: Sendable {
     /// client that was offline for a few minutes keeps its session.
     static let minimumRenewalGraceSeconds = 600
 
-    func router() -> Router<BasicRequestContext> {
-        let router = Router()
+    func router() -> Router<ParleyRequestContext> {
+        let router = Router(context: ParleyRequestContext.self)
         let probe = StoreProbe(store: store)
         // Requests, errors and durations by route pattern (never by path: ids stay out of labels).
         if configuration.metrics.process.isOn { router.add(middleware: MetricsMiddleware()) }
@@ -106,14 +106,14 @@ struct HTTPAPI: Sendable {
 
     /// The ping service: cheap enough to probe often, so a client can pick the nearest zone or
     /// server. Any origin may read it: a meeting page served by one front times the others.
-    private func addPing(_ router: Router<BasicRequestContext>) {
+    private func addPing(_ router: Router<ParleyRequestContext>) {
         router.group().add(middleware: AnyOrigin()).get("/v1/ping") { _, _ in
             struct Pong: Encodable { var pong = true; var serverTimeMs: Int64 }
             return try json(Pong(serverTimeMs: clock()))
         }
     }
 
-    private func addFrontRoutes(_ router: Router<BasicRequestContext>) {
+    private func addFrontRoutes(_ router: Router<ParleyRequestContext>) {
         addPing(router)
         router.post("/v1/meetings") { request, context in
             try authorize(request)
@@ -176,7 +176,7 @@ struct HTTPAPI: Sendable {
     /// The locator. A single server hosts every meeting itself, and so does a collaboration
     /// server serving edges (from a copy); in a zone the web process answers with the
     /// collaboration server the manager chose.
-    private func addLocate(_ router: Router<BasicRequestContext>) {
+    private func addLocate(_ router: Router<ParleyRequestContext>) {
         // Any origin may ask: a meeting page served by one front may locate through another
         // (`web.otherFronts`), and the answer is only an address.
         router.group().add(middleware: AnyOrigin()).get("/v1/meetings/:id/locate") { request, context in
@@ -198,7 +198,7 @@ struct HTTPAPI: Sendable {
     }
 
     /// Long-polling virtual sockets.
-    private func addPollRoutes(_ router: Router<BasicRequestContext>, _ transports: Transports) {
+    private func addPollRoutes(_ router: Router<ParleyRequestContext>, _ transports: Transports) {
         let polls = transports.polls
         let gateway = transports.gateway
         // In a zone the meeting page comes from the web process and polls a collaboration
@@ -326,7 +326,7 @@ struct HTTPAPI: Sendable {
         }
     }
 
-    private func decode<T: Decodable>(_ request: Request, _ context: BasicRequestContext) async throws -> T {
+    private func decode<T: Decodable>(_ request: Request, _ context: ParleyRequestContext) async throws -> T {
         let body = try await request.body.collect(upTo: configuration.maxRequestBytes)
         do {
             return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
@@ -392,8 +392,8 @@ extension MeetingRecord {
 
 /// Lets pages from any origin read a response (CORS), for transports authorized by a token.
 struct AnyOrigin: RouterMiddleware {
-    func handle(_ request: Request, context: BasicRequestContext,
-                next: (Request, BasicRequestContext) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: ParleyRequestContext,
+                next: (Request, ParleyRequestContext) async throws -> Response) async throws -> Response {
         do {
             var response = try await next(request, context)
             response.headers[.accessControlAllowOrigin] = "*"

@@ -119,7 +119,7 @@ public struct FrontContext: Sendable {
 }
 
 /// Adds routes to a front's router; run once, before the server starts.
-public typealias FrontRoutes = @Sendable (Router<BasicRequestContext>, FrontContext) async throws -> Void
+public typealias FrontRoutes = @Sendable (Router<ParleyRequestContext>, FrontContext) async throws -> Void
 
 /// One Parley server: HTTP API, WebSocket and long-poll transports, meeting hosts and the
 /// durable store, run as a service group that shuts down in order (stop accepting, then

@@ -92,6 +92,7 @@ public enum MetricName: String, CaseIterable, Sendable {
     // The web process (and a single server's web zone).
     case signIns = "parley_sign_ins_total"
     case lockouts = "parley_lockouts_total"
+    case rateLimited = "parley_rate_limited_total"
     case uploads = "parley_uploads_total"
     case conversionDuration = "parley_conversion_duration_seconds"
     case conversionFallbacks = "parley_conversion_fallbacks_total"
@@ -120,6 +121,7 @@ public enum MetricName: String, CaseIterable, Sendable {
         case .processRestarts: ["process", "reason"]
         case .processesGivenUp: ["process"]
         case .signIns: ["outcome"]
+        case .rateLimited: ["action"]
         case .uploads: ["outcome"]
         case .conversionDuration: ["converter"]
         case .conversionFallbacks: ["failed"]

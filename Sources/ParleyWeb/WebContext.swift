@@ -18,6 +18,8 @@ struct WebContext: Sendable {
     let clock: @Sendable () -> Millis
     let logger: Logger
     var metrics = WebMetrics.off
+    /// What one client address may do in bulk (sign in, register, create meetings).
+    let limits: AddressLimits
 
     /// Form bodies are small; anything bigger is not one of ours.
     static let maxFormBytes = 64 << 10

@@ -18,6 +18,8 @@ struct WebMetrics: Sendable {
 
     func signIn(_ outcome: SignIn) { metrics.counter(.signIns, [("outcome", outcome.rawValue)]).increment() }
     func lockedOut() { metrics.counter(.lockouts).increment() }
+    /// An action refused because its address used its share (`AddressLimits.Action`).
+    func rateLimited(_ action: String) { metrics.counter(.rateLimited, [("action", action)]).increment() }
     func upload(_ outcome: Upload) { metrics.counter(.uploads, [("outcome", outcome.rawValue)]).increment() }
     func converted(by converter: String, in duration: Duration) {
         metrics.timer(.conversionDuration, [("converter", converter)]).record(duration: duration)

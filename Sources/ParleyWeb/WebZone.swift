@@ -25,7 +25,8 @@ public enum WebZone {
                 meetings: front.store, accounts: front.store, tokens: front.tokens, passwords: Passwords(cost: settings.passwordCost),
                 cookies: try WebCookies(dataDirectory: data, secure: settings.secureCookies, sessionSeconds: settings.sessionSeconds),
                 lockout: SignInLockout(maxFailures: settings.maxFailedSignIns, lockMillis: Int64(settings.lockoutSeconds) * 1000),
-                settings: settings, clock: front.clock, logger: front.logger, metrics: WebMetrics(metrics: front.configuration.metrics.process))
+                settings: settings, clock: front.clock, logger: front.logger, metrics: WebMetrics(metrics: front.configuration.metrics.process),
+                limits: AddressLimits(settings: settings))
             AccountRoutes(web: web).add(to: router)
             CenterRoutes(web: web).add(to: router)
             MeetingPageRoutes(web: web).add(to: router)

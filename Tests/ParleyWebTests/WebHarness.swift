@@ -60,7 +60,13 @@ final class Visitor: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
         return URLSession(configuration: configuration, delegate: self, delegateQueue: nil)
     }()
 
-    init(_ server: WebServer) { base = server.base }
+    /// Sent with every request (a proxy's `X-Forwarded-For`, say).
+    let extraHeaders: [String: String]
+
+    init(_ server: WebServer, headers: [String: String] = [:]) {
+        base = server.base
+        extraHeaders = headers
+    }
 
     struct Page {
         var status: Int
@@ -97,6 +103,7 @@ final class Visitor: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
         request.httpMethod = method
         let jar = lock.withLock { cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; ") }
         if !jar.isEmpty { request.setValue(jar, forHTTPHeaderField: "Cookie") }
+        for (name, value) in extraHeaders { request.setValue(value, forHTTPHeaderField: name) }
         if let form {
             var allowed = CharacterSet.alphanumerics
             allowed.insert(charactersIn: "-._~")

@@ -29,16 +29,22 @@ struct AccountRoutes: Sendable {
     static let passwordLength = 8...200
     static let usernamePattern = "a username has 3 to 32 characters: lower-case letters, digits, '.', '-' and '_'"
 
-    func add(to router: Router<BasicRequestContext>) {
+    func add(to router: Router<ParleyRequestContext>) {
         router.get("/") { request, _ in
             try await web.signedIn(request) == nil ? Response.redirect(to: "/signin") : Response.redirect(to: "/center")
         }
         router.get("/register") { request, _ in registerPage(request).response() }
-        router.post("/register") { request, _ in try await register(request) }
+        router.post("/register") { request, context in
+            try web.limits.take(.register, request, context: context, web: web)
+            return try await register(request)
+        }
         router.get("/signin") { request, _ in
             signInPage(request, next: safeNext(request.uri.queryParameters.get("next"))).response()
         }
-        router.post("/signin") { request, _ in try await signIn(request) }
+        router.post("/signin") { request, context in
+            try web.limits.take(.signIn, request, context: context, web: web)
+            return try await signIn(request)
+        }
         router.post("/signout") { request, _ in
             _ = try await web.form(request, as: SignOutForm.self, back: "/center")
             if let value = request.cookies[WebCookies.session]?.value {

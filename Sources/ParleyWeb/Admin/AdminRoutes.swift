@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import ParleyServer
 import ParleyZone
 import Synchronization
 
@@ -56,7 +57,7 @@ struct AdminRoutes: Sendable {
         var message: String
     }
 
-    func add(to router: Router<BasicRequestContext>) {
+    func add(to router: Router<ParleyRequestContext>) {
         router.get("/admin") { request, _ -> Response in
             guard let account = try await web.signedIn(request) else { return Response.redirect(to: "/signin?next=/admin") }
             try refuseUnlessAdmin(account.username, request: request, json: false)

@@ -31,14 +31,15 @@ struct CenterRoutes: Sendable {
         var _csrf: String?
     }
 
-    func add(to router: Router<BasicRequestContext>) {
+    func add(to router: Router<ParleyRequestContext>) {
         router.get("/center") { request, _ in
             guard let account = try await web.signedIn(request) else { return Response.redirect(to: "/signin?next=/center") }
             let created = request.uri.queryParameters.get("created").map { MeetingID(String($0)) }
             return try await centerPage(request, account: account, created: created).response()
         }
-        router.post("/center/meetings") { request, _ in
+        router.post("/center/meetings") { request, context in
             guard let account = try await web.signedIn(request) else { return Response.redirect(to: "/signin?next=/center") }
+            try web.limits.take(.createMeeting, request, context: context, web: web)
             let form = try await web.form(request, as: CreateForm.self, back: "/center")
             return try await create(form, by: account, request: request)
         }

@@ -46,7 +46,7 @@ struct MeetingPageRoutes: Sendable {
         return "?transport=\(value)"
     }
 
-    func add(to router: Router<BasicRequestContext>) {
+    func add(to router: Router<ParleyRequestContext>) {
         router.get("/m/:id") { request, context in
             let id = MeetingID(try context.parameters.require("id"))
             let (record, listing) = try await meeting(id)

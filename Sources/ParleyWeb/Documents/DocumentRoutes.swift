@@ -88,7 +88,7 @@ struct DocumentRoutes: Sendable {
     /// meeting's `addDocument` op accepts.
     var maxPages: Int { min(settings.maxDocumentPages, ModelLimits.pagesPerDocument) }
 
-    func add(to router: Router<BasicRequestContext>) {
+    func add(to router: Router<ParleyRequestContext>) {
         // What a crashed process left behind; a live conversion is far younger than this.
         let stale = max(3600, 4 * settings.converterTimeoutSeconds)
         let removed = store.sweepIncoming(olderThanSeconds: stale)
@@ -372,7 +372,7 @@ struct DocumentRoutes: Sendable {
     static let uploadHeader = HTTPField.Name("X-Parley-Upload")!
     static let noSniffHeader = HTTPField.Name("X-Content-Type-Options")!
 
-    private func page(_ request: Request, context: BasicRequestContext, meeting: String, page: String) async throws -> Response {
+    private func page(_ request: Request, context: ParleyRequestContext, meeting: String, page: String) async throws -> Response {
         let claims = try await authorize(request, meeting: meeting)
         let stored: StoredPage
         if let shared {

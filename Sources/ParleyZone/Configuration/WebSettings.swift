@@ -37,6 +37,15 @@ public struct WebSettings: Codable, Equatable, Sendable {
     public var otherFronts: [String] = []
     /// The accounts (usernames) that may use the operator's zone page, `/admin`.
     public var admins: [String] = []
+    /// Per client address, a minute: sign-in attempts (whatever the account), accounts
+    /// registered, meetings created from the meeting center. Beyond, 429 `rate_limited`.
+    public var signInsPerAddressPerMinute: Int = 20
+    public var registrationsPerAddressPerMinute: Int = 5
+    public var meetingsPerAddressPerMinute: Int = 30
+    /// Count by the last address of `X-Forwarded-For` (the one the proxy in front of Parley
+    /// added) instead of the connection's: set only behind such a proxy, or clients choose
+    /// their own address.
+    public var trustForwardedFor: Bool = false
 
     public init() {}
 
@@ -53,6 +62,11 @@ public struct WebSettings: Codable, Equatable, Sendable {
         for (key, value) in positive where value < 1 { problems.append("web.\(key) must be at least 1") }
         if converterMemoryMiB < 64 { problems.append("web.converterMemoryMiB must be at least 64") }
         // Every upload in progress may hold maxUploadBytes in memory.
+        for (key, value) in [("signInsPerAddressPerMinute", signInsPerAddressPerMinute),
+                             ("registrationsPerAddressPerMinute", registrationsPerAddressPerMinute),
+                             ("meetingsPerAddressPerMinute", meetingsPerAddressPerMinute)] where value < 1 {
+            problems.append("web.\(key) must be at least 1 (it is \(value))")
+        }
         if !(1...256).contains(maxConcurrentUploads) { problems.append("web.maxConcurrentUploads must be 1...256") }
         for front in otherFronts where !(front.hasPrefix("http://") || front.hasPrefix("https://")) || front.hasSuffix("/") {
             problems.append("web.otherFronts: '\(front)' must be an http:// or https:// origin without a trailing slash")
