@@ -238,6 +238,9 @@ actor CollabNode: Service, ZoneAgentDelegate {
         await agent?.dropManagerLink(because: reason)
     }
 
+    /// Meetings whose participants and seq the status report carries (`activity`).
+    static let activityReported = 500
+
     /// What `parley ctl status` shows for this process.
     private func statusLoad() async -> JSONValue? {
         let load = await load()
@@ -256,10 +259,15 @@ actor CollabNode: Service, ZoneAgentDelegate {
             "copies": .array(await directory.copiesKept().map { .string($0.rawValue) }),
             // Per meeting hosted here: participants connected anywhere, and its last seq (the
             // zone page turns two of these into an op rate).
-            "activity": .object(Dictionary(uniqueKeysWithValues: await directory.hostedActivity().map { activity in
-                (activity.meeting.rawValue, JSONValue.object(["participants": .number(Double(activity.participants)),
-                                                              "seq": .number(Double(activity.seq))]))
-            })),
+            // The busiest only, so that a server hosting thousands of meetings keeps its report
+            // (one line of the supervisor's status reply) small.
+            "activity": .object(Dictionary(uniqueKeysWithValues: await directory.hostedActivity()
+                .sorted { $0.participants > $1.participants }.prefix(Self.activityReported).map { activity in
+                    (activity.meeting.rawValue, JSONValue.object(["participants": .number(Double(activity.participants)),
+                                                                  "seq": .number(Double(activity.seq))]))
+                })),
+            // When those were read: the zone page measures op rates between two reports.
+            "activityAtMs": .number(Double(wallClockMs())),
             "client": .string(clientURL),
         ])
     }

@@ -191,6 +191,7 @@ actor ZoneManager {
         case .hosting(let meeting, let epoch):
             logger.info("hosting confirmed", metadata: ["meeting": "\(meeting)", "on": "\(peer)", "epoch": "\(epoch)"])
             if let span = failoverSpans.removeValue(forKey: meeting) {
+                span.attributes["parley.hosted_by"] = peer.rawValue
                 span.addEvent(SpanEvent(name: "hosting confirmed", attributes: ["parley.epoch": .int(Int64(epoch.rawValue))]))
                 span.end()
             }
@@ -203,6 +204,11 @@ actor ZoneManager {
             perform(placement!.hosting(meeting, on: peer, epoch: epoch))
         case .failedToHost(let meeting, let reason):
             logger.warning("could not host", metadata: ["meeting": "\(meeting)", "on": "\(peer)", "reason": "\(reason)"])
+            // Its failover, if one was in flight, ends here; a new promotion starts its own.
+            if let span = failoverSpans.removeValue(forKey: meeting) {
+                span.setStatus(SpanStatus(code: .error, message: "\(peer) could not host it: \(reason)"))
+                span.end()
+            }
             perform(placement!.failedToHost(meeting, on: peer, nowMs: now))
         case .locate(let request, let meeting):
             let key = relays.locateAsked(by: linkID, request: request)

@@ -15,7 +15,8 @@ public enum ZoneOperator {
                              logger: Logger = Logger(label: "parley.ctl")) async throws -> String {
         let zone: ZoneConfiguration
         do {
-            zone = try JSONDecoder().decode(ZoneConfiguration.self, from: Data(contentsOf: URL(fileURLWithPath: paths.resolvedConfiguration)))
+            zone = try ZoneConfiguration.resolved(Data(contentsOf: URL(fileURLWithPath: paths.resolvedConfiguration)),
+                                                  name: paths.resolvedConfiguration)
         } catch {
             throw ZoneOperatorError("cannot read the zone's configuration \(paths.resolvedConfiguration) (\(error)); is the zone running here?")
         }

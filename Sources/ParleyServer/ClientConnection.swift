@@ -274,10 +274,14 @@ final class Gateway: Service, Sendable {
             case .hello, .ping:
                 return nil
             }
-            if case .full = host.submit(input) {
-                if case .op(_, let id, _, let span) = input {
-                    span?.addEvent("refused: server_busy")
-                    span?.end()
+            let submitted = host.submit(input)
+            if case .op(_, _, _, let span?) = input, submitted != .queued {
+                // Not taken: its trace ends here.
+                span.addEvent(submitted == .full ? "refused: server_busy" : "refused: host stopping")
+                span.end()
+            }
+            if case .full = submitted {
+                if case .op(_, let id, _, _) = input {
                     connection.send(.reject(id: id, Rejection(.serverBusy, "the meeting is overloaded; not applied, retry later")), encoder)
                 } else {
                     connection.fail(ProtocolError(.serverBusy, "the meeting is overloaded"), encoder)

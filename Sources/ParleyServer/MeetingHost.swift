@@ -109,6 +109,18 @@ final class MeetingHost: Sendable {
         awaitingFirstAck.store(true, ordering: .releasing)
     }
 
+    /// Whether a promotion span waits for this host's first ack (cheap: read per delivery).
+    fileprivate var isAwaitingFirstAck: Bool { awaitingFirstAck.load(ordering: .acquiring) }
+
+    /// The host stopped (released, fenced, shut down) before acknowledging anything: its
+    /// promotion span ends so, rather than never.
+    fileprivate func stoppedBeforeFirstAck() {
+        awaitingFirstAck.store(false, ordering: .relaxed)
+        guard let span = promotionSpan.withLock({ state in defer { state = nil }; return state }) else { return }
+        span.setStatus(SpanStatus(code: .error, message: "the host stopped before its first ack"))
+        span.end()
+    }
+
     /// Called by the loop when it acknowledges ops; ends the promotion span the first time.
     fileprivate func acknowledged(_ count: Int) {
         guard awaitingFirstAck.load(ordering: .acquiring), count > 0 else { return }
@@ -238,10 +250,13 @@ private struct HostLoop {
 
     mutating func run() async {
         while !state.stopped, let batch = await host.inbox.next() {
-            for input in batch {
+            for (index, input) in batch.enumerated() {
                 await handle(input)
                 if case .op(_, _, _, let span?) = input { opSpans.applied(span) }
-                if state.stopped { break }
+                if state.stopped {
+                    OpSpans.abandon(batch[(index + 1)...], because: "host stopped")
+                    break
+                }
             }
             // One commit for the whole batch. Fan-out can drop slow consumers, which
             // sequences presence changes: those are committed too.
@@ -262,7 +277,11 @@ private struct HostLoop {
                 }
             }
         }
+        opSpans.endBatch()
         host.inbox.finish()
+        // What was queued but never read: its ops' traces end here.
+        while let left = await host.inbox.next() { OpSpans.abandon(left[...], because: "host stopped") }
+        host.stoppedBeforeFirstAck()
         for feed in replicas { feed.finish() }
         replicas.removeAll()
         copyFeeds.removeAll()
@@ -379,7 +398,7 @@ private struct HostLoop {
             case .deliver(let entries, let recipients, let acks):
                 let slow = fanOut.deliver(entries, to: recipients, acks: acks)
                 opSpans.delivered(to: recipients.count)
-                if !acks.isEmpty { host.acknowledged(acks.values.reduce(0) { $0 + $1.count }) }
+                if !acks.isEmpty, host.isAwaitingFirstAck { host.acknowledged(acks.values.reduce(0) { $0 + $1.count }) }
                 for connection in slow { await perform(state.detach(connection, at: host.now)) }
             case .relay(let signal, let from, let recipients):
                 let slow = fanOut.relay(signal, from: from, to: recipients)
@@ -455,6 +474,14 @@ struct OpSpans {
         guard committedYet, !deliveredYet else { return }
         deliveredYet = true
         for span in spans { span.addEvent(SpanEvent(name: "delivered", attributes: ["parley.recipients": .int(Int64(recipients))])) }
+    }
+
+    /// Ends the spans of ops that will not be handled.
+    static func abandon(_ inputs: ArraySlice<HostInput>, because reason: String) {
+        for case .op(_, _, _, let span?) in inputs {
+            span.addEvent(SpanEvent(name: "not applied", attributes: ["reason": .string(reason)]))
+            span.end()
+        }
     }
 
     mutating func endBatch() {

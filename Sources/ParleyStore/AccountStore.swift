@@ -28,6 +28,18 @@ public struct Account: Equatable, Sendable {
 
 /// A meeting as the meeting center shows it: who owns it, when it is, who is invited, and
 /// the guests' password (hashed).
+/// A signed-in browser, as its owner may see it: named by the hash of its cookie (never the
+/// cookie), with when it ends.
+public struct WebSession: Equatable, Sendable {
+    public var tokenHash: String
+    public var expiresAt: Millis
+
+    public init(tokenHash: String, expiresAt: Millis) {
+        self.tokenHash = tokenHash
+        self.expiresAt = expiresAt
+    }
+}
+
 public struct MeetingListing: Equatable, Sendable {
     public var meeting: MeetingID
     public var owner: String
@@ -80,6 +92,12 @@ public protocol AccountStore: Sendable {
     /// The session's account, if the session exists and has not expired at `now`.
     func sessionAccount(tokenHash: String, now: Millis) async throws(StoreError) -> Account?
     func deleteSession(tokenHash: String) async throws(StoreError)
+    /// The account's live sessions at `now`, the longest-lived first.
+    func sessions(of account: String, now: Millis) async throws(StoreError) -> [WebSession]
+    /// Ends the account's session with this hash (and nobody else's). Returns whether it was there.
+    func deleteSession(tokenHash: String, of account: String) async throws(StoreError) -> Bool
+    /// Ends every session of the account but `keeping`. Returns how many ended.
+    func deleteSessions(of account: String, keeping: String) async throws(StoreError) -> Int
 
     func createListing(_ listing: MeetingListing) async throws(StoreError)
     func listing(_ meeting: MeetingID) async throws(StoreError) -> MeetingListing?
@@ -147,6 +165,29 @@ extension SQLiteStore: AccountStore {
 
     public func deleteSession(tokenHash: String) async throws(StoreError) {
         try await write { db in try db.execute(sql: "DELETE FROM web_sessions WHERE token_hash = ?", arguments: [tokenHash]) }
+    }
+
+    public func sessions(of account: String, now: Millis) async throws(StoreError) -> [WebSession] {
+        try await read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT token_hash, expires_at FROM web_sessions WHERE account = ? AND expires_at > ?
+                ORDER BY expires_at DESC, token_hash
+                """, arguments: [account, now]).map { WebSession(tokenHash: $0[0], expiresAt: $0[1]) }
+        }
+    }
+
+    public func deleteSession(tokenHash: String, of account: String) async throws(StoreError) -> Bool {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM web_sessions WHERE token_hash = ? AND account = ?", arguments: [tokenHash, account])
+            return db.changesCount > 0
+        }
+    }
+
+    public func deleteSessions(of account: String, keeping: String) async throws(StoreError) -> Int {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM web_sessions WHERE account = ? AND token_hash <> ?", arguments: [account, keeping])
+            return db.changesCount
+        }
     }
 
     public func createListing(_ listing: MeetingListing) async throws(StoreError) {

@@ -303,6 +303,27 @@ public actor InMemoryStore: Store, AccountStore {
         sessions[tokenHash] = nil
     }
 
+    public func sessions(of account: String, now: Millis) async throws(StoreError) -> [WebSession] {
+        await delay()
+        return sessions.filter { $0.value.account == account && $0.value.expiresAt > now }
+            .map { WebSession(tokenHash: $0.key, expiresAt: $0.value.expiresAt) }
+            .sorted { ($0.expiresAt, $1.tokenHash) > ($1.expiresAt, $0.tokenHash) }
+    }
+
+    public func deleteSession(tokenHash: String, of account: String) async throws(StoreError) -> Bool {
+        await delay()
+        guard sessions[tokenHash]?.account == account else { return false }
+        sessions[tokenHash] = nil
+        return true
+    }
+
+    public func deleteSessions(of account: String, keeping: String) async throws(StoreError) -> Int {
+        await delay()
+        let ending = sessions.filter { $0.value.account == account && $0.key != keeping }.map(\.key)
+        for hash in ending { sessions[hash] = nil }
+        return ending.count
+    }
+
     public func createListing(_ listing: MeetingListing) async throws(StoreError) {
         await delay()
         guard listed[listing.meeting] == nil else { throw Self.constraint("meeting \(listing.meeting) is already listed") }

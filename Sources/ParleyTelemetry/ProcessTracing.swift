@@ -46,6 +46,10 @@ public struct ProcessTracing: Sendable {
         // A host's trace decides for the spans it causes elsewhere (the promotion it orders).
         configuration.traces.sampler = .parentBasedTraceIDRatio(ratio: sampleRatio) ?? .parentBasedAlwaysOn
         configuration.traces.batchSpanProcessor.scheduleDelay = .milliseconds(exportDelayMs)
+        // A process stopping sends its last spans, but an unreachable collector must not hold
+        // it past the supervisor's grace period (5 s) and get it killed.
+        configuration.traces.otlpExporter.timeout = .seconds(2)
+        configuration.traces.batchSpanProcessor.exportTimeout = .seconds(2)
         let backend = try OTel.makeTracingBackend(configuration: configuration)
         return ProcessTracing(tracer: backend.factory, exporter: backend.service)
     }

@@ -28,9 +28,12 @@ public enum WebZone {
                 settings: settings, clock: front.clock, logger: front.logger, metrics: WebMetrics(metrics: front.configuration.metrics.process),
                 limits: AddressLimits(settings: settings))
             AccountRoutes(web: web).add(to: router)
+            SessionRoutes(web: web).add(to: router)
             CenterRoutes(web: web).add(to: router)
             MeetingPageRoutes(web: web).add(to: router)
-            AdminRoutes(web: web, console: console?(front.store)).add(to: router)
+            let admin = AdminRoutes(web: web, console: console?(front.store))
+            admin.add(to: router)
+            await admin.warnAboutUnclaimedAdmins()
             // A store shared between machines keeps the documents too; on one machine (SQLite)
             // they are files in the data directory.
             let isolation = await ConverterIsolation.startup(settings: settings, dataDirectory: data, logger: front.logger,

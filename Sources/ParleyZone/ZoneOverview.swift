@@ -29,8 +29,10 @@ public struct ZoneOverview: Codable, Equatable, Sendable {
         public var edges: [String]
         public var participants: Int
         public var seq: UInt64
-        /// Entries sequenced per second since the previous overview; nil for the first.
+        /// Entries sequenced per second between the host's last two reports seen; nil at first.
         public var opsPerSecond: Double?
+        /// When the host read `seq` (its wall clock, ms).
+        public var sampledAtMs: Int64?
     }
 
     public struct Failover: Codable, Equatable, Sendable {
@@ -68,11 +70,13 @@ public struct ZoneOverview: Codable, Equatable, Sendable {
                 actions: running ? (status.role == .collab ? ["drain", "restart"] : ["restart"]) : ["restart"]))
             guard running else { continue }
             let activity = load["activity"]?.object ?? [:]
+            let sampledAtMs = load["activityAtMs"]?.number.map { Int64($0) }
             for id in load["hosting"]?.strings ?? [] {
                 let figures = activity[id]?.object ?? [:]
                 meetings[id] = Meeting(id: id, host: status.name.rawValue, standby: nil, edges: [],
                                        participants: Int(figures["participants"]?.number ?? 0),
-                                       seq: UInt64(max(0, figures["seq"]?.number ?? 0)), opsPerSecond: nil)
+                                       seq: UInt64(max(0, figures["seq"]?.number ?? 0)), opsPerSecond: nil,
+                                       sampledAtMs: figures["seq"] == nil ? nil : sampledAtMs)
             }
             for id in load["standby"]?.strings ?? [] { standbys[id] = status.name.rawValue }
             for id in load["edges"]?.strings ?? [] { edges[id, default: []].append(status.name.rawValue) }
@@ -85,14 +89,19 @@ public struct ZoneOverview: Codable, Equatable, Sendable {
                 }.reversed()
             }
         }
-        let before = Dictionary((previous?.meetings ?? []).map { ($0.id, $0.seq) }, uniquingKeysWith: { first, _ in first })
-        let elapsedMs = previous.map { nowMs - $0.atMs } ?? 0
+        let before = Dictionary((previous?.meetings ?? []).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         let listed = meetings.values.map { meeting -> Meeting in
             var meeting = meeting
             meeting.standby = standbys[meeting.id]
             meeting.edges = (edges[meeting.id] ?? []).sorted()
-            if elapsedMs > 0, let seq = before[meeting.id], meeting.seq >= seq {
-                meeting.opsPerSecond = Double(meeting.seq - seq) * 1_000 / Double(elapsedMs)
+            // Measured between the host's own reports, not between overviews: several viewers,
+            // or a report from another machine seconds old, must not skew it.
+            if let earlier = before[meeting.id], let then = earlier.sampledAtMs, let now = meeting.sampledAtMs {
+                if now == then {
+                    meeting.opsPerSecond = earlier.opsPerSecond
+                } else if now > then, meeting.seq >= earlier.seq {
+                    meeting.opsPerSecond = Double(meeting.seq - earlier.seq) * 1_000 / Double(now - then)
+                }
             }
             return meeting
         }.sorted { ($0.participants, $1.id) > ($1.participants, $0.id) }

@@ -45,7 +45,7 @@ struct CtlCommand: AsyncParsableCommand {
         func run() async throws {
             let paths = ZonePaths(data: zone.dataDirectory)
             let configuration = FileManager.default.contents(atPath: paths.resolvedConfiguration)
-                .flatMap { try? JSONDecoder().decode(ZoneConfiguration.self, from: $0) }
+                .flatMap { try? ZoneConfiguration.resolved($0, name: paths.resolvedConfiguration) }
             let processes: [ProcessStatus]
             do {
                 processes = try await ZoneStatusReports.gather(paths: paths, configuration: configuration, store: nil,

@@ -64,7 +64,7 @@ struct NodeCommand: AsyncParsableCommand {
         // Libraries record through the process-wide factory (Hummingbird's HTTP metrics).
         if metrics.isOn { MetricsSystem.bootstrap(metrics.factory) }
         let context = NodeContext(name: name, role: role, configuration: configuration, paths: paths, link: link,
-                                  metrics: metrics, tracing: try configuration.tracing.make(process: name.rawValue, logger: logger),
+                                  metrics: metrics, tracing: configuration.tracing.make(process: name.rawValue, logger: logger),
                                   logger: logger)
         await link.reportReadiness { context.lastReadiness.value }
         // The link starts first and stops last, so the supervisor hears from the process

@@ -159,7 +159,8 @@ struct Serve: AsyncParsableCommand {
     var settings: [String: ConfigContent] {
         var flags: [String: ConfigContent] = [:]
         func set(_ key: String, _ value: Int?) { if let value { flags[key] = .int(value) } }
-        func set(_ key: String, _ value: String?) { if let value { flags[key] = .string(value) } }
+        // An empty option is not given (`--store ""` keeps the configured store).
+        func set(_ key: String, _ value: String?) { if let value, !value.isEmpty { flags[key] = .string(value) } }
         set("host", host)
         set("publicPort", port)
         set("store.url", store)
@@ -217,7 +218,7 @@ struct Serve: AsyncParsableCommand {
             configuration.metrics = ServerMetrics(metrics)
             configuration.metricsPath = zone.metrics.path
         }
-        configuration.tracing = try zone.tracing.make(process: "single", logger: logger)
+        configuration.tracing = zone.tracing.make(process: "single", logger: logger)
         let portFile = portFile
         let server = ParleyServer(configuration: configuration, frontRoutes: WebZone.routes(settings: zone.web), logger: logger)
         guard let exporter = configuration.tracing.exporter else {

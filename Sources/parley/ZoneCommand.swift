@@ -61,7 +61,7 @@ struct ZoneCommand: AsyncParsableCommand {
 
     func run() async throws {
         var flags: [String: ConfigContent] = [:]
-        if let store { flags["store.url"] = .string(store) }
+        if let store, !store.isEmpty { flags["store.url"] = .string(store) }
         if let logFormat { flags["logs.format"] = .string(logFormat) }
         let configuration = try ZoneConfiguration.load(from: config, flags: flags, testFaultsEnabled: enableTestFaults)
         if printConfig {
@@ -220,11 +220,25 @@ let storeHelp = """
 /// A configuration the operator can fix from the message alone.
 extension ZoneConfiguration.TracingSettings {
     /// Where this process's spans go: nowhere unless `enabled`.
-    func make(process: String, logger: Logger) throws -> ProcessTracing {
+    /// Tracing never stops a process: if the exporter cannot be made, it says why and runs
+    /// without.
+    func make(process: String, logger: Logger,
+              environment: [String: String] = ProcessInfo.processInfo.environment) -> ProcessTracing {
         guard enabled else { return .off }
-        logger.notice("tracing on", metadata: ["endpoint": "\(endpoint)", "protocol": "\(`protocol`)", "sample_ratio": "\(sampleRatio)"])
-        return try ProcessTracing.otlp(endpoint: endpoint, json: `protocol` == "http/json", sampleRatio: sampleRatio,
-                                       exportDelayMs: exportDelayMs, process: process, logger: logger)
+        // swift-otel reads these itself, over the configuration: say so rather than surprise.
+        let otel = environment.keys.filter { $0.hasPrefix("OTEL_") }.sorted()
+        if !otel.isEmpty {
+            logger.warning("OTEL_ environment variables override the tracing section", metadata: ["variables": "\(otel.joined(separator: ","))"])
+        }
+        do {
+            let tracing = try ProcessTracing.otlp(endpoint: endpoint, json: `protocol` == "http/json", sampleRatio: sampleRatio,
+                                                  exportDelayMs: exportDelayMs, process: process, logger: logger)
+            logger.notice("tracing on", metadata: ["endpoint": "\(endpoint)", "protocol": "\(`protocol`)", "sample_ratio": "\(sampleRatio)"])
+            return tracing
+        } catch {
+            logger.error("tracing is configured but cannot start; running without", metadata: ["error": "\(error)"])
+            return .off
+        }
     }
 }
 

@@ -63,6 +63,33 @@ struct StoreRecordsTests {
         }
     }
 
+    @Test("an account's live sessions are listed; one revokes its own sessions only, one or all but the one it keeps",
+          arguments: StoreKind.allCases)
+    func sessionsListedAndRevoked(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store, _ in
+            for name in ["ada", "bob"] {
+                #expect(try await store.createAccount(Account(id: "acc-\(name)", username: name, displayName: name, passwordHash: "h", createdAt: 1)))
+            }
+            // Far in the future: a store's own clean-up of expired sessions must leave these.
+            let later: Millis = 4_000_000_000_000
+            try await store.createSession(tokenHash: "a1", account: "acc-ada", expiresAt: later + 1)
+            try await store.createSession(tokenHash: "a2", account: "acc-ada", expiresAt: later + 2)
+            try await store.createSession(tokenHash: "a3", account: "acc-ada", expiresAt: later + 3)
+            try await store.createSession(tokenHash: "b1", account: "acc-bob", expiresAt: later + 1)
+            #expect(try await store.sessions(of: "acc-ada", now: later) == [
+                WebSession(tokenHash: "a3", expiresAt: later + 3), WebSession(tokenHash: "a2", expiresAt: later + 2),
+                WebSession(tokenHash: "a1", expiresAt: later + 1),
+            ])
+            #expect(try await store.sessions(of: "acc-ada", now: later + 2).map(\.tokenHash) == ["a3"], "expired ones are not listed")
+            #expect(try await !store.deleteSession(tokenHash: "b1", of: "acc-ada"), "not Ada's to end")
+            #expect(try await store.sessionAccount(tokenHash: "b1", now: later)?.id == "acc-bob")
+            #expect(try await store.deleteSession(tokenHash: "a1", of: "acc-ada"))
+            #expect(try await store.deleteSessions(of: "acc-ada", keeping: "a3") == 1)
+            #expect(try await store.sessions(of: "acc-ada", now: later).map(\.tokenHash) == ["a3"])
+            #expect(try await store.sessions(of: "acc-bob", now: later).map(\.tokenHash) == ["b1"])
+        }
+    }
+
     @Test("accounts are unique by username; sessions expire; listings show what an account owns or is invited to",
           arguments: StoreKind.allCases)
     func accounts(_ kind: StoreKind) async throws {

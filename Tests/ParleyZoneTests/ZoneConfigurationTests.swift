@@ -1,5 +1,5 @@
 import Configuration
-import FoundationEssentials
+import Foundation
 import ParleyZone
 import Testing
 
@@ -209,6 +209,39 @@ struct ZoneConfigurationTests {
         #expect(configurationProblems(#"{"processes": [{"name": "a", "role": "web"}, "b"]}"#) == [
             "processes in zone.json: a list may hold strings or objects, not a mix or other kinds",
         ])
+    }
+
+    @Test("null and empty sections are accepted as unset; empty environment variables are unset; PARLEY_API_KEY yields to the file")
+    func emptiesAndLegacy() throws {
+        let nulls = try readConfiguration(#"{"heartbeat": null, "web": {}, "tls": null, "clients": {"apiKey": null}}"#)
+        #expect(nulls == .standard)
+        let file = #"{"store": {"url": "postgres://parley@db/parley"}, "clients": {"apiKey": "from-file"}}"#
+        let read = try readConfiguration(file, environment: ["PARLEY_STORE_URL": "", "PARLEY_API_KEY": "exported"])
+        #expect(read.store.url == "postgres://parley@db/parley", "an empty variable does not replace the file's store")
+        #expect(read.clients.apiKey == "from-file", "the older PARLEY_API_KEY is under the file")
+        #expect(try readConfiguration(nil, environment: ["PARLEY_API_KEY": "exported"]).clients.apiKey == "exported")
+    }
+
+    @Test("typos holding nothing are caught too; #count is not a key; a list cannot be made huge")
+    func emptyTyposAndCounts() {
+        #expect(configurationProblems(#"{"procesess": [], "heartbeet": {}}"#) == [
+            "heartbeet in zone.json is not a setting", "procesess in zone.json is not a setting (did you mean processes?)",
+        ])
+        #expect(configurationProblems(##"{"processes": {"#count": 3}}"##) == ["processes.#count in zone.json: a key may not contain #"])
+        #expect(configurationProblems(nil, environment: ["PARLEY_PROCESSES__COUNT": "1000000000000"]).contains {
+            $0.contains("a list of 1000000000000 entries is not a setting")
+        })
+    }
+
+    @Test("a resolved file from an older version, missing newer sections, is still read")
+    func olderResolvedFile() throws {
+        var older = try JSONSerialization.jsonObject(with: JSONEncoder().encode(ZoneConfiguration.standard)) as! [String: Any]
+        older["tracing"] = nil
+        var web = older["web"] as! [String: Any]
+        web["admins"] = nil
+        older["web"] = web
+        let data = try JSONSerialization.data(withJSONObject: older)
+        #expect(try ZoneConfiguration.resolved(data, name: "zone.json") == .standard)
     }
 
     @Test("a value out of range, or settings that contradict each other, are refused naming the key")

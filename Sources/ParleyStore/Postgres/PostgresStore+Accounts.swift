@@ -66,6 +66,37 @@ extension PostgresStore: AccountStore {
         }
     }
 
+    public func sessions(of account: String, now: Millis) async throws(StoreError) -> [WebSession] {
+        try await withConnection { connection in
+            var sessions: [WebSession] = []
+            let rows = try await connection.query("""
+                SELECT token_hash, expires_at FROM web_sessions WHERE account = \(account) AND expires_at > \(now)
+                ORDER BY expires_at DESC, token_hash
+                """)
+            for row in rows {
+                let (hash, expiresAt) = try row.decode((String, Int64).self)
+                sessions.append(WebSession(tokenHash: hash, expiresAt: expiresAt))
+            }
+            return sessions
+        }
+    }
+
+    public func deleteSession(tokenHash: String, of account: String) async throws(StoreError) -> Bool {
+        try await withConnection { connection in
+            let rows = try await connection.query(
+                "DELETE FROM web_sessions WHERE token_hash = \(tokenHash) AND account = \(account) RETURNING token_hash")
+            return !rows.isEmpty
+        }
+    }
+
+    public func deleteSessions(of account: String, keeping: String) async throws(StoreError) -> Int {
+        try await withConnection { connection in
+            let rows = try await connection.query(
+                "DELETE FROM web_sessions WHERE account = \(account) AND token_hash <> \(keeping) RETURNING token_hash")
+            return rows.count
+        }
+    }
+
     public func createListing(_ listing: MeetingListing) async throws(StoreError) {
         let attendees = String(decoding: try StoredForm.encode(listing.attendees), as: UTF8.self)
         try await withConnection { connection in

@@ -36,6 +36,15 @@ struct AdminRoutes: Sendable {
 
     final class LastOverview: Sendable {
         private let value = Mutex<ZoneOverview?>(nil)
+        /// Overviews this recent are shared by every viewer rather than asked of the zone
+        /// again: each one costs the supervisor a connection (and the store a query in a cluster).
+        static let freshMs: Int64 = 900
+
+        /// The last overview, if it is fresh at `nowMs`.
+        func fresh(nowMs: Int64) -> ZoneOverview? {
+            value.withLock { last in last.flatMap { nowMs - $0.atMs < Self.freshMs ? $0 : nil } }
+        }
+
         /// Makes the next overview from `statuses`, measured from the last one.
         func next(_ statuses: [ProcessStatus], nowMs: Int64) -> ZoneOverview {
             value.withLock { last in
@@ -67,6 +76,7 @@ struct AdminRoutes: Sendable {
             let account = try await web.signedIn(request)
             try refuseUnlessAdmin(account?.username, request: request, json: true)
             guard let console else { return Self.json(.notFound, ActionAnswer(ok: false, code: "no_zone", message: Self.noZone)) }
+            if let fresh = lastOverview.fresh(nowMs: Int64(web.now())) { return Self.json(.ok, fresh) }
             do {
                 let statuses = try await console.statuses()
                 return Self.json(.ok, lastOverview.next(statuses, nowMs: Int64(web.now())))
@@ -107,6 +117,20 @@ struct AdminRoutes: Sendable {
     }
 
     static let noZone = "this server runs alone (parley serve --single): there is no zone to operate"
+
+    /// Administrators are named by username, and registration is open: a name listed before
+    /// its account exists could be taken by anyone. Says so, loudly, for each.
+    func warnAboutUnclaimedAdmins() async {
+        for admin in web.settings.admins {
+            do {
+                guard try await web.accounts.account(username: admin) == nil else { continue }
+            } catch {
+                continue  // the store is not there yet; nothing to say about the account
+            }
+            web.logger.error("web.admins names an account that does not exist: whoever registers it first gets the zone page; register it now, or remove it",
+                             metadata: ["username": "\(admin)"])
+        }
+    }
 
     private func refuseUnlessAdmin(_ username: String?, request: Request, json: Bool) throws {
         guard let username, web.settings.admins.contains(username) else {

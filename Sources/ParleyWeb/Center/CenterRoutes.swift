@@ -160,7 +160,7 @@ struct CenterRoutes: Sendable {
         }
         return HTMLPage(title: "Meeting center", body: """
             <header class="bar"><span class="brand">Parley</span>
-            <span id="account-name">\(Escaped(account.displayName))</span>
+            <span id="account-name">\(Escaped(account.displayName))</span> <a href="/account/sessions" id="sessions-link">Sessions</a>
             <form method="post" action="/signout" class="inline"><input type="hidden" name="_csrf" value="\(Escaped(csrf))">
             <button type="submit" id="sign-out">Sign out</button></form></header>
             <main class="center">

@@ -19,10 +19,6 @@ extension ZoneConfiguration {
             })) { "\(Self.dotted($0)) (from the command line)" })
         }
         layers.append(SettingsSource(environment: sources.environment))
-        if let key = sources.environment[ConfigurationSources.legacyAPIKeyVariable] {
-            layers.append(SettingsSource(name: ConfigurationSources.legacyAPIKeyVariable,
-                                         values: [["clients", "apiKey"]: .string(key)]) { _ in ConfigurationSources.legacyAPIKeyVariable })
-        }
         var file: FlatDocument?
         if let (name, contents) = sources.file {
             let document: JSONValue
@@ -37,6 +33,12 @@ extension ZoneConfiguration {
             let flat = FlatDocument(document)
             file = flat
             layers.append(SettingsSource(name: name, values: flat.values) { "\(Self.dotted($0)) in \(name)" })
+        }
+        // The older PARLEY_API_KEY, which the client commands read too, under the file: a
+        // key exported for them must not replace the one the zone's file sets.
+        if let key = sources.environment[ConfigurationSources.legacyAPIKeyVariable], !key.isEmpty {
+            layers.append(SettingsSource(name: ConfigurationSources.legacyAPIKeyVariable,
+                                         values: [["clients", "apiKey"]: .string(key)]) { _ in ConfigurationSources.legacyAPIKeyVariable })
         }
         let standard = SettingsSource(name: "standard values", values: Self.standardValues) { Self.dotted($0) }
         layers.append(standard)
@@ -76,6 +78,12 @@ extension ZoneConfiguration {
         let data = try! JSONEncoder().encode(ZoneConfiguration.standard)
         return FlatDocument(try! JSONDecoder().decode(JSONValue.self, from: data)).values
     }()
+
+    /// The resolved configuration a supervisor wrote for its processes (`DATA/zone/zone.json`),
+    /// read alone: no environment or flags of the reader's replace what it chose.
+    public static func resolved(_ contents: Data, name: String) throws(ConfigurationProblems) -> ZoneConfiguration {
+        try read(ConfigurationSources(file: (name, contents)), testFaultsEnabled: true)
+    }
 
     /// `processes.0.name` as `processes[0].name`.
     static func dotted(_ path: [String]) -> String {

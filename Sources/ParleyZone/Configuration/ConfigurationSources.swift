@@ -94,7 +94,9 @@ struct SettingsSource: Sendable {
 
     /// The `PARLEY_…` environment variables.
     init(environment: [String: String]) {
-        let variables = environment.filter { $0.key.hasPrefix("PARLEY_") }
+        // An empty variable is unset (`-e PARLEY_STORE_URL=` in a container must not replace
+        // the file's store with the default one).
+        let variables = environment.filter { $0.key.hasPrefix("PARLEY_") && !$0.value.isEmpty }
         provider = KeyMappingProvider(upstream: EnvironmentVariablesProvider(
             environmentVariables: variables,
             secretsSpecifier: .specific([ConfigurationSources.environmentVariable(for: ["clients", "apiKey"]),
@@ -118,7 +120,8 @@ struct FlatDocument {
     static let countComponent = "#count"
 
     var values: [[String]: ConfigContent] = [:]
-    /// Paths whose value is JSON null: present in the file (so checked for being known), but unset.
+    /// Paths whose value is JSON null, {} or []: present in the file (so checked for being
+    /// known), but setting nothing beneath.
     var nulls: Set<[String]> = []
     /// Values that are not settings at all (a list of lists, a list mixing kinds), by path.
     var unreadable: [[String]: String] = [:]
@@ -135,9 +138,18 @@ struct FlatDocument {
             values[path] = number.rounded() == number && abs(number) < 9e15 ? .int(Int(number)) : .double(number)
         case .string(let string): values[path] = .string(string)
         case .object(let members):
-            for (key, member) in members { add(member, at: path + [key]) }
+            if members.isEmpty, !path.isEmpty { nulls.insert(path) }
+            for (key, member) in members {
+                // `#count` is how lists are kept here; a key of the operator's cannot be one.
+                guard !key.contains("#") else {
+                    unreadable[path + [key]] = "a key may not contain #"
+                    continue
+                }
+                add(member, at: path + [key])
+            }
         case .array(let elements):
             if elements.isEmpty {
+                nulls.insert(path)
                 values[path + [Self.countComponent]] = .int(0)
             } else if elements.allSatisfy({ if case .object = $0 { true } else { false } }) {
                 values[path + [Self.countComponent]] = .int(elements.count)

@@ -10,8 +10,10 @@ final class SettingsReading {
     /// file has beneath them was not looked at, so it is not reported as unknown.
     var replaced: [[String]] = []
 
+    /// Whether the reading looked at `path`: asked for it, or for something beneath it (a
+    /// section given as null or {}), or read what holds it from the standard values.
     func looked(at path: [String]) -> Bool {
-        asked.contains(path) || replaced.contains { path.starts(with: $0) }
+        asked.contains(path) || replaced.contains { path.starts(with: $0) } || asked.contains { $0.starts(with: path) }
     }
 }
 
@@ -37,6 +39,9 @@ struct SettingsDecoder: Decoder {
     let path: [String]
     /// Set for an element of a list of strings: its value.
     var literal: String?
+
+    /// Longer lists are not configurations (a count from the environment, say).
+    static let maxListLength = 10_000
 
     var codingPath: [any CodingKey] { path.map(PathKey.init) }
     var userInfo: [CodingUserInfoKey: Any] { [:] }
@@ -240,8 +245,12 @@ struct SettingsDecoder: Decoder {
                 // Objects: each read from this source only, so a shorter list in a file is not
                 // filled up with the standard list's later elements.
                 let alone = SettingsDecoder(reading: decoder.reading, sources: [source], fallback: nil, path: path)
-                let count = alone.child(FlatDocument.countComponent).read(.int, zero: 0) { try $0.requiredInt(forKey: $1) }
-                elements = (0..<max(0, count)).map { alone.child("\($0)") }
+                var count = alone.child(FlatDocument.countComponent).read(.int, zero: 0) { try $0.requiredInt(forKey: $1) }
+                if !(0...SettingsDecoder.maxListLength).contains(count) {
+                    decoder.reading.problems.append("\(decoder.spelling(path)): a list of \(count) entries is not a setting")
+                    count = 0
+                }
+                elements = (0..<count).map { alone.child("\($0)") }
             } else {
                 let alone = SettingsDecoder(reading: decoder.reading, sources: [source], fallback: nil, path: path)
                 let strings = alone.read(.stringArray, zero: [String]()) { try $0.requiredStringArray(forKey: $1) }

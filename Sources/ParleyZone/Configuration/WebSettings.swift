@@ -67,6 +67,10 @@ public struct WebSettings: Codable, Equatable, Sendable {
                              ("meetingsPerAddressPerMinute", meetingsPerAddressPerMinute)] where value < 1 {
             problems.append("web.\(key) must be at least 1 (it is \(value))")
         }
+        for admin in admins where !(3...32).contains(admin.count)
+            || admin.contains(where: { !($0.isASCII && ($0.isLowercase || $0.isNumber || "._-".contains($0))) }) {
+            problems.append("web.admins: '\(admin)' is not a username (3 to 32 lower-case letters, digits, '.', '-' and '_')")
+        }
         if !(1...256).contains(maxConcurrentUploads) { problems.append("web.maxConcurrentUploads must be 1...256") }
         for front in otherFronts where !(front.hasPrefix("http://") || front.hasPrefix("https://")) || front.hasSuffix("/") {
             problems.append("web.otherFronts: '\(front)' must be an http:// or https:// origin without a trailing slash")

@@ -133,5 +133,10 @@ dialog.addEventListener("close", async () => {
   refresh();
 });
 
-refresh();
-setInterval(refresh, 1000);
+// One request at a time: the next poll is scheduled when this one has finished, so a slow
+// zone is not asked again and again, and a late answer never overwrites a newer one.
+async function poll() {
+  await refresh();
+  setTimeout(poll, 1000);
+}
+poll();
