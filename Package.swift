@@ -230,7 +230,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "ParleyStoreTests",
-            dependencies: ["ParleyStore", "ParleySupervisor", "ParleyTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ParleyStore", "ParleySupervisor", "ParleyTestSupport", "ParleyTelemetry", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(
             name: "ParleyClientTests",

@@ -391,7 +391,8 @@ struct ManagerService: Service {
         // manager could lead. WAL with synchronous=NORMAL still commits atomically and is
         // seen at once by every process.
         let location = try configuration.storeLocation()
-        let store = try await location.open(dataDirectory: context.paths.data, synchronous: .normal, logger: logger)
+        let store = try await location.open(dataDirectory: context.paths.data, synchronous: .normal, logger: logger,
+                                            metrics: context.metrics)
         let credentials = try ZoneCredentials.load(paths: context.paths, configuration: configuration)
         // One monotonic clock for every duration this manager measures (see MonotonicClockMs).
         let clock = MonotonicClockMs()

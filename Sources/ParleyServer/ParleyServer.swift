@@ -170,7 +170,8 @@ public struct ParleyServer: Sendable {
             logger.info("store given", metadata: ["store": "\(type(of: givenStore))"])
         } else {
             store = try await configuration.store.open(dataDirectory: configuration.dataDirectory,
-                                                        synchronous: configuration.fsyncEveryCommit ? .full : .normal, logger: logger)
+                                                        synchronous: configuration.fsyncEveryCommit ? .full : .normal, logger: logger,
+                                                        metrics: configuration.metrics.process)
             logger.info("store open", metadata: ["store": "\(configuration.store)"])
         }
         let hooks: ZoneHooks?

@@ -1,4 +1,5 @@
 import Logging
+import ParleyTelemetry
 
 /// Everything a zone keeps: meetings, and the web zone's accounts in the same database.
 public typealias ZoneStore = Store & AccountStore
@@ -15,12 +16,13 @@ extension StoreLocation {
     /// for as long as it is used; ``withStore(dataDirectory:synchronous:logger:_:)`` does that.
     /// - Throws: ``StoreError/unavailable(_:)`` or ``StoreError/misconfigured(_:)``; never
     ///   falls back to another store.
-    public func open(dataDirectory: String, synchronous: Synchronous = .full, logger: Logger) async throws(StoreError) -> any ZoneStore {
+    public func open(dataDirectory: String, synchronous: Synchronous = .full, logger: Logger,
+                     metrics: ProcessMetrics = .off) async throws(StoreError) -> any ZoneStore {
         switch self {
         case .sqlite(let directory):
             try SQLiteStore(directory: directory ?? dataDirectory, synchronous: synchronous, logger: logger)
         case .postgres(let url):
-            try await PostgresStore.open(url, logger: logger)
+            try await PostgresStore.open(url, logger: logger, metrics: metrics)
         }
     }
 

@@ -79,6 +79,8 @@ public enum MetricName: String, CaseIterable, Sendable {
     case fencedCommits = "parley_fenced_commits_total"
     // The store, in every process that writes to it.
     case storeCommitErrors = "parley_store_commit_errors_total"
+    case storeConnects = "parley_store_connects_total"
+    case storeConnectionsClosed = "parley_store_connections_closed_total"
     // A manager.
     case placements = "parley_placements_total"
     case failovers = "parley_failovers_total"
@@ -121,6 +123,7 @@ public enum MetricName: String, CaseIterable, Sendable {
         case .processRestarts: ["process", "reason"]
         case .processesGivenUp: ["process"]
         case .signIns: ["outcome"]
+        case .storeConnects: ["outcome"]
         case .rateLimited: ["action"]
         case .uploads: ["outcome"]
         case .conversionDuration: ["converter"]

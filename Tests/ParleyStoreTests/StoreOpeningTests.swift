@@ -1,6 +1,7 @@
 import ParleyTestSupport
 import Foundation
 import Logging
+import ParleyTelemetry
 @testable import ParleyStore
 import Testing
 
@@ -60,6 +61,42 @@ struct StoreOpeningTests {
                 return ok
             }
         }
+    }
+
+    @Test("the pools' connects are counted: the first, and the reconnect after the database drops every connection")
+    func reconnectsCounted() async throws {
+        let url = try await TestPostgres.shared.freshDatabase()
+        guard case .postgres(let parsed) = try StoreLocation(url: url) else { Issue.record("not postgres"); return }
+        let metrics = ProcessMetrics.prometheus()
+        let store = try await PostgresStore.open(parsed, logger: Logger(label: "test"), metrics: metrics)
+        let killer = try await PostgresStore.open(parsed, logger: Logger(label: "test"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await store.run() }
+            group.addTask { await killer.run() }
+            defer { group.cancelAll() }
+            _ = try await store.publishedProcesses()
+            let connected = Self.count(metrics, "parley_store_connects_total{outcome=\"attempted\"}")
+            #expect(connected >= 1)
+            // Every other connection to this database goes, as in a database restart.
+            let others = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            try await killer.rawExecute(others)
+            // The pool notices and connects again; a call may fail once on the dead connection.
+            let deadline = ContinuousClock.now + .seconds(15)
+            var answered = false
+            while !answered, ContinuousClock.now < deadline {
+                answered = (try? await store.publishedProcesses()) != nil
+                    && Self.count(metrics, "parley_store_connects_total{outcome=\"attempted\"}") > connected
+                if !answered { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(answered, "no reconnect counted: \(metrics.exposition())")
+            #expect(Self.count(metrics, "parley_store_connections_closed_total") >= 1)
+        }
+    }
+
+    /// A counter's value in the exposition text (0 when absent).
+    static func count(_ metrics: ProcessMetrics, _ series: String) -> Int {
+        metrics.exposition().split(separator: "\n").first { $0.hasPrefix(series + " ") }
+            .flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) } ?? 0
     }
 
     @Test("a database whose schema is newer than this binary is refused", arguments: [StoreKind.sqlite, .postgres])

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Logging
+import ParleyTelemetry
 import NIOCore
 import NIOSSL
 import ParleyCore
@@ -35,7 +36,8 @@ public final class PostgresStore: Store, Sendable {
     /// - Throws: ``StoreError/unavailable(_:)`` with one line naming the problem: no host
     ///   reachable, a wrong password, no such database, only read-only standbys, a schema newer
     ///   than this binary.
-    public static func open(_ url: PostgresURL, logger: Logger) async throws(StoreError) -> PostgresStore {
+    /// - Parameter metrics: where the pools' connects and closes are counted.
+    public static func open(_ url: PostgresURL, logger: Logger, metrics: ProcessMetrics = .off) async throws(StoreError) -> PostgresStore {
         var problems: [String] = []
         for (index, host) in url.hosts.enumerated() {
             do {
@@ -62,7 +64,7 @@ public final class PostgresStore: Store, Sendable {
                     try? await connection.close()
                     throw error
                 }
-                return PostgresStore(url: url, writable: index, logger: logger)
+                return PostgresStore(url: url, writable: index, logger: logger, metrics: metrics)
             } catch {
                 let mapped = storeError(error)
                 // A schema problem is the database's, not the host's: no other host will do better.
@@ -73,7 +75,7 @@ public final class PostgresStore: Store, Sendable {
         throw .unavailable("cannot use the PostgreSQL store \(url): " + problems.joined(separator: "; "))
     }
 
-    private init(url: PostgresURL, writable: Int, logger: Logger) {
+    private init(url: PostgresURL, writable: Int, logger: Logger, metrics: ProcessMetrics) {
         self.url = url
         self.logger = logger
         self.writable = Mutex(writable)
@@ -85,7 +87,7 @@ public final class PostgresStore: Store, Sendable {
             configuration.options.maximumConnections = url.poolSize
             configuration.options.keepAliveBehavior = .init(frequency: .seconds(10))
             configuration.options.additionalStartupParameters = Self.sessionSettings(url)
-            return PostgresClient(configuration: configuration, backgroundLogger: Self.quiet)
+            return PostgresClient(configuration: configuration, backgroundLogger: PoolEvents.logger(metrics))
         }
     }
 
