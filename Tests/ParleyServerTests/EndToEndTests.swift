@@ -154,10 +154,49 @@ struct EndToEndTests {
                 if back != 200 { try await Task.sleep(for: .milliseconds(100)) }
             }
             #expect(back == 200, "ready again once PostgreSQL is back: \(said)")
+
+            // A database that hangs (every one of its processes stopped, as a frozen machine)
+            // rather than refuses: /ready still answers, within the probe's 2 s, and says why.
+            let frozen = Self.postgresProcesses(dataDirectory: database.dataDirectory)
+            #expect(!frozen.isEmpty)
+            for pid in frozen { kill(pid, SIGSTOP) }
+            // The last probe's answer stands for up to a second; then one that hangs is cut at 2 s.
+            var (hung, why) = (0, "")
+            let started = ContinuousClock.now
+            for _ in 0..<50 where hung != 503 {
+                (hung, why) = try await get("ready")
+                if hung != 503 { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            let took = ContinuousClock.now - started
+            for pid in frozen { kill(pid, SIGCONT) }
+            #expect(hung == 503 && why.contains("store"), "\(why)")
+            #expect(took < .seconds(5), "/ready noticed a hung store in \(took)")
+            print("readiness: a hung store answered 503 after \(took)")
+            for _ in 0..<150 where back != 200 || hung == 503 {
+                (back, said) = try await get("ready")
+                hung = back
+                if back != 200 { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(back == 200, "ready again once PostgreSQL runs again: \(said)")
             try server.send(signal: .terminate)
         }
         #expect(stopped.status == .exited(0))
         try? await database.stop(mode: "immediate")
+    }
+
+    /// The postmaster of the cluster in `dataDirectory` and every process it started.
+    static func postgresProcesses(dataDirectory: String) -> [pid_t] {
+        guard let text = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8),
+              let postmaster = text.split(separator: "\n").first.flatMap({ pid_t($0.trimmingCharacters(in: .whitespaces)) })
+        else { return [] }
+        let children = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            // After "pid (comm) state ppid": the fields past the command name.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && pid_t(fields[1]) == postmaster ? pid : nil
+        }
+        return [postmaster] + children
     }
 
     @Test("SIGTERM answers a long poll that is waiting, instead of holding the stop for the poll's whole wait")
