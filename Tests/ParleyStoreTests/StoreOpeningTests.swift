@@ -93,6 +93,33 @@ struct StoreOpeningTests {
         }
     }
 
+    @Test("a caller that gives up on a store call is not held until the database answers: the connection is closed under it")
+    func cancelledCallEndsAtOnce() async throws {
+        let url = try await TestPostgres.shared.freshDatabase()
+        // A statement timeout far longer than the test: only the cancellation can end the call.
+        guard case .postgres(let parsed) = try StoreLocation(url: url + "&statement_timeout=60") else { Issue.record("not postgres"); return }
+        let store = try await PostgresStore.open(parsed, logger: Logger(label: "test"))
+        let watcher = try await PostgresStore.open(parsed, logger: Logger(label: "test"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await store.run() }
+            group.addTask { await watcher.run() }
+            defer { group.cancelAll() }
+            let call = Task { try await store.rawExecute("SELECT pg_sleep(30)") }
+            // Cancel once the query is running in the database, not before.
+            let running = "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'"
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await watcher.rawInt(running) != 1, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(try await watcher.rawInt(running) == 1)
+            let cancelled = ContinuousClock.now
+            call.cancel()
+            _ = await call.result
+            let took = ContinuousClock.now - cancelled
+            #expect(took < .seconds(3), "the cancelled call ended after \(took)")
+            // The pool is still usable.
+            _ = try await store.publishedProcesses()
+        }
+    }
+
     /// A counter's value in the exposition text (0 when absent).
     static func count(_ metrics: ProcessMetrics, _ series: String) -> Int {
         metrics.exposition().split(separator: "\n").first { $0.hasPrefix(series + " ") }

@@ -423,7 +423,15 @@ public final class PostgresStore: Store, Sendable {
                 }
             }
             group.addTask {
-                guard (try? await Task.sleep(for: limit)) != nil else { return nil }
+                do {
+                    try await Task.sleep(for: limit)
+                } catch {
+                    // Cancelled. If `body` is still on its connection, the caller gave up on
+                    // it: close the connection so that `body` fails now rather than the
+                    // caller waiting out a query nobody wants (a finished `body` has let go).
+                    if let connection = leased.get() { try? await connection.close() }
+                    return nil
+                }
                 if let connection = leased.get() { try? await connection.close() }
                 return .failure(StoreError.io("the database did not answer within \(limit) (statement_timeout)"))
             }
