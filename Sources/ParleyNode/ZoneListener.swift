@@ -17,7 +17,10 @@ public enum ZoneListener {
     /// - Parameters:
     ///   - port: announced once listening; the process gives out `scheme://host:port`.
     ///   - serve: runs for each authenticated link; the link closes when it returns.
+    ///   - headTimeout: a connection's request head must be complete within this (as on the
+    ///     client ports): a peer that connects and stalls is closed, secret or not.
     public static func application(host: String, bind: Int = 0, credentials: ZoneCredentials, serverName: String, port: PortAnnouncement,
+                                   headTimeout: TimeAmount = .seconds(10),
                                    logger: Logger, serve: @escaping @Sendable (ZoneLink) async -> Void) -> some ApplicationProtocol {
         let router = Router()
         router.get("/health") { _, _ in "ok" }
@@ -39,8 +42,9 @@ public enum ZoneListener {
                     await ZoneLink.accept(peer: peer, inbound: inbound, outbound: outbound, serve)
                 }
             }
-            guard let tls else { return upgrade }
-            return try TLSChannel(RefusalLogged(base: upgrade, logger: logger), tlsConfiguration: tls.server)
+            let deadlined = HeadDeadlineChannel(upgrade, timeout: headTimeout)
+            guard let tls else { return deadlined }
+            return try TLSChannel(RefusalLogged(base: deadlined, logger: logger), tlsConfiguration: tls.server)
         }
         return Application(
             router: router, server: server,

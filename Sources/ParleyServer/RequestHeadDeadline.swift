@@ -5,11 +5,11 @@ import NIOCore
 /// each for that long at most, not forever. It sits before the HTTP decoder and passes every
 /// byte on untouched; it looks only for the blank line that ends a head, then steps aside.
 /// Idle time between later requests is ``HTTPConnectionStateHandler``'s to bound.
-final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundIn = NIOAny
-    typealias OutboundOut = NIOAny
+public final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = NIOAny
+    public typealias OutboundOut = NIOAny
 
     private let timeout: TimeAmount
     private var deadline: Scheduled<Void>?
@@ -21,23 +21,23 @@ final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     private var started = false
     private var done = false
 
-    init(timeout: TimeAmount) { self.timeout = timeout }
+    public init(timeout: TimeAmount) { self.timeout = timeout }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    public func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { arm(context) }
     }
 
-    func channelActive(context: ChannelHandlerContext) {
+    public func channelActive(context: ChannelHandlerContext) {
         arm(context)
         context.fireChannelActive()
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    public func handlerRemoved(context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         if !done {
             var bytes = buffer.readableBytesView[...]
@@ -66,5 +66,33 @@ final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
             guard let self, !self.done else { return }
             context.close(promise: nil)
         }
+    }
+}
+
+import HummingbirdCore
+import Logging
+
+/// Any Hummingbird child channel with ``RequestHeadDeadline`` in front of it: for listeners
+/// built from Hummingbird's own channels (the zone-link listener), which cannot add it
+/// themselves. Added after TLS, if any, so it reads the plain bytes.
+public struct HeadDeadlineChannel<Base: ServerChildChannel>: ServerChildChannel {
+    public let base: Base
+    public let timeout: TimeAmount
+
+    public init(_ base: Base, timeout: TimeAmount) {
+        self.base = base
+        self.timeout = timeout
+    }
+
+    public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Base.Value> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(RequestHeadDeadline(timeout: timeout))
+        }.flatMap {
+            base.setup(channel: channel, logger: logger)
+        }
+    }
+
+    public func handle(value: Base.Value, logger: Logger) async {
+        await base.handle(value: value, logger: logger)
     }
 }

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import ParleyCore
+import NIOCore
 import NIOSSL
 import ParleyNode
 import ParleyServer
@@ -56,6 +57,22 @@ struct ZoneLinkTests {
             }
         }
         #expect(log.all.contains { $0.contains("zone link refused") && $0.contains("not signed with this zone's secret") })
+    }
+
+    @Test("a connection to the zone-link port that stalls before its request head is complete is closed at the deadline; a real link is not")
+    func stalledConnectionClosed() async throws {
+        let secret = try ZoneSecret(hex: String(repeating: "ab", count: 32))
+        let credentials = ZoneCredentials(secret: secret, tls: nil)
+        try await withListener(credentials, logger: quiet, headTimeout: .seconds(1)) { url in
+            let port = Int(url.split(separator: ":").last!)!
+            let stalled = try RawConnection(port: port)
+            try stalled.send("GET /zone/link HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            let started = ContinuousClock.now
+            _ = await stalled.readUntilClosed()
+            let took = ContinuousClock.now - started
+            #expect(took < .seconds(5), "the stalled connection stayed open \(took)")
+            #expect(try await ask(url, with: credentials) != nil, "a link that completes its head is served")
+        }
     }
 
     @Test("in a cluster, links run over mutual TLS: only peers with a certificate from the cluster's CA get through, and every refusal is logged")
@@ -123,9 +140,11 @@ struct ZoneLinkTests {
     }
 
     /// Runs the zone's listener, answering each `locate` with who asked, for `body`.
-    private func withListener(_ credentials: ZoneCredentials, logger: Logger, _ body: (String) async throws -> Void) async throws {
+    private func withListener(_ credentials: ZoneCredentials, logger: Logger, headTimeout: TimeAmount = .seconds(10),
+                              _ body: (String) async throws -> Void) async throws {
         let port = PortAnnouncement()
-        let app = ZoneListener.application(host: "127.0.0.1", credentials: credentials, serverName: "test", port: port, logger: logger) { link in
+        let app = ZoneListener.application(host: "127.0.0.1", credentials: credentials, serverName: "test", port: port,
+                                           headTimeout: headTimeout, logger: logger) { link in
             do {
                 for try await message in link.messages() {
                     if case .locate(let request, let meeting) = message {
