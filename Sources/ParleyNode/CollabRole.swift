@@ -49,13 +49,13 @@ struct CollabService: Service {
                                            afterCrashes: context.configuration.poisonAfterCrashes)
         if let trigger = context.configuration.testFaults?.crashOnChatText {
             context.logger.critical("TEST FAULT INJECTION IS ON: a chat whose text is exactly this crashes this process",
-                                    metadata: ["crashOnChatText": "\(trigger)"])
+                                    metadata: ["crash_on_chat_text": "\(trigger)"])
             configuration.crashOnChatText = trigger
         }
         if context.configuration.testFaults?.corruptByChat == true {
             let text = "corrupt \(context.name)"
             context.logger.critical("TEST FAULT INJECTION IS ON: a chat whose text is exactly this is kept in this server's state under another text",
-                                    metadata: ["corruptChatText": "\(text)"])
+                                    metadata: ["corrupt_chat_text": "\(text)"])
             configuration.corruptChatText = text
         }
         let logger = context.logger

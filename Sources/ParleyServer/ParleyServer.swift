@@ -158,7 +158,7 @@ public struct ParleyServer: Sendable {
         if limits.sendQueueFrames < 2 * limits.burst {
             // Each op a client sends puts its event and its ack in the client's own queue.
             logger.warning("sendQueueFrames is under twice burst: a client sending a burst of ops it is allowed can be cut off as a slow consumer by their own events and acks", metadata: [
-                "sendQueueFrames": "\(limits.sendQueueFrames)", "burst": "\(limits.burst)",
+                "send_queue_frames": "\(limits.sendQueueFrames)", "burst": "\(limits.burst)",
             ])
         }
         let clock = configuration.clock

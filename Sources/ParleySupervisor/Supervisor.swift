@@ -75,7 +75,7 @@ public actor Supervisor: Service {
     public func run() async throws {
         if let faults = configuration.testFaults {
             logger.critical("TEST FAULT INJECTION IS ON: this zone's processes crash on purpose; never run it for real users",
-                            metadata: ["testFaults": "\(faults)"])
+                            metadata: ["test_faults": "\(faults)"])
         }
         try ZoneFiles.prepare(paths: paths, configuration: configuration)
         let server = try await ControlServer.bind(paths: paths)
@@ -161,7 +161,7 @@ public actor Supervisor: Service {
         let before = supervision.status(nowMs: nowMs()).first { $0.name == name }
         let metadata: Logger.Metadata = [
             "process": "\(name)", "pid": "\(before?.pid.map(String.init) ?? "-")",
-            "uptimeMs": "\(before?.uptimeMs.map(String.init) ?? "-")",
+            "uptime_ms": "\(before?.uptimeMs.map(String.init) ?? "-")",
         ]
         exitReason = Self.reason(status)
         if let reason = killReasons.removeValue(forKey: name) {

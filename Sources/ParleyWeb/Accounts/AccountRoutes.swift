@@ -115,12 +115,12 @@ struct AccountRoutes: Sendable {
             return refused("wrong username or password", .unauthorized)
         case .locked(let until, let lockedNow)?:
             if lockedNow { lockedOut(account, until: until) }
-            web.logger.notice("sign-in refused: account locked", metadata: ["account": "\(account.id)", "lockedUntil": "\(Self.time(until))"])
+            web.logger.notice("sign-in refused: account locked", metadata: ["account": "\(account.id)", "locked_until": "\(Self.time(until))"])
             web.metrics.signIn(.locked)
             return locked(until)
         case .check(let failures, let lockEnded)?:
             if let lockEnded {
-                web.logger.notice("account lock ended", metadata: ["account": "\(account.id)", "lockedUntil": "\(Self.time(lockEnded))"])
+                web.logger.notice("account lock ended", metadata: ["account": "\(account.id)", "locked_until": "\(Self.time(lockEnded))"])
             }
             if try await web.passwords.verify(password, against: account.passwordHash) {
                 // Refused if an attempt beside this one locked the account meanwhile.
@@ -146,7 +146,7 @@ struct AccountRoutes: Sendable {
     private func lockedOut(_ account: Account, until: Millis) {
         web.metrics.lockedOut()
         web.logger.warning("account locked after failed sign-ins", metadata: [
-            "account": "\(account.id)", "failures": "\(web.lockout.maxFailures)", "lockedUntil": "\(Self.time(until))",
+            "account": "\(account.id)", "failures": "\(web.lockout.maxFailures)", "locked_until": "\(Self.time(until))",
         ])
     }
 
