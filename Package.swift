@@ -5,7 +5,7 @@ import PackageDescription
 //   parley-sdk/: ParleyCore (model, log, resume; pure)  <-  ParleyProtocol (wire frames)
 //                <-  ParleyClient (the Swift SDK)  <-  ParleyTesting (a fake Parley for apps' tests)
 //   ParleyCore, ParleyProtocol  <-  ParleyStore (durable log)  <-  ParleyServer (transport adapters)  <-  parley (CLI)
-//   ParleyTelemetry (what processes measure, /metrics, and their spans)  <-  ParleyStore, ParleyServer, ParleySupervisor, ParleyNode
+//   ParleyTelemetry (what processes measure, /metrics, their spans, and the request-head deadline of every listener)  <-  ParleyStore, ParleyServer, ParleySupervisor, ParleyNode
 //   ParleyCore  <-  ParleyZone (zone rules: configuration (read with swift-configuration), supervision, placement, leases; pure)
 //   ParleyZone  <-  ParleySupervisor (spawns and watches the zone's processes)
 //   ParleyZone + ParleyServer  <-  ParleyNode (a logical server: its zone agent and its role)
@@ -76,6 +76,8 @@ let package = Package(
                 .product(name: "OTel", package: "swift-otel"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
@@ -295,7 +297,8 @@ let package = Package(
         .testTarget(
             name: "ParleyServerTests",
             dependencies: [
-                "ParleyServer", "ParleyStore", "ParleyTestSupport", "ParleySupervisor", sdk, "parley", "meeting-app",
+                "ParleyServer", "ParleyStore", "ParleyTestSupport", "ParleySupervisor", "ParleyTelemetry", sdk, "parley", "meeting-app",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "WSClient", package: "swift-websocket"),

@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import ParleyServer
+import ParleyTelemetry
 
 /// Where a zone process accepts links from the others (the manager, and each collab server
 /// for its standbys): `/zone/link` only, on a port of its own, apart from the client port.

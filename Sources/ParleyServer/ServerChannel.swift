@@ -6,6 +6,7 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
+import ParleyTelemetry
 @_spi(WSInternal) import WSCore
 
 /// How one TCP connection to a Parley server is served: HTTP/1 for the API and pages, with

@@ -1,5 +1,7 @@
 import FoundationEssentials
 import Hummingbird
+import NIOCore
+import HummingbirdCore
 import Logging
 
 /// `GET /metrics` (or the configured path): the process's metrics in the Prometheus text
@@ -23,6 +25,7 @@ public enum MetricsEndpoint {
     /// With `readiness`, it also answers `/health` (200) and `/ready` (200, or 503 with the
     /// reasons): for processes with no HTTP port of their own (managers, services).
     public static func application(host: String, bind: Int, path: String, metrics: ProcessMetrics, port: @escaping @Sendable (Int) async -> Void,
+                                   headTimeout: TimeAmount = .seconds(10),
                                    logger: Logger, readiness: (@Sendable () async -> [String])? = nil,
                                    collect: @escaping @Sendable () async -> Void) -> some ApplicationProtocol {
         let router = Router()
@@ -34,8 +37,12 @@ public enum MetricsEndpoint {
                 return try json(ReadyAnswer(problems), problems.isEmpty ? .ok : .serviceUnavailable)
             }
         }
-        // A scraper's connection left idle is closed after a minute.
-        return Application(router: router, server: .http1(configuration: .init(idleTimeout: .seconds(60))),
+        // A scraper's connection left idle is closed after a minute; one that stalls before its
+        // request head is complete, after 10 s, as on every listener.
+        let server = HTTPServerBuilder { responder in
+            HeadDeadlineChannel(HTTP1Channel(responder: responder, configuration: .init(idleTimeout: .seconds(60))), timeout: headTimeout)
+        }
+        return Application(router: router, server: server,
                            configuration: .init(address: .hostname(host, port: bind), serverName: "parley-metrics"),
                            onServerRunning: { channel in await port(channel.localAddress?.port ?? 0) }, logger: logger)
     }

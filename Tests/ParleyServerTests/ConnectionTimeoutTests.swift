@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import ParleyServer
+import ParleyTelemetry
 import ParleyTestSupport
 import Testing
 
@@ -36,6 +38,26 @@ struct ConnectionTimeoutTests {
             let idleTook = ContinuousClock.now - idleStarted
             #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer.prefix(80))")
             #expect(idleTook >= .milliseconds(1_900) && idleTook < .seconds(6), "closed after \(idleTook), the idle timeout is 2 s")
+        }
+    }
+
+    @Test("a metrics listener closes a connection that stalls before its request head is complete")
+    func metricsListenerHeadDeadline() async throws {
+        let (ports, sink) = AsyncStream<Int>.makeStream()
+        let app = MetricsEndpoint.application(host: "127.0.0.1", bind: 0, path: "/metrics", metrics: .prometheus(),
+                                              port: { sink.yield($0) }, headTimeout: .seconds(1),
+                                              logger: Logger(label: "test"), collect: {})
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.run() }
+            defer { group.cancelAll() }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            let slow = try RawConnection(port: port)
+            try slow.send("GET /metrics HTTP/1.1\r\nHost: parley\r\n")
+            let started = ContinuousClock.now
+            #expect(await slow.readUntilClosed().isEmpty)
+            let took = ContinuousClock.now - started
+            #expect(took >= .milliseconds(900) && took < .seconds(5), "closed after \(took)")
         }
     }
 }
