@@ -205,7 +205,8 @@ actor ZoneManager {
         case .failedToHost(let meeting, let reason):
             logger.warning("could not host", metadata: ["meeting": "\(meeting)", "on": "\(peer)", "reason": "\(reason)"])
             // Its failover, if one was in flight, ends here; a new promotion starts its own.
-            if let span = failoverSpans.removeValue(forKey: meeting) {
+            if let span = failoverSpans[meeting], span.attributes["parley.to"]?.toSpanAttribute() == .string(peer.rawValue) {
+                failoverSpans[meeting] = nil
                 span.setStatus(SpanStatus(code: .error, message: "\(peer) could not host it: \(reason)"))
                 span.end()
             }

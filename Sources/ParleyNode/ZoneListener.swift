@@ -30,7 +30,9 @@ public enum ZoneListener {
         let server = HTTPServerBuilder { responder in
             let upgrade = HTTP1WebSocketUpgradeChannel(
                 responder: responder,
-                configuration: .init(ws: .init(maxFrameSize: ZoneLink.maxMessageBytes))
+                // A connection that is not upgraded (a /health probe, a refused peer) is closed
+                // once idle, as on the client ports; an upgraded link has its own liveness.
+                configuration: .init(http1: .init(idleTimeout: .seconds(60)), ws: .init(maxFrameSize: ZoneLink.maxMessageBytes))
             ) { request, channel, _ in
                 guard let verdict = ZoneLink.authenticate(request, secret: secret, nowMs: wallClockMs()) else { return .dontUpgrade }
                 guard case .success(let peer) = verdict else {

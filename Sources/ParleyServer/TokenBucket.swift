@@ -79,9 +79,10 @@ public struct AddressThrottle: Sendable {
 
     private mutating func forgetSome(nowMillis: Int64) {
         buckets = buckets.filter { !$0.value.bucket.isFull(nowMillis: nowMillis) }
-        guard buckets.count > maxAddresses else { return }
-        // A tenth at a time, the longest idle first, so that this is rare.
-        let excess = buckets.count - maxAddresses + maxAddresses / 10
+        // Down to nine tenths, the longest idle first, so that this is rare.
+        let target = maxAddresses - maxAddresses / 10
+        guard buckets.count > target else { return }
+        let excess = buckets.count - target
         for (address, _) in buckets.sorted(by: { $0.value.lastMillis < $1.value.lastMillis }).prefix(excess) {
             buckets[address] = nil
         }

@@ -1,5 +1,6 @@
 import Foundation
 @testable import ParleyServer
+@testable import ParleyWeb
 import ParleyZone
 import Testing
 
@@ -14,6 +15,17 @@ struct AddressLimitTests {
         #expect(throttle.take("10.0.0.1", nowMillis: 19_000) == 1)
         #expect(throttle.take("10.0.0.1", nowMillis: 20_000) == nil)
         #expect(throttle.take("10.0.0.1", nowMillis: 20_000) == 20)
+    }
+
+    @Test("an IPv6 client is counted by its /64; IPv4 as it is, mapped or with a port")
+    func addressesCounted() {
+        #expect(AddressLimits.counted("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64")
+        #expect(AddressLimits.counted("2001:db8:1:2:bbbb:cccc:dddd:eeee") == "2001:db8:1:2::/64")
+        #expect(AddressLimits.counted("2001:db8::1") == "2001:db8:0:0::/64")
+        #expect(AddressLimits.counted("[2001:DB8:1:2::9]") == "2001:db8:1:2::/64")
+        #expect(AddressLimits.counted("::ffff:203.0.113.7") == "203.0.113.7")
+        #expect(AddressLimits.counted("203.0.113.7:5123") == "203.0.113.7")
+        #expect(AddressLimits.counted("127.0.0.1") == "127.0.0.1")
     }
 
     @Test("it keeps at most maxAddresses: refilled ones go first, then the longest idle")

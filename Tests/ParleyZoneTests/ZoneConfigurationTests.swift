@@ -222,6 +222,14 @@ struct ZoneConfigurationTests {
         #expect(try readConfiguration(nil, environment: ["PARLEY_API_KEY": "exported"]).clients.apiKey == "exported")
     }
 
+    @Test("a section given a plain value is refused, not ignored")
+    func sectionGivenAValue() {
+        #expect(configurationProblems(#"{"store": "postgres://db/parley", "tracing": true}"#) == [
+            "store in zone.json: expected a section ({ ... }), found a value",
+            "tracing in zone.json: expected a section ({ ... }), found a value",
+        ])
+    }
+
     @Test("typos holding nothing are caught too; #count is not a key; a list cannot be made huge")
     func emptyTyposAndCounts() {
         #expect(configurationProblems(#"{"procesess": [], "heartbeet": {}}"#) == [

@@ -5,9 +5,10 @@ import ParleyTelemetry
 /// postgres-nio's connection pools say when they connect, fail to and close only in their
 /// background log: this log handler turns those lines into counts
 /// (`parley_store_connects_total{outcome}`, `parley_store_connections_closed_total`) and
-/// drops everything else, as the quiet logger did. After a pool's first connections, every
-/// attempt is a reconnect: a database restart, a failover, a network cut. (The pool reports
-/// a success to its delegate without a log line, so attempts are what is counted.)
+/// drops everything else, as the quiet logger did. The pool also closes connections idle for
+/// a minute and opens new ones when busy again, so attempts and closes climb in healthy
+/// operation too; failed attempts are the ones that say the database cannot be reached.
+/// (The pool reports a success to its delegate without a log line: attempts are counted.)
 struct PoolEvents: LogHandler {
     let attempted: CoreMetrics.Counter
     let failed: CoreMetrics.Counter

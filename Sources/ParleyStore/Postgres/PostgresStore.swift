@@ -414,9 +414,16 @@ public final class PostgresStore: Store, Sendable {
             group.addTask {
                 do {
                     return .success(try await client.withConnection { connection in
-                        leased.set(connection)
-                        defer { leased.set(nil) }
-                        return try await body(PostgresSession(connection: connection))
+                        leased.started(on: connection)
+                        let result: Result<T, any Error>
+                        do {
+                            result = .success(try await body(PostgresSession(connection: connection)))
+                        } catch {
+                            result = .failure(error)
+                        }
+                        // Closed under us: make sure it is closed before the pool takes it back.
+                        if let closing = leased.finished() { try? await closing.close() }
+                        return try result.get()
                     })
                 } catch {
                     return .failure(error)
@@ -429,10 +436,10 @@ public final class PostgresStore: Store, Sendable {
                     // Cancelled. If `body` is still on its connection, the caller gave up on
                     // it: close the connection so that `body` fails now rather than the
                     // caller waiting out a query nobody wants (a finished `body` has let go).
-                    if let connection = leased.get() { try? await connection.close() }
+                    if let connection = leased.takeForClosing() { try? await connection.close() }
                     return nil
                 }
-                if let connection = leased.get() { try? await connection.close() }
+                if let connection = leased.takeForClosing() { try? await connection.close() }
                 return .failure(StoreError.io("the database did not answer within \(limit) (statement_timeout)"))
             }
             let first = await group.next() ?? nil
@@ -612,11 +619,33 @@ public final class PostgresStore: Store, Sendable {
 }
 
 /// The connection a call is using, for the timer that may have to close it.
+/// The connection a call is running on, and whether someone means to close it under the
+/// call. Closing goes through here so that it can never reach a connection already handed
+/// back to the pool (and perhaps leased to the next caller): only while the call holds it.
 final class LeasedConnection: Sendable {
-    private let connection = Mutex<PostgresConnection?>(nil)
+    private enum State { case idle, running(PostgresConnection), closing(PostgresConnection) }
+    private let state = Mutex<State>(.idle)
 
-    func set(_ new: PostgresConnection?) { connection.withLock { $0 = new } }
-    func get() -> PostgresConnection? { connection.withLock { $0 } }
+    func started(on connection: PostgresConnection) { state.withLock { $0 = .running(connection) } }
+
+    /// The connection to close, if the call is still on it (marked so that it is not handed back open).
+    func takeForClosing() -> PostgresConnection? {
+        state.withLock { state in
+            guard case .running(let connection) = state else { return nil }
+            state = .closing(connection)
+            return connection
+        }
+    }
+
+    /// The call is done with its connection: returns it if it was marked for closing, so that
+    /// the call closes it before the pool gets it back.
+    func finished() -> PostgresConnection? {
+        state.withLock { state in
+            defer { state = .idle }
+            if case .closing(let connection) = state { return connection }
+            return nil
+        }
+    }
 }
 
 /// Recovery's reads on one connection, inside the caller's transaction.

@@ -37,9 +37,29 @@ final class AddressLimits: Sendable {
     func address(of request: Request, context: ParleyRequestContext) -> String {
         if trustForwardedFor, let forwarded = request.headers[.init("X-Forwarded-For")!],
            let last = forwarded.split(separator: ",").last?.trimmingCharacters(in: .whitespaces), !last.isEmpty {
-            return last
+            return Self.counted(last)
         }
-        return context.remoteAddress?.ipAddress ?? "unknown"
+        return Self.counted(context.remoteAddress?.ipAddress ?? "unknown")
+    }
+
+    /// What an address is counted as: an IPv4 address as it is (also when written IPv6-mapped,
+    /// `::ffff:a.b.c.d`, or with a port); an IPv6 address by its /64, which one client
+    /// usually holds whole (else each guess could come from a fresh address).
+    static func counted(_ address: String) -> String {
+        var text = address.lowercased()
+        if text.hasPrefix("[") , let close = text.firstIndex(of: "]") { text = String(text[text.index(after: text.startIndex)..<close]) }
+        if text.hasPrefix("::ffff:"), text.contains(".") { text = String(text.dropFirst(7)) }
+        if text.contains(".") {
+            // IPv4, perhaps with a port a proxy added.
+            return String(text.split(separator: ":").first ?? Substring(text))
+        }
+        guard text.contains(":") else { return text }
+        // Expand "::" to find the first four groups.
+        let halves = text.components(separatedBy: "::")
+        let head = halves[0].split(separator: ":", omittingEmptySubsequences: false).filter { !$0.isEmpty }.map(String.init)
+        let tail = halves.count > 1 ? halves[1].split(separator: ":").map(String.init) : []
+        let groups = head + Array(repeating: "0", count: max(0, 8 - head.count - tail.count)) + tail
+        return groups.prefix(4).map { String(Int($0, radix: 16) ?? 0, radix: 16) }.joined(separator: ":") + "::/64"
     }
 
     /// Counts one `action` from the request's address.

@@ -19,7 +19,7 @@ struct SessionRoutes: Sendable {
             guard let account = try await web.signedIn(request) else { return Response.redirect(to: "/signin?next=/account/sessions") }
             let sessions = try await web.storeCall { try await web.accounts.sessions(of: account.id, now: web.now()) }
             return page(request, account: account, sessions: sessions,
-                        notice: request.uri.queryParameters.get("ended").map { "Signed out \($0) \(Int($0) == 1 ? "session" : "sessions")." })
+                        notice: request.uri.queryParameters.get("ended").flatMap { Int($0) }.map { "Signed out \($0) \($0 == 1 ? "session" : "sessions")." })
                 .response()
         }
         router.post("/account/sessions/revoke") { request, _ -> Response in

@@ -76,6 +76,8 @@ struct MeetingPageRoutes: Sendable {
                                  problem: "Please give your name: 1 to \(ModelLimits.nameLength) characters.", status: .badRequest).response()
             }
             if let hash = listing?.passwordHash {
+                // A meeting password is guessed like an account's: the same per-address budget.
+                try web.limits.take(.signIn, request, context: context, web: web)
                 guard try await web.passwords.verify(form.password ?? "", against: hash) else {
                     web.logger.notice("guest refused: wrong meeting password", metadata: ["meeting": "\(id)"])
                     return guestPage(request, record, listing, name: name, transport: form.transport,

@@ -54,6 +54,13 @@ extension ZoneConfiguration {
             // Only a reading that went to the end has asked about every key it knows.
             if configuration != nil {
                 for path in file.keys.filter({ !reading.looked(at: $0) }).sorted(by: { Self.dotted($0) < Self.dotted($1) }) {
+                    if reading.askedBeneath(path) {
+                        // A section: null, {} or [] leave it unset; a plain value is a mistake.
+                        if !file.nulls.contains(path) {
+                            problems.append("\(Self.dotted(path)) in \(sources.file!.name): expected a section ({ ... }), found a value")
+                        }
+                        continue
+                    }
                     problems.append(Self.unknown(Self.dotted(path), in: sources.file!.name, known: reading.asked))
                 }
             }

@@ -10,10 +10,15 @@ final class SettingsReading {
     /// file has beneath them was not looked at, so it is not reported as unknown.
     var replaced: [[String]] = []
 
-    /// Whether the reading looked at `path`: asked for it, or for something beneath it (a
-    /// section given as null or {}), or read what holds it from the standard values.
+    /// Whether the reading looked at `path`: asked for it, or read what holds it from the
+    /// standard values.
     func looked(at path: [String]) -> Bool {
-        asked.contains(path) || replaced.contains { path.starts(with: $0) } || asked.contains { $0.starts(with: path) }
+        asked.contains(path) || replaced.contains { path.starts(with: $0) }
+    }
+
+    /// Whether the reading asked for something beneath `path`: `path` is a section.
+    func askedBeneath(_ path: [String]) -> Bool {
+        asked.contains { $0.count > path.count && $0.starts(with: path) }
     }
 }
 
