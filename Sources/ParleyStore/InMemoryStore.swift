@@ -173,6 +173,17 @@ public actor InMemoryStore: Store, AccountStore {
         return try await recover(meeting, historyLimit: 0, after: seq)
     }
 
+    public func peek(_ meeting: MeetingID) async throws(StoreError) -> RecoveredMeeting {
+        await delay()
+        do {
+            return try await Recovery.scan(InMemoryReads(meeting: stored[meeting]), meeting, historyLimit: 0).recovered
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw .io(String(describing: error))
+        }
+    }
+
     /// Reads one moment's copy of the meeting (its arrays are values), as the others read in
     /// one transaction; a cut log is quarantined as in `SQLiteStore.recover`.
     private func recover(_ meeting: MeetingID, historyLimit: Int, after: Seq?) async throws(StoreError) -> RecoveredMeeting {

@@ -277,6 +277,14 @@ public final class SQLiteStore: Store, Sendable {
         try await recover(meeting, historyLimit: 0, after: seq)
     }
 
+    public func peek(_ meeting: MeetingID) async throws(StoreError) -> RecoveredMeeting {
+        do {
+            return try await Recovery.scan(SQLiteReads(pool: pool), meeting, historyLimit: 0).recovered
+        } catch {
+            throw Self.storeError(error)
+        }
+    }
+
     private func recover(_ meeting: MeetingID, historyLimit: Int, after: Seq?) async throws(StoreError) -> RecoveredMeeting {
         let scan: Recovery.Scan
         do {

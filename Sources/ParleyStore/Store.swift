@@ -114,6 +114,11 @@ public protocol Store: Sendable {
     /// Only the verified log after `seq`, for a standby copy that holds the meeting up to
     /// there: no snapshot is read (`snapshot` is nil) and `entries` starts at `seq + 1`.
     func recover(_ meeting: MeetingID, after seq: Seq) async throws(StoreError) -> RecoveredMeeting
+    /// What `recover(meeting, historyLimit: 0)` would return, for a reader that is not the
+    /// meeting's host (the web front checking who may upload): nothing is changed and
+    /// nothing logged. A log that recovery would cut is read up to the cut and left as it
+    /// is, for the host's recovery to quarantine.
+    func peek(_ meeting: MeetingID) async throws(StoreError) -> RecoveredMeeting
     /// Counts one more crash of a process while it applied `op` of `participant`, and
     /// returns the op's count so far.
     func recordCrash(_ meeting: MeetingID, participant: ParticipantID, op: OpID, at: Millis) async throws(StoreError) -> Int

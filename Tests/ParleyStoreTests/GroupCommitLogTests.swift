@@ -45,6 +45,7 @@ final class GatedStore: Store {
     func recover(_ meeting: MeetingID, after seq: Seq) async throws(StoreError) -> RecoveredMeeting {
         try await base.recover(meeting, after: seq)
     }
+    func peek(_ meeting: MeetingID) async throws(StoreError) -> RecoveredMeeting { try await base.peek(meeting) }
 }
 
 actor Gate {

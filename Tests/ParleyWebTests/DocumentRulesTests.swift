@@ -98,6 +98,7 @@ struct DocumentRulesTests {
             (.conversionFailed(converters: ["a", "b"]), 422, "conversion_failed"),
             (.busy, 503, "server_busy"),
             (.tooManyUploads, 503, "server_busy"),
+            (.tooManyDeletions, 503, "server_busy"),
             (.sandboxUnavailable, 503, "converter_sandbox_unavailable"),
             (.notPresenter, 403, "not_presenter"),
             (.meetingEnded, 409, "meeting_ended"),
@@ -157,18 +158,86 @@ struct DocumentPermissionTests {
         #expect(allowed(Self.bo, .attendee, in: meeting) == nil, "the new host")
     }
 
-    @Test("not in the meeting, one is what one's token would make one on joining now")
+    @Test("not in the meeting, one is what one's token would make one on joining now: the host, or the presenter only while nobody presents")
     func absent() throws {
         var meeting = try Self.meeting()
         let newcomer = ParticipantID("p-new")
         #expect(allowed(newcomer, .attendee, in: meeting) == .notPresenter)
-        #expect(allowed(newcomer, .presenter, in: meeting) == nil)
+        #expect(allowed(newcomer, .presenter, in: meeting) == .notPresenter, "the host presents: joining would not make one presenter")
         #expect(allowed(newcomer, .host, in: meeting) == .notPresenter, "a second host token joins as an attendee")
         try meeting.apply(.leave(participant: Self.host), by: .system, at: 0, seq: 4)
         #expect(allowed(Self.host, .attendee, in: meeting) == .notPresenter, "gone, with an attendee's token")
         #expect(allowed(Self.ada, .attendee, in: meeting) == nil, "Ada inherited the host role")
         let empty = Meeting(id: MeetingID("m-2"), title: "Nobody yet")
         #expect(allowed(newcomer, .host, in: empty) == nil, "the host may upload before joining")
+        #expect(allowed(newcomer, .presenter, in: empty) == nil, "nobody presents: joining would make one presenter")
+        #expect(allowed(newcomer, .attendee, in: empty) == .notPresenter)
+        var locked = empty
+        try locked.apply(.join(participant: Self.ada, name: "Ada", role: .attendee), by: .system, at: 0, seq: 1)
+        try locked.apply(.join(participant: Self.host, name: "Host", role: .host), by: .system, at: 0, seq: 2)
+        try locked.apply(.setPresenter(to: Self.ada), by: .participant(Self.host), at: 0, seq: 3)
+        try locked.apply(.leave(participant: Self.ada), by: .system, at: 0, seq: 4)
+        try locked.apply(.leave(participant: Self.host), by: .system, at: 0, seq: 5)
+        #expect(allowed(newcomer, .presenter, in: locked) == nil, "everyone left: nobody presents")
+        try locked.apply(.join(participant: Self.host, name: "Host", role: .host), by: .system, at: 0, seq: 6)
+        try locked.apply(.lock, by: .participant(Self.host), at: 0, seq: 7)
+        try locked.apply(.leave(participant: Self.host), by: .system, at: 0, seq: 8)
+        #expect(allowed(newcomer, .presenter, in: locked) == .notPresenter, "a locked meeting would not let a presenter's token in")
+        #expect(allowed(newcomer, .host, in: locked) == nil, "the host may always come back")
+    }
+
+    @Test("a presenter's token whose holder has not joined may not, once the host has made someone else presenter")
+    func presenterTokenAfterAnotherIsMadePresenter() throws {
+        var meeting = try Self.meeting()
+        try meeting.apply(.setPresenter(to: Self.bo), by: .participant(Self.host), at: 0, seq: 4)
+        let alice = ParticipantID("p-alice")
+        #expect(allowed(alice, .presenter, in: meeting) == .notPresenter)
+        // Joined, the model agrees: she has the presenter role but is not the presenter, and
+        // may not add a document.
+        try meeting.apply(.join(participant: alice, name: "Alice", role: .presenter), by: .system, at: 0, seq: 5)
+        #expect(meeting.participant(alice)?.role == .presenter && meeting.participant(alice)?.isPresenter == false)
+        #expect(throws: Rejection.self) {
+            try meeting.apply(.addDocument(id: DocumentID("d-1"), title: "One", pages: [PageID("pg-1")]), by: .participant(alice), at: 0, seq: 6)
+        }
+        #expect(allowed(alice, .presenter, in: meeting) == .notPresenter)
+    }
+
+    @Test("for anyone, in the meeting or not, with any token, the answer is the model's: whether their addDocument would be accepted once their token's join is applied")
+    func agreesWithTheModel() throws {
+        let newcomer = ParticipantID("p-new")
+        var states: [(String, Meeting)] = [("empty", Meeting(id: MeetingID("m-1"), title: "Documents"))]
+        var meeting = try Self.meeting()
+        states.append(("host presenting", meeting))
+        try meeting.apply(.setPresenter(to: Self.bo), by: .participant(Self.host), at: 0, seq: 4)
+        states.append(("Bo presenting", meeting))
+        try meeting.apply(.leave(participant: Self.bo), by: .system, at: 0, seq: 5)
+        states.append(("Bo left", meeting))
+        try meeting.apply(.leave(participant: Self.host), by: .system, at: 0, seq: 6)
+        states.append(("host left", meeting))
+        try meeting.apply(.lock, by: .participant(Self.ada), at: 0, seq: 7)
+        states.append(("locked", meeting))
+        var attendees = Meeting(id: MeetingID("m-2"), title: "Attendees")
+        try attendees.apply(.join(participant: Self.ada, name: "Ada", role: .attendee), by: .system, at: 0, seq: 1)
+        states.append(("attendees only", attendees))
+        var full = Meeting(id: MeetingID("m-3"), title: "Full", settings: MeetingSettings(maxParticipants: 1))
+        try full.apply(.join(participant: Self.ada, name: "Ada", role: .attendee), by: .system, at: 0, seq: 1)
+        states.append(("full", full))
+        var checked = 0
+        for (label, state) in states {
+            for participant in [Self.host, Self.ada, Self.bo, newcomer] {
+                for role in Role.allCases {
+                    var model = state
+                    if model.participant(participant).map({ $0.presence == .left }) ?? true {
+                        try? model.apply(.join(participant: participant, name: "Someone", role: role), by: .system, at: 0, seq: 100)
+                    }
+                    let accepted = (try? model.apply(.addDocument(id: DocumentID("d-check"), title: "Check", pages: [PageID("pg-check")]),
+                                                     by: .participant(participant), at: 0, seq: 101)) != nil
+                    #expect((allowed(participant, role, in: state) == nil) == accepted, "\(label): \(participant) with a \(role) token")
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked == states.count * 4 * Role.allCases.count)
     }
 
     @Test("an ended meeting takes no documents; the document shown cannot be deleted, any other can")
@@ -259,6 +328,10 @@ struct UploadLimitTests {
         gate.leave()
         try gate.enter()
         #expect(gate.count == 2)
+        // The deletions' gate says what is busy.
+        let deletions = UploadGate(limit: 1, refusal: .tooManyDeletions)
+        try deletions.enter()
+        #expect(throws: DocumentError.tooManyDeletions) { try deletions.enter() }
     }
 }
 

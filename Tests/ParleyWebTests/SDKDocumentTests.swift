@@ -231,6 +231,30 @@ struct SDKDocumentTests {
         }
     }
 
+    @Test("Alice, with a presenter's token and not joined, may not upload once the host has made Bob presenter; Bob may")
+    func presenterTokenWhileAnotherPresents() async throws {
+        try await Self.withMeeting { server, meeting in
+            let id = meeting.meeting.id
+            let alice = try await ParleyHTTP.issueToken(server: server, meeting: id, name: "Alice", role: .presenter)
+            let bob = try await ParleyHTTP.issueToken(server: server, meeting: id, name: "Bob")
+            let host = try MeetingClient(server: server, token: meeting.hostToken, options: Self.clientOptions)
+            let bobClient = try MeetingClient(server: server, token: bob.token, options: Self.clientOptions)
+            try await host.connect()
+            try await bobClient.connect()
+            _ = try await host.send(.setPresenter(to: bob.participant))
+            let upload = { (token: String) async throws in
+                try await ParleyHTTP.uploadDocument(server: server, meeting: id, token: token, data: Data(DocumentImages.png), title: "Slide.png")
+            }
+            // Joining now, her token would make her a presenter by role, not the presenter:
+            // the model would refuse her addDocument, so the upload is refused too.
+            let failure = await Self.httpFailure({ try await upload(alice.token) })
+            #expect(failure?.status == 403 && failure?.code == .other("not_presenter"), "\(String(describing: failure))")
+            _ = try await upload(bob.token)
+            await bobClient.close()
+            await host.close()
+        }
+    }
+
     @Test("a document can be deleted by the host, except while one of its pages is shown; its pages are then gone and the quota freed")
     func deletion() async throws {
         var settings = DocumentServer.settings()

@@ -263,6 +263,15 @@ public final class PostgresStore: Store, Sendable {
         try await recover(meeting, historyLimit: 0, after: seq)
     }
 
+    /// In one read-only transaction, like `recover`'s reading.
+    public func peek(_ meeting: MeetingID) async throws(StoreError) -> RecoveredMeeting {
+        try await withConnection { connection in
+            try await connection.transaction(begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { connection in
+                try await Recovery.scan(PostgresReads(connection: connection), meeting, historyLimit: 0).recovered
+            }
+        }
+    }
+
     /// Reads in one repeatable-read transaction, so the log and snapshots are one moment's.
     /// A cut log is quarantined as in `SQLiteStore.recover`.
     private func recover(_ meeting: MeetingID, historyLimit: Int, after: Seq?) async throws(StoreError) -> RecoveredMeeting {

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Logging
+import ParleyCore
 import ParleyZone
 import Subprocess
 import SystemPackage
@@ -37,6 +38,9 @@ struct PDFConverter: Sendable {
     var package: String
     var count: Command
     var render: Command
+    /// Each tool's version command, run at startup the way conversions run, so the log says
+    /// whether this converter works there (``ConverterCheck``). None: not checked.
+    var checks: [Command] = []
 
     /// Poppler: `pdfinfo`, then `pdftoppm`, which fits each page in `pixels` on its longer side.
     static let poppler = PDFConverter(
@@ -44,7 +48,8 @@ struct PDFConverter: Sendable {
         count: Command(tool: "pdfinfo") { [$0.source] },
         render: Command(tool: "pdftoppm") { job in
             ["-png", "-scale-to", "\(job.pixels)", "-f", "1", "-l", "\(job.pages)", job.source, job.outputDirectory + "/p"]
-        })
+        },
+        checks: [Command(tool: "pdfinfo") { _ in ["-v"] }, Command(tool: "pdftoppm") { _ in ["-v"] }])
 
     /// MuPDF, an independent implementation: `mutool info` (page 1 only, so it stays cheap),
     /// then `mutool draw`, which fits each page in `pixels` × `pixels` keeping its aspect.
@@ -54,7 +59,8 @@ struct PDFConverter: Sendable {
         render: Command(tool: "mutool") { job in
             ["draw", "-q", "-F", "png", "-w", "\(job.pixels)", "-h", "\(job.pixels)",
              "-o", job.outputDirectory + "/p-%d.png", job.source, "1-\(job.pages)"]
-        })
+        },
+        checks: [Command(tool: "mutool") { _ in ["-v"] }])
 
     static let standard = [poppler, mupdf]
 }
@@ -65,15 +71,28 @@ struct PDFConverter: Sendable {
 struct ConverterLimits: Sendable {
     var timeout: Duration
     var memoryMiB: Int
-    /// Largest file a converter may write (each page image, its output and error logs).
+    /// Largest file a converter may write (each page image, its output and error logs); also
+    /// the size of its private `/tmp` and `/dev/shm` in the sandbox.
     var fileBytes: Int
+    /// The most one run may put in its output directory, in bytes and in names (files and
+    /// directories at any depth); past either it is killed. `ulimit -f` bounds each file,
+    /// not how many there are.
+    var outputBytes: Int
+    var outputEntries: Int
 
     init(settings: WebSettings) {
         timeout = .seconds(settings.converterTimeoutSeconds)
         memoryMiB = settings.converterMemoryMiB
         // A page of noise at pageImagePixels², 4 bytes a pixel, is the worst a PNG gets.
         fileBytes = max(16 << 20, settings.pageImagePixels * settings.pageImagePixels * 4 + (1 << 20))
+        // Every page at its largest, but never more than a meeting may keep: pages past
+        // its quota would be refused anyway. A few names spare for a renderer's own.
+        let pages = max(1, min(settings.maxDocumentPages, ModelLimits.pagesPerDocument))
+        outputBytes = min(pages * fileBytes, max(settings.meetingDocumentBytes, fileBytes))
+        outputEntries = pages + Self.spareOutputEntries
     }
+
+    static let spareOutputEntries = 16
 }
 
 /// Runs one converter program in its own process group under ``ConverterLimits``: address
@@ -103,6 +122,9 @@ struct ConverterRunner: Sendable {
             case signaled(Int32)
             /// Killed at the deadline.
             case timedOut
+            /// Killed for putting more than ``ConverterLimits/outputBytes`` or
+            /// ``ConverterLimits/outputEntries`` in its output directory.
+            case wroteTooMuch(OutputUsage)
             /// The tool is not on `PATH`.
             case notFound(String)
             case couldNotStart(String)
@@ -121,10 +143,18 @@ struct ConverterRunner: Sendable {
         shift 3; exec "$@"
         """
 
+    /// How often a running converter's output directory is measured against its budget. What
+    /// it can write in between is the budget's slack.
+    static let outputCheckIntervalMs = 100
+
     /// Runs `command` on `job`, with standard output and error going to `logPrefix.out` and
-    /// `logPrefix.err` (opened here, outside any sandbox).
+    /// `logPrefix.err` (opened here, outside any sandbox). The job's paths and `logPrefix`
+    /// are absolute: the converter starts in another directory, and so does bwrap.
     func run(_ command: PDFConverter.Command, job: PDFConverter.Job, limits: ConverterLimits, deadline: ContinuousClock.Instant,
              logPrefix: String) async -> Run {
+        for path in [job.source, job.outputDirectory, logPrefix] where !path.hasPrefix("/") {
+            return Run(end: .couldNotStart("\(path) is not an absolute path"), output: "", errorTail: "")
+        }
         guard let found = ToolLocator.locate(command.tool, searchPath: searchPath, isExecutable: { access($0, X_OK) == 0 })
         else { return Run(end: .notFound(command.tool), output: "", errorTail: "") }
         let commandLine: [String]
@@ -135,13 +165,13 @@ struct ConverterRunner: Sendable {
         } else {
             commandLine = [found] + command.arguments(job)
         }
-        var run = await run(commandLine, limits: limits, deadline: deadline, logPrefix: logPrefix)
+        var run = await run(commandLine, limits: limits, deadline: deadline, logPrefix: logPrefix, outputDirectory: job.outputDirectory)
         if sandbox != nil { run.end = ConverterSandbox.end(run.end) }
         return run
     }
 
     private func run(_ commandLine: [String], limits: ConverterLimits, deadline: ContinuousClock.Instant,
-                     logPrefix: String) async -> Run {
+                     logPrefix: String, outputDirectory: String) async -> Run {
         let outputPath = logPrefix + ".out"
         let errorPath = logPrefix + ".err"
         let output: FileDescriptor
@@ -184,6 +214,9 @@ struct ConverterRunner: Sendable {
             case exited(TerminationStatus)
             case failedToRun(String)
             case deadline
+            case wroteTooMuch(OutputUsage)
+            /// The output watcher, stopped because the run ended otherwise.
+            case stopped
         }
         let end: Run.End = await withTaskGroup(of: Race.self) { group in
             group.addTask {
@@ -202,6 +235,16 @@ struct ConverterRunner: Sendable {
                 try? await Task.sleep(until: deadline, clock: .continuous)
                 return .deadline
             }
+            group.addTask {
+                // Each file is bounded by `ulimit -f`; their number and total only by this.
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(Self.outputCheckIntervalMs))
+                    if Task.isCancelled { break }
+                    let usage = ConverterOutput.usage(of: outputDirectory, limits: limits)
+                    if !usage.fits(limits) { return .wroteTooMuch(usage) }
+                }
+                return .stopped
+            }
             // Cancelling the run's task makes swift-subprocess run the teardown (SIGKILL to
             // the group) and wait until the process is reaped.
             let first = await group.next()!
@@ -214,10 +257,11 @@ struct ConverterRunner: Sendable {
                 }
             case .failedToRun(let why):
                 return .couldNotStart(why)
-            case .deadline:
+            case .deadline, .wroteTooMuch, .stopped:
                 while let next = await group.next() {
                     if case .failedToRun(let why) = next { return .couldNotStart(why) }
                 }
+                if case .wroteTooMuch(let usage) = first { return .wroteTooMuch(usage) }
                 return .timedOut
             }
         }
@@ -243,6 +287,9 @@ struct ConverterRunner: Sendable {
             return "\(tool) \(what)" + detail
         case .timedOut:
             return "\(tool) ran past the \(limits.timeout.wholeSecondsDescription) limit and was killed" + detail
+        case .wroteTooMuch(let usage):
+            return "\(tool) put more than \(DocumentError.describe(bytes: limits.outputBytes)) or \(limits.outputEntries) files "
+                + "in its output directory (\(DocumentError.describe(bytes: usage.bytes)) in \(usage.entries) seen) and was killed" + detail
         case .notFound(let name):
             return "\(name) not found; install \(package)"
         case .couldNotStart(let why):
@@ -298,7 +345,7 @@ struct PDFConversion: Sendable {
     static let progressIntervalMs = 250
 
     struct Rendered: Sendable {
-        /// The page images in page order.
+        /// The page images in page order: this server's copies of what the renderer wrote.
         var pages: [String]
         var converter: String
     }
@@ -350,7 +397,7 @@ struct PDFConversion: Sendable {
                 let outcome: ConversionPlan.Outcome
                 var images: [String] = []
                 if run.end == .exited(0) {
-                    switch Self.collect(directory + "/pages", pages: pages) {
+                    switch Self.collect(directory + "/pages", pages: pages, into: directory + "/collected", maxFileBytes: limits.fileBytes) {
                     case .success(let found):
                         images = found
                         outcome = .rendered(found.count)
@@ -433,31 +480,40 @@ struct PDFConversion: Sendable {
         return next
     }
 
-    /// The page images a renderer wrote, in page order: `p-N.png` for exactly N in
-    /// 1...`pages`, each a PNG. Fewer is reported by count; anything else is a failure.
-    static func collect(_ directory: String, pages: Int) -> Result<[String], ConversionCollectError> {
+    /// The page images a renderer wrote to `directory`, copied in page order into
+    /// `destination` (made here; the converter never sees it): `p-N.png` for exactly N in
+    /// 1...`pages`, each a regular file of one name, at most `maxFileBytes`, and a PNG
+    /// (``ConverterOutput/copy(_:in:to:maxBytes:signature:)``). Fewer is reported by count;
+    /// anything else is a failure. Returns the copies' paths.
+    static func collect(_ directory: String, pages: Int, into destination: String,
+                        maxFileBytes: Int) -> Result<[String], ConversionCollectError> {
+        let descriptor = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard descriptor >= 0 else { return .failure(ConversionCollectError("left no output directory")) }
+        defer { close(descriptor) }
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else {
             return .failure(ConversionCollectError("left no output directory"))
         }
         var byNumber: [Int: String] = [:]
         for name in names {
             guard name.hasPrefix("p-"), name.hasSuffix(".png"),
-                  let number = Int(name.dropFirst(2).dropLast(4)), (1...pages).contains(number)
+                  let number = Int(name.dropFirst(2).dropLast(4)), number >= 1, number <= pages
             else { return .failure(ConversionCollectError("wrote an unexpected file \(name.prefix(80))")) }
             guard byNumber[number] == nil else { return .failure(ConversionCollectError("wrote page \(number) twice")) }
-            let path = directory + "/" + name
-            guard Self.startsWithPNGSignature(path) else { return .failure(ConversionCollectError("wrote page \(number) that is not a PNG image")) }
-            byNumber[number] = path
+            byNumber[number] = name
         }
-        return .success(byNumber.keys.sorted().map { byNumber[$0]! })
-    }
-
-    private static func startsWithPNGSignature(_ path: String) -> Bool {
-        guard let descriptor = try? FileDescriptor.open(FilePath(path), .readOnly) else { return false }
-        defer { try? descriptor.close() }
-        var head = [UInt8](repeating: 0, count: 8)
-        let count = (try? head.withUnsafeMutableBytes { try descriptor.read(into: $0) }) ?? 0
-        return count == 8 && head == DocumentKind.pngSignature
+        guard mkdir(destination, 0o700) == 0 else {
+            return .failure(ConversionCollectError("left pages the server could not copy: cannot make \(destination): errno \(errno)"))
+        }
+        var copies: [String] = []
+        for number in byNumber.keys.sorted() {
+            let copy = destination + "/p-\(number).png"
+            if case .failure(let refusal) = ConverterOutput.copy(byNumber[number]!, in: descriptor, to: copy, maxBytes: maxFileBytes,
+                                                                  signature: DocumentKind.pngSignature) {
+                return .failure(ConversionCollectError("wrote page \(number) \(refusal)"))
+            }
+            copies.append(copy)
+        }
+        return .success(copies)
     }
 }
 

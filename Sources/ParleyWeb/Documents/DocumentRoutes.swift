@@ -53,12 +53,18 @@ struct DocumentRoutes: Sendable {
     let metrics: WebMetrics
     let isolation: ConverterIsolation
     let gate: UploadGate
+    /// Deletions in progress: each reads the meeting's committed state, so they are bounded
+    /// apart from uploads (a burst of them must not starve uploads, nor the reverse).
+    let deletions: UploadGate
     let quota: DocumentQuota
 
     /// Conversions that run at once (each is a process using a core), and that may wait
     /// for their turn; further uploads get `server_busy`.
     static let concurrentConversions = 2
     static let waitingConversions = 8
+    /// Deletions in progress at once; more get `server_busy`. A person deletes one document
+    /// at a time; this is for scripts.
+    static let concurrentDeletions = 4
 
     /// - Parameters:
     ///   - converters: tried in this order for each PDF.
@@ -69,7 +75,8 @@ struct DocumentRoutes: Sendable {
          searchPath: String? = ProcessInfo.processInfo.environment["PATH"], isolation: ConverterIsolation,
          metrics: WebMetrics = .off) {
         self.metrics = metrics
-        self.dataDirectory = dataDirectory
+        // Absolute: converters and bwrap start in other directories than this process.
+        self.dataDirectory = DocumentStore.absolute(dataDirectory)
         self.meetings = meetings
         self.shared = shared
         self.tokens = tokens
@@ -81,6 +88,7 @@ struct DocumentRoutes: Sendable {
         self.slots = ConversionSlots(running: Self.concurrentConversions, waiting: Self.waitingConversions)
         self.store = DocumentStore(dataDirectory: dataDirectory)
         self.gate = UploadGate(limit: settings.maxConcurrentUploads)
+        self.deletions = UploadGate(limit: Self.concurrentDeletions, refusal: .tooManyDeletions)
         self.quota = DocumentQuota(limitBytes: settings.meetingDocumentBytes)
     }
 
@@ -135,7 +143,7 @@ struct DocumentRoutes: Sendable {
         }
         router.get("/v1/meetings/:id/pages/:page") { request, context in
             do {
-                return try await page(request, context: context, meeting: try context.parameters.require("id"),
+                return try await page(request, meeting: try context.parameters.require("id"),
                                       page: try context.parameters.require("page"))
             } catch let error as DocumentError {
                 throw error.apiError
@@ -246,6 +254,7 @@ struct DocumentRoutes: Sendable {
                 }.get()
                 if let tracked { await progress.update(tracked, .storing) }
                 manifest.converter = rendered.converter
+                // The server's own copies of the converter's output (PDFConversion.collect).
                 for image in rendered.pages {
                     let page = randomID(prefix: "pg")
                     let file = "\(page).png"
@@ -258,13 +267,20 @@ struct DocumentRoutes: Sendable {
             let manifestBytes = try encoder.encode(manifest)
             // What it will take, as the store counts it, must fit in the quota: known only now.
             if let shared {
+                // The database keeps the pages and the manifest (not the PDF). Claimed from
+                // the files' sizes before any page is read: a document that does not fit is
+                // never held in memory.
+                let pageBytes = DocumentStore.fileBytes(in: staged, names: manifest.pages.map(\.file))
+                try await claim(pageBytes + manifestBytes.count)
                 let stored = StoredDocument(
                     meeting: claims.meeting.rawValue, document: document, manifest: manifestBytes, createdAt: manifest.createdAtMs,
                     pages: try manifest.pages.map { page in
                         StoredDocument.Page(id: page.id, contentType: page.contentType,
                                             bytes: Array(try Data(contentsOf: URL(fileURLWithPath: staged + "/" + page.file))))
                     })
-                try await claim(stored.pages.reduce(manifestBytes.count) { $0 + $1.bytes.count })
+                // The files are this server's own and unchanged since; this only guards the claim.
+                let readBytes = stored.pages.reduce(manifestBytes.count) { $0 + $1.bytes.count }
+                if readBytes != pageBytes + manifestBytes.count { try await claim(readBytes) }
                 try await shared.storeDocument(stored)
             } else {
                 try DocumentStore.write(manifestBytes, to: staged + "/document.json")
@@ -295,13 +311,18 @@ struct DocumentRoutes: Sendable {
 
     // MARK: - Deletion
 
+    /// The checks that need no store come first (the token, for this meeting; the document
+    /// id's form; a place among the deletions in progress), then one read of the committed
+    /// meeting that changes nothing. Who may delete cannot be told from the token alone: an
+    /// attendee made presenter may.
     private func delete(_ request: Request, meeting: String, document: String) async throws(DocumentError) -> Response {
         let claims = try await authorize(request, meeting: meeting)
+        guard DocumentIDs.isDocumentID(document) else { throw .unknownDocument }
+        try deletions.enter()
+        defer { deletions.leave() }
         let state = try await committedMeeting(meeting)
         try DocumentPermission.check(claims.participant, tokenRole: claims.role, in: state)
-        guard DocumentIDs.isDocumentID(document), let pages = try await pageIDs(of: document, meeting: meeting) else {
-            throw .unknownDocument
-        }
+        guard let pages = try await pageIDs(of: document, meeting: meeting) else { throw .unknownDocument }
         try DocumentPermission.checkDeletable(pages: pages, in: state)
         let removed: Bool
         do {
@@ -325,11 +346,13 @@ struct DocumentRoutes: Sendable {
 
     // MARK: - What the stores hold
 
-    /// The meeting as committed now: who is host and presenter, which page is shown.
+    /// The meeting as committed now: who is host and presenter, which page is shown. Read
+    /// with `peek`, which changes nothing: repairing a damaged log is its host's business,
+    /// not that of whoever holds a token.
     private func committedMeeting(_ meeting: String) async throws(DocumentError) -> Meeting {
         let id = MeetingID(meeting)
         do {
-            let recovered = try await meetings.recover(id, historyLimit: 0)
+            let recovered = try await meetings.peek(id)
             let record = recovered.record
             let snapshot = recovered.snapshot ?? Snapshot(meeting: Meeting(id: id, title: record.title, settings: record.settings),
                                                           seq: 0, epoch: Epoch(0), outcomes: OpOutcomes(capacity: 1))
@@ -372,7 +395,7 @@ struct DocumentRoutes: Sendable {
     static let uploadHeader = HTTPField.Name("X-Parley-Upload")!
     static let noSniffHeader = HTTPField.Name("X-Content-Type-Options")!
 
-    private func page(_ request: Request, context: ParleyRequestContext, meeting: String, page: String) async throws -> Response {
+    private func page(_ request: Request, meeting: String, page: String) async throws -> Response {
         let claims = try await authorize(request, meeting: meeting)
         let stored: StoredPage
         if let shared {
@@ -387,8 +410,10 @@ struct DocumentRoutes: Sendable {
                 throw DocumentError.storageFailed
             }
         } else {
-            guard let found = store.page(page, meeting: claims.meeting.rawValue) else { throw DocumentError.unknownPage }
-            stored = .file(found.path, contentType: found.contentType)
+            // Opened here: a page deleted after this is still served whole, one deleted
+            // before is unknown_page (never a failure to read what was just found).
+            guard let found = store.openPage(page, meeting: claims.meeting.rawValue) else { throw DocumentError.unknownPage }
+            stored = .file(found)
         }
         // A page id never changes its content, so the id is its entity tag.
         let etag = "\"\(page)\""
@@ -402,20 +427,30 @@ struct DocumentRoutes: Sendable {
         case .bytes(let bytes, let contentType):
             headers[.contentType] = contentType
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
-        case .file(let path, let contentType):
-            headers[.contentType] = contentType
-            do {
-                return Response(status: .ok, headers: headers, body: try await FileIO().loadFile(path: path, context: context))
-            } catch {
-                logger.error("cannot read page \(page): \(error)", metadata: ["meeting": "\(meeting)", "path": "\(path)"])
-                throw DocumentError.storageFailed
-            }
+        case .file(let file):
+            headers[.contentType] = file.contentType
+            let chunkBytes = Self.pageChunkBytes
+            return Response(status: .ok, headers: headers, body: ResponseBody(contentLength: file.size) { writer in
+                var offset = 0
+                while offset < file.size {
+                    let chunk = try await file.read(at: offset, count: min(chunkBytes, file.size - offset))
+                    // A page file never changes; one that shrank is a fault, and the client
+                    // sees a cut response rather than a wrong image.
+                    guard !chunk.isEmpty else { throw StoreFailure("page \(page) shrank while it was served") }
+                    try await writer.write(ByteBuffer(bytes: chunk))
+                    offset += chunk.count
+                }
+                try await writer.finish(nil)
+            })
         }
     }
 
-    /// A page to serve: a file of this machine's, or bytes from the shared store.
+    /// How much of a page file is read at a time while it is served.
+    static let pageChunkBytes = 128 << 10
+
+    /// A page to serve: a file of this machine's, open, or bytes from the shared store.
     enum StoredPage {
-        case file(String, contentType: String)
+        case file(OpenPage)
         case bytes([UInt8], contentType: String)
     }
 

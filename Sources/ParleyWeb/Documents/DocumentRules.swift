@@ -135,23 +135,34 @@ enum ToolLocator {
 }
 
 /// Who may upload and delete a meeting's documents: exactly who may add one to the meeting
-/// (the `addDocument` rule in ParleyCore's `Meeting+Rules`), the host and the presenter,
-/// as the meeting's committed state has them now, not as their token had them when it was
-/// issued: an attendee made presenter may, a host who handed over may not.
+/// (the `addDocument` rule in ParleyCore's `Meeting+Rules`: the host, or the current
+/// presenter), as the meeting's committed state has them now, not as their token had them
+/// when it was issued: an attendee made presenter may, a host who handed over may not, and
+/// someone with the presenter role who is not the current presenter may not.
 ///
-/// Someone not in the meeting (not joined yet, or left) is judged by the role their token
-/// would give them on joining now: a host token while nobody else is host, or a presenter
-/// token. So an upload may come before the join, as the SDK allows.
+/// Someone not in the meeting (not joined yet, or left) is judged as the model would make
+/// them if they joined now with their token (the model's own `join`, applied to a copy):
+/// a host token while nobody else is host; a presenter token only while the meeting has no
+/// presenter (then they would become it). A join the meeting would refuse (locked, full)
+/// allows nothing. So an upload may come before the join, as the SDK allows, exactly when
+/// the document could then be added.
 enum DocumentPermission {
     static func check(_ participant: ParticipantID, tokenRole: Role, in meeting: Meeting) throws(DocumentError) {
         guard !meeting.ended else { throw .meetingEnded }
-        let allowed: Bool
-        if let present = meeting.participant(participant), present.presence != .left {
-            allowed = present.role == .host || present.isPresenter
-        } else {
-            allowed = [.host, .presenter].contains(meeting.roleOnJoining(tokenRole))
-        }
-        guard allowed else { throw .notPresenter }
+        guard let member = Self.member(participant, tokenRole: tokenRole, in: meeting),
+              member.role == .host || member.isPresenter
+        else { throw .notPresenter }
+    }
+
+    /// `participant` as in the meeting now, or as joining now would make them; nil if the
+    /// meeting would not let them in.
+    static func member(_ participant: ParticipantID, tokenRole: Role, in meeting: Meeting) -> Participant? {
+        if let present = meeting.participant(participant), present.presence != .left { return present }
+        var joined = meeting
+        // The name is not looked at beyond being valid; `at` and `seq` are not kept.
+        guard (try? joined.apply(.join(participant: participant, name: "upload", role: tokenRole), by: .system, at: 0, seq: 0)) != nil
+        else { return nil }
+        return joined.participant(participant)
     }
 
     /// Whether deleting a document whose pages are `pages` would pull the page everyone is
@@ -184,6 +195,8 @@ enum DocumentError: Error, Equatable, Sendable {
     case busy
     /// More uploads are in progress than `maxConcurrentUploads`.
     case tooManyUploads
+    /// More deletions are in progress than `DocumentRoutes.concurrentDeletions`.
+    case tooManyDeletions
     /// The converter sandbox does not work here and converting without it is not allowed.
     case sandboxUnavailable
     /// Only the host and the presenter may upload and delete (``DocumentPermission``).
@@ -209,7 +222,7 @@ enum DocumentError: Error, Equatable, Sendable {
         case .uploadTooLarge, .quotaExceeded: 413
         case .unsupportedDocument: 415
         case .tooManyPages, .conversionFailed: 422
-        case .busy, .tooManyUploads, .sandboxUnavailable: 503
+        case .busy, .tooManyUploads, .tooManyDeletions, .sandboxUnavailable: 503
         case .storageFailed: 500
         }
     }
@@ -225,7 +238,7 @@ enum DocumentError: Error, Equatable, Sendable {
         case .conversionFailed: "conversion_failed"
         case .unknownPage: "unknown_page"
         case .unknownUpload: "unknown_upload"
-        case .busy, .tooManyUploads: "server_busy"
+        case .busy, .tooManyUploads, .tooManyDeletions: "server_busy"
         case .sandboxUnavailable: "converter_sandbox_unavailable"
         case .notPresenter: "not_presenter"
         case .meetingEnded: "meeting_ended"
@@ -261,6 +274,8 @@ enum DocumentError: Error, Equatable, Sendable {
             "too many documents are being converted right now; try again in a minute"
         case .tooManyUploads:
             "too many documents are being uploaded right now; try again in a minute"
+        case .tooManyDeletions:
+            "too many documents are being deleted right now; try again in a moment"
         case .sandboxUnavailable:
             "this server cannot convert documents safely right now (its converter sandbox does not work); its operator's log says why"
         case .notPresenter:

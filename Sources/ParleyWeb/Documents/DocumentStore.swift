@@ -1,4 +1,5 @@
 import FoundationEssentials
+import NIOPosix
 import SystemPackage
 
 #if canImport(Glibc)
@@ -37,10 +38,20 @@ struct DocumentManifest: Codable, Equatable, Sendable {
 /// found only under the meeting it was uploaded to, so one meeting's token can never reach
 /// another meeting's pages.
 struct DocumentStore: Sendable {
+    /// Absolute, whatever the data directory was given as: every path made here ends up on
+    /// a converter's or bwrap's command line, and those start in other directories.
     let root: String
 
     init(dataDirectory: String) {
-        root = dataDirectory + "/documents"
+        root = Self.absolute(dataDirectory) + "/documents"
+    }
+
+    /// `path` made absolute against `directory` (this process's working directory), as the
+    /// kernel would resolve it now: `.` components are dropped, `..` kept for the kernel.
+    static func absolute(_ path: String, in directory: String = FileManager.default.currentDirectoryPath) -> String {
+        let joined = path.hasPrefix("/") ? path : directory + "/" + path
+        let parts = joined.split(separator: "/").filter { $0 != "." }
+        return "/" + parts.joined(separator: "/")
     }
 
     var incomingRoot: String { root + "/.incoming" }
@@ -70,17 +81,25 @@ struct DocumentStore: Sendable {
         try Self.sync(meetingDirectory)
     }
 
-    /// Where `page` of `meeting` is and how it is served, or nil if that meeting has no
-    /// such page. Looks in each of the meeting's documents; a meeting has few.
-    func page(_ page: String, meeting: String) -> (path: String, contentType: String)? {
+    /// `page` of `meeting`, opened, or nil if that meeting has no such page. Looks in each
+    /// of the meeting's documents; a meeting has few. Opening is the lookup, so a page whose
+    /// document is deleted meanwhile is either open (and served whole: the file lives while
+    /// it is open) or not found; never found and then unreadable.
+    func openPage(_ page: String, meeting: String) -> OpenPage? {
         guard DocumentIDs.isPageID(page), DocumentIDs.isSafeMeetingID(meeting) else { return nil }
         let meetingDirectory = root + "/" + meeting
         guard let documents = try? FileManager.default.contentsOfDirectory(atPath: meetingDirectory) else { return nil }
         for document in documents where DocumentIDs.isDocumentID(document) {
             for (fileExtension, contentType) in DocumentKind.pageContentTypes {
-                let path = "\(meetingDirectory)/\(document)/\(page).\(fileExtension)"
+                let descriptor = open("\(meetingDirectory)/\(document)/\(page).\(fileExtension)",
+                                      O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+                guard descriptor >= 0 else { continue }
                 var info = stat()
-                if stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { return (path, contentType) }
+                guard fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+                    close(descriptor)
+                    continue
+                }
+                return OpenPage(descriptor: descriptor, size: Int(info.st_size), contentType: contentType)
             }
         }
         return nil
@@ -103,10 +122,11 @@ struct DocumentStore: Sendable {
         return documents.filter { DocumentIDs.isDocumentID($0) }.reduce(0) { $0 + Self.fileBytes(in: meetingDirectory + "/" + $1) }
     }
 
-    /// The sizes of the regular files in `directory` (a document's), added up.
-    static func fileBytes(in directory: String) -> Int {
+    /// The sizes of the regular files in `directory` (a document's), added up: all of them,
+    /// or those of `names`.
+    static func fileBytes(in directory: String, names: [String]? = nil) -> Int {
         var total = 0
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
+        for name in names ?? (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
             var info = stat()
             if stat(directory + "/" + name, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { total += Int(info.st_size) }
         }
@@ -171,6 +191,36 @@ struct DocumentStore: Sendable {
         var generator = SystemRandomNumberGenerator()
         let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz")
         return String((0..<12).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] })
+    }
+}
+
+/// A page file held open for serving; closed when the last reference goes (the response is
+/// written, or dropped unwritten).
+final class OpenPage: Sendable {
+    let descriptor: Int32
+    let size: Int
+    let contentType: String
+
+    init(descriptor: Int32, size: Int, contentType: String) {
+        self.descriptor = descriptor
+        self.size = size
+        self.contentType = contentType
+    }
+
+    deinit { close(descriptor) }
+
+    /// Up to `count` bytes from `offset`, read on NIO's thread pool (a disk read blocks).
+    /// Empty at the end of the file.
+    func read(at offset: Int, count: Int) async throws -> [UInt8] {
+        try await NIOThreadPool.singleton.runIfActive { [self] in
+            var bytes = [UInt8](repeating: 0, count: count)
+            while true {
+                let read = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, count, off_t(offset)) }
+                if read < 0, errno == EINTR { continue }
+                guard read >= 0 else { throw StoreFailure("cannot read a page: errno \(errno)") }
+                return Array(bytes.prefix(read))
+            }
+        }
     }
 }
 

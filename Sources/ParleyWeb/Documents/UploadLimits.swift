@@ -124,11 +124,14 @@ final class DocumentQuota: Sendable {
 /// body is read; a full gate refuses at once.
 final class UploadGate: Sendable {
     let limit: Int
+    /// What a full gate answers (a `server_busy` that says what is busy).
+    let refusal: DocumentError
     private let inProgress = Mutex(0)
 
-    init(limit: Int) {
+    init(limit: Int, refusal: DocumentError = .tooManyUploads) {
         precondition(limit >= 1)
         self.limit = limit
+        self.refusal = refusal
     }
 
     /// Takes a place, or says there is none (`server_busy`).
@@ -138,7 +141,7 @@ final class UploadGate: Sendable {
             count += 1
             return true
         }
-        guard entered else { throw .tooManyUploads }
+        guard entered else { throw refusal }
     }
 
     func leave() {
