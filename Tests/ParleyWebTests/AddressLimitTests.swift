@@ -57,6 +57,12 @@ struct AddressLimitTests {
             #expect(third.status == 429 && third.problemCode == "rate_limited")
             #expect(third.headers["retry-after"] == "30")
 
+            // Forms that fail their CSRF check (another site's page posting through visitors'
+            // browsers) do not spend the address's budget.
+            for _ in 0..<5 {
+                let forged = try await Visitor(server).post("/signin", [("username", "alice"), ("password", "x")])
+                #expect(forged.status == 403 && forged.problemCode == "csrf_failed")
+            }
             let guesser = Visitor(server, headers: ["X-Forwarded-For": "203.0.113.9"])
             var statuses: [Int] = []
             for account in ["alice", "bob", "dave", "erin"] { statuses.append(try await guesser.signIn(account, password: "wrong").status) }

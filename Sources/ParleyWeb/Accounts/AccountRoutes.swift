@@ -34,16 +34,16 @@ struct AccountRoutes: Sendable {
             try await web.signedIn(request) == nil ? Response.redirect(to: "/signin") : Response.redirect(to: "/center")
         }
         router.get("/register") { request, _ in registerPage(request).response() }
+        // Counted once the form has passed its CSRF check: another site's page cannot spend a
+        // shared address's budget through its visitors' browsers.
         router.post("/register") { request, context in
-            try web.limits.take(.register, request, context: context, web: web)
-            return try await register(request)
+            try await register(request) { try web.limits.take(.register, request, context: context, web: web) }
         }
         router.get("/signin") { request, _ in
             signInPage(request, next: safeNext(request.uri.queryParameters.get("next"))).response()
         }
         router.post("/signin") { request, context in
-            try web.limits.take(.signIn, request, context: context, web: web)
-            return try await signIn(request)
+            try await signIn(request) { try web.limits.take(.signIn, request, context: context, web: web) }
         }
         router.post("/signout") { request, _ in
             _ = try await web.form(request, as: SignOutForm.self, back: "/center")
@@ -58,8 +58,10 @@ struct AccountRoutes: Sendable {
 
     // MARK: Register
 
-    private func register(_ request: Request) async throws -> Response {
+    /// `count`: the per-address limit, taken once the form is this browser's.
+    private func register(_ request: Request, count: () throws -> Void) async throws -> Response {
         let form = try await web.form(request, as: RegisterForm.self, back: "/register")
+        try count()
         let username = (form.username ?? "").trimmingCharacters(in: .whitespaces).lowercased()
         let displayName = (form.displayName ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
         let password = form.password ?? ""
@@ -88,8 +90,9 @@ struct AccountRoutes: Sendable {
 
     // MARK: Sign in
 
-    private func signIn(_ request: Request) async throws -> Response {
+    private func signIn(_ request: Request, count: () throws -> Void) async throws -> Response {
         let form = try await web.form(request, as: SignInForm.self, back: "/signin")
+        try count()
         let username = (form.username ?? "").trimmingCharacters(in: .whitespaces).lowercased()
         let password = form.password ?? ""
         let next = safeNext(form.next)

@@ -39,8 +39,8 @@ struct CenterRoutes: Sendable {
         }
         router.post("/center/meetings") { request, context in
             guard let account = try await web.signedIn(request) else { return Response.redirect(to: "/signin?next=/center") }
-            try web.limits.take(.createMeeting, request, context: context, web: web)
             let form = try await web.form(request, as: CreateForm.self, back: "/center")
+            try web.limits.take(.createMeeting, request, context: context, web: web)
             return try await create(form, by: account, request: request)
         }
         router.post("/center/meetings/:id/start") { request, context in
