@@ -37,13 +37,17 @@ actor ZoneManager {
     private let chores: AsyncStream<Chore>.Continuation
     let choreStream: AsyncStream<Chore>
     private let metrics: ManagerMetrics
-    /// When each promotion in flight was ordered (clock ms), until its `hosting` arrives.
-    private var promotingSince: [MeetingID: Int64] = [:]
+    /// Each promotion in flight, until its `hosting` arrives: when it was ordered (clock ms),
+    /// to which server, and its `parley.failover` span when tracing is on (from the loss that
+    /// caused it, if any, to the new host's confirmation).
+    private var promoting: [MeetingID: Promotion] = [:]
+    private struct Promotion {
+        var sinceMs: Int64
+        var to: NodeName
+        var span: (any Span)?
+    }
     /// The last failovers this manager saw through, newest last, for the operator's zone page.
     private var recentFailovers: [(meeting: MeetingID, to: NodeName, sinceMs: Int64, tookMs: Int64)] = []
-    /// Each failover in flight, traced (`parley.failover`) from the loss that caused it, if
-    /// any, to the new host's confirmation.
-    private var failoverSpans: [MeetingID: any Span] = [:]
     /// The server lost in the actions being performed, if one was: its failovers start there.
     private var lossBeingHandled: (server: NodeName, reason: String, atMs: Int64)?
     private let tracing: ProcessTracing
@@ -107,12 +111,11 @@ actor ZoneManager {
         guard placement != nil else { return }
         logger.warning("stepping down", metadata: ["reason": "\(reason)", "waiting": "\(relays.waiting)"])
         placement = nil
-        promotingSince.removeAll()
-        for span in failoverSpans.values {
+        for span in promoting.values.compactMap(\.span) {
             span.setStatus(SpanStatus(code: .error, message: "the manager stepped down"))
             span.end()
         }
-        failoverSpans.removeAll()
+        promoting.removeAll()
         metrics.steppedDown()
         supervisor.reportNow()
         relay(relays.steppedDown(reason: reason))
@@ -190,23 +193,24 @@ actor ZoneManager {
             perform(placement!.heard(peer, load: load, nowMs: now))
         case .hosting(let meeting, let epoch):
             logger.info("hosting confirmed", metadata: ["meeting": "\(meeting)", "on": "\(peer)", "epoch": "\(epoch)"])
-            if let span = failoverSpans.removeValue(forKey: meeting) {
-                span.attributes["parley.hosted_by"] = peer.rawValue
-                span.addEvent(SpanEvent(name: "hosting confirmed", attributes: ["parley.epoch": .int(Int64(epoch.rawValue))]))
-                span.end()
-            }
-            if let since = promotingSince.removeValue(forKey: meeting) {
-                let tookMs = clock.nowMs() - since
+            if let promotion = promoting.removeValue(forKey: meeting) {
+                let tookMs = clock.nowMs() - promotion.sinceMs
                 metrics.promotionDuration.record(duration: .milliseconds(tookMs))
-                recentFailovers.append((meeting, peer, since, tookMs))
+                recentFailovers.append((meeting, peer, promotion.sinceMs, tookMs))
                 if recentFailovers.count > Self.recentFailoversKept { recentFailovers.removeFirst() }
+                if let span = promotion.span {
+                    span.attributes["parley.hosted_by"] = peer.rawValue
+                    span.addEvent(SpanEvent(name: "hosting confirmed", attributes: ["parley.epoch": .int(Int64(epoch.rawValue))]))
+                    span.end()
+                }
             }
             perform(placement!.hosting(meeting, on: peer, epoch: epoch))
         case .failedToHost(let meeting, let reason):
             logger.warning("could not host", metadata: ["meeting": "\(meeting)", "on": "\(peer)", "reason": "\(reason)"])
-            // Its failover, if one was in flight, ends here; a new promotion starts its own.
-            if let span = failoverSpans[meeting], span.attributes["parley.to"]?.toSpanAttribute() == .string(peer.rawValue) {
-                failoverSpans[meeting] = nil
+            // The failover's span, if the promotion was to this server, ends here (a new promotion
+            // starts its own); the promotion's duration runs on until the meeting is hosted.
+            if let promotion = promoting[meeting], promotion.to == peer, let span = promotion.span {
+                promoting[meeting]?.span = nil
                 span.setStatus(SpanStatus(code: .error, message: "\(peer) could not host it: \(reason)"))
                 span.end()
             }
@@ -266,7 +270,6 @@ actor ZoneManager {
     /// the loss being handled (its detection), if the promotion comes of one.
     private func startFailoverSpan(_ meeting: MeetingID, to server: NodeName) -> (any Span)? {
         guard tracing.isOn else { return nil }
-        failoverSpans.removeValue(forKey: meeting)?.end()
         let nowMs = clock.nowMs()
         let lostAgoMs = lossBeingHandled.map { max(0, nowMs - $0.atMs) } ?? 0
         // The manager's clock is monotonic; a span's instants are wall-clock nanoseconds.
@@ -280,7 +283,6 @@ actor ZoneManager {
                                     attributes: ["parley.reason": .string(loss.reason)]))
         }
         span.addEvent("promote ordered")
-        failoverSpans[meeting] = span
         return span
     }
 
@@ -297,8 +299,10 @@ actor ZoneManager {
             case .promote(let meeting, let server, let standby):
                 logger.notice("promote standby", metadata: ["meeting": "\(meeting)", "on": "\(server)"])
                 metrics.failovers.increment()
-                promotingSince[meeting] = clock.nowMs()
+                // A promotion ordered again replaces the one in flight, and its span.
+                promoting[meeting]?.span?.end()
                 let span = startFailoverSpan(meeting, to: server)
+                promoting[meeting] = Promotion(sinceMs: clock.nowMs(), to: server, span: span)
                 send(.promote(meeting: meeting, standby: standby, term: term, trace: span.flatMap { tracing.tracer.fields(of: $0) }),
                      to: server)
             case .follow(let meeting, let server, let host):

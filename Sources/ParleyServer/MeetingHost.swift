@@ -112,20 +112,23 @@ final class MeetingHost: Sendable {
     /// Whether a promotion span waits for this host's first ack (cheap: read per delivery).
     fileprivate var isAwaitingFirstAck: Bool { awaitingFirstAck.load(ordering: .acquiring) }
 
+    /// The promotion span, once: the loop ends it at the first ack, or when it stops.
+    private func takePromotionSpan() -> (any Span)? {
+        awaitingFirstAck.store(false, ordering: .relaxed)
+        return promotionSpan.withLock { state in defer { state = nil }; return state }
+    }
+
     /// The host stopped (released, fenced, shut down) before acknowledging anything: its
     /// promotion span ends so, rather than never.
     fileprivate func stoppedBeforeFirstAck() {
-        awaitingFirstAck.store(false, ordering: .relaxed)
-        guard let span = promotionSpan.withLock({ state in defer { state = nil }; return state }) else { return }
+        guard let span = takePromotionSpan() else { return }
         span.setStatus(SpanStatus(code: .error, message: "the host stopped before its first ack"))
         span.end()
     }
 
-    /// Called by the loop when it acknowledges ops; ends the promotion span the first time.
+    /// Called by the loop when it acknowledges `count` ops while ``isAwaitingFirstAck``.
     fileprivate func acknowledged(_ count: Int) {
-        guard awaitingFirstAck.load(ordering: .acquiring), count > 0 else { return }
-        awaitingFirstAck.store(false, ordering: .relaxed)
-        guard let span = promotionSpan.withLock({ state in defer { state = nil }; return state }) else { return }
+        guard count > 0, let span = takePromotionSpan() else { return }
         span.addEvent(SpanEvent(name: "first ack", attributes: ["parley.acks": .int(Int64(count))]))
         span.end()
     }

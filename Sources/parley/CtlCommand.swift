@@ -195,7 +195,7 @@ enum StatusTable {
         let rows = processes.map { process in
             (clustered ? [process.machine ?? "-"] : [])
                 + [process.name.rawValue, process.role.rawValue, process.pid.map(String.init) ?? "-", process.state.rawValue,
-                   process.uptimeMs.map(duration) ?? "-", "\(process.restarts)", load(process.load),
+                   process.uptimeMs.map(duration) ?? "-", "\(process.restarts)", ZoneOverview.loadSummary(process.load),
                    process.lastExit.map { "\($0)" } ?? "-"]
         }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max()! }
@@ -229,8 +229,6 @@ enum StatusTable {
     }
 
     /// "3 conn, 2 mtg, 4% cpu" for processes that report a load.
-    static func load(_ value: JSONValue?) -> String { ZoneOverview.loadSummary(value) }
-
     static func meetings(_ value: JSONValue?, _ key: String) -> [String] {
         guard case .object(let load)? = value, case .array(let list)? = load[key] else { return [] }
         return list.compactMap { if case .string(let id) = $0 { id } else { nil } }

@@ -43,8 +43,9 @@ struct TracingTests {
         }
     }
 
-    @Test("with tracing off (the default) no span is started")
+    @Test("tracing is off unless configured: a server's default starts no span; a given tracer turns it on")
     func offByDefault() async throws {
+        #expect(!ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: "/nonexistent").tracing.isOn)
         #expect(!ProcessTracing.off.isOn)
         #expect(ProcessTracing(tracer: InMemoryTracer()).isOn)
     }
